@@ -1,0 +1,89 @@
+#include "driver/api/plugin_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace smv::api {
+namespace {
+
+// True when something accepts connections on `path`.
+bool SocketIsLive(const std::string& path) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  const bool live = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return live;
+}
+
+// dockerd keeps connections open and runs up to ~10 calls at once; each open keep-alive
+// connection holds a worker, so give it plenty.
+constexpr size_t kWorkerThreads = 64;
+
+}  // namespace
+
+Result<std::unique_ptr<PluginServer>> PluginServer::Bind(const std::string& socket_path,
+                                                         PluginApi& api) {
+  if (socket_path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return InvalidArgument(fmt::format("invalid value \"{}\" for --socket: longer than {} bytes",
+                                       socket_path, sizeof(sockaddr_un::sun_path) - 1));
+  }
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::path(socket_path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  if (ec) return Internal(fmt::format("create directory \"{}\": {}", dir.string(), ec.message()));
+  struct stat st{};
+  if (lstat(socket_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return FailedPrecondition(fmt::format("\"{}\" exists and is not a socket", socket_path));
+    }
+    if (SocketIsLive(socket_path)) {
+      return AlreadyExists(fmt::format(
+          "another process serves \"{}\" (is static-macvlan already running?)", socket_path));
+    }
+    unlink(socket_path.c_str());
+    spdlog::info("stale socket replaced path={}", socket_path);
+  }
+  std::unique_ptr<PluginServer> server(new PluginServer());
+  server->socket_path_ = socket_path;
+  server->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& http = *server->server_;
+  http.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  http.set_address_family(AF_UNIX);
+  InstallRoutes(http, api);
+  // The socket is born 0600: no window in which another user could connect.
+  const mode_t old_mask = umask(0177);
+  const bool bound = http.bind_to_port(socket_path.c_str(), 80);
+  umask(old_mask);
+  if (!bound) {
+    return Internal(fmt::format("listen on \"{}\": {}", socket_path, std::strerror(errno)));
+  }
+  chmod(socket_path.c_str(), 0600);
+  return server;
+}
+
+PluginServer::~PluginServer() {
+  if (!socket_path_.empty()) unlink(socket_path_.c_str());
+}
+
+Status PluginServer::Serve() {
+  spdlog::info("listening socket={}", socket_path_);
+  if (!server_->listen_after_bind()) {
+    return Internal(fmt::format("serve on \"{}\" stopped with an error", socket_path_));
+  }
+  return OkStatus();
+}
+
+void PluginServer::Stop() { server_->stop(); }
+
+}  // namespace smv::api

@@ -1,0 +1,34 @@
+#pragma once
+// HTTP/1.1 with keep-alive on a unix socket (cpp-httplib), mode 0600, no TCP listener.
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "driver/api/plugin_api.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace smv::api {
+
+class PluginServer {
+ public:
+  // Binds `socket_path`: a stale socket file (nobody answering) is replaced; a live one is an
+  // error, since another static-macvlan owns it.
+  static Result<std::unique_ptr<PluginServer>> Bind(const std::string& socket_path, PluginApi& api);
+  ~PluginServer();
+
+  // Serves until Stop(); requests in flight finish before it returns.
+  Status Serve();
+  // Safe from any thread (a signal-waiting thread in main).
+  void Stop();
+
+ private:
+  PluginServer() = default;
+  std::unique_ptr<httplib::Server> server_;
+  std::string socket_path_;
+};
+
+}  // namespace smv::api

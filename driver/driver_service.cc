@@ -1,0 +1,503 @@
+#include "driver/driver_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <random>
+
+#include "common/log.h"
+#include "common/scope_exit.h"
+
+namespace smv::driver {
+namespace {
+
+constexpr std::string_view kEndpointLinkPrefix = "smv";
+
+int64_t SystemNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A MAC derived from the IPv4 address (as Docker's bridge does), so a container that comes
+// back with its address also comes back with its MAC and the LAN's ARP caches stay right.
+std::string MacForAddress(const std::string& address_v4) {
+  std::optional<Prefix> prefix = Prefix::Parse(address_v4);
+  if (prefix && prefix->address().is_v4()) {
+    const auto v = static_cast<uint32_t>(prefix->address().value());
+    return MacAddress({0x02, 0x42, static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+                       static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)})
+        .ToString();
+  }
+  std::random_device rd;
+  std::array<uint8_t, 6> bytes{0x02, 0x42};
+  for (size_t i = 2; i < 6; ++i) bytes[i] = static_cast<uint8_t>(rd());
+  return MacAddress(bytes).ToString();
+}
+
+std::string JoinNames(const std::vector<nl::LinkInfo>& links) {
+  std::string out;
+  for (const nl::LinkInfo& link : links) {
+    if (link.name == "lo" || link.kind == "macvlan") continue;
+    if (!out.empty()) out += ", ";
+    out += link.name;
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+std::string DriverService::EndpointLinkName(const std::string& endpoint_id) {
+  return fmt::format("{}{}", kEndpointLinkPrefix, endpoint_id.substr(0, 11));
+}
+
+Result<std::unique_ptr<DriverService>> DriverService::Create(nl::LinkOps& links, NetworkStore& store,
+                                                             Clock clock) {
+  std::unique_ptr<DriverService> service(new DriverService(links, store, clock ? clock : SystemNow));
+  std::scoped_lock lock(service->mu_);
+  SMV_RETURN_IF_ERROR(service->LoadLocked());
+  return service;
+}
+
+Status DriverService::LoadLocked() {
+  Result<DriverSnapshot> snapshot = store_.Load();
+  if (!snapshot.ok()) return snapshot.status().Annotate("load network state");
+  for (NetworkRecord& record : snapshot->networks) {
+    Result<NetworkOptions> options = ParseNetworkOptions(record.options);
+    if (!options.ok()) {
+      return options.status().Annotate(fmt::format("stored network {}", ShortId(record.id)));
+    }
+    const std::string id = record.id;
+    networks_.emplace(id, Network{std::move(record), *options});
+  }
+  for (LinkRecord& link : snapshot->links) link_records_[link.name] = link;
+  for (EndpointRecord& endpoint : snapshot->endpoints) endpoints_[endpoint.endpoint_id] = endpoint;
+  spdlog::info("network state loaded networks={} endpoints={} links={}", networks_.size(),
+               endpoints_.size(), link_records_.size());
+  return OkStatus();
+}
+
+LinkRecord DriverService::LinkRecordLocked(const std::string& name) const {
+  auto it = link_records_.find(name);
+  return it == link_records_.end() ? LinkRecord{name, false, false} : it->second;
+}
+
+int DriverService::NetworksOnParentLocked(const std::string& parent, const std::string& except_id) const {
+  int n = 0;
+  for (const auto& [id, network] : networks_) {
+    if (id != except_id && network.options.parent == parent && network.options.promisc) ++n;
+  }
+  return n;
+}
+
+int DriverService::NetworksOnVlanLinkLocked(const std::string& link, const std::string& except_id) const {
+  int n = 0;
+  for (const auto& [id, network] : networks_) {
+    if (id != except_id && network.options.vlan_id && network.options.vlan_link_name == link) ++n;
+  }
+  return n;
+}
+
+Result<nl::LinkInfo> DriverService::CheckParentLocked(const NetworkOptions& options) {
+  Result<std::optional<nl::LinkInfo>> parent = links_.Find(options.parent);
+  if (!parent.ok()) return parent.status();
+  if (!parent->has_value()) {
+    Result<std::vector<nl::LinkInfo>> all = links_.List();
+    return NotFound(fmt::format(
+        "parent interface \"{}\" not found on this host (option -o parent={}); interfaces here: {}",
+        options.parent, options.parent, all.ok() ? JoinNames(*all) : "unknown"));
+  }
+  nl::LinkInfo info = **parent;
+  if (info.kind == "macvlan" && info.name.starts_with(kEndpointLinkPrefix)) {
+    return InvalidArgument(fmt::format(
+        "invalid value \"{}\" for option \"parent\": it is a container link of static-macvlan, "
+        "want the host interface on the LAN (example: -o parent=eth1)",
+        options.parent));
+  }
+  if (options.mtu && *options.mtu > info.mtu) {
+    return InvalidArgument(fmt::format(
+        "invalid value \"{}\" for option \"mtu\": the parent interface \"{}\" has MTU {}; want at "
+        "most {} (example: -o mtu={})",
+        *options.mtu, options.parent, info.mtu, info.mtu, std::min<uint32_t>(info.mtu, 1500)));
+  }
+  if (!info.up) {
+    // A down parent carries no traffic; bring it up as `ip link set up` would.
+    SMV_RETURN_IF_ERROR(links_.SetUp(options.parent)
+                            .Annotate(fmt::format("parent interface \"{}\" is down and could not be "
+                                                  "brought up",
+                                                  options.parent)));
+    spdlog::info("parent link brought up name={}", options.parent);
+    info.up = true;
+  }
+  return info;
+}
+
+Status DriverService::CheckOverlapLocked(const CreateNetworkCall& call,
+                                         const NetworkOptions& options) const {
+  for (const auto& [id, other] : networks_) {
+    if (other.options.MacvlanParent() != options.MacvlanParent() ||
+        other.options.parent != options.parent) {
+      continue;
+    }
+    for (const auto* mine : {&call.ipv4, &call.ipv6}) {
+      for (const IpData& a : *mine) {
+        for (const auto* theirs : {&other.record.ipv4, &other.record.ipv6}) {
+          for (const IpData& b : *theirs) {
+            if (a.pool.Overlaps(b.pool)) {
+              return FailedPrecondition(fmt::format(
+                  "subnet {} overlaps subnet {} of network {} on the same link \"{}\"; networks "
+                  "on one parent and VLAN need subnets that do not overlap",
+                  a.pool.ToString(), b.pool.ToString(), ShortId(id), options.MacvlanParent()));
+            }
+          }
+        }
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Status DriverService::CreateNetwork(const CreateNetworkCall& call) {
+  Result<NetworkOptions> parsed = ParseNetworkOptions(call.options);
+  if (!parsed.ok()) return parsed.status();
+  const NetworkOptions& options = *parsed;
+  std::scoped_lock lock(mu_);
+  if (networks_.contains(call.network_id)) return OkStatus();
+
+  Result<nl::LinkInfo> parent = CheckParentLocked(options);
+  if (!parent.ok()) return parent.status();
+  SMV_RETURN_IF_ERROR(CheckOverlapLocked(call, options));
+
+  DriverBatch batch;
+  bool vlan_created_now = false;
+  ScopeExit undo_vlan([&] {
+    if (vlan_created_now) (void)links_.Delete(options.vlan_link_name);
+  });
+  if (options.vlan_id) {
+    const std::string& name = options.vlan_link_name;
+    Result<std::optional<nl::LinkInfo>> existing = links_.Find(name);
+    if (!existing.ok()) return existing.status();
+    LinkRecord record = LinkRecordLocked(name);
+    if (existing->has_value()) {
+      const nl::LinkInfo& link = **existing;
+      if (link.kind != "vlan" || link.vlan_id != *options.vlan_id ||
+          link.parent_index != parent->index) {
+        return FailedPrecondition(fmt::format(
+            "interface \"{}\" exists but is not VLAN {} on \"{}\" (it is {}{}); remove it or choose "
+            "another name with -o vlan_name=NAME",
+            name, *options.vlan_id, options.parent,
+            link.kind.empty() ? "a device" : fmt::format("a {} link", link.kind),
+            link.kind == "vlan" ? fmt::format(" with id {}", link.vlan_id) : ""));
+      }
+      if (!link.up) SMV_RETURN_IF_ERROR(links_.SetUp(name));
+      if (!link_records_.contains(name)) spdlog::info("vlan link adopted name={}", name);
+    } else {
+      SMV_RETURN_IF_ERROR(links_.CreateVlan(options.parent, *options.vlan_id, name));
+      vlan_created_now = true;
+      record.created_by_us = true;
+      spdlog::info("vlan link created name={} parent={} vlan={}", name, options.parent,
+                   *options.vlan_id);
+    }
+    batch.put_links.push_back(record);
+  }
+
+  bool promisc_now = false;
+  ScopeExit undo_promisc([&] {
+    if (promisc_now) (void)links_.SetPromisc(options.parent, false);
+  });
+  if (options.promisc && !parent->promisc) {
+    SMV_RETURN_IF_ERROR(links_.SetPromisc(options.parent, true));
+    promisc_now = true;
+    LinkRecord record = LinkRecordLocked(options.parent);
+    record.promisc_by_us = true;
+    batch.put_links.push_back(record);
+  }
+
+  NetworkRecord record{call.network_id, call.options, call.ipv4, call.ipv6, call.internal};
+  batch.put_networks.push_back(record);
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  undo_vlan.Release();
+  undo_promisc.Release();
+  for (const LinkRecord& link : batch.put_links) link_records_[link.name] = link;
+  networks_.emplace(call.network_id, Network{record, options});
+  spdlog::info("network created id={} parent={} vlan={} mode={}", ShortId(call.network_id),
+               options.parent, options.vlan_id ? std::to_string(*options.vlan_id) : "none",
+               MacvlanModeName(options.mode));
+  return OkStatus();
+}
+
+void DriverService::DeleteVlanIfLastLocked(const Network& network, DriverBatch& batch) {
+  const NetworkOptions& options = network.options;
+  if (!options.vlan_id) return;
+  const std::string& name = options.vlan_link_name;
+  if (NetworksOnVlanLinkLocked(name, network.record.id) > 0) return;
+  const LinkRecord record = LinkRecordLocked(name);
+  batch.delete_links.push_back(name);
+  if (!record.created_by_us) {
+    spdlog::info("vlan link kept name={} reason=not-created-by-us", name);
+    return;
+  }
+  Result<std::optional<nl::LinkInfo>> link = links_.Find(name);
+  if (!link.ok() || !link->has_value()) return;
+  // Never delete a link without a parent: that is a real NIC, not our VLAN link.
+  if ((*link)->kind != "vlan" || (*link)->parent_index == 0) {
+    spdlog::warn("vlan link kept name={} reason=not-a-vlan-link", name);
+    return;
+  }
+  if (Status s = links_.Delete(name); !s.ok() && s.code() != Code::kNotFound) {
+    spdlog::warn("vlan link not deleted name={}: {}", name, s.message());
+    return;
+  }
+  spdlog::info("vlan link deleted name={}", name);
+}
+
+void DriverService::RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch) {
+  const NetworkOptions& options = network.options;
+  if (!options.promisc || NetworksOnParentLocked(options.parent, network.record.id) > 0) return;
+  const LinkRecord record = LinkRecordLocked(options.parent);
+  if (!record.promisc_by_us) return;
+  if (Status s = links_.SetPromisc(options.parent, false); !s.ok()) {
+    spdlog::warn("promiscuous mode not restored on {}: {}", options.parent, s.message());
+  } else {
+    spdlog::info("promiscuous mode restored name={} promisc=off", options.parent);
+  }
+  batch.delete_links.push_back(options.parent);
+}
+
+Status DriverService::DeleteNetwork(const std::string& network_id) {
+  std::scoped_lock lock(mu_);
+  auto it = networks_.find(network_id);
+  if (it == networks_.end()) return OkStatus();
+  DriverBatch batch;
+  for (const auto& [id, endpoint] : endpoints_) {
+    if (endpoint.network_id != network_id) continue;
+    if (Status s = links_.Delete(endpoint.link_name); !s.ok() && s.code() != Code::kNotFound) {
+      spdlog::warn("endpoint link not deleted name={}: {}", endpoint.link_name, s.message());
+    }
+    batch.delete_endpoints.push_back(id);
+  }
+  DeleteVlanIfLastLocked(it->second, batch);
+  RestorePromiscIfLastLocked(it->second, batch);
+  batch.delete_networks.push_back(network_id);
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  for (const std::string& id : batch.delete_endpoints) endpoints_.erase(id);
+  for (const std::string& name : batch.delete_links) link_records_.erase(name);
+  networks_.erase(it);
+  spdlog::info("network deleted id={}", ShortId(network_id));
+  return OkStatus();
+}
+
+Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointCall& call) {
+  std::scoped_lock lock(mu_);
+  auto net = networks_.find(call.network_id);
+  if (net == networks_.end()) {
+    return NotFound(fmt::format("network {} is not known to static-macvlan", ShortId(call.network_id)));
+  }
+  if (call.endpoint_id.size() < 11) {
+    return InvalidArgument(fmt::format("invalid EndpointID \"{}\"", call.endpoint_id));
+  }
+  if (endpoints_.contains(call.endpoint_id)) return CreateEndpointResult{};
+  std::string mac = call.mac;
+  if (!mac.empty()) {
+    std::optional<MacAddress> parsed = MacAddress::Parse(mac);
+    if (!parsed) return InvalidArgument(fmt::format("invalid MAC address \"{}\"", mac));
+    mac = parsed->ToString();
+  } else {
+    mac = MacForAddress(call.address_v4);
+  }
+  const NetworkOptions& options = net->second.options;
+  const std::string link_name = EndpointLinkName(call.endpoint_id);
+  // A link of this name can only be a leftover of an earlier attempt for this very endpoint.
+  if (Status s = links_.Delete(link_name); s.ok()) {
+    spdlog::warn("stale endpoint link replaced name={}", link_name);
+  }
+  nl::MacvlanSpec spec{link_name, options.MacvlanParent(), std::string(MacvlanModeName(options.mode)),
+                       options.mtu.value_or(0), mac};
+  SMV_RETURN_IF_ERROR(links_.CreateMacvlan(spec).Annotate(
+      fmt::format("create macvlan link for endpoint {} on \"{}\"", ShortId(call.endpoint_id),
+                  options.MacvlanParent())));
+  ScopeExit undo_link([&] { (void)links_.Delete(link_name); });
+  EndpointRecord record{call.network_id, call.endpoint_id, link_name, mac, call.address_v4,
+                        call.address_v6, "", "", clock_()};
+  DriverBatch batch;
+  batch.put_endpoints.push_back(record);
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  undo_link.Release();
+  endpoints_[call.endpoint_id] = record;
+  spdlog::info("endpoint created id={} network={} link={} mac={} address={}",
+               ShortId(call.endpoint_id), ShortId(call.network_id), link_name, mac, call.address_v4);
+  return CreateEndpointResult{call.mac.empty() ? mac : ""};
+}
+
+Result<JoinResult> DriverService::Join(const std::string& network_id, const std::string& endpoint_id,
+                                       const std::string& sandbox_key) {
+  std::scoped_lock lock(mu_);
+  auto net = networks_.find(network_id);
+  if (net == networks_.end()) {
+    return NotFound(fmt::format("network {} is not known to static-macvlan", ShortId(network_id)));
+  }
+  auto ep = endpoints_.find(endpoint_id);
+  if (ep == endpoints_.end()) {
+    return NotFound(fmt::format("endpoint {} is not known to static-macvlan", ShortId(endpoint_id)));
+  }
+  Result<std::optional<nl::LinkInfo>> link = links_.Find(ep->second.link_name);
+  if (!link.ok()) return link.status();
+  if (!link->has_value()) {
+    return FailedPrecondition(fmt::format("the macvlan link \"{}\" of endpoint {} has disappeared",
+                                          ep->second.link_name, ShortId(endpoint_id)));
+  }
+  const Network& network = net->second;
+  JoinResult result;
+  result.src_name = ep->second.link_name;
+  // Only Join's Gateway becomes the container's default route; internal networks get none.
+  if (network.options.default_route && !network.record.internal) {
+    auto gateway_for = [](const std::vector<IpData>& data, const std::string& address) {
+      std::optional<Prefix> mine = Prefix::Parse(address);
+      for (const IpData& d : data) {
+        if (mine && d.gateway && d.pool.Contains(mine->address())) return d.gateway;
+      }
+      return std::optional<IpAddress>();
+    };
+    result.gateway_v4 = gateway_for(network.record.ipv4, ep->second.address_v4);
+    result.gateway_v6 = gateway_for(network.record.ipv6, ep->second.address_v6);
+  }
+  for (const Route& route : network.options.routes) {
+    // A route of a family the container has no address of would make its start fail.
+    const bool v4 = route.destination.family() == Family::kV4;
+    if ((v4 && !ep->second.address_v4.empty()) || (!v4 && !ep->second.address_v6.empty())) {
+      result.routes.push_back(route);
+    }
+  }
+  if (ep->second.sandbox_key != sandbox_key) {
+    EndpointRecord updated = ep->second;
+    updated.sandbox_key = sandbox_key;
+    DriverBatch batch;
+    batch.put_endpoints.push_back(updated);
+    SMV_RETURN_IF_ERROR(store_.Apply(batch));
+    ep->second = updated;
+  }
+  spdlog::info("endpoint joined id={} sandbox={}", ShortId(endpoint_id), sandbox_key);
+  return result;
+}
+
+Status DriverService::Leave(const std::string& network_id, const std::string& endpoint_id) {
+  spdlog::debug("endpoint left id={} network={}", ShortId(endpoint_id), ShortId(network_id));
+  return OkStatus();  // dockerd moves the link back to the host; DeleteEndpoint removes it
+}
+
+Status DriverService::DeleteEndpoint(const std::string& network_id, const std::string& endpoint_id) {
+  std::scoped_lock lock(mu_);
+  auto ep = endpoints_.find(endpoint_id);
+  const std::string link_name =
+      ep != endpoints_.end() ? ep->second.link_name : EndpointLinkName(endpoint_id);
+  if (Status s = links_.Delete(link_name); !s.ok() && s.code() != Code::kNotFound) {
+    return s.Annotate(fmt::format("delete link of endpoint {}", ShortId(endpoint_id)));
+  }
+  if (ep == endpoints_.end()) return OkStatus();
+  DriverBatch batch;
+  batch.delete_endpoints.push_back(endpoint_id);
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  endpoints_.erase(ep);
+  spdlog::info("endpoint deleted id={} network={} link={}", ShortId(endpoint_id),
+               ShortId(network_id), link_name);
+  return OkStatus();
+}
+
+ReconcileReport DriverService::Reconcile() {
+  std::scoped_lock lock(mu_);
+  ReconcileReport report;
+  DriverBatch batch;
+  for (const auto& [id, network] : networks_) {
+    const NetworkOptions& options = network.options;
+    Result<std::optional<nl::LinkInfo>> parent = links_.Find(options.parent);
+    if (!parent.ok() || !parent->has_value()) {
+      report.problems.push_back(fmt::format("network {}: parent interface \"{}\" is missing",
+                                            ShortId(id), options.parent));
+      continue;
+    }
+    if (options.vlan_id) {
+      Result<std::optional<nl::LinkInfo>> vlan = links_.Find(options.vlan_link_name);
+      if (vlan.ok() && !vlan->has_value()) {
+        if (Status s = links_.CreateVlan(options.parent, *options.vlan_id, options.vlan_link_name);
+            !s.ok()) {
+          report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message()));
+        } else {
+          ++report.vlan_links_recreated;
+          LinkRecord record = LinkRecordLocked(options.vlan_link_name);
+          record.created_by_us = true;
+          link_records_[record.name] = record;
+          batch.put_links.push_back(record);
+        }
+      }
+    }
+    if (options.promisc && !(*parent)->promisc) {
+      if (Status s = links_.SetPromisc(options.parent, true); s.ok()) {
+        LinkRecord record = LinkRecordLocked(options.parent);
+        record.promisc_by_us = true;
+        link_records_[record.name] = record;
+        batch.put_links.push_back(record);
+      } else {
+        report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message()));
+      }
+    }
+  }
+  for (auto it = endpoints_.begin(); it != endpoints_.end();) {
+    if (networks_.contains(it->second.network_id)) {
+      ++it;
+      continue;
+    }
+    (void)links_.Delete(it->second.link_name);
+    batch.delete_endpoints.push_back(it->first);
+    ++report.endpoints_dropped;
+    it = endpoints_.erase(it);
+  }
+  if (Result<std::vector<nl::LinkInfo>> all = links_.List(); all.ok()) {
+    for (const nl::LinkInfo& link : *all) {
+      if (link.kind != "macvlan" || !link.name.starts_with(kEndpointLinkPrefix) ||
+          link.name.size() != kEndpointLinkPrefix.size() + 11) {
+        continue;
+      }
+      bool owned = false;
+      for (const auto& [id, endpoint] : endpoints_) owned = owned || endpoint.link_name == link.name;
+      if (!owned && links_.Delete(link.name).ok()) ++report.orphan_links_deleted;
+    }
+  } else {
+    report.problems.push_back(all.status().message());
+  }
+  if (Status s = store_.Apply(batch); !s.ok()) report.problems.push_back(s.message());
+  spdlog::info("reconciled vlan_links_recreated={} endpoints_dropped={} orphan_links_deleted={} problems={}",
+               report.vlan_links_recreated, report.endpoints_dropped, report.orphan_links_deleted,
+               report.problems.size());
+  for (const std::string& problem : report.problems) spdlog::warn("reconcile: {}", problem);
+  return report;
+}
+
+std::optional<NetworkRecord> DriverService::FindNetwork(const std::string& network_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = networks_.find(network_id);
+  if (it == networks_.end()) return std::nullopt;
+  return it->second.record;
+}
+
+std::optional<EndpointRecord> DriverService::FindEndpoint(const std::string& endpoint_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = endpoints_.find(endpoint_id);
+  if (it == endpoints_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<EndpointRecord> DriverService::Endpoints() const {
+  std::scoped_lock lock(mu_);
+  std::vector<EndpointRecord> out;
+  for (const auto& [id, endpoint] : endpoints_) out.push_back(endpoint);
+  return out;
+}
+
+std::optional<LinkRecord> DriverService::FindLink(const std::string& name) const {
+  std::scoped_lock lock(mu_);
+  auto it = link_records_.find(name);
+  if (it == link_records_.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace smv::driver

@@ -1,0 +1,113 @@
+#pragma once
+// NetworkDriver semantics on LinkOps + NetworkStore. Thread-safe: one mutex guards the state
+// maps, every kernel change and every store write. Create paths are all-or-nothing (they undo
+// their own kernel work on failure, since dockerd sends no DeleteEndpoint after a failed
+// CreateEndpoint); delete paths are idempotent and best effort.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ip.h"
+#include "common/status.h"
+#include "driver/netlink/link_ops.h"
+#include "driver/network_options.h"
+#include "driver/network_state.h"
+
+namespace smv::driver {
+
+struct CreateNetworkCall {
+  std::string network_id;
+  std::map<std::string, std::string> options;  // com.docker.network.generic
+  std::vector<IpData> ipv4;
+  std::vector<IpData> ipv6;
+  bool internal = false;
+};
+
+struct CreateEndpointCall {
+  std::string network_id;
+  std::string endpoint_id;
+  std::string address_v4;  // "192.0.2.10/24"
+  std::string address_v6;
+  std::string mac;         // "" when dockerd sent none
+};
+
+struct CreateEndpointResult {
+  std::string mac;  // set only when the request had none
+};
+
+struct JoinResult {
+  std::string src_name;
+  std::string dst_prefix = "eth";
+  std::optional<IpAddress> gateway_v4;
+  std::optional<IpAddress> gateway_v6;
+  std::vector<Route> routes;
+};
+
+struct ReconcileReport {
+  int vlan_links_recreated = 0;
+  int endpoints_dropped = 0;
+  int orphan_links_deleted = 0;
+  std::vector<std::string> problems;
+};
+
+class DriverService {
+ public:
+  using Clock = std::function<int64_t()>;
+
+  // Loads the stored state; `links` and `store` must outlive the service.
+  static Result<std::unique_ptr<DriverService>> Create(nl::LinkOps& links, NetworkStore& store,
+                                                       Clock clock = nullptr);
+
+  // Before the socket opens: recreate missing VLAN links and promiscuous settings of stored
+  // networks, drop endpoint records whose network is gone, delete macvlan links of ours that no
+  // endpoint record owns (left by a crash). Problems are reported, not fatal.
+  ReconcileReport Reconcile();
+
+  Status CreateNetwork(const CreateNetworkCall& call);
+  Status DeleteNetwork(const std::string& network_id);  // idempotent
+  Result<CreateEndpointResult> CreateEndpoint(const CreateEndpointCall& call);
+  Result<JoinResult> Join(const std::string& network_id, const std::string& endpoint_id,
+                          const std::string& sandbox_key);
+  Status Leave(const std::string& network_id, const std::string& endpoint_id);  // idempotent
+  Status DeleteEndpoint(const std::string& network_id, const std::string& endpoint_id);  // idempotent
+
+  // Host-side name of an endpoint's macvlan link: "smv" + 11 hex digits of the endpoint id.
+  static std::string EndpointLinkName(const std::string& endpoint_id);
+
+  std::optional<NetworkRecord> FindNetwork(const std::string& network_id) const;
+  std::optional<EndpointRecord> FindEndpoint(const std::string& endpoint_id) const;
+  std::vector<EndpointRecord> Endpoints() const;
+  std::optional<LinkRecord> FindLink(const std::string& name) const;
+
+ private:
+  struct Network {
+    NetworkRecord record;
+    NetworkOptions options;
+  };
+
+  DriverService(nl::LinkOps& links, NetworkStore& store, Clock clock)
+      : links_(links), store_(store), clock_(std::move(clock)) {}
+  Status LoadLocked();
+  Result<nl::LinkInfo> CheckParentLocked(const NetworkOptions& options);
+  Status CheckOverlapLocked(const CreateNetworkCall& call, const NetworkOptions& options) const;
+  int NetworksOnParentLocked(const std::string& parent, const std::string& except_id) const;
+  int NetworksOnVlanLinkLocked(const std::string& link, const std::string& except_id) const;
+  LinkRecord LinkRecordLocked(const std::string& name) const;
+  void DeleteVlanIfLastLocked(const Network& network, DriverBatch& batch);
+  void RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch);
+
+  nl::LinkOps& links_;
+  NetworkStore& store_;
+  Clock clock_;
+  mutable std::mutex mu_;  // guards networks_, endpoints_, links_records_, kernel changes, store writes
+  std::map<std::string, Network> networks_;
+  std::map<std::string, EndpointRecord> endpoints_;
+  std::map<std::string, LinkRecord> link_records_;
+};
+
+}  // namespace smv::driver

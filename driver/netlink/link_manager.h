@@ -1,0 +1,40 @@
+#pragma once
+// LinkOps on the kernel through libnl (route netlink). One netlink socket, bound to the network
+// namespace the manager was opened in; calls are serialized by a mutex.
+
+#include <memory>
+#include <mutex>
+
+#include "driver/netlink/link_ops.h"
+
+struct nl_sock;
+
+namespace smv::nl {
+
+class LinkManager : public LinkOps {
+ public:
+  // Opens a route netlink socket in the calling thread's network namespace.
+  static Result<std::unique_ptr<LinkManager>> Open();
+  ~LinkManager() override;
+
+  Result<std::optional<LinkInfo>> Find(const std::string& name) override;
+  Result<std::vector<LinkInfo>> List() override;
+  Status CreateVlan(const std::string& parent, uint16_t vlan_id, const std::string& name) override;
+  Status CreateMacvlan(const MacvlanSpec& spec) override;
+  Status Delete(const std::string& name) override;
+  Status SetPromisc(const std::string& name, bool on) override;
+  Status SetUp(const std::string& name) override;
+
+  // For tests: a veth pair (this kernel has no dummy links).
+  Status CreateVethPair(const std::string& name, const std::string& peer);
+
+ private:
+  explicit LinkManager(nl_sock* sock) : sock_(sock) {}
+  Result<int> IndexOfLocked(const std::string& name);
+  Status ChangeFlagsLocked(const std::string& name, unsigned set, unsigned clear);
+
+  std::mutex mu_;  // guards sock_ (a libnl socket is not thread-safe)
+  nl_sock* sock_;
+};
+
+}  // namespace smv::nl

@@ -1,0 +1,205 @@
+#include "driver/network_options.h"
+
+#include <charconv>
+#include <cstdint>
+
+namespace smv::driver {
+namespace {
+
+constexpr std::string_view kKnownOptions =
+    "parent, vlan, vlan_name, macvlan_mode (or mode), promisc, mtu, routes, default_route";
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+Status BadValue(std::string_view key, std::string_view value, std::string_view want,
+                std::string_view example) {
+  return InvalidArgument(fmt::format("invalid value \"{}\" for option \"{}\": want {} (example: -o {})",
+                                     value, key, want, example));
+}
+
+std::optional<uint64_t> ParseNumber(std::string_view text) {
+  uint64_t n = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
+  return n;
+}
+
+std::optional<bool> ParseSwitch(std::string_view value) {
+  if (value == "on" || value == "true" || value == "yes" || value == "1") return true;
+  if (value == "off" || value == "false" || value == "no" || value == "0") return false;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view MacvlanModeName(MacvlanMode mode) {
+  switch (mode) {
+    case MacvlanMode::kBridge: return "bridge";
+    case MacvlanMode::kPrivate: return "private";
+    case MacvlanMode::kVepa: return "vepa";
+    case MacvlanMode::kPassthru: return "passthru";
+  }
+  return "bridge";
+}
+
+std::optional<MacvlanMode> MacvlanModeFromName(std::string_view name) {
+  for (MacvlanMode mode : {MacvlanMode::kBridge, MacvlanMode::kPrivate, MacvlanMode::kVepa,
+                           MacvlanMode::kPassthru}) {
+    if (MacvlanModeName(mode) == name) return mode;
+  }
+  return std::nullopt;
+}
+
+bool IsValidInterfaceName(std::string_view name) {
+  if (name.empty() || name.size() > 15 || name == "." || name == "..") return false;
+  for (char c : name) {
+    if (c == '/' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\0' ||
+        static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string VlanLinkName(std::string_view parent, uint16_t vlan_id) {
+  std::string name = fmt::format("{}.{}", parent, vlan_id);
+  if (name.size() <= 15) return name;
+  uint32_t hash = 2166136261u;  // FNV-1a: stable across versions and hosts
+  for (char c : parent) hash = (hash ^ static_cast<uint8_t>(c)) * 16777619u;
+  return fmt::format("v{}-{:06x}", vlan_id, hash & 0xffffff);
+}
+
+Result<std::vector<Route>> ParseRoutes(std::string_view value) {
+  std::vector<Route> routes;
+  constexpr std::string_view kWant =
+      "routes separated by ';', each \"DEST/LEN\" or \"DEST/LEN via GATEWAY\"";
+  constexpr std::string_view kExample = "routes=\"10.254.0.0/16 via 192.0.2.254; 198.51.100.0/24\"";
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t end = value.find_first_of(";,", start);
+    if (end == std::string_view::npos) end = value.size();
+    const std::string_view entry = Trim(value.substr(start, end - start));
+    start = end + 1;
+    if (entry.empty()) continue;
+    std::string_view dest_text = entry;
+    std::string_view via_text;
+    if (size_t via = entry.find(" via "); via != std::string_view::npos) {
+      dest_text = Trim(entry.substr(0, via));
+      via_text = Trim(entry.substr(via + 5));
+    }
+    std::optional<Prefix> dest = Prefix::Parse(dest_text);
+    if (!dest) {
+      return BadValue(kOptRoutes, entry, fmt::format("{}; \"{}\" is not a CIDR", kWant, dest_text),
+                      kExample);
+    }
+    if (dest->HasHostBits()) {
+      return BadValue(kOptRoutes, entry,
+                      fmt::format("a network address; for a /{} that is {}/{}", dest->length(),
+                                  dest->Network().ToString(), dest->length()),
+                      kExample);
+    }
+    Route route{*dest, std::nullopt};
+    if (!via_text.empty()) {
+      std::optional<IpAddress> via = IpAddress::Parse(via_text);
+      if (!via || via->family() != dest->family()) {
+        return BadValue(kOptRoutes, entry,
+                        fmt::format("a gateway address of the same family as {}", dest_text),
+                        kExample);
+      }
+      route.via = *via;
+    }
+    routes.push_back(route);
+  }
+  if (routes.empty()) return BadValue(kOptRoutes, value, kWant, kExample);
+  return routes;
+}
+
+Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::string>& options) {
+  NetworkOptions out;
+  std::optional<std::string> vlan_name;
+  for (const auto& [key, value] : options) {
+    if (key == kOptParent) {
+      out.parent = value;
+    } else if (key == kOptVlan) {
+      std::optional<uint64_t> id = ParseNumber(value);
+      if (!id || *id < 1 || *id > 4094) {
+        return BadValue(key, value, "a number from 1 to 4094", "vlan=228");
+      }
+      out.vlan_id = static_cast<uint16_t>(*id);
+    } else if (key == kOptVlanName) {
+      if (!IsValidInterfaceName(value)) {
+        return BadValue(key, value, "an interface name of 1 to 15 characters without '/', ':' or spaces",
+                        "vlan_name=uplink228");
+      }
+      vlan_name = value;
+    } else if (key == kOptMode || key == kOptModeAlias) {
+      std::optional<MacvlanMode> mode = MacvlanModeFromName(value);
+      if (!mode) {
+        return BadValue(key, value, "bridge, private, vepa or passthru (default bridge)",
+                        "macvlan_mode=bridge");
+      }
+      out.mode = *mode;
+    } else if (key == kOptPromisc) {
+      std::optional<bool> on = ParseSwitch(value);
+      if (!on) return BadValue(key, value, "on or off (default on)", "promisc=off");
+      out.promisc = *on;
+    } else if (key == kOptMtu) {
+      std::optional<uint64_t> mtu = ParseNumber(value);
+      if (!mtu || *mtu < 68 || *mtu > 65535) {
+        return BadValue(key, value, "a number from 68 to the parent interface's MTU", "mtu=1400");
+      }
+      out.mtu = static_cast<uint32_t>(*mtu);
+    } else if (key == kOptRoutes) {
+      Result<std::vector<Route>> routes = ParseRoutes(value);
+      if (!routes.ok()) return routes.status();
+      out.routes = std::move(routes).value();
+    } else if (key == kOptDefaultRoute) {
+      std::optional<bool> on = ParseSwitch(value);
+      if (!on) return BadValue(key, value, "on or off (default on)", "default_route=off");
+      out.default_route = *on;
+    } else if (!key.starts_with("com.docker.")) {
+      return InvalidArgument(fmt::format("unknown option \"{}\" (known: {})", key, kKnownOptions));
+    }
+  }
+  if (out.parent.empty()) {
+    return InvalidArgument("option \"parent\" is required: the host interface on the LAN (example: -o parent=eth1)");
+  }
+  // The built-in macvlan driver's form: parent=eth1.228 means VLAN 228 on eth1.
+  if (size_t dot = out.parent.rfind('.'); dot != std::string::npos && dot > 0) {
+    if (std::optional<uint64_t> id = ParseNumber(std::string_view(out.parent).substr(dot + 1))) {
+      if (*id < 1 || *id > 4094) {
+        return BadValue(kOptParent, out.parent, "a VLAN id from 1 to 4094 after the dot", "parent=eth1.228");
+      }
+      if (out.vlan_id && *out.vlan_id != *id) {
+        return InvalidArgument(fmt::format(
+            "option \"parent\" is \"{}\" (VLAN {}) but option \"vlan\" is {}: give the VLAN once "
+            "(example: -o parent=eth1 -o vlan=228)",
+            out.parent, *id, *out.vlan_id));
+      }
+      if (!vlan_name) vlan_name = out.parent;
+      out.vlan_id = static_cast<uint16_t>(*id);
+      out.parent.resize(dot);
+    }
+  }
+  if (!IsValidInterfaceName(out.parent)) {
+    return BadValue(kOptParent, out.parent,
+                    "an interface name of 1 to 15 characters without '/', ':' or spaces", "parent=eth1");
+  }
+  if (out.parent == "lo") {
+    return BadValue(kOptParent, out.parent, "an Ethernet interface; the loopback cannot carry macvlan links",
+                    "parent=eth1");
+  }
+  if (vlan_name && !out.vlan_id) {
+    return InvalidArgument(fmt::format(
+        "option \"vlan_name\" (\"{}\") needs option \"vlan\" (example: -o vlan=228 -o vlan_name={})",
+        *vlan_name, *vlan_name));
+  }
+  if (out.vlan_id) out.vlan_link_name = vlan_name ? *vlan_name : VlanLinkName(out.parent, *out.vlan_id);
+  return out;
+}
+
+}  // namespace smv::driver

@@ -1,0 +1,66 @@
+#pragma once
+// The -o options of `docker network create -d static-macvlan`, parsed once into a typed config.
+// Every error names the option and the value, says what is allowed and gives an example.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ip.h"
+#include "common/status.h"
+
+namespace smv::driver {
+
+inline constexpr std::string_view kOptParent = "parent";            // -o parent=eth1 (or eth1.228)
+inline constexpr std::string_view kOptVlan = "vlan";                // -o vlan=228
+inline constexpr std::string_view kOptVlanName = "vlan_name";       // -o vlan_name=uplink228
+inline constexpr std::string_view kOptMode = "macvlan_mode";        // -o macvlan_mode=bridge
+inline constexpr std::string_view kOptModeAlias = "mode";           // the seed's spelling
+inline constexpr std::string_view kOptPromisc = "promisc";          // -o promisc=off
+inline constexpr std::string_view kOptMtu = "mtu";                  // -o mtu=1400
+inline constexpr std::string_view kOptRoutes = "routes";            // -o routes="10.254.0.0/16 via 192.0.2.254"
+inline constexpr std::string_view kOptDefaultRoute = "default_route";  // -o default_route=off
+
+enum class MacvlanMode { kBridge, kPrivate, kVepa, kPassthru };
+std::string_view MacvlanModeName(MacvlanMode mode);
+std::optional<MacvlanMode> MacvlanModeFromName(std::string_view name);
+
+struct Route {
+  Prefix destination;
+  std::optional<IpAddress> via;  // none: on-link route
+  friend bool operator==(const Route&, const Route&) = default;
+};
+
+struct NetworkOptions {
+  std::string parent;                 // the host interface that carries the LAN
+  std::optional<uint16_t> vlan_id;    // 802.1Q tag; none: macvlans sit on the parent itself
+  std::string vlan_link_name;         // set when vlan_id is: "<parent>.<vlan>" or a short name
+  MacvlanMode mode = MacvlanMode::kBridge;
+  bool promisc = true;                // the seed's plugin switched the parent to promiscuous mode
+  std::optional<uint32_t> mtu;        // none: inherit the parent's
+  std::vector<Route> routes;
+  bool default_route = true;          // container's default route via this network's gateway
+
+  // The link the containers' macvlans are created on.
+  const std::string& MacvlanParent() const { return vlan_id ? vlan_link_name : parent; }
+};
+
+// Interface names: 1-15 bytes, no '/', ':' or white space, not "." or "..".
+bool IsValidInterfaceName(std::string_view name);
+
+// Name of the VLAN link: "<parent>.<vlan>" when that fits in 15 bytes, otherwise a short,
+// stable "v<vlan>-<6 hex digits of a hash of the parent>".
+std::string VlanLinkName(std::string_view parent, uint16_t vlan_id);
+
+// `routes` syntax: entries separated by ';' or ',', each "DEST/LEN" (on-link) or
+// "DEST/LEN via GATEWAY"; IPv4 and IPv6 alike.
+Result<std::vector<Route>> ParseRoutes(std::string_view value);
+
+// Keys starting with "com.docker." are Docker's own and ignored; any other unknown key is an
+// error that lists the known ones.
+Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::string>& options);
+
+}  // namespace smv::driver

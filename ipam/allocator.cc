@@ -1,0 +1,206 @@
+#include "ipam/allocator.h"
+
+#include <iterator>
+
+namespace smv::ipam {
+
+std::string_view LeaseKindName(LeaseKind kind) {
+  switch (kind) {
+    case LeaseKind::kGateway: return "gateway";
+    case LeaseKind::kEndpoint: return "endpoint";
+  }
+  return "endpoint";
+}
+
+std::optional<LeaseKind> LeaseKindFromName(std::string_view name) {
+  if (name == "gateway") return LeaseKind::kGateway;
+  if (name == "endpoint") return LeaseKind::kEndpoint;
+  return std::nullopt;
+}
+
+void IntervalSet::Insert(Uint128 x) {
+  if (Contains(x)) return;
+  Uint128 start = x;
+  Uint128 end = x;
+  auto next = intervals_.upper_bound(x);
+  if (next != intervals_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->second + 1 == x) {  // extends the interval on the left
+      start = prev->first;
+      intervals_.erase(prev);
+    }
+  }
+  if (next != intervals_.end() && next->first == x + 1) {  // joins the interval on the right
+    end = next->second;
+    intervals_.erase(next);
+  }
+  intervals_[start] = end;
+}
+
+void IntervalSet::Erase(Uint128 x) {
+  auto it = intervals_.upper_bound(x);
+  if (it == intervals_.begin()) return;
+  --it;
+  const Uint128 start = it->first;
+  const Uint128 end = it->second;
+  if (x > end) return;
+  intervals_.erase(it);
+  if (start < x) intervals_[start] = x - 1;
+  if (x < end) intervals_[x + 1] = end;
+}
+
+bool IntervalSet::Contains(Uint128 x) const {
+  auto it = intervals_.upper_bound(x);
+  if (it == intervals_.begin()) return false;
+  return x <= std::prev(it)->second;
+}
+
+std::optional<Uint128> IntervalSet::NextAbsent(Uint128 from, Uint128 last) const {
+  if (from > last) return std::nullopt;
+  auto it = intervals_.upper_bound(from);
+  if (it != intervals_.begin() && from <= std::prev(it)->second) {
+    const Uint128 end = std::prev(it)->second;
+    if (end >= last) return std::nullopt;
+    return end + 1;  // intervals never touch, so end + 1 is free
+  }
+  return from;
+}
+
+PoolAllocator::PoolAllocator(PoolConfig config) : config_(std::move(config)) {
+  next_ = config_.DynamicFirst().value();
+}
+
+bool PoolAllocator::IsBlocked(Uint128 x) const {
+  return leases_.contains(x) || reservation_by_address_.contains(x);
+}
+
+void PoolAllocator::Refresh(Uint128 x) {
+  if (x < config_.DynamicFirst().value() || x > config_.DynamicLast().value()) return;
+  if (IsBlocked(x)) {
+    blocked_.Insert(x);
+  } else {
+    blocked_.Erase(x);
+  }
+}
+
+Result<Choice> PoolAllocator::ChooseDynamic() const {
+  const Uint128 first = config_.DynamicFirst().value();
+  const Uint128 last = config_.DynamicLast().value();
+  std::optional<Uint128> found = blocked_.NextAbsent(std::max(next_, first), last);
+  if (!found) found = blocked_.NextAbsent(first, last);  // wrap around once
+  if (!found) {
+    const std::string where = config_.range ? fmt::format("--ip-range {}", config_.range->ToString())
+                                            : fmt::format("--subnet {}", config_.subnet.ToString());
+    return ResourceExhausted(fmt::format(
+        "no free address left in {} (every address is in use or reserved for a container name; "
+        "see static-macvlan reservations ls)",
+        where));
+  }
+  return Choice{IpAddress(config_.subnet.family(), *found), false, false};
+}
+
+Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
+  const std::optional<IpAddress> reserved =
+      request.name.empty() ? std::nullopt : ReservationOf(request.name);
+
+  if (request.gateway && !request.preferred) {
+    // Docker's own IPAM takes the first address of the subnet for the gateway.
+    const IpAddress first = config_.FirstUsable();
+    const Lease* lease = FindLease(first);
+    if (lease == nullptr) return Choice{first, false, false};
+    if (lease->kind == LeaseKind::kGateway) return Choice{first, true, false};
+    return ChooseDynamic();
+  }
+
+  if (request.preferred) {
+    const IpAddress& ip = *request.preferred;
+    if (!config_.subnet.Contains(ip)) {
+      return InvalidArgument(fmt::format("address {} is outside the network's subnet {}",
+                                         ip.ToString(), config_.subnet.ToString()));
+    }
+    if (!config_.IsUsable(ip)) {
+      return InvalidArgument(fmt::format(
+          "address {} is the {} address of subnet {} and cannot be given to a container",
+          ip.ToString(), ip == config_.subnet.Network() ? "network" : "broadcast",
+          config_.subnet.ToString()));
+    }
+    if (const Lease* lease = FindLease(ip); lease != nullptr) {
+      if (request.gateway && lease->kind == LeaseKind::kGateway) return Choice{ip, true, false};
+      if (lease->kind == LeaseKind::kGateway) {
+        return AlreadyExists(fmt::format("address {} is the network's gateway", ip.ToString()));
+      }
+      return AlreadyExists(fmt::format("address {} is already in use{}", ip.ToString(),
+                                       lease->name.empty()
+                                           ? std::string()
+                                           : fmt::format(" by container \"{}\"", lease->name)));
+    }
+    if (const std::string* owner = ReservedFor(ip); owner != nullptr && !request.name.empty() &&
+                                                    *owner != request.name) {
+      return FailedPrecondition(fmt::format(
+          "address {} is reserved for container \"{}\"; release it with: static-macvlan "
+          "reservations release {}",
+          ip.ToString(), *owner, *owner));
+    }
+    const bool reserve = !request.name.empty() && !request.gateway && reserved != ip;
+    return Choice{ip, false, reserve};
+  }
+
+  if (reserved && FindLease(*reserved) == nullptr) return Choice{*reserved, false, false};
+  Result<Choice> dynamic = ChooseDynamic();
+  // A name without a reservation keeps its first address. A name whose reservation is in use
+  // (a second endpoint of the same name) gets a free address and keeps its reservation.
+  if (dynamic.ok() && !request.name.empty() && !reserved) dynamic->reserve_for_name = true;
+  return dynamic;
+}
+
+void PoolAllocator::AddLease(const IpAddress& ip, Lease lease) {
+  leases_[ip.value()] = std::move(lease);
+  if (ip.value() >= config_.DynamicFirst().value() && ip.value() <= config_.DynamicLast().value()) {
+    next_ = ip.value() + 1;
+  }
+  Refresh(ip.value());
+}
+
+void PoolAllocator::RemoveLease(const IpAddress& ip) {
+  leases_.erase(ip.value());
+  Refresh(ip.value());
+}
+
+void PoolAllocator::AddReservation(const std::string& name, const IpAddress& ip) {
+  RemoveReservation(name);
+  if (auto it = reservation_by_address_.find(ip.value()); it != reservation_by_address_.end()) {
+    reservation_by_name_.erase(it->second);  // one name per address
+  }
+  reservation_by_name_[name] = ip.value();
+  reservation_by_address_[ip.value()] = name;
+  Refresh(ip.value());
+}
+
+void PoolAllocator::RemoveReservation(const std::string& name) {
+  auto it = reservation_by_name_.find(name);
+  if (it == reservation_by_name_.end()) return;
+  const Uint128 x = it->second;
+  reservation_by_name_.erase(it);
+  reservation_by_address_.erase(x);
+  Refresh(x);
+}
+
+const Lease* PoolAllocator::FindLease(const IpAddress& ip) const {
+  if (ip.family() != config_.subnet.family()) return nullptr;
+  auto it = leases_.find(ip.value());
+  return it == leases_.end() ? nullptr : &it->second;
+}
+
+const std::string* PoolAllocator::ReservedFor(const IpAddress& ip) const {
+  if (ip.family() != config_.subnet.family()) return nullptr;
+  auto it = reservation_by_address_.find(ip.value());
+  return it == reservation_by_address_.end() ? nullptr : &it->second;
+}
+
+std::optional<IpAddress> PoolAllocator::ReservationOf(const std::string& name) const {
+  auto it = reservation_by_name_.find(name);
+  if (it == reservation_by_name_.end()) return std::nullopt;
+  return IpAddress(config_.subnet.family(), it->second);
+}
+
+}  // namespace smv::ipam

@@ -1,0 +1,95 @@
+#pragma once
+// The address allocator of one pool: pure (no I/O, no locks, no clocks), deterministic and
+// table-tested. It keeps what is leased and reserved in memory and answers "which address
+// should this request get"; the IPAM service stores the answer and then applies it here.
+//
+// Cost: every operation is O(log n) in the number of leased or reserved addresses, and memory
+// grows with those addresses only, never with the size of the pool (an IPv6 /64 costs nothing).
+
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "common/ip.h"
+#include "common/status.h"
+#include "ipam/pool.h"
+
+namespace smv::ipam {
+
+enum class LeaseKind { kGateway, kEndpoint };
+std::string_view LeaseKindName(LeaseKind kind);
+std::optional<LeaseKind> LeaseKindFromName(std::string_view name);
+
+struct Lease {
+  LeaseKind kind = LeaseKind::kEndpoint;
+  std::string name;  // container name when known
+  std::string mac;
+};
+
+struct AddressRequest {
+  std::optional<IpAddress> preferred;  // --ip / --gateway / --aux-address
+  std::string name;                    // container name when the engine sent it (Docker >= 29)
+  bool gateway = false;                // RequestAddressType com.docker.network.gateway
+};
+
+// What the allocator decided.
+struct Choice {
+  IpAddress address;
+  bool already_leased_as_gateway = false;  // a repeated gateway request: nothing to change
+  bool reserve_for_name = false;           // store (or move) `name`'s reservation to `address`
+};
+
+// A set of addresses kept as merged closed intervals, so "the next address not in the set"
+// is one lookup however many addresses are taken.
+class IntervalSet {
+ public:
+  void Insert(Uint128 x);
+  void Erase(Uint128 x);
+  bool Contains(Uint128 x) const;
+  // The smallest y >= from, y <= last, not in the set; nullopt when there is none.
+  std::optional<Uint128> NextAbsent(Uint128 from, Uint128 last) const;
+  size_t interval_count() const { return intervals_.size(); }
+
+ private:
+  std::map<Uint128, Uint128> intervals_;  // start -> end (inclusive), disjoint, never adjacent
+};
+
+class PoolAllocator {
+ public:
+  explicit PoolAllocator(PoolConfig config);
+
+  const PoolConfig& config() const { return config_; }
+
+  // Decides the address for `request` without changing anything. Errors:
+  // kInvalidArgument (address outside the subnet, network or broadcast address),
+  // kAlreadyExists (address in use), kFailedPrecondition (reserved for another name),
+  // kResourceExhausted (no free address in the dynamic range; the message names the range).
+  Result<Choice> Choose(const AddressRequest& request) const;
+
+  // State changes, applied after the store has committed them. Idempotent.
+  void AddLease(const IpAddress& ip, Lease lease);
+  void RemoveLease(const IpAddress& ip);
+  void AddReservation(const std::string& name, const IpAddress& ip);
+  void RemoveReservation(const std::string& name);
+
+  const Lease* FindLease(const IpAddress& ip) const;
+  const std::string* ReservedFor(const IpAddress& ip) const;
+  std::optional<IpAddress> ReservationOf(const std::string& name) const;
+  const std::map<Uint128, Lease>& leases() const { return leases_; }
+  size_t reservation_count() const { return reservation_by_name_.size(); }
+
+ private:
+  bool IsBlocked(Uint128 x) const;
+  void Refresh(Uint128 x);  // keeps blocked_ equal to (leased or reserved) inside the range
+  Result<Choice> ChooseDynamic() const;
+
+  PoolConfig config_;
+  std::map<Uint128, Lease> leases_;
+  std::unordered_map<std::string, Uint128> reservation_by_name_;
+  std::map<Uint128, std::string> reservation_by_address_;
+  IntervalSet blocked_;  // dynamic-range addresses that are leased or reserved
+  Uint128 next_ = 0;     // next-fit cursor: released addresses are not reused at once
+};
+
+}  // namespace smv::ipam

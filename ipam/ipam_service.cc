@@ -1,0 +1,267 @@
+#include "ipam/ipam_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace smv::ipam {
+namespace {
+
+int64_t SystemNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<IpamService>> IpamService::Create(IpamStore& store, Clock clock) {
+  std::unique_ptr<IpamService> service(new IpamService(store, clock ? clock : SystemNow));
+  std::scoped_lock lock(service->mu_);
+  SMV_RETURN_IF_ERROR(service->LoadLocked());
+  return service;
+}
+
+Status IpamService::LoadLocked() {
+  Result<IpamSnapshot> snapshot = store_.Load();
+  if (!snapshot.ok()) return snapshot.status().Annotate("load address state");
+  for (PoolRecord& pool : snapshot->pools) {
+    const std::string id = pool.config.id;
+    PoolAllocator allocator(pool.config);
+    pools_.emplace(id, PoolState{std::move(pool), std::move(allocator), {}});
+  }
+  for (LeaseRecord& lease : snapshot->leases) {
+    auto it = pools_.find(lease.pool_id);
+    if (it == pools_.end()) continue;  // cannot happen: leases go with their pool in one batch
+    it->second.allocator.AddLease(lease.address, lease.lease);
+  }
+  for (ReservationRecord& r : snapshot->reservations) {
+    auto it = pools_.find(r.pool_id);
+    if (it == pools_.end()) continue;
+    it->second.allocator.AddReservation(r.name, r.address);
+    it->second.reservations[r.name] = r;
+  }
+  spdlog::info("address state loaded pools={} leases={} reservations={}", snapshot->pools.size(),
+               snapshot->leases.size(), snapshot->reservations.size());
+  return OkStatus();
+}
+
+Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
+  Result<PoolConfig> config = ParsePoolRequest(request);
+  if (!config.ok()) return config.status();
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(config->id);
+  PoolRecord record{*config, 1};
+  if (it != pools_.end()) {
+    const PoolRecord& existing = it->second.record;
+    if (existing.users > 0 && existing.config.options != config->options) {
+      return FailedPrecondition(fmt::format(
+          "subnet {} is already in use by another network with different --ipam-opt values; "
+          "use the same options or another subnet",
+          config->id));
+    }
+    record.users = existing.users + 1;
+  }
+  IpamBatch batch;
+  batch.put_pools.push_back(record);
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  if (it == pools_.end()) {
+    PoolAllocator allocator(record.config);
+    pools_.emplace(config->id, PoolState{record, std::move(allocator), {}});
+  } else {
+    it->second.record = record;
+  }
+  spdlog::info("pool requested id=\"{}\" users={}", config->id, record.users);
+  return PoolResult{config->id, config->subnet.ToString()};
+}
+
+Status IpamService::ReleasePool(const std::string& pool_id) {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end() || it->second.record.users == 0) return OkStatus();
+  PoolState& state = it->second;
+  PoolRecord record = state.record;
+  record.users -= 1;
+  IpamBatch batch;
+  const bool last_user = record.users == 0;
+  const bool forget = last_user && state.reservations.empty();
+  if (last_user) {
+    for (const auto& [value, lease] : state.allocator.leases()) {
+      batch.delete_leases.emplace_back(pool_id, IpAddress(state.record.config.subnet.family(), value));
+    }
+  }
+  if (forget) {
+    batch.delete_pools.push_back(pool_id);
+  } else {
+    batch.put_pools.push_back(record);
+  }
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  if (forget) {
+    pools_.erase(it);
+  } else {
+    state.record = record;
+    if (last_user) {
+      for (const auto& [pool, address] : batch.delete_leases) state.allocator.RemoveLease(address);
+    }
+  }
+  spdlog::info("pool released id=\"{}\" users={}", pool_id, record.users);
+  return OkStatus();
+}
+
+Result<IpamService::PoolState*> IpamService::ActivePool(const std::string& pool_id) {
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end() || it->second.record.users == 0) {
+    return NotFound(fmt::format(
+        "unknown pool \"{}\": the network's address pool is not known to static-macvlan (was the "
+        "network created while the plugin used another --state-dir?)",
+        pool_id));
+  }
+  return &it->second;
+}
+
+Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
+  std::scoped_lock lock(mu_);
+  Result<PoolState*> found = ActivePool(call.pool_id);
+  if (!found.ok()) return found.status();
+  PoolState& state = **found;
+  const PoolConfig& config = state.record.config;
+
+  AddressRequest request;
+  request.gateway = call.gateway;
+  request.name = call.name;
+  if (!call.address.empty()) {
+    std::optional<IpAddress> ip = IpAddress::Parse(call.address);
+    if (!ip || ip->family() != config.subnet.family()) {
+      return InvalidArgument(fmt::format("invalid address \"{}\": want an {} address inside {}",
+                                         call.address,
+                                         config.subnet.family() == Family::kV4 ? "IPv4" : "IPv6",
+                                         config.subnet.ToString()));
+    }
+    request.preferred = *ip;
+  }
+  Result<Choice> choice = state.allocator.Choose(request);
+  if (!choice.ok()) return choice.status();
+  const std::string answer = fmt::format("{}/{}", choice->address.ToString(), config.subnet.length());
+  if (choice->already_leased_as_gateway) return answer;
+
+  const int64_t now = clock_();
+  Lease lease;
+  // An --aux-address request looks exactly like a container's --ip on the wire, so both are
+  // endpoint leases; either way the address is held until dockerd releases it.
+  lease.kind = call.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint;
+  lease.name = call.name;
+  lease.mac = call.mac;
+  IpamBatch batch;
+  batch.put_leases.push_back(LeaseRecord{call.pool_id, choice->address, lease, now});
+  if (choice->reserve_for_name) {
+    batch.put_reservations.push_back(
+        ReservationRecord{call.pool_id, call.name, choice->address, call.mac, now, 0});
+  } else if (!call.name.empty()) {
+    // Re-using the reservation: note that the container is back.
+    if (auto r = state.reservations.find(call.name);
+        r != state.reservations.end() && r->second.gone_since != 0) {
+      ReservationRecord updated = r->second;
+      updated.gone_since = 0;
+      batch.put_reservations.push_back(updated);
+    }
+  }
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  state.allocator.AddLease(choice->address, lease);
+  for (const ReservationRecord& r : batch.put_reservations) {
+    state.allocator.AddReservation(r.name, r.address);
+    state.reservations[r.name] = r;
+  }
+  spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id,
+               choice->address.ToString(), LeaseKindName(lease.kind),
+               call.name.empty() ? "" : fmt::format(" name={}", call.name));
+  return answer;
+}
+
+Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string& address) {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end()) return OkStatus();
+  std::optional<IpAddress> ip = IpAddress::Parse(address);
+  if (!ip) {
+    // dockerd sends the address without a prefix length, but accept one.
+    std::optional<Prefix> prefix = Prefix::Parse(address);
+    if (!prefix) return InvalidArgument(fmt::format("invalid address \"{}\"", address));
+    ip = prefix->address();
+  }
+  PoolState& state = it->second;
+  if (state.allocator.FindLease(*ip) == nullptr) return OkStatus();
+  IpamBatch batch;
+  batch.delete_leases.emplace_back(pool_id, *ip);
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  state.allocator.RemoveLease(*ip);
+  spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
+  return OkStatus();
+}
+
+Status IpamService::AttachName(const std::string& pool_id, const IpAddress& address,
+                               const std::string& name) {
+  std::scoped_lock lock(mu_);
+  Result<PoolState*> found = ActivePool(pool_id);
+  if (!found.ok()) return found.status();
+  PoolState& state = **found;
+  const Lease* lease = state.allocator.FindLease(address);
+  if (lease == nullptr) {
+    return NotFound(fmt::format("address {} is not leased in pool \"{}\"", address.ToString(), pool_id));
+  }
+  const std::string* owner = state.allocator.ReservedFor(address);
+  if (owner != nullptr && *owner != name) {
+    return FailedPrecondition(fmt::format(
+        "address {} is reserved for container \"{}\"; release it with: static-macvlan "
+        "reservations release {}",
+        address.ToString(), *owner, *owner));
+  }
+  const int64_t now = clock_();
+  IpamBatch batch;
+  Lease named = *lease;
+  named.name = name;
+  batch.put_leases.push_back(LeaseRecord{pool_id, address, named, now});
+  if (!state.allocator.ReservationOf(name)) {
+    batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, named.mac, now, 0});
+  }
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  state.allocator.AddLease(address, named);
+  for (const ReservationRecord& r : batch.put_reservations) {
+    state.allocator.AddReservation(r.name, r.address);
+    state.reservations[r.name] = r;
+  }
+  return OkStatus();
+}
+
+std::vector<ReservationView> IpamService::ListReservations() const {
+  std::scoped_lock lock(mu_);
+  std::vector<ReservationView> out;
+  for (const auto& [id, state] : pools_) {
+    for (const auto& [name, record] : state.reservations) {
+      out.push_back(ReservationView{record, state.record.config.subnet.ToString(),
+                                    state.allocator.FindLease(record.address) != nullptr,
+                                    state.record.users > 0});
+    }
+  }
+  return out;
+}
+
+size_t IpamService::LeaseCount(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  return it == pools_.end() ? 0 : it->second.allocator.leases().size();
+}
+
+bool IpamService::HasActivePool(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  return it != pools_.end() && it->second.record.users > 0;
+}
+
+std::optional<PoolConfig> IpamService::FindPool(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end()) return std::nullopt;
+  return it->second.record.config;
+}
+
+}  // namespace smv::ipam

@@ -1,0 +1,70 @@
+#pragma once
+// What the IPAM service needs from storage, and nothing more: load everything at start-up,
+// and apply one batch of changes atomically and durably. Implemented on LMDB (lmdb_store.h)
+// and in memory for tests (tests/support/memory_ipam_store.h).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/ip.h"
+#include "common/status.h"
+#include "ipam/allocator.h"
+#include "ipam/pool.h"
+
+namespace smv::ipam {
+
+struct PoolRecord {
+  PoolConfig config;
+  int users = 1;  // RequestPool calls not yet released (dockerd may ask for one subnet twice)
+};
+
+struct LeaseRecord {
+  std::string pool_id;
+  IpAddress address;
+  Lease lease;
+  int64_t since = 0;  // unix seconds
+};
+
+// A container name's address in a pool. It outlives leases (a stop releases the address) and
+// even the pool (a network removed and created again finds it), until a user releases it or
+// its retention time after the container was destroyed has passed.
+struct ReservationRecord {
+  std::string pool_id;
+  std::string name;
+  IpAddress address;
+  std::string mac;
+  int64_t since = 0;
+  int64_t gone_since = 0;  // when the container was seen destroyed; 0 = not gone
+  friend bool operator==(const ReservationRecord&, const ReservationRecord&) = default;
+};
+
+struct IpamSnapshot {
+  std::vector<PoolRecord> pools;
+  std::vector<LeaseRecord> leases;
+  std::vector<ReservationRecord> reservations;
+};
+
+// One atomic change. Deletes of absent keys are not errors.
+struct IpamBatch {
+  std::vector<PoolRecord> put_pools;
+  std::vector<std::string> delete_pools;
+  std::vector<LeaseRecord> put_leases;
+  std::vector<std::pair<std::string, IpAddress>> delete_leases;  // pool id, address
+  std::vector<ReservationRecord> put_reservations;
+  std::vector<std::pair<std::string, std::string>> delete_reservations;  // pool id, name
+  bool empty() const {
+    return put_pools.empty() && delete_pools.empty() && put_leases.empty() &&
+           delete_leases.empty() && put_reservations.empty() && delete_reservations.empty();
+  }
+};
+
+class IpamStore {
+ public:
+  virtual ~IpamStore() = default;
+  virtual Result<IpamSnapshot> Load() = 0;
+  // All or nothing, and durable when it returns OK.
+  virtual Status Apply(const IpamBatch& batch) = 0;
+};
+
+}  // namespace smv::ipam

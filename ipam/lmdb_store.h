@@ -1,0 +1,33 @@
+#pragma once
+// IpamStore on LMDB. Key/value schema (every value is JSON carrying "v", the record version):
+//   ipam_pools        <pool id>                  -> {v, subnet, range, options, users}
+//   ipam_leases       <pool id> '\0' <address>   -> {v, kind, name, mac, since}
+//   ipam_reservations <pool id> '\0' <name>      -> {v, address, mac, since, gone_since}
+
+#include <string>
+#include <vector>
+
+#include "common/lmdb/env.h"
+#include "ipam/ipam_store.h"
+
+namespace smv::ipam {
+
+class LmdbIpamStore : public IpamStore {
+ public:
+  static constexpr int kRecordVersion = 1;
+  static const std::vector<std::string>& DatabaseNames();
+
+  // `env` must have been opened with DatabaseNames() among its databases; it must outlive this.
+  static Result<std::unique_ptr<LmdbIpamStore>> Open(lmdb::Env& env);
+
+  Result<IpamSnapshot> Load() override;
+  Status Apply(const IpamBatch& batch) override;
+
+ private:
+  LmdbIpamStore(lmdb::Env& env, lmdb::Dbi pools, lmdb::Dbi leases, lmdb::Dbi reservations)
+      : env_(env), pools_(pools), leases_(leases), reservations_(reservations) {}
+  lmdb::Env& env_;
+  lmdb::Dbi pools_, leases_, reservations_;
+};
+
+}  // namespace smv::ipam

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Installs every Debian bookworm package the build, the tests and the plugin need.
+# Usage: scripts/install-deps.sh [--test]   (--test adds what the namespace, VLAN and e2e tiers need)
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+build=(build-essential cmake pkg-config
+       libcpp-httplib-dev nlohmann-json3-dev libnl-3-dev libnl-route-3-dev liblmdb-dev
+       libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
+runtime=(iproute2)
+test=(user-mode-linux busybox-static tcpdump iputils-ping docker.io docker-compose curl jq util-linux
+      clang libclang-rt-14-dev)
+pkgs=("${build[@]}" "${runtime[@]}")
+if [ "${1:-}" = "--test" ]; then pkgs+=("${test[@]}"); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
