@@ -96,7 +96,7 @@ Result<Choice> PoolAllocator::ChooseDynamic() const {
         "see static-macvlan reservations ls)",
         where));
   }
-  return Choice{IpAddress(config_.subnet.family(), *found), false, false};
+  return Choice{IpAddress(config_.subnet.family(), *found), false, false, true};
 }
 
 Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
@@ -153,11 +153,9 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
   return dynamic;
 }
 
-void PoolAllocator::AddLease(const IpAddress& ip, Lease lease) {
+void PoolAllocator::AddLease(const IpAddress& ip, Lease lease, bool dynamic) {
   leases_[ip.value()] = std::move(lease);
-  if (ip.value() >= config_.DynamicFirst().value() && ip.value() <= config_.DynamicLast().value()) {
-    next_ = ip.value() + 1;
-  }
+  if (dynamic) next_ = ip.value() + 1;
   Refresh(ip.value());
 }
 

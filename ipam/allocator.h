@@ -38,6 +38,7 @@ struct Choice {
   IpAddress address;
   bool already_leased_as_gateway = false;  // a repeated gateway request: nothing to change
   bool reserve_for_name = false;           // store (or move) `name`'s reservation to `address`
+  bool dynamic = false;                    // picked from the range (moves the next-fit cursor)
 };
 
 // A set of addresses kept as merged closed intervals, so "the next address not in the set"
@@ -68,7 +69,8 @@ class PoolAllocator {
   Result<Choice> Choose(const AddressRequest& request) const;
 
   // State changes, applied after the store has committed them. Idempotent.
-  void AddLease(const IpAddress& ip, Lease lease);
+  // `dynamic`: the address was picked by the allocator, so the next pick starts after it.
+  void AddLease(const IpAddress& ip, Lease lease, bool dynamic = false);
   void RemoveLease(const IpAddress& ip);
   void AddReservation(const std::string& name, const IpAddress& ip);
   void RemoveReservation(const std::string& name);

@@ -166,7 +166,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
     }
   }
   SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  state.allocator.AddLease(choice->address, lease);
+  state.allocator.AddLease(choice->address, lease, choice->dynamic);
   for (const ReservationRecord& r : batch.put_reservations) {
     state.allocator.AddReservation(r.name, r.address);
     state.reservations[r.name] = r;

@@ -1,0 +1,82 @@
+#pragma once
+// LinkOps in memory, for driver logic tests that need no root. Behaves like the kernel where
+// the driver depends on it: names are unique, EXCL creates, deletes of absent links fail with
+// kNotFound, and VLAN creation can be made to fail as on a kernel without 802.1Q.
+
+#include <map>
+#include <string>
+
+#include "driver/netlink/link_ops.h"
+
+namespace smv::testing {
+
+class FakeLinkOps : public nl::LinkOps {
+ public:
+  bool vlan_supported = true;
+  int next_index = 2;
+
+  nl::LinkInfo& AddExisting(nl::LinkInfo info) {
+    if (info.index == 0) info.index = next_index++;
+    if (info.mtu == 0) info.mtu = 1500;
+    if (!info.parent_name.empty()) info.parent_index = links_.at(info.parent_name).index;
+    return links_[info.name] = info;
+  }
+  bool Exists(const std::string& name) const { return links_.contains(name); }
+  const nl::LinkInfo& Get(const std::string& name) const { return links_.at(name); }
+  size_t Count() const { return links_.size(); }
+
+  Result<std::optional<nl::LinkInfo>> Find(const std::string& name) override {
+    auto it = links_.find(name);
+    if (it == links_.end()) return std::optional<nl::LinkInfo>();
+    return std::optional<nl::LinkInfo>(it->second);
+  }
+  Result<std::vector<nl::LinkInfo>> List() override {
+    std::vector<nl::LinkInfo> out;
+    for (const auto& [name, info] : links_) out.push_back(info);
+    return out;
+  }
+  Status CreateVlan(const std::string& parent, uint16_t vlan_id, const std::string& name) override {
+    if (!vlan_supported) {
+      return FailedPrecondition("this kernel has no 802.1Q VLAN support: load the 8021q module");
+    }
+    if (links_.contains(name)) return AlreadyExists(fmt::format("\"{}\" exists", name));
+    if (!links_.contains(parent)) return NotFound(fmt::format("interface \"{}\" not found", parent));
+    nl::LinkInfo info{.name = name, .kind = "vlan", .parent_name = parent, .vlan_id = vlan_id,
+                      .reorder_hdr = true, .mtu = links_.at(parent).mtu, .up = true};
+    AddExisting(info);
+    return OkStatus();
+  }
+  Status CreateMacvlan(const nl::MacvlanSpec& spec) override {
+    if (fail_macvlan) return Internal("injected macvlan failure");
+    if (links_.contains(spec.name)) return AlreadyExists(fmt::format("\"{}\" exists", spec.name));
+    if (!links_.contains(spec.parent)) return NotFound(fmt::format("interface \"{}\" not found", spec.parent));
+    nl::LinkInfo info{.name = spec.name, .kind = "macvlan", .parent_name = spec.parent,
+                      .macvlan_mode = spec.mode,
+                      .mtu = spec.mtu ? spec.mtu : links_.at(spec.parent).mtu, .mac = spec.mac};
+    AddExisting(info);
+    return OkStatus();
+  }
+  Status Delete(const std::string& name) override {
+    if (links_.erase(name) == 0) return NotFound(fmt::format("interface \"{}\" not found", name));
+    return OkStatus();
+  }
+  Status SetPromisc(const std::string& name, bool on) override {
+    auto it = links_.find(name);
+    if (it == links_.end()) return NotFound(name);
+    it->second.promisc = on;
+    return OkStatus();
+  }
+  Status SetUp(const std::string& name) override {
+    auto it = links_.find(name);
+    if (it == links_.end()) return NotFound(name);
+    it->second.up = true;
+    return OkStatus();
+  }
+
+  bool fail_macvlan = false;
+
+ private:
+  std::map<std::string, nl::LinkInfo> links_;
+};
+
+}  // namespace smv::testing

@@ -1,0 +1,81 @@
+#pragma once
+// In-memory IpamStore and NetworkStore with failure injection, for service tests.
+
+#include <map>
+
+#include "driver/network_state.h"
+#include "ipam/ipam_store.h"
+
+namespace smv::testing {
+
+class MemoryIpamStore : public ipam::IpamStore {
+ public:
+  bool fail_next_apply = false;
+  int applies = 0;
+
+  Result<ipam::IpamSnapshot> Load() override {
+    ipam::IpamSnapshot s;
+    for (const auto& [id, p] : pools_) s.pools.push_back(p);
+    for (const auto& [k, l] : leases_) s.leases.push_back(l);
+    for (const auto& [k, r] : reservations_) s.reservations.push_back(r);
+    return s;
+  }
+  Status Apply(const ipam::IpamBatch& b) override {
+    if (fail_next_apply) {
+      fail_next_apply = false;
+      return Internal("injected store failure");
+    }
+    ++applies;
+    for (const auto& p : b.put_pools) pools_[p.config.id] = p;
+    for (const auto& id : b.delete_pools) pools_.erase(id);
+    for (const auto& l : b.put_leases) leases_[{l.pool_id, l.address.ToString()}] = l;
+    for (const auto& [pool, ip] : b.delete_leases) leases_.erase({pool, ip.ToString()});
+    for (const auto& r : b.put_reservations) reservations_[{r.pool_id, r.name}] = r;
+    for (const auto& k : b.delete_reservations) reservations_.erase(k);
+    return OkStatus();
+  }
+  size_t lease_count() const { return leases_.size(); }
+  size_t reservation_count() const { return reservations_.size(); }
+  size_t pool_count() const { return pools_.size(); }
+
+ private:
+  std::map<std::string, ipam::PoolRecord> pools_;
+  std::map<std::pair<std::string, std::string>, ipam::LeaseRecord> leases_;
+  std::map<std::pair<std::string, std::string>, ipam::ReservationRecord> reservations_;
+};
+
+class MemoryNetworkStore : public driver::NetworkStore {
+ public:
+  bool fail_next_apply = false;
+
+  Result<driver::DriverSnapshot> Load() override {
+    driver::DriverSnapshot s;
+    for (const auto& [k, v] : networks_) s.networks.push_back(v);
+    for (const auto& [k, v] : links_) s.links.push_back(v);
+    for (const auto& [k, v] : endpoints_) s.endpoints.push_back(v);
+    return s;
+  }
+  Status Apply(const driver::DriverBatch& b) override {
+    if (fail_next_apply) {
+      fail_next_apply = false;
+      return Internal("injected store failure");
+    }
+    for (const auto& n : b.put_networks) networks_[n.id] = n;
+    for (const auto& id : b.delete_networks) networks_.erase(id);
+    for (const auto& l : b.put_links) links_[l.name] = l;
+    for (const auto& name : b.delete_links) links_.erase(name);
+    for (const auto& e : b.put_endpoints) endpoints_[e.endpoint_id] = e;
+    for (const auto& id : b.delete_endpoints) endpoints_.erase(id);
+    return OkStatus();
+  }
+  size_t network_count() const { return networks_.size(); }
+  size_t endpoint_count() const { return endpoints_.size(); }
+  size_t link_count() const { return links_.size(); }
+
+ private:
+  std::map<std::string, driver::NetworkRecord> networks_;
+  std::map<std::string, driver::LinkRecord> links_;
+  std::map<std::string, driver::EndpointRecord> endpoints_;
+};
+
+}  // namespace smv::testing

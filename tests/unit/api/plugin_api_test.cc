@@ -1,0 +1,137 @@
+#include "driver/api/plugin_api.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/fake_link_ops.h"
+#include "tests/support/memory_stores.h"
+
+namespace smv::api {
+namespace {
+
+using nlohmann::json;
+
+class PluginApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    links_.AddExisting({.name = "eth1", .kind = "veth", .up = true});
+    driver_ = std::move(driver::DriverService::Create(links_, net_store_).value());
+    ipam_ = std::move(ipam::IpamService::Create(ipam_store_).value());
+    api_ = std::make_unique<PluginApi>(*driver_, *ipam_);
+  }
+  json Call(const std::string& path, const std::string& body, int want_status = 200) {
+    auto [status, out] = api_->Dispatch(path, body);
+    EXPECT_EQ(status, want_status) << path << " " << body << " -> " << out;
+    json j = json::parse(out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << out;
+    return j;
+  }
+
+  testing::FakeLinkOps links_;
+  testing::MemoryNetworkStore net_store_;
+  testing::MemoryIpamStore ipam_store_;
+  std::unique_ptr<driver::DriverService> driver_;
+  std::unique_ptr<ipam::IpamService> ipam_;
+  std::unique_ptr<PluginApi> api_;
+};
+
+TEST_F(PluginApiTest, ActivationCallsTakeEmptyBodies) {
+  EXPECT_EQ(Call("/Plugin.Activate", "")["Implements"], json({"NetworkDriver", "IpamDriver"}));
+  EXPECT_EQ(Call("/NetworkDriver.GetCapabilities", "")["Scope"], "local");
+  EXPECT_EQ(Call("/IpamDriver.GetCapabilities", "")["RequiresMACAddress"], true);
+  EXPECT_TRUE(Call("/IpamDriver.GetDefaultAddressSpaces", "").contains("LocalDefaultAddressSpace"));
+}
+
+TEST_F(PluginApiTest, UnknownPathIs404WithErr) {
+  json j = Call("/NetworkDriver.Frobnicate", "{}", 404);
+  EXPECT_NE(j["Err"].get<std::string>().find("Frobnicate"), std::string::npos);
+}
+
+TEST_F(PluginApiTest, TeardownCallsAnswerJsonEvenWhenNothingIsKnown) {
+  const std::string ids = R"({"NetworkID":"n1","EndpointID":"e1234567890123"})";
+  for (const char* path : {"/NetworkDriver.Leave", "/NetworkDriver.DeleteEndpoint",
+                           "/NetworkDriver.RevokeExternalConnectivity",
+                           "/NetworkDriver.ProgramExternalConnectivity"}) {
+    EXPECT_TRUE(Call(path, ids + "\n").is_object()) << path;
+  }
+  EXPECT_TRUE(Call("/NetworkDriver.EndpointOperInfo", ids).contains("Value"));
+  EXPECT_TRUE(Call("/IpamDriver.ReleasePool", R"({"PoolID":"x"})").is_object());
+  EXPECT_TRUE(Call("/NetworkDriver.DeleteNetwork", R"({"NetworkID":"n1"})").is_object());
+}
+
+TEST_F(PluginApiTest, NetworkCreateToContainerStartWireShapes) {
+  json pool = Call("/IpamDriver.RequestPool",
+                   R"({"AddressSpace":"l","Pool":"192.0.2.0/24","SubPool":"192.0.2.128/25","Options":{},"V6":false})" "\n");
+  const std::string pool_id = pool["PoolID"];
+  EXPECT_EQ(pool["Pool"], "192.0.2.0/24");
+  json gw = Call("/IpamDriver.RequestAddress",
+                 json{{"PoolID", pool_id}, {"Address", "192.0.2.1"},
+                      {"Options", {{"RequestAddressType", "com.docker.network.gateway"}}}}.dump());
+  EXPECT_EQ(gw["Address"], "192.0.2.1/24");
+  Call("/NetworkDriver.CreateNetwork", R"({"NetworkID":"n1","Options":{"com.docker.network.enable_ipv6":false,
+      "com.docker.network.generic":{"parent":"eth1"}},
+      "IPv4Data":[{"AddressSpace":"l","Pool":"192.0.2.0/24","Gateway":"192.0.2.1/24"}],"IPv6Data":[]})");
+  json addr = Call("/IpamDriver.RequestAddress",
+                   json{{"PoolID", pool_id}, {"Address", ""},
+                        {"Options", {{"com.docker.network.endpoint.macaddress", "02:42:6b:69:a0:c9"},
+                                     {"com.docker.network.endpoint.name", "/web"}}}}.dump());
+  EXPECT_EQ(addr["Address"], "192.0.2.128/24");
+  EXPECT_EQ(ipam_->ListReservations().at(0).record.name, "web");  // leading "/" dropped
+
+  // With a MAC in the request, the answer must carry neither MAC nor address.
+  json ep = Call("/NetworkDriver.CreateEndpoint", R"({"NetworkID":"n1","EndpointID":"e1234567890123",
+      "Interface":{"Address":"192.0.2.128/24","AddressIPv6":"","MacAddress":"02:42:6b:69:a0:c9"},"Options":{}})");
+  EXPECT_EQ(ep, json::object());
+  json ep2 = Call("/NetworkDriver.CreateEndpoint", R"({"NetworkID":"n1","EndpointID":"f1234567890123",
+      "Interface":{"Address":"192.0.2.129/24","AddressIPv6":"","MacAddress":""}})");
+  EXPECT_EQ(ep2["Interface"]["MacAddress"], "02:42:c0:00:02:81");
+  EXPECT_FALSE(ep2["Interface"].contains("Address"));
+
+  json join = Call("/NetworkDriver.Join", R"({"NetworkID":"n1","EndpointID":"e1234567890123","SandboxKey":"/x","Options":{}})");
+  EXPECT_EQ(join["InterfaceName"]["SrcName"], "smve1234567890");
+  EXPECT_EQ(join["InterfaceName"]["DstPrefix"], "eth");
+  EXPECT_EQ(join["Gateway"], "192.0.2.1");
+  EXPECT_EQ(join["DisableGatewayService"], true);
+}
+
+TEST_F(PluginApiTest, ErrorsAre500WithErrForBothInterfaces) {
+  json e = Call("/IpamDriver.RequestPool", R"({"Pool":"","V6":false})", 500);
+  EXPECT_NE(e["Err"].get<std::string>().find("--subnet"), std::string::npos);
+  e = Call("/NetworkDriver.CreateNetwork", R"({"NetworkID":"n1","Options":{"com.docker.network.generic":{"parent":"eth1","vlan":"0"}}})", 500);
+  EXPECT_NE(e["Err"].get<std::string>().find("option \"vlan\""), std::string::npos);
+  EXPECT_FALSE(e.contains("Error"));
+}
+
+TEST_F(PluginApiTest, MalformedBodiesAreRefusedByName) {
+  struct Case { const char* path; const char* body; const char* text; };
+  const Case cases[] = {
+      {"/IpamDriver.RequestPool", "{", "not JSON"},
+      {"/IpamDriver.RequestPool", "[1,2]", "not a JSON object"},
+      {"/IpamDriver.RequestPool", R"({"Pool":5})", "field \"Pool\": want a string"},
+      {"/IpamDriver.RequestPool", R"({"Pool":"192.0.2.0/24","Options":[]})", "field \"Options\": want an object"},
+      {"/IpamDriver.RequestPool", R"({"Pool":"192.0.2.0/24","V6":"yes"})", "field \"V6\""},
+      {"/IpamDriver.RequestPool", R"({"Pool":"192.0.2.0/24","Options":{"a":{}}})", "--ipam-opt \"a\""},
+      {"/IpamDriver.RequestAddress", R"({"Address":""})", "field \"PoolID\" is missing"},
+      {"/IpamDriver.RequestAddress", R"({"PoolID":"p","Options":{"RequestAddressType":1}})", "RequestAddressType"},
+      {"/IpamDriver.ReleaseAddress", R"({"PoolID":"p"})", "field \"Address\""},
+      {"/NetworkDriver.CreateNetwork", R"({})", "field \"NetworkID\""},
+      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":"x"}})", "com.docker.network.generic"},
+      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":{}})", "IPv4Data"},
+      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":[{"Pool":"x"}]})", "invalid CIDR \"x\""},
+      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":[{"Pool":"192.0.2.0/24","Gateway":"198.51.100.1/24"}]})", "outside the subnet"},
+      {"/NetworkDriver.CreateEndpoint", R"({"NetworkID":"n"})", "EndpointID"},
+      {"/NetworkDriver.CreateEndpoint", R"({"NetworkID":"n","EndpointID":"e","Interface":"x"})", "Interface"},
+      {"/NetworkDriver.Join", R"({"NetworkID":"n","EndpointID":7})", "EndpointID"},
+  };
+  for (const Case& c : cases) {
+    json e = Call(c.path, c.body, 500);
+    ASSERT_TRUE(e.contains("Err")) << c.body;
+    EXPECT_NE(e["Err"].get<std::string>().find(c.text), std::string::npos) << c.body << " -> " << e;
+  }
+  EXPECT_EQ(net_store_.network_count(), 0u);
+  EXPECT_EQ(ipam_store_.pool_count(), 0u);
+}
+
+}  // namespace
+}  // namespace smv::api

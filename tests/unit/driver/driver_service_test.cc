@@ -1,0 +1,203 @@
+#include "driver/driver_service.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/fake_link_ops.h"
+#include "tests/support/memory_stores.h"
+
+namespace smv::driver {
+namespace {
+
+using smv::testing::FakeLinkOps;
+using smv::testing::MemoryNetworkStore;
+
+const std::string kNet1 = "1111111111111111111111111111111111111111111111111111111111111111";
+const std::string kNet2 = "2222222222222222222222222222222222222222222222222222222222222222";
+const std::string kEp1 = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const std::string kEp2 = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+IpData V4(const char* pool, const char* gw) {
+  return IpData{*Prefix::Parse(pool), gw ? IpAddress::Parse(gw) : std::nullopt};
+}
+
+class DriverServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    links_.AddExisting({.name = "lo", .mtu = 65536, .up = true});
+    links_.AddExisting({.name = "eth1", .kind = "veth", .mtu = 1500, .up = true});
+    links_.AddExisting({.name = "eth2", .kind = "veth", .mtu = 9000, .up = false});
+    Restart();
+  }
+  void Restart() {
+    auto d = DriverService::Create(links_, store_);
+    ASSERT_TRUE(d.ok()) << d.status().message();
+    driver_ = std::move(d).value();
+  }
+  Status Create(const std::string& id, std::map<std::string, std::string> opts,
+                std::vector<IpData> v4 = {V4("192.0.2.0/24", "192.0.2.1")}) {
+    return driver_->CreateNetwork({id, std::move(opts), std::move(v4), {}, false});
+  }
+
+  FakeLinkOps links_;
+  MemoryNetworkStore store_;
+  std::unique_ptr<DriverService> driver_;
+};
+
+TEST_F(DriverServiceTest, CreatesVlanLinkAndDeletesItWithTheLastNetwork) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"vlan", "228"}}).ok());
+  ASSERT_TRUE(links_.Exists("eth1.228"));
+  EXPECT_EQ(links_.Get("eth1.228").vlan_id, 228);
+  EXPECT_TRUE(links_.Get("eth1").promisc);
+  ASSERT_TRUE(Create(kNet2, {{"parent", "eth1"}, {"vlan", "228"}}, {V4("198.51.100.0/24", nullptr)}).ok());
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet1).ok());
+  EXPECT_TRUE(links_.Exists("eth1.228"));  // still used by the second network
+  EXPECT_TRUE(links_.Get("eth1").promisc);
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet2).ok());
+  EXPECT_FALSE(links_.Exists("eth1.228"));
+  EXPECT_FALSE(links_.Get("eth1").promisc);  // switched back: we switched it on
+  EXPECT_EQ(store_.network_count(), 0u);
+  EXPECT_EQ(store_.link_count(), 0u);
+  EXPECT_TRUE(driver_->DeleteNetwork(kNet2).ok());  // idempotent
+}
+
+TEST_F(DriverServiceTest, DeleteNetworkKeepsVlanItDidNotCreateAndPromiscItDidNotSet) {
+  links_.AddExisting({.name = "eth1.10", .kind = "vlan", .parent_name = "eth1", .vlan_id = 10, .up = true});
+  links_.AddExisting({.name = "eth9", .kind = "veth", .up = true, .promisc = true});
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"vlan", "10"}}).ok());
+  ASSERT_TRUE(Create(kNet2, {{"parent", "eth9"}}, {V4("198.51.100.0/24", nullptr)}).ok());
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet1).ok());
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet2).ok());
+  EXPECT_TRUE(links_.Exists("eth1.10"));
+  EXPECT_TRUE(links_.Get("eth9").promisc);
+}
+
+TEST_F(DriverServiceTest, ExistingLinkOfThatNameThatIsSomethingElseIsRefused) {
+  links_.AddExisting({.name = "eth1.228", .kind = "veth"});
+  Status s = Create(kNet1, {{"parent", "eth1"}, {"vlan", "228"}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("interface \"eth1.228\" exists but is not VLAN 228 on \"eth1\""), std::string::npos);
+  links_.AddExisting({.name = "eth1.5", .kind = "vlan", .parent_name = "eth1", .vlan_id = 6});
+  s = Create(kNet1, {{"parent", "eth1"}, {"vlan", "5"}});
+  EXPECT_NE(s.message().find("with id 6"), std::string::npos) << s.message();
+  EXPECT_EQ(store_.network_count(), 0u);
+}
+
+TEST_F(DriverServiceTest, MissingParentListsTheInterfacesThere) {
+  Status s = Create(kNet1, {{"parent", "eth7"}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(),
+            "parent interface \"eth7\" not found on this host (option -o parent=eth7); interfaces here: eth1, eth2");
+}
+
+TEST_F(DriverServiceTest, DownParentIsBroughtUpAndMtuAboveParentIsRefused) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth2"}, {"mtu", "9000"}}).ok());
+  EXPECT_TRUE(links_.Get("eth2").up);
+  Status s = Create(kNet2, {{"parent", "eth1"}, {"mtu", "9000"}}, {V4("198.51.100.0/24", nullptr)});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("the parent interface \"eth1\" has MTU 1500"), std::string::npos);
+}
+
+TEST_F(DriverServiceTest, VlanFailureLeavesNothingBehind) {
+  links_.vlan_supported = false;
+  const size_t before = links_.Count();
+  Status s = Create(kNet1, {{"parent", "eth1"}, {"vlan", "228"}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("this kernel has no 802.1Q VLAN support: load the 8021q module"), std::string::npos);
+  EXPECT_EQ(links_.Count(), before);
+  EXPECT_FALSE(links_.Get("eth1").promisc);
+  EXPECT_EQ(store_.network_count(), 0u);
+}
+
+TEST_F(DriverServiceTest, StoreFailureUndoesVlanAndPromisc) {
+  store_.fail_next_apply = true;
+  ASSERT_FALSE(Create(kNet1, {{"parent", "eth1"}, {"vlan", "228"}}).ok());
+  EXPECT_FALSE(links_.Exists("eth1.228"));
+  EXPECT_FALSE(links_.Get("eth1").promisc);
+}
+
+TEST_F(DriverServiceTest, OverlappingSubnetsOnOneVlanAreRefusedButNotAcrossVlans) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}}, {V4("192.0.2.0/24", nullptr)}).ok());
+  Status s = Create(kNet2, {{"parent", "eth1"}}, {V4("192.0.2.128/25", nullptr)});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("overlaps subnet 192.0.2.0/24"), std::string::npos);
+  EXPECT_TRUE(Create(kNet2, {{"parent", "eth1"}, {"vlan", "3"}}, {V4("192.0.2.128/25", nullptr)}).ok());
+}
+
+TEST_F(DriverServiceTest, EndpointLifecycleAndJoinAnswer) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"mtu", "1400"}, {"macvlan_mode", "private"},
+                             {"routes", "10.254.0.0/16 via 192.0.2.254; 2001:db8::/32"}}).ok());
+  Result<CreateEndpointResult> ep = driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""});
+  ASSERT_TRUE(ep.ok()) << ep.status().message();
+  EXPECT_EQ(ep->mac, "02:42:c0:00:02:0a");  // no MAC in the request: ours, derived from the IP
+  const nl::LinkInfo& link = links_.Get("smvaaaaaaaaaaa");
+  EXPECT_EQ(link.parent_name, "eth1");
+  EXPECT_EQ(link.mtu, 1400u);
+  EXPECT_EQ(link.macvlan_mode, "private");
+  Result<JoinResult> join = driver_->Join(kNet1, kEp1, "/var/run/docker/netns/abc");
+  ASSERT_TRUE(join.ok()) << join.status().message();
+  EXPECT_EQ(join->src_name, "smvaaaaaaaaaaa");
+  EXPECT_EQ(join->gateway_v4->ToString(), "192.0.2.1");
+  ASSERT_EQ(join->routes.size(), 1u);  // the IPv6 route is left out: no IPv6 address
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->sandbox_key, "/var/run/docker/netns/abc");
+  EXPECT_TRUE(driver_->Leave(kNet1, kEp1).ok());
+  EXPECT_TRUE(driver_->DeleteEndpoint(kNet1, kEp1).ok());
+  EXPECT_FALSE(links_.Exists("smvaaaaaaaaaaa"));
+  EXPECT_TRUE(driver_->DeleteEndpoint(kNet1, kEp1).ok());  // twice: still fine
+  EXPECT_EQ(store_.endpoint_count(), 0u);
+}
+
+TEST_F(DriverServiceTest, GivenMacIsUsedAndNotReturned) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}}).ok());
+  Result<CreateEndpointResult> ep = driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", "02:00:00:00:02:28"});
+  ASSERT_TRUE(ep.ok());
+  EXPECT_EQ(ep->mac, "");
+  EXPECT_EQ(links_.Get("smvaaaaaaaaaaa").mac, "02:00:00:00:02:28");
+}
+
+TEST_F(DriverServiceTest, NoDefaultRouteOptionAndInternalNetworksGiveNoGateway) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"default_route", "off"}}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
+  EXPECT_FALSE(driver_->Join(kNet1, kEp1, "k")->gateway_v4.has_value());
+  ASSERT_TRUE(driver_->CreateNetwork({kNet2, {{"parent", "eth1"}, {"vlan", "9"}}, {V4("198.51.100.0/24", "198.51.100.1")}, {}, true}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet2, kEp2, "198.51.100.5/24", "", ""}).ok());
+  EXPECT_FALSE(driver_->Join(kNet2, kEp2, "k")->gateway_v4.has_value());
+}
+
+TEST_F(DriverServiceTest, FailedCreateEndpointLeavesNoLinkAndNoRecord) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}}).ok());
+  const size_t before = links_.Count();
+  store_.fail_next_apply = true;
+  ASSERT_FALSE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
+  EXPECT_EQ(links_.Count(), before);
+  links_.fail_macvlan = true;
+  Result<CreateEndpointResult> r = driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("on \"eth1\""), std::string::npos);
+  EXPECT_EQ(store_.endpoint_count(), 0u);
+  EXPECT_EQ(driver_->CreateEndpoint({kNet2, kEp1, "", "", ""}).status().code(), Code::kNotFound);
+}
+
+TEST_F(DriverServiceTest, ReconcileRecreatesVlanDropsStrayEndpointsAndOrphanLinks) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"vlan", "228"}}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
+  // A host reboot: the VLAN link and promiscuous mode are gone; a crash left an orphan link.
+  ASSERT_TRUE(links_.Delete("smvaaaaaaaaaaa").ok());
+  ASSERT_TRUE(links_.Delete("eth1.228").ok());
+  ASSERT_TRUE(links_.SetPromisc("eth1", false).ok());
+  links_.AddExisting({.name = "smvccccccccccc", .kind = "macvlan", .parent_name = "eth1"});
+  links_.AddExisting({.name = "smvuserlink", .kind = "macvlan", .parent_name = "eth1"});
+  Restart();
+  ReconcileReport report = driver_->Reconcile();
+  EXPECT_EQ(report.vlan_links_recreated, 1);
+  EXPECT_EQ(report.orphan_links_deleted, 1);
+  EXPECT_TRUE(report.problems.empty());
+  EXPECT_TRUE(links_.Exists("eth1.228"));
+  EXPECT_TRUE(links_.Get("eth1").promisc);
+  EXPECT_FALSE(links_.Exists("smvccccccccccc"));
+  EXPECT_TRUE(links_.Exists("smvuserlink"));  // not of our naming: left alone
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet1).ok());
+  EXPECT_FALSE(links_.Exists("eth1.228"));
+}
+
+}  // namespace
+}  // namespace smv::driver

@@ -1,0 +1,195 @@
+#include "ipam/ipam_service.h"
+
+#include <gtest/gtest.h>
+
+#include "ipam/lmdb_store.h"
+#include "tests/support/memory_stores.h"
+#include "tests/support/temp_dir.h"
+
+namespace smv::ipam {
+namespace {
+
+using smv::testing::MemoryIpamStore;
+
+class IpamServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = IpamService::Create(store_, [this] { return now_; });
+    ASSERT_TRUE(s.ok());
+    service_ = std::move(s).value();
+    Result<PoolResult> pool = service_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {}, false});
+    ASSERT_TRUE(pool.ok()) << pool.status().message();
+    pool_ = pool->pool_id;
+  }
+  std::string Ask(std::string address = "", std::string name = "") {
+    Result<std::string> r = service_->RequestAddress({pool_, address, false, name, ""});
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? *r : "";
+  }
+  static std::string Bare(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+
+  int64_t now_ = 1000;
+  MemoryIpamStore store_;
+  std::unique_ptr<IpamService> service_;
+  std::string pool_;
+};
+
+TEST_F(IpamServiceTest, AddressCarriesThePrefixLength) {
+  EXPECT_EQ(Ask("192.0.2.10"), "192.0.2.10/24");
+  EXPECT_EQ(Ask(), "192.0.2.128/24");
+}
+
+TEST_F(IpamServiceTest, GatewayRequestWithoutAddressTakesTheFirstOne) {
+  Result<std::string> gw = service_->RequestAddress({pool_, "", true, "", ""});
+  ASSERT_TRUE(gw.ok());
+  EXPECT_EQ(*gw, "192.0.2.1/24");
+}
+
+TEST_F(IpamServiceTest, SameNameSameAddressAfterReleaseAndOthersNeverGetIt) {
+  const std::string x = Ask("", "a-0");
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+  const std::string other = Ask("", "b");
+  EXPECT_NE(other, x);
+  Result<std::string> steal = service_->RequestAddress({pool_, Bare(x), false, "b2", ""});
+  ASSERT_FALSE(steal.ok());
+  EXPECT_NE(steal.status().message().find("reserved for container \"a-0\""), std::string::npos);
+  EXPECT_EQ(Ask("", "a-0"), x);
+}
+
+TEST_F(IpamServiceTest, ReleaseIsIdempotentAndKeepsTheReservation) {
+  const std::string x = Ask("", "a-0");
+  EXPECT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+  EXPECT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+  EXPECT_TRUE(service_->ReleaseAddress("no such pool", "192.0.2.9").ok());
+  EXPECT_EQ(store_.lease_count(), 0u);
+  EXPECT_EQ(store_.reservation_count(), 1u);
+}
+
+TEST_F(IpamServiceTest, UnknownPoolIsAnError) {
+  Result<std::string> r = service_->RequestAddress({"198.51.100.0/24", "", false, "", ""});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kNotFound);
+  EXPECT_NE(r.status().message().find("unknown pool \"198.51.100.0/24\""), std::string::npos);
+}
+
+TEST_F(IpamServiceTest, PoolIsCountedPerRequestAndReservationsOutliveIt) {
+  // dockerd may request one subnet for two networks and release it twice.
+  ASSERT_TRUE(service_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {}, false}).ok());
+  const std::string x = Ask("", "web");
+  ASSERT_TRUE(service_->ReleasePool(pool_).ok());
+  EXPECT_TRUE(service_->HasActivePool(pool_));
+  EXPECT_EQ(service_->LeaseCount(pool_), 1u);
+  ASSERT_TRUE(service_->ReleasePool(pool_).ok());
+  EXPECT_FALSE(service_->HasActivePool(pool_));
+  EXPECT_EQ(store_.lease_count(), 0u);
+  ASSERT_TRUE(service_->ReleasePool(pool_).ok());  // a third release is harmless
+  // compose down + up: the network comes back and "web" gets its address again.
+  ASSERT_TRUE(service_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {}, false}).ok());
+  Ask("", "someone-else");
+  EXPECT_EQ(Ask("", "web"), x);
+}
+
+TEST_F(IpamServiceTest, PoolWithoutReservationsIsForgottenWhenReleased) {
+  Ask("192.0.2.50");
+  ASSERT_TRUE(service_->ReleasePool(pool_).ok());
+  EXPECT_EQ(store_.pool_count(), 0u);
+  EXPECT_EQ(store_.lease_count(), 0u);
+}
+
+TEST_F(IpamServiceTest, StoreFailureChangesNothing) {
+  store_.fail_next_apply = true;
+  Result<std::string> r = service_->RequestAddress({pool_, "192.0.2.10", false, "a", ""});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(service_->LeaseCount(pool_), 0u);
+  EXPECT_TRUE(service_->ListReservations().empty());
+  EXPECT_EQ(Ask("192.0.2.10", "b"), "192.0.2.10/24");  // not held by the failed attempt
+}
+
+TEST_F(IpamServiceTest, DifferentOptionsForAPoolInUseAreRefused) {
+  Result<PoolResult> r =
+      service_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {{"release_after", "1h"}}, false});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+}
+
+TEST_F(IpamServiceTest, AttachNameAfterTheFactCreatesTheReservation) {
+  const std::string x = Ask();
+  const IpAddress ip = *IpAddress::Parse(Bare(x));
+  ASSERT_TRUE(service_->AttachName(pool_, ip, "late").ok());
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+  EXPECT_EQ(Ask("", "late"), x);
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+  const std::string y = Ask();
+  Status s = service_->AttachName(pool_, *IpAddress::Parse(Bare(y)), "late");
+  EXPECT_TRUE(s.ok());  // a name may hold a second address; its reservation stays x
+  std::vector<ReservationView> list = service_->ListReservations();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].record.address.ToString(), Bare(x));
+}
+
+TEST(IpamServiceLmdbTest, EverythingSurvivesAReopen) {
+  smv::testing::TempDir dir;
+  std::string pool_id, a0, plain;
+  {
+    auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
+    ASSERT_TRUE(env.ok()) << env.status().message();
+    auto store = LmdbIpamStore::Open(**env);
+    ASSERT_TRUE(store.ok());
+    auto service = IpamService::Create(**store);
+    ASSERT_TRUE(service.ok());
+    pool_id = (*service)->RequestPool({"l", "2001:db8:1::/64", "", {{"release_after", "1d"}}, true})->pool_id;
+    a0 = *(*service)->RequestAddress({pool_id, "", false, "a-0", "02:42:00:00:00:01"});
+    plain = *(*service)->RequestAddress({pool_id, "2001:db8:1::99", false, "", ""});
+    ASSERT_TRUE((*service)->ReleaseAddress(pool_id, a0.substr(0, a0.find('/'))).ok());
+  }
+  auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
+  ASSERT_TRUE(env.ok());
+  auto store = LmdbIpamStore::Open(**env);
+  auto service = IpamService::Create(**store);
+  ASSERT_TRUE(service.ok()) << service.status().message();
+  EXPECT_EQ((*service)->FindPool(pool_id)->release_after_seconds, 86400);
+  EXPECT_EQ((*service)->LeaseCount(pool_id), 1u);
+  Result<std::string> again = (*service)->RequestAddress({pool_id, "2001:db8:1::99", false, "", ""});
+  EXPECT_EQ(again.status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(*(*service)->RequestAddress({pool_id, "", false, "a-0", ""}), a0);
+  std::vector<ReservationView> list = (*service)->ListReservations();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].record.mac, "02:42:00:00:00:01");
+}
+
+TEST(LmdbEnvTest, ForEachHonoursThePrefixAndDeleteReportsAbsence) {
+  smv::testing::TempDir dir;
+  auto env = lmdb::Env::Open(dir.path(), 8 << 20, {"t"});
+  ASSERT_TRUE(env.ok());
+  lmdb::Dbi dbi = *(*env)->Database("t");
+  {
+    auto txn = (*env)->BeginWrite();
+    for (const char* k : {"a/1", "a/2", "b/1"}) ASSERT_TRUE(txn->Put(dbi, k, "v").ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  {
+    auto txn = (*env)->BeginWrite();
+    ASSERT_TRUE(txn->Put(dbi, "c/1", "v").ok());
+  }  // not committed: rolled back
+  auto txn = (*env)->BeginWrite();
+  int n = 0;
+  ASSERT_TRUE(txn->ForEach(dbi, "a/", [&](std::string_view, std::string_view) { ++n; return OkStatus(); }).ok());
+  EXPECT_EQ(n, 2);
+  EXPECT_FALSE(txn->Get(dbi, "c/1")->has_value());
+  EXPECT_TRUE(*txn->Delete(dbi, "a/1"));
+  EXPECT_FALSE(*txn->Delete(dbi, "a/1"));
+}
+
+TEST(LmdbEnvTest, MapFullIsResourceExhausted) {
+  smv::testing::TempDir dir;
+  auto env = lmdb::Env::Open(dir.path(), 64 << 10, {"t"});
+  ASSERT_TRUE(env.ok());
+  lmdb::Dbi dbi = *(*env)->Database("t");
+  auto txn = (*env)->BeginWrite();
+  Status last;
+  for (int i = 0; i < 10000 && last.ok(); ++i) last = txn->Put(dbi, std::to_string(i), std::string(100, 'x'));
+  EXPECT_EQ(last.code(), Code::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace smv::ipam
