@@ -60,6 +60,11 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Bind(const std::string& sock
   httplib::Server& http = *server->server_;
   http.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
   http.set_address_family(AF_UNIX);
+  // dockerd holds connections open; httplib's default closes one after 5 requests, and every
+  // reconnect is a chance to hit the listen backlog below.
+  http.set_keep_alive_max_count(100000);
+  int listen_fd = -1;
+  http.set_socket_options([&listen_fd](int fd) { listen_fd = fd; });
   InstallRoutes(http, api);
   // The socket is born 0600: no window in which another user could connect.
   const mode_t old_mask = umask(0177);
@@ -69,6 +74,10 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Bind(const std::string& sock
     return Internal(fmt::format("listen on \"{}\": {}", socket_path, std::strerror(errno)));
   }
   chmod(socket_path.c_str(), 0600);
+  // The library listens with a backlog of 5; on a unix socket a full backlog refuses the
+  // connection at once (no SYN retry as with TCP), which dockerd reports as an error. Listening
+  // again on the bound socket raises the backlog.
+  if (listen_fd >= 0) ::listen(listen_fd, SOMAXCONN);
   return server;
 }
 

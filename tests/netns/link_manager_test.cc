@@ -1,0 +1,188 @@
+// Real libnl against a real kernel, inside a private network namespace.
+
+#include <gtest/gtest.h>
+
+#include "driver/driver_service.h"
+#include "tests/support/memory_stores.h"
+#include "tests/support/netns_test.h"
+
+namespace smv::nl {
+namespace {
+
+using smv::testing::NetnsTest;
+
+TEST_F(NetnsTest, FindReportsKindMtuAndParent) {
+  Result<std::optional<LinkInfo>> eth1 = links_->Find("eth1");
+  ASSERT_TRUE(eth1.ok());
+  ASSERT_TRUE(eth1->has_value());
+  EXPECT_EQ((*eth1)->kind, "veth");
+  EXPECT_EQ((*eth1)->mtu, 1500u);
+  EXPECT_FALSE((*eth1)->up);
+  EXPECT_FALSE(links_->Find("nope0")->has_value());
+}
+
+TEST_F(NetnsTest, MacvlanInEveryModeWithMacAndMtu) {
+  ASSERT_TRUE(links_->SetUp("eth1").ok());
+  for (const char* mode : {"bridge", "private", "vepa", "passthru"}) {
+    const std::string name = std::string("mv-") + mode;
+    Status s = links_->CreateMacvlan({name, "eth1", mode, 1400, "02:42:c0:00:02:0a"});
+    ASSERT_TRUE(s.ok()) << mode << ": " << s.message();
+    Result<std::optional<LinkInfo>> link = links_->Find(name);
+    ASSERT_TRUE(link.ok() && link->has_value());
+    EXPECT_EQ((*link)->kind, "macvlan");
+    EXPECT_EQ((*link)->macvlan_mode, mode);
+    EXPECT_EQ((*link)->mtu, 1400u);
+    // passthru hands the parent's own MAC to its one macvlan; other modes take ours.
+    const std::string want_mac = std::string(mode) == "passthru" ? (*links_->Find("eth1"))->mac
+                                                                 : "02:42:c0:00:02:0a";
+    EXPECT_EQ((*link)->mac, want_mac) << mode;
+    EXPECT_EQ((*link)->parent_name, "eth1");
+    ASSERT_TRUE(links_->Delete(name).ok());  // passthru allows one per parent: delete each
+  }
+}
+
+TEST_F(NetnsTest, CreateIsExclusiveAndDeleteOfAbsentIsNotFound) {
+  ASSERT_TRUE(links_->CreateMacvlan({"mv0", "eth1", "bridge", 0, ""}).ok());
+  EXPECT_EQ(links_->CreateMacvlan({"mv0", "eth1", "bridge", 0, ""}).code(), Code::kAlreadyExists);
+  ASSERT_TRUE(links_->Delete("mv0").ok());
+  EXPECT_EQ(links_->Delete("mv0").code(), Code::kNotFound);
+  EXPECT_EQ(links_->CreateMacvlan({"mv1", "nope0", "bridge", 0, ""}).code(), Code::kNotFound);
+}
+
+TEST_F(NetnsTest, MtuAboveParentIsRefusedByTheKernel) {
+  EXPECT_FALSE(links_->CreateMacvlan({"mv0", "eth1", "bridge", 9000, ""}).ok());
+  EXPECT_FALSE(links_->Find("mv0")->has_value());
+}
+
+TEST_F(NetnsTest, PromiscOnAndOff) {
+  ASSERT_TRUE(links_->SetPromisc("eth1", true).ok());
+  EXPECT_TRUE((*links_->Find("eth1"))->promisc);
+  ASSERT_TRUE(links_->SetPromisc("eth1", false).ok());
+  EXPECT_FALSE((*links_->Find("eth1"))->promisc);
+}
+
+TEST_F(NetnsTest, ListSeesEverythingWithParents) {
+  ASSERT_TRUE(links_->CreateMacvlan({"mv0", "eth1", "bridge", 0, ""}).ok());
+  Result<std::vector<LinkInfo>> all = links_->List();
+  ASSERT_TRUE(all.ok());
+  bool found = false;
+  for (const LinkInfo& l : *all) found = found || (l.name == "mv0" && l.parent_name == "eth1");
+  EXPECT_TRUE(found);
+}
+
+TEST_F(NetnsTest, VlanIsCreatedWithReorderHdrOrRefusedInWords) {
+  Status s = links_->CreateVlan("eth1", 228, "eth1.228");
+  if (!KernelHasVlan()) {
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+    EXPECT_NE(s.message().find("this kernel has no 802.1Q VLAN support: load the 8021q module"),
+              std::string::npos) << s.message();
+    EXPECT_FALSE(links_->Find("eth1.228")->has_value());
+    return;
+  }
+  ASSERT_TRUE(s.ok()) << s.message();
+  Result<std::optional<LinkInfo>> vlan = links_->Find("eth1.228");
+  ASSERT_TRUE(vlan.ok() && vlan->has_value());
+  EXPECT_EQ((*vlan)->kind, "vlan");
+  EXPECT_EQ((*vlan)->vlan_id, 228);
+  EXPECT_TRUE((*vlan)->reorder_hdr);
+  EXPECT_TRUE((*vlan)->up);
+  EXPECT_EQ((*vlan)->parent_name, "eth1");
+  EXPECT_EQ(links_->CreateVlan("eth1", 228, "eth1.228").code(), Code::kAlreadyExists);
+}
+
+// The driver service on real links: what a docker network create / run / rm does to the host.
+class DriverNetnsTest : public NetnsTest {
+ protected:
+  void SetUp() override {
+    NetnsTest::SetUp();
+    if (IsSkipped()) return;
+    Restart();
+  }
+  void Restart() {
+    driver_.reset();
+    auto d = driver::DriverService::Create(*links_, store_);
+    ASSERT_TRUE(d.ok());
+    driver_ = std::move(d).value();
+  }
+  Status CreateNetwork(const std::string& id, std::map<std::string, std::string> opts) {
+    return driver_->CreateNetwork(
+        {id, std::move(opts), {{*Prefix::Parse("192.0.2.0/24"), IpAddress::Parse("192.0.2.1")}}, {}, false});
+  }
+  smv::testing::MemoryNetworkStore store_;
+  std::unique_ptr<driver::DriverService> driver_;
+};
+
+const std::string kNet = "3f2a9c1b2d4e3f2a9c1b2d4e3f2a9c1b2d4e3f2a9c1b2d4e3f2a9c1b2d4e1234";
+const std::string kEp = "da420489ddbddae14d48d4cba1867e1cc9d7455677bd158c81a0e02f92c0237f";
+
+TEST_F(DriverNetnsTest, NetworkOnParentBringsItUpSetsPromiscAndRestoresIt) {
+  ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}}).ok());
+  Result<std::optional<LinkInfo>> eth1 = links_->Find("eth1");
+  EXPECT_TRUE((*eth1)->up);
+  EXPECT_TRUE((*eth1)->promisc);
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet).ok());
+  EXPECT_FALSE((*links_->Find("eth1"))->promisc);
+}
+
+TEST_F(DriverNetnsTest, EndpointLinkIsCreatedOnTheParentAndDeletedTwiceSafely) {
+  ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}, {"mtu", "1400"}}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp, "192.0.2.10/24", "", "02:00:00:00:02:28"}).ok());
+  Result<std::optional<LinkInfo>> link = links_->Find("smvda420489ddb");
+  ASSERT_TRUE(link.ok() && link->has_value());
+  EXPECT_EQ((*link)->mac, "02:00:00:00:02:28");
+  EXPECT_EQ((*link)->mtu, 1400u);
+  ASSERT_TRUE(driver_->Join(kNet, kEp, "/var/run/docker/netns/x").ok());
+  ASSERT_TRUE(driver_->DeleteEndpoint(kNet, kEp).ok());
+  EXPECT_FALSE(links_->Find("smvda420489ddb")->has_value());
+  EXPECT_TRUE(driver_->DeleteEndpoint(kNet, kEp).ok());
+}
+
+TEST_F(DriverNetnsTest, ReconcileRemovesOrphanedEndpointLinks) {
+  ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}}).ok());
+  // What a crash between creating the link and storing the endpoint leaves behind.
+  ASSERT_TRUE(links_->CreateMacvlan({"smv0123456789a", "eth1", "bridge", 0, ""}).ok());
+  Restart();
+  driver::ReconcileReport report = driver_->Reconcile();
+  EXPECT_EQ(report.orphan_links_deleted, 1);
+  EXPECT_FALSE(links_->Find("smv0123456789a")->has_value());
+}
+
+TEST_F(DriverNetnsTest, VlanNetworkOwnsItsLinkOrFailsCleanly) {
+  const size_t before = links_->List()->size();
+  Status s = CreateNetwork(kNet, {{"parent", "eth1"}, {"vlan", "228"}});
+  if (!KernelHasVlan()) {
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("this kernel has no 802.1Q VLAN support: load the 8021q module"), std::string::npos);
+    EXPECT_EQ(links_->List()->size(), before);  // nothing left behind
+    EXPECT_FALSE((*links_->Find("eth1"))->promisc);
+    EXPECT_EQ(store_.network_count(), 0u);
+    return;
+  }
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_TRUE(links_->Find("eth1.228")->has_value());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp, "192.0.2.10/24", "", ""}).ok());
+  EXPECT_EQ((*links_->Find("smvda420489ddb"))->parent_name, "eth1.228");
+  // A reboot: the VLAN link is gone; reconcile brings it back before dockerd calls.
+  ASSERT_TRUE(driver_->DeleteEndpoint(kNet, kEp).ok());
+  ASSERT_TRUE(links_->Delete("eth1.228").ok());
+  Restart();
+  EXPECT_EQ(driver_->Reconcile().vlan_links_recreated, 1);
+  ASSERT_TRUE(links_->Find("eth1.228")->has_value());
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet).ok());
+  EXPECT_FALSE(links_->Find("eth1.228")->has_value());
+}
+
+TEST_F(DriverNetnsTest, AdoptedVlanLinkIsKeptAndClashIsRefused) {
+  if (!KernelHasVlan()) GTEST_SKIP() << "needs an 802.1Q kernel (runs in the UML tier)";
+  ASSERT_TRUE(links_->CreateVlan("eth1", 10, "eth1.10").ok());
+  ASSERT_TRUE(links_->CreateVlan("eth1", 11, "eth1.12").ok());
+  ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}, {"vlan", "10"}}).ok());
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet).ok());
+  EXPECT_TRUE(links_->Find("eth1.10")->has_value());
+  Status s = CreateNetwork(kNet, {{"parent", "eth1"}, {"vlan", "12"}});
+  EXPECT_NE(s.message().find("exists but is not VLAN 12"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace smv::nl
