@@ -1,0 +1,15 @@
+#!/bin/bash
+# Installs what the tests need, builds, and runs every test tier:
+#   unit      no root, no kernel, no dockerd
+#   netns     real libnl in private network namespaces (root)
+#   protocol  the built daemon over its socket, replaying captured dockerd 20.10 calls (root)
+# Usage: scripts/test.sh [ctest arguments, e.g. -L unit]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --test
+scripts/build.sh
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test.sh: the netns and protocol tiers need root (they create network namespaces)" >&2
+  exit 1
+fi
+ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j"$(nproc)" "$@"
