@@ -415,6 +415,11 @@ ReconcileReport DriverService::Reconcile() {
                                             ShortId(id), options.parent));
       continue;
     }
+    if (!(*parent)->up) {
+      if (Status s = links_.SetUp(options.parent); !s.ok()) {
+        report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message()));
+      }
+    }
     if (options.vlan_id) {
       Result<std::optional<nl::LinkInfo>> vlan = links_.Find(options.vlan_link_name);
       if (vlan.ok() && !vlan->has_value()) {

@@ -7,7 +7,7 @@ build=(build-essential cmake pkg-config
        libcpp-httplib-dev nlohmann-json3-dev libnl-3-dev libnl-route-3-dev liblmdb-dev
        libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
 runtime=(iproute2)
-test=(user-mode-linux busybox-static tcpdump iputils-ping docker.io docker-compose curl jq util-linux
+test=(qemu-system-x86 busybox-static tcpdump iputils-ping docker.io docker-compose curl jq util-linux
       clang libclang-rt-14-dev)
 pkgs=("${build[@]}" "${runtime[@]}")
 if [ "${1:-}" = "--test" ]; then pkgs+=("${test[@]}"); fi

@@ -12,4 +12,4 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "test.sh: the netns and protocol tiers need root (they create network namespaces)" >&2
   exit 1
 fi
-ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j"$(nproc)" "$@"
+ctest --test-dir "${BUILD_DIR:-build}" --no-tests=error --output-on-failure -j"$(nproc)" "$@"

@@ -147,7 +147,6 @@ Status LinkManager::CreateVlan(const std::string& parent, uint16_t vlan_id, cons
   rtnl_link_vlan_set_id(vlan.get(), vlan_id);
   // REORDER_HDR: what `vconfig set_flag <link> 1 1` did for the seed.
   rtnl_link_vlan_set_flags(vlan.get(), VLAN_FLAG_REORDER_HDR);
-  rtnl_link_set_flags(vlan.get(), IFF_UP);
   // EXCL: never silently adopt a link that appeared since the caller looked.
   const int rc = rtnl_link_add(sock_, vlan.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (rc == -NLE_OPNOTSUPP) {
@@ -157,6 +156,16 @@ Status LinkManager::CreateVlan(const std::string& parent, uint16_t vlan_id, cons
         name, parent));
   }
   if (rc < 0) return NlStatus(rc, fmt::format("create VLAN link \"{}\" on \"{}\"", name, parent));
+  // Up in a second step: the kernel refuses an up VLAN link on a down parent (ENETDOWN), and
+  // that must not leave a half-made link behind.
+  if (Status up = ChangeFlagsLocked(name, IFF_UP, 0); !up.ok()) {
+    LinkPtr doomed(rtnl_link_alloc());
+    rtnl_link_set_name(doomed.get(), name.c_str());
+    rtnl_link_delete(sock_, doomed.get());
+    return FailedPrecondition(fmt::format(
+        "bring up VLAN link \"{}\": is the parent interface \"{}\" up? ({})", name, parent,
+        up.message()));
+  }
   return OkStatus();
 }
 

@@ -71,6 +71,7 @@ TEST_F(NetnsTest, ListSeesEverythingWithParents) {
 }
 
 TEST_F(NetnsTest, VlanIsCreatedWithReorderHdrOrRefusedInWords) {
+  ASSERT_TRUE(links_->SetUp("eth1").ok());
   Status s = links_->CreateVlan("eth1", 228, "eth1.228");
   if (!KernelHasVlan()) {
     ASSERT_FALSE(s.ok());
@@ -89,6 +90,14 @@ TEST_F(NetnsTest, VlanIsCreatedWithReorderHdrOrRefusedInWords) {
   EXPECT_TRUE((*vlan)->up);
   EXPECT_EQ((*vlan)->parent_name, "eth1");
   EXPECT_EQ(links_->CreateVlan("eth1", 228, "eth1.228").code(), Code::kAlreadyExists);
+}
+
+TEST_F(NetnsTest, VlanOnADownParentIsRefusedAndLeavesNoLink) {
+  if (!KernelHasVlan()) GTEST_SKIP() << "needs an 802.1Q kernel (runs in the VM tier)";
+  Status s = links_->CreateVlan("eth1", 7, "eth1.7");  // eth1 is down
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("is the parent interface \"eth1\" up?"), std::string::npos) << s.message();
+  EXPECT_FALSE(links_->Find("eth1.7")->has_value());
 }
 
 // The driver service on real links: what a docker network create / run / rm does to the host.
@@ -174,12 +183,15 @@ TEST_F(DriverNetnsTest, VlanNetworkOwnsItsLinkOrFailsCleanly) {
 }
 
 TEST_F(DriverNetnsTest, AdoptedVlanLinkIsKeptAndClashIsRefused) {
-  if (!KernelHasVlan()) GTEST_SKIP() << "needs an 802.1Q kernel (runs in the UML tier)";
-  ASSERT_TRUE(links_->CreateVlan("eth1", 10, "eth1.10").ok());
+  if (!KernelHasVlan()) GTEST_SKIP() << "needs an 802.1Q kernel (runs in the VM tier)";
+  ASSERT_TRUE(links_->SetUp("eth1").ok());  // a VLAN link cannot be up on a down parent
+  Status s10 = links_->CreateVlan("eth1", 10, "eth1.10");
+  ASSERT_TRUE(s10.ok()) << s10.message();
   ASSERT_TRUE(links_->CreateVlan("eth1", 11, "eth1.12").ok());
   ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}, {"vlan", "10"}}).ok());
   ASSERT_TRUE(driver_->DeleteNetwork(kNet).ok());
   EXPECT_TRUE(links_->Find("eth1.10")->has_value());
+  EXPECT_TRUE((*links_->Find("eth1.10"))->up);
   Status s = CreateNetwork(kNet, {{"parent", "eth1"}, {"vlan", "12"}});
   EXPECT_NE(s.message().find("exists but is not VLAN 12"), std::string::npos) << s.message();
 }
