@@ -62,7 +62,7 @@ tpid=$!
 for _ in $(seq 50); do grep -q listening "$work/cap.err" && break; sleep 0.1; done
 check "container a pings container b" 'ip netns exec ca ping -c 2 -i 0.2 -W 2 "$addr_b" >/dev/null'
 check "container a pings the host across the wire" 'ip netns exec ca ping -c 2 -i 0.2 -W 2 192.0.2.1 >/dev/null'
-sleep 0.5; kill -INT "$tpid"; wait "$tpid" || true
+sleep 0.5; kill -TERM "$tpid"; wait "$tpid" || true  # TERM: background jobs ignore SIGINT
 check "frames on eth1 carry tag 228" 'grep -q "vlan 228, p 0, ethertype IPv4 (0x0800), $addr_a > 192.0.2.1: ICMP echo request" "$work/cap.txt"'
 
 net2=2222222222222222222222222222222222222222222222222222222222222222

@@ -1,0 +1,137 @@
+#!/bin/bash
+# End-to-end on a real dockerd 20.10: docker network create / run / compose against the plugin,
+# with exact outcomes. Needs root, dockerd and docker-compose (scripts/install-deps.sh --test).
+# Usage: SMV=build/static-macvlan tests/e2e/dockerd_e2e_test.sh
+set -euo pipefail
+here=$(dirname "$(realpath "$0")")
+SMV=$(realpath "${SMV:-$1}")
+. "$here/lib.sh"
+trap e2e_teardown EXIT
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
+e2e_setup
+
+host_links() { in_host ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\n' ' '; }
+links_before=$(host_links)
+
+# --- A: network create with the full IPAM config; two containers ping each other ------------
+d network create -d static-macvlan --ipam-driver static-macvlan \
+  --subnet 192.0.2.0/24 --gateway 192.0.2.254 --ip-range 192.0.2.0/25 --aux-address router2=192.0.2.2 \
+  -o parent=eth1 lan >/dev/null || fail "network create lan"
+expect_eq "$(d network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}} {{.IPRange}} {{.AuxAddress}}{{end}}' lan)" \
+  "192.0.2.0/24 192.0.2.254 192.0.2.0/25 map[router2:192.0.2.2]" "network inspect shows the IPAM config"
+d run -d --name c1 --network lan smv-bb sleep 600 >/dev/null
+d run -d --name c2 --network lan smv-bb sleep 600 >/dev/null
+c1=$(ip_of c1 lan); c2=$(ip_of c2 lan)
+expect_eq "$c1" "192.0.2.1" "first container gets the first address of --ip-range"
+expect_eq "$c2" "192.0.2.3" "second container skips the --aux-address 192.0.2.2"
+d exec c1 ping -c 1 -W 3 "$c2" >/dev/null || fail "c1 cannot ping c2"
+pass "two containers ping each other"
+d exec c1 ping -c 1 -W 3 192.0.2.254 >/dev/null || fail "c1 cannot ping the switch"
+pass "a container reaches the gateway across the wire"
+expect_eq "$(d exec c1 ip route | grep '^default')" "default via 192.0.2.254 dev eth0 " "default route via the network's gateway"
+for i in 1 2 3 4; do d run -d --name fill$i --network lan smv-bb sleep 600 >/dev/null; done
+got=$(for i in 1 2 3 4; do ip_of fill$i lan; done | sort | tr '\n' ' ')
+case " $got " in *" 192.0.2.2 "*|*" 192.0.2.254 "*) fail "aux or gateway address handed out: $got" ;; esac
+pass "aux address and gateway never given to a container ($got)"
+
+# --- B: same --ip after rm; no-ip containers never get it or the gateway --------------------
+d run -d --name a-0 --network lan --ip 192.0.2.50 smv-bb sleep 600 >/dev/null
+d rm -f a-0 >/dev/null
+d run -d --name a-0 --network lan --ip 192.0.2.50 smv-bb sleep 600 >/dev/null || fail "run a-0 --ip again"
+expect_eq "$(ip_of a-0 lan)" "192.0.2.50" "docker rm -f + run --ip gives the address again"
+d run -d --name b-1 --network lan smv-bb sleep 600 >/dev/null
+b=$(ip_of b-1 lan)
+[ "$b" != 192.0.2.50 ] && [ "$b" != 192.0.2.254 ] || fail "b got $b"
+pass "a container without --ip gets neither the taken --ip nor the gateway ($b)"
+if d run -d --name dup --network lan --ip 192.0.2.50 smv-bb sleep 600 >/dev/null 2>"$E2E_DIR/err"; then
+  fail "a second container got 192.0.2.50"
+fi
+grep -q "address 192.0.2.50 is already in use" "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "an --ip in use is refused with a clear error"
+d rm -f dup >/dev/null 2>&1 || true
+
+# --- C: stop/start, restart, network connect/disconnect with --ip --------------------------
+d stop -t 1 a-0 >/dev/null; d start a-0 >/dev/null
+expect_eq "$(ip_of a-0 lan)" "192.0.2.50" "stop + start keeps the address"
+d restart -t 1 a-0 >/dev/null
+expect_eq "$(ip_of a-0 lan)" "192.0.2.50" "restart keeps the address"
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 198.51.100.0/24 \
+  --gateway 198.51.100.254 -o parent=eth1 lan2 >/dev/null
+d network connect --ip 198.51.100.77 lan2 c1
+expect_eq "$(ip_of c1 lan2)" "198.51.100.77" "network connect --ip"
+d exec c1 ping -c 1 -W 3 198.51.100.254 >/dev/null || fail "c1 cannot reach lan2's switch address"
+pass "the connected network carries traffic"
+expect_eq "$(d exec c1 ip route | grep -c '^default')" "1" "a second network does not add a second default route"
+d network disconnect lan2 c1
+expect_eq "$(d exec c1 ip -o link | grep -c 'eth1')" "0" "network disconnect removes the interface"
+
+# --- F: routes and the default-route option inside the container --------------------------
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 203.0.113.128/25 \
+  --gateway 203.0.113.254 -o parent=eth1 -o "routes=10.254.0.0/16 via 203.0.113.254; 203.0.113.0/25" routed >/dev/null
+routes=$(d run --rm --network routed smv-bb ip route)
+grep -q '^default via 203.0.113.254 dev eth0' <<<"$routes" || fail "no default route: $routes"
+grep -q '^10.254.0.0/16 via 203.0.113.254 dev eth0' <<<"$routes" || fail "no via route: $routes"
+grep -q '^203.0.113.0/25 dev eth0 scope link' <<<"$routes" || fail "no on-link route: $routes"
+pass "routes option: default, via and on-link routes inside the container"
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 203.0.113.0/26 \
+  --gateway 203.0.113.1 -o parent=eth1 -o vlan_name=x -o default_route=off bad >/dev/null 2>"$E2E_DIR/err" \
+  && fail "vlan_name without vlan accepted"
+grep -q 'option "vlan_name" ("x") needs option "vlan"' "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "a bad option is refused with the option's name"
+
+# --- D: plugin SIGKILL while containers run; dockerd restart with --restart=always ---------
+d run -d --name r1 --restart=always --network lan --ip 192.0.2.60 smv-bb sleep 600 >/dev/null
+kill_plugin KILL
+start_plugin
+d run -d --name x1 --network lan smv-bb sleep 600 >/dev/null
+d run -d --name x2 --network lan smv-bb sleep 600 >/dev/null
+all=$(for c in c1 c2 fill1 fill2 fill3 fill4 a-0 b-1 r1 x1 x2; do ip_of $c lan; done)
+expect_eq "$(sort <<<"$all" | uniq -d | wc -l)" "0" "after a plugin crash new containers get fresh, distinct addresses"
+d exec x1 ping -c 1 -W 3 "$c1" >/dev/null || fail "x1 cannot reach c1 after the plugin restart"
+pass "containers from before the crash are still reachable"
+stop_dockerd
+start_dockerd
+for _ in $(seq 100); do [ "$(d inspect -f '{{.State.Running}}' r1)" = true ] && break; sleep 0.2; done
+expect_eq "$(ip_of r1 lan)" "192.0.2.60" "dockerd restart: --restart=always container keeps its --ip"
+d exec r1 ping -c 1 -W 3 192.0.2.254 >/dev/null || fail "r1 has no network after the dockerd restart"
+pass "restarted container has working networking"
+
+# --- E: docker-compose v1: up, down, up -> same addresses ---------------------------------
+mkdir -p "$E2E_DIR/compose"
+cat > "$E2E_DIR/compose/docker-compose.yml" <<'YAML'
+version: "2.4"
+services:
+  web:
+    image: smv-bb
+    command: sleep 600
+    networks: {vlan: {ipv4_address: 203.0.113.10}}
+  db:
+    image: smv-bb
+    command: sleep 600
+    networks: {vlan: {ipv4_address: 203.0.113.11}}
+networks:
+  vlan:
+    driver: static-macvlan
+    driver_opts: {parent: eth1, macvlan_mode: bridge}
+    ipam:
+      driver: static-macvlan
+      options: {release_after: keep}
+      config:
+        - {subnet: 203.0.113.0/26, gateway: 203.0.113.1, ip_range: 203.0.113.32/27}
+YAML
+compose() { DOCKER_HOST="unix://$DOCKER_SOCK" docker-compose -p smve2e -f "$E2E_DIR/compose/docker-compose.yml" "$@"; }
+compose up -d >/dev/null 2>&1 || fail "compose up"
+first="$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan)"
+expect_eq "$first" "203.0.113.10 203.0.113.11" "compose up: ipv4_address per service"
+compose down >/dev/null 2>&1 || fail "compose down"
+compose up -d >/dev/null 2>&1 || fail "compose up again"
+expect_eq "$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan)" "$first" "compose down + up: same addresses"
+compose down >/dev/null 2>&1
+
+# --- G: network rm removes every link we created and nothing else -------------------------
+d rm -f $(d ps -aq) >/dev/null
+for n in lan lan2 routed; do d network rm $n >/dev/null; done
+expect_eq "$(host_links)" "$links_before" "network rm leaves exactly the links that were there before"
+expect_eq "$(in_host ip -o link show eth1 | grep -c PROMISC)" "0" "promiscuous mode switched back off"
+
+echo "$E2E_PASSED passed, 0 failed"

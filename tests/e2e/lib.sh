@@ -1,0 +1,118 @@
+# Shared harness of the end-to-end tier: a private dockerd 20.10 and the plugin, both inside a
+# network namespace that holds a veth named eth1 (the "NIC"), whose peer sits in a second
+# namespace acting as the switch (192.0.2.254 and 198.51.100.254 live there). dockerd and the
+# plugin also share a private mount namespace whose /run/docker/plugins is a fresh tmpfs, so the
+# plugin registers as "static-macvlan" without touching the host's plugin directory.
+# Everything is torn down by PID and name on exit, also on failure.
+
+E2E_ID=${E2E_ID:-smv$$}
+# dockerd's overlay2 needs a directory that is not itself on overlayfs (the VM guest sets /tmp).
+E2E_DIR=$(mktemp -d "${E2E_TMP:-/var/tmp}/smv-e2e.XXXXXX")
+HOST_NS=$E2E_ID-host
+SWITCH_NS=$E2E_ID-sw
+DOCKER_SOCK=$E2E_DIR/docker.sock
+PLUGIN_LOG=$E2E_DIR/plugin.log
+DOCKERD_LOG=$E2E_DIR/dockerd.log
+DOCKER=/usr/bin/docker   # Debian's 20.10 client, matching the daemon
+SMV=${SMV:?set SMV to the static-macvlan binary}
+E2E_PASSED=0
+
+d() { "$DOCKER" -H "unix://$DOCKER_SOCK" "$@"; }
+in_host() { nsenter --net="/run/netns/$HOST_NS" "$@"; }
+in_switch() { nsenter --net="/run/netns/$SWITCH_NS" "$@"; }
+supervisor_pid() { cat "$E2E_DIR/supervisor.pid" 2>/dev/null; }
+# Runs a command inside the private mount + network namespace of dockerd and the plugin.
+in_docker_ns() { nsenter --target "$(supervisor_pid)" --mount --net "$@"; }
+
+e2e_logs() {
+  echo "----- plugin log (tail) -----" >&2; tail -40 "$PLUGIN_LOG" >&2 2>/dev/null
+  echo "----- dockerd log (tail) -----" >&2; tail -40 "$DOCKERD_LOG" >&2 2>/dev/null
+}
+fail() { echo "FAIL: $*" >&2; e2e_logs; exit 1; }
+pass() { E2E_PASSED=$((E2E_PASSED + 1)); echo "ok $E2E_PASSED - $*"; }
+expect_eq() { [ "$1" = "$2" ] || fail "$3: got \"$1\", want \"$2\""; pass "$3"; }
+
+# The container's IPv4 address on network $2.
+ip_of() { d inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" "$1"; }
+
+start_plugin() {
+  in_docker_ns sh -c "exec $SMV serve --socket /run/docker/plugins/static-macvlan.sock \
+      --state-dir $E2E_DIR/state --log-level debug >>$PLUGIN_LOG 2>&1 & echo \$! > $E2E_DIR/plugin.pid"
+  for _ in $(seq 100); do
+    in_docker_ns test -S /run/docker/plugins/static-macvlan.sock && return 0
+    sleep 0.05
+  done
+  fail "the plugin did not create its socket"
+}
+plugin_pid() { cat "$E2E_DIR/plugin.pid"; }
+kill_plugin() {  # kill_plugin SIGNAL
+  local pid; pid=$(plugin_pid)
+  kill "-$1" "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+}
+
+start_dockerd() {
+  in_docker_ns sh -c "exec dockerd --iptables=false --ip6tables=false --bridge=none \
+      --data-root $E2E_DIR/data --exec-root $E2E_DIR/exec --pidfile $E2E_DIR/dockerd.pid \
+      -H unix://$DOCKER_SOCK >>$DOCKERD_LOG 2>&1 & echo \$! > $E2E_DIR/dockerd.pid.launch"
+  local pid; pid=$(cat "$E2E_DIR/dockerd.pid.launch")
+  for _ in $(seq 600); do
+    d version >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || fail "dockerd exited during start-up"
+    sleep 0.1
+  done
+  fail "dockerd did not answer within 60 s"
+}
+stop_dockerd() {
+  local pid; pid=$(cat "$E2E_DIR/dockerd.pid.launch" 2>/dev/null) || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+}
+
+e2e_setup() {
+  command -v dockerd >/dev/null || fail "dockerd is not installed (scripts/install-deps.sh --test)"
+  ip netns add "$HOST_NS"
+  ip netns add "$SWITCH_NS"
+  in_host ip link set lo up
+  in_host ip link add eth1 type veth peer name sw0
+  in_host ip link set sw0 netns "/run/netns/$SWITCH_NS"
+  in_host ip link set eth1 up
+  in_switch ip link set lo up
+  in_switch ip link set sw0 up
+  in_switch ip addr add 192.0.2.254/24 dev sw0
+  in_switch ip addr add 198.51.100.254/24 dev sw0
+  # The supervisor holds the private mount namespace (tmpfs on /run/docker/plugins) that dockerd
+  # and the plugin share; it lives inside the host netns.
+  mkdir -p /run/docker/plugins
+  in_host unshare --mount --propagation private sh -c \
+    "mount -t tmpfs -o mode=0700 tmpfs /run/docker/plugins && echo \$\$ > $E2E_DIR/supervisor.pid && exec sleep infinity" &
+  for _ in $(seq 100); do [ -s "$E2E_DIR/supervisor.pid" ] && break; sleep 0.05; done
+  sleep 0.2
+  start_plugin
+  start_dockerd
+  # A busybox image: there is no registry here.
+  local root=$E2E_DIR/image
+  mkdir -p "$root/bin"
+  cp /bin/busybox "$root/bin/busybox"
+  for t in sh ping ip sleep cat ifconfig route hostname true; do ln -s busybox "$root/bin/$t"; done
+  tar -C "$root" -c . | d import - smv-bb:latest >/dev/null || fail "docker import"
+}
+
+e2e_teardown() {
+  local rc=$?
+  set +e
+  if [ "$rc" -ne 0 ]; then e2e_logs; fi
+  d ps -aq 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" rm -f >/dev/null 2>&1
+  d network ls -q --filter driver=static-macvlan 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" network rm >/dev/null 2>&1
+  stop_dockerd
+  [ -f "$E2E_DIR/plugin.pid" ] && kill_plugin TERM
+  [ -n "$(supervisor_pid)" ] && kill "$(supervisor_pid)" 2>/dev/null
+  wait 2>/dev/null
+  ip netns del "$HOST_NS" 2>/dev/null
+  ip netns del "$SWITCH_NS" 2>/dev/null
+  # dockerd's data root holds read-only layers and mounts; unmount whatever is left first.
+  grep -o " $E2E_DIR[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$E2E_DIR"
+  exit "$rc"
+}

@@ -1,0 +1,56 @@
+#!/bin/bash
+# The mission's own command on a real 802.1Q kernel (inside tests/vm/qemu-run): a private dockerd
+# and the plugin, `docker network create ... -o parent=eth1 -o vlan=228`, two containers ping each
+# other and a host on the same VLAN behind the wire, tcpdump -e on eth1 shows their frames tagged
+# 228, VLAN 229 gets its own sub-interface, and network rm deletes the sub-interfaces we created
+# and keeps one that existed before.
+# Usage: tests/vm/qemu-run -m 2G -- tests/vm/dockerd_vlan_test.sh build/static-macvlan
+set -euo pipefail
+here=$(dirname "$(realpath "$0")")
+SMV=$(realpath "$1")
+E2E_TMP=/tmp   # a tmpfs in the guest: overlay2 cannot sit on the guest's overlay root
+. "$here/../e2e/lib.sh"
+trap e2e_teardown EXIT
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
+modprobe ipv6 2>/dev/null || true
+echo 1 > /proc/sys/net/core/devconf_inherit_init_net
+echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6
+e2e_setup
+in_switch ip link add link sw0 name sw0.228 type vlan id 228
+in_switch ip addr add 203.0.113.254/24 dev sw0.228
+in_switch ip link set sw0.228 up
+in_host ip link add link eth1 name eth1.300 type vlan id 300   # not ours: must survive
+
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 203.0.113.0/24 \
+  --gateway 203.0.113.254 -o parent=eth1 -o vlan=228 v228 >/dev/null || fail "network create v228"
+in_host ip -d link show eth1.228 | grep -q "vlan protocol 802.1Q id 228 <REORDER_HDR" || fail "eth1.228: $(in_host ip -d link show eth1.228)"
+pass "docker network create -o vlan=228 made eth1.228 (802.1Q id 228, REORDER_HDR)"
+d run -d --name v-0 --network v228 smv-bb sleep 600 >/dev/null
+d run -d --name v-1 --network v228 smv-bb sleep 600 >/dev/null
+v0=$(ip_of v-0 v228); v1=$(ip_of v-1 v228)
+in_host tcpdump -i eth1 -e -nn -l -U icmp >"$E2E_DIR/cap.txt" 2>"$E2E_DIR/cap.err" &
+tpid=$!
+for _ in $(seq 100); do grep -q listening "$E2E_DIR/cap.err" && break; sleep 0.1; done
+d exec v-0 ping -c 2 -W 3 "$v1" >/dev/null || fail "v-0 cannot ping v-1"
+pass "two containers on VLAN 228 ping each other"
+d exec v-0 ping -c 2 -W 3 203.0.113.254 >/dev/null || fail "v-0 cannot ping the VLAN 228 host behind the wire"
+pass "a container pings a host on VLAN 228 across the wire"
+sleep 1; kill -TERM "$tpid"; wait "$tpid" || true  # TERM: background jobs ignore SIGINT
+grep -q "vlan 228, p 0, ethertype IPv4 (0x0800), $v0 > 203.0.113.254: ICMP echo request" "$E2E_DIR/cap.txt" \
+  || fail "no tagged frame on eth1: $(head -5 "$E2E_DIR/cap.txt")"
+pass "tcpdump -e on eth1 shows the container's frames tagged 228"
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 198.51.100.0/24 \
+  -o parent=eth1 -o vlan=229 v229 >/dev/null || fail "network create v229"
+in_host ip -d link show eth1.229 | grep -q "id 229" || fail "no eth1.229"
+pass "a second network with -o vlan=229 gets eth1.229"
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/25 \
+  -o parent=eth1.300 v300 >/dev/null || fail "network create on the existing eth1.300"
+pass "a network on an existing VLAN link adopts it"
+d rm -f v-0 v-1 >/dev/null
+d network rm v228 v229 v300 >/dev/null
+in_host ip link show eth1.228 >/dev/null 2>&1 && fail "eth1.228 left behind"
+in_host ip link show eth1.229 >/dev/null 2>&1 && fail "eth1.229 left behind"
+pass "docker network rm deletes the VLAN links it created"
+in_host ip link show eth1.300 >/dev/null 2>&1 || fail "eth1.300 was deleted"
+pass "docker network rm keeps the VLAN link that existed before"
+echo "$E2E_PASSED passed, 0 failed"
