@@ -477,6 +477,42 @@ ReconcileReport DriverService::Reconcile() {
   return report;
 }
 
+Status DriverService::SetEndpointName(const std::string& endpoint_id, const std::string& name) {
+  std::scoped_lock lock(mu_);
+  auto it = endpoints_.find(endpoint_id);
+  if (it == endpoints_.end()) {
+    return NotFound(fmt::format("endpoint {} is not known to static-macvlan", ShortId(endpoint_id)));
+  }
+  if (it->second.container_name == name) return OkStatus();
+  EndpointRecord updated = it->second;
+  updated.container_name = name;
+  DriverBatch batch;
+  batch.put_endpoints.push_back(updated);
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  it->second = updated;
+  return OkStatus();
+}
+
+std::vector<std::string> DriverService::NetworksOnSubnet(const Prefix& subnet) const {
+  std::scoped_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, network] : networks_) {
+    for (const auto* data : {&network.record.ipv4, &network.record.ipv6}) {
+      for (const IpData& d : *data) {
+        if (d.pool == subnet) out.push_back(id);
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<NetworkRecord> DriverService::Networks() const {
+  std::scoped_lock lock(mu_);
+  std::vector<NetworkRecord> out;
+  for (const auto& [id, network] : networks_) out.push_back(network.record);
+  return out;
+}
+
 std::optional<NetworkRecord> DriverService::FindNetwork(const std::string& network_id) const {
   std::scoped_lock lock(mu_);
   auto it = networks_.find(network_id);

@@ -79,7 +79,14 @@ class DriverService {
   // Host-side name of an endpoint's macvlan link: "smv" + 11 hex digits of the endpoint id.
   static std::string EndpointLinkName(const std::string& endpoint_id);
 
+  // Records the container name learned for an endpoint (kept for reconciliation). Idempotent;
+  // kNotFound for an unknown endpoint.
+  Status SetEndpointName(const std::string& endpoint_id, const std::string& name);
+  // Ids of the networks with an IPv4 or IPv6 pool equal to `subnet`.
+  std::vector<std::string> NetworksOnSubnet(const Prefix& subnet) const;
+
   std::optional<NetworkRecord> FindNetwork(const std::string& network_id) const;
+  std::vector<NetworkRecord> Networks() const;
   std::optional<EndpointRecord> FindEndpoint(const std::string& endpoint_id) const;
   std::vector<EndpointRecord> Endpoints() const;
   std::optional<LinkRecord> FindLink(const std::string& name) const;

@@ -2,6 +2,8 @@
 // addresses. main is the only place that picks implementations (libnl, LMDB) and wires them.
 
 #include <CLI/CLI.hpp>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -16,6 +18,8 @@
 #include "driver/driver_service.h"
 #include "driver/lmdb_network_store.h"
 #include "driver/netlink/link_manager.h"
+#include "identity/docker_engine.h"
+#include "identity/identity_service.h"
 #include "ipam/ipam_service.h"
 #include "ipam/lmdb_store.h"
 
@@ -25,7 +29,18 @@ struct ServeFlags {
   std::string socket = "/run/docker/plugins/static-macvlan.sock";
   std::string state_dir = "/var/lib/static-macvlan";
   std::string log_level = "info";
+  std::string docker_host = "unix:///var/run/docker.sock";
   size_t db_size_mib = 1024;
+  unsigned reconcile_seconds = 5;
+};
+
+struct ReservationFlags {
+  std::string socket = "/run/docker/plugins/static-macvlan.sock";
+  std::string network;
+  bool json = false;
+  std::string name;
+  std::string address;
+  std::string target;
 };
 
 std::vector<std::string> AllDatabases() {
@@ -58,9 +73,17 @@ smv::Status Serve(const ServeFlags& flags) {
   if (!driver.ok()) return driver.status();
   (void)(*driver)->Reconcile();
 
-  smv::api::PluginApi api(**driver, **ipam);
+  auto engine = smv::identity::DockerEngine::Create(flags.docker_host);
+  if (!engine.ok()) return engine.status();
+  smv::identity::IdentityOptions identity_options;
+  identity_options.reconcile_interval = std::chrono::seconds(flags.reconcile_seconds);
+  smv::identity::IdentityService identity(**engine, **ipam, **driver, identity_options);
+
+  smv::api::PluginApi api(**driver, **ipam, &identity, engine->get());
   auto server = smv::api::PluginServer::Bind(flags.socket, api);
   if (!server.ok()) return server.status();
+  // Engine calls happen here, outside handlers, once the engine answers (not during its boot).
+  identity.StartBackground();
 
   std::thread waiter([&stop_signals, &server] {
     int signal = 0;
@@ -74,9 +97,61 @@ smv::Status Serve(const ServeFlags& flags) {
     pthread_kill(waiter.native_handle(), SIGTERM);
     waiter.join();
   }
+  identity.StopBackground();
   server->reset();  // removes the socket
   spdlog::info("stopped");
   return served;
+}
+
+// The reservations commands ask the running daemon over its socket, so they see and change the
+// same state the daemon serves (LMDB would allow a second writer, but the daemon's memory would
+// not know).
+smv::Result<nlohmann::json> AskDaemon(const std::string& socket, const std::string& call,
+                                      const nlohmann::json& body) {
+  httplib::Client client(socket);
+  client.set_address_family(AF_UNIX);
+  client.set_read_timeout(10, 0);
+  httplib::Result r = client.Post(("/StaticMacvlan." + call).c_str(), body.dump(), "application/json");
+  if (!r) {
+    return smv::Unavailable(fmt::format("cannot reach the static-macvlan daemon at {} ({}); is it running?",
+                                        socket, httplib::to_string(r.error())));
+  }
+  nlohmann::json out = nlohmann::json::parse(r->body, nullptr, false);
+  if (r->status != 200) {
+    return smv::Internal(out.is_object() && out.contains("Err") ? out["Err"].get<std::string>() : r->body);
+  }
+  return out;
+}
+
+std::string FormatTime(int64_t unix_seconds) {
+  if (unix_seconds == 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+smv::Status ListReservations(const ReservationFlags& flags) {
+  auto out = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
+  if (!out.ok()) return out.status();
+  const nlohmann::json& list = (*out)["Reservations"];
+  if (flags.json) {
+    std::puts(list.dump(2).c_str());
+    return smv::OkStatus();
+  }
+  std::printf("%-32s %-16s %-18s %-28s %-22s %s\n", "NAME", "ADDRESS", "MAC", "POOL", "STATE", "SINCE");
+  for (const nlohmann::json& r : list) {
+    std::string state = r["State"];
+    if (r.contains("DriftedTo")) state += " (now " + r["DriftedTo"].get<std::string>() + ")";
+    if (r["GoneSince"].get<int64_t>() != 0) state += ", gone";
+    std::printf("%-32s %-16s %-18s %-28s %-22s %s\n", r["Name"].get<std::string>().c_str(),
+                r["Address"].get<std::string>().c_str(), r["MacAddress"].get<std::string>().c_str(),
+                r["Pool"].get<std::string>().c_str(), state.c_str(),
+                FormatTime(r["Since"].get<int64_t>()).c_str());
+  }
+  return smv::OkStatus();
 }
 
 }  // namespace
@@ -94,14 +169,47 @@ int main(int argc, char** argv) {
   serve->add_option("--db-size-mib", flags.db_size_mib, "maximum size of the state database")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  serve->add_option("--docker-host", flags.docker_host, "engine API, to learn container names")
+      ->capture_default_str();
+  serve->add_option("--reconcile-interval", flags.reconcile_seconds,
+                    "seconds between background passes over the engine API")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 3600u));
+
+  ReservationFlags rflags;
+  CLI::App* reservations = app.add_subcommand("reservations", "see and manage name -> address reservations");
+  reservations->require_subcommand(1);
+  reservations->add_option("--socket", rflags.socket, "the daemon's socket")->capture_default_str();
+  CLI::App* ls = reservations->add_subcommand("ls", "list reservations");
+  ls->add_option("--network", rflags.network, "only this Docker network (name or id)");
+  ls->add_flag("--json", rflags.json, "JSON output");
+  CLI::App* reserve = reservations->add_subcommand("reserve", "pre-assign ADDRESS to container NAME");
+  reserve->add_option("NAME", rflags.name, "container name")->required();
+  reserve->add_option("ADDRESS", rflags.address, "address in the network's subnet")->required();
+  reserve->add_option("--network", rflags.network, "Docker network (name or id)")->required();
+  CLI::App* release = reservations->add_subcommand("release", "drop the reservation of a name or address");
+  release->add_option("TARGET", rflags.target, "container name or address")->required();
   CLI11_PARSE(app, argc, argv);
 
+  smv::Status status;
   if (serve->parsed()) {
-    smv::Status status = Serve(flags);
-    if (!status.ok()) {
-      spdlog::error("static-macvlan serve: {}", status.message());
-      return 1;
-    }
+    status = Serve(flags);
+  } else if (ls->parsed()) {
+    status = ListReservations(rflags);
+  } else if (reserve->parsed()) {
+    auto out = AskDaemon(rflags.socket, "Reserve",
+                         {{"Name", rflags.name}, {"Address", rflags.address}, {"Network", rflags.network}});
+    status = out.status();
+    if (out.ok()) std::printf("%s reserved for %s\n", rflags.address.c_str(), rflags.name.c_str());
+  } else if (release->parsed()) {
+    auto out = AskDaemon(rflags.socket, "Release", {{"Target", rflags.target}});
+    status = out.status();
+    if (out.ok()) std::printf("released %d reservation(s) of %s\n", (*out)["Released"].get<int>(), rflags.target.c_str());
+  }
+  if (!status.ok()) {
+    if (serve->parsed()) spdlog::error("static-macvlan serve: {}", status.message());
+    else std::fprintf(stderr, "static-macvlan: %s\n", status.message().c_str());
+    return 1;
   }
   return 0;
 }

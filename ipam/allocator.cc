@@ -100,8 +100,8 @@ Result<Choice> PoolAllocator::ChooseDynamic() const {
 }
 
 Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
-  const std::optional<IpAddress> reserved =
-      request.name.empty() ? std::nullopt : ReservationOf(request.name);
+  const std::string& who = request.name.empty() ? request.hint_name : request.name;
+  const std::optional<IpAddress> reserved = who.empty() ? std::nullopt : ReservationOf(who);
 
   if (request.gateway && !request.preferred) {
     // Docker's own IPAM takes the first address of the subnet for the gateway.
@@ -134,8 +134,7 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
                                            ? std::string()
                                            : fmt::format(" by container \"{}\"", lease->name)));
     }
-    if (const std::string* owner = ReservedFor(ip); owner != nullptr && !request.name.empty() &&
-                                                    *owner != request.name) {
+    if (const std::string* owner = ReservedFor(ip); owner != nullptr && !who.empty() && *owner != who) {
       return FailedPrecondition(fmt::format(
           "address {} is reserved for container \"{}\"; release it with: static-macvlan "
           "reservations release {}",

@@ -30,6 +30,9 @@ struct Lease {
 struct AddressRequest {
   std::optional<IpAddress> preferred;  // --ip / --gateway / --aux-address
   std::string name;                    // container name when the engine sent it (Docker >= 29)
+  // A name guessed from indirect signals (engines < 29): used to find the name's reservation and
+  // to refuse another name's reserved --ip, but never to create a reservation.
+  std::string hint_name;
   bool gateway = false;                // RequestAddressType com.docker.network.gateway
 };
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <set>
 
 namespace smv::ipam {
 namespace {
@@ -129,6 +130,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   AddressRequest request;
   request.gateway = call.gateway;
   request.name = call.name;
+  request.hint_name = call.hint_name;
   if (!call.address.empty()) {
     std::optional<IpAddress> ip = IpAddress::Parse(call.address);
     if (!ip || ip->family() != config.subnet.family()) {
@@ -198,8 +200,8 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
   return OkStatus();
 }
 
-Status IpamService::AttachName(const std::string& pool_id, const IpAddress& address,
-                               const std::string& name) {
+Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const IpAddress& address,
+                                              const std::string& name, const std::string& mac) {
   std::scoped_lock lock(mu_);
   Result<PoolState*> found = ActivePool(pool_id);
   if (!found.ok()) return found.status();
@@ -211,35 +213,182 @@ Status IpamService::AttachName(const std::string& pool_id, const IpAddress& addr
   const std::string* owner = state.allocator.ReservedFor(address);
   if (owner != nullptr && *owner != name) {
     return FailedPrecondition(fmt::format(
-        "address {} is reserved for container \"{}\"; release it with: static-macvlan "
+        "address {} is reserved for container \"{}\", not \"{}\"; release it with: static-macvlan "
         "reservations release {}",
-        address.ToString(), *owner, *owner));
+        address.ToString(), *owner, name, *owner));
   }
   const int64_t now = clock_();
   IpamBatch batch;
   Lease named = *lease;
   named.name = name;
-  batch.put_leases.push_back(LeaseRecord{pool_id, address, named, now});
-  if (!state.allocator.ReservationOf(name)) {
-    batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, named.mac, now, 0});
+  if (!mac.empty()) named.mac = mac;
+  if (named.name != lease->name || named.mac != lease->mac) {
+    batch.put_leases.push_back(LeaseRecord{pool_id, address, named, now});
   }
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  AttachOutcome outcome = AttachOutcome::kMatches;
+  auto existing = state.reservations.find(name);
+  if (existing == state.reservations.end()) {
+    outcome = AttachOutcome::kReserved;
+    batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, named.mac, now, 0});
+  } else {
+    if (existing->second.address != address) outcome = AttachOutcome::kDrifted;
+    ReservationRecord updated = existing->second;
+    if (outcome == AttachOutcome::kMatches && !mac.empty()) updated.mac = mac;
+    updated.gone_since = 0;
+    if (!(updated == existing->second)) batch.put_reservations.push_back(updated);
+  }
+  if (!batch.empty()) SMV_RETURN_IF_ERROR(store_.Apply(batch));
   state.allocator.AddLease(address, named);
   for (const ReservationRecord& r : batch.put_reservations) {
     state.allocator.AddReservation(r.name, r.address);
     state.reservations[r.name] = r;
   }
+  if (outcome == AttachOutcome::kReserved) {
+    spdlog::info("address reserved pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
+  } else if (outcome == AttachOutcome::kDrifted) {
+    spdlog::warn("container {} got {} but its reservation is {} (kept)", name, address.ToString(),
+                 existing->second.address.ToString());
+  }
+  return outcome;
+}
+
+std::string IpamService::NameForMac(const std::string& pool_id, const std::string& mac) const {
+  if (mac.empty()) return "";
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end()) return "";
+  for (const auto& [name, record] : it->second.reservations) {
+    if (record.mac == mac) return name;
+  }
+  return "";
+}
+
+std::vector<std::string> IpamService::PoolsLeasing(const IpAddress& address) const {
+  std::scoped_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, state] : pools_) {
+    if (state.record.users > 0 && state.allocator.FindLease(address) != nullptr) out.push_back(id);
+  }
+  return out;
+}
+
+std::vector<std::string> IpamService::PoolsOnSubnet(const Prefix& subnet) const {
+  std::scoped_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, state] : pools_) {
+    if (state.record.users > 0 && state.record.config.subnet == subnet) out.push_back(id);
+  }
+  return out;
+}
+
+Status IpamService::Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) {
+  std::scoped_lock lock(mu_);
+  Result<PoolState*> found = ActivePool(pool_id);
+  if (!found.ok()) return found.status();
+  PoolState& state = **found;
+  const PoolConfig& config = state.record.config;
+  if (!config.IsUsable(address)) {
+    return InvalidArgument(fmt::format("address {} is not a usable address of subnet {}",
+                                       address.ToString(), config.subnet.ToString()));
+  }
+  if (const std::string* owner = state.allocator.ReservedFor(address); owner != nullptr) {
+    if (*owner == name) return OkStatus();
+    return FailedPrecondition(fmt::format(
+        "address {} is reserved for container \"{}\"; release it with: static-macvlan reservations "
+        "release {}",
+        address.ToString(), *owner, *owner));
+  }
+  if (const Lease* lease = state.allocator.FindLease(address);
+      lease != nullptr && (lease->kind == LeaseKind::kGateway || lease->name != name)) {
+    return FailedPrecondition(fmt::format("address {} is in use{}", address.ToString(),
+                                          lease->kind == LeaseKind::kGateway
+                                              ? " as the network's gateway"
+                                              : lease->name.empty() ? ""
+                                                  : fmt::format(" by container \"{}\"", lease->name)));
+  }
+  IpamBatch batch;
+  batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, "", clock_(), 0});
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  state.allocator.AddReservation(name, address);
+  state.reservations[name] = batch.put_reservations.front();
+  spdlog::info("address reserved by a user pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
   return OkStatus();
+}
+
+Result<int> IpamService::Release(const std::string& name_or_address) {
+  std::scoped_lock lock(mu_);
+  const std::optional<IpAddress> ip = IpAddress::Parse(name_or_address);
+  IpamBatch batch;
+  for (const auto& [id, state] : pools_) {
+    for (const auto& [name, record] : state.reservations) {
+      if (name == name_or_address || (ip && record.address == *ip)) {
+        batch.delete_reservations.emplace_back(id, name);
+      }
+    }
+  }
+  if (batch.empty()) return 0;
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  for (const auto& [pool_id, name] : batch.delete_reservations) {
+    PoolState& state = pools_.at(pool_id);
+    state.allocator.RemoveReservation(name);
+    state.reservations.erase(name);
+    spdlog::info("reservation released pool=\"{}\" name={}", pool_id, name);
+  }
+  return static_cast<int>(batch.delete_reservations.size());
+}
+
+Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<std::string>& present) {
+  std::scoped_lock lock(mu_);
+  const std::set<std::string> names(present.begin(), present.end());
+  const int64_t now = clock_();
+  IpamBatch batch;
+  std::vector<std::string> released;
+  for (const auto& [id, state] : pools_) {
+    const std::optional<int64_t> keep_for = state.record.config.release_after_seconds;
+    for (const auto& [name, record] : state.reservations) {
+      ReservationRecord updated = record;
+      if (names.contains(name)) {
+        updated.gone_since = 0;
+      } else if (record.gone_since == 0) {
+        updated.gone_since = now;
+      } else if (keep_for && now - record.gone_since >= *keep_for) {
+        batch.delete_reservations.emplace_back(id, name);
+        released.push_back(name);
+        continue;
+      }
+      if (!(updated == record)) batch.put_reservations.push_back(updated);
+    }
+  }
+  if (batch.empty()) return released;
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  for (const ReservationRecord& r : batch.put_reservations) pools_.at(r.pool_id).reservations[r.name] = r;
+  for (const auto& [pool_id, name] : batch.delete_reservations) {
+    PoolState& state = pools_.at(pool_id);
+    state.allocator.RemoveReservation(name);
+    state.reservations.erase(name);
+    spdlog::info("reservation expired pool=\"{}\" name={}", pool_id, name);
+  }
+  return released;
 }
 
 std::vector<ReservationView> IpamService::ListReservations() const {
   std::scoped_lock lock(mu_);
   std::vector<ReservationView> out;
   for (const auto& [id, state] : pools_) {
+    std::map<std::string, IpAddress> held;  // name -> an address it holds now
+    for (const auto& [value, lease] : state.allocator.leases()) {
+      if (!lease.name.empty()) held.emplace(lease.name, IpAddress(state.record.config.subnet.family(), value));
+    }
     for (const auto& [name, record] : state.reservations) {
-      out.push_back(ReservationView{record, state.record.config.subnet.ToString(),
-                                    state.allocator.FindLease(record.address) != nullptr,
-                                    state.record.users > 0});
+      ReservationView view{record, state.record.config.subnet.ToString(),
+                           state.allocator.FindLease(record.address) != nullptr,
+                           state.record.users > 0, std::nullopt};
+      const Lease* at_reserved = state.allocator.FindLease(record.address);
+      if (auto h = held.find(name);
+          h != held.end() && h->second != record.address && (at_reserved == nullptr || at_reserved->name != name)) {
+        view.drifted_to = h->second;
+      }
+      out.push_back(view);
     }
   }
   return out;

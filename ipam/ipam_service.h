@@ -29,14 +29,23 @@ struct AddressCall {
   std::string address;  // "" or an address without prefix length
   bool gateway = false;
   std::string name;     // com.docker.network.endpoint.name (Docker >= 29), may be ""
+  std::string hint_name;  // best-effort identity on older engines: see AddressRequest
   std::string mac;      // com.docker.network.endpoint.macaddress, may be ""
+};
+
+// How a name learned after the fact relates to its reservation.
+enum class AttachOutcome {
+  kReserved,  // the name had none: this address is its reservation from now on
+  kMatches,   // the name holds its reserved address
+  kDrifted,   // the name holds another address; its reservation stays where it was
 };
 
 struct ReservationView {
   ReservationRecord record;
   std::string pool_subnet;
-  bool in_use = false;  // the address is leased right now
+  bool in_use = false;  // the reserved address is leased right now
   bool pool_active = false;
+  std::optional<IpAddress> drifted_to;  // the name holds this other address right now
 };
 
 class IpamService {
@@ -56,10 +65,29 @@ class IpamService {
   // Idempotent. Keeps the name's reservation.
   Status ReleaseAddress(const std::string& pool_id, const std::string& address);
 
-  // Names the holder of a lease after the fact (engines that do not send the name). The first
-  // address a name holds becomes its reservation. kFailedPrecondition when `address` is
-  // reserved for another name.
-  Status AttachName(const std::string& pool_id, const IpAddress& address, const std::string& name);
+  // Names the holder of a lease after the fact (engines that do not send the name, learned at
+  // Join). The first address a name holds becomes its reservation; a name that holds another
+  // address keeps its reservation (kDrifted). kFailedPrecondition when `address` is reserved
+  // for another name. `mac` is remembered so that a fixed --mac-address identifies the name.
+  Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address,
+                                   const std::string& name, const std::string& mac = "");
+
+  // The name whose reservation in `pool_id` was last seen with `mac`, or "".
+  std::string NameForMac(const std::string& pool_id, const std::string& mac) const;
+  // Active pools that hold a lease on `address`.
+  std::vector<std::string> PoolsLeasing(const IpAddress& address) const;
+  // Active pools on `subnet`.
+  std::vector<std::string> PoolsOnSubnet(const Prefix& subnet) const;
+
+  // Pre-assigns `address` to `name` before its first run. kFailedPrecondition when the address
+  // is reserved for another name or leased by another container; kInvalidArgument outside.
+  Status Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address);
+  // Drops every reservation whose name or address is `name_or_address`; returns how many.
+  Result<int> Release(const std::string& name_or_address);
+  // Reservation lifetime: `present` are the container names the engine lists now. Names not
+  // present are marked gone; gone names past their pool's release_after are released.
+  // Returns the names released.
+  Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present);
 
   std::vector<ReservationView> ListReservations() const;
   size_t LeaseCount(const std::string& pool_id) const;

@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace smv::api {
 namespace {
 
@@ -145,6 +147,9 @@ Result<json> PluginApi::Join(const json& req) {
   }
   Result<driver::JoinResult> result = driver_.Join(*network, *endpoint, *sandbox);
   if (!result.ok()) return result.status();
+  // The invariant of sticky addresses: a reserved address never goes to another name. A failed
+  // Join makes dockerd send DeleteEndpoint and ReleaseAddress, and the user sees the message.
+  if (identity_ != nullptr) SMV_RETURN_IF_ERROR(identity_->LearnAtJoin(*network, *endpoint));
   json out = {{"InterfaceName", {{"SrcName", result->src_name}, {"DstPrefix", result->dst_prefix}}},
               // Without a Gateway dockerd would add a docker_gwbridge interface.
               {"DisableGatewayService", true}};
@@ -211,6 +216,7 @@ Result<json> PluginApi::RequestAddress(const json& req) {
   call.gateway = *type == "com.docker.network.gateway";
   call.mac = *mac;
   call.name = name->starts_with('/') ? name->substr(1) : *name;
+  if (call.name.empty() && identity_ != nullptr) call.hint_name = identity_->GuessRequester(call);
   Result<std::string> result = ipam_.RequestAddress(call);
   if (!result.ok()) return result.status();
   return json{{"Address", *result}, {"Data", json::object()}};
@@ -290,6 +296,9 @@ std::vector<std::pair<std::string, Handler>> PluginApi::Routes() {
          return Empty();
        }},
       {"/IpamDriver.RequestAddress", [this](const json& r) { return RequestAddress(r); }},
+      {"/StaticMacvlan.ListReservations", [this](const json& r) { return ListReservations(r); }},
+      {"/StaticMacvlan.Reserve", [this](const json& r) { return Reserve(r); }},
+      {"/StaticMacvlan.Release", [this](const json& r) { return Release(r); }},
       {"/IpamDriver.ReleaseAddress",
        [this](const json& r) -> Result<json> {
          Result<std::string> pool = RequiredString(r, "PoolID");
@@ -302,8 +311,92 @@ std::vector<std::pair<std::string, Handler>> PluginApi::Routes() {
   };
 }
 
-PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamService& ipam)
-    : driver_(driver), ipam_(ipam) {
+Result<std::vector<Prefix>> PluginApi::NetworkSubnets(const std::string& network) {
+  std::vector<driver::NetworkRecord> matches;
+  for (const driver::NetworkRecord& n : driver_.Networks()) {
+    if (n.id == network || (network.size() >= 6 && n.id.starts_with(network))) matches.push_back(n);
+  }
+  if (matches.empty() && engine_ != nullptr) {
+    Result<identity::EngineNetwork> named = engine_->InspectNetwork(network, identity::Millis(2000));
+    if (named.ok()) {
+      if (std::optional<driver::NetworkRecord> n = driver_.FindNetwork(named->id)) matches.push_back(*n);
+    }
+  }
+  if (matches.size() != 1) {
+    return NotFound(fmt::format("network \"{}\" is not a static-macvlan network{}", network,
+                                matches.empty() ? "" : " (the id prefix is ambiguous)"));
+  }
+  std::vector<Prefix> subnets;
+  for (const auto* data : {&matches[0].ipv4, &matches[0].ipv6}) {
+    for (const driver::IpData& d : *data) subnets.push_back(d.pool);
+  }
+  return subnets;
+}
+
+Result<json> PluginApi::ListReservations(const json& req) {
+  Result<std::string> network = OptionalString(req, "Network");
+  if (!network.ok()) return network.status();
+  std::vector<Prefix> subnets;
+  if (!network->empty()) {
+    Result<std::vector<Prefix>> found = NetworkSubnets(*network);
+    if (!found.ok()) return found.status();
+    subnets = *found;
+  }
+  json out = json::array();
+  for (const ipam::ReservationView& v : ipam_.ListReservations()) {
+    if (!subnets.empty() && std::find_if(subnets.begin(), subnets.end(), [&](const Prefix& p) {
+                              return p.ToString() == v.pool_subnet;
+                            }) == subnets.end()) {
+      continue;
+    }
+    std::string state = v.drifted_to ? "drifted" : v.in_use ? "in use" : "reserved";
+    json r = {{"Name", v.record.name}, {"Address", v.record.address.ToString()},
+              {"MacAddress", v.record.mac}, {"Pool", v.record.pool_id}, {"State", state},
+              {"Since", v.record.since}, {"GoneSince", v.record.gone_since}};
+    if (v.drifted_to) r["DriftedTo"] = v.drifted_to->ToString();
+    out.push_back(r);
+  }
+  return json{{"Reservations", out}};
+}
+
+Result<json> PluginApi::Reserve(const json& req) {
+  Result<std::string> name = RequiredString(req, "Name");
+  Result<std::string> address = RequiredString(req, "Address");
+  Result<std::string> network = RequiredString(req, "Network");
+  for (const auto* r : {&name, &address, &network}) {
+    if (!r->ok()) return r->status();
+  }
+  std::optional<IpAddress> ip = IpAddress::Parse(*address);
+  if (!ip) return InvalidArgument(fmt::format("invalid address \"{}\": want an address such as 192.0.2.10", *address));
+  Result<std::vector<Prefix>> subnets = NetworkSubnets(*network);
+  if (!subnets.ok()) return subnets.status();
+  for (const Prefix& subnet : *subnets) {
+    if (!subnet.Contains(*ip)) continue;
+    std::vector<std::string> pools = ipam_.PoolsOnSubnet(subnet);
+    if (pools.size() != 1) {
+      return FailedPrecondition(fmt::format("network \"{}\" has no single address pool for {}", *network,
+                                            subnet.ToString()));
+    }
+    SMV_RETURN_IF_ERROR(ipam_.Reserve(pools.front(), *name, *ip));
+    return json{{"Pool", pools.front()}};
+  }
+  return InvalidArgument(fmt::format("address {} is outside every subnet of network \"{}\"", *address, *network));
+}
+
+Result<json> PluginApi::Release(const json& req) {
+  Result<std::string> target = RequiredString(req, "Target");
+  if (!target.ok()) return target.status();
+  Result<int> released = ipam_.Release(*target);
+  if (!released.ok()) return released.status();
+  if (*released == 0) {
+    return NotFound(fmt::format("no reservation for \"{}\" (see static-macvlan reservations ls)", *target));
+  }
+  return json{{"Released", *released}};
+}
+
+PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamService& ipam,
+                     identity::IdentityService* identity, identity::EngineApi* engine)
+    : driver_(driver), ipam_(ipam), identity_(identity), engine_(engine) {
   for (auto& [route, handler] : Routes()) table_.emplace(route, std::move(handler));
 }
 

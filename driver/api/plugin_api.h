@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "driver/driver_service.h"
+#include "identity/identity_service.h"
 #include "ipam/ipam_service.h"
 
 namespace httplib {
@@ -26,7 +27,9 @@ using Handler = std::function<Result<nlohmann::json>(const nlohmann::json& reque
 
 class PluginApi {
  public:
-  PluginApi(driver::DriverService& driver, ipam::IpamService& ipam);
+  // `identity` may be null (no engine API: names only from Docker >= 29 requests).
+  PluginApi(driver::DriverService& driver, ipam::IpamService& ipam,
+            identity::IdentityService* identity = nullptr, identity::EngineApi* engine = nullptr);
 
   // Every path dockerd may POST, mapped to its handler.
   std::vector<std::pair<std::string, Handler>> Routes();
@@ -41,9 +44,17 @@ class PluginApi {
   Result<nlohmann::json> Join(const nlohmann::json& req);
   Result<nlohmann::json> RequestPool(const nlohmann::json& req);
   Result<nlohmann::json> RequestAddress(const nlohmann::json& req);
+  // The reservations CLI talks to the daemon through these (same socket, same 0600 mode).
+  Result<nlohmann::json> ListReservations(const nlohmann::json& req);
+  Result<nlohmann::json> Reserve(const nlohmann::json& req);
+  Result<nlohmann::json> Release(const nlohmann::json& req);
+  // Subnets of a Docker network given by name, id or id prefix.
+  Result<std::vector<Prefix>> NetworkSubnets(const std::string& network);
 
   driver::DriverService& driver_;
   ipam::IpamService& ipam_;
+  identity::IdentityService* identity_;
+  identity::EngineApi* engine_;
   std::map<std::string, Handler> table_;
 };
 

@@ -7,6 +7,7 @@ here=$(dirname "$(realpath "$0")")
 SMV=$(realpath "${SMV:-$1}")
 . "$here/lib.sh"
 trap e2e_teardown EXIT
+trap 'exit 130' INT TERM
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 e2e_setup
 
@@ -49,6 +50,41 @@ fi
 grep -q "address 192.0.2.50 is already in use" "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
 pass "an --ip in use is refused with a clear error"
 d rm -f dup >/dev/null 2>&1 || true
+
+# --- S: same name, same address without --ip, on an engine that does not send names -------
+d run -d --name s-0 --network lan smv-bb sleep 600 >/dev/null
+x=$(ip_of s-0 lan)
+d rm -f s-0 >/dev/null
+d run -d --name filler --network lan smv-bb sleep 600 >/dev/null   # moves the allocator on
+d run -d --name s-0 --network lan smv-bb sleep 600 >/dev/null
+expect_eq "$(ip_of s-0 lan)" "$x" "docker run --name s-0 (no --ip), rm -f, run again: same address"
+d rm -f s-0 >/dev/null
+if d run -d --name b-2 --network lan --ip "$x" smv-bb sleep 600 >/dev/null 2>"$E2E_DIR/err"; then
+  fail "b-2 took s-0's reserved address $x"
+fi
+grep -q "address $x is reserved for container \"s-0\"; release it with: static-macvlan reservations release s-0" "$E2E_DIR/err" \
+  || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "while s-0 is gone, another name's --ip of its address fails naming s-0"
+d rm -f b-2 >/dev/null 2>&1 || true
+d run -d --name b-3 --network lan smv-bb sleep 600 >/dev/null
+[ "$(ip_of b-3 lan)" != "$x" ] || fail "b-3 got s-0's reserved address"
+pass "a new name without --ip never gets a reserved address"
+pids=()
+for i in 1 2 3 4 5; do d run -d --name p-$i --network lan smv-bb sleep 600 >/dev/null & pids+=($!); done
+wait "${pids[@]}"  # not a bare wait: the namespace holder runs in the background too
+par=$(for i in 1 2 3 4 5; do ip_of p-$i lan; done | sort)
+expect_eq "$(uniq <<<"$par" | wc -l)" "5" "5 parallel runs of new names get 5 distinct addresses"
+grep -qx "$x" <<<"$par" && fail "a parallel run got s-0's reserved address"
+pass "no parallel run took a reserved address"
+reservations ls --network lan | grep -q "^s-0 .* $x " || fail "reservations ls: $(reservations ls)"
+pass "reservations ls shows s-0 -> $x"
+reservations release s-0 >/dev/null
+d run -d --name b-2 --network lan --ip "$x" smv-bb sleep 600 >/dev/null || fail "$x still refused after release"
+pass "after reservations release s-0 the address is free again"
+reservations reserve c-0 192.0.2.99 --network lan >/dev/null || fail "reserve c-0"
+d run -d --name c-0 --network lan smv-bb sleep 600 >/dev/null
+expect_eq "$(ip_of c-0 lan)" "192.0.2.99" "reservations reserve c-0 192.0.2.99, then docker run --name c-0 gets it"
+d rm -f b-3 p-1 p-2 p-3 p-4 p-5 c-0 filler b-2 >/dev/null
 
 # --- C: stop/start, restart, network connect/disconnect with --ip --------------------------
 d stop -t 1 a-0 >/dev/null; d start a-0 >/dev/null
@@ -109,6 +145,10 @@ services:
     image: smv-bb
     command: sleep 600
     networks: {vlan: {ipv4_address: 203.0.113.11}}
+  api:
+    image: smv-bb
+    command: sleep 600
+    networks: [vlan]
 networks:
   vlan:
     driver: static-macvlan
@@ -123,9 +163,14 @@ compose() { DOCKER_HOST="unix://$DOCKER_SOCK" docker-compose -p smve2e -f "$E2E_
 compose up -d >/dev/null 2>&1 || fail "compose up"
 first="$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan)"
 expect_eq "$first" "203.0.113.10 203.0.113.11" "compose up: ipv4_address per service"
+api=$(ip_of smve2e_api_1 smve2e_vlan)
+compose up -d --force-recreate >/dev/null 2>&1 || fail "compose up --force-recreate"
+expect_eq "$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan) $(ip_of smve2e_api_1 smve2e_vlan)" \
+  "$first $api" "compose --force-recreate keeps every service's address (api has no ipv4_address)"
 compose down >/dev/null 2>&1 || fail "compose down"
 compose up -d >/dev/null 2>&1 || fail "compose up again"
-expect_eq "$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan)" "$first" "compose down + up: same addresses"
+expect_eq "$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan) $(ip_of smve2e_api_1 smve2e_vlan)" \
+  "$first $api" "compose down + up: same addresses"
 compose down >/dev/null 2>&1
 
 # --- G: network rm removes every link we created and nothing else -------------------------

@@ -37,7 +37,8 @@ ip_of() { d inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" 
 
 start_plugin() {
   in_docker_ns sh -c "exec $SMV serve --socket /run/docker/plugins/static-macvlan.sock \
-      --state-dir $E2E_DIR/state --log-level debug >>$PLUGIN_LOG 2>&1 & echo \$! > $E2E_DIR/plugin.pid"
+      --state-dir $E2E_DIR/state --docker-host unix://$DOCKER_SOCK --reconcile-interval 1 \
+      --log-level debug >>$PLUGIN_LOG 2>&1 & echo \$! > $E2E_DIR/plugin.pid"
   for _ in $(seq 100); do
     in_docker_ns test -S /run/docker/plugins/static-macvlan.sock && return 0
     sleep 0.05
@@ -62,6 +63,16 @@ start_dockerd() {
     sleep 0.1
   done
   fail "dockerd did not answer within 60 s"
+}
+# The plugin's view of reservations, through its CLI (inside the private mount namespace).
+reservations() { in_docker_ns "$SMV" reservations "$@"; }
+# Waits until the plugin's background pass has seen the engine answer (it looks every second).
+wait_engine_seen() {
+  for _ in $(seq 100); do
+    grep -q "identity pass\|engine API not answering" "$PLUGIN_LOG" 2>/dev/null && break
+    reservations ls >/dev/null 2>&1 && sleep 1.5 && return 0
+    sleep 0.1
+  done
 }
 stop_dockerd() {
   local pid; pid=$(cat "$E2E_DIR/dockerd.pid.launch" 2>/dev/null) || return 0
@@ -91,6 +102,7 @@ e2e_setup() {
   sleep 0.2
   start_plugin
   start_dockerd
+  wait_engine_seen
   # A busybox image: there is no registry here.
   local root=$E2E_DIR/image
   mkdir -p "$root/bin"
@@ -103,6 +115,7 @@ e2e_teardown() {
   local rc=$?
   set +e
   if [ "$rc" -ne 0 ]; then e2e_logs; fi
+  if [ -n "${E2E_KEEP_LOGS:-}" ]; then cp "$PLUGIN_LOG" "$DOCKERD_LOG" "$E2E_KEEP_LOGS"/ 2>/dev/null; fi
   d ps -aq 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" rm -f >/dev/null 2>&1
   d network ls -q --filter driver=static-macvlan 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" network rm >/dev/null 2>&1
   stop_dockerd

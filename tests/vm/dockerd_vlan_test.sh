@@ -11,6 +11,7 @@ SMV=$(realpath "$1")
 E2E_TMP=/tmp   # a tmpfs in the guest: overlay2 cannot sit on the guest's overlay root
 . "$here/../e2e/lib.sh"
 trap e2e_teardown EXIT
+trap 'exit 130' INT TERM
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 modprobe ipv6 2>/dev/null || true
 echo 1 > /proc/sys/net/core/devconf_inherit_init_net

@@ -22,7 +22,7 @@ class IpamServiceTest : public ::testing::Test {
     pool_ = pool->pool_id;
   }
   std::string Ask(std::string address = "", std::string name = "") {
-    Result<std::string> r = service_->RequestAddress({pool_, address, false, name, ""});
+    Result<std::string> r = service_->RequestAddress({pool_, address, false, name, "", ""});
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? *r : "";
   }
@@ -50,7 +50,7 @@ TEST_F(IpamServiceTest, SameNameSameAddressAfterReleaseAndOthersNeverGetIt) {
   ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
   const std::string other = Ask("", "b");
   EXPECT_NE(other, x);
-  Result<std::string> steal = service_->RequestAddress({pool_, Bare(x), false, "b2", ""});
+  Result<std::string> steal = service_->RequestAddress({pool_, Bare(x), false, "b2", "", ""});
   ASSERT_FALSE(steal.ok());
   EXPECT_NE(steal.status().message().find("reserved for container \"a-0\""), std::string::npos);
   EXPECT_EQ(Ask("", "a-0"), x);
@@ -66,7 +66,7 @@ TEST_F(IpamServiceTest, ReleaseIsIdempotentAndKeepsTheReservation) {
 }
 
 TEST_F(IpamServiceTest, UnknownPoolIsAnError) {
-  Result<std::string> r = service_->RequestAddress({"198.51.100.0/24", "", false, "", ""});
+  Result<std::string> r = service_->RequestAddress({"198.51.100.0/24", "", false, "", "", ""});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kNotFound);
   EXPECT_NE(r.status().message().find("unknown pool \"198.51.100.0/24\""), std::string::npos);
@@ -98,7 +98,7 @@ TEST_F(IpamServiceTest, PoolWithoutReservationsIsForgottenWhenReleased) {
 
 TEST_F(IpamServiceTest, StoreFailureChangesNothing) {
   store_.fail_next_apply = true;
-  Result<std::string> r = service_->RequestAddress({pool_, "192.0.2.10", false, "a", ""});
+  Result<std::string> r = service_->RequestAddress({pool_, "192.0.2.10", false, "a", "", ""});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(service_->LeaseCount(pool_), 0u);
   EXPECT_TRUE(service_->ListReservations().empty());
@@ -115,16 +115,72 @@ TEST_F(IpamServiceTest, DifferentOptionsForAPoolInUseAreRefused) {
 TEST_F(IpamServiceTest, AttachNameAfterTheFactCreatesTheReservation) {
   const std::string x = Ask();
   const IpAddress ip = *IpAddress::Parse(Bare(x));
-  ASSERT_TRUE(service_->AttachName(pool_, ip, "late").ok());
+  EXPECT_EQ(*service_->AttachName(pool_, ip, "late", "02:00:00:00:00:07"), AttachOutcome::kReserved);
+  EXPECT_EQ(*service_->AttachName(pool_, ip, "late"), AttachOutcome::kMatches);
+  EXPECT_EQ(service_->NameForMac(pool_, "02:00:00:00:00:07"), "late");
   ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
   EXPECT_EQ(Ask("", "late"), x);
   ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+  // An ambiguous start: the name got another address. Its reservation stays (drift).
   const std::string y = Ask();
-  Status s = service_->AttachName(pool_, *IpAddress::Parse(Bare(y)), "late");
-  EXPECT_TRUE(s.ok());  // a name may hold a second address; its reservation stays x
+  EXPECT_EQ(*service_->AttachName(pool_, *IpAddress::Parse(Bare(y)), "late"), AttachOutcome::kDrifted);
   std::vector<ReservationView> list = service_->ListReservations();
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].record.address.ToString(), Bare(x));
+  ASSERT_TRUE(list[0].drifted_to.has_value());
+  EXPECT_EQ(list[0].drifted_to->ToString(), Bare(y));
+}
+
+TEST_F(IpamServiceTest, AttachOfAnotherNamesReservedAddressFails) {
+  const std::string x = Ask("", "a-0");
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+  const std::string again = Ask(Bare(x));  // an old engine asked for --ip X without a name
+  Result<AttachOutcome> r = service_->AttachName(pool_, *IpAddress::Parse(Bare(again)), "b");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("reserved for container \"a-0\", not \"b\""), std::string::npos);
+}
+
+TEST_F(IpamServiceTest, HintNameFindsTheReservationButNeverCreatesOne) {
+  const std::string x = Ask("", "a-0");
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+  Ask();  // move the cursor
+  Result<std::string> hinted = service_->RequestAddress({pool_, "", false, "", "a-0", ""});
+  EXPECT_EQ(*hinted, x);
+  Result<std::string> fresh = service_->RequestAddress({pool_, "", false, "", "new-name", ""});
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(service_->ListReservations().size(), 1u);
+  Result<std::string> steal = service_->RequestAddress({pool_, Bare(x), false, "", "other", ""});
+  EXPECT_EQ(steal.status().code(), Code::kAlreadyExists);  // leased by the hinted a-0 right now
+}
+
+TEST_F(IpamServiceTest, UserReserveAndRelease) {
+  ASSERT_TRUE(service_->Reserve(pool_, "c-0", *IpAddress::Parse("192.0.2.77")).ok());
+  EXPECT_EQ(service_->Reserve(pool_, "d-0", *IpAddress::Parse("192.0.2.77")).code(), Code::kFailedPrecondition);
+  EXPECT_EQ(service_->Reserve(pool_, "d-0", *IpAddress::Parse("192.0.2.255")).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Ask("", "c-0"), "192.0.2.77/24");
+  EXPECT_EQ(*service_->Release("192.0.2.77"), 1);
+  EXPECT_EQ(*service_->Release("c-0"), 0);
+  EXPECT_TRUE(service_->ListReservations().empty());
+}
+
+TEST_F(IpamServiceTest, ReservationExpiresOnlyAfterRetentionOnceGone) {
+  Result<PoolResult> short_pool = service_->RequestPool({"l", "198.51.100.0/24", "", {{"release_after", "60s"}}, false});
+  ASSERT_TRUE(short_pool.ok());
+  ASSERT_TRUE(service_->RequestAddress({short_pool->pool_id, "", false, "tmp", "", ""}).ok());
+  Ask("", "kept");  // the default pool keeps reservations
+  EXPECT_TRUE(service_->ApplyPresence({"tmp", "kept"})->empty());
+  now_ += 10;
+  EXPECT_TRUE(service_->ApplyPresence({})->empty());  // both gone from now on
+  now_ += 30;
+  EXPECT_TRUE(service_->ApplyPresence({"tmp"})->empty());  // back again (compose re-create)
+  now_ += 10;
+  EXPECT_TRUE(service_->ApplyPresence({})->empty());
+  now_ += 61;
+  std::vector<std::string> released = *service_->ApplyPresence({});
+  ASSERT_EQ(released.size(), 1u);
+  EXPECT_EQ(released[0], "tmp");
+  EXPECT_EQ(service_->ListReservations().size(), 1u);
 }
 
 TEST(IpamServiceLmdbTest, EverythingSurvivesAReopen) {
@@ -138,8 +194,8 @@ TEST(IpamServiceLmdbTest, EverythingSurvivesAReopen) {
     auto service = IpamService::Create(**store);
     ASSERT_TRUE(service.ok());
     pool_id = (*service)->RequestPool({"l", "2001:db8:1::/64", "", {{"release_after", "1d"}}, true})->pool_id;
-    a0 = *(*service)->RequestAddress({pool_id, "", false, "a-0", "02:42:00:00:00:01"});
-    plain = *(*service)->RequestAddress({pool_id, "2001:db8:1::99", false, "", ""});
+    a0 = *(*service)->RequestAddress({pool_id, "", false, "a-0", "", "02:42:00:00:00:01"});
+    plain = *(*service)->RequestAddress({pool_id, "2001:db8:1::99", false, "", "", ""});
     ASSERT_TRUE((*service)->ReleaseAddress(pool_id, a0.substr(0, a0.find('/'))).ok());
   }
   auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
@@ -149,9 +205,9 @@ TEST(IpamServiceLmdbTest, EverythingSurvivesAReopen) {
   ASSERT_TRUE(service.ok()) << service.status().message();
   EXPECT_EQ((*service)->FindPool(pool_id)->release_after_seconds, 86400);
   EXPECT_EQ((*service)->LeaseCount(pool_id), 1u);
-  Result<std::string> again = (*service)->RequestAddress({pool_id, "2001:db8:1::99", false, "", ""});
+  Result<std::string> again = (*service)->RequestAddress({pool_id, "2001:db8:1::99", false, "", "", ""});
   EXPECT_EQ(again.status().code(), Code::kAlreadyExists);
-  EXPECT_EQ(*(*service)->RequestAddress({pool_id, "", false, "a-0", ""}), a0);
+  EXPECT_EQ(*(*service)->RequestAddress({pool_id, "", false, "a-0", "", ""}), a0);
   std::vector<ReservationView> list = (*service)->ListReservations();
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].record.mac, "02:42:00:00:00:01");

@@ -1,0 +1,99 @@
+#include "identity/docker_engine.h"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+namespace smv::identity {
+namespace {
+
+using nlohmann::json;
+
+std::string StripSlash(std::string name) {
+  if (!name.empty() && name.front() == '/') name.erase(0, 1);
+  return name;
+}
+
+std::string Str(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
+  return j[key].get<std::string>();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DockerEngine>> DockerEngine::Create(const std::string& docker_host) {
+  constexpr std::string_view kUnix = "unix://";
+  if (!docker_host.starts_with(kUnix) || docker_host.size() == kUnix.size()) {
+    return InvalidArgument(fmt::format(
+        "invalid value \"{}\" for --docker-host: want unix:///path/to/docker.sock", docker_host));
+  }
+  return std::unique_ptr<DockerEngine>(new DockerEngine(docker_host.substr(kUnix.size())));
+}
+
+Result<std::string> DockerEngine::Get(const std::string& path, Millis timeout) {
+  httplib::Client client(socket_path_);
+  client.set_address_family(AF_UNIX);
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
+  client.set_connection_timeout(us / 1000000, us % 1000000);
+  client.set_read_timeout(us / 1000000, us % 1000000);
+  client.set_write_timeout(us / 1000000, us % 1000000);
+  // httplib would send the socket path as Host, which Go's server rejects (400 invalid Host).
+  httplib::Result r = client.Get(path.c_str(), httplib::Headers{{"Host", "docker"}});
+  if (!r) {
+    return Unavailable(fmt::format("engine API {}: {}", path, httplib::to_string(r.error())));
+  }
+  if (r->status == 404) return NotFound(fmt::format("engine API {}: not found", path));
+  if (r->status != 200) return Unavailable(fmt::format("engine API {}: HTTP {}", path, r->status));
+  return r->body;
+}
+
+bool DockerEngine::Ping(Millis timeout) { return Get("/_ping", timeout).ok(); }
+
+Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name, Millis timeout) {
+  Result<std::string> body = Get("/networks/" + id_or_name, timeout);
+  if (!body.ok()) return body.status();
+  json j = json::parse(*body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Unavailable("engine API: network inspect is not JSON");
+  EngineNetwork network{Str(j, "Id"), Str(j, "Name"), {}};
+  if (j.contains("Containers") && j["Containers"].is_object()) {
+    for (const auto& [key, entry] : j["Containers"].items()) {
+      network.endpoints.push_back(EngineEndpoint{Str(entry, "EndpointID"), StripSlash(Str(entry, "Name"))});
+    }
+  }
+  return network;
+}
+
+Result<std::vector<EngineContainer>> DockerEngine::ListContainers(Millis timeout) {
+  Result<std::string> body = Get("/containers/json?all=1", timeout);
+  if (!body.ok()) return body.status();
+  json j = json::parse(*body, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) return Unavailable("engine API: container list is not JSON");
+  std::vector<EngineContainer> out;
+  for (const json& c : j) {
+    EngineContainer container;
+    container.id = Str(c, "Id");
+    if (c.contains("Names") && c["Names"].is_array() && !c["Names"].empty() && c["Names"][0].is_string()) {
+      container.name = StripSlash(c["Names"][0].get<std::string>());
+    }
+    const json* nets = nullptr;
+    if (c.contains("NetworkSettings") && c["NetworkSettings"].is_object() &&
+        c["NetworkSettings"].contains("Networks") && c["NetworkSettings"]["Networks"].is_object()) {
+      nets = &c["NetworkSettings"]["Networks"];
+    }
+    if (nets != nullptr) {
+      for (const auto& [name, n] : nets->items()) {
+        EngineContainerNetwork net{Str(n, "EndpointID"), ""};
+        if (n.contains("IPAMConfig") && n["IPAMConfig"].is_object()) net.ipam_v4 = Str(n["IPAMConfig"], "IPv4Address");
+        container.networks[name] = net;
+      }
+    }
+    out.push_back(std::move(container));
+  }
+  return out;
+}
+
+bool DockerEngine::InspectAnswers(const std::string& container_id, Millis timeout) {
+  Result<std::string> body = Get("/containers/" + container_id + "/json", timeout);
+  return body.ok() || body.status().code() == Code::kNotFound;
+}
+
+}  // namespace smv::identity

@@ -1,0 +1,27 @@
+#pragma once
+#include <memory>
+#include <string>
+
+#include "identity/engine_api.h"
+
+namespace smv::identity {
+
+// EngineApi over the engine's unix socket with cpp-httplib; one short-lived connection per call,
+// so calls may run in parallel from any thread.
+class DockerEngine : public EngineApi {
+ public:
+  // `docker_host`: "unix:///var/run/docker.sock" (the only scheme supported).
+  static Result<std::unique_ptr<DockerEngine>> Create(const std::string& docker_host);
+
+  bool Ping(Millis timeout) override;
+  Result<EngineNetwork> InspectNetwork(const std::string& id_or_name, Millis timeout) override;
+  Result<std::vector<EngineContainer>> ListContainers(Millis timeout) override;
+  bool InspectAnswers(const std::string& container_id, Millis timeout) override;
+
+ private:
+  explicit DockerEngine(std::string socket_path) : socket_path_(std::move(socket_path)) {}
+  Result<std::string> Get(const std::string& path, Millis timeout);
+  std::string socket_path_;
+};
+
+}  // namespace smv::identity

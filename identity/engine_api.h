@@ -1,0 +1,53 @@
+#pragma once
+// What the identity logic needs from the Docker Engine API, as plain values, behind an interface
+// (DockerEngine implements it over the engine's unix socket; tests use a fake). Every call takes
+// a timeout: during dockerd start-up the API accepts connections but answers nothing, and
+// inspecting a container that is being started blocks until the start ends.
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace smv::identity {
+
+using Millis = std::chrono::milliseconds;
+
+struct EngineEndpoint {
+  std::string endpoint_id;
+  std::string name;  // container name, no leading "/"
+};
+
+struct EngineNetwork {
+  std::string id;
+  std::string name;
+  std::vector<EngineEndpoint> endpoints;  // listed from Join on
+};
+
+struct EngineContainerNetwork {
+  std::string endpoint_id;  // "" while the container is starting
+  std::string ipam_v4;      // the --ip / ipv4_address the user asked for, or ""
+};
+
+struct EngineContainer {
+  std::string id;
+  std::string name;  // no leading "/"
+  std::map<std::string, EngineContainerNetwork> networks;  // by network name
+};
+
+class EngineApi {
+ public:
+  virtual ~EngineApi() = default;
+  virtual bool Ping(Millis timeout) = 0;
+  // GET /networks/<id-or-name>; never blocks on starting containers.
+  virtual Result<EngineNetwork> InspectNetwork(const std::string& id_or_name, Millis timeout) = 0;
+  // GET /containers/json?all=1; never blocks, shows a snapshot from before a start began.
+  virtual Result<std::vector<EngineContainer>> ListContainers(Millis timeout) = 0;
+  // True when GET /containers/<id>/json answers within `timeout`, i.e. the container is not in
+  // the middle of a start.
+  virtual bool InspectAnswers(const std::string& container_id, Millis timeout) = 0;
+};
+
+}  // namespace smv::identity

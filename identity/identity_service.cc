@@ -1,0 +1,193 @@
+#include "identity/identity_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+
+#include "common/log.h"
+
+namespace smv::identity {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Millis Left(Clock::time_point deadline) {
+  return std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - Clock::now()));
+}
+
+}  // namespace
+
+IdentityService::IdentityService(EngineApi& engine, ipam::IpamService& ipam,
+                                 driver::DriverService& driver, IdentityOptions options)
+    : engine_(engine), ipam_(ipam), driver_(driver), options_(options) {}
+
+IdentityService::~IdentityService() { StopBackground(); }
+
+std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
+  if (!call.name.empty() || call.gateway || !healthy_.load()) return "";
+  const Clock::time_point deadline = Clock::now() + options_.request_budget;
+  std::optional<ipam::PoolConfig> pool = ipam_.FindPool(call.pool_id);
+  if (!pool) return "";
+  const std::vector<std::string> network_ids = driver_.NetworksOnSubnet(pool->subnet);
+  if (network_ids.empty()) return "";  // network create itself (gateway, --aux-address)
+
+  // 2. A fixed --mac-address seen before with a name (no engine call needed). dockerd's own
+  // MACs are random on every start and never match.
+  if (call.address.empty()) {
+    if (std::string by_mac = ipam_.NameForMac(call.pool_id, call.mac); !by_mac.empty()) return by_mac;
+  }
+  Result<std::vector<EngineContainer>> containers = engine_.ListContainers(Left(deadline));
+  if (!containers.ok()) {
+    healthy_ = false;
+    return "";
+  }
+  for (const std::string& network_id : network_ids) {
+    Result<EngineNetwork> network = engine_.InspectNetwork(network_id, Left(deadline));
+    if (!network.ok()) {
+      if (network.status().code() != Code::kNotFound) healthy_ = false;
+      continue;
+    }
+    // 1. The requested address: the one container that asked for it.
+    if (!call.address.empty()) {
+      std::string found;
+      int matches = 0;
+      for (const EngineContainer& c : *containers) {
+        auto n = c.networks.find(network->name);
+        if (n != c.networks.end() && n->second.ipam_v4 == call.address) {
+          found = c.name;
+          ++matches;
+        }
+      }
+      if (matches == 1) return found;
+      continue;
+    }
+    // 3. The single candidate: on this network, no endpoint yet, no requested address, not
+    // already past CreateEndpoint, and busy starting (its inspect does not answer).
+    std::vector<const EngineContainer*> candidates;
+    for (const EngineContainer& c : *containers) {
+      auto n = c.networks.find(network->name);
+      if (n == c.networks.end() || !n->second.endpoint_id.empty() || !n->second.ipam_v4.empty()) continue;
+      bool past_create = false;
+      for (const EngineEndpoint& e : network->endpoints) past_create = past_create || e.name == c.name;
+      if (!past_create) candidates.push_back(&c);
+    }
+    if (candidates.empty() || candidates.size() > 8) continue;  // nothing, or hopeless
+    const Millis wait = Left(deadline);
+    std::vector<std::future<bool>> answers;
+    for (const EngineContainer* c : candidates) {
+      answers.push_back(std::async(std::launch::async, [this, id = c->id, wait] {
+        return engine_.InspectAnswers(id, wait);
+      }));
+    }
+    std::vector<std::string> starting;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (!answers[i].get()) starting.push_back(candidates[i]->name);
+    }
+    if (starting.size() == 1) return starting.front();
+    spdlog::debug("requester of pool=\"{}\" is ambiguous candidates={}", call.pool_id, starting.size());
+  }
+  return "";
+}
+
+Status IdentityService::AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name) {
+  for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
+    std::optional<Prefix> address = Prefix::Parse(cidr);
+    if (!address) continue;
+    for (const std::string& pool : ipam_.PoolsLeasing(address->address())) {
+      Result<ipam::AttachOutcome> outcome = ipam_.AttachName(pool, address->address(), name, endpoint.mac);
+      if (!outcome.ok()) return outcome.status();
+    }
+  }
+  return driver_.SetEndpointName(endpoint.endpoint_id, name);
+}
+
+Status IdentityService::LearnAtJoin(const std::string& network_id, const std::string& endpoint_id) {
+  std::optional<driver::EndpointRecord> endpoint = driver_.FindEndpoint(endpoint_id);
+  if (!endpoint) return OkStatus();
+  if (!healthy_.load()) {
+    spdlog::debug("endpoint {}: engine not answering, name learned later", ShortId(endpoint_id));
+    return OkStatus();
+  }
+  Result<EngineNetwork> network = engine_.InspectNetwork(network_id, options_.join_timeout);
+  if (!network.ok()) {
+    healthy_ = false;
+    spdlog::info("engine API not answering ({}); names are learned in the background", network.status().message());
+    return OkStatus();
+  }
+  for (const EngineEndpoint& e : network->endpoints) {
+    if (e.endpoint_id != endpoint_id || e.name.empty()) continue;
+    spdlog::info("endpoint {} is container {}", ShortId(endpoint_id), e.name);
+    return AttachEndpointName(*endpoint, e.name);
+  }
+  return OkStatus();
+}
+
+IdentityService::PassReport IdentityService::ReconcileOnce() {
+  PassReport report;
+  if (!engine_.Ping(options_.join_timeout)) {
+    healthy_ = false;
+    return report;
+  }
+  Result<std::vector<EngineContainer>> containers = engine_.ListContainers(Millis(3000));
+  if (!containers.ok()) {
+    healthy_ = false;
+    return report;
+  }
+  healthy_ = true;
+  report.engine_answered = true;
+  // Names of endpoints that joined while the engine did not answer.
+  std::map<std::string, std::optional<EngineNetwork>> networks;
+  for (const driver::EndpointRecord& endpoint : driver_.Endpoints()) {
+    if (!endpoint.container_name.empty() || endpoint.sandbox_key.empty()) continue;
+    auto [it, fresh] = networks.try_emplace(endpoint.network_id);
+    if (fresh) {
+      Result<EngineNetwork> n = engine_.InspectNetwork(endpoint.network_id, Millis(3000));
+      if (n.ok()) it->second = *n;
+    }
+    if (!it->second) continue;
+    for (const EngineEndpoint& e : it->second->endpoints) {
+      if (e.endpoint_id != endpoint.endpoint_id || e.name.empty()) continue;
+      if (Status s = AttachEndpointName(endpoint, e.name); s.ok()) {
+        ++report.names_learned;
+      } else {
+        spdlog::warn("container {}: {}", e.name, s.message());
+      }
+    }
+  }
+  // Reservation lifetime: a compose re-create renames the old container to <id12>_<name> first,
+  // so only names no container carries count as gone.
+  std::vector<std::string> present;
+  for (const EngineContainer& c : *containers) present.push_back(c.name);
+  Result<std::vector<std::string>> released = ipam_.ApplyPresence(present);
+  if (released.ok()) report.reservations_released = static_cast<int>(released->size());
+  return report;
+}
+
+void IdentityService::StartBackground() {
+  worker_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      PassReport r = ReconcileOnce();
+      if (r.names_learned > 0 || r.reservations_released > 0) {
+        spdlog::info("identity pass names_learned={} reservations_released={}", r.names_learned,
+                     r.reservations_released);
+      }
+      lock.lock();
+      // While the engine does not answer (dockerd starting), look again soon.
+      const Millis wait = r.engine_answered ? options_.reconcile_interval : Millis(1000);
+      cv_.wait_for(lock, wait, [this] { return stop_; });
+    }
+  });
+}
+
+void IdentityService::StopBackground() {
+  {
+    std::scoped_lock lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+}  // namespace smv::identity
