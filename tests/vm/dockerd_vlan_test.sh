@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(dirname "$(realpath "$0")")
 SMV=$(realpath "$1")
-E2E_TMP=/tmp   # a tmpfs in the guest: overlay2 cannot sit on the guest's overlay root
+E2E_TMP=/run   # a tmpfs in the guest: overlay2 cannot sit on the guest's overlay root
 . "$here/../e2e/lib.sh"
 trap e2e_teardown EXIT
 trap 'exit 130' INT TERM
