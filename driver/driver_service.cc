@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -161,6 +162,15 @@ Status DriverService::CreateNetwork(const CreateNetworkCall& call) {
   Result<NetworkOptions> parsed = ParseNetworkOptions(call.options);
   if (!parsed.ok()) return parsed.status();
   const NetworkOptions& options = *parsed;
+  if (!allowed_parents_.empty() &&
+      std::find(allowed_parents_.begin(), allowed_parents_.end(), options.parent) == allowed_parents_.end()) {
+    std::string allowed;
+    for (const std::string& p : allowed_parents_) allowed += (allowed.empty() ? "" : ", ") + p;
+    return PermissionDenied(fmt::format(
+        "parent interface \"{}\" is not allowed on this host (option -o parent={}); allowed: {} "
+        "(static-macvlan serve --allowed-parents)",
+        options.parent, options.parent, allowed));
+  }
   std::scoped_lock lock(mu_);
   if (networks_.contains(call.network_id)) return OkStatus();
 

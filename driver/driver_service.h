@@ -76,6 +76,9 @@ class DriverService {
   Status Leave(const std::string& network_id, const std::string& endpoint_id);  // idempotent
   Status DeleteEndpoint(const std::string& network_id, const std::string& endpoint_id);  // idempotent
 
+  // Least privilege: when not empty, networks may only use these parent interfaces.
+  void SetAllowedParents(std::vector<std::string> parents) { allowed_parents_ = std::move(parents); }
+
   // Host-side name of an endpoint's macvlan link: "smv" + 11 hex digits of the endpoint id.
   static std::string EndpointLinkName(const std::string& endpoint_id);
 
@@ -115,6 +118,7 @@ class DriverService {
   std::map<std::string, Network> networks_;
   std::map<std::string, EndpointRecord> endpoints_;
   std::map<std::string, LinkRecord> link_records_;
+  std::vector<std::string> allowed_parents_;  // set before serving, read-only afterwards
 };
 
 }  // namespace smv::driver

@@ -32,6 +32,7 @@ struct ServeFlags {
   std::string docker_host = "unix:///var/run/docker.sock";
   size_t db_size_mib = 1024;
   unsigned reconcile_seconds = 5;
+  std::vector<std::string> allowed_parents;
 };
 
 struct ReservationFlags {
@@ -71,6 +72,7 @@ smv::Status Serve(const ServeFlags& flags) {
   if (!ipam.ok()) return ipam.status();
   auto driver = smv::driver::DriverService::Create(**links, **network_store);
   if (!driver.ok()) return driver.status();
+  (*driver)->SetAllowedParents(flags.allowed_parents);
   (void)(*driver)->Reconcile();
 
   auto engine = smv::identity::DockerEngine::Create(flags.docker_host);
@@ -175,6 +177,10 @@ int main(int argc, char** argv) {
                     "seconds between background passes over the engine API")
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600u));
+
+  serve->add_option("--allowed-parents", flags.allowed_parents,
+                    "only these parent interfaces may carry networks (default: any)")
+      ->delimiter(',');
 
   ReservationFlags rflags;
   CLI::App* reservations = app.add_subcommand("reservations", "see and manage name -> address reservations");

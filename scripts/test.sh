@@ -13,3 +13,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 ctest --test-dir "${BUILD_DIR:-build}" --no-tests=error --output-on-failure -j"$(nproc)" "$@"
+if [ $# -eq 0 ]; then
+  # The unit, kernel and protocol tiers again under AddressSanitizer + UndefinedBehaviorSanitizer
+  # (the protocol tier runs the sanitized daemon, whose exit status the tests check).
+  BUILD_DIR=build-asan scripts/build.sh -DSMV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --no-tests=error --output-on-failure -j"$(nproc)" -L 'unit|netns|protocol'
+fi

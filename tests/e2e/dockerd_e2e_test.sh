@@ -173,6 +173,26 @@ expect_eq "$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan) $(
   "$first $api" "compose down + up: same addresses"
 compose down >/dev/null 2>&1
 
+# --- P: 50 parallel docker run on one network ----------------------------------------------
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 203.0.113.64/26 \
+  --gateway 203.0.113.65 -o parent=eth1 many >/dev/null
+for z in 1 2 3; do reservations reserve z-$z 203.0.113.7$z --network many >/dev/null || fail "reserve z-$z"; done
+pids=()
+for i in $(seq 50); do
+  d run -d --name m-$i --network many smv-bb sleep 600 >/dev/null 2>"$E2E_DIR/m-$i.err" & pids+=($!)
+done
+errors=0
+for pid in "${pids[@]}"; do wait "$pid" || errors=$((errors + 1)); done
+[ "$errors" -eq 0 ] || fail "$errors of 50 parallel runs failed: $(cat "$E2E_DIR"/m-*.err | sort | uniq -c | head -3)"
+pass "50 parallel docker run: zero errors"
+many=$(for i in $(seq 50); do ip_of m-$i many; done | sort)
+expect_eq "$(uniq <<<"$many" | grep -c .)" "50" "50 parallel docker run: 50 distinct addresses"
+grep -qx -e 203.0.113.71 -e 203.0.113.72 -e 203.0.113.73 -e 203.0.113.65 <<<"$many" \
+  && fail "a parallel run took a reserved address or the gateway"
+pass "50 parallel docker run: no reserved address taken"
+d rm -f $(for i in $(seq 50); do echo m-$i; done) >/dev/null
+d network rm many >/dev/null
+
 # --- G: network rm removes every link we created and nothing else -------------------------
 d rm -f $(d ps -aq) >/dev/null
 for n in lan lan2 routed; do d network rm $n >/dev/null; done

@@ -89,6 +89,17 @@ TEST_F(DriverServiceTest, MissingParentListsTheInterfacesThere) {
             "parent interface \"eth7\" not found on this host (option -o parent=eth7); interfaces here: eth1, eth2");
 }
 
+TEST_F(DriverServiceTest, AllowedParentsRefuseOthersByName) {
+  driver_->SetAllowedParents({"eth2"});
+  Status s = Create(kNet1, {{"parent", "eth1"}, {"vlan", "5"}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_NE(s.message().find("parent interface \"eth1\" is not allowed on this host (option -o parent=eth1); allowed: eth2"),
+            std::string::npos) << s.message();
+  EXPECT_FALSE(links_.Exists("eth1.5"));
+  EXPECT_TRUE(Create(kNet2, {{"parent", "eth2"}}).ok());
+}
+
 TEST_F(DriverServiceTest, DownParentIsBroughtUpAndMtuAboveParentIsRefused) {
   ASSERT_TRUE(Create(kNet1, {{"parent", "eth2"}, {"mtu", "9000"}}).ok());
   EXPECT_TRUE(links_.Get("eth2").up);
