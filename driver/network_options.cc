@@ -180,6 +180,13 @@ Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::stri
             "(example: -o parent=eth1 -o vlan=228)",
             out.parent, *id, *out.vlan_id));
       }
+      // The whole "eth1.228" names the VLAN link, so it must itself be a valid interface name
+      // (found by fuzzing: a 19-character parent gave a VLAN link name the kernel refuses).
+      if (!IsValidInterfaceName(out.parent)) {
+        return BadValue(kOptParent, out.parent,
+                        "an interface name of 1 to 15 characters without '/', ':' or spaces",
+                        "parent=eth1.228");
+      }
       if (!vlan_name) vlan_name = out.parent;
       out.vlan_id = static_cast<uint16_t>(*id);
       out.parent.resize(dot);

@@ -19,4 +19,6 @@ if [ $# -eq 0 ]; then
   BUILD_DIR=build-asan scripts/build.sh -DSMV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --no-tests=error --output-on-failure -j"$(nproc)" -L 'unit|netns|protocol'
+  # Bounded fuzzing of request decoding and option/CIDR parsing (a long run: scripts/fuzz.sh 3600).
+  scripts/fuzz.sh "${SMV_FUZZ_SECONDS:-30}"
 fi

@@ -79,6 +79,8 @@ TEST(NetworkOptionsTest, BadValuesNameOptionValueAndExample) {
       {{{"parent", "eth/1"}}, "invalid value \"eth/1\" for option \"parent\""},
       {{{"parent", "eth 1"}}, "invalid value \"eth 1\" for option \"parent\""},
       {{{"parent", "eth1.5000"}}, "VLAN id from 1 to 4094"},
+      // Fuzzing regression: the built-in form's whole name becomes the VLAN link's name.
+      {{{"parent", "outus=10.908.0.3232"}}, "invalid value \"outus=10.908.0.3232\" for option \"parent\""},
       {{{"parent", "eth1.228"}, {"vlan", "229"}}, "give the VLAN once"},
       {{{"parent", "eth1"}, {"vlan_name", "x"}}, "needs option \"vlan\""},
       {{{"parent", "eth1"}, {"vlan", "5"}, {"vlan_name", "a/b"}}, "invalid value \"a/b\" for option \"vlan_name\""},

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Builds the libFuzzer targets with clang and runs each for SECONDS (default 60), the corpus
+# seeded from the captured dockerd requests in shared/fixtures/dockerd-20.10. Crashes are saved
+# as tests/fuzz/crash-* and fail the run; turn each into a regression test.
+# Usage: scripts/fuzz.sh [SECONDS]     (long run: scripts/fuzz.sh 3600)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DSMV_FUZZ=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_plugin_api fuzz_parsers
+corpus=build-fuzz/corpus
+mkdir -p "$corpus/api" "$corpus/parsers"
+paths=(Plugin.Activate NetworkDriver.GetCapabilities NetworkDriver.CreateNetwork NetworkDriver.DeleteNetwork
+       NetworkDriver.CreateEndpoint NetworkDriver.DeleteEndpoint NetworkDriver.EndpointOperInfo NetworkDriver.Join
+       NetworkDriver.Leave IpamDriver.GetCapabilities IpamDriver.RequestPool IpamDriver.ReleasePool
+       IpamDriver.RequestAddress IpamDriver.ReleaseAddress)
+fixtures=${SMV_FIXTURES_DIR:-../shared/fixtures/dockerd-20.10}
+n=0
+for f in "$fixtures"/0[1-6]-*/*.json; do
+  endpoint=$(jq -r .endpoint "$f")
+  for i in "${!paths[@]}"; do
+    if [ "${paths[$i]}" = "$endpoint" ]; then
+      { printf "\\x$(printf %02x "$i")"; jq -c '.request // empty' "$f"; } > "$corpus/api/$n"
+      n=$((n + 1))
+    fi
+  done
+  jq -r '.request.Options["com.docker.network.generic"] // empty | to_entries[] | "\(.key)=\(.value)"' "$f" \
+    > "$corpus/parsers/opt-$n" 2>/dev/null || true
+  jq -r '.request.Pool // empty' "$f" > "$corpus/parsers/pool-$n" 2>/dev/null || true
+done
+printf 'parent=eth1\nvlan=228\nroutes=10.254.0.0/16 via 192.0.2.254; 2001:db8::/32\nmtu=1400\n' > "$corpus/parsers/seed-opts"
+printf '192.0.2.0/24|192.0.2.128/25' > "$corpus/parsers/seed-pool"
+find "$corpus" -type f -empty -delete
+status=0
+for target in fuzz_plugin_api fuzz_parsers; do
+  dir=$corpus/${target#fuzz_}; [ "$target" = fuzz_plugin_api ] && dir=$corpus/api
+  echo "== $target for ${seconds}s (corpus $(ls "$dir" | wc -l) files)"
+  if ! build-fuzz/tests/fuzz/$target "$dir" -max_total_time="$seconds" -rss_limit_mb=2048 \
+        -artifact_prefix=tests/fuzz/crash- -print_final_stats=1 2>build-fuzz/$target.log; then
+    status=1
+  fi
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb|ERROR|SUMMARY" build-fuzz/$target.log || true
+done
+exit $status
