@@ -32,6 +32,7 @@ struct ServeFlags {
   std::string docker_host = "unix:///var/run/docker.sock";
   size_t db_size_mib = 1024;
   unsigned reconcile_seconds = 5;
+  unsigned stale_after_seconds = 60;
   std::vector<std::string> allowed_parents;
 };
 
@@ -79,6 +80,7 @@ smv::Status Serve(const ServeFlags& flags) {
   if (!engine.ok()) return engine.status();
   smv::identity::IdentityOptions identity_options;
   identity_options.reconcile_interval = std::chrono::seconds(flags.reconcile_seconds);
+  identity_options.stale_after = std::chrono::seconds(flags.stale_after_seconds);
   smv::identity::IdentityService identity(**engine, **ipam, **driver, identity_options);
 
   smv::api::PluginApi api(**driver, **ipam, &identity, engine->get());
@@ -178,6 +180,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600u));
 
+  serve->add_option("--stale-after", flags.stale_after_seconds,
+                    "seconds after which an endpoint the engine does not list is a lost teardown")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400u));
   serve->add_option("--allowed-parents", flags.allowed_parents,
                     "only these parent interfaces may carry networks (default: any)")
       ->delimiter(',');

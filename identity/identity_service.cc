@@ -9,23 +9,83 @@
 namespace smv::identity {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 
-Millis Left(Clock::time_point deadline) {
-  return std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - Clock::now()));
+Millis Left(Steady::time_point deadline) {
+  return std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - Steady::now()));
 }
 
 }  // namespace
 
 IdentityService::IdentityService(EngineApi& engine, ipam::IpamService& ipam,
-                                 driver::DriverService& driver, IdentityOptions options)
-    : engine_(engine), ipam_(ipam), driver_(driver), options_(options) {}
+                                 driver::DriverService& driver, IdentityOptions options, Clock clock)
+    : engine_(engine), ipam_(ipam), driver_(driver), options_(options), clock_(std::move(clock)) {
+  if (!clock_) {
+    clock_ = [] {
+      return std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch()).count();
+    };
+  }
+}
+
+void IdentityService::CleanLostTeardown(PassReport& report) {
+  const int64_t now = clock_();
+  std::map<std::string, std::optional<EngineNetwork>> networks;  // nullopt: the engine has none
+  for (const driver::NetworkRecord& n : driver_.Networks()) {
+    Result<EngineNetwork> found = engine_.InspectNetwork(n.id, Millis(3000));
+    if (found.ok()) {
+      networks[n.id] = *found;
+    } else if (found.status().code() == Code::kNotFound) {
+      networks[n.id] = std::nullopt;
+    }  // other errors: the engine is unsure; leave this network alone this time
+  }
+  for (const driver::EndpointRecord& e : driver_.Endpoints()) {
+    auto n = networks.find(e.network_id);
+    if (n == networks.end()) continue;
+    bool listed = false;
+    if (n->second) {
+      for (const EngineEndpoint& known : n->second->endpoints) listed = listed || known.endpoint_id == e.endpoint_id;
+    }
+    if (listed || now - e.since < options_.stale_after.count()) continue;
+    spdlog::info("endpoint {} of container \"{}\" is gone from the engine: removing its link and lease",
+                 ShortId(e.endpoint_id), e.container_name);
+    if (Status s = driver_.DeleteEndpoint(e.network_id, e.endpoint_id); !s.ok()) {
+      spdlog::warn("lost teardown of endpoint {}: {}", ShortId(e.endpoint_id), s.message());
+      continue;
+    }
+    for (const std::string& cidr : {e.address_v4, e.address_v6}) {
+      std::optional<Prefix> address = Prefix::Parse(cidr);
+      if (!address) continue;
+      for (const std::string& pool : ipam_.PoolsLeasing(address->address())) {
+        (void)ipam_.ReleaseAddress(pool, address->address().ToString());
+      }
+    }
+    ++report.endpoints_cleaned;
+  }
+  for (const auto& [id, engine_network] : networks) {
+    if (engine_network) continue;
+    std::optional<driver::NetworkRecord> record = driver_.FindNetwork(id);
+    if (!record) continue;
+    spdlog::info("network {} is gone from the engine: removing it", ShortId(id));
+    if (Status s = driver_.DeleteNetwork(id); !s.ok()) {
+      spdlog::warn("lost teardown of network {}: {}", ShortId(id), s.message());
+      continue;
+    }
+    for (const auto* data : {&record->ipv4, &record->ipv6}) {
+      for (const driver::IpData& d : *data) {
+        const std::vector<std::string> pools = ipam_.PoolsOnSubnet(d.pool);
+        if (pools.size() == 1) (void)ipam_.ReleasePool(pools.front());
+      }
+    }
+    ++report.networks_cleaned;
+  }
+}
 
 IdentityService::~IdentityService() { StopBackground(); }
 
 std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
   if (!call.name.empty() || call.gateway || !healthy_.load()) return "";
-  const Clock::time_point deadline = Clock::now() + options_.request_budget;
+  const Steady::time_point deadline = Steady::now() + options_.request_budget;
   std::optional<ipam::PoolConfig> pool = ipam_.FindPool(call.pool_id);
   if (!pool) return "";
   const std::vector<std::string> network_ids = driver_.NetworksOnSubnet(pool->subnet);
@@ -154,6 +214,7 @@ IdentityService::PassReport IdentityService::ReconcileOnce() {
       }
     }
   }
+  CleanLostTeardown(report);
   // Reservation lifetime: a compose re-create renames the old container to <id12>_<name> first,
   // so only names no container carries count as gone.
   std::vector<std::string> present;
@@ -169,9 +230,11 @@ void IdentityService::StartBackground() {
     while (!stop_) {
       lock.unlock();
       PassReport r = ReconcileOnce();
-      if (r.names_learned > 0 || r.reservations_released > 0) {
-        spdlog::info("identity pass names_learned={} reservations_released={}", r.names_learned,
-                     r.reservations_released);
+      if (r.names_learned > 0 || r.reservations_released > 0 || r.endpoints_cleaned > 0 ||
+          r.networks_cleaned > 0) {
+        spdlog::info("identity pass names_learned={} reservations_released={} endpoints_cleaned={} "
+                     "networks_cleaned={}",
+                     r.names_learned, r.reservations_released, r.endpoints_cleaned, r.networks_cleaned);
       }
       lock.lock();
       // While the engine does not answer (dockerd starting), look again soon.

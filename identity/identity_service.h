@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <functional>
 #include <thread>
 
 #include "common/status.h"
@@ -26,12 +27,16 @@ struct IdentityOptions {
   Millis request_budget{400};      // total engine time a RequestAddress may spend guessing
   Millis join_timeout{500};        // GET /networks/<id> at Join
   Millis reconcile_interval{5000};  // background pass
+  // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the
+  // container while the plugin was down). Covers the gap between CreateEndpoint and Join.
+  std::chrono::seconds stale_after{60};
 };
 
 class IdentityService {
  public:
+  using Clock = std::function<int64_t()>;  // unix seconds
   IdentityService(EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
-                  IdentityOptions options = {});
+                  IdentityOptions options = {}, Clock clock = nullptr);
   ~IdentityService();
 
   // The best-effort name of the container a RequestAddress without a name is for, or "".
@@ -47,6 +52,8 @@ class IdentityService {
     bool engine_answered = false;
     int names_learned = 0;
     int reservations_released = 0;
+    int endpoints_cleaned = 0;  // lost DeleteEndpoint/ReleaseAddress made up for
+    int networks_cleaned = 0;   // lost DeleteNetwork/ReleasePool made up for
   };
   PassReport ReconcileOnce();
 
@@ -56,11 +63,15 @@ class IdentityService {
 
  private:
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
+  // Teardown dockerd did while the plugin was down: what the engine no longer knows is removed
+  // (links, leases, network records, pools); reservations stay.
+  void CleanLostTeardown(PassReport& report);
 
   EngineApi& engine_;
   ipam::IpamService& ipam_;
   driver::DriverService& driver_;
   IdentityOptions options_;
+  Clock clock_;
   std::atomic<bool> healthy_{false};  // the engine answered its last call
   std::mutex mu_;                     // guards stop_ (with cv_)
   std::condition_variable cv_;

@@ -132,6 +132,22 @@ expect_eq "$(ip_of r1 lan)" "192.0.2.60" "dockerd restart: --restart=always cont
 d exec r1 ping -c 1 -W 3 192.0.2.254 >/dev/null || fail "r1 has no network after the dockerd restart"
 pass "restarted container has working networking"
 
+# --- L: lost teardown: a container removed while the plugin is down -----------------------
+d run -d --name lost-0 --network lan smv-bb sleep 600 >/dev/null
+lost=$(ip_of lost-0 lan)
+lost_link=smv$(d inspect -f '{{(index .NetworkSettings.Networks "lan").EndpointID}}' lost-0 | cut -c1-11)
+sleep 5  # older than --stale-after, so only the engine's word decides
+kill_plugin TERM
+d rm -f lost-0 >/dev/null   # dockerd retries each teardown call ~15 s, then gives up
+in_host ip link show "$lost_link" >/dev/null 2>&1 || fail "expected the lost link $lost_link in the host"
+start_plugin
+for _ in $(seq 100); do in_host ip link show "$lost_link" >/dev/null 2>&1 || break; sleep 0.1; done
+in_host ip link show "$lost_link" >/dev/null 2>&1 && fail "$lost_link still there after the plugin came back"
+pass "lost teardown: the link of a container removed while the plugin was down is deleted"
+d run -d --name lost-0 --network lan --ip "$lost" smv-bb sleep 600 >/dev/null || fail "$lost still leased"
+pass "lost teardown: its lease is freed, its reservation kept for the same name"
+d rm -f lost-0 >/dev/null
+
 # --- E: docker-compose v1: up, down, up -> same addresses ---------------------------------
 mkdir -p "$E2E_DIR/compose"
 cat > "$E2E_DIR/compose/docker-compose.yml" <<'YAML'

@@ -37,7 +37,7 @@ ip_of() { d inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" 
 
 start_plugin() {
   in_docker_ns sh -c "exec $SMV serve --socket /run/docker/plugins/static-macvlan.sock \
-      --state-dir $E2E_DIR/state --docker-host unix://$DOCKER_SOCK --reconcile-interval 1 \
+      --state-dir $E2E_DIR/state --docker-host unix://$DOCKER_SOCK --reconcile-interval 1 --stale-after 5 \
       --log-level debug >>$PLUGIN_LOG 2>&1 & echo \$! > $E2E_DIR/plugin.pid"
   for _ in $(seq 100); do
     in_docker_ns test -S /run/docker/plugins/static-macvlan.sock && return 0

@@ -18,12 +18,13 @@ class IdentityTest : public ::testing::Test {
   void SetUp() override {
     links_.AddExisting({.name = "eth1", .kind = "veth", .up = true});
     ipam_ = std::move(ipam::IpamService::Create(ipam_store_, [this] { return now_; }).value());
-    driver_ = std::move(driver::DriverService::Create(links_, net_store_).value());
     pool_ = ipam_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {}, false})->pool_id;
+    driver_ = std::move(driver::DriverService::Create(links_, net_store_, [this] { return now_; }).value());
     ASSERT_TRUE(driver_->CreateNetwork({kNet, {{"parent", "eth1"}},
                                         {{*Prefix::Parse("192.0.2.0/24"), IpAddress::Parse("192.0.2.1")}}, {}, false}).ok());
     engine_.networks[kNet] = EngineNetwork{kNet, "lan", {}};
-    identity_ = std::make_unique<IdentityService>(engine_, *ipam_, *driver_);
+    identity_ = std::make_unique<IdentityService>(engine_, *ipam_, *driver_, IdentityOptions{},
+                                                  [this] { return now_; });
     ASSERT_TRUE(identity_->ReconcileOnce().engine_answered);  // the engine is known to answer
   }
   // A container as the engine lists it while it starts on "lan".
@@ -211,6 +212,38 @@ TEST_F(IdentityTest, ReservationLifetimeFollowsTheEngineListAndRetention) {
   identity_->ReconcileOnce();
   identity_->ReconcileOnce();
   EXPECT_EQ(ipam_->ListReservations().size(), 1u);
+}
+
+TEST_F(IdentityTest, LostTeardownIsMadeUpForAfterTheGrace) {
+  Starting("c1", "gone-0");
+  Result<std::string> x = Start(kEp1, "gone-0");
+  ASSERT_TRUE(x.ok());
+  // dockerd removed the container while the plugin was down: the engine lists no endpoint.
+  engine_.networks[kNet].endpoints.clear();
+  engine_.containers.clear();
+  EXPECT_EQ(identity_->ReconcileOnce().endpoints_cleaned, 0);  // within the grace: maybe starting
+  now_ += 61;
+  EXPECT_EQ(identity_->ReconcileOnce().endpoints_cleaned, 1);
+  EXPECT_FALSE(driver_->FindEndpoint(kEp1).has_value());
+  EXPECT_FALSE(links_.Exists("smvaaaaaaaaaaa"));
+  EXPECT_EQ(ipam_->LeaseCount(pool_), 0u);
+  ASSERT_EQ(ipam_->ListReservations().size(), 1u);  // the name keeps its address
+  // The network itself was removed meanwhile too.
+  engine_.networks.clear();
+  EXPECT_EQ(identity_->ReconcileOnce().networks_cleaned, 1);
+  EXPECT_FALSE(driver_->FindNetwork(kNet).has_value());
+  EXPECT_FALSE(ipam_->HasActivePool(pool_));
+  EXPECT_FALSE(links_.Get("eth1").promisc);
+}
+
+TEST_F(IdentityTest, UnsureEngineCleansNothing) {
+  Starting("c1", "kept-0");
+  ASSERT_TRUE(Start(kEp1, "kept-0").ok());
+  now_ += 1000;
+  engine_.answering = false;
+  identity_->ReconcileOnce();
+  EXPECT_TRUE(driver_->FindEndpoint(kEp1).has_value());
+  EXPECT_TRUE(driver_->FindNetwork(kNet).has_value());
 }
 
 }  // namespace
