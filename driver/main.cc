@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <thread>
 
+#include "check/state_check.h"
 #include "common/lmdb/env.h"
 #include "common/log.h"
 #include "driver/api/plugin_api.h"
@@ -107,6 +108,28 @@ smv::Status Serve(const ServeFlags& flags) {
   return served;
 }
 
+// Reads the state database (LMDB allows a reader beside the running daemon) and reports every
+// inconsistency; exit status 1 when there is one.
+smv::Status Fsck(const ServeFlags& flags) {
+  auto env = smv::lmdb::Env::Open(flags.state_dir, flags.db_size_mib << 20, AllDatabases());
+  if (!env.ok()) return env.status();
+  auto ipam_store = smv::ipam::LmdbIpamStore::Open(**env);
+  if (!ipam_store.ok()) return ipam_store.status();
+  auto network_store = smv::driver::LmdbNetworkStore::Open(**env);
+  if (!network_store.ok()) return network_store.status();
+  auto ipam = (*ipam_store)->Load();
+  if (!ipam.ok()) return ipam.status();
+  auto networks = (*network_store)->Load();
+  if (!networks.ok()) return networks.status();
+  const std::vector<std::string> problems = smv::check::CheckState(*ipam, *networks);
+  std::printf("pools=%zu leases=%zu reservations=%zu networks=%zu endpoints=%zu problems=%zu\n",
+              ipam->pools.size(), ipam->leases.size(), ipam->reservations.size(),
+              networks->networks.size(), networks->endpoints.size(), problems.size());
+  for (const std::string& p : problems) std::printf("problem: %s\n", p.c_str());
+  if (!problems.empty()) return smv::FailedPrecondition(fmt::format("{} problem(s) in {}", problems.size(), flags.state_dir));
+  return smv::OkStatus();
+}
+
 // The reservations commands ask the running daemon over its socket, so they see and change the
 // same state the daemon serves (LMDB would allow a second writer, but the daemon's memory would
 // not know).
@@ -188,6 +211,9 @@ int main(int argc, char** argv) {
                     "only these parent interfaces may carry networks (default: any)")
       ->delimiter(',');
 
+  CLI::App* fsck = app.add_subcommand("fsck", "check the stored state for inconsistencies");
+  fsck->add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")->capture_default_str();
+
   ReservationFlags rflags;
   CLI::App* reservations = app.add_subcommand("reservations", "see and manage name -> address reservations");
   reservations->require_subcommand(1);
@@ -206,6 +232,8 @@ int main(int argc, char** argv) {
   smv::Status status;
   if (serve->parsed()) {
     status = Serve(flags);
+  } else if (fsck->parsed()) {
+    status = Fsck(flags);
   } else if (ls->parsed()) {
     status = ListReservations(rflags);
   } else if (reserve->parsed()) {

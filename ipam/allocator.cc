@@ -126,6 +126,9 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
     }
     if (const Lease* lease = FindLease(ip); lease != nullptr) {
       if (request.gateway && lease->kind == LeaseKind::kGateway) return Choice{ip, true, false};
+      if (!request.name.empty() && lease->kind == LeaseKind::kEndpoint && lease->name == request.name) {
+        return Choice{ip, false, reserved != ip};  // see the same-name case below
+      }
       if (lease->kind == LeaseKind::kGateway) {
         return AlreadyExists(fmt::format("address {} is the network's gateway", ip.ToString()));
       }
@@ -144,7 +147,13 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
     return Choice{ip, false, reserve};
   }
 
-  if (reserved && FindLease(*reserved) == nullptr) return Choice{*reserved, false, false};
+  if (reserved) {
+    const Lease* lease = FindLease(*reserved);
+    if (lease == nullptr) return Choice{*reserved, false, false};
+    // A container is on a network once, so a name asking again while it holds its address is a
+    // repeat of a request whose answer was lost (a crash before the reply): answer it the same.
+    if (!request.name.empty() && lease->name == request.name) return Choice{*reserved, false, false};
+  }
   Result<Choice> dynamic = ChooseDynamic();
   // A name without a reservation keeps its first address. A name whose reservation is in use
   // (a second endpoint of the same name) gets a free address and keeps its reservation.

@@ -5,11 +5,15 @@
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <mutex>
+#include <random>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -39,7 +43,9 @@ class DaemonTest : public testing::NetnsTest {
   void StartDaemon() {
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that died
       const int log = open(dir_.Sub("daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      dup2(log, 1);
       dup2(log, 2);
       execl(SMV_BINARY, SMV_BINARY, "serve", "--socket", socket_.c_str(), "--state-dir",
             dir_.Sub("state").c_str(), "--log-level", "debug", nullptr);
@@ -250,6 +256,186 @@ TEST_F(DaemonTest, EightConcurrentClientsNeverGetTheSameAddress) {
   }
   EXPECT_EQ(total, size_t{kClients} * (kEach - kEach / 3));
   EXPECT_EQ(all.size(), total) << "an address was handed out twice";
+}
+
+TEST_F(DaemonTest, TwentySigkillRoundsLoseAndDuplicateNothing) {
+  httplib::Client setup = Client();
+  auto [status, pool] = Post(setup, "IpamDriver.RequestPool",
+                             {{"AddressSpace", "l"}, {"Pool", "198.51.100.0/24"}, {"SubPool", ""}, {"Options", json::object()}, {"V6", false}});
+  ASSERT_EQ(status, 200);
+  const std::string pool_id = pool["PoolID"];
+  constexpr int kClients = 4, kRounds = 20;
+  std::atomic<bool> stop{false};
+  std::atomic<int> acknowledged{0};
+  std::mutex mu;
+  std::vector<std::string> violations;
+  std::vector<std::map<std::string, std::string>> held(kClients);  // address -> name, per client
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      std::map<std::string, std::string> first;  // name -> the first address it was given
+      std::mt19937 rng(c);
+      int n = 0;
+      while (!stop) {
+        httplib::Client cli = Client();
+        if (held[c].size() < 5) {
+          const std::string name = "k" + std::to_string(c) + "-" + std::to_string(n++ % 12);
+          bool holding = false;
+          for (const auto& [a, who] : held[c]) holding = holding || who == name;
+          if (holding) continue;
+          auto [s, r] = Post(cli, "IpamDriver.RequestAddress",
+                             {{"PoolID", pool_id}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", name}}}});
+          if (s != 200) continue;  // the daemon is down; maybe committed, never acknowledged
+          const std::string a = r["Address"].get<std::string>().substr(0, r["Address"].get<std::string>().find('/'));
+          ++acknowledged;
+          held[c][a] = name;
+          auto [it, fresh] = first.emplace(name, a);
+          if (!fresh && it->second != a) {
+            std::scoped_lock lock(mu);
+            violations.push_back(name + " moved from " + it->second + " to " + a);
+          }
+        } else {
+          auto victim = std::next(held[c].begin(), static_cast<long>(rng() % held[c].size()));
+          // A release is idempotent: repeat it until the daemon acknowledges it.
+          for (;;) {
+            httplib::Client retry = Client();
+            if (Post(retry, "IpamDriver.ReleaseAddress", {{"PoolID", pool_id}, {"Address", victim->first}}).first == 200) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+          held[c].erase(victim);
+        }
+      }
+    });
+  }
+  std::mt19937 rng(7);
+  for (int round = 0; round < kRounds; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 300));
+    StopDaemon(SIGKILL);
+    StartDaemon();
+    if (HasFatalFailure()) break;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  stop = true;
+  for (std::thread& t : clients) t.join();
+  EXPECT_TRUE(violations.empty()) << violations.front();
+  EXPECT_GT(acknowledged.load(), 100) << "too little work was done between the kills";
+  std::set<std::string> all;
+  size_t total = 0;
+  httplib::Client cli = Client();
+  for (const auto& h : held) {
+    for (const auto& [a, name] : h) {
+      ++total;
+      all.insert(a);
+      auto [s, r] = Post(cli, "IpamDriver.RequestAddress", {{"PoolID", pool_id}, {"Address", a}, {"Options", nullptr}});
+      EXPECT_EQ(s, 500) << a << " held by " << name << " was lost: " << r;
+    }
+  }
+  EXPECT_EQ(all.size(), total) << "an address is held twice";
+  const std::string fsck = std::string(SMV_BINARY) + " fsck --state-dir " + dir_.Sub("state") + " >" + dir_.Sub("fsck.txt");
+  EXPECT_EQ(system(fsck.c_str()), 0) << std::ifstream(dir_.Sub("fsck.txt")).rdbuf();
+  std::printf("sigkill rounds=%d acknowledged allocations=%d held at end=%zu\n", kRounds, acknowledged.load(), total);
+}
+
+// Bad input, one row per case: a non-200 answer whose Err names what was wrong, and nothing left
+// behind: the same links in the namespace and the same numbers of stored records as before.
+TEST_F(DaemonTest, BadInputTableLeavesNothingBehind) {
+  ASSERT_TRUE(links_->CreateVethPair("clash0", "clash1").ok());  // a name that is not a VLAN link
+  ASSERT_TRUE(links_->CreateVethPair("eth1.77", "peer77").ok());
+  httplib::Client cli = Client();
+  // One good network on eth1 (198.51.100.0/24) for the overlap and --ip rows.
+  auto [s0, pool] = Post(cli, "IpamDriver.RequestPool", {{"AddressSpace", "l"}, {"Pool", "198.51.100.0/24"},
+                                                         {"SubPool", "198.51.100.0/25"}, {"Options", json::object()}, {"V6", false}});
+  ASSERT_EQ(s0, 200);
+  const std::string pool_id = pool["PoolID"];
+  const json good_v4 = json::array({{{"AddressSpace", "l"}, {"Pool", "198.51.100.0/24"}, {"Gateway", "198.51.100.1/24"}}});
+  ASSERT_EQ(Post(cli, "NetworkDriver.CreateNetwork", {{"NetworkID", "good"}, {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
+                                                      {"IPv4Data", good_v4}}).first, 200);
+  auto state = [&] {
+    std::string out;
+    Result<std::vector<nl::LinkInfo>> all = links_->List();  // keep it alive while iterating
+    for (const nl::LinkInfo& l : *all) out += l.name + (l.promisc ? "+P " : " ");
+    const std::string cmd = std::string(SMV_BINARY) + " fsck --state-dir " + dir_.Sub("state") + " 2>&1";
+    FILE* f = popen(cmd.c_str(), "r");
+    char buf[512] = {};
+    while (fgets(buf, sizeof buf, f) != nullptr) out += buf;
+    pclose(f);
+    return out;
+  };
+  auto network = [&](json generic, json v4 = nullptr) {
+    return json{{"NetworkID", "n-bad"}, {"Options", {{"com.docker.network.generic", generic}}},
+                {"IPv4Data", v4.is_null() ? json::array({{{"AddressSpace", "l"}, {"Pool", "203.0.113.0/24"}}}) : v4}};
+  };
+  auto request_pool = [](const char* p, const char* sub = "", bool v6 = false) {
+    return json{{"AddressSpace", "l"}, {"Pool", p}, {"SubPool", sub}, {"Options", json::object()}, {"V6", v6}};
+  };
+  struct Row { const char* endpoint; std::string body; const char* err; int status = 500; };
+  const std::string long_value(2 << 20, 'x');
+  const std::vector<Row> rows = {
+      {"IpamDriver.RequestPool", "{", "not JSON"},
+      {"IpamDriver.RequestPool", "[]", "not a JSON object"},
+      {"IpamDriver.RequestPool", "\"text\"", "not a JSON object"},
+      {"IpamDriver.RequestPool", R"({"Pool":42})", "field \"Pool\": want a string"},
+      {"IpamDriver.RequestPool", R"({"Pool":"192.0.2.0/24","V6":"no"})", "field \"V6\""},
+      {"IpamDriver.RequestPool", R"({"Pool":"192.0.2.0/24","Options":"x"})", "field \"Options\""},
+      {"IpamDriver.RequestPool", request_pool("").dump(), "--subnet 192.0.2.0/24"},
+      {"IpamDriver.RequestPool", request_pool("192.0.2.1/24").dump(), "invalid value \"192.0.2.1/24\" for --subnet: host bits are set"},
+      {"IpamDriver.RequestPool", request_pool("192.0.2.0/32").dump(), "invalid value \"192.0.2.0/32\" for --subnet"},
+      {"IpamDriver.RequestPool", request_pool("2001:db8::/64").dump(), "invalid value \"2001:db8::/64\" for --subnet: an IPv4 network"},
+      {"IpamDriver.RequestPool", request_pool("192.0.2.0/24", "", true).dump(), "an IPv6 network was expected"},
+      {"IpamDriver.RequestPool", request_pool("192.0.2.0/24", "198.51.100.0/25").dump(), "invalid value \"198.51.100.0/25\" for --ip-range"},
+      {"IpamDriver.RequestPool", request_pool("192.0.2.0/24", "192.0.2.0/23").dump(), "--ip-range: it must lie inside"},
+      {"IpamDriver.RequestPool", request_pool("192.0.2.x/24").dump(), "invalid value \"192.0.2.x/24\" for --subnet"},
+      {"IpamDriver.RequestPool", json{{"Pool", "192.0.2.0/24"}, {"Options", {{"colour", "red"}}}}.dump(), "unknown --ipam-opt \"colour\""},
+      {"IpamDriver.RequestAddress", R"({"Address":""})", "field \"PoolID\""},
+      {"IpamDriver.RequestAddress", json{{"PoolID", "nope"}, {"Address", ""}}.dump(), "unknown pool \"nope\""},
+      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "203.0.113.5"}}.dump(), "address 203.0.113.5 is outside the network's subnet 198.51.100.0/24"},
+      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "198.51.100.255"}}.dump(), "broadcast address"},
+      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "2001:db8::5"}}.dump(), "invalid address \"2001:db8::5\""},
+      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "banana"}}.dump(), "invalid address \"banana\""},
+      {"IpamDriver.ReleaseAddress", json{{"PoolID", pool_id}}.dump(), "field \"Address\""},
+      {"NetworkDriver.CreateNetwork", "{}", "field \"NetworkID\""},
+      {"NetworkDriver.CreateNetwork", network({{"vlan", "10"}}).dump(), "option \"parent\" is required"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "0"}}).dump(), "invalid value \"0\" for option \"vlan\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "4095"}}).dump(), "invalid value \"4095\" for option \"vlan\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "x"}}).dump(), "invalid value \"x\" for option \"vlan\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"macvlan_mode", "l3"}}).dump(), "invalid value \"l3\" for option \"macvlan_mode\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"mtu", "9000"}}).dump(), "invalid value \"9000\" for option \"mtu\": the parent interface \"eth1\" has MTU 1500"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth9"}}).dump(), "parent interface \"eth9\" not found on this host (option -o parent=eth9); interfaces here:"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "lo"}}).dump(), "invalid value \"lo\" for option \"parent\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "a-very-long-nic-name"}}).dump(), "invalid value \"a-very-long-nic-name\" for option \"parent\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth/1"}}).dump(), "invalid value \"eth/1\" for option \"parent\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth 1"}}).dump(), "invalid value \"eth 1\" for option \"parent\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "7"}, {"vlan_name", "clash0"}}).dump(), "interface \"clash0\" exists but is not VLAN 7 on \"eth1\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "77"}}).dump(), "interface \"eth1.77\" exists but is not VLAN 77"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"mode", "bridge"}, {"vlna", "5"}}).dump(), "unknown option \"vlna\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"routes", "10.0.0.1/8 via 198.51.100.1"}}).dump(), "option \"routes\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "198.51.100.128/25"}}})).dump(), "subnet 198.51.100.128/25 overlaps subnet 198.51.100.0/24"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "203.0.113.0/24"}, {"Gateway", "192.0.2.1/24"}}})).dump(), "gateway 192.0.2.1 is outside the subnet 203.0.113.0/24"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "203.0.113.0/33"}}})).dump(), "invalid CIDR \"203.0.113.0/33\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "2001:db8::/64:1"}}})).dump(), "invalid CIDR"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", 5}}).dump(), "parent interface \"5\" not found on this host"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", json::array()}}).dump(), "option \"parent\": want a string value"},
+      {"NetworkDriver.CreateEndpoint", json{{"NetworkID", "n-x"}, {"EndpointID", "e123456789012"}}.dump(), "network n-x is not known"},
+      {"NetworkDriver.CreateEndpoint", json{{"NetworkID", "good"}, {"EndpointID", "e123456789012"}, {"Interface", {{"MacAddress", "zz:zz"}}}}.dump(), "invalid MAC address \"zz:zz\""},
+      {"NetworkDriver.Join", json{{"NetworkID", "good"}, {"EndpointID", "e123456789012"}}.dump(), "endpoint e12345678901 is not known"},
+      {"NetworkDriver.Join", R"({"NetworkID":"good"})", "field \"EndpointID\""},
+      {"NetworkDriver.Frobnicate", "{}", "unknown plugin endpoint", 404},
+      {"IpamDriver.RequestPool", json{{"Pool", long_value}}.dump(), "request body larger than", 413},
+  };
+  EXPECT_GE(rows.size(), 40u);
+  const std::string before = state();
+  ASSERT_NE(before.find("networks=1"), std::string::npos) << before;
+  for (const Row& row : rows) {
+    httplib::Result r = cli.Post(("/" + std::string(row.endpoint)).c_str(), row.body, "");
+    ASSERT_TRUE(r) << row.endpoint;
+    EXPECT_EQ(r->status, row.status) << row.body.substr(0, 200) << " -> " << r->body;
+    json body = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(body.contains("Err")) << r->body;
+    EXPECT_NE(body["Err"].get<std::string>().find(row.err), std::string::npos)
+        << row.body.substr(0, 200) << "\n got: " << body["Err"] << "\n want: " << row.err;
+    EXPECT_EQ(state(), before) << "left behind by " << row.body.substr(0, 200);
+  }
+  std::printf("bad input rows=%zu\n", rows.size());
 }
 
 }  // namespace

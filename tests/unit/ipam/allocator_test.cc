@@ -155,6 +155,21 @@ TEST(AllocatorTest, ReservedAddressIsRefusedToAnotherNameAndSkippedByDynamic) {
   EXPECT_EQ(a.Choose(Want(nullptr, "n9")).status().code(), Code::kResourceExhausted);
 }
 
+TEST(AllocatorTest, NameAskingAgainWhileHoldingItsAddressGetsItAgain) {
+  // The answer to the first request was lost (the plugin died before replying); dockerd's retry
+  // or the next start of the same name must not push the name off its own address.
+  PoolAllocator a(Config("192.0.2.0/24"));
+  const IpAddress x = Take(a, Want(nullptr, "a-0"));
+  Result<Choice> again = a.Choose(Want(nullptr, "a-0"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->address, x);
+  EXPECT_EQ(a.Choose(Want(x.ToString().c_str(), "a-0"))->address, x);
+  EXPECT_EQ(a.Choose(Want(x.ToString().c_str(), "b-0")).status().code(), Code::kAlreadyExists);
+  AddressRequest hinted;
+  hinted.hint_name = "a-0";  // a guess is not enough to share a held address
+  EXPECT_NE(a.Choose(hinted)->address, x);
+}
+
 TEST(AllocatorTest, ExplicitNewAddressMovesTheNamesReservation) {
   PoolAllocator a(Config("192.0.2.0/24"));
   const IpAddress old = Take(a, Want("192.0.2.20", "web"));

@@ -1,0 +1,67 @@
+#include "check/state_check.h"
+
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace smv::check {
+
+std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver::DriverSnapshot& driver) {
+  std::vector<std::string> problems;
+  std::map<std::string, const ipam::PoolRecord*> pools;
+  for (const ipam::PoolRecord& p : ipam.pools) pools[p.config.id] = &p;
+
+  std::map<std::pair<std::string, std::string>, std::string> leased;  // (subnet, address) -> pool
+  for (const ipam::LeaseRecord& l : ipam.leases) {
+    auto p = pools.find(l.pool_id);
+    if (p == pools.end() || p->second->users == 0) {
+      problems.push_back(fmt::format("lease {} belongs to pool \"{}\", which is not active", l.address.ToString(), l.pool_id));
+      continue;
+    }
+    const Prefix& subnet = p->second->config.subnet;
+    if (!subnet.Contains(l.address)) {
+      problems.push_back(fmt::format("lease {} lies outside its pool's subnet {}", l.address.ToString(), subnet.ToString()));
+    }
+    auto [it, fresh] = leased.emplace(std::make_pair(subnet.ToString(), l.address.ToString()), l.pool_id);
+    if (!fresh) {
+      problems.push_back(fmt::format("address {} is leased twice (pools \"{}\" and \"{}\")", l.address.ToString(),
+                                     it->second, l.pool_id));
+    }
+  }
+  std::set<std::pair<std::string, std::string>> reserved;  // (pool, address)
+  for (const ipam::ReservationRecord& r : ipam.reservations) {
+    auto p = pools.find(r.pool_id);
+    if (p == pools.end()) {
+      problems.push_back(fmt::format("reservation {} -> {} names a pool \"{}\" that is not stored", r.name,
+                                     r.address.ToString(), r.pool_id));
+      continue;
+    }
+    if (!p->second->config.subnet.Contains(r.address)) {
+      problems.push_back(fmt::format("reservation {} -> {} lies outside subnet {}", r.name, r.address.ToString(),
+                                     p->second->config.subnet.ToString()));
+    }
+    if (!reserved.emplace(r.pool_id, r.address.ToString()).second) {
+      problems.push_back(fmt::format("address {} is reserved for two names in pool \"{}\"", r.address.ToString(), r.pool_id));
+    }
+  }
+  std::set<std::string> networks;
+  for (const driver::NetworkRecord& n : driver.networks) networks.insert(n.id);
+  for (const driver::EndpointRecord& e : driver.endpoints) {
+    if (!networks.contains(e.network_id)) {
+      problems.push_back(fmt::format("endpoint {} belongs to network {}, which is not stored", e.endpoint_id.substr(0, 12),
+                                     e.network_id.substr(0, 12)));
+    }
+    if (std::optional<Prefix> address = Prefix::Parse(e.address_v4)) {
+      bool found = false;
+      for (const auto& [key, pool] : leased) found = found || key.second == address->address().ToString();
+      if (!found) {
+        problems.push_back(fmt::format("endpoint {} has address {}, which is not leased", e.endpoint_id.substr(0, 12),
+                                       address->address().ToString()));
+      }
+    }
+  }
+  return problems;
+}
+
+}  // namespace smv::check
