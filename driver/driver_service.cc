@@ -381,10 +381,7 @@ Result<JoinResult> DriverService::Join(const std::string& network_id, const std:
   if (ep->second.sandbox_key != sandbox_key) {
     EndpointRecord updated = ep->second;
     updated.sandbox_key = sandbox_key;
-    DriverBatch batch;
-    batch.put_endpoints.push_back(updated);
-    SMV_RETURN_IF_ERROR(store_.Apply(batch));
-    ep->second = updated;
+    SMV_RETURN_IF_ERROR(SaveEndpointLocked(updated));
   }
   spdlog::info("endpoint joined id={} sandbox={}", ShortId(endpoint_id), sandbox_key);
   return result;
@@ -496,10 +493,14 @@ Status DriverService::SetEndpointName(const std::string& endpoint_id, const std:
   if (it->second.container_name == name) return OkStatus();
   EndpointRecord updated = it->second;
   updated.container_name = name;
+  return SaveEndpointLocked(updated);
+}
+
+Status DriverService::SaveEndpointLocked(const EndpointRecord& record) {
   DriverBatch batch;
-  batch.put_endpoints.push_back(updated);
+  batch.put_endpoints.push_back(record);
   SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  it->second = updated;
+  endpoints_[record.endpoint_id] = record;
   return OkStatus();
 }
 

@@ -108,6 +108,8 @@ class DriverService {
   int NetworksOnParentLocked(const std::string& parent, const std::string& except_id) const;
   int NetworksOnVlanLinkLocked(const std::string& link, const std::string& except_id) const;
   LinkRecord LinkRecordLocked(const std::string& name) const;
+  // Stores an updated endpoint record, then keeps it in memory.
+  Status SaveEndpointLocked(const EndpointRecord& record);
   void DeleteVlanIfLastLocked(const Network& network, DriverBatch& batch);
   void RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch);
 

@@ -52,6 +52,27 @@ std::vector<std::string> AllDatabases() {
   return dbs;
 }
 
+// The LMDB environment and the two stores on it.
+struct Stores {
+  std::unique_ptr<smv::lmdb::Env> env;
+  std::unique_ptr<smv::ipam::LmdbIpamStore> ipam;
+  std::unique_ptr<smv::driver::LmdbNetworkStore> networks;
+};
+
+smv::Result<Stores> OpenStores(const ServeFlags& flags) {
+  Stores stores;
+  auto env = smv::lmdb::Env::Open(flags.state_dir, flags.db_size_mib << 20, AllDatabases());
+  if (!env.ok()) return env.status();
+  stores.env = std::move(env).value();
+  auto ipam = smv::ipam::LmdbIpamStore::Open(*stores.env);
+  if (!ipam.ok()) return ipam.status();
+  stores.ipam = std::move(ipam).value();
+  auto networks = smv::driver::LmdbNetworkStore::Open(*stores.env);
+  if (!networks.ok()) return networks.status();
+  stores.networks = std::move(networks).value();
+  return stores;
+}
+
 smv::Status Serve(const ServeFlags& flags) {
   SMV_RETURN_IF_ERROR(smv::InitLogging(flags.log_level));
   // Block the stop signals before any thread starts, so only the waiter below receives them.
@@ -62,17 +83,13 @@ smv::Status Serve(const ServeFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   // Start-up order: open the store, reconcile the kernel with it, then listen.
-  auto env = smv::lmdb::Env::Open(flags.state_dir, flags.db_size_mib << 20, AllDatabases());
-  if (!env.ok()) return env.status();
-  auto ipam_store = smv::ipam::LmdbIpamStore::Open(**env);
-  if (!ipam_store.ok()) return ipam_store.status();
-  auto network_store = smv::driver::LmdbNetworkStore::Open(**env);
-  if (!network_store.ok()) return network_store.status();
+  auto stores = OpenStores(flags);
+  if (!stores.ok()) return stores.status();
   auto links = smv::nl::LinkManager::Open();
   if (!links.ok()) return links.status();
-  auto ipam = smv::ipam::IpamService::Create(**ipam_store);
+  auto ipam = smv::ipam::IpamService::Create(*stores->ipam);
   if (!ipam.ok()) return ipam.status();
-  auto driver = smv::driver::DriverService::Create(**links, **network_store);
+  auto driver = smv::driver::DriverService::Create(**links, *stores->networks);
   if (!driver.ok()) return driver.status();
   (*driver)->SetAllowedParents(flags.allowed_parents);
   (void)(*driver)->Reconcile();
@@ -111,15 +128,11 @@ smv::Status Serve(const ServeFlags& flags) {
 // Reads the state database (LMDB allows a reader beside the running daemon) and reports every
 // inconsistency; exit status 1 when there is one.
 smv::Status Fsck(const ServeFlags& flags) {
-  auto env = smv::lmdb::Env::Open(flags.state_dir, flags.db_size_mib << 20, AllDatabases());
-  if (!env.ok()) return env.status();
-  auto ipam_store = smv::ipam::LmdbIpamStore::Open(**env);
-  if (!ipam_store.ok()) return ipam_store.status();
-  auto network_store = smv::driver::LmdbNetworkStore::Open(**env);
-  if (!network_store.ok()) return network_store.status();
-  auto ipam = (*ipam_store)->Load();
+  auto stores = OpenStores(flags);
+  if (!stores.ok()) return stores.status();
+  auto ipam = stores->ipam->Load();
   if (!ipam.ok()) return ipam.status();
-  auto networks = (*network_store)->Load();
+  auto networks = stores->networks->Load();
   if (!networks.ok()) return networks.status();
   const std::vector<std::string> problems = smv::check::CheckState(*ipam, *networks);
   std::printf("pools=%zu leases=%zu reservations=%zu networks=%zu endpoints=%zu problems=%zu\n",
