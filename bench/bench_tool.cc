@@ -1,0 +1,146 @@
+// Benchmark helper for bench/run.sh:
+//   bench_tool fill STATE_DIR SUBNET RESERVATIONS NETWORKS   write a state as the daemon would (offline)
+//   bench_tool inprocess OCCUPANCY_PCT N                    in-process p50/p99 on a /16
+//   bench_tool latency SOCKET POOL_ID N               N RequestAddress+ReleaseAddress pairs:
+//                                                     prints p50 and p99 in microseconds
+//   bench_tool throughput SOCKET POOL_ID CLIENTS SECONDS   allocations/s, each durable before reply
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/lmdb/env.h"
+#include "driver/lmdb_network_store.h"
+#include "ipam/ipam_service.h"
+#include "ipam/lmdb_store.h"
+#include "tests/support/memory_stores.h"
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// P3 in process: p50/p99 of RequestAddress+ReleaseAddress with `occupancy_pct` of a /16 taken.
+int InProcess(int occupancy_pct, int n) {
+  smv::testing::MemoryIpamStore store;
+  auto ipam = std::move(smv::ipam::IpamService::Create(store).value());
+  const std::string pool = ipam->RequestPool({"l", "198.18.0.0/16", "", {}, false})->pool_id;
+  const int taken = 65534 * occupancy_pct / 100;
+  for (int i = 0; i < taken; ++i) (void)ipam->RequestAddress({pool, "", false, "", "", ""});
+  std::vector<double> us;
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = Clock::now();
+    auto a = ipam->RequestAddress({pool, "", false, "", "", ""});
+    (void)ipam->ReleaseAddress(pool, a->substr(0, a->find('/')));
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+  std::sort(us.begin(), us.end());
+  std::printf("p50_us=%.2f p99_us=%.2f\n", us[us.size() / 2], us[us.size() * 99 / 100]);
+  return 0;
+}
+
+int Fill(const std::string& dir, const std::string& subnet, int reservations, int networks) {
+  std::vector<std::string> dbs = smv::ipam::LmdbIpamStore::DatabaseNames();
+  for (const auto& d : smv::driver::LmdbNetworkStore::DatabaseNames()) dbs.push_back(d);
+  auto env = smv::lmdb::Env::Open(dir, size_t{1} << 30, dbs);
+  auto ipam_store = smv::ipam::LmdbIpamStore::Open(**env);
+  auto net_store = smv::driver::LmdbNetworkStore::Open(**env);
+  // One big pool for the reservations, written in one batch.
+  smv::ipam::PoolRequest big{"l", subnet, "", {}, false};
+  smv::ipam::PoolConfig config = *smv::ipam::ParsePoolRequest(big);
+  smv::ipam::IpamBatch batch;
+  batch.put_pools.push_back({config, 1});
+  for (int i = 0; i < reservations; ++i) {
+    smv::IpAddress ip(smv::Family::kV4, config.subnet.Network().value() + 1 + static_cast<unsigned>(i));
+    batch.put_reservations.push_back({config.id, "c-" + std::to_string(i), ip, "02:42:00:00:00:01", 1, 0});
+  }
+  if (auto s = (*ipam_store)->Apply(batch); !s.ok()) { std::fprintf(stderr, "%s\n", s.message().c_str()); return 1; }
+  smv::driver::DriverBatch nets;
+  for (int n = 0; n < networks; ++n) {
+    smv::Prefix subnet(smv::IpAddress(smv::Family::kV4, (uint32_t{100} << 24) | (uint32_t(n) << 8)), 24);
+    nets.put_networks.push_back({"net" + std::to_string(n), {{"parent", "eth1"}}, {{subnet, std::nullopt}}, {}, false});
+  }
+  if (auto s = (*net_store)->Apply(nets); !s.ok()) { std::fprintf(stderr, "%s\n", s.message().c_str()); return 1; }
+  std::printf("pool=%s\n", config.id.c_str());
+  return 0;
+}
+
+httplib::Client Connect(const std::string& socket) {
+  httplib::Client c(socket);
+  c.set_address_family(AF_UNIX);
+  c.set_keep_alive(true);
+  return c;
+}
+
+bool Allocate(httplib::Client& c, const std::string& pool, std::string* address) {
+  auto r = c.Post("/IpamDriver.RequestAddress", json{{"PoolID", pool}, {"Address", ""}, {"Options", nullptr}}.dump(), "");
+  if (!r || r->status != 200) return false;
+  std::string a = json::parse(r->body)["Address"];
+  *address = a.substr(0, a.find('/'));
+  return true;
+}
+
+bool Release(httplib::Client& c, const std::string& pool, const std::string& address) {
+  auto r = c.Post("/IpamDriver.ReleaseAddress", json{{"PoolID", pool}, {"Address", address}}.dump(), "");
+  return r && r->status == 200;
+}
+
+int Latency(const std::string& socket, const std::string& pool, int n) {
+  httplib::Client c = Connect(socket);
+  std::vector<double> us;
+  for (int i = 0; i < n; ++i) {
+    std::string a;
+    const auto t0 = Clock::now();
+    if (!Allocate(c, pool, &a) || !Release(c, pool, a)) { std::fprintf(stderr, "request failed\n"); return 1; }
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+  std::sort(us.begin(), us.end());
+  std::printf("p50_us=%.0f p99_us=%.0f\n", us[us.size() / 2], us[us.size() * 99 / 100]);
+  return 0;
+}
+
+int Throughput(const std::string& socket, const std::string& pool, int clients, double seconds) {
+  std::atomic<long> done{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&] {
+      httplib::Client c = Connect(socket);
+      std::vector<std::string> held;
+      while (!stop) {
+        std::string a;
+        if (Allocate(c, pool, &a)) { ++done; held.push_back(a); }
+        if (held.size() > 50) { for (auto& h : held) Release(c, pool, h); held.clear(); }
+      }
+      for (auto& h : held) Release(c, pool, h);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (auto& t : threads) t.join();
+  std::printf("clients=%d allocations_per_s=%.0f\n", clients, done / elapsed);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::off);
+  const std::vector<std::string> a(argv + 1, argv + argc);
+  if (a.size() == 5 && a[0] == "fill") return Fill(a[1], a[2], std::stoi(a[3]), std::stoi(a[4]));
+  if (a.size() == 3 && a[0] == "inprocess") return InProcess(std::stoi(a[1]), std::stoi(a[2]));
+  if (a.size() == 4 && a[0] == "latency") return Latency(a[1], a[2], std::stoi(a[3]));
+  if (a.size() == 5 && a[0] == "throughput") return Throughput(a[1], a[2], std::stoi(a[3]), std::stod(a[4]));
+  std::fprintf(stderr, "usage: see the comment at the top of bench/bench_tool.cc\n");
+  return 2;
+}

@@ -1,0 +1,28 @@
+#!/bin/bash
+# P1 and P2 on one private dockerd (tests/e2e/lib.sh): Docker's built-in macvlan network and a
+# static-macvlan network on the same parent; prints raw lines for bench/report.sh.
+# Usage: SMV=... bench/docker_start.sh RUNS PARALLEL
+set -euo pipefail
+runs=$1; par=$2
+here=$(dirname "$(realpath "$0")")
+. "$here/../tests/e2e/lib.sh"
+trap e2e_teardown EXIT
+e2e_setup >/dev/null
+d network create -d macvlan --subnet 192.0.2.0/24 -o parent=eth1 builtin >/dev/null
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 198.51.100.0/24 -o parent=eth1 ours >/dev/null
+ms() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+d run --rm --network builtin smv-bb true >/dev/null; d run --rm --network ours smv-bb true >/dev/null  # warm up
+for i in $(seq "$runs"); do
+  a=$(ms d run --rm --network builtin smv-bb true)
+  b=$(ms d run --rm --network ours smv-bb true)
+  echo "P1 builtin_ms=$a ours_ms=$b"
+done
+for net in builtin ours; do
+  t0=$(date +%s%N)
+  pids=()
+  for i in $(seq "$par"); do d run -d --name "$net-$i" --network "$net" smv-bb sleep 60 >/dev/null & pids+=($!); done
+  wait "${pids[@]}"
+  t1=$(date +%s%N)
+  echo "P2 $net wall_ms=$(( (t1 - t0) / 1000000 ))"
+  d rm -f $(for i in $(seq "$par"); do echo "$net-$i"; done) >/dev/null
+done

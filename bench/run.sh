@@ -1,0 +1,59 @@
+#!/bin/bash
+# The benchmark suite (issue: overhead against Docker's built-in macvlan, allocation at scale).
+# Runs P1-P5 and writes docs/benchmarks.md. Root (namespaces, dockerd). Never part of the tests.
+# Usage: sudo bench/run.sh [--quick]     (--quick: tiny sizes, to keep the script working)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=${1:-}
+runs=30; par=20; lat=2000; tput=5
+if [ "$quick" = --quick ]; then runs=3; par=3; lat=200; tput=1; fi
+scripts/install-deps.sh --test >/dev/null
+BUILD_DIR=build-bench scripts/build.sh -DSMV_BENCH=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+B=build-bench
+SMV=$(realpath $B/static-macvlan)
+work=$(mktemp -d /var/tmp/smv-bench.XXXXXX)
+daemon_pid=
+cleanup() { [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+out=$work/results.txt
+
+start_daemon() {  # start_daemon STATE_DIR -> sets daemon_pid, prints ms to socket ready
+  local t0 t1; t0=$(date +%s%N)
+  unshare -n "$SMV" serve --socket "$work/smv.sock" --state-dir "$1" --docker-host "unix://$work/none.sock" \
+    --log-level warn 2>>"$work/daemon.log" &
+  daemon_pid=$!
+  while [ ! -S "$work/smv.sock" ]; do sleep 0.001; done
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000000 ))
+}
+stop_daemon() { kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$daemon_pid/status"; }
+post() { curl -s --unix-socket "$work/smv.sock" -X POST --data-binary "$2" "http://p/$1"; }
+
+echo "P3: allocation latency vs occupancy (/16)" >&2
+for occ in 0 50 90 99; do
+  echo "P3 inprocess $occ $($B/bench/bench_tool inprocess $occ $lat)" >> "$out"
+  st=$work/p3-$occ; rm -rf "$st"
+  pool=$($B/bench/bench_tool fill "$st" 198.18.0.0/16 $((65534 * occ / 100)) 0 | sed 's/pool=//')
+  start_daemon "$st" >/dev/null
+  echo "P3 socket $occ $($B/bench/bench_tool latency "$work/smv.sock" "$pool" $lat)" >> "$out"
+  stop_daemon
+done
+
+echo "P4: durable throughput" >&2
+st=$work/p4; start_daemon "$st" >/dev/null
+pool=$(post IpamDriver.RequestPool '{"Pool":"198.18.0.0/16","SubPool":"","Options":{},"V6":false}' | jq -r .PoolID)
+for c in 1 8 32; do echo "P4 $($B/bench/bench_tool throughput "$work/smv.sock" "$pool" $c $tput)" >> "$out"; done
+stop_daemon
+
+echo "P5: footprint" >&2
+st=$work/p5-idle; start_daemon "$st" >/dev/null; sleep 0.5
+echo "P5 idle_rss_kib=$(rss_kib)" >> "$out"; stop_daemon
+st=$work/p5-full; $B/bench/bench_tool fill "$st" 198.18.0.0/15 65536 50 >/dev/null
+ms=$(start_daemon "$st"); sleep 0.5
+echo "P5 full_start_ms=$ms full_rss_kib=$(rss_kib)" >> "$out"; stop_daemon
+
+echo "P1/P2: container start against the built-in macvlan driver" >&2
+( export SMV; bench/docker_start.sh "$runs" "$par" >> "$out" )
+bench/report.sh "$out" > docs/benchmarks.md
+cat docs/benchmarks.md
