@@ -17,14 +17,14 @@ cleanup() { [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; wait 2>/dev/
 trap cleanup EXIT
 out=$work/results.txt
 
-start_daemon() {  # start_daemon STATE_DIR -> sets daemon_pid, prints ms to socket ready
+start_daemon() {  # start_daemon STATE_DIR -> sets daemon_pid and ready_ms (exec to socket ready)
   local t0 t1; t0=$(date +%s%N)
   unshare -n "$SMV" serve --socket "$work/smv.sock" --state-dir "$1" --docker-host "unix://$work/none.sock" \
-    --log-level warn 2>>"$work/daemon.log" &
+    --log-level warn >/dev/null 2>>"$work/daemon.log" &
   daemon_pid=$!
   while [ ! -S "$work/smv.sock" ]; do sleep 0.001; done
   t1=$(date +%s%N)
-  echo $(( (t1 - t0) / 1000000 ))
+  ready_ms=$(( (t1 - t0) / 1000000 ))
 }
 stop_daemon() { kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$daemon_pid/status"; }
@@ -35,23 +35,23 @@ for occ in 0 50 90 99; do
   echo "P3 inprocess $occ $($B/bench/bench_tool inprocess $occ $lat)" >> "$out"
   st=$work/p3-$occ; rm -rf "$st"
   pool=$($B/bench/bench_tool fill "$st" 198.18.0.0/16 $((65534 * occ / 100)) 0 | sed 's/pool=//')
-  start_daemon "$st" >/dev/null
+  start_daemon "$st"
   echo "P3 socket $occ $($B/bench/bench_tool latency "$work/smv.sock" "$pool" $lat)" >> "$out"
   stop_daemon
 done
 
 echo "P4: durable throughput" >&2
-st=$work/p4; start_daemon "$st" >/dev/null
+st=$work/p4; start_daemon "$st"
 pool=$(post IpamDriver.RequestPool '{"Pool":"198.18.0.0/16","SubPool":"","Options":{},"V6":false}' | jq -r .PoolID)
 for c in 1 8 32; do echo "P4 $($B/bench/bench_tool throughput "$work/smv.sock" "$pool" $c $tput)" >> "$out"; done
 stop_daemon
 
 echo "P5: footprint" >&2
-st=$work/p5-idle; start_daemon "$st" >/dev/null; sleep 0.5
+st=$work/p5-idle; start_daemon "$st"; sleep 0.5
 echo "P5 idle_rss_kib=$(rss_kib)" >> "$out"; stop_daemon
 st=$work/p5-full; $B/bench/bench_tool fill "$st" 198.18.0.0/15 65536 50 >/dev/null
-ms=$(start_daemon "$st"); sleep 0.5
-echo "P5 full_start_ms=$ms full_rss_kib=$(rss_kib)" >> "$out"; stop_daemon
+start_daemon "$st"; sleep 0.5
+echo "P5 full_start_ms=$ready_ms full_rss_kib=$(rss_kib)" >> "$out"; stop_daemon
 
 echo "P1/P2: container start against the built-in macvlan driver" >&2
 ( export SMV; bench/docker_start.sh "$runs" "$par" >> "$out" )

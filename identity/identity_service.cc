@@ -132,7 +132,13 @@ std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
       if (!past_create) candidates.push_back(&c);
     }
     if (candidates.empty() || candidates.size() > 8) continue;  // nothing, or hopeless
-    const Millis wait = Left(deadline);
+    // Only a name with a reservation here can change the answer; without one, do not spend the
+    // time an inspect of a starting container takes to time out.
+    bool any_reserved = false;
+    for (const EngineContainer* c : candidates) any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, c->name);
+    if (!any_reserved) continue;
+    // An idle container answers its inspect in milliseconds; only a starting one blocks.
+    const Millis wait = std::min(Left(deadline), options_.inspect_wait);
     std::vector<std::future<bool>> answers;
     for (const EngineContainer* c : candidates) {
       answers.push_back(std::async(std::launch::async, [this, id = c->id, wait] {

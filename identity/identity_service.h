@@ -25,6 +25,7 @@ namespace smv::identity {
 
 struct IdentityOptions {
   Millis request_budget{400};      // total engine time a RequestAddress may spend guessing
+  Millis inspect_wait{150};        // how long a candidate's inspect may take to count as idle
   Millis join_timeout{500};        // GET /networks/<id> at Join
   Millis reconcile_interval{5000};  // background pass
   // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the

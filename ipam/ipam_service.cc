@@ -252,6 +252,12 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
   return outcome;
 }
 
+bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  return it != pools_.end() && it->second.reservations.contains(name);
+}
+
 std::string IpamService::NameForMac(const std::string& pool_id, const std::string& mac) const {
   if (mac.empty()) return "";
   std::scoped_lock lock(mu_);

@@ -72,6 +72,8 @@ class IpamService {
   Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address,
                                    const std::string& name, const std::string& mac = "");
 
+  // Whether `name` has a reservation in `pool_id`.
+  bool HasReservation(const std::string& pool_id, const std::string& name) const;
   // The name whose reservation in `pool_id` was last seen with `mac`, or "".
   std::string NameForMac(const std::string& pool_id, const std::string& mac) const;
   // Active pools that hold a lease on `address`.

@@ -27,6 +27,10 @@ class IdentityTest : public ::testing::Test {
                                                   [this] { return now_; });
     ASSERT_TRUE(identity_->ReconcileOnce().engine_answered);  // the engine is known to answer
   }
+  // A name that has been here before: only such names are worth identifying.
+  void Known(const std::string& name, const char* address) {
+    ASSERT_TRUE(ipam_->Reserve(pool_, name, *IpAddress::Parse(address)).ok());
+  }
   // A container as the engine lists it while it starts on "lan".
   void Starting(const std::string& id, const std::string& name, const std::string& ipam_v4 = "") {
     engine_.containers.push_back(EngineContainer{id, name, {{"lan", EngineContainerNetwork{"", ipam_v4}}}});
@@ -70,18 +74,29 @@ class IdentityTest : public ::testing::Test {
 };
 
 TEST_F(IdentityTest, SingleStartingCandidateIsTheRequester) {
+  Known("a-0", "192.0.2.140");
   Starting("c1", "a-0");
   Idle("c2", "created-but-idle");
   EXPECT_EQ(Guess(), "a-0");
 }
 
+TEST_F(IdentityTest, CandidatesWithoutReservationsCostNoInspect) {
+  Starting("c1", "brand-new");
+  Starting("c2", "also-new");
+  const int before = engine_.calls;
+  EXPECT_EQ(Guess(), "");
+  EXPECT_EQ(engine_.calls, before + 2);  // the list and the network, no inspects
+}
+
 TEST_F(IdentityTest, TwoStartingCandidatesAreAmbiguous) {
+  Known("q-0", "192.0.2.140");
   Starting("c1", "q-0");
   Starting("c2", "q-1");
   EXPECT_EQ(Guess(), "");
 }
 
 TEST_F(IdentityTest, CandidatePastCreateEndpointIsDropped) {
+  Known("q-1", "192.0.2.141");
   Starting("c1", "q-0");
   Starting("c2", "q-1");
   engine_.networks[kNet].endpoints.push_back({"e-q0", "q-0"});  // q-0 already joined
@@ -89,6 +104,7 @@ TEST_F(IdentityTest, CandidatePastCreateEndpointIsDropped) {
 }
 
 TEST_F(IdentityTest, CandidateWithARequestedAddressIsNotACandidate) {
+  Known("api", "192.0.2.142");
   Starting("c1", "web", "192.0.2.10");
   Starting("c2", "api");
   EXPECT_EQ(Guess(), "api");
