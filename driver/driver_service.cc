@@ -455,6 +455,19 @@ ReconcileReport DriverService::Reconcile() {
   }
   for (auto it = endpoints_.begin(); it != endpoints_.end();) {
     if (networks_.contains(it->second.network_id)) {
+      // After Join dockerd moves the link into the container; back in the host means the
+      // container is gone and DeleteEndpoint never reached us. Before Join (no sandbox yet)
+      // dockerd may still retry the call, so such links are left to it.
+      Result<std::optional<nl::LinkInfo>> link = links_.Find(it->second.link_name);
+      if (!it->second.sandbox_key.empty() && link.ok() && link->has_value() && (*link)->kind == "macvlan" &&
+          links_.Delete(it->second.link_name).ok()) {
+        spdlog::info("endpoint {} torn down at start link={}", ShortId(it->first), it->second.link_name);
+        report.torn_down.push_back(it->second);
+        batch.delete_endpoints.push_back(it->first);
+        ++report.orphan_links_deleted;
+        it = endpoints_.erase(it);
+        continue;
+      }
       ++it;
       continue;
     }

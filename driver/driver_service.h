@@ -52,6 +52,10 @@ struct ReconcileReport {
   int vlan_links_recreated = 0;
   int endpoints_dropped = 0;
   int orphan_links_deleted = 0;
+  // Endpoints removed because their link was back in the host after a Join: the container is
+  // gone and its teardown was lost (a crash mid-Join, or the plugin down at a stop). The caller
+  // frees their addresses.
+  std::vector<EndpointRecord> torn_down;
   std::vector<std::string> problems;
 };
 

@@ -92,7 +92,16 @@ smv::Status Serve(const ServeFlags& flags) {
   auto driver = smv::driver::DriverService::Create(**links, *stores->networks);
   if (!driver.ok()) return driver.status();
   (*driver)->SetAllowedParents(flags.allowed_parents);
-  (void)(*driver)->Reconcile();
+  smv::driver::ReconcileReport reconciled = (*driver)->Reconcile();
+  for (const smv::driver::EndpointRecord& e : reconciled.torn_down) {
+    for (const std::string& cidr : {e.address_v4, e.address_v6}) {
+      std::optional<smv::Prefix> address = smv::Prefix::Parse(cidr);
+      if (!address) continue;
+      for (const std::string& pool : (*ipam)->PoolsLeasing(address->address())) {
+        (void)(*ipam)->ReleaseAddress(pool, address->address().ToString());
+      }
+    }
+  }
 
   auto engine = smv::identity::DockerEngine::Create(flags.docker_host);
   if (!engine.ok()) return engine.status();

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,7 +39,35 @@ class DaemonTest : public testing::NetnsTest {
     socket_ = dir_.Sub("smv.sock");
     StartDaemon();
   }
-  void TearDown() override { StopDaemon(); }
+  void TearDown() override {
+    StopDaemon();
+    if (container_ns_pid_ > 0) {
+      kill(container_ns_pid_, SIGKILL);
+      waitpid(container_ns_pid_, nullptr, 0);
+    }
+  }
+
+  // Moves a joined endpoint's link out of the host namespace, as dockerd does at Join, into a
+  // namespace held by a child process (the "container").
+  void MoveIntoContainer(const std::string& link) {
+    if (container_ns_pid_ <= 0) {
+      int ready[2];
+      ASSERT_EQ(pipe(ready), 0);
+      container_ns_pid_ = fork();
+      if (container_ns_pid_ == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        (void)unshare(CLONE_NEWNET);
+        (void)!write(ready[1], "x", 1);
+        pause();
+        _exit(0);
+      }
+      char c;
+      ASSERT_EQ(read(ready[0], &c, 1), 1);
+    }
+    const std::string cmd = "ip link set dev " + link + " netns " + std::to_string(container_ns_pid_);
+    ASSERT_EQ(system(cmd.c_str()), 0) << cmd;
+  }
+  pid_t container_ns_pid_ = -1;
 
   void StartDaemon() {
     pid_ = fork();
@@ -128,6 +157,7 @@ class DaemonTest : public testing::NetnsTest {
           EXPECT_EQ(response.value("Gateway", ""), want.value("Gateway", "")) << where;
           const std::string link = response["InterfaceName"]["SrcName"];
           EXPECT_TRUE(links_->Find(link)->has_value()) << where << ": no link " << link;
+          if (move_joined_links_) MoveIntoContainer(link);
         } else if (endpoint == "NetworkDriver.DeleteEndpoint") {
           const std::string link = "smv" + request["EndpointID"].get<std::string>().substr(0, 11);
           EXPECT_FALSE(links_->Find(link)->has_value()) << where << ": link " << link << " left";
@@ -141,6 +171,7 @@ class DaemonTest : public testing::NetnsTest {
   pid_t pid_ = -1;
   std::map<std::string, std::string> pools_;
   std::set<std::string> addresses_;
+  bool move_joined_links_ = false;
 };
 
 TEST_F(DaemonTest, SocketIsPrivateAndUnknownPathsAre404) {
@@ -172,6 +203,7 @@ TEST_F(DaemonTest, UnknownIpamOptionFromTheCaptureIsRefusedByName) {
 }
 
 TEST_F(DaemonTest, ContainerLifecycleReplayThenRestartKeepsEverything) {
+  move_joined_links_ = true;  // the containers keep running across the plugin restart
   Replay({"02-setup", "02-run-with-ip", "02-run-without-ip", "02-stop", "02-start"}, !KernelHasVlan());
   const std::string pool = pools_["rec:192.0.2.0/24/192.0.2.128/25"];
   httplib::Client cli = Client();
@@ -201,12 +233,14 @@ TEST_F(DaemonTest, ContainerLifecycleReplayThenRestartKeepsEverything) {
                          {{"PoolID", pool}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", "web-0"}}}});
   EXPECT_EQ(s5, 200);
   EXPECT_EQ(back["Address"], web);
-  // The network and its endpoints are still known: a Join of the running a-1 works.
-  auto [s6, join] = Post(again, "NetworkDriver.Join",
-                         {{"NetworkID", "d57bf16eded499d19591cbcbb27c1eca187ddf94de85ec92ac9dd64dafa6c4f2"},
-                          {"EndpointID", "554e97f620b1865ee251b2326a5c4704b8ebc7e1402cef7d49bc63a628c3daec"},
-                          {"SandboxKey", "/var/run/docker/netns/x"}, {"Options", json::object()}});
-  EXPECT_EQ(s6, 200) << join;
+  // The network and the running a-1's endpoint are still known: CreateEndpoint of that id is
+  // answered as a repeat ({}), where an unknown endpoint would get a new link and a MAC.
+  auto [s6, known] = Post(again, "NetworkDriver.CreateEndpoint",
+                          {{"NetworkID", "d57bf16eded499d19591cbcbb27c1eca187ddf94de85ec92ac9dd64dafa6c4f2"},
+                           {"EndpointID", "554e97f620b1865ee251b2326a5c4704b8ebc7e1402cef7d49bc63a628c3daec"},
+                           {"Interface", {{"Address", "192.0.2.128/24"}, {"MacAddress", ""}}}});
+  EXPECT_EQ(s6, 200) << known;
+  EXPECT_EQ(known, json::object());
 }
 
 TEST_F(DaemonTest, NetworkRemovalReleasesEverythingAndRemovesLinks) {
@@ -436,6 +470,28 @@ TEST_F(DaemonTest, BadInputTableLeavesNothingBehind) {
     EXPECT_EQ(state(), before) << "left behind by " << row.body.substr(0, 200);
   }
   std::printf("bad input rows=%zu\n", rows.size());
+}
+
+TEST_F(DaemonTest, CrashAfterJoinLeavesNoOrphanLinkAfterTheNextStart) {
+  httplib::Client cli = Client();
+  auto [s1, pool] = Post(cli, "IpamDriver.RequestPool", {{"Pool", "198.51.100.0/24"}, {"SubPool", ""}, {"Options", json::object()}, {"V6", false}});
+  ASSERT_EQ(s1, 200);
+  ASSERT_EQ(Post(cli, "NetworkDriver.CreateNetwork", {{"NetworkID", "n1"}, {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
+                                                      {"IPv4Data", json::array({{{"Pool", "198.51.100.0/24"}}})}}).first, 200);
+  auto [s2, addr] = Post(cli, "IpamDriver.RequestAddress", {{"PoolID", pool["PoolID"]}, {"Address", "198.51.100.9"}, {"Options", nullptr}});
+  ASSERT_EQ(s2, 200);
+  const std::string ep = "e0123456789abcdef";
+  ASSERT_EQ(Post(cli, "NetworkDriver.CreateEndpoint", {{"NetworkID", "n1"}, {"EndpointID", ep},
+                                                       {"Interface", {{"Address", "198.51.100.9/24"}, {"MacAddress", ""}}}}).first, 200);
+  ASSERT_EQ(Post(cli, "NetworkDriver.Join", {{"NetworkID", "n1"}, {"EndpointID", ep}, {"SandboxKey", "/var/run/docker/netns/x"}}).first, 200);
+  // The daemon dies before dockerd could move the link into the container.
+  StopDaemon(SIGKILL);
+  ASSERT_TRUE(links_->Find("smve0123456789")->has_value());
+  StartDaemon();
+  EXPECT_FALSE(links_->Find("smve0123456789")->has_value()) << Log();
+  httplib::Client again = Client();
+  EXPECT_EQ(Post(again, "IpamDriver.RequestAddress", {{"PoolID", pool["PoolID"]}, {"Address", "198.51.100.9"}, {"Options", nullptr}}).first, 200)
+      << "the torn-down endpoint's address was not freed";
 }
 
 }  // namespace
