@@ -23,6 +23,29 @@ Result<std::unique_ptr<IpamService>> IpamService::Create(IpamStore& store, Clock
   return service;
 }
 
+template <typename Change>
+auto IpamService::Durably(Change change) -> decltype(change()) {
+  uint64_t ticket = 0;
+  auto result = [&] {
+    std::scoped_lock lock(mu_);
+    auto changed = change();
+    ticket = commits_.last_ticket();
+    return changed;
+  }();
+  if (Status durable = commits_.WaitDurable(ticket); !durable.ok()) return durable;
+  return result;
+}
+
+void IpamService::ReloadAfterFailedCommit(const Status& error) {
+  std::scoped_lock lock(mu_);
+  commits_.FailQueuedLocked(error);
+  spdlog::error("saving address state failed; reloading it from the store: {}", error.message());
+  pools_.clear();
+  if (Status loaded = LoadLocked(); !loaded.ok()) {
+    spdlog::critical("reloading address state failed: {}", loaded.message());
+  }
+}
+
 Status IpamService::LoadLocked() {
   Result<IpamSnapshot> snapshot = store_.Load();
   if (!snapshot.ok()) return snapshot.status().Annotate("load address state");
@@ -50,63 +73,65 @@ Status IpamService::LoadLocked() {
 Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
   Result<PoolConfig> config = ParsePoolRequest(request);
   if (!config.ok()) return config.status();
-  std::scoped_lock lock(mu_);
-  auto it = pools_.find(config->id);
-  PoolRecord record{*config, 1};
-  if (it != pools_.end()) {
-    const PoolRecord& existing = it->second.record;
-    if (existing.users > 0 && existing.config.options != config->options) {
-      return FailedPrecondition(fmt::format(
-          "subnet {} is already in use by another network with different --ipam-opt values; "
-          "use the same options or another subnet",
-          config->id));
+  return Durably([&]() -> Result<PoolResult> {
+    auto it = pools_.find(config->id);
+    PoolRecord record{*config, 1};
+    if (it != pools_.end()) {
+      const PoolRecord& existing = it->second.record;
+      if (existing.users > 0 && existing.config.options != config->options) {
+        return FailedPrecondition(fmt::format(
+            "subnet {} is already in use by another network with different --ipam-opt values; "
+            "use the same options or another subnet",
+            config->id));
+      }
+      record.users = existing.users + 1;
     }
-    record.users = existing.users + 1;
-  }
-  IpamBatch batch;
-  batch.put_pools.push_back(record);
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  if (it == pools_.end()) {
-    PoolAllocator allocator(record.config);
-    pools_.emplace(config->id, PoolState{record, std::move(allocator), {}});
-  } else {
-    it->second.record = record;
-  }
-  spdlog::info("pool requested id=\"{}\" users={}", config->id, record.users);
-  return PoolResult{config->id, config->subnet.ToString()};
+    IpamBatch batch;
+    batch.put_pools.push_back(record);
+    commits_.Enqueue(batch);
+    if (it == pools_.end()) {
+      PoolAllocator allocator(record.config);
+      pools_.emplace(config->id, PoolState{record, std::move(allocator), {}});
+    } else {
+      it->second.record = record;
+    }
+    spdlog::info("pool requested id=\"{}\" users={}", config->id, record.users);
+    return PoolResult{config->id, config->subnet.ToString()};
+  });
 }
 
 Status IpamService::ReleasePool(const std::string& pool_id) {
-  std::scoped_lock lock(mu_);
-  auto it = pools_.find(pool_id);
-  if (it == pools_.end() || it->second.record.users == 0) return OkStatus();
-  PoolState& state = it->second;
-  PoolRecord record = state.record;
-  record.users -= 1;
-  IpamBatch batch;
-  const bool last_user = record.users == 0;
-  const bool forget = last_user && state.reservations.empty();
-  if (last_user) {
-    for (const auto& [value, lease] : state.allocator.leases()) {
-      batch.delete_leases.emplace_back(pool_id, IpAddress(state.record.config.subnet.family(), value));
-    }
-  }
-  if (forget) {
-    batch.delete_pools.push_back(pool_id);
-  } else {
-    batch.put_pools.push_back(record);
-  }
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  if (forget) {
-    pools_.erase(it);
-  } else {
-    state.record = record;
+  return Durably([&]() -> Status {
+    auto it = pools_.find(pool_id);
+    if (it == pools_.end() || it->second.record.users == 0) return OkStatus();
+    PoolState& state = it->second;
+    PoolRecord record = state.record;
+    record.users -= 1;
+    IpamBatch batch;
+    const bool last_user = record.users == 0;
+    const bool forget = last_user && state.reservations.empty();
     if (last_user) {
-      for (const auto& [pool, address] : batch.delete_leases) state.allocator.RemoveLease(address);
+      for (const auto& [value, lease] : state.allocator.leases()) {
+        batch.delete_leases.emplace_back(pool_id, IpAddress(state.record.config.subnet.family(), value));
+      }
     }
-  }
-  spdlog::info("pool released id=\"{}\" users={}", pool_id, record.users);
-  return OkStatus();
+    if (forget) {
+      batch.delete_pools.push_back(pool_id);
+    } else {
+      batch.put_pools.push_back(record);
+    }
+    commits_.Enqueue(batch);
+    if (forget) {
+      pools_.erase(it);
+    } else {
+      state.record = record;
+      if (last_user) {
+        for (const auto& [pool, address] : batch.delete_leases) state.allocator.RemoveLease(address);
+      }
+    }
+    spdlog::info("pool released id=\"{}\" users={}", pool_id, record.users);
+    return OkStatus();
+  });
 }
 
 Result<IpamService::PoolState*> IpamService::ActivePool(const std::string& pool_id) {
@@ -121,135 +146,138 @@ Result<IpamService::PoolState*> IpamService::ActivePool(const std::string& pool_
 }
 
 Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
-  std::scoped_lock lock(mu_);
-  Result<PoolState*> found = ActivePool(call.pool_id);
-  if (!found.ok()) return found.status();
-  PoolState& state = **found;
-  const PoolConfig& config = state.record.config;
+  return Durably([&]() -> Result<std::string> {
+    Result<PoolState*> found = ActivePool(call.pool_id);
+    if (!found.ok()) return found.status();
+    PoolState& state = **found;
+    const PoolConfig& config = state.record.config;
 
-  AddressRequest request;
-  request.gateway = call.gateway;
-  request.name = call.name;
-  request.hint_name = call.hint_name;
-  if (!call.address.empty()) {
-    std::optional<IpAddress> ip = IpAddress::Parse(call.address);
-    if (!ip || ip->family() != config.subnet.family()) {
-      return InvalidArgument(fmt::format("invalid address \"{}\": want an {} address inside {}",
-                                         call.address,
-                                         config.subnet.family() == Family::kV4 ? "IPv4" : "IPv6",
-                                         config.subnet.ToString()));
+    AddressRequest request;
+    request.gateway = call.gateway;
+    request.name = call.name;
+    request.hint_name = call.hint_name;
+    if (!call.address.empty()) {
+      std::optional<IpAddress> ip = IpAddress::Parse(call.address);
+      if (!ip || ip->family() != config.subnet.family()) {
+        return InvalidArgument(fmt::format("invalid address \"{}\": want an {} address inside {}",
+                                           call.address,
+                                           config.subnet.family() == Family::kV4 ? "IPv4" : "IPv6",
+                                           config.subnet.ToString()));
+      }
+      request.preferred = *ip;
     }
-    request.preferred = *ip;
-  }
-  Result<Choice> choice = state.allocator.Choose(request);
-  if (!choice.ok()) return choice.status();
-  const std::string answer = fmt::format("{}/{}", choice->address.ToString(), config.subnet.length());
-  if (choice->already_leased_as_gateway) return answer;
+    Result<Choice> choice = state.allocator.Choose(request);
+    if (!choice.ok()) return choice.status();
+    const std::string answer = fmt::format("{}/{}", choice->address.ToString(), config.subnet.length());
+    if (choice->already_leased_as_gateway) return answer;
 
-  const int64_t now = clock_();
-  Lease lease;
-  // An --aux-address request looks exactly like a container's --ip on the wire, so both are
-  // endpoint leases; either way the address is held until dockerd releases it.
-  lease.kind = call.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint;
-  lease.name = call.name;
-  lease.mac = call.mac;
-  IpamBatch batch;
-  batch.put_leases.push_back(LeaseRecord{call.pool_id, choice->address, lease, now});
-  if (choice->reserve_for_name) {
-    batch.put_reservations.push_back(
-        ReservationRecord{call.pool_id, call.name, choice->address, call.mac, now, 0});
-  } else if (!call.name.empty()) {
-    // Re-using the reservation: note that the container is back.
-    if (auto r = state.reservations.find(call.name);
-        r != state.reservations.end() && r->second.gone_since != 0) {
-      ReservationRecord updated = r->second;
-      updated.gone_since = 0;
-      batch.put_reservations.push_back(updated);
+    const int64_t now = clock_();
+    Lease lease;
+    // An --aux-address request looks exactly like a container's --ip on the wire, so both are
+    // endpoint leases; either way the address is held until dockerd releases it.
+    lease.kind = call.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint;
+    lease.name = call.name;
+    lease.mac = call.mac;
+    IpamBatch batch;
+    batch.put_leases.push_back(LeaseRecord{call.pool_id, choice->address, lease, now});
+    if (choice->reserve_for_name) {
+      batch.put_reservations.push_back(
+          ReservationRecord{call.pool_id, call.name, choice->address, call.mac, now, 0});
+    } else if (!call.name.empty()) {
+      // Re-using the reservation: note that the container is back.
+      if (auto r = state.reservations.find(call.name);
+          r != state.reservations.end() && r->second.gone_since != 0) {
+        ReservationRecord updated = r->second;
+        updated.gone_since = 0;
+        batch.put_reservations.push_back(updated);
+      }
     }
-  }
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  state.allocator.AddLease(choice->address, lease, choice->dynamic);
-  for (const ReservationRecord& r : batch.put_reservations) {
-    state.allocator.AddReservation(r.name, r.address);
-    state.reservations[r.name] = r;
-  }
-  spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id,
-               choice->address.ToString(), LeaseKindName(lease.kind),
-               call.name.empty() ? "" : fmt::format(" name={}", call.name));
-  return answer;
+    commits_.Enqueue(batch);
+    state.allocator.AddLease(choice->address, lease, choice->dynamic);
+    for (const ReservationRecord& r : batch.put_reservations) {
+      state.allocator.AddReservation(r.name, r.address);
+      state.reservations[r.name] = r;
+    }
+    spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id,
+                 choice->address.ToString(), LeaseKindName(lease.kind),
+                 call.name.empty() ? "" : fmt::format(" name={}", call.name));
+    return answer;
+  });
 }
 
 Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string& address) {
-  std::scoped_lock lock(mu_);
-  auto it = pools_.find(pool_id);
-  if (it == pools_.end()) return OkStatus();
-  std::optional<IpAddress> ip = IpAddress::Parse(address);
-  if (!ip) {
-    // dockerd sends the address without a prefix length, but accept one.
-    std::optional<Prefix> prefix = Prefix::Parse(address);
-    if (!prefix) return InvalidArgument(fmt::format("invalid address \"{}\"", address));
-    ip = prefix->address();
-  }
-  PoolState& state = it->second;
-  if (state.allocator.FindLease(*ip) == nullptr) return OkStatus();
-  IpamBatch batch;
-  batch.delete_leases.emplace_back(pool_id, *ip);
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  state.allocator.RemoveLease(*ip);
-  spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
-  return OkStatus();
+  return Durably([&]() -> Status {
+    auto it = pools_.find(pool_id);
+    if (it == pools_.end()) return OkStatus();
+    std::optional<IpAddress> ip = IpAddress::Parse(address);
+    if (!ip) {
+      // dockerd sends the address without a prefix length, but accept one.
+      std::optional<Prefix> prefix = Prefix::Parse(address);
+      if (!prefix) return InvalidArgument(fmt::format("invalid address \"{}\"", address));
+      ip = prefix->address();
+    }
+    PoolState& state = it->second;
+    if (state.allocator.FindLease(*ip) == nullptr) return OkStatus();
+    IpamBatch batch;
+    batch.delete_leases.emplace_back(pool_id, *ip);
+    commits_.Enqueue(batch);
+    state.allocator.RemoveLease(*ip);
+    spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
+    return OkStatus();
+  });
 }
 
 Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const IpAddress& address,
                                               const std::string& name, const std::string& mac) {
-  std::scoped_lock lock(mu_);
-  Result<PoolState*> found = ActivePool(pool_id);
-  if (!found.ok()) return found.status();
-  PoolState& state = **found;
-  const Lease* lease = state.allocator.FindLease(address);
-  if (lease == nullptr) {
-    return NotFound(fmt::format("address {} is not leased in pool \"{}\"", address.ToString(), pool_id));
-  }
-  const std::string* owner = state.allocator.ReservedFor(address);
-  if (owner != nullptr && *owner != name) {
-    return FailedPrecondition(fmt::format(
-        "address {} is reserved for container \"{}\", not \"{}\"; release it with: static-macvlan "
-        "reservations release {}",
-        address.ToString(), *owner, name, *owner));
-  }
-  const int64_t now = clock_();
-  IpamBatch batch;
-  Lease named = *lease;
-  named.name = name;
-  if (!mac.empty()) named.mac = mac;
-  if (named.name != lease->name || named.mac != lease->mac) {
-    batch.put_leases.push_back(LeaseRecord{pool_id, address, named, now});
-  }
-  AttachOutcome outcome = AttachOutcome::kMatches;
-  auto existing = state.reservations.find(name);
-  if (existing == state.reservations.end()) {
-    outcome = AttachOutcome::kReserved;
-    batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, named.mac, now, 0});
-  } else {
-    if (existing->second.address != address) outcome = AttachOutcome::kDrifted;
-    ReservationRecord updated = existing->second;
-    if (outcome == AttachOutcome::kMatches && !mac.empty()) updated.mac = mac;
-    updated.gone_since = 0;
-    if (!(updated == existing->second)) batch.put_reservations.push_back(updated);
-  }
-  if (!batch.empty()) SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  state.allocator.AddLease(address, named);
-  for (const ReservationRecord& r : batch.put_reservations) {
-    state.allocator.AddReservation(r.name, r.address);
-    state.reservations[r.name] = r;
-  }
-  if (outcome == AttachOutcome::kReserved) {
-    spdlog::info("address reserved pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
-  } else if (outcome == AttachOutcome::kDrifted) {
-    spdlog::warn("container {} got {} but its reservation is {} (kept)", name, address.ToString(),
-                 existing->second.address.ToString());
-  }
-  return outcome;
+  return Durably([&]() -> Result<AttachOutcome> {
+    Result<PoolState*> found = ActivePool(pool_id);
+    if (!found.ok()) return found.status();
+    PoolState& state = **found;
+    const Lease* lease = state.allocator.FindLease(address);
+    if (lease == nullptr) {
+      return NotFound(fmt::format("address {} is not leased in pool \"{}\"", address.ToString(), pool_id));
+    }
+    const std::string* owner = state.allocator.ReservedFor(address);
+    if (owner != nullptr && *owner != name) {
+      return FailedPrecondition(fmt::format(
+          "address {} is reserved for container \"{}\", not \"{}\"; release it with: static-macvlan "
+          "reservations release {}",
+          address.ToString(), *owner, name, *owner));
+    }
+    const int64_t now = clock_();
+    IpamBatch batch;
+    Lease named = *lease;
+    named.name = name;
+    if (!mac.empty()) named.mac = mac;
+    if (named.name != lease->name || named.mac != lease->mac) {
+      batch.put_leases.push_back(LeaseRecord{pool_id, address, named, now});
+    }
+    AttachOutcome outcome = AttachOutcome::kMatches;
+    auto existing = state.reservations.find(name);
+    if (existing == state.reservations.end()) {
+      outcome = AttachOutcome::kReserved;
+      batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, named.mac, now, 0});
+    } else {
+      if (existing->second.address != address) outcome = AttachOutcome::kDrifted;
+      ReservationRecord updated = existing->second;
+      if (outcome == AttachOutcome::kMatches && !mac.empty()) updated.mac = mac;
+      updated.gone_since = 0;
+      if (!(updated == existing->second)) batch.put_reservations.push_back(updated);
+    }
+    if (!batch.empty()) commits_.Enqueue(batch);
+    state.allocator.AddLease(address, named);
+    for (const ReservationRecord& r : batch.put_reservations) {
+      state.allocator.AddReservation(r.name, r.address);
+      state.reservations[r.name] = r;
+    }
+    if (outcome == AttachOutcome::kReserved) {
+      spdlog::info("address reserved pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
+    } else if (outcome == AttachOutcome::kDrifted) {
+      spdlog::warn("container {} got {} but its reservation is {} (kept)", name, address.ToString(),
+                   existing->second.address.ToString());
+    }
+    return outcome;
+  });
 }
 
 bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) const {
@@ -288,93 +316,96 @@ std::vector<std::string> IpamService::PoolsOnSubnet(const Prefix& subnet) const 
 }
 
 Status IpamService::Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) {
-  std::scoped_lock lock(mu_);
-  Result<PoolState*> found = ActivePool(pool_id);
-  if (!found.ok()) return found.status();
-  PoolState& state = **found;
-  const PoolConfig& config = state.record.config;
-  if (!config.IsUsable(address)) {
-    return InvalidArgument(fmt::format("address {} is not a usable address of subnet {}",
-                                       address.ToString(), config.subnet.ToString()));
-  }
-  if (const std::string* owner = state.allocator.ReservedFor(address); owner != nullptr) {
-    if (*owner == name) return OkStatus();
-    return FailedPrecondition(fmt::format(
-        "address {} is reserved for container \"{}\"; release it with: static-macvlan reservations "
-        "release {}",
-        address.ToString(), *owner, *owner));
-  }
-  if (const Lease* lease = state.allocator.FindLease(address);
-      lease != nullptr && (lease->kind == LeaseKind::kGateway || lease->name != name)) {
-    return FailedPrecondition(fmt::format("address {} is in use{}", address.ToString(),
-                                          lease->kind == LeaseKind::kGateway
-                                              ? " as the network's gateway"
-                                              : lease->name.empty() ? ""
-                                                  : fmt::format(" by container \"{}\"", lease->name)));
-  }
-  IpamBatch batch;
-  batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, "", clock_(), 0});
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  state.allocator.AddReservation(name, address);
-  state.reservations[name] = batch.put_reservations.front();
-  spdlog::info("address reserved by a user pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
-  return OkStatus();
+  return Durably([&]() -> Status {
+    Result<PoolState*> found = ActivePool(pool_id);
+    if (!found.ok()) return found.status();
+    PoolState& state = **found;
+    const PoolConfig& config = state.record.config;
+    if (!config.IsUsable(address)) {
+      return InvalidArgument(fmt::format("address {} is not a usable address of subnet {}",
+                                         address.ToString(), config.subnet.ToString()));
+    }
+    if (const std::string* owner = state.allocator.ReservedFor(address); owner != nullptr) {
+      if (*owner == name) return OkStatus();
+      return FailedPrecondition(fmt::format(
+          "address {} is reserved for container \"{}\"; release it with: static-macvlan reservations "
+          "release {}",
+          address.ToString(), *owner, *owner));
+    }
+    if (const Lease* lease = state.allocator.FindLease(address);
+        lease != nullptr && (lease->kind == LeaseKind::kGateway || lease->name != name)) {
+      return FailedPrecondition(fmt::format("address {} is in use{}", address.ToString(),
+                                            lease->kind == LeaseKind::kGateway
+                                                ? " as the network's gateway"
+                                                : lease->name.empty() ? ""
+                                                    : fmt::format(" by container \"{}\"", lease->name)));
+    }
+    IpamBatch batch;
+    batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, "", clock_(), 0});
+    commits_.Enqueue(batch);
+    state.allocator.AddReservation(name, address);
+    state.reservations[name] = batch.put_reservations.front();
+    spdlog::info("address reserved by a user pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
+    return OkStatus();
+  });
 }
 
 Result<int> IpamService::Release(const std::string& name_or_address) {
-  std::scoped_lock lock(mu_);
-  const std::optional<IpAddress> ip = IpAddress::Parse(name_or_address);
-  IpamBatch batch;
-  for (const auto& [id, state] : pools_) {
-    for (const auto& [name, record] : state.reservations) {
-      if (name == name_or_address || (ip && record.address == *ip)) {
-        batch.delete_reservations.emplace_back(id, name);
+  return Durably([&]() -> Result<int> {
+    const std::optional<IpAddress> ip = IpAddress::Parse(name_or_address);
+    IpamBatch batch;
+    for (const auto& [id, state] : pools_) {
+      for (const auto& [name, record] : state.reservations) {
+        if (name == name_or_address || (ip && record.address == *ip)) {
+          batch.delete_reservations.emplace_back(id, name);
+        }
       }
     }
-  }
-  if (batch.empty()) return 0;
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  for (const auto& [pool_id, name] : batch.delete_reservations) {
-    PoolState& state = pools_.at(pool_id);
-    state.allocator.RemoveReservation(name);
-    state.reservations.erase(name);
-    spdlog::info("reservation released pool=\"{}\" name={}", pool_id, name);
-  }
-  return static_cast<int>(batch.delete_reservations.size());
+    if (batch.empty()) return 0;
+    commits_.Enqueue(batch);
+    for (const auto& [pool_id, name] : batch.delete_reservations) {
+      PoolState& state = pools_.at(pool_id);
+      state.allocator.RemoveReservation(name);
+      state.reservations.erase(name);
+      spdlog::info("reservation released pool=\"{}\" name={}", pool_id, name);
+    }
+    return static_cast<int>(batch.delete_reservations.size());
+  });
 }
 
 Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<std::string>& present) {
-  std::scoped_lock lock(mu_);
-  const std::set<std::string> names(present.begin(), present.end());
-  const int64_t now = clock_();
-  IpamBatch batch;
-  std::vector<std::string> released;
-  for (const auto& [id, state] : pools_) {
-    const std::optional<int64_t> keep_for = state.record.config.release_after_seconds;
-    for (const auto& [name, record] : state.reservations) {
-      ReservationRecord updated = record;
-      if (names.contains(name)) {
-        updated.gone_since = 0;
-      } else if (record.gone_since == 0) {
-        updated.gone_since = now;
-      } else if (keep_for && now - record.gone_since >= *keep_for) {
-        batch.delete_reservations.emplace_back(id, name);
-        released.push_back(name);
-        continue;
+  return Durably([&]() -> Result<std::vector<std::string>> {
+    const std::set<std::string> names(present.begin(), present.end());
+    const int64_t now = clock_();
+    IpamBatch batch;
+    std::vector<std::string> released;
+    for (const auto& [id, state] : pools_) {
+      const std::optional<int64_t> keep_for = state.record.config.release_after_seconds;
+      for (const auto& [name, record] : state.reservations) {
+        ReservationRecord updated = record;
+        if (names.contains(name)) {
+          updated.gone_since = 0;
+        } else if (record.gone_since == 0) {
+          updated.gone_since = now;
+        } else if (keep_for && now - record.gone_since >= *keep_for) {
+          batch.delete_reservations.emplace_back(id, name);
+          released.push_back(name);
+          continue;
+        }
+        if (!(updated == record)) batch.put_reservations.push_back(updated);
       }
-      if (!(updated == record)) batch.put_reservations.push_back(updated);
     }
-  }
-  if (batch.empty()) return released;
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  for (const ReservationRecord& r : batch.put_reservations) pools_.at(r.pool_id).reservations[r.name] = r;
-  for (const auto& [pool_id, name] : batch.delete_reservations) {
-    PoolState& state = pools_.at(pool_id);
-    state.allocator.RemoveReservation(name);
-    state.reservations.erase(name);
-    spdlog::info("reservation expired pool=\"{}\" name={}", pool_id, name);
-  }
-  return released;
+    if (batch.empty()) return released;
+    commits_.Enqueue(batch);
+    for (const ReservationRecord& r : batch.put_reservations) pools_.at(r.pool_id).reservations[r.name] = r;
+    for (const auto& [pool_id, name] : batch.delete_reservations) {
+      PoolState& state = pools_.at(pool_id);
+      state.allocator.RemoveReservation(name);
+      state.reservations.erase(name);
+      spdlog::info("reservation expired pool=\"{}\" name={}", pool_id, name);
+    }
+    return released;
+  });
 }
 
 std::vector<ReservationView> IpamService::ListReservations() const {

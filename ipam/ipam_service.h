@@ -1,7 +1,8 @@
 #pragma once
 // IpamDriver semantics on top of the pure allocator and an IpamStore. Thread-safe: one mutex
-// guards the in-memory state and every store write, and every change is stored durably before
-// the call returns (so before dockerd gets its answer).
+// guards the in-memory state. Every change is stored durably before the call returns (so before
+// dockerd gets its answer); concurrent changes share one store commit (see commit_queue.h).
+// Read-only calls see changes that are still being committed.
 
 #include <functional>
 #include <map>
@@ -14,6 +15,7 @@
 #include "common/ip.h"
 #include "common/status.h"
 #include "ipam/allocator.h"
+#include "ipam/commit_queue.h"
 #include "ipam/ipam_store.h"
 #include "ipam/pool.h"
 
@@ -103,14 +105,23 @@ class IpamService {
     std::map<std::string, ReservationRecord> reservations;  // by name
   };
 
-  IpamService(IpamStore& store, Clock clock) : store_(store), clock_(std::move(clock)) {}
+  IpamService(IpamStore& store, Clock clock)
+      : store_(store),
+        clock_(std::move(clock)),
+        commits_(store, [this](const Status& error) { ReloadAfterFailedCommit(error); }) {}
   Status LoadLocked();
+  // Runs `change` under the mutex (it applies its change to memory and queues the batch), then
+  // waits until everything it queued or saw is durable: returns the commit's error otherwise.
+  template <typename Change>
+  auto Durably(Change change) -> decltype(change());
+  void ReloadAfterFailedCommit(const Status& error);
   Result<PoolState*> ActivePool(const std::string& pool_id);
 
   IpamStore& store_;
   Clock clock_;
-  mutable std::mutex mu_;  // guards pools_ and every store_ write
+  mutable std::mutex mu_;  // guards pools_; taken before the commit queue's own mutex
   std::map<std::string, PoolState> pools_;
+  CommitQueue commits_;
 };
 
 }  // namespace smv::ipam

@@ -1,9 +1,10 @@
 #pragma once
 // What the IPAM service needs from storage, and nothing more: load everything at start-up,
-// and apply one batch of changes atomically and durably. Implemented on LMDB (lmdb_store.h)
-// and in memory for tests (tests/support/memory_ipam_store.h).
+// and apply batches of changes atomically and durably. Implemented on LMDB (lmdb_store.h)
+// and in memory for tests (tests/support/memory_stores.h).
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -63,8 +64,9 @@ class IpamStore {
  public:
   virtual ~IpamStore() = default;
   virtual Result<IpamSnapshot> Load() = 0;
-  // All or nothing, and durable when it returns OK.
-  virtual Status Apply(const IpamBatch& batch) = 0;
+  // The batches in order, in one transaction: all or nothing, and durable when it returns OK.
+  virtual Status ApplyAll(std::span<const IpamBatch> batches) = 0;
+  Status Apply(const IpamBatch& batch) { return ApplyAll({&batch, 1}); }
 };
 
 }  // namespace smv::ipam

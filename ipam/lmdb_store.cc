@@ -104,9 +104,14 @@ Result<IpamSnapshot> LmdbIpamStore::Load() {
   return snapshot;
 }
 
-Status LmdbIpamStore::Apply(const IpamBatch& batch) {
+Status LmdbIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   Result<lmdb::Txn> txn = env_.BeginWrite();
   if (!txn.ok()) return txn.status();
+  for (const IpamBatch& batch : batches) SMV_RETURN_IF_ERROR(Write(*txn, batch));
+  return txn->Commit().Annotate("save address state");
+}
+
+Status LmdbIpamStore::Write(lmdb::Txn& txn, const IpamBatch& batch) {
   for (const PoolRecord& pool : batch.put_pools) {
     json j = {{"v", kRecordVersion},
               {"subnet", pool.config.subnet.ToString()},
@@ -114,30 +119,30 @@ Status LmdbIpamStore::Apply(const IpamBatch& batch) {
               {"options", pool.config.options},
               {"users", pool.users}};
     if (pool.config.range) j["range"] = pool.config.range->ToString();
-    SMV_RETURN_IF_ERROR(txn->Put(pools_, pool.config.id, j.dump()));
+    SMV_RETURN_IF_ERROR(txn.Put(pools_, pool.config.id, j.dump()));
   }
   for (const std::string& id : batch.delete_pools) {
-    if (Result<bool> r = txn->Delete(pools_, id); !r.ok()) return r.status();
+    if (Result<bool> r = txn.Delete(pools_, id); !r.ok()) return r.status();
   }
   for (const LeaseRecord& lease : batch.put_leases) {
     json j = {{"v", kRecordVersion}, {"kind", LeaseKindName(lease.lease.kind)},
               {"name", lease.lease.name}, {"mac", lease.lease.mac}, {"since", lease.since}};
-    SMV_RETURN_IF_ERROR(txn->Put(leases_, Key(lease.pool_id, lease.address.ToString()), j.dump()));
+    SMV_RETURN_IF_ERROR(txn.Put(leases_, Key(lease.pool_id, lease.address.ToString()), j.dump()));
   }
   for (const auto& [pool_id, address] : batch.delete_leases) {
-    if (Result<bool> r = txn->Delete(leases_, Key(pool_id, address.ToString())); !r.ok()) {
+    if (Result<bool> r = txn.Delete(leases_, Key(pool_id, address.ToString())); !r.ok()) {
       return r.status();
     }
   }
   for (const ReservationRecord& r : batch.put_reservations) {
     json j = {{"v", kRecordVersion}, {"address", r.address.ToString()}, {"mac", r.mac},
               {"since", r.since}, {"gone_since", r.gone_since}};
-    SMV_RETURN_IF_ERROR(txn->Put(reservations_, Key(r.pool_id, r.name), j.dump()));
+    SMV_RETURN_IF_ERROR(txn.Put(reservations_, Key(r.pool_id, r.name), j.dump()));
   }
   for (const auto& [pool_id, name] : batch.delete_reservations) {
-    if (Result<bool> r = txn->Delete(reservations_, Key(pool_id, name)); !r.ok()) return r.status();
+    if (Result<bool> r = txn.Delete(reservations_, Key(pool_id, name)); !r.ok()) return r.status();
   }
-  return txn->Commit().Annotate("save address state");
+  return OkStatus();
 }
 
 }  // namespace smv::ipam

@@ -21,11 +21,12 @@ class LmdbIpamStore : public IpamStore {
   static Result<std::unique_ptr<LmdbIpamStore>> Open(lmdb::Env& env);
 
   Result<IpamSnapshot> Load() override;
-  Status Apply(const IpamBatch& batch) override;
+  Status ApplyAll(std::span<const IpamBatch> batches) override;
 
  private:
   LmdbIpamStore(lmdb::Env& env, lmdb::Dbi pools, lmdb::Dbi leases, lmdb::Dbi reservations)
       : env_(env), pools_(pools), leases_(leases), reservations_(reservations) {}
+  Status Write(lmdb::Txn& txn, const IpamBatch& batch);
   lmdb::Env& env_;
   lmdb::Dbi pools_, leases_, reservations_;
 };

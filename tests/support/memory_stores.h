@@ -20,18 +20,13 @@ class MemoryIpamStore : public ipam::IpamStore {
     for (const auto& [k, r] : reservations_) s.reservations.push_back(r);
     return s;
   }
-  Status Apply(const ipam::IpamBatch& b) override {
+  Status ApplyAll(std::span<const ipam::IpamBatch> batches) override {
     if (fail_next_apply) {
       fail_next_apply = false;
       return Internal("injected store failure");
     }
     ++applies;
-    for (const auto& p : b.put_pools) pools_[p.config.id] = p;
-    for (const auto& id : b.delete_pools) pools_.erase(id);
-    for (const auto& l : b.put_leases) leases_[{l.pool_id, l.address.ToString()}] = l;
-    for (const auto& [pool, ip] : b.delete_leases) leases_.erase({pool, ip.ToString()});
-    for (const auto& r : b.put_reservations) reservations_[{r.pool_id, r.name}] = r;
-    for (const auto& k : b.delete_reservations) reservations_.erase(k);
+    for (const ipam::IpamBatch& b : batches) Write(b);
     return OkStatus();
   }
   size_t lease_count() const { return leases_.size(); }
@@ -39,6 +34,14 @@ class MemoryIpamStore : public ipam::IpamStore {
   size_t pool_count() const { return pools_.size(); }
 
  private:
+  void Write(const ipam::IpamBatch& b) {
+    for (const auto& p : b.put_pools) pools_[p.config.id] = p;
+    for (const auto& id : b.delete_pools) pools_.erase(id);
+    for (const auto& l : b.put_leases) leases_[{l.pool_id, l.address.ToString()}] = l;
+    for (const auto& [pool, ip] : b.delete_leases) leases_.erase({pool, ip.ToString()});
+    for (const auto& r : b.put_reservations) reservations_[{r.pool_id, r.name}] = r;
+    for (const auto& k : b.delete_reservations) reservations_.erase(k);
+  }
   std::map<std::string, ipam::PoolRecord> pools_;
   std::map<std::pair<std::string, std::string>, ipam::LeaseRecord> leases_;
   std::map<std::pair<std::string, std::string>, ipam::ReservationRecord> reservations_;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+#include <thread>
+
 #include "ipam/lmdb_store.h"
 #include "tests/support/memory_stores.h"
 #include "tests/support/temp_dir.h"
@@ -10,6 +13,8 @@ namespace smv::ipam {
 namespace {
 
 using smv::testing::MemoryIpamStore;
+
+std::string Bare(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
 
 class IpamServiceTest : public ::testing::Test {
  protected:
@@ -26,7 +31,6 @@ class IpamServiceTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? *r : "";
   }
-  static std::string Bare(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
 
   int64_t now_ = 1000;
   MemoryIpamStore store_;
@@ -211,6 +215,66 @@ TEST(IpamServiceLmdbTest, EverythingSurvivesAReopen) {
   std::vector<ReservationView> list = (*service)->ListReservations();
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].record.mac, "02:42:00:00:00:01");
+}
+
+// Concurrent calls share commits (commit_queue.h); every answer must still be on disk.
+TEST(IpamServiceLmdbTest, ConcurrentAnswersAreAllDurable) {
+  smv::testing::TempDir dir;
+  constexpr int kThreads = 8, kEach = 30;
+  std::vector<std::string> answers(kThreads * kEach);
+  std::string pool_id;
+  {
+    auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
+    ASSERT_TRUE(env.ok());
+    auto store = LmdbIpamStore::Open(**env);
+    auto service = std::move(IpamService::Create(**store).value());
+    pool_id = service->RequestPool({"l", "198.51.100.0/24", "", {}, false})->pool_id;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          const int n = t * kEach + i;
+          Result<std::string> a = service->RequestAddress({pool_id, "", false, "c-" + std::to_string(n), "", ""});
+          answers[n] = a.ok() ? a.value() : "error: " + a.status().message();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  std::set<std::string> distinct(answers.begin(), answers.end());
+  EXPECT_EQ(distinct.size(), answers.size());
+  auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
+  auto store = LmdbIpamStore::Open(**env);
+  auto service = std::move(IpamService::Create(**store).value());
+  EXPECT_EQ(service->LeaseCount(pool_id), answers.size());
+  for (int n = 0; n < kThreads * kEach; n += 37) {  // each name's answer is its reservation
+    ASSERT_TRUE(service->ReleaseAddress(pool_id, Bare(answers[n])).ok());
+    EXPECT_EQ(*service->RequestAddress({pool_id, "", false, "c-" + std::to_string(n), "", ""}), answers[n]);
+  }
+}
+
+// A commit that fails (here: the store is full) fails the call, and the service's memory
+// goes back to what is on disk, so nothing is held that a restart would not find.
+TEST(IpamServiceLmdbTest, AFailedCommitLeavesMemoryEqualToTheDisk) {
+  smv::testing::TempDir dir;
+  auto env = lmdb::Env::Open(dir.path(), 256 << 10, LmdbIpamStore::DatabaseNames());
+  ASSERT_TRUE(env.ok());
+  auto store = LmdbIpamStore::Open(**env);
+  auto service = std::move(IpamService::Create(**store).value());
+  const std::string pool_id = service->RequestPool({"l", "10.0.0.0/8", "", {}, false})->pool_id;
+  Status last;
+  size_t granted = 0;
+  for (int i = 0; i < 100000 && last.ok(); ++i) {
+    Result<std::string> a = service->RequestAddress({pool_id, "", false, std::string(200, 'n') + std::to_string(i), "", ""});
+    last = a.status();
+    if (a.ok()) ++granted;
+  }
+  ASSERT_EQ(last.code(), Code::kResourceExhausted) << last.message();
+  EXPECT_EQ(service->LeaseCount(pool_id), granted);
+  auto reopened = IpamService::Create(**store);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->LeaseCount(pool_id), granted);
+  EXPECT_EQ((*reopened)->ListReservations().size(), service->ListReservations().size());
 }
 
 TEST(LmdbEnvTest, ForEachHonoursThePrefixAndDeleteReportsAbsence) {

@@ -1,0 +1,82 @@
+#include "ipam/commit_queue.h"
+
+namespace smv::ipam {
+namespace {
+
+// Failed ranges kept for waiters that wake late (a caller may queue, leave the service mutex
+// and be descheduled across several failed commits). Consecutive failures share one range.
+constexpr size_t kFailuresKept = 4096;
+
+}  // namespace
+
+uint64_t CommitQueue::Enqueue(IpamBatch batch) {
+  std::scoped_lock lock(mu_);
+  queue_.push_back(std::move(batch));
+  return ++last_ticket_;
+}
+
+uint64_t CommitQueue::last_ticket() const {
+  std::scoped_lock lock(mu_);
+  return last_ticket_;
+}
+
+uint64_t CommitQueue::commits() const {
+  std::scoped_lock lock(mu_);
+  return commits_;
+}
+
+Status CommitQueue::OutcomeLocked(uint64_t ticket) const {
+  for (const FailedRange& failed : failures_) {
+    if (ticket >= failed.first && ticket <= failed.last) return failed.error;
+  }
+  return OkStatus();
+}
+
+Status CommitQueue::WaitDurable(uint64_t ticket) {
+  std::unique_lock lock(mu_);
+  while (ticket > resolved_ && (committing_ || recovering_)) changed_.wait(lock);
+  if (ticket <= resolved_) return OutcomeLocked(ticket);
+
+  // Leader: everything queued so far goes into one transaction.
+  committing_ = true;
+  std::vector<IpamBatch> group = std::move(queue_);
+  queue_.clear();
+  const uint64_t group_last = resolved_ + group.size();
+  lock.unlock();
+  Status written = store_.ApplyAll(group);
+  lock.lock();
+  committing_ = false;
+  ++commits_;
+  if (written.ok()) {
+    resolved_ = group_last;
+    changed_.notify_all();
+    return OkStatus();
+  }
+  // Put the group back in front so that FailQueuedLocked fails it together with what queued
+  // after it, then let the service reload under its own mutex (taken before ours).
+  group.insert(group.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+  queue_ = std::move(group);
+  recovering_ = true;
+  lock.unlock();
+  on_failure_(written);
+  lock.lock();
+  return OutcomeLocked(ticket);
+}
+
+void CommitQueue::FailQueuedLocked(const Status& error) {
+  std::scoped_lock lock(mu_);
+  if (last_ticket_ > resolved_) {
+    if (!failures_.empty() && failures_.back().last == resolved_) {
+      failures_.back().last = last_ticket_;
+    } else {
+      if (failures_.size() == kFailuresKept) failures_.erase(failures_.begin());
+      failures_.push_back(FailedRange{resolved_ + 1, last_ticket_, error});
+    }
+  }
+  queue_.clear();
+  resolved_ = last_ticket_;
+  recovering_ = false;
+  changed_.notify_all();
+}
+
+}  // namespace smv::ipam
