@@ -1,17 +1,17 @@
 // P3 in-process: RequestAddress + ReleaseAddress on a /16 at 0, 50, 90 and 99 % occupancy
-// (IpamService on an in-memory store: the allocator and service cost without disk I/O).
+// (IpamService on a store that keeps nothing: the allocator and service cost without disk I/O).
 
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
 
 #include "ipam/ipam_service.h"
-#include "tests/support/memory_stores.h"
+#include "bench/discarding_store.h"
 
 namespace {
 
 void BM_RequestReleaseAtOccupancy(benchmark::State& state) {
   spdlog::set_level(spdlog::level::off);
-  smv::testing::MemoryIpamStore store;
+  smv::bench::DiscardingStore store;
   auto ipam = std::move(smv::ipam::IpamService::Create(store).value());
   const std::string pool = ipam->RequestPool({"l", "198.18.0.0/16", "", {}, false})->pool_id;
   const int usable = 65534;

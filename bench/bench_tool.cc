@@ -17,11 +17,11 @@
 #include <thread>
 #include <vector>
 
+#include "bench/discarding_store.h"
 #include "common/lmdb/env.h"
 #include "driver/lmdb_network_store.h"
 #include "ipam/ipam_service.h"
 #include "ipam/lmdb_store.h"
-#include "tests/support/memory_stores.h"
 
 namespace {
 
@@ -30,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 
 // P3 in process: p50/p99 of RequestAddress+ReleaseAddress with `occupancy_pct` of a /16 taken.
 int InProcess(int occupancy_pct, int n) {
-  smv::testing::MemoryIpamStore store;
+  smv::bench::DiscardingStore store;
   auto ipam = std::move(smv::ipam::IpamService::Create(store).value());
   const std::string pool = ipam->RequestPool({"l", "198.18.0.0/16", "", {}, false})->pool_id;
   const int taken = 65534 * occupancy_pct / 100;

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <httplib.h>
+#include <malloc.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -102,6 +103,11 @@ smv::Status Serve(const ServeFlags& flags) {
       }
     }
   }
+
+  // Start-up has read the whole store and built its indexes: give back what only the loading
+  // needed (the file's pages, the parsed records) so that a large state costs its indexes only.
+  stores->env->DropMappedPages();
+  malloc_trim(0);
 
   auto engine = smv::identity::DockerEngine::Create(flags.docker_host);
   if (!engine.ok()) return engine.status();

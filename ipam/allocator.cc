@@ -71,7 +71,7 @@ PoolAllocator::PoolAllocator(PoolConfig config) : config_(std::move(config)) {
 }
 
 bool PoolAllocator::IsBlocked(Uint128 x) const {
-  return leases_.contains(x) || reservation_by_address_.contains(x);
+  return leases_.contains(x) || reservations_.NameAt(x).has_value();
 }
 
 void PoolAllocator::Refresh(Uint128 x) {
@@ -137,7 +137,7 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
                                            ? std::string()
                                            : fmt::format(" by container \"{}\"", lease->name)));
     }
-    if (const std::string* owner = ReservedFor(ip); owner != nullptr && !who.empty() && *owner != who) {
+    if (std::optional<std::string_view> owner = ReservedFor(ip); owner && !who.empty() && *owner != who) {
       return FailedPrecondition(fmt::format(
           "address {} is reserved for container \"{}\"; release it with: static-macvlan "
           "reservations release {}",
@@ -172,23 +172,19 @@ void PoolAllocator::RemoveLease(const IpAddress& ip) {
   Refresh(ip.value());
 }
 
-void PoolAllocator::AddReservation(const std::string& name, const IpAddress& ip) {
-  RemoveReservation(name);
-  if (auto it = reservation_by_address_.find(ip.value()); it != reservation_by_address_.end()) {
-    reservation_by_name_.erase(it->second);  // one name per address
-  }
-  reservation_by_name_[name] = ip.value();
-  reservation_by_address_[ip.value()] = name;
+void PoolAllocator::AddReservation(std::string_view name, const IpAddress& ip, std::string_view mac,
+                                   int64_t since, int64_t gone_since) {
+  const std::optional<IpAddress> before = ReservationOf(name);
+  reservations_.Put(name, ip.value(), mac, since, gone_since);
+  if (before && *before != ip) Refresh(before->value());
   Refresh(ip.value());
 }
 
-void PoolAllocator::RemoveReservation(const std::string& name) {
-  auto it = reservation_by_name_.find(name);
-  if (it == reservation_by_name_.end()) return;
-  const Uint128 x = it->second;
-  reservation_by_name_.erase(it);
-  reservation_by_address_.erase(x);
-  Refresh(x);
+void PoolAllocator::RemoveReservation(std::string_view name) {
+  const std::optional<IpAddress> before = ReservationOf(name);
+  if (!before) return;
+  reservations_.Erase(name);
+  Refresh(before->value());
 }
 
 const Lease* PoolAllocator::FindLease(const IpAddress& ip) const {
@@ -197,16 +193,15 @@ const Lease* PoolAllocator::FindLease(const IpAddress& ip) const {
   return it == leases_.end() ? nullptr : &it->second;
 }
 
-const std::string* PoolAllocator::ReservedFor(const IpAddress& ip) const {
-  if (ip.family() != config_.subnet.family()) return nullptr;
-  auto it = reservation_by_address_.find(ip.value());
-  return it == reservation_by_address_.end() ? nullptr : &it->second;
+std::optional<std::string_view> PoolAllocator::ReservedFor(const IpAddress& ip) const {
+  if (ip.family() != config_.subnet.family()) return std::nullopt;
+  return reservations_.NameAt(ip.value());
 }
 
-std::optional<IpAddress> PoolAllocator::ReservationOf(const std::string& name) const {
-  auto it = reservation_by_name_.find(name);
-  if (it == reservation_by_name_.end()) return std::nullopt;
-  return IpAddress(config_.subnet.family(), it->second);
+std::optional<IpAddress> PoolAllocator::ReservationOf(std::string_view name) const {
+  std::optional<Uint128> address = reservations_.AddressFor(name);
+  if (!address) return std::nullopt;
+  return IpAddress(config_.subnet.family(), *address);
 }
 
 }  // namespace smv::ipam

@@ -3,8 +3,9 @@
 // table-tested. It keeps what is leased and reserved in memory and answers "which address
 // should this request get"; the IPAM service stores the answer and then applies it here.
 //
-// Cost: every operation is O(log n) in the number of leased or reserved addresses, and memory
-// grows with those addresses only, never with the size of the pool (an IPv6 /64 costs nothing).
+// Cost: lookups of leases and reservations are O(1) (hash indexes), finding the next free
+// address is O(log n) in the number of runs of taken addresses, and memory grows with those
+// addresses only, never with the size of the pool (an IPv6 /64 costs nothing).
 
 #include <map>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "common/ip.h"
 #include "common/status.h"
 #include "ipam/pool.h"
+#include "ipam/reservation_table.h"
 
 namespace smv::ipam {
 
@@ -59,8 +61,16 @@ class IntervalSet {
   std::map<Uint128, Uint128> intervals_;  // start -> end (inclusive), disjoint, never adjacent
 };
 
+struct Uint128Hash {
+  size_t operator()(Uint128 x) const {
+    return std::hash<uint64_t>{}(static_cast<uint64_t>(x) ^ static_cast<uint64_t>(x >> 64));
+  }
+};
+
 class PoolAllocator {
  public:
+  using LeaseMap = std::unordered_map<Uint128, Lease, Uint128Hash>;
+
   explicit PoolAllocator(PoolConfig config);
 
   const PoolConfig& config() const { return config_; }
@@ -75,14 +85,18 @@ class PoolAllocator {
   // `dynamic`: the address was picked by the allocator, so the next pick starts after it.
   void AddLease(const IpAddress& ip, Lease lease, bool dynamic = false);
   void RemoveLease(const IpAddress& ip);
-  void AddReservation(const std::string& name, const IpAddress& ip);
-  void RemoveReservation(const std::string& name);
+  // Sets `name`'s reservation (address and details); another name's reservation of the
+  // same address is dropped.
+  void AddReservation(std::string_view name, const IpAddress& ip, std::string_view mac = "",
+                      int64_t since = 0, int64_t gone_since = 0);
+  void RemoveReservation(std::string_view name);
 
   const Lease* FindLease(const IpAddress& ip) const;
-  const std::string* ReservedFor(const IpAddress& ip) const;
-  std::optional<IpAddress> ReservationOf(const std::string& name) const;
-  const std::map<Uint128, Lease>& leases() const { return leases_; }
-  size_t reservation_count() const { return reservation_by_name_.size(); }
+  std::optional<std::string_view> ReservedFor(const IpAddress& ip) const;
+  std::optional<IpAddress> ReservationOf(std::string_view name) const;
+  const LeaseMap& leases() const { return leases_; }
+  const ReservationTable& reservations() const { return reservations_; }
+  void ShrinkToFit() { reservations_.ShrinkToFit(); }  // after loading
 
  private:
   bool IsBlocked(Uint128 x) const;
@@ -90,9 +104,8 @@ class PoolAllocator {
   Result<Choice> ChooseDynamic() const;
 
   PoolConfig config_;
-  std::map<Uint128, Lease> leases_;
-  std::unordered_map<std::string, Uint128> reservation_by_name_;
-  std::map<Uint128, std::string> reservation_by_address_;
+  LeaseMap leases_;
+  ReservationTable reservations_;
   IntervalSet blocked_;  // dynamic-range addresses that are leased or reserved
   Uint128 next_ = 0;     // next-fit cursor: released addresses are not reused at once
 };

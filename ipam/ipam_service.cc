@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -46,13 +47,37 @@ void IpamService::ReloadAfterFailedCommit(const Status& error) {
   }
 }
 
+std::optional<ReservationRecord> IpamService::FindReservation(const PoolState& state, std::string_view name) {
+  std::optional<ReservedName> r = state.allocator.reservations().Find(name);
+  if (!r) return std::nullopt;
+  return ReservationRecord{state.record.config.id, std::string(r->name),
+                           IpAddress(state.record.config.subnet.family(), r->address), r->mac, r->since,
+                           r->gone_since};
+}
+
+std::vector<ReservationRecord> IpamService::AllReservations(const std::string& pool_id, const PoolState& state) {
+  std::vector<ReservationRecord> out;
+  out.reserve(state.allocator.reservations().size());
+  const Family family = state.record.config.subnet.family();
+  state.allocator.reservations().ForEach([&](const ReservedName& r) {
+    out.push_back(ReservationRecord{pool_id, std::string(r.name), IpAddress(family, r.address), r.mac,
+                                    r.since, r.gone_since});
+  });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+void IpamService::Remember(PoolState& state, const ReservationRecord& r) {
+  state.allocator.AddReservation(r.name, r.address, r.mac, r.since, r.gone_since);
+}
+
 Status IpamService::LoadLocked() {
   Result<IpamSnapshot> snapshot = store_.Load();
   if (!snapshot.ok()) return snapshot.status().Annotate("load address state");
   for (PoolRecord& pool : snapshot->pools) {
     const std::string id = pool.config.id;
     PoolAllocator allocator(pool.config);
-    pools_.emplace(id, PoolState{std::move(pool), std::move(allocator), {}});
+    pools_.emplace(id, PoolState{std::move(pool), std::move(allocator)});
   }
   for (LeaseRecord& lease : snapshot->leases) {
     auto it = pools_.find(lease.pool_id);
@@ -62,9 +87,9 @@ Status IpamService::LoadLocked() {
   for (ReservationRecord& r : snapshot->reservations) {
     auto it = pools_.find(r.pool_id);
     if (it == pools_.end()) continue;
-    it->second.allocator.AddReservation(r.name, r.address);
-    it->second.reservations[r.name] = r;
+    Remember(it->second, r);
   }
+  for (auto& [id, state] : pools_) state.allocator.ShrinkToFit();
   spdlog::info("address state loaded pools={} leases={} reservations={}", snapshot->pools.size(),
                snapshot->leases.size(), snapshot->reservations.size());
   return OkStatus();
@@ -91,7 +116,7 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
     commits_.Enqueue(batch);
     if (it == pools_.end()) {
       PoolAllocator allocator(record.config);
-      pools_.emplace(config->id, PoolState{record, std::move(allocator), {}});
+      pools_.emplace(config->id, PoolState{record, std::move(allocator)});
     } else {
       it->second.record = record;
     }
@@ -109,7 +134,7 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
     record.users -= 1;
     IpamBatch batch;
     const bool last_user = record.users == 0;
-    const bool forget = last_user && state.reservations.empty();
+    const bool forget = last_user && state.allocator.reservations().empty();
     if (last_user) {
       for (const auto& [value, lease] : state.allocator.leases()) {
         batch.delete_leases.emplace_back(pool_id, IpAddress(state.record.config.subnet.family(), value));
@@ -185,19 +210,14 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
           ReservationRecord{call.pool_id, call.name, choice->address, call.mac, now, 0});
     } else if (!call.name.empty()) {
       // Re-using the reservation: note that the container is back.
-      if (auto r = state.reservations.find(call.name);
-          r != state.reservations.end() && r->second.gone_since != 0) {
-        ReservationRecord updated = r->second;
-        updated.gone_since = 0;
-        batch.put_reservations.push_back(updated);
+      if (std::optional<ReservationRecord> r = FindReservation(state, call.name); r && r->gone_since != 0) {
+        r->gone_since = 0;
+        batch.put_reservations.push_back(*r);
       }
     }
     commits_.Enqueue(batch);
     state.allocator.AddLease(choice->address, lease, choice->dynamic);
-    for (const ReservationRecord& r : batch.put_reservations) {
-      state.allocator.AddReservation(r.name, r.address);
-      state.reservations[r.name] = r;
-    }
+    for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
     spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id,
                  choice->address.ToString(), LeaseKindName(lease.kind),
                  call.name.empty() ? "" : fmt::format(" name={}", call.name));
@@ -237,8 +257,8 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
     if (lease == nullptr) {
       return NotFound(fmt::format("address {} is not leased in pool \"{}\"", address.ToString(), pool_id));
     }
-    const std::string* owner = state.allocator.ReservedFor(address);
-    if (owner != nullptr && *owner != name) {
+    const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
+    if (owner && *owner != name) {
       return FailedPrecondition(fmt::format(
           "address {} is reserved for container \"{}\", not \"{}\"; release it with: static-macvlan "
           "reservations release {}",
@@ -253,28 +273,25 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
       batch.put_leases.push_back(LeaseRecord{pool_id, address, named, now});
     }
     AttachOutcome outcome = AttachOutcome::kMatches;
-    auto existing = state.reservations.find(name);
-    if (existing == state.reservations.end()) {
+    const std::optional<ReservationRecord> existing = FindReservation(state, name);
+    if (!existing) {
       outcome = AttachOutcome::kReserved;
       batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, named.mac, now, 0});
     } else {
-      if (existing->second.address != address) outcome = AttachOutcome::kDrifted;
-      ReservationRecord updated = existing->second;
+      if (existing->address != address) outcome = AttachOutcome::kDrifted;
+      ReservationRecord updated = *existing;
       if (outcome == AttachOutcome::kMatches && !mac.empty()) updated.mac = mac;
       updated.gone_since = 0;
-      if (!(updated == existing->second)) batch.put_reservations.push_back(updated);
+      if (!(updated == *existing)) batch.put_reservations.push_back(updated);
     }
     if (!batch.empty()) commits_.Enqueue(batch);
     state.allocator.AddLease(address, named);
-    for (const ReservationRecord& r : batch.put_reservations) {
-      state.allocator.AddReservation(r.name, r.address);
-      state.reservations[r.name] = r;
-    }
+    for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
     if (outcome == AttachOutcome::kReserved) {
       spdlog::info("address reserved pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
     } else if (outcome == AttachOutcome::kDrifted) {
       spdlog::warn("container {} got {} but its reservation is {} (kept)", name, address.ToString(),
-                   existing->second.address.ToString());
+                   existing->address.ToString());
     }
     return outcome;
   });
@@ -283,18 +300,21 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
 bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) const {
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
-  return it != pools_.end() && it->second.reservations.contains(name);
+  return it != pools_.end() && it->second.allocator.ReservationOf(name).has_value();
 }
 
 std::string IpamService::NameForMac(const std::string& pool_id, const std::string& mac) const {
-  if (mac.empty()) return "";
+  const std::optional<MacAddress> wanted = MacAddress::Parse(mac);
+  if (!wanted) return "";
+  const std::string text = wanted->ToString();
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
   if (it == pools_.end()) return "";
-  for (const auto& [name, record] : it->second.reservations) {
-    if (record.mac == mac) return name;
-  }
-  return "";
+  std::string found;  // the alphabetically first, should a MAC have moved between names
+  it->second.allocator.reservations().ForEach([&](const ReservedName& r) {
+    if (r.mac == text && (found.empty() || r.name < found)) found = r.name;
+  });
+  return found;
 }
 
 std::vector<std::string> IpamService::PoolsLeasing(const IpAddress& address) const {
@@ -325,7 +345,7 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
       return InvalidArgument(fmt::format("address {} is not a usable address of subnet {}",
                                          address.ToString(), config.subnet.ToString()));
     }
-    if (const std::string* owner = state.allocator.ReservedFor(address); owner != nullptr) {
+    if (const std::optional<std::string_view> owner = state.allocator.ReservedFor(address)) {
       if (*owner == name) return OkStatus();
       return FailedPrecondition(fmt::format(
           "address {} is reserved for container \"{}\"; release it with: static-macvlan reservations "
@@ -343,8 +363,7 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
     IpamBatch batch;
     batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, "", clock_(), 0});
     commits_.Enqueue(batch);
-    state.allocator.AddReservation(name, address);
-    state.reservations[name] = batch.put_reservations.front();
+    Remember(state, batch.put_reservations.front());
     spdlog::info("address reserved by a user pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
     return OkStatus();
   });
@@ -355,9 +374,9 @@ Result<int> IpamService::Release(const std::string& name_or_address) {
     const std::optional<IpAddress> ip = IpAddress::Parse(name_or_address);
     IpamBatch batch;
     for (const auto& [id, state] : pools_) {
-      for (const auto& [name, record] : state.reservations) {
-        if (name == name_or_address || (ip && record.address == *ip)) {
-          batch.delete_reservations.emplace_back(id, name);
+      for (const ReservationRecord& record : AllReservations(id, state)) {
+        if (record.name == name_or_address || (ip && record.address == *ip)) {
+          batch.delete_reservations.emplace_back(id, record.name);
         }
       }
     }
@@ -366,7 +385,6 @@ Result<int> IpamService::Release(const std::string& name_or_address) {
     for (const auto& [pool_id, name] : batch.delete_reservations) {
       PoolState& state = pools_.at(pool_id);
       state.allocator.RemoveReservation(name);
-      state.reservations.erase(name);
       spdlog::info("reservation released pool=\"{}\" name={}", pool_id, name);
     }
     return static_cast<int>(batch.delete_reservations.size());
@@ -381,7 +399,8 @@ Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<st
     std::vector<std::string> released;
     for (const auto& [id, state] : pools_) {
       const std::optional<int64_t> keep_for = state.record.config.release_after_seconds;
-      for (const auto& [name, record] : state.reservations) {
+      for (const ReservationRecord& record : AllReservations(id, state)) {
+        const std::string& name = record.name;
         ReservationRecord updated = record;
         if (names.contains(name)) {
           updated.gone_since = 0;
@@ -397,11 +416,10 @@ Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<st
     }
     if (batch.empty()) return released;
     commits_.Enqueue(batch);
-    for (const ReservationRecord& r : batch.put_reservations) pools_.at(r.pool_id).reservations[r.name] = r;
+    for (const ReservationRecord& r : batch.put_reservations) Remember(pools_.at(r.pool_id), r);
     for (const auto& [pool_id, name] : batch.delete_reservations) {
       PoolState& state = pools_.at(pool_id);
       state.allocator.RemoveReservation(name);
-      state.reservations.erase(name);
       spdlog::info("reservation expired pool=\"{}\" name={}", pool_id, name);
     }
     return released;
@@ -412,11 +430,15 @@ std::vector<ReservationView> IpamService::ListReservations() const {
   std::scoped_lock lock(mu_);
   std::vector<ReservationView> out;
   for (const auto& [id, state] : pools_) {
-    std::map<std::string, IpAddress> held;  // name -> an address it holds now
+    std::map<std::string, IpAddress> held;  // name -> the lowest address it holds now
     for (const auto& [value, lease] : state.allocator.leases()) {
-      if (!lease.name.empty()) held.emplace(lease.name, IpAddress(state.record.config.subnet.family(), value));
+      if (lease.name.empty()) continue;
+      const IpAddress address(state.record.config.subnet.family(), value);
+      auto [at, added] = held.emplace(lease.name, address);
+      if (!added && address < at->second) at->second = address;
     }
-    for (const auto& [name, record] : state.reservations) {
+    for (const ReservationRecord& record : AllReservations(id, state)) {
+      const std::string& name = record.name;
       ReservationView view{record, state.record.config.subnet.ToString(),
                            state.allocator.FindLease(record.address) != nullptr,
                            state.record.users > 0, std::nullopt};

@@ -101,9 +101,12 @@ class IpamService {
  private:
   struct PoolState {
     PoolRecord record;  // record.users == 0: removed by dockerd, kept for its reservations
-    PoolAllocator allocator;
-    std::map<std::string, ReservationRecord> reservations;  // by name
+    PoolAllocator allocator;  // holds the leases and the name reservations
   };
+  static std::optional<ReservationRecord> FindReservation(const PoolState& state, std::string_view name);
+  // Sorted by name.
+  static std::vector<ReservationRecord> AllReservations(const std::string& pool_id, const PoolState& state);
+  static void Remember(PoolState& state, const ReservationRecord& r);
 
   IpamService(IpamStore& store, Clock clock)
       : store_(store),

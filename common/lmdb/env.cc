@@ -2,10 +2,14 @@
 
 #include <fcntl.h>
 #include <lmdb.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <utility>
 
 namespace smv::lmdb {
@@ -71,6 +75,24 @@ Result<Dbi> Env::Database(std::string_view name) const {
   auto it = dbis_.find(name);
   if (it == dbis_.end()) return NotFound(fmt::format("no database \"{}\"", name));
   return it->second;
+}
+
+void Env::DropMappedPages() {
+  // Safe at any time: the map is read-only (no MDB_WRITEMAP; writes go through write(2)), so
+  // dropping it loses nothing. LMDB does not tell where it mapped the file (me_mapaddr is set
+  // only for MDB_FIXEDMAP), so find the mapping of the data file's inode in /proc/self/maps.
+  int fd = -1;
+  struct stat st{};
+  if (mdb_env_get_fd(env_, &fd) != 0 || fstat(fd, &st) != 0) return;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    uintptr_t start = 0, end = 0;
+    unsigned long long inode = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx %*s %*s %*s %llu", &start, &end, &inode) != 3) continue;
+    if (inode != st.st_ino || line.find("data.mdb") == std::string::npos) continue;
+    madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED);
+  }
 }
 
 Result<Txn> Env::BeginWrite() {

@@ -36,6 +36,10 @@ class Env {
   Result<Dbi> Database(std::string_view name) const;
   Result<Txn> BeginWrite();
   Result<Txn> BeginRead();
+  // Unmaps the pages of the database file this process has read (they stay in the kernel's
+  // page cache and fault back in when read again). Called after start-up has loaded
+  // everything, so that a large state does not stay in the daemon's resident memory.
+  void DropMappedPages();
 
  private:
   explicit Env(MDB_env* env) : env_(env) {}

@@ -179,7 +179,7 @@ TEST(AllocatorTest, ExplicitNewAddressMovesTheNamesReservation) {
   EXPECT_TRUE(c->reserve_for_name);
   a.AddReservation("web", c->address);
   EXPECT_EQ(a.ReservationOf("web")->ToString(), "192.0.2.30");
-  EXPECT_EQ(a.ReservedFor(old), nullptr);
+  EXPECT_FALSE(a.ReservedFor(old).has_value());
 }
 
 TEST(AllocatorTest, RequestWithoutNameMayTakeAReservedAddressExplicitly) {

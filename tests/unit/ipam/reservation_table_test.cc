@@ -1,0 +1,97 @@
+// The compact reservation table against a plain ordered-map model, through random changes that
+// exercise index growth, backward-shift deletion, slot moves and name compaction.
+
+#include "ipam/reservation_table.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <string>
+
+namespace smv::ipam {
+namespace {
+
+TEST(ReservationTableTest, KeepsDetailsAndNormalizesTheMac) {
+  ReservationTable t;
+  t.Put("web", 10, "02:42:C0:A8:00:0A", 1000, 0);
+  t.Put("db", 11, "not a mac", -5, 1ll << 40);
+  std::optional<ReservedName> web = t.Find("web");
+  ASSERT_TRUE(web.has_value());
+  EXPECT_EQ(web->address, Uint128{10});
+  EXPECT_EQ(web->mac, "02:42:c0:a8:00:0a");
+  EXPECT_EQ(web->since, 1000);
+  std::optional<ReservedName> db = t.Find("db");
+  EXPECT_EQ(db->mac, "");                   // kept as none
+  EXPECT_EQ(db->since, 0);                  // clamped
+  EXPECT_EQ(db->gone_since, 0xffffffffll);  // clamped to what 32 bits hold
+  EXPECT_EQ(t.NameAt(11), "db");
+  EXPECT_FALSE(t.NameAt(12).has_value());
+}
+
+TEST(ReservationTableTest, OneNamePerAddressAndOneAddressPerName) {
+  ReservationTable t;
+  t.Put("a", 1, "", 0, 0);
+  t.Put("b", 2, "", 0, 0);
+  t.Put("a", 2, "", 0, 0);  // "a" moves onto "b"'s address: "b" loses it
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_EQ(t.NameAt(2), "a");
+  EXPECT_FALSE(t.NameAt(1).has_value());
+  EXPECT_FALSE(t.Find("b").has_value());
+  EXPECT_TRUE(t.Erase("a"));
+  EXPECT_FALSE(t.Erase("a"));
+  EXPECT_TRUE(t.empty());
+}
+
+TEST(ReservationTableTest, MatchesAnOrderedMapModelThroughRandomChanges) {
+  std::mt19937 rng(7);
+  ReservationTable t;
+  std::map<std::string, Uint128> by_name;
+  std::map<Uint128, std::string> by_address;
+  for (int step = 0; step < 60000; ++step) {
+    // Few addresses and names, so that moves, clashes and erasures of present keys are common.
+    const std::string name = "container-" + std::to_string(rng() % 3000);
+    const Uint128 address = (Uint128{0x20010db8} << 96) + rng() % 4000;
+    if (rng() % 3 == 0) {
+      EXPECT_EQ(t.Erase(name), by_name.contains(name));
+      if (auto it = by_name.find(name); it != by_name.end()) {
+        by_address.erase(it->second);
+        by_name.erase(it);
+      }
+    } else {
+      t.Put(name, address, "", step, 0);
+      if (auto held = by_address.find(address); held != by_address.end()) by_name.erase(held->second);
+      if (auto old = by_name.find(name); old != by_name.end()) by_address.erase(old->second);
+      by_name[name] = address;
+      by_address[address] = name;
+    }
+    if (step % 5000 == 0 || step == 59999) {
+      ASSERT_EQ(t.size(), by_name.size()) << "step " << step;
+      for (const auto& [n, a] : by_name) {
+        ASSERT_EQ(t.Find(n)->address, a) << n;
+        ASSERT_EQ(t.NameAt(a), n);
+      }
+      size_t seen = 0;
+      t.ForEach([&](const ReservedName& r) {
+        ++seen;
+        EXPECT_EQ(by_name.at(std::string(r.name)), r.address);
+      });
+      EXPECT_EQ(seen, by_name.size());
+    }
+  }
+}
+
+// The point of the table: 65,536 reservations in a few MiB (the P5 benchmark's load).
+TEST(ReservationTableTest, SixtyFiveThousandNamesFitInUnderEightyBytesEach) {
+  ReservationTable t;
+  for (uint32_t i = 0; i < 65536; ++i) {
+    t.Put("c-" + std::to_string(i), (Uint128{198} << 24) + i, "02:42:00:00:00:01", 1, 0);
+  }
+  t.ShrinkToFit();
+  EXPECT_EQ(t.size(), 65536u);
+  EXPECT_LT(t.bytes(), 65536u * 80);
+  EXPECT_EQ(t.NameAt((Uint128{198} << 24) + 65535), "c-65535");
+}
+
+}  // namespace
+}  // namespace smv::ipam
