@@ -275,6 +275,9 @@ void DriverService::RestorePromiscIfLastLocked(const Network& network, DriverBat
 }
 
 Status DriverService::DeleteNetwork(const std::string& network_id) {
+  // Links of endpoints deleted just before are gone when this returns (docker network rm
+  // leaves the host as it was).
+  if (reaper_ != nullptr) reaper_->Drain();
   std::scoped_lock lock(mu_);
   auto it = networks_.find(network_id);
   if (it == networks_.end()) return OkStatus();
@@ -397,16 +400,22 @@ Status DriverService::DeleteEndpoint(const std::string& network_id, const std::s
   auto ep = endpoints_.find(endpoint_id);
   const std::string link_name =
       ep != endpoints_.end() ? ep->second.link_name : EndpointLinkName(endpoint_id);
-  if (Status s = links_.Delete(link_name); !s.ok() && s.code() != Code::kNotFound) {
-    return s.Annotate(fmt::format("delete link of endpoint {}", ShortId(endpoint_id)));
+  if (reaper_ == nullptr) {
+    if (Status s = links_.Delete(link_name); !s.ok() && s.code() != Code::kNotFound) {
+      return s.Annotate(fmt::format("delete link of endpoint {}", ShortId(endpoint_id)));
+    }
   }
-  if (ep == endpoints_.end()) return OkStatus();
-  DriverBatch batch;
-  batch.delete_endpoints.push_back(endpoint_id);
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  endpoints_.erase(ep);
-  spdlog::info("endpoint deleted id={} network={} link={}", ShortId(endpoint_id),
-               ShortId(network_id), link_name);
+  if (ep != endpoints_.end()) {
+    DriverBatch batch;
+    batch.delete_endpoints.push_back(endpoint_id);
+    SMV_RETURN_IF_ERROR(store_.Apply(batch));
+    endpoints_.erase(ep);
+    spdlog::info("endpoint deleted id={} network={} link={}", ShortId(endpoint_id),
+                 ShortId(network_id), link_name);
+  }
+  // The record is gone first: should the deletion be lost, the link is an orphan that the
+  // next start sweeps, never an endpoint that looks alive.
+  if (reaper_ != nullptr) reaper_->Delete(link_name);
   return OkStatus();
 }
 

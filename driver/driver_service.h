@@ -14,6 +14,7 @@
 
 #include "common/ip.h"
 #include "common/status.h"
+#include "driver/link_reaper.h"
 #include "driver/netlink/link_ops.h"
 #include "driver/network_options.h"
 #include "driver/network_state.h"
@@ -82,6 +83,10 @@ class DriverService {
 
   // Least privilege: when not empty, networks may only use these parent interfaces.
   void SetAllowedParents(std::vector<std::string> parents) { allowed_parents_ = std::move(parents); }
+  // With a reaper, DeleteEndpoint answers before the kernel has finished deleting the link
+  // (see link_reaper.h); DeleteNetwork still returns only when its links are gone. Without one
+  // (tests), deletion is synchronous. Set before serving; must outlive the service's use.
+  void SetLinkReaper(LinkReaper* reaper) { reaper_ = reaper; }
 
   // Host-side name of an endpoint's macvlan link: "smv" + 11 hex digits of the endpoint id.
   static std::string EndpointLinkName(const std::string& endpoint_id);
@@ -125,6 +130,7 @@ class DriverService {
   std::map<std::string, EndpointRecord> endpoints_;
   std::map<std::string, LinkRecord> link_records_;
   std::vector<std::string> allowed_parents_;  // set before serving, read-only afterwards
+  LinkReaper* reaper_ = nullptr;              // set before serving
 };
 
 }  // namespace smv::driver

@@ -93,6 +93,9 @@ smv::Status Serve(const ServeFlags& flags) {
   auto driver = smv::driver::DriverService::Create(**links, *stores->networks);
   if (!driver.ok()) return driver.status();
   (*driver)->SetAllowedParents(flags.allowed_parents);
+  auto reaper_links = smv::nl::LinkManager::Open();
+  if (!reaper_links.ok()) return reaper_links.status();
+  smv::driver::LinkReaper reaper(std::move(reaper_links).value());
   smv::driver::ReconcileReport reconciled = (*driver)->Reconcile();
   for (const smv::driver::EndpointRecord& e : reconciled.torn_down) {
     for (const std::string& cidr : {e.address_v4, e.address_v6}) {
@@ -108,6 +111,8 @@ smv::Status Serve(const ServeFlags& flags) {
   // needed (the file's pages, the parsed records) so that a large state costs its indexes only.
   stores->env->DropMappedPages();
   malloc_trim(0);
+
+  (*driver)->SetLinkReaper(&reaper);  // after Reconcile, which deletes synchronously
 
   auto engine = smv::identity::DockerEngine::Create(flags.docker_host);
   if (!engine.ok()) return engine.status();

@@ -405,6 +405,7 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
   if (it == table_.end()) {
     return {404, json{{"Err", fmt::format("unknown plugin endpoint \"{}\"", path)}}.dump()};
   }
+  const auto started = std::chrono::steady_clock::now();
   // dockerd sends an empty body (not "{}") for calls without arguments, and no Content-Type.
   json request = body.empty() ? json::object() : json::parse(body, nullptr, false);
   Result<json> out = request.is_discarded()
@@ -413,7 +414,9 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
                                ? it->second(request.is_null() ? json::object() : request)
                                : Result<json>(InvalidArgument("request body is not a JSON object"));
   if (out.ok()) {
-    spdlog::debug("{} ok request={} response={}", path, body, out->dump());
+    spdlog::debug("{} ok took_us={} request={} response={}", path,
+                  std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count(),
+                  body, out->dump());
     return {200, out->dump()};
   }
   spdlog::warn("{} failed: {}", path.substr(1), out.status().message());  // the only log line

@@ -147,6 +147,50 @@ TEST_F(DriverNetnsTest, EndpointLinkIsCreatedOnTheParentAndDeletedTwiceSafely) {
   EXPECT_TRUE(driver_->DeleteEndpoint(kNet, kEp).ok());
 }
 
+TEST_F(NetnsTest, ReaperDeletesWhatIsQueuedAndDrainWaitsForIt) {
+  for (const char* name : {"smv00000000001", "smv00000000002", "smv00000000003"}) {
+    ASSERT_TRUE(links_->CreateMacvlan({name, "eth1", "bridge", 0, ""}).ok());
+  }
+  auto own = nl::LinkManager::Open();
+  ASSERT_TRUE(own.ok());
+  driver::LinkReaper reaper(std::move(own).value());
+  reaper.Delete("smv00000000001");
+  reaper.Delete("no-such-link");  // not an error, and does not stop the queue
+  reaper.Delete("smv00000000002");
+  reaper.Drain();
+  EXPECT_FALSE(links_->Find("smv00000000001")->has_value());
+  EXPECT_FALSE(links_->Find("smv00000000002")->has_value());
+  EXPECT_TRUE(links_->Find("smv00000000003")->has_value());
+}
+
+TEST_F(NetnsTest, ReaperFinishesItsQueueWhenItStops) {
+  ASSERT_TRUE(links_->CreateMacvlan({"smv00000000001", "eth1", "bridge", 0, ""}).ok());
+  {
+    driver::LinkReaper reaper(std::move(nl::LinkManager::Open()).value());
+    reaper.Delete("smv00000000001");
+  }
+  EXPECT_FALSE(links_->Find("smv00000000001")->has_value());
+}
+
+// With a reaper, DeleteEndpoint answers before the link is gone; network removal waits for it.
+TEST_F(DriverNetnsTest, EndpointLinksDeletedInTheBackgroundAreGoneWhenTheNetworkIs) {
+  driver::LinkReaper reaper(std::move(nl::LinkManager::Open()).value());
+  driver_->SetLinkReaper(&reaper);
+  ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp, "192.0.2.10/24", "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp, "/var/run/docker/netns/x").ok());
+  ASSERT_TRUE(driver_->DeleteEndpoint(kNet, kEp).ok());
+  EXPECT_FALSE(driver_->FindEndpoint(kEp).has_value());  // the record goes at once
+  EXPECT_TRUE(store_.endpoint_count() == 0);
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet).ok());
+  EXPECT_FALSE(links_->Find("smvda420489ddb")->has_value());
+  std::vector<std::string> macvlans;
+  for (const LinkInfo& l : *links_->List()) {
+    if (l.kind == "macvlan") macvlans.push_back(l.name);
+  }
+  EXPECT_TRUE(macvlans.empty());
+}
+
 TEST_F(DriverNetnsTest, ReconcileRemovesOrphanedEndpointLinks) {
   ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}}).ok());
   // What a crash between creating the link and storing the endpoint leaves behind.

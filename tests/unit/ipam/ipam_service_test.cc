@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -298,6 +300,54 @@ TEST(LmdbEnvTest, ForEachHonoursThePrefixAndDeleteReportsAbsence) {
   EXPECT_FALSE(txn->Get(dbi, "c/1")->has_value());
   EXPECT_TRUE(*txn->Delete(dbi, "a/1"));
   EXPECT_FALSE(*txn->Delete(dbi, "a/1"));
+}
+
+// Resident KiB of this process's mappings of `path` (from /proc/self/smaps).
+size_t ResidentKib(const std::string& path) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool in_file = false;
+  size_t kib = 0;
+  while (std::getline(smaps, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < line.find(' ')) {
+      in_file = line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0;
+    } else if (in_file && line.rfind("Rss:", 0) == 0) {
+      kib += std::stoul(line.substr(4));
+    }
+  }
+  return kib;
+}
+
+// Start-up drops the file's pages from the daemon's memory; the data must stay readable and
+// writable through the same environment.
+TEST(LmdbEnvTest, DroppingMappedPagesKeepsTheData) {
+  smv::testing::TempDir dir;
+  auto env = lmdb::Env::Open(dir.path(), 8 << 20, {"t"});
+  ASSERT_TRUE(env.ok());
+  lmdb::Dbi dbi = *(*env)->Database("t");
+  {
+    auto txn = (*env)->BeginWrite();
+    for (int i = 0; i < 2000; ++i) ASSERT_TRUE(txn->Put(dbi, std::to_string(i), std::string(500, 'a' + i % 26)).ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  const std::string file = dir.path() + "/data.mdb";
+  {
+    auto txn = (*env)->BeginRead();  // reading every record maps the file's pages in
+    ASSERT_TRUE(txn->ForEach(dbi, "", [](std::string_view, std::string_view) { return OkStatus(); }).ok());
+  }
+  EXPECT_GT(ResidentKib(file), 500u);
+  (*env)->DropMappedPages();
+  EXPECT_EQ(ResidentKib(file), 0u);
+  {
+    auto txn = (*env)->BeginWrite();
+    EXPECT_EQ(**txn->Get(dbi, "1999"), std::string(500, 'a' + 1999 % 26));
+    ASSERT_TRUE(txn->Put(dbi, "new", "value").ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  (*env)->DropMappedPages();
+  auto txn = (*env)->BeginRead();
+  EXPECT_EQ(**txn->Get(dbi, "new"), "value");
+  EXPECT_EQ(**txn->Get(dbi, "0"), std::string(500, 'a'));
 }
 
 TEST(LmdbEnvTest, MapFullIsResourceExhausted) {

@@ -1,0 +1,50 @@
+#include "driver/link_reaper.h"
+
+#include <spdlog/spdlog.h>
+
+namespace smv::driver {
+
+LinkReaper::LinkReaper(std::unique_ptr<nl::LinkOps> links)
+    : links_(std::move(links)), worker_([this] { Run(); }) {}
+
+LinkReaper::~LinkReaper() {
+  {
+    std::scoped_lock lock(mu_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  worker_.join();
+}
+
+void LinkReaper::Delete(std::string name) {
+  {
+    std::scoped_lock lock(mu_);
+    queue_.push_back(std::move(name));
+  }
+  changed_.notify_all();
+}
+
+void LinkReaper::Drain() {
+  std::unique_lock lock(mu_);
+  changed_.wait(lock, [this] { return queue_.empty() && !busy_; });
+}
+
+void LinkReaper::Run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    changed_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and nothing left to delete
+    const std::string name = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    if (Status s = links_->Delete(name); !s.ok() && s.code() != Code::kNotFound) {
+      spdlog::warn("link {} not deleted (the next start sweeps it): {}", name, s.message());
+    }
+    lock.lock();
+    busy_ = false;
+    changed_.notify_all();
+  }
+}
+
+}  // namespace smv::driver
