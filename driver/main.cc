@@ -171,7 +171,9 @@ smv::Result<nlohmann::json> AskDaemon(const std::string& socket, const std::stri
   httplib::Client client(socket);
   client.set_address_family(AF_UNIX);
   client.set_read_timeout(10, 0);
-  httplib::Result r = client.Post(("/StaticMacvlan." + call).c_str(), body.dump(), "application/json");
+  httplib::Result r = client.Post(("/StaticMacvlan." + call).c_str(),
+                                  body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                                  "application/json");
   if (!r) {
     return smv::Unavailable(fmt::format("cannot reach the static-macvlan daemon at {} ({}); is it running?",
                                         socket, httplib::to_string(r.error())));

@@ -1,5 +1,7 @@
 #include "ipam/commit_queue.h"
 
+#include <exception>
+
 namespace smv::ipam {
 namespace {
 
@@ -43,7 +45,12 @@ Status CommitQueue::WaitDurable(uint64_t ticket) {
   queue_.clear();
   const uint64_t group_last = resolved_ + group.size();
   lock.unlock();
-  Status written = store_.ApplyAll(group);
+  Status written;
+  try {
+    written = store_.ApplyAll(group);
+  } catch (const std::exception& e) {  // a leader that throws would leave committing_ set forever
+    written = Internal(fmt::format("save address state: {}", e.what()));
+  }
   lock.lock();
   committing_ = false;
   ++commits_;

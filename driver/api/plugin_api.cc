@@ -400,10 +400,18 @@ PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamService& ipam,
   for (auto& [route, handler] : Routes()) table_.emplace(route, std::move(handler));
 }
 
+namespace {
+
+// Every body we send. Messages quote request values, sometimes cut to a few bytes (ids), which
+// can split a UTF-8 sequence; replace such bytes rather than throw (found by fuzzing).
+std::string ToWire(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
 std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const std::string& body) {
   auto it = table_.find(path);
   if (it == table_.end()) {
-    return {404, json{{"Err", fmt::format("unknown plugin endpoint \"{}\"", path)}}.dump()};
+    return {404, ToWire(json{{"Err", fmt::format("unknown plugin endpoint \"{}\"", path)}})};
   }
   const auto started = std::chrono::steady_clock::now();
   // dockerd sends an empty body (not "{}") for calls without arguments, and no Content-Type.
@@ -416,11 +424,11 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
   if (out.ok()) {
     spdlog::debug("{} ok took_us={} request={} response={}", path,
                   std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count(),
-                  body, out->dump());
-    return {200, out->dump()};
+                  body, ToWire(*out));
+    return {200, ToWire(*out)};
   }
   spdlog::warn("{} failed: {}", path.substr(1), out.status().message());  // the only log line
-  return {kErrorStatus, json{{"Err", out.status().message()}}.dump()};
+  return {kErrorStatus, ToWire(json{{"Err", out.status().message()}})};
 }
 
 void InstallRoutes(httplib::Server& server, PluginApi& api) {
@@ -433,8 +441,8 @@ void InstallRoutes(httplib::Server& server, PluginApi& api) {
   server.Post(R"(/.*)", handle);
   server.Get(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) {
     res.status = 404;
-    res.set_content(json{{"Err", fmt::format("unknown plugin endpoint \"{}\": dockerd only POSTs",
-                                             req.path)}}.dump(),
+    res.set_content(ToWire(json{{"Err", fmt::format("unknown plugin endpoint \"{}\": dockerd only POSTs",
+                                                    req.path)}}),
                     kPluginContentType);
   });
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
@@ -442,7 +450,7 @@ void InstallRoutes(httplib::Server& server, PluginApi& api) {
     const std::string message =
         res.status == 413 ? fmt::format("request body larger than {} bytes", kMaxBodyBytes)
                           : fmt::format("request to \"{}\" failed with HTTP {}", req.path, res.status);
-    res.set_content(json{{"Err", message}}.dump(), kPluginContentType);
+    res.set_content(ToWire(json{{"Err", message}}), kPluginContentType);
   });
 }
 

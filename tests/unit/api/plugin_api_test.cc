@@ -133,5 +133,15 @@ TEST_F(PluginApiTest, MalformedBodiesAreRefusedByName) {
   EXPECT_EQ(ipam_store_.pool_count(), 0u);
 }
 
+// Found by fuzzing (tests/fuzz): an id whose first 12 bytes end inside a UTF-8 sequence, quoted
+// cut short in an error message, made the JSON encoder throw instead of answering.
+TEST_F(PluginApiTest, IdsCutInsideAUtf8SequenceStillGetAJsonAnswer) {
+  const std::string id = std::string("901aa1a09;1") + "\xcc\xa7" + "fb4f6548e78af46a28df426f854";
+  for (const char* path : {"/NetworkDriver.Join", "/NetworkDriver.CreateEndpoint"}) {
+    json j = Call(path, json{{"NetworkID", id}, {"EndpointID", id}, {"SandboxKey", "/x"}}.dump(), 500);
+    EXPECT_TRUE(j.contains("Err")) << path;
+  }
+}
+
 }  // namespace
 }  // namespace smv::api
