@@ -62,6 +62,7 @@ cat <<MD
 
 Written by \`sudo bench/run.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)),
 $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r), dockerd $(dockerd --version | awk '{print $3}' | tr -d ,).
+Code: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . ':!docs' 2>/dev/null || echo " with local changes").
 Numbers from one run on a shared virtual machine; rerun to compare. "First run" is the same
 suite on commit c657346, before the fixes described below (its raw lines:
 \`bench/baseline-first-run.txt\`); "this run" is the current code.
