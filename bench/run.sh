@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=${1:-}
-runs=30; par=20; lat=2000; tput=5
-if [ "$quick" = --quick ]; then runs=3; par=3; lat=200; tput=1; fi
+runs=30; par=20; rounds=5; lat=2000; tput=5
+if [ "$quick" = --quick ]; then runs=3; par=3; rounds=1; lat=200; tput=1; fi
 scripts/install-deps.sh --test >/dev/null
 BUILD_DIR=build-bench scripts/build.sh -DSMV_BENCH=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
 B=build-bench
@@ -56,7 +56,7 @@ echo "P5 full_start_ms=$ready_ms full_rss_kib=$(rss_kib VmRSS) full_anon_kib=$(r
   "full_file_kib=$(rss_kib RssFile)" >> "$out"; stop_daemon
 
 echo "P1/P2: container start against the built-in macvlan driver" >&2
-( export SMV; bench/docker_start.sh "$runs" "$par" >> "$out" )
+( export SMV; bench/docker_start.sh "$runs" "$par" "$rounds" >> "$out" )
 # A --quick run only checks that the suite works: its tiny sizes never replace the real table.
 dest=docs/benchmarks.md
 [ "$quick" = --quick ] && dest=$work/benchmarks.md
