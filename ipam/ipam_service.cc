@@ -306,15 +306,10 @@ bool IpamService::HasReservation(const std::string& pool_id, const std::string& 
 std::string IpamService::NameForMac(const std::string& pool_id, const std::string& mac) const {
   const std::optional<MacAddress> wanted = MacAddress::Parse(mac);
   if (!wanted) return "";
-  const std::string text = wanted->ToString();
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
   if (it == pools_.end()) return "";
-  std::string found;  // the alphabetically first, should a MAC have moved between names
-  it->second.allocator.reservations().ForEach([&](const ReservedName& r) {
-    if (r.mac == text && (found.empty() || r.name < found)) found = r.name;
-  });
-  return found;
+  return std::string(it->second.allocator.reservations().FirstNameWithMac(*wanted));
 }
 
 std::vector<std::string> IpamService::PoolsLeasing(const IpAddress& address) const {

@@ -62,6 +62,15 @@ std::optional<Uint128> ReservationTable::AddressFor(std::string_view name) const
   return AddressOf(slots_[*slot]);
 }
 
+std::string_view ReservationTable::FirstNameWithMac(const MacAddress& mac) const {
+  std::string_view found;
+  for (const Slot& slot : slots_) {
+    if (!slot.has_mac || slot.mac != mac.bytes()) continue;
+    if (found.empty() || NameOf(slot) < found) found = NameOf(slot);
+  }
+  return found;
+}
+
 void ReservationTable::Put(std::string_view name, Uint128 address, std::string_view mac,
                            int64_t since, int64_t gone_since) {
   const auto name_hash_of = [this](uint32_t s) { return HashName(NameOf(slots_[s])); };

@@ -100,6 +100,9 @@ class ReservationTable {
   std::optional<ReservedName> Find(std::string_view name) const;
   std::optional<std::string_view> NameAt(Uint128 address) const;
   std::optional<Uint128> AddressFor(std::string_view name) const;  // Find without the details
+  // The alphabetically first name reserved with `mac` (a MAC can move between names), or "".
+  // A scan, comparing bytes: called for every unnamed RequestAddress, so it formats nothing.
+  std::string_view FirstNameWithMac(const MacAddress& mac) const;
   size_t size() const { return slots_.size(); }
   bool empty() const { return slots_.empty(); }
   template <typename Fn>

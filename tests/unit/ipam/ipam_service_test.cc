@@ -327,7 +327,7 @@ TEST(LmdbEnvTest, DroppingMappedPagesKeepsTheData) {
   lmdb::Dbi dbi = *(*env)->Database("t");
   {
     auto txn = (*env)->BeginWrite();
-    for (int i = 0; i < 2000; ++i) ASSERT_TRUE(txn->Put(dbi, std::to_string(i), std::string(500, 'a' + i % 26)).ok());
+    for (int i = 0; i < 2000; ++i) ASSERT_TRUE(txn->Put(dbi, std::to_string(i), std::string(500, static_cast<char>('a' + i % 26))).ok());
     ASSERT_TRUE(txn->Commit().ok());
   }
   const std::string file = dir.path() + "/data.mdb";
@@ -340,7 +340,7 @@ TEST(LmdbEnvTest, DroppingMappedPagesKeepsTheData) {
   EXPECT_EQ(ResidentKib(file), 0u);
   {
     auto txn = (*env)->BeginWrite();
-    EXPECT_EQ(**txn->Get(dbi, "1999"), std::string(500, 'a' + 1999 % 26));
+    EXPECT_EQ(**txn->Get(dbi, "1999"), std::string(500, static_cast<char>('a' + 1999 % 26)));
     ASSERT_TRUE(txn->Put(dbi, "new", "value").ok());
     ASSERT_TRUE(txn->Commit().ok());
   }

@@ -27,6 +27,9 @@ TEST(ReservationTableTest, KeepsDetailsAndNormalizesTheMac) {
   EXPECT_EQ(db->gone_since, 0xffffffffll);  // clamped to what 32 bits hold
   EXPECT_EQ(t.NameAt(11), "db");
   EXPECT_FALSE(t.NameAt(12).has_value());
+  t.Put("api", 12, "02:42:c0:a8:00:0a", 1000, 0);  // the MAC moved to another name
+  EXPECT_EQ(t.FirstNameWithMac(*MacAddress::Parse("02:42:c0:a8:00:0a")), "api");
+  EXPECT_EQ(t.FirstNameWithMac(*MacAddress::Parse("02:42:c0:a8:00:0b")), "");
 }
 
 TEST(ReservationTableTest, OneNamePerAddressAndOneAddressPerName) {
