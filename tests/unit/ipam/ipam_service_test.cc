@@ -189,32 +189,45 @@ TEST_F(IpamServiceTest, ReservationExpiresOnlyAfterRetentionOnceGone) {
   EXPECT_EQ(service_->ListReservations().size(), 1u);
 }
 
+// An IPAM service on a real LMDB store in a directory (opened again to check what is on disk).
+struct LmdbIpam {
+  std::unique_ptr<lmdb::Env> env;
+  std::unique_ptr<LmdbIpamStore> store;
+  std::unique_ptr<IpamService> service;
+};
+void OpenLmdbIpam(const std::string& dir, size_t map_bytes, LmdbIpam* out) {
+  auto env = lmdb::Env::Open(dir, map_bytes, LmdbIpamStore::DatabaseNames());
+  ASSERT_TRUE(env.ok()) << env.status().message();
+  out->env = std::move(env).value();
+  auto store = LmdbIpamStore::Open(*out->env);
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  out->store = std::move(store).value();
+  auto service = IpamService::Create(*out->store);
+  ASSERT_TRUE(service.ok()) << service.status().message();
+  out->service = std::move(service).value();
+}
+
 TEST(IpamServiceLmdbTest, EverythingSurvivesAReopen) {
   smv::testing::TempDir dir;
   std::string pool_id, a0, plain;
   {
-    auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
-    ASSERT_TRUE(env.ok()) << env.status().message();
-    auto store = LmdbIpamStore::Open(**env);
-    ASSERT_TRUE(store.ok());
-    auto service = IpamService::Create(**store);
-    ASSERT_TRUE(service.ok());
-    pool_id = (*service)->RequestPool({"l", "2001:db8:1::/64", "", {{"release_after", "1d"}}, true})->pool_id;
-    a0 = *(*service)->RequestAddress({pool_id, "", false, "a-0", "", "02:42:00:00:00:01"});
-    plain = *(*service)->RequestAddress({pool_id, "2001:db8:1::99", false, "", "", ""});
-    ASSERT_TRUE((*service)->ReleaseAddress(pool_id, a0.substr(0, a0.find('/'))).ok());
+    LmdbIpam first;
+    ASSERT_NO_FATAL_FAILURE(OpenLmdbIpam(dir.path(), 64 << 20, &first));
+    IpamService& service = *first.service;
+    pool_id = service.RequestPool({"l", "2001:db8:1::/64", "", {{"release_after", "1d"}}, true})->pool_id;
+    a0 = *service.RequestAddress({pool_id, "", false, "a-0", "", "02:42:00:00:00:01"});
+    plain = *service.RequestAddress({pool_id, "2001:db8:1::99", false, "", "", ""});
+    ASSERT_TRUE(service.ReleaseAddress(pool_id, a0.substr(0, a0.find('/'))).ok());
   }
-  auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
-  ASSERT_TRUE(env.ok());
-  auto store = LmdbIpamStore::Open(**env);
-  auto service = IpamService::Create(**store);
-  ASSERT_TRUE(service.ok()) << service.status().message();
-  EXPECT_EQ((*service)->FindPool(pool_id)->release_after_seconds, 86400);
-  EXPECT_EQ((*service)->LeaseCount(pool_id), 1u);
-  Result<std::string> again = (*service)->RequestAddress({pool_id, "2001:db8:1::99", false, "", "", ""});
+  LmdbIpam reopened;
+  ASSERT_NO_FATAL_FAILURE(OpenLmdbIpam(dir.path(), 64 << 20, &reopened));
+  IpamService& service = *reopened.service;
+  EXPECT_EQ(service.FindPool(pool_id)->release_after_seconds, 86400);
+  EXPECT_EQ(service.LeaseCount(pool_id), 1u);
+  Result<std::string> again = service.RequestAddress({pool_id, "2001:db8:1::99", false, "", "", ""});
   EXPECT_EQ(again.status().code(), Code::kAlreadyExists);
-  EXPECT_EQ(*(*service)->RequestAddress({pool_id, "", false, "a-0", "", ""}), a0);
-  std::vector<ReservationView> list = (*service)->ListReservations();
+  EXPECT_EQ(*service.RequestAddress({pool_id, "", false, "a-0", "", ""}), a0);
+  std::vector<ReservationView> list = service.ListReservations();
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].record.mac, "02:42:00:00:00:01");
 }
@@ -226,10 +239,9 @@ TEST(IpamServiceLmdbTest, ConcurrentAnswersAreAllDurable) {
   std::vector<std::string> answers(kThreads * kEach);
   std::string pool_id;
   {
-    auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
-    ASSERT_TRUE(env.ok());
-    auto store = LmdbIpamStore::Open(**env);
-    auto service = std::move(IpamService::Create(**store).value());
+    LmdbIpam first;
+    ASSERT_NO_FATAL_FAILURE(OpenLmdbIpam(dir.path(), 64 << 20, &first));
+    IpamService* service = first.service.get();
     pool_id = service->RequestPool({"l", "198.51.100.0/24", "", {}, false})->pool_id;
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
@@ -245,9 +257,9 @@ TEST(IpamServiceLmdbTest, ConcurrentAnswersAreAllDurable) {
   }
   std::set<std::string> distinct(answers.begin(), answers.end());
   EXPECT_EQ(distinct.size(), answers.size());
-  auto env = lmdb::Env::Open(dir.path(), 64 << 20, LmdbIpamStore::DatabaseNames());
-  auto store = LmdbIpamStore::Open(**env);
-  auto service = std::move(IpamService::Create(**store).value());
+  LmdbIpam reopened;
+  ASSERT_NO_FATAL_FAILURE(OpenLmdbIpam(dir.path(), 64 << 20, &reopened));
+  IpamService* service = reopened.service.get();
   EXPECT_EQ(service->LeaseCount(pool_id), answers.size());
   for (int n = 0; n < kThreads * kEach; n += 37) {  // each name's answer is its reservation
     ASSERT_TRUE(service->ReleaseAddress(pool_id, Bare(answers[n])).ok());
@@ -259,10 +271,9 @@ TEST(IpamServiceLmdbTest, ConcurrentAnswersAreAllDurable) {
 // goes back to what is on disk, so nothing is held that a restart would not find.
 TEST(IpamServiceLmdbTest, AFailedCommitLeavesMemoryEqualToTheDisk) {
   smv::testing::TempDir dir;
-  auto env = lmdb::Env::Open(dir.path(), 256 << 10, LmdbIpamStore::DatabaseNames());
-  ASSERT_TRUE(env.ok());
-  auto store = LmdbIpamStore::Open(**env);
-  auto service = std::move(IpamService::Create(**store).value());
+  LmdbIpam full;
+  ASSERT_NO_FATAL_FAILURE(OpenLmdbIpam(dir.path(), 256 << 10, &full));
+  IpamService* service = full.service.get();
   const std::string pool_id = service->RequestPool({"l", "10.0.0.0/8", "", {}, false})->pool_id;
   Status last;
   size_t granted = 0;
@@ -273,7 +284,7 @@ TEST(IpamServiceLmdbTest, AFailedCommitLeavesMemoryEqualToTheDisk) {
   }
   ASSERT_EQ(last.code(), Code::kResourceExhausted) << last.message();
   EXPECT_EQ(service->LeaseCount(pool_id), granted);
-  auto reopened = IpamService::Create(**store);
+  auto reopened = IpamService::Create(*full.store);
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->LeaseCount(pool_id), granted);
   EXPECT_EQ((*reopened)->ListReservations().size(), service->ListReservations().size());
