@@ -21,6 +21,6 @@ Status InitLogging(std::string_view level) {
   return OkStatus();
 }
 
-std::string ShortId(std::string_view id) { return std::string(id.substr(0, 12)); }
+std::string ShortId(std::string_view id) { return std::string(id.substr(0, kShortIdLength)); }
 
 }  // namespace smv

@@ -10,6 +10,7 @@ namespace smv {
 Status InitLogging(std::string_view level);
 
 // The first 12 characters of a Docker ID, as Docker prints them.
+inline constexpr size_t kShortIdLength = 12;
 std::string ShortId(std::string_view id);
 
 }  // namespace smv

@@ -13,6 +13,10 @@ namespace smv::driver {
 namespace {
 
 constexpr std::string_view kEndpointLinkPrefix = "smv";
+// Hex digits of the endpoint id in its link's name: "smv" + 11 = 14 bytes, within the 15 a name
+// may have. Fixed: start-up recognises links of ours (left by a crash) by this shape.
+constexpr size_t kEndpointLinkIdDigits = 11;
+static_assert(kEndpointLinkPrefix.size() + kEndpointLinkIdDigits <= kMaxInterfaceName);
 
 int64_t SystemNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -49,7 +53,7 @@ std::string JoinNames(const std::vector<nl::LinkInfo>& links) {
 }  // namespace
 
 std::string DriverService::EndpointLinkName(const std::string& endpoint_id) {
-  return fmt::format("{}{}", kEndpointLinkPrefix, endpoint_id.substr(0, 11));
+  return fmt::format("{}{}", kEndpointLinkPrefix, endpoint_id.substr(0, kEndpointLinkIdDigits));
 }
 
 Result<std::unique_ptr<DriverService>> DriverService::Create(nl::LinkOps& links, NetworkStore& store,
@@ -158,62 +162,76 @@ Status DriverService::CheckOverlapLocked(const CreateNetworkCall& call,
   return OkStatus();
 }
 
-Status DriverService::CreateNetwork(const CreateNetworkCall& call) {
+Status DriverService::CheckAllowedParent(const NetworkOptions& options) const {
+  if (allowed_parents_.empty() ||
+      std::find(allowed_parents_.begin(), allowed_parents_.end(), options.parent) != allowed_parents_.end()) {
+    return OkStatus();
+  }
+  std::string allowed;
+  for (const std::string& p : allowed_parents_) allowed += (allowed.empty() ? "" : ", ") + p;
+  return PermissionDenied(fmt::format(
+      "parent interface \"{}\" is not allowed on this host (option -o parent={}); allowed: {} "
+      "(static-macvlan serve --allowed-parents)",
+      options.parent, options.parent, allowed));
+}
+
+Result<std::optional<nl::LinkInfo>> DriverService::CheckVlanLinkLocked(const NetworkOptions& options,
+                                                                      const nl::LinkInfo& parent) {
+  const std::string& name = options.vlan_link_name;
+  Result<std::optional<nl::LinkInfo>> existing = links_.Find(name);
+  if (!existing.ok() || !existing->has_value()) return existing;
+  const nl::LinkInfo& link = **existing;
+  if (link.kind != "vlan" || link.vlan_id != *options.vlan_id || link.parent_index != parent.index) {
+    return FailedPrecondition(fmt::format(
+        "interface \"{}\" exists but is not VLAN {} on \"{}\" (it is {}{}); remove it or choose "
+        "another name with -o vlan_name=NAME",
+        name, *options.vlan_id, options.parent, link.kind.empty() ? "a device" : fmt::format("a {} link", link.kind),
+        link.kind == "vlan" ? fmt::format(" with id {}", link.vlan_id) : ""));
+  }
+  return existing;
+}
+
+Status DriverService::EnsureVlanLinkLocked(const NetworkOptions& options, const std::optional<nl::LinkInfo>& existing,
+                                           DriverBatch& batch, bool& created_now) {
+  const std::string& name = options.vlan_link_name;
+  LinkRecord record = LinkRecordLocked(name);
+  if (existing) {
+    if (!existing->up) SMV_RETURN_IF_ERROR(links_.SetUp(name));
+    if (!link_records_.contains(name)) spdlog::info("vlan link adopted name={}", name);
+  } else {
+    SMV_RETURN_IF_ERROR(links_.CreateVlan(options.parent, *options.vlan_id, name));
+    created_now = true;
+    record.created_by_us = true;
+    spdlog::info("vlan link created name={} parent={} vlan={}", name, options.parent, *options.vlan_id);
+  }
+  batch.put_links.push_back(record);
+  return OkStatus();
+}
+
+Status DriverService::CreateNetwork(const CreateNetworkCall& call, const Admission& admit) {
   Result<NetworkOptions> parsed = ParseNetworkOptions(call.options);
   if (!parsed.ok()) return parsed.status();
   const NetworkOptions& options = *parsed;
-  if (!allowed_parents_.empty() &&
-      std::find(allowed_parents_.begin(), allowed_parents_.end(), options.parent) == allowed_parents_.end()) {
-    std::string allowed;
-    for (const std::string& p : allowed_parents_) allowed += (allowed.empty() ? "" : ", ") + p;
-    return PermissionDenied(fmt::format(
-        "parent interface \"{}\" is not allowed on this host (option -o parent={}); allowed: {} "
-        "(static-macvlan serve --allowed-parents)",
-        options.parent, options.parent, allowed));
-  }
+  SMV_RETURN_IF_ERROR(CheckAllowedParent(options));
   std::scoped_lock lock(mu_);
   if (networks_.contains(call.network_id)) return OkStatus();
-
   Result<nl::LinkInfo> parent = CheckParentLocked(options);
   if (!parent.ok()) return parent.status();
   SMV_RETURN_IF_ERROR(CheckOverlapLocked(call, options));
+  Result<std::optional<nl::LinkInfo>> vlan_link = std::optional<nl::LinkInfo>();
+  if (options.vlan_id) vlan_link = CheckVlanLinkLocked(options, *parent);
+  if (!vlan_link.ok()) return vlan_link.status();
+  if (admit) SMV_RETURN_IF_ERROR(admit(options));  // the last check before the kernel is touched
 
   DriverBatch batch;
   bool vlan_created_now = false;
   ScopeExit undo_vlan([&] {
-    if (vlan_created_now) (void)links_.Delete(options.vlan_link_name);
+    if (vlan_created_now) (void)links_.Delete(options.vlan_link_name);  // rollback; the create's error is reported
   });
-  if (options.vlan_id) {
-    const std::string& name = options.vlan_link_name;
-    Result<std::optional<nl::LinkInfo>> existing = links_.Find(name);
-    if (!existing.ok()) return existing.status();
-    LinkRecord record = LinkRecordLocked(name);
-    if (existing->has_value()) {
-      const nl::LinkInfo& link = **existing;
-      if (link.kind != "vlan" || link.vlan_id != *options.vlan_id ||
-          link.parent_index != parent->index) {
-        return FailedPrecondition(fmt::format(
-            "interface \"{}\" exists but is not VLAN {} on \"{}\" (it is {}{}); remove it or choose "
-            "another name with -o vlan_name=NAME",
-            name, *options.vlan_id, options.parent,
-            link.kind.empty() ? "a device" : fmt::format("a {} link", link.kind),
-            link.kind == "vlan" ? fmt::format(" with id {}", link.vlan_id) : ""));
-      }
-      if (!link.up) SMV_RETURN_IF_ERROR(links_.SetUp(name));
-      if (!link_records_.contains(name)) spdlog::info("vlan link adopted name={}", name);
-    } else {
-      SMV_RETURN_IF_ERROR(links_.CreateVlan(options.parent, *options.vlan_id, name));
-      vlan_created_now = true;
-      record.created_by_us = true;
-      spdlog::info("vlan link created name={} parent={} vlan={}", name, options.parent,
-                   *options.vlan_id);
-    }
-    batch.put_links.push_back(record);
-  }
-
+  if (options.vlan_id) SMV_RETURN_IF_ERROR(EnsureVlanLinkLocked(options, *vlan_link, batch, vlan_created_now));
   bool promisc_now = false;
   ScopeExit undo_promisc([&] {
-    if (promisc_now) (void)links_.SetPromisc(options.parent, false);
+    if (promisc_now) (void)links_.SetPromisc(options.parent, false);  // rollback, as above
   });
   if (options.promisc && !parent->promisc) {
     SMV_RETURN_IF_ERROR(links_.SetPromisc(options.parent, true));
@@ -222,7 +240,6 @@ Status DriverService::CreateNetwork(const CreateNetworkCall& call) {
     record.promisc_by_us = true;
     batch.put_links.push_back(record);
   }
-
   NetworkRecord record{call.network_id, call.options, call.ipv4, call.ipv6, call.internal};
   batch.put_networks.push_back(record);
   SMV_RETURN_IF_ERROR(store_.Apply(batch));
@@ -230,9 +247,8 @@ Status DriverService::CreateNetwork(const CreateNetworkCall& call) {
   undo_promisc.Release();
   for (const LinkRecord& link : batch.put_links) link_records_[link.name] = link;
   networks_.emplace(call.network_id, Network{record, options});
-  spdlog::info("network created id={} parent={} vlan={} mode={}", ShortId(call.network_id),
-               options.parent, options.vlan_id ? std::to_string(*options.vlan_id) : "none",
-               MacvlanModeName(options.mode));
+  spdlog::info("network created id={} parent={} vlan={} mode={}", ShortId(call.network_id), options.parent,
+               options.vlan_id ? std::to_string(*options.vlan_id) : "none", MacvlanModeName(options.mode));
   return OkStatus();
 }
 
@@ -306,7 +322,7 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
   if (net == networks_.end()) {
     return NotFound(fmt::format("network {} is not known to static-macvlan", ShortId(call.network_id)));
   }
-  if (call.endpoint_id.size() < 11) {
+  if (call.endpoint_id.size() < kEndpointLinkIdDigits) {
     return InvalidArgument(fmt::format("invalid EndpointID \"{}\"", call.endpoint_id));
   }
   if (endpoints_.contains(call.endpoint_id)) return CreateEndpointResult{};
@@ -419,85 +435,95 @@ Status DriverService::DeleteEndpoint(const std::string& network_id, const std::s
   return OkStatus();
 }
 
+void DriverService::RepairNetworkLinksLocked(const std::string& id, const NetworkOptions& options,
+                                              ReconcileReport& report, DriverBatch& batch) {
+  Result<std::optional<nl::LinkInfo>> parent = links_.Find(options.parent);
+  if (!parent.ok() || !parent->has_value()) {
+    report.problems.push_back(fmt::format("network {}: parent interface \"{}\" is missing", ShortId(id), options.parent));
+    return;
+  }
+  auto problem = [&](const Status& s) { report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message())); };
+  if (!(*parent)->up) {
+    if (Status s = links_.SetUp(options.parent); !s.ok()) problem(s);
+  }
+  if (options.vlan_id) {
+    Result<std::optional<nl::LinkInfo>> vlan = links_.Find(options.vlan_link_name);
+    if (vlan.ok() && !vlan->has_value()) {
+      if (Status s = links_.CreateVlan(options.parent, *options.vlan_id, options.vlan_link_name); !s.ok()) {
+        problem(s);
+      } else {
+        ++report.vlan_links_recreated;
+        LinkRecord record = LinkRecordLocked(options.vlan_link_name);
+        record.created_by_us = true;
+        link_records_[record.name] = record;
+        batch.put_links.push_back(record);
+      }
+    }
+  }
+  if (options.promisc && !(*parent)->promisc) {
+    if (Status s = links_.SetPromisc(options.parent, true); !s.ok()) {
+      problem(s);
+      return;
+    }
+    LinkRecord record = LinkRecordLocked(options.parent);
+    record.promisc_by_us = true;
+    link_records_[record.name] = record;
+    batch.put_links.push_back(record);
+  }
+}
+
+void DriverService::DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch& batch) {
+  for (auto it = endpoints_.begin(); it != endpoints_.end();) {
+    const EndpointRecord& e = it->second;
+    if (networks_.contains(e.network_id)) {
+      // After Join dockerd moves the link into the container; back in the host means the
+      // container is gone and DeleteEndpoint never reached us. Before Join (no sandbox yet)
+      // dockerd may still retry the call, so such links are left to it.
+      Result<std::optional<nl::LinkInfo>> link = links_.Find(e.link_name);
+      const bool back_in_host = !e.sandbox_key.empty() && link.ok() && link->has_value() && (*link)->kind == "macvlan";
+      if (!back_in_host || !links_.Delete(e.link_name).ok()) {
+        ++it;
+        continue;
+      }
+      spdlog::info("endpoint {} torn down at start link={}", ShortId(it->first), e.link_name);
+      report.torn_down.push_back(e);
+      ++report.orphan_links_deleted;
+    } else {
+      if (Status s = links_.Delete(e.link_name); !s.ok() && s.code() != Code::kNotFound) {
+        report.problems.push_back(fmt::format("endpoint {}: link {} not deleted: {}", ShortId(it->first), e.link_name,
+                                              s.message()));
+      }
+      ++report.endpoints_dropped;
+    }
+    batch.delete_endpoints.push_back(it->first);
+    it = endpoints_.erase(it);
+  }
+}
+
+void DriverService::DeleteOrphanLinksLocked(ReconcileReport& report) {
+  Result<std::vector<nl::LinkInfo>> all = links_.List();
+  if (!all.ok()) {
+    report.problems.push_back(all.status().message());
+    return;
+  }
+  for (const nl::LinkInfo& link : *all) {
+    if (link.kind != "macvlan" || !link.name.starts_with(kEndpointLinkPrefix) ||
+        link.name.size() != kEndpointLinkPrefix.size() + kEndpointLinkIdDigits) {
+      continue;
+    }
+    bool owned = false;
+    for (const auto& [id, endpoint] : endpoints_) owned = owned || endpoint.link_name == link.name;
+    if (!owned && links_.Delete(link.name).ok()) ++report.orphan_links_deleted;
+  }
+}
+
 ReconcileReport DriverService::Reconcile() {
   std::scoped_lock lock(mu_);
   ReconcileReport report;
   DriverBatch batch;
-  for (const auto& [id, network] : networks_) {
-    const NetworkOptions& options = network.options;
-    Result<std::optional<nl::LinkInfo>> parent = links_.Find(options.parent);
-    if (!parent.ok() || !parent->has_value()) {
-      report.problems.push_back(fmt::format("network {}: parent interface \"{}\" is missing",
-                                            ShortId(id), options.parent));
-      continue;
-    }
-    if (!(*parent)->up) {
-      if (Status s = links_.SetUp(options.parent); !s.ok()) {
-        report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message()));
-      }
-    }
-    if (options.vlan_id) {
-      Result<std::optional<nl::LinkInfo>> vlan = links_.Find(options.vlan_link_name);
-      if (vlan.ok() && !vlan->has_value()) {
-        if (Status s = links_.CreateVlan(options.parent, *options.vlan_id, options.vlan_link_name);
-            !s.ok()) {
-          report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message()));
-        } else {
-          ++report.vlan_links_recreated;
-          LinkRecord record = LinkRecordLocked(options.vlan_link_name);
-          record.created_by_us = true;
-          link_records_[record.name] = record;
-          batch.put_links.push_back(record);
-        }
-      }
-    }
-    if (options.promisc && !(*parent)->promisc) {
-      if (Status s = links_.SetPromisc(options.parent, true); s.ok()) {
-        LinkRecord record = LinkRecordLocked(options.parent);
-        record.promisc_by_us = true;
-        link_records_[record.name] = record;
-        batch.put_links.push_back(record);
-      } else {
-        report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message()));
-      }
-    }
-  }
-  for (auto it = endpoints_.begin(); it != endpoints_.end();) {
-    if (networks_.contains(it->second.network_id)) {
-      // After Join dockerd moves the link into the container; back in the host means the
-      // container is gone and DeleteEndpoint never reached us. Before Join (no sandbox yet)
-      // dockerd may still retry the call, so such links are left to it.
-      Result<std::optional<nl::LinkInfo>> link = links_.Find(it->second.link_name);
-      if (!it->second.sandbox_key.empty() && link.ok() && link->has_value() && (*link)->kind == "macvlan" &&
-          links_.Delete(it->second.link_name).ok()) {
-        spdlog::info("endpoint {} torn down at start link={}", ShortId(it->first), it->second.link_name);
-        report.torn_down.push_back(it->second);
-        batch.delete_endpoints.push_back(it->first);
-        ++report.orphan_links_deleted;
-        it = endpoints_.erase(it);
-        continue;
-      }
-      ++it;
-      continue;
-    }
-    (void)links_.Delete(it->second.link_name);
-    batch.delete_endpoints.push_back(it->first);
-    ++report.endpoints_dropped;
-    it = endpoints_.erase(it);
-  }
-  if (Result<std::vector<nl::LinkInfo>> all = links_.List(); all.ok()) {
-    for (const nl::LinkInfo& link : *all) {
-      if (link.kind != "macvlan" || !link.name.starts_with(kEndpointLinkPrefix) ||
-          link.name.size() != kEndpointLinkPrefix.size() + 11) {
-        continue;
-      }
-      bool owned = false;
-      for (const auto& [id, endpoint] : endpoints_) owned = owned || endpoint.link_name == link.name;
-      if (!owned && links_.Delete(link.name).ok()) ++report.orphan_links_deleted;
-    }
-  } else {
-    report.problems.push_back(all.status().message());
-  }
+  for (const auto& [id, network] : networks_) RepairNetworkLinksLocked(id, network.options, report, batch);
+  DropDeadEndpointsLocked(report, batch);
+  DeleteOrphanLinksLocked(report);
   if (Status s = store_.Apply(batch); !s.ok()) report.problems.push_back(s.message());
   spdlog::info("reconciled vlan_links_recreated={} endpoints_dropped={} orphan_links_deleted={} problems={}",
                report.vlan_links_recreated, report.endpoints_dropped, report.orphan_links_deleted,

@@ -73,7 +73,10 @@ class DriverService {
   // endpoint record owns (left by a crash). Problems are reported, not fatal.
   ReconcileReport Reconcile();
 
-  Status CreateNetwork(const CreateNetworkCall& call);
+  // Decides, after every check of the driver's own and before any kernel change, whether the
+  // network may be created (the daemon checks where its addresses come from).
+  using Admission = std::function<Status(const NetworkOptions& options)>;
+  Status CreateNetwork(const CreateNetworkCall& call, const Admission& admit = nullptr);
   Status DeleteNetwork(const std::string& network_id);  // idempotent
   Result<CreateEndpointResult> CreateEndpoint(const CreateEndpointCall& call);
   Result<JoinResult> Join(const std::string& network_id, const std::string& endpoint_id,
@@ -112,7 +115,12 @@ class DriverService {
   DriverService(nl::LinkOps& links, NetworkStore& store, Clock clock)
       : links_(links), store_(store), clock_(std::move(clock)) {}
   Status LoadLocked();
+  Status CheckAllowedParent(const NetworkOptions& options) const;
   Result<nl::LinkInfo> CheckParentLocked(const NetworkOptions& options);
+  // The VLAN link of `options` if it exists and is the right one; an error if the name is taken.
+  Result<std::optional<nl::LinkInfo>> CheckVlanLinkLocked(const NetworkOptions& options, const nl::LinkInfo& parent);
+  Status EnsureVlanLinkLocked(const NetworkOptions& options, const std::optional<nl::LinkInfo>& existing,
+                              DriverBatch& batch, bool& created_now);
   Status CheckOverlapLocked(const CreateNetworkCall& call, const NetworkOptions& options) const;
   int NetworksOnParentLocked(const std::string& parent, const std::string& except_id) const;
   int NetworksOnVlanLinkLocked(const std::string& link, const std::string& except_id) const;
@@ -120,6 +128,11 @@ class DriverService {
   // Stores an updated endpoint record, then keeps it in memory.
   Status SaveEndpointLocked(const EndpointRecord& record);
   void DeleteVlanIfLastLocked(const Network& network, DriverBatch& batch);
+  // The three steps of Reconcile.
+  void RepairNetworkLinksLocked(const std::string& id, const NetworkOptions& options, ReconcileReport& report,
+                                DriverBatch& batch);
+  void DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch& batch);
+  void DeleteOrphanLinksLocked(ReconcileReport& report);
   void RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch);
 
   nl::LinkOps& links_;

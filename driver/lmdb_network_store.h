@@ -1,8 +1,6 @@
 #pragma once
-// NetworkStore on LMDB. Schema (JSON values carrying "v", the record version):
-//   networks  <network id>  -> {v, options, ipv4:[{pool, gateway}], ipv6:[...], internal}
-//   links     <link name>   -> {v, created_by_us, promisc_by_us}
-//   endpoints <endpoint id> -> {v, network, link, mac, v4, v6, sandbox, name, since}
+// NetworkStore on LMDB: databases networks, links and endpoints, keys and values as
+// driver/records.h defines them.
 
 #include <memory>
 #include <string>
@@ -15,7 +13,6 @@ namespace smv::driver {
 
 class LmdbNetworkStore : public NetworkStore {
  public:
-  static constexpr int kRecordVersion = 1;
   static const std::vector<std::string>& DatabaseNames();
   static Result<std::unique_ptr<LmdbNetworkStore>> Open(lmdb::Env& env);
 

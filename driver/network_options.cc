@@ -2,12 +2,13 @@
 
 #include <charconv>
 #include <cstdint>
+#include <map>
 
 namespace smv::driver {
 namespace {
 
 constexpr std::string_view kKnownOptions =
-    "parent, vlan, vlan_name, macvlan_mode (or mode), promisc, mtu, routes, default_route";
+    "parent, vlan, vlan_name, macvlan_mode (or mode), promisc, mtu, routes, default_route, ipam";
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -55,7 +56,7 @@ std::optional<MacvlanMode> MacvlanModeFromName(std::string_view name) {
 }
 
 bool IsValidInterfaceName(std::string_view name) {
-  if (name.empty() || name.size() > 15 || name == "." || name == "..") return false;
+  if (name.empty() || name.size() > kMaxInterfaceName || name == "." || name == "..") return false;
   for (char c : name) {
     if (c == '/' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\0' ||
         static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
@@ -67,7 +68,7 @@ bool IsValidInterfaceName(std::string_view name) {
 
 std::string VlanLinkName(std::string_view parent, uint16_t vlan_id) {
   std::string name = fmt::format("{}.{}", parent, vlan_id);
-  if (name.size() <= 15) return name;
+  if (name.size() <= kMaxInterfaceName) return name;
   uint32_t hash = 2166136261u;  // FNV-1a: stable across versions and hosts
   for (char c : parent) hash = (hash ^ static_cast<uint8_t>(c)) * 16777619u;
   return fmt::format("v{}-{:06x}", vlan_id, hash & 0xffffff);
@@ -118,95 +119,148 @@ Result<std::vector<Route>> ParseRoutes(std::string_view value) {
   return routes;
 }
 
-Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::string>& options) {
+namespace {
+
+constexpr std::string_view kWantInterfaceName = "an interface name of 1 to 15 characters without '/', ':' or spaces";
+
+// What the option loop collects before the cross-option checks.
+struct Parsing {
   NetworkOptions out;
   std::optional<std::string> vlan_name;
-  for (const auto& [key, value] : options) {
-    if (key == kOptParent) {
-      out.parent = value;
-    } else if (key == kOptVlan) {
-      std::optional<uint64_t> id = ParseNumber(value);
-      if (!id || *id < 1 || *id > 4094) {
-        return BadValue(key, value, "a number from 1 to 4094", "vlan=228");
-      }
-      out.vlan_id = static_cast<uint16_t>(*id);
-    } else if (key == kOptVlanName) {
-      if (!IsValidInterfaceName(value)) {
-        return BadValue(key, value, "an interface name of 1 to 15 characters without '/', ':' or spaces",
-                        "vlan_name=uplink228");
-      }
-      vlan_name = value;
-    } else if (key == kOptMode || key == kOptModeAlias) {
-      std::optional<MacvlanMode> mode = MacvlanModeFromName(value);
-      if (!mode) {
-        return BadValue(key, value, "bridge, private, vepa or passthru (default bridge)",
-                        "macvlan_mode=bridge");
-      }
-      out.mode = *mode;
-    } else if (key == kOptPromisc) {
-      std::optional<bool> on = ParseSwitch(value);
-      if (!on) return BadValue(key, value, "on or off (default on)", "promisc=off");
-      out.promisc = *on;
-    } else if (key == kOptMtu) {
-      std::optional<uint64_t> mtu = ParseNumber(value);
-      if (!mtu || *mtu < 68 || *mtu > 65535) {
-        return BadValue(key, value, "a number from 68 to the parent interface's MTU", "mtu=1400");
-      }
-      out.mtu = static_cast<uint32_t>(*mtu);
-    } else if (key == kOptRoutes) {
-      Result<std::vector<Route>> routes = ParseRoutes(value);
-      if (!routes.ok()) return routes.status();
-      out.routes = std::move(routes).value();
-    } else if (key == kOptDefaultRoute) {
-      std::optional<bool> on = ParseSwitch(value);
-      if (!on) return BadValue(key, value, "on or off (default on)", "default_route=off");
-      out.default_route = *on;
-    } else if (!key.starts_with("com.docker.")) {
-      return InvalidArgument(fmt::format("unknown option \"{}\" (known: {})", key, kKnownOptions));
-    }
+};
+
+using OptionParser = Status (*)(std::string_view key, const std::string& value, Parsing& p);
+
+Status ParseVlan(std::string_view key, const std::string& value, Parsing& p) {
+  std::optional<uint64_t> id = ParseNumber(value);
+  if (!id || *id < kMinVlanId || *id > kMaxVlanId) return BadValue(key, value, "a number from 1 to 4094", "vlan=228");
+  p.out.vlan_id = static_cast<uint16_t>(*id);
+  return OkStatus();
+}
+
+Status ParseVlanName(std::string_view key, const std::string& value, Parsing& p) {
+  if (!IsValidInterfaceName(value)) return BadValue(key, value, kWantInterfaceName, "vlan_name=uplink228");
+  p.vlan_name = value;
+  return OkStatus();
+}
+
+Status ParseMode(std::string_view key, const std::string& value, Parsing& p) {
+  std::optional<MacvlanMode> mode = MacvlanModeFromName(value);
+  if (!mode) return BadValue(key, value, "bridge, private, vepa or passthru (default bridge)", "macvlan_mode=bridge");
+  p.out.mode = *mode;
+  return OkStatus();
+}
+
+Status ParseSwitchOption(std::string_view key, const std::string& value, bool& out, std::string_view example) {
+  std::optional<bool> on = ParseSwitch(value);
+  if (!on) return BadValue(key, value, "on or off (default on)", example);
+  out = *on;
+  return OkStatus();
+}
+
+Status ParseMtu(std::string_view key, const std::string& value, Parsing& p) {
+  std::optional<uint64_t> mtu = ParseNumber(value);
+  if (!mtu || *mtu < kMinMtu || *mtu > kMaxMtu) {
+    return BadValue(key, value, "a number from 68 to the parent interface's MTU", "mtu=1400");
   }
-  if (out.parent.empty()) {
-    return InvalidArgument("option \"parent\" is required: the host interface on the LAN (example: -o parent=eth1)");
+  p.out.mtu = static_cast<uint32_t>(*mtu);
+  return OkStatus();
+}
+
+Status ParseRoutesOption(std::string_view, const std::string& value, Parsing& p) {
+  Result<std::vector<Route>> routes = ParseRoutes(value);
+  if (!routes.ok()) return routes.status();
+  p.out.routes = std::move(routes).value();
+  return OkStatus();
+}
+
+Status ParseIpam(std::string_view key, const std::string& value, Parsing& p) {
+  if (value != kIpamOurs && value != kIpamDocker) {
+    return BadValue(key, value, "static-macvlan (the default) or docker (accept Docker's IPAM: no sticky addresses)",
+                    "ipam=docker");
   }
-  // The built-in macvlan driver's form: parent=eth1.228 means VLAN 228 on eth1.
-  if (size_t dot = out.parent.rfind('.'); dot != std::string::npos && dot > 0) {
-    if (std::optional<uint64_t> id = ParseNumber(std::string_view(out.parent).substr(dot + 1))) {
-      if (*id < 1 || *id > 4094) {
-        return BadValue(kOptParent, out.parent, "a VLAN id from 1 to 4094 after the dot", "parent=eth1.228");
-      }
-      if (out.vlan_id && *out.vlan_id != *id) {
-        return InvalidArgument(fmt::format(
-            "option \"parent\" is \"{}\" (VLAN {}) but option \"vlan\" is {}: give the VLAN once "
-            "(example: -o parent=eth1 -o vlan=228)",
-            out.parent, *id, *out.vlan_id));
-      }
-      // The whole "eth1.228" names the VLAN link, so it must itself be a valid interface name
-      // (found by fuzzing: a 19-character parent gave a VLAN link name the kernel refuses).
-      if (!IsValidInterfaceName(out.parent)) {
-        return BadValue(kOptParent, out.parent,
-                        "an interface name of 1 to 15 characters without '/', ':' or spaces",
-                        "parent=eth1.228");
-      }
-      if (!vlan_name) vlan_name = out.parent;
-      out.vlan_id = static_cast<uint16_t>(*id);
-      out.parent.resize(dot);
-    }
+  p.out.docker_ipam = value == kIpamDocker;
+  return OkStatus();
+}
+
+const std::map<std::string_view, OptionParser>& OptionParsers() {
+  static const std::map<std::string_view, OptionParser> parsers = {
+      {kOptParent, [](std::string_view, const std::string& v, Parsing& p) { p.out.parent = v; return OkStatus(); }},
+      {kOptVlan, ParseVlan},
+      {kOptVlanName, ParseVlanName},
+      {kOptMode, ParseMode},
+      {kOptModeAlias, ParseMode},
+      {kOptPromisc, [](std::string_view k, const std::string& v, Parsing& p) {
+         return ParseSwitchOption(k, v, p.out.promisc, "promisc=off");
+       }},
+      {kOptMtu, ParseMtu},
+      {kOptRoutes, ParseRoutesOption},
+      {kOptDefaultRoute, [](std::string_view k, const std::string& v, Parsing& p) {
+         return ParseSwitchOption(k, v, p.out.default_route, "default_route=off");
+       }},
+      {kOptIpam, ParseIpam},
+  };
+  return parsers;
+}
+
+// The built-in macvlan driver's form: parent=eth1.228 means VLAN 228 on eth1.
+Status SplitVlanParent(Parsing& p) {
+  NetworkOptions& out = p.out;
+  const size_t dot = out.parent.rfind('.');
+  if (dot == std::string::npos || dot == 0) return OkStatus();
+  std::optional<uint64_t> id = ParseNumber(std::string_view(out.parent).substr(dot + 1));
+  if (!id) return OkStatus();
+  if (*id < kMinVlanId || *id > kMaxVlanId) {
+    return BadValue(kOptParent, out.parent, "a VLAN id from 1 to 4094 after the dot", "parent=eth1.228");
   }
-  if (!IsValidInterfaceName(out.parent)) {
-    return BadValue(kOptParent, out.parent,
-                    "an interface name of 1 to 15 characters without '/', ':' or spaces", "parent=eth1");
+  if (out.vlan_id && *out.vlan_id != *id) {
+    return InvalidArgument(fmt::format(
+        "option \"parent\" is \"{}\" (VLAN {}) but option \"vlan\" is {}: give the VLAN once "
+        "(example: -o parent=eth1 -o vlan=228)",
+        out.parent, *id, *out.vlan_id));
   }
+  // The whole "eth1.228" names the VLAN link, so it must itself be a valid interface name
+  // (found by fuzzing: a 19-character parent gave a VLAN link name the kernel refuses).
+  if (!IsValidInterfaceName(out.parent)) return BadValue(kOptParent, out.parent, kWantInterfaceName, "parent=eth1.228");
+  if (!p.vlan_name) p.vlan_name = out.parent;
+  out.vlan_id = static_cast<uint16_t>(*id);
+  out.parent.resize(dot);
+  return OkStatus();
+}
+
+Status CheckParent(const NetworkOptions& out) {
+  if (!IsValidInterfaceName(out.parent)) return BadValue(kOptParent, out.parent, kWantInterfaceName, "parent=eth1");
   if (out.parent == "lo") {
     return BadValue(kOptParent, out.parent, "an Ethernet interface; the loopback cannot carry macvlan links",
                     "parent=eth1");
   }
-  if (vlan_name && !out.vlan_id) {
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::string>& options) {
+  Parsing p;
+  for (const auto& [key, value] : options) {
+    auto parser = OptionParsers().find(key);
+    if (parser != OptionParsers().end()) {
+      SMV_RETURN_IF_ERROR(parser->second(key, value, p));
+    } else if (!key.starts_with("com.docker.")) {
+      return InvalidArgument(fmt::format("unknown option \"{}\" (known: {})", key, kKnownOptions));
+    }
+  }
+  if (p.out.parent.empty()) {
+    return InvalidArgument("option \"parent\" is required: the host interface on the LAN (example: -o parent=eth1)");
+  }
+  SMV_RETURN_IF_ERROR(SplitVlanParent(p));
+  SMV_RETURN_IF_ERROR(CheckParent(p.out));
+  if (p.vlan_name && !p.out.vlan_id) {
     return InvalidArgument(fmt::format(
         "option \"vlan_name\" (\"{}\") needs option \"vlan\" (example: -o vlan=228 -o vlan_name={})",
-        *vlan_name, *vlan_name));
+        *p.vlan_name, *p.vlan_name));
   }
-  if (out.vlan_id) out.vlan_link_name = vlan_name ? *vlan_name : VlanLinkName(out.parent, *out.vlan_id);
-  return out;
+  if (p.out.vlan_id) p.out.vlan_link_name = p.vlan_name ? *p.vlan_name : VlanLinkName(p.out.parent, *p.out.vlan_id);
+  return p.out;
 }
 
 }  // namespace smv::driver

@@ -23,6 +23,15 @@ inline constexpr std::string_view kOptPromisc = "promisc";          // -o promis
 inline constexpr std::string_view kOptMtu = "mtu";                  // -o mtu=1400
 inline constexpr std::string_view kOptRoutes = "routes";            // -o routes="10.254.0.0/16 via 192.0.2.254"
 inline constexpr std::string_view kOptDefaultRoute = "default_route";  // -o default_route=off
+inline constexpr std::string_view kOptIpam = "ipam";                // -o ipam=docker
+inline constexpr std::string_view kIpamOurs = "static-macvlan";     // the default: sticky addresses
+inline constexpr std::string_view kIpamDocker = "docker";           // knowingly on Docker's IPAM
+
+inline constexpr size_t kMaxInterfaceName = 15;  // IFNAMSIZ - 1
+inline constexpr uint64_t kMinVlanId = 1;
+inline constexpr uint64_t kMaxVlanId = 4094;     // 4095 is reserved by 802.1Q
+inline constexpr uint64_t kMinMtu = 68;          // the IPv4 minimum
+inline constexpr uint64_t kMaxMtu = 65535;
 
 enum class MacvlanMode { kBridge, kPrivate, kVepa, kPassthru };
 std::string_view MacvlanModeName(MacvlanMode mode);
@@ -43,6 +52,8 @@ struct NetworkOptions {
   std::optional<uint32_t> mtu;        // none: inherit the parent's
   std::vector<Route> routes;
   bool default_route = true;          // container's default route via this network's gateway
+  // -o ipam=docker: the user knowingly runs this network on Docker's IPAM (no reservations).
+  bool docker_ipam = false;
 
   // The link the containers' macvlans are created on.
   const std::string& MacvlanParent() const { return vlan_id ? vlan_link_name : parent; }

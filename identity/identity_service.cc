@@ -28,60 +28,53 @@ IdentityService::IdentityService(EngineApi& engine, ipam::IpamService& ipam,
   }
 }
 
-void IdentityService::CleanLostTeardown(PassReport& report) {
-  const int64_t now = clock_();
-  std::map<std::string, std::optional<EngineNetwork>> networks;  // nullopt: the engine has none
-  for (const driver::NetworkRecord& n : driver_.Networks()) {
-    Result<EngineNetwork> found = engine_.InspectNetwork(n.id, Millis(3000));
-    if (found.ok()) {
-      networks[n.id] = *found;
-    } else if (found.status().code() == Code::kNotFound) {
-      networks[n.id] = std::nullopt;
-    }  // other errors: the engine is unsure; leave this network alone this time
+std::string IdentityService::RequesterOfAddress(const std::vector<EngineContainer>& containers,
+                                                const std::string& network_name, const std::string& address) {
+  std::string found;
+  int matches = 0;
+  for (const EngineContainer& c : containers) {
+    auto n = c.networks.find(network_name);
+    if (n != c.networks.end() && n->second.ipam_v4 == address) {
+      found = c.name;
+      ++matches;
+    }
   }
-  for (const driver::EndpointRecord& e : driver_.Endpoints()) {
-    auto n = networks.find(e.network_id);
-    if (n == networks.end()) continue;
-    bool listed = false;
-    if (n->second) {
-      for (const EngineEndpoint& known : n->second->endpoints) listed = listed || known.endpoint_id == e.endpoint_id;
-    }
-    if (listed || now - e.since < options_.stale_after.count()) continue;
-    spdlog::info("endpoint {} of container \"{}\" is gone from the engine: removing its link and lease",
-                 ShortId(e.endpoint_id), e.container_name);
-    if (Status s = driver_.DeleteEndpoint(e.network_id, e.endpoint_id); !s.ok()) {
-      spdlog::warn("lost teardown of endpoint {}: {}", ShortId(e.endpoint_id), s.message());
-      continue;
-    }
-    for (const std::string& cidr : {e.address_v4, e.address_v6}) {
-      std::optional<Prefix> address = Prefix::Parse(cidr);
-      if (!address) continue;
-      for (const std::string& pool : ipam_.PoolsLeasing(address->address())) {
-        (void)ipam_.ReleaseAddress(pool, address->address().ToString());
-      }
-    }
-    ++report.endpoints_cleaned;
-  }
-  for (const auto& [id, engine_network] : networks) {
-    if (engine_network) continue;
-    std::optional<driver::NetworkRecord> record = driver_.FindNetwork(id);
-    if (!record) continue;
-    spdlog::info("network {} is gone from the engine: removing it", ShortId(id));
-    if (Status s = driver_.DeleteNetwork(id); !s.ok()) {
-      spdlog::warn("lost teardown of network {}: {}", ShortId(id), s.message());
-      continue;
-    }
-    for (const auto* data : {&record->ipv4, &record->ipv6}) {
-      for (const driver::IpData& d : *data) {
-        const std::vector<std::string> pools = ipam_.PoolsOnSubnet(d.pool);
-        if (pools.size() == 1) (void)ipam_.ReleasePool(pools.front());
-      }
-    }
-    ++report.networks_cleaned;
-  }
+  return matches == 1 ? found : "";
 }
 
-IdentityService::~IdentityService() { StopBackground(); }
+std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& call,
+                                                     const std::vector<EngineContainer>& containers,
+                                                     const EngineNetwork& network, Steady::time_point deadline) {
+  // On this network, no endpoint yet, no requested address, not already past CreateEndpoint, and
+  // busy starting (its inspect does not answer).
+  std::vector<const EngineContainer*> candidates;
+  for (const EngineContainer& c : containers) {
+    auto n = c.networks.find(network.name);
+    if (n == c.networks.end() || !n->second.endpoint_id.empty() || !n->second.ipam_v4.empty()) continue;
+    bool past_create = false;
+    for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
+    if (!past_create) candidates.push_back(&c);
+  }
+  if (candidates.empty() || candidates.size() > kMaxCandidates) return "";  // nothing, or hopeless
+  // Only a name with a reservation here can change the answer; without one, do not spend the
+  // time an inspect of a starting container takes to time out.
+  bool any_reserved = false;
+  for (const EngineContainer* c : candidates) any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, c->name);
+  if (!any_reserved) return "";
+  // An idle container answers its inspect in milliseconds; only a starting one blocks.
+  const Millis wait = std::min(Left(deadline), options_.inspect_wait);
+  std::vector<std::future<bool>> answers;
+  for (const EngineContainer* c : candidates) {
+    answers.push_back(std::async(std::launch::async, [this, id = c->id, wait] { return engine_.InspectAnswers(id, wait); }));
+  }
+  std::vector<std::string> starting;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (!answers[i].get()) starting.push_back(candidates[i]->name);
+  }
+  if (starting.size() == 1) return starting.front();
+  spdlog::debug("requester of pool=\"{}\" is ambiguous candidates={}", call.pool_id, starting.size());
+  return "";
+}
 
 std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
   if (!call.name.empty() || call.gateway || !healthy_.load()) return "";
@@ -107,50 +100,10 @@ std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
       if (network.status().code() != Code::kNotFound) healthy_ = false;
       continue;
     }
-    // 1. The requested address: the one container that asked for it.
-    if (!call.address.empty()) {
-      std::string found;
-      int matches = 0;
-      for (const EngineContainer& c : *containers) {
-        auto n = c.networks.find(network->name);
-        if (n != c.networks.end() && n->second.ipam_v4 == call.address) {
-          found = c.name;
-          ++matches;
-        }
-      }
-      if (matches == 1) return found;
-      continue;
-    }
-    // 3. The single candidate: on this network, no endpoint yet, no requested address, not
-    // already past CreateEndpoint, and busy starting (its inspect does not answer).
-    std::vector<const EngineContainer*> candidates;
-    for (const EngineContainer& c : *containers) {
-      auto n = c.networks.find(network->name);
-      if (n == c.networks.end() || !n->second.endpoint_id.empty() || !n->second.ipam_v4.empty()) continue;
-      bool past_create = false;
-      for (const EngineEndpoint& e : network->endpoints) past_create = past_create || e.name == c.name;
-      if (!past_create) candidates.push_back(&c);
-    }
-    if (candidates.empty() || candidates.size() > 8) continue;  // nothing, or hopeless
-    // Only a name with a reservation here can change the answer; without one, do not spend the
-    // time an inspect of a starting container takes to time out.
-    bool any_reserved = false;
-    for (const EngineContainer* c : candidates) any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, c->name);
-    if (!any_reserved) continue;
-    // An idle container answers its inspect in milliseconds; only a starting one blocks.
-    const Millis wait = std::min(Left(deadline), options_.inspect_wait);
-    std::vector<std::future<bool>> answers;
-    for (const EngineContainer* c : candidates) {
-      answers.push_back(std::async(std::launch::async, [this, id = c->id, wait] {
-        return engine_.InspectAnswers(id, wait);
-      }));
-    }
-    std::vector<std::string> starting;
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      if (!answers[i].get()) starting.push_back(candidates[i]->name);
-    }
-    if (starting.size() == 1) return starting.front();
-    spdlog::debug("requester of pool=\"{}\" is ambiguous candidates={}", call.pool_id, starting.size());
+    // 1. The requested address: the one container that asked for it. 3. The single candidate.
+    std::string name = call.address.empty() ? SingleStartingCandidate(call, *containers, *network, deadline)
+                                            : RequesterOfAddress(*containers, network->name, call.address);
+    if (!name.empty()) return name;
   }
   return "";
 }
@@ -188,75 +141,27 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
   return OkStatus();
 }
 
-IdentityService::PassReport IdentityService::ReconcileOnce() {
-  PassReport report;
-  if (!engine_.Ping(options_.join_timeout)) {
-    healthy_ = false;
-    return report;
-  }
-  Result<std::vector<EngineContainer>> containers = engine_.ListContainers(Millis(3000));
-  if (!containers.ok()) {
-    healthy_ = false;
-    return report;
-  }
-  healthy_ = true;
-  report.engine_answered = true;
-  // Names of endpoints that joined while the engine did not answer.
-  std::map<std::string, std::optional<EngineNetwork>> networks;
+int IdentityService::LearnPendingNames() {
+  int learned = 0;
+  std::map<std::string, std::optional<EngineNetwork>> networks;  // inspected once per pass
   for (const driver::EndpointRecord& endpoint : driver_.Endpoints()) {
     if (!endpoint.container_name.empty() || endpoint.sandbox_key.empty()) continue;
     auto [it, fresh] = networks.try_emplace(endpoint.network_id);
     if (fresh) {
-      Result<EngineNetwork> n = engine_.InspectNetwork(endpoint.network_id, Millis(3000));
+      Result<EngineNetwork> n = engine_.InspectNetwork(endpoint.network_id, options_.learn_timeout);
       if (n.ok()) it->second = *n;
     }
     if (!it->second) continue;
     for (const EngineEndpoint& e : it->second->endpoints) {
       if (e.endpoint_id != endpoint.endpoint_id || e.name.empty()) continue;
       if (Status s = AttachEndpointName(endpoint, e.name); s.ok()) {
-        ++report.names_learned;
+        ++learned;
       } else {
         spdlog::warn("container {}: {}", e.name, s.message());
       }
     }
   }
-  CleanLostTeardown(report);
-  // Reservation lifetime: a compose re-create renames the old container to <id12>_<name> first,
-  // so only names no container carries count as gone.
-  std::vector<std::string> present;
-  for (const EngineContainer& c : *containers) present.push_back(c.name);
-  Result<std::vector<std::string>> released = ipam_.ApplyPresence(present);
-  if (released.ok()) report.reservations_released = static_cast<int>(released->size());
-  return report;
-}
-
-void IdentityService::StartBackground() {
-  worker_ = std::thread([this] {
-    std::unique_lock lock(mu_);
-    while (!stop_) {
-      lock.unlock();
-      PassReport r = ReconcileOnce();
-      if (r.names_learned > 0 || r.reservations_released > 0 || r.endpoints_cleaned > 0 ||
-          r.networks_cleaned > 0) {
-        spdlog::info("identity pass names_learned={} reservations_released={} endpoints_cleaned={} "
-                     "networks_cleaned={}",
-                     r.names_learned, r.reservations_released, r.endpoints_cleaned, r.networks_cleaned);
-      }
-      lock.lock();
-      // While the engine does not answer (dockerd starting), look again soon.
-      const Millis wait = r.engine_answered ? options_.reconcile_interval : Millis(1000);
-      cv_.wait_for(lock, wait, [this] { return stop_; });
-    }
-  });
-}
-
-void IdentityService::StopBackground() {
-  {
-    std::scoped_lock lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  return learned;
 }
 
 }  // namespace smv::identity

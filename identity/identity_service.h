@@ -5,32 +5,32 @@
 //   * at Join, from GET /networks/<id> (the endpoint is listed with its name from Join on);
 //   * at RequestAddress on old engines, best effort within a small budget: the requested
 //     address, a MAC seen before with a name, or the single starting candidate;
-//   * in the background, once the engine answers: names of endpoints learned while it did not
-//     (dockerd start-up), and reservation lifetime (release_after once a name is gone).
+//   * after a background pass (daemon/reconciler.h) found the engine answering again: names of
+//     endpoints that joined while it did not (dockerd start-up).
 // Handlers never call the engine while it is known not to answer.
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <string>
 #include <functional>
-#include <thread>
+#include <string>
 
 #include "common/status.h"
 #include "driver/driver_service.h"
-#include "identity/engine_api.h"
+#include "engine/engine_api.h"
 #include "ipam/ipam_service.h"
 
 namespace smv::identity {
+
+using engine::EngineApi;
+using engine::EngineContainer;
+using engine::EngineEndpoint;
+using engine::EngineNetwork;
+using engine::Millis;
 
 struct IdentityOptions {
   Millis request_budget{400};      // total engine time a RequestAddress may spend guessing
   Millis inspect_wait{150};        // how long a candidate's inspect may take to count as idle
   Millis join_timeout{500};        // GET /networks/<id> at Join
-  Millis reconcile_interval{5000};  // background pass
-  // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the
-  // container while the plugin was down). Covers the gap between CreateEndpoint and Join.
-  std::chrono::seconds stale_after{60};
+  Millis learn_timeout{3000};      // GET /networks/<id> when learning pending names
 };
 
 class IdentityService {
@@ -38,7 +38,6 @@ class IdentityService {
   using Clock = std::function<int64_t()>;  // unix seconds
   IdentityService(EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
                   IdentityOptions options = {}, Clock clock = nullptr);
-  ~IdentityService();
 
   // The best-effort name of the container a RequestAddress without a name is for, or "".
   std::string GuessRequester(const ipam::AddressCall& call);
@@ -48,36 +47,33 @@ class IdentityService {
   // engine does not answer the name is learned later in the background.
   Status LearnAtJoin(const std::string& network_id, const std::string& endpoint_id);
 
-  // One background pass; returns a summary for logs and tests.
-  struct PassReport {
-    bool engine_answered = false;
-    int names_learned = 0;
-    int reservations_released = 0;
-    int endpoints_cleaned = 0;  // lost DeleteEndpoint/ReleaseAddress made up for
-    int networks_cleaned = 0;   // lost DeleteNetwork/ReleasePool made up for
-  };
-  PassReport ReconcileOnce();
+  // What the last engine call found; handlers call the engine only while it answers. Starts
+  // false: the first background pass tells.
+  void NoteEngineAnswered(bool answered) { healthy_ = answered; }
+  // Learns the names of joined endpoints that have none yet (they joined while the engine did
+  // not answer) and ties them to their addresses. Returns how many were learned.
+  int LearnPendingNames();
 
-  void StartBackground();
-  void StopBackground();
   bool engine_healthy() const { return healthy_.load(); }
 
  private:
+  using Steady = std::chrono::steady_clock;
+  // More starting containers than this on one network cannot be told apart in the budget.
+  static constexpr size_t kMaxCandidates = 8;
+  // The one container that asked for `address` on the network, or "".
+  static std::string RequesterOfAddress(const std::vector<EngineContainer>& containers,
+                                        const std::string& network_name, const std::string& address);
+  // The one container of the network that is starting without an address and has a
+  // reservation here, or "".
+  std::string SingleStartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
+                                      const EngineNetwork& network, Steady::time_point deadline);
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
-  // Teardown dockerd did while the plugin was down: what the engine no longer knows is removed
-  // (links, leases, network records, pools); reservations stay.
-  void CleanLostTeardown(PassReport& report);
-
   EngineApi& engine_;
   ipam::IpamService& ipam_;
   driver::DriverService& driver_;
   IdentityOptions options_;
   Clock clock_;
   std::atomic<bool> healthy_{false};  // the engine answered its last call
-  std::mutex mu_;                     // guards stop_ (with cv_)
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread worker_;
 };
 
 }  // namespace smv::identity

@@ -99,6 +99,39 @@ Result<Choice> PoolAllocator::ChooseDynamic() const {
   return Choice{IpAddress(config_.subnet.family(), *found), false, false, true};
 }
 
+Result<Choice> PoolAllocator::ChoosePreferred(const AddressRequest& request, const std::string& who,
+                                              const std::optional<IpAddress>& reserved) const {
+  const IpAddress& ip = *request.preferred;
+  if (!config_.subnet.Contains(ip)) {
+    return InvalidArgument(fmt::format("address {} is outside the network's subnet {}", ip.ToString(),
+                                       config_.subnet.ToString()));
+  }
+  if (!config_.IsUsable(ip)) {
+    return InvalidArgument(fmt::format("address {} is the {} address of subnet {} and cannot be given to a container",
+                                       ip.ToString(), ip == config_.subnet.Network() ? "network" : "broadcast",
+                                       config_.subnet.ToString()));
+  }
+  if (const Lease* lease = FindLease(ip); lease != nullptr) {
+    if (request.gateway && lease->kind == LeaseKind::kGateway) return Choice{ip, true, false};
+    if (!request.name.empty() && lease->kind == LeaseKind::kEndpoint && lease->name == request.name) {
+      return Choice{ip, false, reserved != ip};  // see the same-name case in Choose
+    }
+    if (lease->kind == LeaseKind::kGateway) {
+      return AlreadyExists(fmt::format("address {} is the network's gateway", ip.ToString()));
+    }
+    return AlreadyExists(fmt::format("address {} is already in use{}", ip.ToString(),
+                                     lease->name.empty() ? std::string()
+                                                         : fmt::format(" by container \"{}\"", lease->name)));
+  }
+  if (std::optional<std::string_view> owner = ReservedFor(ip); owner && !who.empty() && *owner != who) {
+    return FailedPrecondition(fmt::format(
+        "address {} is reserved for container \"{}\"; release it with: static-macvlan reservations release {}",
+        ip.ToString(), *owner, *owner));
+  }
+  const bool reserve = !request.name.empty() && !request.gateway && reserved != ip;
+  return Choice{ip, false, reserve};
+}
+
 Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
   const std::string& who = request.name.empty() ? request.hint_name : request.name;
   const std::optional<IpAddress> reserved = who.empty() ? std::nullopt : ReservationOf(who);
@@ -111,42 +144,7 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
     if (lease->kind == LeaseKind::kGateway) return Choice{first, true, false};
     return ChooseDynamic();
   }
-
-  if (request.preferred) {
-    const IpAddress& ip = *request.preferred;
-    if (!config_.subnet.Contains(ip)) {
-      return InvalidArgument(fmt::format("address {} is outside the network's subnet {}",
-                                         ip.ToString(), config_.subnet.ToString()));
-    }
-    if (!config_.IsUsable(ip)) {
-      return InvalidArgument(fmt::format(
-          "address {} is the {} address of subnet {} and cannot be given to a container",
-          ip.ToString(), ip == config_.subnet.Network() ? "network" : "broadcast",
-          config_.subnet.ToString()));
-    }
-    if (const Lease* lease = FindLease(ip); lease != nullptr) {
-      if (request.gateway && lease->kind == LeaseKind::kGateway) return Choice{ip, true, false};
-      if (!request.name.empty() && lease->kind == LeaseKind::kEndpoint && lease->name == request.name) {
-        return Choice{ip, false, reserved != ip};  // see the same-name case below
-      }
-      if (lease->kind == LeaseKind::kGateway) {
-        return AlreadyExists(fmt::format("address {} is the network's gateway", ip.ToString()));
-      }
-      return AlreadyExists(fmt::format("address {} is already in use{}", ip.ToString(),
-                                       lease->name.empty()
-                                           ? std::string()
-                                           : fmt::format(" by container \"{}\"", lease->name)));
-    }
-    if (std::optional<std::string_view> owner = ReservedFor(ip); owner && !who.empty() && *owner != who) {
-      return FailedPrecondition(fmt::format(
-          "address {} is reserved for container \"{}\"; release it with: static-macvlan "
-          "reservations release {}",
-          ip.ToString(), *owner, *owner));
-    }
-    const bool reserve = !request.name.empty() && !request.gateway && reserved != ip;
-    return Choice{ip, false, reserve};
-  }
-
+  if (request.preferred) return ChoosePreferred(request, who, reserved);
   if (reserved) {
     const Lease* lease = FindLease(*reserved);
     if (lease == nullptr) return Choice{*reserved, false, false};

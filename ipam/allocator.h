@@ -102,6 +102,8 @@ class PoolAllocator {
   bool IsBlocked(Uint128 x) const;
   void Refresh(Uint128 x);  // keeps blocked_ equal to (leased or reserved) inside the range
   Result<Choice> ChooseDynamic() const;
+  Result<Choice> ChoosePreferred(const AddressRequest& request, const std::string& who,
+                                 const std::optional<IpAddress>& reserved) const;
 
   PoolConfig config_;
   LeaseMap leases_;

@@ -1,8 +1,6 @@
 #pragma once
-// IpamStore on LMDB. Key/value schema (every value is JSON carrying "v", the record version):
-//   ipam_pools        <pool id>                  -> {v, subnet, range, options, users}
-//   ipam_leases       <pool id> '\0' <address>   -> {v, kind, name, mac, since}
-//   ipam_reservations <pool id> '\0' <name>      -> {v, address, mac, since, gone_since}
+// IpamStore on LMDB: one database per record kind, keys and values as ipam/records.h defines
+// them (databases ipam_pools, ipam_leases, ipam_reservations).
 
 #include <string>
 #include <vector>
@@ -14,7 +12,6 @@ namespace smv::ipam {
 
 class LmdbIpamStore : public IpamStore {
  public:
-  static constexpr int kRecordVersion = 1;
   static const std::vector<std::string>& DatabaseNames();
 
   // `env` must have been opened with DatabaseNames() among its databases; it must outlive this.

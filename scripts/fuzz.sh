@@ -1,6 +1,7 @@
 #!/bin/bash
 # Builds the libFuzzer targets with clang and runs each for SECONDS (default 60), the corpus
-# seeded from the captured dockerd requests in shared/fixtures/dockerd-20.10. Crashes are saved
+# seeded from the distinct dockerd 20.10 requests in tests/fixtures/fuzz-seeds.jsonl (one
+# {"endpoint", "request"} per line, taken from the captured calls). Crashes are saved
 # as tests/fuzz/crash-* and fail the run; turn each into a regression test.
 # Usage: scripts/fuzz.sh [SECONDS]     (long run: scripts/fuzz.sh 3600)
 set -euo pipefail
@@ -14,20 +15,21 @@ paths=(Plugin.Activate NetworkDriver.GetCapabilities NetworkDriver.CreateNetwork
        NetworkDriver.CreateEndpoint NetworkDriver.DeleteEndpoint NetworkDriver.EndpointOperInfo NetworkDriver.Join
        NetworkDriver.Leave IpamDriver.GetCapabilities IpamDriver.RequestPool IpamDriver.ReleasePool
        IpamDriver.RequestAddress IpamDriver.ReleaseAddress)
-fixtures=${SMV_FIXTURES_DIR:-../shared/fixtures/dockerd-20.10}
+seeds=tests/fixtures/fuzz-seeds.jsonl
+[ -f "$seeds" ] || { echo "fuzz.sh: missing fixture: $seeds" >&2; exit 1; }
 n=0
-for f in "$fixtures"/0[1-6]-*/*.json; do
-  endpoint=$(jq -r .endpoint "$f")
+while IFS= read -r line; do
+  endpoint=$(jq -r .endpoint <<<"$line")
   for i in "${!paths[@]}"; do
     if [ "${paths[$i]}" = "$endpoint" ]; then
-      { printf "\\x$(printf %02x "$i")"; jq -c '.request // empty' "$f"; } > "$corpus/api/$n"
-      n=$((n + 1))
+      { printf "\\x$(printf %02x "$i")"; jq -c '.request // empty' <<<"$line"; } > "$corpus/api/$n"
     fi
   done
-  jq -r '.request.Options["com.docker.network.generic"] // empty | to_entries[] | "\(.key)=\(.value)"' "$f" \
+  jq -r '.request.Options["com.docker.network.generic"] // empty | to_entries[] | "\(.key)=\(.value)"' <<<"$line" \
     > "$corpus/parsers/opt-$n" 2>/dev/null || true
-  jq -r '.request.Pool // empty' "$f" > "$corpus/parsers/pool-$n" 2>/dev/null || true
-done
+  jq -r '.request.Pool // empty' <<<"$line" > "$corpus/parsers/pool-$n" 2>/dev/null || true
+  n=$((n + 1))
+done < "$seeds"
 printf 'parent=eth1\nvlan=228\nroutes=10.254.0.0/16 via 192.0.2.254; 2001:db8::/32\nmtu=1400\n' > "$corpus/parsers/seed-opts"
 printf '192.0.2.0/24|192.0.2.128/25' > "$corpus/parsers/seed-pool"
 find "$corpus" -type f -empty -delete

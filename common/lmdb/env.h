@@ -67,6 +67,18 @@ class Txn {
   MDB_txn* txn_ = nullptr;
 };
 
+// Decodes every entry of `dbi` with `decode(db, key, value) -> Result<Record>` into `out`; stops
+// at the first record that does not decode. `db` names the database in messages.
+template <typename Record, typename Decode>
+Status DecodeAll(Txn& txn, Dbi dbi, std::string_view db, Decode decode, std::vector<Record>& out) {
+  return txn.ForEach(dbi, "", [&](std::string_view key, std::string_view value) {
+    Result<Record> record = decode(db, key, value);
+    if (!record.ok()) return record.status();
+    out.push_back(std::move(record).value());
+    return OkStatus();
+  });
+}
+
 // LMDB return code -> Status, with what we were doing.
 Status MdbStatus(int rc, std::string_view what);
 

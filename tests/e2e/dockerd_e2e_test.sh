@@ -14,6 +14,19 @@ e2e_setup
 host_links() { in_host ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\n' ' '; }
 links_before=$(host_links)
 
+# --- 0: without --ipam-driver the network is refused with the corrected command ------------
+if d network create -d static-macvlan --subnet 203.0.113.0/24 -o parent=eth1 noipam >/dev/null 2>"$E2E_DIR/err"; then
+  fail "a network on Docker's default IPAM was created"
+fi
+grep -q "docker network create -d static-macvlan --ipam-driver static-macvlan --subnet 203.0.113.0/24 --gateway 203.0.113.1 -o parent=eth1 NAME" "$E2E_DIR/err" \
+  || fail "no corrected command: $(cat "$E2E_DIR/err")"
+[ -z "$(d network ls -q -f name=noipam)" ] || fail "the refused network exists in dockerd"
+pass "network create without --ipam-driver is refused naming the corrected command"
+d network create -d static-macvlan --subnet 203.0.113.0/24 -o parent=eth1 -o ipam=docker knowingly >/dev/null \
+  || fail "-o ipam=docker refused"
+d network rm knowingly >/dev/null
+pass "-o ipam=docker accepts Docker's IPAM knowingly"
+
 # --- A: network create with the full IPAM config; two containers ping each other ------------
 d network create -d static-macvlan --ipam-driver static-macvlan \
   --subnet 192.0.2.0/24 --gateway 192.0.2.254 --ip-range 192.0.2.0/25 --aux-address router2=192.0.2.2 \

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "driver/api/plugin_api.h"
+#include "daemon/api/plugin_api.h"
 #include "tests/support/fake_link_ops.h"
 #include "tests/support/memory_stores.h"
 

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "driver/driver_service.h"
-#include "tests/support/memory_stores.h"
+#include "tests/support/memory_network_store.h"
 #include "tests/support/netns_test.h"
 
 namespace smv::nl {

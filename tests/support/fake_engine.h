@@ -7,23 +7,23 @@
 #include <mutex>
 #include <set>
 
-#include "identity/engine_api.h"
+#include "engine/engine_api.h"
 
 namespace smv::testing {
 
-class FakeEngine : public identity::EngineApi {
+class FakeEngine : public engine::EngineApi {
  public:
   bool answering = true;
-  std::map<std::string, identity::EngineNetwork> networks;  // by id
-  std::vector<identity::EngineContainer> containers;
+  std::map<std::string, engine::EngineNetwork> networks;  // by id
+  std::vector<engine::EngineContainer> containers;
   std::set<std::string> starting;  // container ids whose inspect blocks
   std::atomic<int> calls{0};
 
-  bool Ping(identity::Millis) override {
+  bool Ping(engine::Millis) override {
     ++calls;
     return answering;
   }
-  Result<identity::EngineNetwork> InspectNetwork(const std::string& id, identity::Millis) override {
+  Result<engine::EngineNetwork> InspectNetwork(const std::string& id, engine::Millis) override {
     ++calls;
     if (!answering) return Unavailable("timed out");
     for (const auto& [nid, n] : networks) {
@@ -31,12 +31,12 @@ class FakeEngine : public identity::EngineApi {
     }
     return NotFound("no such network");
   }
-  Result<std::vector<identity::EngineContainer>> ListContainers(identity::Millis) override {
+  Result<std::vector<engine::EngineContainer>> ListContainers(engine::Millis) override {
     ++calls;
     if (!answering) return Unavailable("timed out");
     return containers;
   }
-  bool InspectAnswers(const std::string& id, identity::Millis) override {
+  bool InspectAnswers(const std::string& id, engine::Millis) override {
     ++calls;
     return answering && !starting.contains(id);
   }

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/fake_link_ops.h"
-#include "tests/support/memory_stores.h"
+#include "tests/support/memory_network_store.h"
 
 namespace smv::driver {
 namespace {

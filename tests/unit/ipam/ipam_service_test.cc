@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "ipam/lmdb_store.h"
-#include "tests/support/memory_stores.h"
+#include "tests/support/memory_ipam_store.h"
 #include "tests/support/temp_dir.h"
 
 namespace smv::ipam {

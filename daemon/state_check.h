@@ -7,7 +7,7 @@
 #include "driver/network_state.h"
 #include "ipam/ipam_store.h"
 
-namespace smv::check {
+namespace smv::daemon {
 
 // Every problem found, one sentence each; empty when the state is consistent:
 //   every lease lies in an active pool and inside its subnet; no address is leased twice in one
@@ -15,4 +15,4 @@ namespace smv::check {
 //   every endpoint belongs to a stored network and its address is leased.
 std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver::DriverSnapshot& driver);
 
-}  // namespace smv::check
+}  // namespace smv::daemon

@@ -1,11 +1,11 @@
-#include "check/state_check.h"
+#include "daemon/state_check.h"
 
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
 
-namespace smv::check {
+namespace smv::daemon {
 
 std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver::DriverSnapshot& driver) {
   std::vector<std::string> problems;
@@ -64,4 +64,4 @@ std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver
   return problems;
 }
 
-}  // namespace smv::check
+}  // namespace smv::daemon

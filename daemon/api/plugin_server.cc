@@ -1,4 +1,4 @@
-#include "driver/api/plugin_server.h"
+#include "daemon/api/plugin_server.h"
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -9,7 +9,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace smv::api {
 namespace {
@@ -26,9 +32,66 @@ bool SocketIsLive(const std::string& path) {
   return live;
 }
 
-// dockerd keeps connections open and runs up to ~10 calls at once; each open keep-alive
-// connection holds a worker, so give it plenty.
-constexpr size_t kWorkerThreads = 64;
+// One thread per connection. A connection holds its thread for as long as it is open (keep-alive,
+// or a client that sends half a request and stalls until the read timeout), and dockerd has no
+// timeout on plugin calls: with a fixed pool, 64 stalled local clients delayed every dockerd call
+// by the read timeout. A thread per connection never makes one client wait for another. Past
+// kMaxConnectionThreads (a misbehaving client), connections wait for a thread instead.
+constexpr size_t kMaxConnectionThreads = 1024;
+
+class ConnectionThreads : public httplib::TaskQueue {
+ public:
+  void enqueue(std::function<void()> fn) override {
+    std::scoped_lock lock(mu_);
+    ReapFinishedLocked();
+    if (running_.size() >= kMaxConnectionThreads) {
+      waiting_.push_back(std::move(fn));
+      return;
+    }
+    StartLocked(std::move(fn));
+  }
+
+  // Waits for every connection to finish (httplib calls this after the listener closed).
+  void shutdown() override {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [this] { return running_.size() == finished_.size() && waiting_.empty(); });
+    ReapFinishedLocked();
+  }
+
+ private:
+  void StartLocked(std::function<void()> fn) {
+    const uint64_t id = next_id_++;
+    running_.emplace(id, std::thread([this, id, fn = std::move(fn)]() mutable {
+      for (;;) {
+        fn();
+        std::scoped_lock lock(mu_);
+        if (waiting_.empty()) {
+          finished_.push_back(id);  // joined by the next enqueue or by shutdown
+          idle_.notify_all();
+          return;
+        }
+        fn = std::move(waiting_.front());
+        waiting_.pop_front();
+      }
+    }));
+  }
+
+  void ReapFinishedLocked() {
+    for (const uint64_t id : finished_) {
+      auto it = running_.find(id);
+      it->second.join();  // it has left its loop: the join is immediate
+      running_.erase(it);
+    }
+    finished_.clear();
+  }
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable idle_;
+  std::map<uint64_t, std::thread> running_;
+  std::vector<uint64_t> finished_;
+  std::deque<std::function<void()>> waiting_;
+  uint64_t next_id_ = 0;
+};
 
 }  // namespace
 
@@ -58,7 +121,7 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Bind(const std::string& sock
   server->socket_path_ = socket_path;
   server->server_ = std::make_unique<httplib::Server>();
   httplib::Server& http = *server->server_;
-  http.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  http.new_task_queue = [] { return new ConnectionThreads(); };
   http.set_address_family(AF_UNIX);
   // dockerd holds connections open; httplib's default closes one after 5 requests, and every
   // reconnect is a chance to hit the listen backlog below.

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "driver/api/plugin_api.h"
+#include "daemon/api/plugin_api.h"
 
 namespace httplib {
 class Server;

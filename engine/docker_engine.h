@@ -2,9 +2,9 @@
 #include <memory>
 #include <string>
 
-#include "identity/engine_api.h"
+#include "engine/engine_api.h"
 
-namespace smv::identity {
+namespace smv::engine {
 
 // EngineApi over the engine's unix socket with cpp-httplib; one short-lived connection per call,
 // so calls may run in parallel from any thread.
@@ -24,4 +24,4 @@ class DockerEngine : public EngineApi {
   std::string socket_path_;
 };
 
-}  // namespace smv::identity
+}  // namespace smv::engine

@@ -1,4 +1,4 @@
-#include "driver/api/plugin_api.h"
+#include "daemon/api/plugin_api.h"
 
 #include <gtest/gtest.h>
 

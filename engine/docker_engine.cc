@@ -1,9 +1,9 @@
-#include "identity/docker_engine.h"
+#include "engine/docker_engine.h"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
-namespace smv::identity {
+namespace smv::engine {
 namespace {
 
 using nlohmann::json;
@@ -96,4 +96,4 @@ bool DockerEngine::InspectAnswers(const std::string& container_id, Millis timeou
   return body.ok() || body.status().code() == Code::kNotFound;
 }
 
-}  // namespace smv::identity
+}  // namespace smv::engine

@@ -1,16 +1,21 @@
 #pragma once
-// The HTTP edge: the only code that knows HTTP, JSON field names and the libnetwork quirks
-// (empty bodies, no Content-Type, errors as non-200 + {"Err": ...}). It turns requests into
-// calls on the two services and their results into responses.
+// The HTTP edge: turns requests into calls on the services and their results into responses.
+// Each handler is decode (wire.h) -> service -> encode. Knows the libnetwork quirks (empty
+// bodies, no Content-Type, errors as non-200 + {"Err": ...}).
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "daemon/api/wire.h"
 #include "driver/driver_service.h"
+#include "engine/engine_api.h"
 #include "identity/identity_service.h"
 #include "ipam/ipam_service.h"
 
@@ -22,16 +27,20 @@ namespace smv::api {
 
 inline constexpr const char* kPluginContentType = "application/vnd.docker.plugins.v1.2+json";
 inline constexpr size_t kMaxBodyBytes = 1 << 20;  // dockerd's bodies are a few KiB
+// The address spaces we hand dockerd (GetDefaultAddressSpaces); Docker's own IPAM uses
+// "LocalDefault"/"GlobalDefault".
+inline constexpr const char* kLocalAddressSpace = "static-macvlan-local";
+inline constexpr const char* kGlobalAddressSpace = "static-macvlan-global";
 
 using Handler = std::function<Result<nlohmann::json>(const nlohmann::json& request)>;
 
 class PluginApi {
  public:
-  // `identity` may be null (no engine API: names only from Docker >= 29 requests).
+  // `identity` and `engine` may be null (no engine API: names only from Docker >= 29 requests).
   PluginApi(driver::DriverService& driver, ipam::IpamService& ipam,
-            identity::IdentityService* identity = nullptr, identity::EngineApi* engine = nullptr);
+            identity::IdentityService* identity = nullptr, engine::EngineApi* engine = nullptr);
 
-  // Every path dockerd may POST, mapped to its handler.
+  // Every path dockerd (and the CLI) may POST, mapped to its handler.
   std::vector<std::pair<std::string, Handler>> Routes();
 
   // Runs one request through the handler table; used by the server and by tests.
@@ -39,10 +48,13 @@ class PluginApi {
   std::pair<int, std::string> Dispatch(const std::string& path, const std::string& body);
 
  private:
+  std::vector<std::pair<std::string, Handler>> ActivationRoutes();
+  std::vector<std::pair<std::string, Handler>> DriverRoutes();
+  std::vector<std::pair<std::string, Handler>> IpamRoutes();
+  std::vector<std::pair<std::string, Handler>> CliRoutes();
+
   Result<nlohmann::json> CreateNetwork(const nlohmann::json& req);
-  Result<nlohmann::json> CreateEndpoint(const nlohmann::json& req);
   Result<nlohmann::json> Join(const nlohmann::json& req);
-  Result<nlohmann::json> RequestPool(const nlohmann::json& req);
   Result<nlohmann::json> RequestAddress(const nlohmann::json& req);
   // The reservations CLI talks to the daemon through these (same socket, same 0600 mode).
   Result<nlohmann::json> ListReservations(const nlohmann::json& req);
@@ -54,9 +66,15 @@ class PluginApi {
   driver::DriverService& driver_;
   ipam::IpamService& ipam_;
   identity::IdentityService* identity_;
-  identity::EngineApi* engine_;
+  engine::EngineApi* engine_;
   std::map<std::string, Handler> table_;
 };
+
+// A network whose pools did not come from our IPAM is refused with the corrected command, unless
+// the user chose Docker's IPAM knowingly (-o ipam=docker). `has_pool(subnet)` tells whether our
+// IPAM holds a pool for a subnet.
+Status AdmitIpam(const wire::CreateNetworkRequest& request, const driver::NetworkOptions& options,
+                 const std::function<bool(const Prefix&)>& has_pool);
 
 // Registers every route of `api` on `server`, plus a 404 {"Err"} for unknown paths and the
 // body size cap.

@@ -1,8 +1,8 @@
-#include "check/state_check.h"
+#include "daemon/state_check.h"
 
 #include <gtest/gtest.h>
 
-namespace smv::check {
+namespace smv::daemon {
 namespace {
 
 ipam::PoolRecord Pool(const char* subnet, int users = 1, const char* range = "") {
@@ -41,4 +41,4 @@ TEST(StateCheckTest, EveryKindOfDamageIsReported) {
 }
 
 }  // namespace
-}  // namespace smv::check
+}  // namespace smv::daemon

@@ -11,7 +11,7 @@
 
 #include "common/status.h"
 
-namespace smv::identity {
+namespace smv::engine {
 
 using Millis = std::chrono::milliseconds;
 
@@ -50,4 +50,4 @@ class EngineApi {
   virtual bool InspectAnswers(const std::string& container_id, Millis timeout) = 0;
 };
 
-}  // namespace smv::identity
+}  // namespace smv::engine

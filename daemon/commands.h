@@ -1,0 +1,44 @@
+#pragma once
+// The static-macvlan commands; main.cc only parses flags and calls one of these.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace smv::daemon {
+
+inline constexpr const char* kDefaultSocket = "/run/docker/plugins/static-macvlan.sock";
+
+struct ServeFlags {
+  std::string socket = kDefaultSocket;
+  std::string state_dir = "/var/lib/static-macvlan";
+  std::string log_level = "info";
+  std::string docker_host = "unix:///var/run/docker.sock";
+  size_t db_size_mib = 1024;
+  unsigned reconcile_seconds = 5;
+  unsigned stale_after_seconds = 60;
+  std::vector<std::string> allowed_parents;
+};
+
+struct ReservationFlags {
+  std::string socket = kDefaultSocket;
+  std::string network;
+  bool json = false;
+  std::string name;
+  std::string address;
+  std::string target;
+};
+
+// Opens the store, reconciles the kernel with it, listens; returns after SIGTERM/SIGINT.
+Status Serve(const ServeFlags& flags);
+// Reads the state database (beside a running daemon) and prints every inconsistency; an error
+// when there is one.
+Status Fsck(const ServeFlags& flags);
+
+Status ListReservations(const ReservationFlags& flags);
+Status ReserveAddress(const ReservationFlags& flags);
+Status ReleaseReservation(const ReservationFlags& flags);
+
+}  // namespace smv::daemon

@@ -1,0 +1,83 @@
+// static-macvlan: a Docker NetworkDriver + IpamDriver plugin for macvlan on VLANs with sticky
+// addresses. main only declares the command line and calls the command (commands.h).
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+
+namespace {
+
+using smv::daemon::ReservationFlags;
+using smv::daemon::ServeFlags;
+
+void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
+  serve.add_option("--socket", flags.socket, "unix socket dockerd connects to")->capture_default_str();
+  serve.add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")->capture_default_str();
+  serve.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  serve.add_option("--db-size-mib", flags.db_size_mib, "maximum size of the state database")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  serve.add_option("--docker-host", flags.docker_host, "engine API, to learn container names")->capture_default_str();
+  serve.add_option("--reconcile-interval", flags.reconcile_seconds, "seconds between background passes over the engine API")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 3600u));
+  serve.add_option("--stale-after", flags.stale_after_seconds,
+                   "seconds after which an endpoint the engine does not list is a lost teardown")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400u));
+  serve.add_option("--allowed-parents", flags.allowed_parents,
+                   "only these parent interfaces may carry networks (default: any)")
+      ->delimiter(',');
+}
+
+struct ReservationCommands {
+  CLI::App* ls;
+  CLI::App* reserve;
+  CLI::App* release;
+};
+
+ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flags) {
+  CLI::App* reservations = app.add_subcommand("reservations", "see and manage name -> address reservations");
+  reservations->require_subcommand(1);
+  reservations->add_option("--socket", flags.socket, "the daemon's socket")->capture_default_str();
+  CLI::App* ls = reservations->add_subcommand("ls", "list reservations");
+  ls->add_option("--network", flags.network, "only this Docker network (name or id)");
+  ls->add_flag("--json", flags.json, "JSON output");
+  CLI::App* reserve = reservations->add_subcommand("reserve", "pre-assign ADDRESS to container NAME");
+  reserve->add_option("NAME", flags.name, "container name")->required();
+  reserve->add_option("ADDRESS", flags.address, "address in the network's subnet")->required();
+  reserve->add_option("--network", flags.network, "Docker network (name or id)")->required();
+  CLI::App* release = reservations->add_subcommand("release", "drop the reservation of a name or address");
+  release->add_option("TARGET", flags.target, "container name or address")->required();
+  return {ls, reserve, release};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"static-macvlan: Docker network + IPAM plugin: macvlan on VLANs, sticky addresses"};
+  app.require_subcommand(1);
+  ServeFlags flags;
+  CLI::App* serve = app.add_subcommand("serve", "serve the plugin API on a unix socket");
+  AddServeOptions(*serve, flags);
+  CLI::App* fsck = app.add_subcommand("fsck", "check the stored state for inconsistencies");
+  fsck->add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")->capture_default_str();
+  ReservationFlags rflags;
+  const ReservationCommands reservations = AddReservationCommands(app, rflags);
+  CLI11_PARSE(app, argc, argv);
+
+  smv::Status status;
+  if (serve->parsed()) status = smv::daemon::Serve(flags);
+  if (fsck->parsed()) status = smv::daemon::Fsck(flags);
+  if (reservations.ls->parsed()) status = smv::daemon::ListReservations(rflags);
+  if (reservations.reserve->parsed()) status = smv::daemon::ReserveAddress(rflags);
+  if (reservations.release->parsed()) status = smv::daemon::ReleaseReservation(rflags);
+  if (status.ok()) return 0;
+  if (serve->parsed()) {
+    spdlog::error("static-macvlan serve: {}", status.message());
+  } else {
+    std::fprintf(stderr, "static-macvlan: %s\n", status.message().c_str());
+  }
+  return 1;
+}

@@ -1,0 +1,160 @@
+#include "daemon/reconciler.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/log.h"
+
+namespace smv::daemon {
+
+Reconciler::Reconciler(engine::EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
+                       identity::IdentityService& identity, ReconcilerOptions options, Clock clock)
+    : engine_(engine), ipam_(ipam), driver_(driver), identity_(identity), options_(options),
+      clock_(std::move(clock)) {
+  if (!clock_) {
+    clock_ = [] {
+      return std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch()).count();
+    };
+  }
+}
+
+Reconciler::~Reconciler() { StopBackground(); }
+
+void Reconciler::ReleaseEndpointLeases(const driver::EndpointRecord& endpoint) {
+  for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
+    std::optional<Prefix> address = Prefix::Parse(cidr);
+    if (!address) continue;
+    for (const std::string& pool : ipam_.PoolsLeasing(address->address())) {
+      if (Status s = ipam_.ReleaseAddress(pool, address->address().ToString()); !s.ok()) {
+        spdlog::warn("endpoint {}: address {} not released: {}", ShortId(endpoint.endpoint_id),
+                     address->address().ToString(), s.message());
+      }
+    }
+  }
+}
+
+void Reconciler::ReleaseNetworkPools(const driver::NetworkRecord& network) {
+  for (const auto* data : {&network.ipv4, &network.ipv6}) {
+    for (const driver::IpData& d : *data) {
+      const std::vector<std::string> pools = ipam_.PoolsOnSubnet(d.pool);
+      if (pools.size() != 1) continue;  // none left, or ambiguous: never guess which
+      if (Status s = ipam_.ReleasePool(pools.front()); !s.ok()) {
+        spdlog::warn("network {}: pool {} not released: {}", ShortId(network.id), pools.front(), s.message());
+      }
+    }
+  }
+}
+
+driver::ReconcileReport Reconciler::AtStart() {
+  driver::ReconcileReport report = driver_.Reconcile();
+  for (const driver::EndpointRecord& e : report.torn_down) ReleaseEndpointLeases(e);
+  return report;
+}
+
+Reconciler::EngineView Reconciler::InspectStoredNetworks() {
+  EngineView view;
+  for (const driver::NetworkRecord& n : driver_.Networks()) {
+    Result<engine::EngineNetwork> found = engine_.InspectNetwork(n.id, options_.list_timeout);
+    if (found.ok()) {
+      view[n.id] = *found;
+    } else if (found.status().code() == Code::kNotFound) {
+      view[n.id] = std::nullopt;
+    }  // other errors: the engine is unsure; leave this network alone this time
+  }
+  return view;
+}
+
+void Reconciler::CleanLostEndpoints(const EngineView& view, PassReport& report) {
+  const int64_t now = clock_();
+  for (const driver::EndpointRecord& e : driver_.Endpoints()) {
+    auto n = view.find(e.network_id);
+    if (n == view.end()) continue;
+    bool listed = false;
+    if (n->second) {
+      for (const engine::EngineEndpoint& known : n->second->endpoints) {
+        listed = listed || known.endpoint_id == e.endpoint_id;
+      }
+    }
+    if (listed || now - e.since < options_.stale_after.count()) continue;
+    spdlog::info("endpoint {} of container \"{}\" is gone from the engine: removing its link and lease",
+                 ShortId(e.endpoint_id), e.container_name);
+    if (Status s = driver_.DeleteEndpoint(e.network_id, e.endpoint_id); !s.ok()) {
+      spdlog::warn("lost teardown of endpoint {}: {}", ShortId(e.endpoint_id), s.message());
+      continue;
+    }
+    ReleaseEndpointLeases(e);
+    ++report.endpoints_cleaned;
+  }
+}
+
+void Reconciler::CleanLostNetworks(const EngineView& view, PassReport& report) {
+  for (const auto& [id, engine_network] : view) {
+    if (engine_network) continue;
+    std::optional<driver::NetworkRecord> record = driver_.FindNetwork(id);
+    if (!record) continue;
+    spdlog::info("network {} is gone from the engine: removing it", ShortId(id));
+    if (Status s = driver_.DeleteNetwork(id); !s.ok()) {
+      spdlog::warn("lost teardown of network {}: {}", ShortId(id), s.message());
+      continue;
+    }
+    ReleaseNetworkPools(*record);
+    ++report.networks_cleaned;
+  }
+}
+
+Reconciler::PassReport Reconciler::PassOnce() {
+  PassReport report;
+  Result<std::vector<engine::EngineContainer>> containers =
+      engine_.Ping(options_.ping_timeout) ? engine_.ListContainers(options_.list_timeout)
+                                          : Result<std::vector<engine::EngineContainer>>(
+                                                Unavailable("engine API does not answer"));
+  identity_.NoteEngineAnswered(containers.ok());
+  if (!containers.ok()) return report;
+  report.engine_answered = true;
+  report.names_learned = identity_.LearnPendingNames();
+  const EngineView view = InspectStoredNetworks();
+  CleanLostEndpoints(view, report);
+  CleanLostNetworks(view, report);
+  // Reservation lifetime: a compose re-create renames the old container to <id12>_<name> first,
+  // so only names no container carries count as gone.
+  std::vector<std::string> present;
+  for (const engine::EngineContainer& c : *containers) present.push_back(c.name);
+  Result<std::vector<std::string>> released = ipam_.ApplyPresence(present);
+  if (released.ok()) {
+    report.reservations_released = static_cast<int>(released->size());
+  } else {
+    spdlog::warn("reservation lifetime not applied: {}", released.status().message());
+  }
+  return report;
+}
+
+void Reconciler::StartBackground() {
+  worker_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      const PassReport r = PassOnce();
+      if (r.names_learned > 0 || r.reservations_released > 0 || r.endpoints_cleaned > 0 ||
+          r.networks_cleaned > 0) {
+        spdlog::info("reconcile pass names_learned={} reservations_released={} endpoints_cleaned={} "
+                     "networks_cleaned={}",
+                     r.names_learned, r.reservations_released, r.endpoints_cleaned, r.networks_cleaned);
+      }
+      lock.lock();
+      // While the engine does not answer (dockerd starting), look again soon.
+      cv_.wait_for(lock, r.engine_answered ? options_.interval : options_.retry_interval,
+                   [this] { return stop_; });
+    }
+  });
+}
+
+void Reconciler::StopBackground() {
+  {
+    std::scoped_lock lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+}  // namespace smv::daemon

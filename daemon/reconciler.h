@@ -1,0 +1,83 @@
+#pragma once
+// The one owner of every cleanup that crosses services: "an endpoint or network is gone, so
+// release its leases or pools". Three situations lead there:
+//   * at start-up, the driver finds endpoints whose link is back in the host (a crash mid-Join,
+//     or the plugin down at a stop): their addresses are freed;
+//   * in the background, dockerd removed containers or networks while the plugin was down
+//     (lost teardown): what the engine no longer knows is removed (links, leases, network
+//     records, pools); reservations stay;
+//   * reservation lifetime: names no container carries any more age out (release_after).
+// The background pass also lets IdentityService learn names missed while the engine was down.
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "driver/driver_service.h"
+#include "engine/engine_api.h"
+#include "identity/identity_service.h"
+#include "ipam/ipam_service.h"
+
+namespace smv::daemon {
+
+struct ReconcilerOptions {
+  engine::Millis interval{5000};         // between background passes while the engine answers
+  engine::Millis retry_interval{1000};   // while it does not (dockerd starting)
+  engine::Millis ping_timeout{500};
+  engine::Millis list_timeout{3000};     // container list and network inspects of a pass
+  // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the
+  // container while the plugin was down). Covers the gap between CreateEndpoint and Join.
+  std::chrono::seconds stale_after{60};
+};
+
+class Reconciler {
+ public:
+  using Clock = std::function<int64_t()>;  // unix seconds
+
+  // Every reference must outlive the reconciler.
+  Reconciler(engine::EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
+             identity::IdentityService& identity, ReconcilerOptions options = {}, Clock clock = nullptr);
+  ~Reconciler();
+
+  // Before the socket opens: the driver reconciles the kernel with its store, then the
+  // addresses of the endpoints it tore down are freed.
+  driver::ReconcileReport AtStart();
+
+  // One background pass; returns a summary for logs and tests.
+  struct PassReport {
+    bool engine_answered = false;
+    int names_learned = 0;
+    int reservations_released = 0;
+    int endpoints_cleaned = 0;  // lost DeleteEndpoint/ReleaseAddress made up for
+    int networks_cleaned = 0;   // lost DeleteNetwork/ReleasePool made up for
+  };
+  PassReport PassOnce();
+
+  void StartBackground();
+  void StopBackground();  // idempotent
+
+ private:
+  // The engine's view of each stored network; absent: unsure (leave it alone), nullopt: gone.
+  using EngineView = std::map<std::string, std::optional<engine::EngineNetwork>>;
+  EngineView InspectStoredNetworks();
+  void CleanLostEndpoints(const EngineView& view, PassReport& report);
+  void CleanLostNetworks(const EngineView& view, PassReport& report);
+  // The cross-service halves: free what the IPAM still holds for a removed endpoint or network.
+  void ReleaseEndpointLeases(const driver::EndpointRecord& endpoint);
+  void ReleaseNetworkPools(const driver::NetworkRecord& network);
+
+  engine::EngineApi& engine_;
+  ipam::IpamService& ipam_;
+  driver::DriverService& driver_;
+  identity::IdentityService& identity_;
+  ReconcilerOptions options_;
+  Clock clock_;
+  std::mutex mu_;  // guards stop_ (with cv_)
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+}  // namespace smv::daemon

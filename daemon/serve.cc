@@ -1,0 +1,158 @@
+// serve and fsck: the only place that picks implementations (libnl, LMDB, the engine client)
+// and wires them to the services.
+
+#include <malloc.h>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <thread>
+
+#include "commands.h"
+#include "common/lmdb/env.h"
+#include "common/log.h"
+#include "daemon/api/plugin_api.h"
+#include "daemon/api/plugin_server.h"
+#include "daemon/reconciler.h"
+#include "daemon/state_check.h"
+#include "driver/driver_service.h"
+#include "driver/lmdb_network_store.h"
+#include "driver/netlink/link_manager.h"
+#include "engine/docker_engine.h"
+#include "identity/identity_service.h"
+#include "ipam/ipam_service.h"
+#include "ipam/lmdb_store.h"
+
+namespace smv::daemon {
+namespace {
+
+std::vector<std::string> AllDatabases() {
+  std::vector<std::string> dbs = ipam::LmdbIpamStore::DatabaseNames();
+  for (const std::string& db : driver::LmdbNetworkStore::DatabaseNames()) dbs.push_back(db);
+  return dbs;
+}
+
+// The LMDB environment and the two stores on it.
+struct Stores {
+  std::unique_ptr<lmdb::Env> env;
+  std::unique_ptr<ipam::LmdbIpamStore> ipam;
+  std::unique_ptr<driver::LmdbNetworkStore> networks;
+};
+
+Result<Stores> OpenStores(const ServeFlags& flags) {
+  Stores stores;
+  auto env = lmdb::Env::Open(flags.state_dir, flags.db_size_mib << 20, AllDatabases());
+  if (!env.ok()) return env.status();
+  stores.env = std::move(env).value();
+  auto ipam = ipam::LmdbIpamStore::Open(*stores.env);
+  if (!ipam.ok()) return ipam.status();
+  stores.ipam = std::move(ipam).value();
+  auto networks = driver::LmdbNetworkStore::Open(*stores.env);
+  if (!networks.ok()) return networks.status();
+  stores.networks = std::move(networks).value();
+  return stores;
+}
+
+// Blocks SIGTERM/SIGINT in every thread started after this, so only StopOnSignal receives them.
+sigset_t BlockStopSignals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  return stop_signals;
+}
+
+// Serves until a stop signal; requests in flight finish.
+Status ServeUntilSignal(api::PluginServer& server, sigset_t stop_signals) {
+  std::thread waiter([&stop_signals, &server] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    spdlog::info("stopping signal={}", signal);
+    server.Stop();
+  });
+  Status served = server.Serve();
+  // Serve() can also end on its own; wake the waiter so it can be joined.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  return served;
+}
+
+// The services on opened stores and links, in dependency order.
+struct Services {
+  std::unique_ptr<ipam::IpamService> ipam;
+  std::unique_ptr<driver::DriverService> driver;
+  std::unique_ptr<driver::LinkReaper> reaper;
+};
+
+Result<Services> CreateServices(const ServeFlags& flags, Stores& stores, nl::LinkManager& links) {
+  Services s;
+  auto ipam = ipam::IpamService::Create(*stores.ipam);
+  if (!ipam.ok()) return ipam.status();
+  s.ipam = std::move(ipam).value();
+  auto driver = driver::DriverService::Create(links, *stores.networks);
+  if (!driver.ok()) return driver.status();
+  s.driver = std::move(driver).value();
+  s.driver->SetAllowedParents(flags.allowed_parents);
+  auto reaper_links = nl::LinkManager::Open();  // its own netlink socket: see link_reaper.h
+  if (!reaper_links.ok()) return reaper_links.status();
+  s.reaper = std::make_unique<driver::LinkReaper>(std::move(reaper_links).value());
+  return s;
+}
+
+}  // namespace
+
+Status Serve(const ServeFlags& flags) {
+  SMV_RETURN_IF_ERROR(InitLogging(flags.log_level));
+  const sigset_t stop_signals = BlockStopSignals();
+  // Start-up order: open the store, reconcile the kernel with it, then listen.
+  auto stores = OpenStores(flags);
+  if (!stores.ok()) return stores.status();
+  auto links = nl::LinkManager::Open();
+  if (!links.ok()) return links.status();
+  auto services = CreateServices(flags, *stores, **links);
+  if (!services.ok()) return services.status();
+  auto engine = engine::DockerEngine::Create(flags.docker_host);
+  if (!engine.ok()) return engine.status();
+  identity::IdentityService identity(**engine, *services->ipam, *services->driver);
+  Reconciler reconciler(**engine, *services->ipam, *services->driver, identity,
+                        {.interval = std::chrono::seconds(flags.reconcile_seconds),
+                         .stale_after = std::chrono::seconds(flags.stale_after_seconds)});
+  reconciler.AtStart();
+  // Start-up has read the whole store and built its indexes: give back what only the loading
+  // needed (the file's pages, the parsed records) so that a large state costs its indexes only.
+  stores->env->DropMappedPages();
+  malloc_trim(0);
+  services->driver->SetLinkReaper(services->reaper.get());  // after AtStart, which deletes synchronously
+
+  api::PluginApi api(*services->driver, *services->ipam, &identity, engine->get());
+  auto server = api::PluginServer::Bind(flags.socket, api);
+  if (!server.ok()) return server.status();
+  // Engine calls happen here, outside handlers, once the engine answers (not during its boot).
+  reconciler.StartBackground();
+  Status served = ServeUntilSignal(**server, stop_signals);
+  reconciler.StopBackground();
+  server->reset();  // removes the socket
+  spdlog::info("stopped");
+  return served;
+}
+
+Status Fsck(const ServeFlags& flags) {
+  auto stores = OpenStores(flags);
+  if (!stores.ok()) return stores.status();
+  auto ipam = stores->ipam->Load();
+  if (!ipam.ok()) return ipam.status();
+  auto networks = stores->networks->Load();
+  if (!networks.ok()) return networks.status();
+  const std::vector<std::string> problems = CheckState(*ipam, *networks);
+  std::printf("pools=%zu leases=%zu reservations=%zu networks=%zu endpoints=%zu problems=%zu\n",
+              ipam->pools.size(), ipam->leases.size(), ipam->reservations.size(), networks->networks.size(),
+              networks->endpoints.size(), problems.size());
+  for (const std::string& p : problems) std::printf("problem: %s\n", p.c_str());
+  if (!problems.empty()) {
+    return FailedPrecondition(fmt::format("{} problem(s) in {}", problems.size(), flags.state_dir));
+  }
+  return OkStatus();
+}
+
+}  // namespace smv::daemon

@@ -1,0 +1,145 @@
+#include "ipam/records.h"
+
+#include "common/record_fields.h"
+
+namespace smv::ipam::records {
+namespace {
+
+using smv::records::kRequired;
+using smv::records::Location;
+using smv::records::RecordOf;
+
+// The stored values. Fields in the key (pool id, address, name) are not repeated here.
+struct StoredPool {
+  std::string subnet;
+  std::optional<std::string> range;  // absent without --ip-range
+  bool v6 = false;
+  std::map<std::string, std::string> options;
+  int users = 1;
+};
+
+struct StoredLease {
+  std::string kind = "endpoint";
+  std::string name;
+  std::string mac;
+  int64_t since = 0;
+};
+
+struct StoredReservation {
+  IpAddress address;
+  std::string mac;
+  int64_t since = 0;
+  int64_t gone_since = 0;
+};
+
+template <typename F, RecordOf<StoredPool> R>
+void RecordSchema(F& f, R& r) {
+  f("subnet", r.subnet, kRequired);
+  f("range", r.range);
+  f("v6", r.v6);
+  f("options", r.options);
+  f("users", r.users);
+}
+
+template <typename F, RecordOf<StoredLease> R>
+void RecordSchema(F& f, R& r) {
+  f("kind", r.kind);
+  f("name", r.name);
+  f("mac", r.mac);
+  f("since", r.since);
+}
+
+template <typename F, RecordOf<StoredReservation> R>
+void RecordSchema(F& f, R& r) {
+  f("address", r.address, kRequired);
+  f("mac", r.mac);
+  f("since", r.since);
+  f("gone_since", r.gone_since);
+}
+
+std::string Join(std::string_view pool_id, std::string_view rest) {
+  std::string key(pool_id);
+  key.push_back('\0');
+  key.append(rest);
+  return key;
+}
+
+// "<pool id>\0<rest>"; kInternal when the separator is missing.
+Result<std::pair<std::string, std::string>> Split(const Location& where, std::string_view key) {
+  const size_t nul = key.find('\0');
+  if (nul == std::string_view::npos) {
+    return Internal(fmt::format("corrupt record {}: key has no pool id separator", smv::records::Describe(where)));
+  }
+  return std::pair{std::string(key.substr(0, nul)), std::string(key.substr(nul + 1))};
+}
+
+}  // namespace
+
+std::string PoolKey(const std::string& pool_id) { return pool_id; }
+std::string LeaseKey(const std::string& pool_id, const IpAddress& address) { return Join(pool_id, address.ToString()); }
+std::string ReservationKey(const std::string& pool_id, const std::string& name) { return Join(pool_id, name); }
+
+std::string EncodePool(const PoolRecord& pool) {
+  StoredPool stored{.subnet = pool.config.subnet.ToString(),
+                    .range = std::nullopt,
+                    .v6 = pool.config.subnet.family() == Family::kV6,
+                    .options = pool.config.options,
+                    .users = pool.users};
+  if (pool.config.range) stored.range = pool.config.range->ToString();
+  return smv::records::EncodeRecord(stored, kVersion);
+}
+
+std::string EncodeLease(const LeaseRecord& lease) {
+  const StoredLease stored{.kind = std::string(LeaseKindName(lease.lease.kind)),
+                           .name = lease.lease.name,
+                           .mac = lease.lease.mac,
+                           .since = lease.since};
+  return smv::records::EncodeRecord(stored, kVersion);
+}
+
+std::string EncodeReservation(const ReservationRecord& r) {
+  const StoredReservation stored{.address = r.address, .mac = r.mac, .since = r.since, .gone_since = r.gone_since};
+  return smv::records::EncodeRecord(stored, kVersion);
+}
+
+Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::string_view value) {
+  const Location where{db, key};
+  StoredPool stored;
+  SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
+  Result<PoolConfig> config = ParsePoolRequest(
+      PoolRequest{.address_space = "", .pool = stored.subnet, .sub_pool = stored.range.value_or(""), .options = stored.options, .v6 = stored.v6});
+  if (!config.ok()) return config.status().Annotate(fmt::format("stored pool {}", smv::records::Describe(where)));
+  return PoolRecord{*config, stored.users};
+}
+
+Result<LeaseRecord> DecodeLease(std::string_view db, std::string_view key, std::string_view value) {
+  const Location where{db, key};
+  Result<std::pair<std::string, std::string>> parts = Split(where, key);
+  if (!parts.ok()) return parts.status();
+  std::optional<IpAddress> address = IpAddress::Parse(parts->second);
+  if (!address) return Internal(fmt::format("corrupt record {}: key holds no address", smv::records::Describe(where)));
+  StoredLease stored;
+  SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
+  std::optional<LeaseKind> kind = LeaseKindFromName(stored.kind);
+  if (!kind) return Internal(fmt::format("corrupt record {}: unknown lease kind \"{}\"", smv::records::Describe(where), stored.kind));
+  return LeaseRecord{.pool_id = parts->first,
+                     .address = *address,
+                     .lease = Lease{.kind = *kind, .name = stored.name, .mac = stored.mac},
+                     .since = stored.since};
+}
+
+Result<ReservationRecord> DecodeReservation(std::string_view db, std::string_view key, std::string_view value) {
+  const Location where{db, key};
+  Result<std::pair<std::string, std::string>> parts = Split(where, key);
+  if (!parts.ok()) return parts.status();
+  StoredReservation stored;
+  SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
+  return ReservationRecord{.pool_id = parts->first,
+                           .name = parts->second,
+                           .address = stored.address,
+                           .mac = stored.mac,
+                           .since = stored.since,
+                           .gone_since = stored.gone_since};
+}
+
+}  // namespace smv::ipam::records

@@ -1,0 +1,33 @@
+#pragma once
+// The stored form of the IPAM records, store-independent: each record's key and its versioned
+// JSON value, with one schema per record (common/record_fields.h). Used by the LMDB store and
+// pinned by the golden store test (tests/golden): once a field name ships, it is permanent.
+//   pool         <pool id>                  -> {v, subnet, range, v6, options, users}
+//   lease        <pool id> '\0' <address>   -> {v, kind, name, mac, since}
+//   reservation  <pool id> '\0' <name>      -> {v, address, mac, since, gone_since}
+
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "ipam/ipam_store.h"
+
+namespace smv::ipam::records {
+
+inline constexpr int kVersion = 1;
+
+std::string PoolKey(const std::string& pool_id);
+std::string LeaseKey(const std::string& pool_id, const IpAddress& address);
+std::string ReservationKey(const std::string& pool_id, const std::string& name);
+
+std::string EncodePool(const PoolRecord& pool);
+std::string EncodeLease(const LeaseRecord& lease);
+std::string EncodeReservation(const ReservationRecord& reservation);
+
+// `db` names the database or key prefix in error messages. Never throws; a corrupt value is
+// kInternal naming the key and the field, a newer version kFailedPrecondition.
+Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::string_view value);
+Result<LeaseRecord> DecodeLease(std::string_view db, std::string_view key, std::string_view value);
+Result<ReservationRecord> DecodeReservation(std::string_view db, std::string_view key, std::string_view value);
+
+}  // namespace smv::ipam::records

@@ -1,0 +1,49 @@
+#pragma once
+// In-memory IpamStore with failure injection, for service tests.
+
+#include <map>
+
+#include "ipam/ipam_store.h"
+
+namespace smv::testing {
+
+class MemoryIpamStore : public ipam::IpamStore {
+ public:
+  bool fail_next_apply = false;
+  int applies = 0;
+
+  Result<ipam::IpamSnapshot> Load() override {
+    ipam::IpamSnapshot s;
+    for (const auto& [id, p] : pools_) s.pools.push_back(p);
+    for (const auto& [k, l] : leases_) s.leases.push_back(l);
+    for (const auto& [k, r] : reservations_) s.reservations.push_back(r);
+    return s;
+  }
+  Status ApplyAll(std::span<const ipam::IpamBatch> batches) override {
+    if (fail_next_apply) {
+      fail_next_apply = false;
+      return Internal("injected store failure");
+    }
+    ++applies;
+    for (const ipam::IpamBatch& b : batches) Write(b);
+    return OkStatus();
+  }
+  size_t lease_count() const { return leases_.size(); }
+  size_t reservation_count() const { return reservations_.size(); }
+  size_t pool_count() const { return pools_.size(); }
+
+ private:
+  void Write(const ipam::IpamBatch& b) {
+    for (const auto& p : b.put_pools) pools_[p.config.id] = p;
+    for (const auto& id : b.delete_pools) pools_.erase(id);
+    for (const auto& l : b.put_leases) leases_[{l.pool_id, l.address.ToString()}] = l;
+    for (const auto& [pool, ip] : b.delete_leases) leases_.erase({pool, ip.ToString()});
+    for (const auto& r : b.put_reservations) reservations_[{r.pool_id, r.name}] = r;
+    for (const auto& k : b.delete_reservations) reservations_.erase(k);
+  }
+  std::map<std::string, ipam::PoolRecord> pools_;
+  std::map<std::pair<std::string, std::string>, ipam::LeaseRecord> leases_;
+  std::map<std::pair<std::string, std::string>, ipam::ReservationRecord> reservations_;
+};
+
+}  // namespace smv::testing

@@ -1,0 +1,86 @@
+#include "daemon/reconciler.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/identity_world.h"
+
+namespace smv::identity {
+namespace {
+
+using testing_world::kEp1;
+using testing_world::kEp2;
+using testing_world::kNet;
+using ReconcilerTest = testing_world::IdentityWorld;
+
+TEST_F(ReconcilerTest, BackgroundPassLearnsNamesMissedDuringEngineStartUp) {
+  engine_.answering = false;
+  reconciler_->PassOnce();
+  Result<std::string> x = Start(kEp1, "boot-0");
+  ASSERT_TRUE(x.ok());
+  EXPECT_TRUE(ipam_->ListReservations().empty());
+  engine_.answering = true;
+  engine_.containers.push_back(EngineContainer{"c1", "boot-0", {}});
+  daemon::Reconciler::PassReport r = reconciler_->PassOnce();
+  EXPECT_EQ(r.names_learned, 1);
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "boot-0");
+  ASSERT_EQ(ipam_->ListReservations().size(), 1u);
+  EXPECT_EQ(ipam_->ListReservations()[0].record.name, "boot-0");
+}
+
+TEST_F(ReconcilerTest, ReservationLifetimeFollowsTheEngineListAndRetention) {
+  const std::string short_pool = ipam_->RequestPool({"l", "198.51.100.0/24", "", {{"release_after", "1m"}}, false})->pool_id;
+  ASSERT_TRUE(ipam_->RequestAddress({short_pool, "", false, "tmp-0", "", ""}).ok());
+  engine_.containers = {EngineContainer{"c1", "tmp-0", {}}};
+  reconciler_->PassOnce();
+  // A compose re-create: the old container is renamed first, the new one has the name.
+  engine_.containers = {EngineContainer{"c1", "c1c1c1c1c1c1_tmp-0", {}}, EngineContainer{"c2", "tmp-0", {}}};
+  now_ += 120;
+  EXPECT_EQ(reconciler_->PassOnce().reservations_released, 0);
+  engine_.containers.clear();  // destroyed
+  reconciler_->PassOnce();
+  now_ += 59;
+  EXPECT_EQ(reconciler_->PassOnce().reservations_released, 0);
+  now_ += 2;
+  EXPECT_EQ(reconciler_->PassOnce().reservations_released, 1);
+  engine_.answering = false;  // an engine that does not answer marks nobody gone
+  ASSERT_TRUE(ipam_->RequestAddress({short_pool, "", false, "tmp-1", "", ""}).ok());
+  now_ += 1000;
+  reconciler_->PassOnce();
+  reconciler_->PassOnce();
+  EXPECT_EQ(ipam_->ListReservations().size(), 1u);
+}
+
+TEST_F(ReconcilerTest, LostTeardownIsMadeUpForAfterTheGrace) {
+  Starting("c1", "gone-0");
+  Result<std::string> x = Start(kEp1, "gone-0");
+  ASSERT_TRUE(x.ok());
+  // dockerd removed the container while the plugin was down: the engine lists no endpoint.
+  engine_.networks[kNet].endpoints.clear();
+  engine_.containers.clear();
+  EXPECT_EQ(reconciler_->PassOnce().endpoints_cleaned, 0);  // within the grace: maybe starting
+  now_ += 61;
+  EXPECT_EQ(reconciler_->PassOnce().endpoints_cleaned, 1);
+  EXPECT_FALSE(driver_->FindEndpoint(kEp1).has_value());
+  EXPECT_FALSE(links_.Exists("smvaaaaaaaaaaa"));
+  EXPECT_EQ(ipam_->LeaseCount(pool_), 0u);
+  ASSERT_EQ(ipam_->ListReservations().size(), 1u);  // the name keeps its address
+  // The network itself was removed meanwhile too.
+  engine_.networks.clear();
+  EXPECT_EQ(reconciler_->PassOnce().networks_cleaned, 1);
+  EXPECT_FALSE(driver_->FindNetwork(kNet).has_value());
+  EXPECT_FALSE(ipam_->HasActivePool(pool_));
+  EXPECT_FALSE(links_.Get("eth1").promisc);
+}
+
+TEST_F(ReconcilerTest, UnsureEngineCleansNothing) {
+  Starting("c1", "kept-0");
+  ASSERT_TRUE(Start(kEp1, "kept-0").ok());
+  now_ += 1000;
+  engine_.answering = false;
+  reconciler_->PassOnce();
+  EXPECT_TRUE(driver_->FindEndpoint(kEp1).has_value());
+  EXPECT_TRUE(driver_->FindNetwork(kNet).has_value());
+}
+
+}  // namespace
+}  // namespace smv::identity
