@@ -12,6 +12,12 @@
 namespace smv::driver {
 namespace {
 
+// Rollbacks run while another error is being reported; theirs is logged, not returned.
+void LogIfFailed(const Status& s, std::string_view what) {
+  if (!s.ok()) spdlog::warn("{}: {}", what, s.message());
+}
+
+
 constexpr std::string_view kEndpointLinkPrefix = "smv";
 // Hex digits of the endpoint id in its link's name: "smv" + 11 = 14 bytes, within the 15 a name
 // may have. Fixed: start-up recognises links of ours (left by a crash) by this shape.
@@ -84,7 +90,7 @@ Status DriverService::LoadLocked() {
 
 LinkRecord DriverService::LinkRecordLocked(const std::string& name) const {
   auto it = link_records_.find(name);
-  return it == link_records_.end() ? LinkRecord{name, false, false} : it->second;
+  return it == link_records_.end() ? LinkRecord{.name = name} : it->second;
 }
 
 int DriverService::NetworksOnParentLocked(const std::string& parent, const std::string& except_id) const {
@@ -226,12 +232,12 @@ Status DriverService::CreateNetwork(const CreateNetworkCall& call, const Admissi
   DriverBatch batch;
   bool vlan_created_now = false;
   ScopeExit undo_vlan([&] {
-    if (vlan_created_now) (void)links_.Delete(options.vlan_link_name);  // rollback; the create's error is reported
+    if (vlan_created_now) LogIfFailed(links_.Delete(options.vlan_link_name), "rollback: delete vlan link");
   });
   if (options.vlan_id) SMV_RETURN_IF_ERROR(EnsureVlanLinkLocked(options, *vlan_link, batch, vlan_created_now));
   bool promisc_now = false;
   ScopeExit undo_promisc([&] {
-    if (promisc_now) (void)links_.SetPromisc(options.parent, false);  // rollback, as above
+    if (promisc_now) LogIfFailed(links_.SetPromisc(options.parent, false), "rollback: promisc off");
   });
   if (options.promisc && !parent->promisc) {
     SMV_RETURN_IF_ERROR(links_.SetPromisc(options.parent, true));
@@ -345,7 +351,7 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
   SMV_RETURN_IF_ERROR(links_.CreateMacvlan(spec).Annotate(
       fmt::format("create macvlan link for endpoint {} on \"{}\"", ShortId(call.endpoint_id),
                   options.MacvlanParent())));
-  ScopeExit undo_link([&] { (void)links_.Delete(link_name); });
+  ScopeExit undo_link([&] { LogIfFailed(links_.Delete(link_name), "rollback: delete endpoint link"); });
   EndpointRecord record{call.network_id, call.endpoint_id, link_name, mac, call.address_v4,
                         call.address_v6, "", "", clock_()};
   DriverBatch batch;

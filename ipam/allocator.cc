@@ -96,7 +96,7 @@ Result<Choice> PoolAllocator::ChooseDynamic() const {
         "see static-macvlan reservations ls)",
         where));
   }
-  return Choice{IpAddress(config_.subnet.family(), *found), false, false, true};
+  return Choice{.address = IpAddress(config_.subnet.family(), *found), .dynamic = true};
 }
 
 Result<Choice> PoolAllocator::ChoosePreferred(const AddressRequest& request, const std::string& who,
@@ -112,9 +112,9 @@ Result<Choice> PoolAllocator::ChoosePreferred(const AddressRequest& request, con
                                        config_.subnet.ToString()));
   }
   if (const Lease* lease = FindLease(ip); lease != nullptr) {
-    if (request.gateway && lease->kind == LeaseKind::kGateway) return Choice{ip, true, false};
+    if (request.gateway && lease->kind == LeaseKind::kGateway) return Choice{.address = ip, .already_leased_as_gateway = true};
     if (!request.name.empty() && lease->kind == LeaseKind::kEndpoint && lease->name == request.name) {
-      return Choice{ip, false, reserved != ip};  // see the same-name case in Choose
+      return Choice{.address = ip, .reserve_for_name = reserved != ip};  // see the same-name case in Choose
     }
     if (lease->kind == LeaseKind::kGateway) {
       return AlreadyExists(fmt::format("address {} is the network's gateway", ip.ToString()));
@@ -129,7 +129,7 @@ Result<Choice> PoolAllocator::ChoosePreferred(const AddressRequest& request, con
         ip.ToString(), *owner, *owner));
   }
   const bool reserve = !request.name.empty() && !request.gateway && reserved != ip;
-  return Choice{ip, false, reserve};
+  return Choice{.address = ip, .reserve_for_name = reserve};
 }
 
 Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
@@ -140,17 +140,17 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
     // Docker's own IPAM takes the first address of the subnet for the gateway.
     const IpAddress first = config_.FirstUsable();
     const Lease* lease = FindLease(first);
-    if (lease == nullptr) return Choice{first, false, false};
-    if (lease->kind == LeaseKind::kGateway) return Choice{first, true, false};
+    if (lease == nullptr) return Choice{.address = first};
+    if (lease->kind == LeaseKind::kGateway) return Choice{.address = first, .already_leased_as_gateway = true};
     return ChooseDynamic();
   }
   if (request.preferred) return ChoosePreferred(request, who, reserved);
   if (reserved) {
     const Lease* lease = FindLease(*reserved);
-    if (lease == nullptr) return Choice{*reserved, false, false};
+    if (lease == nullptr) return Choice{.address = *reserved};
     // A container is on a network once, so a name asking again while it holds its address is a
     // repeat of a request whose answer was lost (a crash before the reply): answer it the same.
-    if (!request.name.empty() && lease->name == request.name) return Choice{*reserved, false, false};
+    if (!request.name.empty() && lease->name == request.name) return Choice{.address = *reserved};
   }
   Result<Choice> dynamic = ChooseDynamic();
   // A name without a reservation keeps its first address. A name whose reservation is in use

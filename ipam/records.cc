@@ -107,7 +107,7 @@ Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::st
   StoredPool stored;
   SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
   Result<PoolConfig> config = ParsePoolRequest(
-      PoolRequest{.address_space = "", .pool = stored.subnet, .sub_pool = stored.range.value_or(""), .options = stored.options, .v6 = stored.v6});
+      PoolRequest{.pool = stored.subnet, .sub_pool = stored.range.value_or(""), .options = stored.options, .v6 = stored.v6});
   if (!config.ok()) return config.status().Annotate(fmt::format("stored pool {}", smv::records::Describe(where)));
   return PoolRecord{*config, stored.users};
 }
