@@ -4,8 +4,8 @@
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
 
-#include "ipam/ipam_service.h"
 #include "bench/discarding_store.h"
+#include "ipam/ipam_service.h"
 
 namespace {
 

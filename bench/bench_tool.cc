@@ -6,8 +6,8 @@
 //   bench_tool throughput SOCKET POOL_ID CLIENTS SECONDS   allocations/s, each durable before reply
 
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -62,13 +62,19 @@ int Fill(const std::string& dir, const std::string& subnet, int reservations, in
     smv::IpAddress ip(smv::Family::kV4, config.subnet.Network().value() + 1 + static_cast<unsigned>(i));
     batch.put_reservations.push_back({config.id, "c-" + std::to_string(i), ip, "02:42:00:00:00:01", 1, 0});
   }
-  if (auto s = (*ipam_store)->Apply(batch); !s.ok()) { std::fprintf(stderr, "%s\n", s.message().c_str()); return 1; }
+  if (auto s = (*ipam_store)->Apply(batch); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.message().c_str());
+    return 1;
+  }
   smv::driver::DriverBatch nets;
   for (int n = 0; n < networks; ++n) {
     smv::Prefix subnet(smv::IpAddress(smv::Family::kV4, (uint32_t{100} << 24) | (uint32_t(n) << 8)), 24);
     nets.put_networks.push_back({"net" + std::to_string(n), {{"parent", "eth1"}}, {{subnet, std::nullopt}}, {}, false});
   }
-  if (auto s = (*net_store)->Apply(nets); !s.ok()) { std::fprintf(stderr, "%s\n", s.message().c_str()); return 1; }
+  if (auto s = (*net_store)->Apply(nets); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.message().c_str());
+    return 1;
+  }
   std::printf("pool=%s\n", config.id.c_str());
   return 0;
 }
@@ -81,7 +87,8 @@ httplib::Client Connect(const std::string& socket) {
 }
 
 bool Allocate(httplib::Client& c, const std::string& pool, std::string* address) {
-  auto r = c.Post("/IpamDriver.RequestAddress", json{{"PoolID", pool}, {"Address", ""}, {"Options", nullptr}}.dump(), "");
+  auto r =
+      c.Post("/IpamDriver.RequestAddress", json{{"PoolID", pool}, {"Address", ""}, {"Options", nullptr}}.dump(), "");
   if (!r || r->status != 200) return false;
   std::string a = json::parse(r->body)["Address"];
   *address = a.substr(0, a.find('/'));
@@ -99,7 +106,10 @@ int Latency(const std::string& socket, const std::string& pool, int n) {
   for (int i = 0; i < n; ++i) {
     std::string a;
     const auto t0 = Clock::now();
-    if (!Allocate(c, pool, &a) || !Release(c, pool, a)) { std::fprintf(stderr, "request failed\n"); return 1; }
+    if (!Allocate(c, pool, &a) || !Release(c, pool, a)) {
+      std::fprintf(stderr, "request failed\n");
+      return 1;
+    }
     us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
   std::sort(us.begin(), us.end());
@@ -118,8 +128,14 @@ int Throughput(const std::string& socket, const std::string& pool, int clients, 
       std::vector<std::string> held;
       while (!stop) {
         std::string a;
-        if (Allocate(c, pool, &a)) { ++done; held.push_back(a); }
-        if (held.size() > 50) { for (auto& h : held) Release(c, pool, h); held.clear(); }
+        if (Allocate(c, pool, &a)) {
+          ++done;
+          held.push_back(a);
+        }
+        if (held.size() > 50) {
+          for (auto& h : held) Release(c, pool, h);
+          held.clear();
+        }
       }
       for (auto& h : held) Release(c, pool, h);
     });

@@ -58,8 +58,8 @@ std::optional<Prefix> Prefix::Parse(std::string_view text) {
   const std::string_view len_text = text.substr(slash + 1);
   int length = -1;
   auto [ptr, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), length);
-  if (ec != std::errc() || ptr != len_text.data() + len_text.size() || len_text.empty() ||
-      length < 0 || length > address->bits()) {
+  if (ec != std::errc() || ptr != len_text.data() + len_text.size() || len_text.empty() || length < 0 ||
+      length > address->bits()) {
     return std::nullopt;
   }
   return Prefix(*address, length);
@@ -70,21 +70,15 @@ IpAddress Prefix::Network() const {
                                  (address_.is_v4() ? Uint128{0xffffffffu} : ~Uint128{0}));
 }
 
-IpAddress Prefix::Last() const {
-  return IpAddress(family(), Network().value() | HostMask(address_.bits(), length_));
-}
+IpAddress Prefix::Last() const { return IpAddress(family(), Network().value() | HostMask(address_.bits(), length_)); }
 
-bool Prefix::Contains(const IpAddress& ip) const {
-  return ip.family() == family() && ip >= Network() && ip <= Last();
-}
+bool Prefix::Contains(const IpAddress& ip) const { return ip.family() == family() && ip >= Network() && ip <= Last(); }
 
 bool Prefix::Contains(const Prefix& other) const {
   return other.family() == family() && other.length_ >= length_ && Contains(other.address_);
 }
 
-bool Prefix::Overlaps(const Prefix& other) const {
-  return Contains(other) || other.Contains(*this);
-}
+bool Prefix::Overlaps(const Prefix& other) const { return Contains(other) || other.Contains(*this); }
 
 std::string Prefix::ToString() const { return fmt::format("{}/{}", address_.ToString(), length_); }
 
@@ -103,8 +97,8 @@ std::optional<MacAddress> MacAddress::Parse(std::string_view text) {
 }
 
 std::string MacAddress::ToString() const {
-  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", bytes_[0], bytes_[1], bytes_[2],
-                     bytes_[3], bytes_[4], bytes_[5]);
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", bytes_[0], bytes_[1], bytes_[2], bytes_[3], bytes_[4],
+                     bytes_[5]);
 }
 
 }  // namespace smv

@@ -10,8 +10,7 @@ Status InitLogging(std::string_view level) {
   // from_str answers "off" for anything it does not know; only accept "off" when asked for.
   if (parsed == spdlog::level::off && level != "off") {
     return InvalidArgument(fmt::format(
-        "invalid value \"{}\" for option \"--log-level\": want trace, debug, info, warn, error or off",
-        level));
+        "invalid value \"{}\" for option \"--log-level\": want trace, debug, info, warn, error or off", level));
   }
   auto logger = spdlog::stderr_logger_mt("static-macvlan");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");

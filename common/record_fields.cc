@@ -76,7 +76,8 @@ std::string Describe(const Location& where) {
 
 Result<json> ParseStored(const Location& where, std::string_view value, int current_version) {
   json j = json::parse(value, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Internal(fmt::format("corrupt record {}: not a JSON object", Describe(where)));
+  if (j.is_discarded() || !j.is_object())
+    return Internal(fmt::format("corrupt record {}: not a JSON object", Describe(where)));
   auto v = j.find("v");
   if (v == j.end() || !v->is_number_integer() || v->get<int64_t>() < 1) {
     return Internal(fmt::format("corrupt record {}: no record version \"v\"", Describe(where)));

@@ -109,7 +109,8 @@ class Reader {
     auto it = in_.find(key);
     if (it == in_.end() || it->is_null()) return;
     if (std::string_view want = Decode(*it, value); !want.empty()) {
-      error_ = fmt::format("field \"{}\": want {}, got {}", key, want, it->dump(-1, ' ', false, json::error_handler_t::replace));
+      error_ = fmt::format("field \"{}\": want {}, got {}", key, want,
+                           it->dump(-1, ' ', false, json::error_handler_t::replace));
     }
   }
   template <typename T>

@@ -15,13 +15,13 @@ namespace smv {
 
 enum class Code {
   kOk,
-  kInvalidArgument,    // the request or an option is wrong; the user must change it
-  kNotFound,           // a named thing (pool, network, link) does not exist
-  kAlreadyExists,      // a named thing exists and may not be created again
-  kFailedPrecondition, // the system is in a state that forbids the request (address reserved)
-  kResourceExhausted,  // no free address, store full
+  kInvalidArgument,     // the request or an option is wrong; the user must change it
+  kNotFound,            // a named thing (pool, network, link) does not exist
+  kAlreadyExists,       // a named thing exists and may not be created again
+  kFailedPrecondition,  // the system is in a state that forbids the request (address reserved)
+  kResourceExhausted,   // no free address, store full
   kPermissionDenied,
-  kUnavailable,        // a transient failure; the caller may retry
+  kUnavailable,  // a transient failure; the caller may retry
   kInternal,
 };
 
@@ -80,8 +80,7 @@ class [[nodiscard]] Result {
 }  // namespace smv
 
 // The only macro; a single statement.
-#define SMV_RETURN_IF_ERROR(expr)                            \
-  do {                                                       \
-    if (::smv::Status smv_status_ = (expr); !smv_status_.ok()) \
-      return smv_status_;                                    \
+#define SMV_RETURN_IF_ERROR(expr)                                                  \
+  do {                                                                             \
+    if (::smv::Status smv_status_ = (expr); !smv_status_.ok()) return smv_status_; \
   } while (0)

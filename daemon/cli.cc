@@ -18,9 +18,9 @@ Result<nlohmann::json> AskDaemon(const std::string& socket, const std::string& c
   httplib::Client client(socket);
   client.set_address_family(AF_UNIX);
   client.set_read_timeout(kDaemonReadTimeoutSeconds, 0);
-  httplib::Result r = client.Post(("/StaticMacvlan." + call).c_str(),
-                                  body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                                  "application/json");
+  httplib::Result r =
+      client.Post(("/StaticMacvlan." + call).c_str(),
+                  body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
   if (!r) {
     return Unavailable(fmt::format("cannot reach the static-macvlan daemon at {} ({}); is it running?", socket,
                                    httplib::to_string(r.error())));
@@ -83,8 +83,9 @@ Status ReserveAddress(const ReservationFlags& flags) {
 
 Status ReleaseReservation(const ReservationFlags& flags) {
   auto out = AskDaemon(flags.socket, "Release", {{"Target", flags.target}});
-  if (out.ok()) std::printf("released %lld reservation(s) of %s\n", static_cast<long long>(Number(*out, "Released")),
-                            flags.target.c_str());
+  if (out.ok())
+    std::printf("released %lld reservation(s) of %s\n", static_cast<long long>(Number(*out, "Released")),
+                flags.target.c_str());
   return out.status();
 }
 

@@ -1,8 +1,8 @@
 // static-macvlan: a Docker NetworkDriver + IpamDriver plugin for macvlan on VLANs with sticky
 // addresses. main only declares the command line and calls the command (commands.h).
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "commands.h"
 
@@ -19,15 +19,19 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
   serve.add_option("--docker-host", flags.docker_host, "engine API, to learn container names")->capture_default_str();
-  serve.add_option("--reconcile-interval", flags.reconcile_seconds, "seconds between background passes over the engine API")
+  serve
+      .add_option("--reconcile-interval", flags.reconcile_seconds,
+                  "seconds between background passes over the engine API")
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600u));
-  serve.add_option("--stale-after", flags.stale_after_seconds,
-                   "seconds after which an endpoint the engine does not list is a lost teardown")
+  serve
+      .add_option("--stale-after", flags.stale_after_seconds,
+                  "seconds after which an endpoint the engine does not list is a lost teardown")
       ->capture_default_str()
       ->check(CLI::Range(1u, 86400u));
-  serve.add_option("--allowed-parents", flags.allowed_parents,
-                   "only these parent interfaces may carry networks (default: any)")
+  serve
+      .add_option("--allowed-parents", flags.allowed_parents,
+                  "only these parent interfaces may carry networks (default: any)")
       ->delimiter(',');
 }
 

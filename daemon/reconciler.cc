@@ -8,12 +8,11 @@ namespace smv::daemon {
 
 Reconciler::Reconciler(engine::EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
                        identity::IdentityService& identity, ReconcilerOptions options, Clock clock)
-    : engine_(engine), ipam_(ipam), driver_(driver), identity_(identity), options_(options),
-      clock_(std::move(clock)) {
+    : engine_(engine), ipam_(ipam), driver_(driver), identity_(identity), options_(options), clock_(std::move(clock)) {
   if (!clock_) {
     clock_ = [] {
-      return std::chrono::duration_cast<std::chrono::seconds>(
-                 std::chrono::system_clock::now().time_since_epoch()).count();
+      return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
     };
   }
 }
@@ -105,9 +104,9 @@ void Reconciler::CleanLostNetworks(const EngineView& view, PassReport& report) {
 Reconciler::PassReport Reconciler::PassOnce() {
   PassReport report;
   Result<std::vector<engine::EngineContainer>> containers =
-      engine_.Ping(options_.ping_timeout) ? engine_.ListContainers(options_.list_timeout)
-                                          : Result<std::vector<engine::EngineContainer>>(
-                                                Unavailable("engine API does not answer"));
+      engine_.Ping(options_.ping_timeout)
+          ? engine_.ListContainers(options_.list_timeout)
+          : Result<std::vector<engine::EngineContainer>>(Unavailable("engine API does not answer"));
   identity_.NoteEngineAnswered(containers.ok());
   if (!containers.ok()) return report;
   report.engine_answered = true;
@@ -134,16 +133,15 @@ void Reconciler::StartBackground() {
     while (!stop_) {
       lock.unlock();
       const PassReport r = PassOnce();
-      if (r.names_learned > 0 || r.reservations_released > 0 || r.endpoints_cleaned > 0 ||
-          r.networks_cleaned > 0) {
-        spdlog::info("reconcile pass names_learned={} reservations_released={} endpoints_cleaned={} "
-                     "networks_cleaned={}",
-                     r.names_learned, r.reservations_released, r.endpoints_cleaned, r.networks_cleaned);
+      if (r.names_learned > 0 || r.reservations_released > 0 || r.endpoints_cleaned > 0 || r.networks_cleaned > 0) {
+        spdlog::info(
+            "reconcile pass names_learned={} reservations_released={} endpoints_cleaned={} "
+            "networks_cleaned={}",
+            r.names_learned, r.reservations_released, r.endpoints_cleaned, r.networks_cleaned);
       }
       lock.lock();
       // While the engine does not answer (dockerd starting), look again soon.
-      cv_.wait_for(lock, r.engine_answered ? options_.interval : options_.retry_interval,
-                   [this] { return stop_; });
+      cv_.wait_for(lock, r.engine_answered ? options_.interval : options_.retry_interval, [this] { return stop_; });
     }
   });
 }

@@ -23,10 +23,10 @@
 namespace smv::daemon {
 
 struct ReconcilerOptions {
-  engine::Millis interval{5000};         // between background passes while the engine answers
-  engine::Millis retry_interval{1000};   // while it does not (dockerd starting)
+  engine::Millis interval{5000};        // between background passes while the engine answers
+  engine::Millis retry_interval{1000};  // while it does not (dockerd starting)
   engine::Millis ping_timeout{500};
-  engine::Millis list_timeout{3000};     // container list and network inspects of a pass
+  engine::Millis list_timeout{3000};  // container list and network inspects of a pass
   // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the
   // container while the plugin was down). Covers the gap between CreateEndpoint and Join.
   std::chrono::seconds stale_after{60};

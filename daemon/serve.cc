@@ -145,9 +145,9 @@ Status Fsck(const ServeFlags& flags) {
   auto networks = stores->networks->Load();
   if (!networks.ok()) return networks.status();
   const std::vector<std::string> problems = CheckState(*ipam, *networks);
-  std::printf("pools=%zu leases=%zu reservations=%zu networks=%zu endpoints=%zu problems=%zu\n",
-              ipam->pools.size(), ipam->leases.size(), ipam->reservations.size(), networks->networks.size(),
-              networks->endpoints.size(), problems.size());
+  std::printf("pools=%zu leases=%zu reservations=%zu networks=%zu endpoints=%zu problems=%zu\n", ipam->pools.size(),
+              ipam->leases.size(), ipam->reservations.size(), networks->networks.size(), networks->endpoints.size(),
+              problems.size());
   for (const std::string& p : problems) std::printf("problem: %s\n", p.c_str());
   if (!problems.empty()) {
     return FailedPrecondition(fmt::format("{} problem(s) in {}", problems.size(), flags.state_dir));

@@ -16,12 +16,14 @@ std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver
   for (const ipam::LeaseRecord& l : ipam.leases) {
     auto p = pools.find(l.pool_id);
     if (p == pools.end() || p->second->users == 0) {
-      problems.push_back(fmt::format("lease {} belongs to pool \"{}\", which is not active", l.address.ToString(), l.pool_id));
+      problems.push_back(
+          fmt::format("lease {} belongs to pool \"{}\", which is not active", l.address.ToString(), l.pool_id));
       continue;
     }
     const Prefix& subnet = p->second->config.subnet;
     if (!subnet.Contains(l.address)) {
-      problems.push_back(fmt::format("lease {} lies outside its pool's subnet {}", l.address.ToString(), subnet.ToString()));
+      problems.push_back(
+          fmt::format("lease {} lies outside its pool's subnet {}", l.address.ToString(), subnet.ToString()));
     }
     auto [it, fresh] = leased.emplace(std::make_pair(subnet.ToString(), l.address.ToString()), l.pool_id);
     if (!fresh) {
@@ -42,15 +44,16 @@ std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver
                                      p->second->config.subnet.ToString()));
     }
     if (!reserved.emplace(r.pool_id, r.address.ToString()).second) {
-      problems.push_back(fmt::format("address {} is reserved for two names in pool \"{}\"", r.address.ToString(), r.pool_id));
+      problems.push_back(
+          fmt::format("address {} is reserved for two names in pool \"{}\"", r.address.ToString(), r.pool_id));
     }
   }
   std::set<std::string> networks;
   for (const driver::NetworkRecord& n : driver.networks) networks.insert(n.id);
   for (const driver::EndpointRecord& e : driver.endpoints) {
     if (!networks.contains(e.network_id)) {
-      problems.push_back(fmt::format("endpoint {} belongs to network {}, which is not stored", e.endpoint_id.substr(0, 12),
-                                     e.network_id.substr(0, 12)));
+      problems.push_back(fmt::format("endpoint {} belongs to network {}, which is not stored",
+                                     e.endpoint_id.substr(0, 12), e.network_id.substr(0, 12)));
     }
     if (std::optional<Prefix> address = Prefix::Parse(e.address_v4)) {
       bool found = false;

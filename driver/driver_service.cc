@@ -17,7 +17,6 @@ void LogIfFailed(const Status& s, std::string_view what) {
   if (!s.ok()) spdlog::warn("{}: {}", what, s.message());
 }
 
-
 constexpr std::string_view kEndpointLinkPrefix = "smv";
 // Hex digits of the endpoint id in its link's name: "smv" + 11 = 14 bytes, within the 15 a name
 // may have. Fixed: start-up recognises links of ours (left by a crash) by this shape.
@@ -25,9 +24,7 @@ constexpr size_t kEndpointLinkIdDigits = 11;
 static_assert(kEndpointLinkPrefix.size() + kEndpointLinkIdDigits <= kMaxInterfaceName);
 
 int64_t SystemNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // A MAC derived from the IPv4 address (as Docker's bridge does), so a container that comes
@@ -62,8 +59,7 @@ std::string DriverService::EndpointLinkName(const std::string& endpoint_id) {
   return fmt::format("{}{}", kEndpointLinkPrefix, endpoint_id.substr(0, kEndpointLinkIdDigits));
 }
 
-Result<std::unique_ptr<DriverService>> DriverService::Create(nl::LinkOps& links, NetworkStore& store,
-                                                             Clock clock) {
+Result<std::unique_ptr<DriverService>> DriverService::Create(nl::LinkOps& links, NetworkStore& store, Clock clock) {
   std::unique_ptr<DriverService> service(new DriverService(links, store, clock ? clock : SystemNow));
   std::scoped_lock lock(service->mu_);
   SMV_RETURN_IF_ERROR(service->LoadLocked());
@@ -83,8 +79,8 @@ Status DriverService::LoadLocked() {
   }
   for (LinkRecord& link : snapshot->links) link_records_[link.name] = link;
   for (EndpointRecord& endpoint : snapshot->endpoints) endpoints_[endpoint.endpoint_id] = endpoint;
-  spdlog::info("network state loaded networks={} endpoints={} links={}", networks_.size(),
-               endpoints_.size(), link_records_.size());
+  spdlog::info("network state loaded networks={} endpoints={} links={}", networks_.size(), endpoints_.size(),
+               link_records_.size());
   return OkStatus();
 }
 
@@ -114,22 +110,22 @@ Result<nl::LinkInfo> DriverService::CheckParentLocked(const NetworkOptions& opti
   if (!parent.ok()) return parent.status();
   if (!parent->has_value()) {
     Result<std::vector<nl::LinkInfo>> all = links_.List();
-    return NotFound(fmt::format(
-        "parent interface \"{}\" not found on this host (option -o parent={}); interfaces here: {}",
-        options.parent, options.parent, all.ok() ? JoinNames(*all) : "unknown"));
+    return NotFound(
+        fmt::format("parent interface \"{}\" not found on this host (option -o parent={}); interfaces here: {}",
+                    options.parent, options.parent, all.ok() ? JoinNames(*all) : "unknown"));
   }
   nl::LinkInfo info = **parent;
   if (info.kind == "macvlan" && info.name.starts_with(kEndpointLinkPrefix)) {
-    return InvalidArgument(fmt::format(
-        "invalid value \"{}\" for option \"parent\": it is a container link of static-macvlan, "
-        "want the host interface on the LAN (example: -o parent=eth1)",
-        options.parent));
+    return InvalidArgument(
+        fmt::format("invalid value \"{}\" for option \"parent\": it is a container link of static-macvlan, "
+                    "want the host interface on the LAN (example: -o parent=eth1)",
+                    options.parent));
   }
   if (options.mtu && *options.mtu > info.mtu) {
-    return InvalidArgument(fmt::format(
-        "invalid value \"{}\" for option \"mtu\": the parent interface \"{}\" has MTU {}; want at "
-        "most {} (example: -o mtu={})",
-        *options.mtu, options.parent, info.mtu, info.mtu, std::min<uint32_t>(info.mtu, 1500)));
+    return InvalidArgument(
+        fmt::format("invalid value \"{}\" for option \"mtu\": the parent interface \"{}\" has MTU {}; want at "
+                    "most {} (example: -o mtu={})",
+                    *options.mtu, options.parent, info.mtu, info.mtu, std::min<uint32_t>(info.mtu, 1500)));
   }
   if (!info.up) {
     // A down parent carries no traffic; bring it up as `ip link set up` would.
@@ -143,11 +139,9 @@ Result<nl::LinkInfo> DriverService::CheckParentLocked(const NetworkOptions& opti
   return info;
 }
 
-Status DriverService::CheckOverlapLocked(const CreateNetworkCall& call,
-                                         const NetworkOptions& options) const {
+Status DriverService::CheckOverlapLocked(const CreateNetworkCall& call, const NetworkOptions& options) const {
   for (const auto& [id, other] : networks_) {
-    if (other.options.MacvlanParent() != options.MacvlanParent() ||
-        other.options.parent != options.parent) {
+    if (other.options.MacvlanParent() != options.MacvlanParent() || other.options.parent != options.parent) {
       continue;
     }
     for (const auto* mine : {&call.ipv4, &call.ipv6}) {
@@ -155,10 +149,10 @@ Status DriverService::CheckOverlapLocked(const CreateNetworkCall& call,
         for (const auto* theirs : {&other.record.ipv4, &other.record.ipv6}) {
           for (const IpData& b : *theirs) {
             if (a.pool.Overlaps(b.pool)) {
-              return FailedPrecondition(fmt::format(
-                  "subnet {} overlaps subnet {} of network {} on the same link \"{}\"; networks "
-                  "on one parent and VLAN need subnets that do not overlap",
-                  a.pool.ToString(), b.pool.ToString(), ShortId(id), options.MacvlanParent()));
+              return FailedPrecondition(
+                  fmt::format("subnet {} overlaps subnet {} of network {} on the same link \"{}\"; networks "
+                              "on one parent and VLAN need subnets that do not overlap",
+                              a.pool.ToString(), b.pool.ToString(), ShortId(id), options.MacvlanParent()));
             }
           }
         }
@@ -175,14 +169,14 @@ Status DriverService::CheckAllowedParent(const NetworkOptions& options) const {
   }
   std::string allowed;
   for (const std::string& p : allowed_parents_) allowed += (allowed.empty() ? "" : ", ") + p;
-  return PermissionDenied(fmt::format(
-      "parent interface \"{}\" is not allowed on this host (option -o parent={}); allowed: {} "
-      "(static-macvlan serve --allowed-parents)",
-      options.parent, options.parent, allowed));
+  return PermissionDenied(
+      fmt::format("parent interface \"{}\" is not allowed on this host (option -o parent={}); allowed: {} "
+                  "(static-macvlan serve --allowed-parents)",
+                  options.parent, options.parent, allowed));
 }
 
 Result<std::optional<nl::LinkInfo>> DriverService::CheckVlanLinkLocked(const NetworkOptions& options,
-                                                                      const nl::LinkInfo& parent) {
+                                                                       const nl::LinkInfo& parent) {
   const std::string& name = options.vlan_link_name;
   Result<std::optional<nl::LinkInfo>> existing = links_.Find(name);
   if (!existing.ok() || !existing->has_value()) return existing;
@@ -348,19 +342,18 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
   }
   nl::MacvlanSpec spec{link_name, options.MacvlanParent(), std::string(MacvlanModeName(options.mode)),
                        options.mtu.value_or(0), mac};
-  SMV_RETURN_IF_ERROR(links_.CreateMacvlan(spec).Annotate(
-      fmt::format("create macvlan link for endpoint {} on \"{}\"", ShortId(call.endpoint_id),
-                  options.MacvlanParent())));
+  SMV_RETURN_IF_ERROR(links_.CreateMacvlan(spec).Annotate(fmt::format(
+      "create macvlan link for endpoint {} on \"{}\"", ShortId(call.endpoint_id), options.MacvlanParent())));
   ScopeExit undo_link([&] { LogIfFailed(links_.Delete(link_name), "rollback: delete endpoint link"); });
-  EndpointRecord record{call.network_id, call.endpoint_id, link_name, mac, call.address_v4,
-                        call.address_v6, "", "", clock_()};
+  EndpointRecord record{call.network_id, call.endpoint_id, link_name, mac, call.address_v4, call.address_v6, "", "",
+                        clock_()};
   DriverBatch batch;
   batch.put_endpoints.push_back(record);
   SMV_RETURN_IF_ERROR(store_.Apply(batch));
   undo_link.Release();
   endpoints_[call.endpoint_id] = record;
-  spdlog::info("endpoint created id={} network={} link={} mac={} address={}",
-               ShortId(call.endpoint_id), ShortId(call.network_id), link_name, mac, call.address_v4);
+  spdlog::info("endpoint created id={} network={} link={} mac={} address={}", ShortId(call.endpoint_id),
+               ShortId(call.network_id), link_name, mac, call.address_v4);
   return CreateEndpointResult{call.mac.empty() ? mac : ""};
 }
 
@@ -420,8 +413,7 @@ Status DriverService::Leave(const std::string& network_id, const std::string& en
 Status DriverService::DeleteEndpoint(const std::string& network_id, const std::string& endpoint_id) {
   std::scoped_lock lock(mu_);
   auto ep = endpoints_.find(endpoint_id);
-  const std::string link_name =
-      ep != endpoints_.end() ? ep->second.link_name : EndpointLinkName(endpoint_id);
+  const std::string link_name = ep != endpoints_.end() ? ep->second.link_name : EndpointLinkName(endpoint_id);
   if (reaper_ == nullptr) {
     if (Status s = links_.Delete(link_name); !s.ok() && s.code() != Code::kNotFound) {
       return s.Annotate(fmt::format("delete link of endpoint {}", ShortId(endpoint_id)));
@@ -432,8 +424,7 @@ Status DriverService::DeleteEndpoint(const std::string& network_id, const std::s
     batch.delete_endpoints.push_back(endpoint_id);
     SMV_RETURN_IF_ERROR(store_.Apply(batch));
     endpoints_.erase(ep);
-    spdlog::info("endpoint deleted id={} network={} link={}", ShortId(endpoint_id),
-                 ShortId(network_id), link_name);
+    spdlog::info("endpoint deleted id={} network={} link={}", ShortId(endpoint_id), ShortId(network_id), link_name);
   }
   // The record is gone first: should the deletion be lost, the link is an orphan that the
   // next start sweeps, never an endpoint that looks alive.
@@ -442,13 +433,16 @@ Status DriverService::DeleteEndpoint(const std::string& network_id, const std::s
 }
 
 void DriverService::RepairNetworkLinksLocked(const std::string& id, const NetworkOptions& options,
-                                              ReconcileReport& report, DriverBatch& batch) {
+                                             ReconcileReport& report, DriverBatch& batch) {
   Result<std::optional<nl::LinkInfo>> parent = links_.Find(options.parent);
   if (!parent.ok() || !parent->has_value()) {
-    report.problems.push_back(fmt::format("network {}: parent interface \"{}\" is missing", ShortId(id), options.parent));
+    report.problems.push_back(
+        fmt::format("network {}: parent interface \"{}\" is missing", ShortId(id), options.parent));
     return;
   }
-  auto problem = [&](const Status& s) { report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message())); };
+  auto problem = [&](const Status& s) {
+    report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message()));
+  };
   if (!(*parent)->up) {
     if (Status s = links_.SetUp(options.parent); !s.ok()) problem(s);
   }
@@ -496,8 +490,8 @@ void DriverService::DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch
       ++report.orphan_links_deleted;
     } else {
       if (Status s = links_.Delete(e.link_name); !s.ok() && s.code() != Code::kNotFound) {
-        report.problems.push_back(fmt::format("endpoint {}: link {} not deleted: {}", ShortId(it->first), e.link_name,
-                                              s.message()));
+        report.problems.push_back(
+            fmt::format("endpoint {}: link {} not deleted: {}", ShortId(it->first), e.link_name, s.message()));
       }
       ++report.endpoints_dropped;
     }

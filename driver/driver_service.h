@@ -34,7 +34,7 @@ struct CreateEndpointCall {
   std::string endpoint_id;
   std::string address_v4;  // "192.0.2.10/24"
   std::string address_v6;
-  std::string mac;         // "" when dockerd sent none
+  std::string mac;  // "" when dockerd sent none
 };
 
 struct CreateEndpointResult {
@@ -65,8 +65,7 @@ class DriverService {
   using Clock = std::function<int64_t()>;
 
   // Loads the stored state; `links` and `store` must outlive the service.
-  static Result<std::unique_ptr<DriverService>> Create(nl::LinkOps& links, NetworkStore& store,
-                                                       Clock clock = nullptr);
+  static Result<std::unique_ptr<DriverService>> Create(nl::LinkOps& links, NetworkStore& store, Clock clock = nullptr);
 
   // Before the socket opens: recreate missing VLAN links and promiscuous settings of stored
   // networks, drop endpoint records whose network is gone, delete macvlan links of ours that no
@@ -81,7 +80,7 @@ class DriverService {
   Result<CreateEndpointResult> CreateEndpoint(const CreateEndpointCall& call);
   Result<JoinResult> Join(const std::string& network_id, const std::string& endpoint_id,
                           const std::string& sandbox_key);
-  Status Leave(const std::string& network_id, const std::string& endpoint_id);  // idempotent
+  Status Leave(const std::string& network_id, const std::string& endpoint_id);           // idempotent
   Status DeleteEndpoint(const std::string& network_id, const std::string& endpoint_id);  // idempotent
 
   // Least privilege: when not empty, networks may only use these parent interfaces.

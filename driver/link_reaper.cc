@@ -4,8 +4,7 @@
 
 namespace smv::driver {
 
-LinkReaper::LinkReaper(std::unique_ptr<nl::LinkOps> links)
-    : links_(std::move(links)), worker_([this] { Run(); }) {}
+LinkReaper::LinkReaper(std::unique_ptr<nl::LinkOps> links) : links_(std::move(links)), worker_([this] { Run(); }) {}
 
 LinkReaper::~LinkReaper() {
   {

@@ -16,10 +16,9 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-Status BadValue(std::string_view key, std::string_view value, std::string_view want,
-                std::string_view example) {
-  return InvalidArgument(fmt::format("invalid value \"{}\" for option \"{}\": want {} (example: -o {})",
-                                     value, key, want, example));
+Status BadValue(std::string_view key, std::string_view value, std::string_view want, std::string_view example) {
+  return InvalidArgument(
+      fmt::format("invalid value \"{}\" for option \"{}\": want {} (example: -o {})", value, key, want, example));
 }
 
 std::optional<uint64_t> ParseNumber(std::string_view text) {
@@ -48,8 +47,7 @@ std::string_view MacvlanModeName(MacvlanMode mode) {
 }
 
 std::optional<MacvlanMode> MacvlanModeFromName(std::string_view name) {
-  for (MacvlanMode mode : {MacvlanMode::kBridge, MacvlanMode::kPrivate, MacvlanMode::kVepa,
-                           MacvlanMode::kPassthru}) {
+  for (MacvlanMode mode : {MacvlanMode::kBridge, MacvlanMode::kPrivate, MacvlanMode::kVepa, MacvlanMode::kPassthru}) {
     if (MacvlanModeName(mode) == name) return mode;
   }
   return std::nullopt;
@@ -76,8 +74,7 @@ std::string VlanLinkName(std::string_view parent, uint16_t vlan_id) {
 
 Result<std::vector<Route>> ParseRoutes(std::string_view value) {
   std::vector<Route> routes;
-  constexpr std::string_view kWant =
-      "routes separated by ';', each \"DEST/LEN\" or \"DEST/LEN via GATEWAY\"";
+  constexpr std::string_view kWant = "routes separated by ';', each \"DEST/LEN\" or \"DEST/LEN via GATEWAY\"";
   constexpr std::string_view kExample = "routes=\"10.254.0.0/16 via 192.0.2.254; 198.51.100.0/24\"";
   size_t start = 0;
   while (start <= value.size()) {
@@ -94,8 +91,7 @@ Result<std::vector<Route>> ParseRoutes(std::string_view value) {
     }
     std::optional<Prefix> dest = Prefix::Parse(dest_text);
     if (!dest) {
-      return BadValue(kOptRoutes, entry, fmt::format("{}; \"{}\" is not a CIDR", kWant, dest_text),
-                      kExample);
+      return BadValue(kOptRoutes, entry, fmt::format("{}; \"{}\" is not a CIDR", kWant, dest_text), kExample);
     }
     if (dest->HasHostBits()) {
       return BadValue(kOptRoutes, entry,
@@ -107,8 +103,7 @@ Result<std::vector<Route>> ParseRoutes(std::string_view value) {
     if (!via_text.empty()) {
       std::optional<IpAddress> via = IpAddress::Parse(via_text);
       if (!via || via->family() != dest->family()) {
-        return BadValue(kOptRoutes, entry,
-                        fmt::format("a gateway address of the same family as {}", dest_text),
+        return BadValue(kOptRoutes, entry, fmt::format("a gateway address of the same family as {}", dest_text),
                         kExample);
       }
       route.via = *via;
@@ -185,19 +180,21 @@ Status ParseIpam(std::string_view key, const std::string& value, Parsing& p) {
 
 const std::map<std::string_view, OptionParser>& OptionParsers() {
   static const std::map<std::string_view, OptionParser> parsers = {
-      {kOptParent, [](std::string_view, const std::string& v, Parsing& p) { p.out.parent = v; return OkStatus(); }},
+      {kOptParent,
+       [](std::string_view, const std::string& v, Parsing& p) {
+         p.out.parent = v;
+         return OkStatus();
+       }},
       {kOptVlan, ParseVlan},
       {kOptVlanName, ParseVlanName},
       {kOptMode, ParseMode},
       {kOptModeAlias, ParseMode},
-      {kOptPromisc, [](std::string_view k, const std::string& v, Parsing& p) {
-         return ParseSwitchOption(k, v, p.out.promisc, "promisc=off");
-       }},
+      {kOptPromisc, [](std::string_view k, const std::string& v,
+                       Parsing& p) { return ParseSwitchOption(k, v, p.out.promisc, "promisc=off"); }},
       {kOptMtu, ParseMtu},
       {kOptRoutes, ParseRoutesOption},
-      {kOptDefaultRoute, [](std::string_view k, const std::string& v, Parsing& p) {
-         return ParseSwitchOption(k, v, p.out.default_route, "default_route=off");
-       }},
+      {kOptDefaultRoute, [](std::string_view k, const std::string& v,
+                            Parsing& p) { return ParseSwitchOption(k, v, p.out.default_route, "default_route=off"); }},
       {kOptIpam, ParseIpam},
   };
   return parsers;
@@ -214,10 +211,10 @@ Status SplitVlanParent(Parsing& p) {
     return BadValue(kOptParent, out.parent, "a VLAN id from 1 to 4094 after the dot", "parent=eth1.228");
   }
   if (out.vlan_id && *out.vlan_id != *id) {
-    return InvalidArgument(fmt::format(
-        "option \"parent\" is \"{}\" (VLAN {}) but option \"vlan\" is {}: give the VLAN once "
-        "(example: -o parent=eth1 -o vlan=228)",
-        out.parent, *id, *out.vlan_id));
+    return InvalidArgument(
+        fmt::format("option \"parent\" is \"{}\" (VLAN {}) but option \"vlan\" is {}: give the VLAN once "
+                    "(example: -o parent=eth1 -o vlan=228)",
+                    out.parent, *id, *out.vlan_id));
   }
   // The whole "eth1.228" names the VLAN link, so it must itself be a valid interface name
   // (found by fuzzing: a 19-character parent gave a VLAN link name the kernel refuses).
@@ -255,9 +252,9 @@ Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::stri
   SMV_RETURN_IF_ERROR(SplitVlanParent(p));
   SMV_RETURN_IF_ERROR(CheckParent(p.out));
   if (p.vlan_name && !p.out.vlan_id) {
-    return InvalidArgument(fmt::format(
-        "option \"vlan_name\" (\"{}\") needs option \"vlan\" (example: -o vlan=228 -o vlan_name={})",
-        *p.vlan_name, *p.vlan_name));
+    return InvalidArgument(
+        fmt::format("option \"vlan_name\" (\"{}\") needs option \"vlan\" (example: -o vlan=228 -o vlan_name={})",
+                    *p.vlan_name, *p.vlan_name));
   }
   if (p.out.vlan_id) p.out.vlan_link_name = p.vlan_name ? *p.vlan_name : VlanLinkName(p.out.parent, *p.out.vlan_id);
   return p.out;

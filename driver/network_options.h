@@ -14,23 +14,23 @@
 
 namespace smv::driver {
 
-inline constexpr std::string_view kOptParent = "parent";            // -o parent=eth1 (or eth1.228)
-inline constexpr std::string_view kOptVlan = "vlan";                // -o vlan=228
-inline constexpr std::string_view kOptVlanName = "vlan_name";       // -o vlan_name=uplink228
-inline constexpr std::string_view kOptMode = "macvlan_mode";        // -o macvlan_mode=bridge
-inline constexpr std::string_view kOptModeAlias = "mode";           // the seed's spelling
-inline constexpr std::string_view kOptPromisc = "promisc";          // -o promisc=off
-inline constexpr std::string_view kOptMtu = "mtu";                  // -o mtu=1400
-inline constexpr std::string_view kOptRoutes = "routes";            // -o routes="10.254.0.0/16 via 192.0.2.254"
+inline constexpr std::string_view kOptParent = "parent";               // -o parent=eth1 (or eth1.228)
+inline constexpr std::string_view kOptVlan = "vlan";                   // -o vlan=228
+inline constexpr std::string_view kOptVlanName = "vlan_name";          // -o vlan_name=uplink228
+inline constexpr std::string_view kOptMode = "macvlan_mode";           // -o macvlan_mode=bridge
+inline constexpr std::string_view kOptModeAlias = "mode";              // the seed's spelling
+inline constexpr std::string_view kOptPromisc = "promisc";             // -o promisc=off
+inline constexpr std::string_view kOptMtu = "mtu";                     // -o mtu=1400
+inline constexpr std::string_view kOptRoutes = "routes";               // -o routes="10.254.0.0/16 via 192.0.2.254"
 inline constexpr std::string_view kOptDefaultRoute = "default_route";  // -o default_route=off
-inline constexpr std::string_view kOptIpam = "ipam";                // -o ipam=docker
-inline constexpr std::string_view kIpamOurs = "static-macvlan";     // the default: sticky addresses
-inline constexpr std::string_view kIpamDocker = "docker";           // knowingly on Docker's IPAM
+inline constexpr std::string_view kOptIpam = "ipam";                   // -o ipam=docker
+inline constexpr std::string_view kIpamOurs = "static-macvlan";        // the default: sticky addresses
+inline constexpr std::string_view kIpamDocker = "docker";              // knowingly on Docker's IPAM
 
 inline constexpr size_t kMaxInterfaceName = 15;  // IFNAMSIZ - 1
 inline constexpr uint64_t kMinVlanId = 1;
-inline constexpr uint64_t kMaxVlanId = 4094;     // 4095 is reserved by 802.1Q
-inline constexpr uint64_t kMinMtu = 68;          // the IPv4 minimum
+inline constexpr uint64_t kMaxVlanId = 4094;  // 4095 is reserved by 802.1Q
+inline constexpr uint64_t kMinMtu = 68;       // the IPv4 minimum
 inline constexpr uint64_t kMaxMtu = 65535;
 
 enum class MacvlanMode { kBridge, kPrivate, kVepa, kPassthru };
@@ -44,14 +44,14 @@ struct Route {
 };
 
 struct NetworkOptions {
-  std::string parent;                 // the host interface that carries the LAN
-  std::optional<uint16_t> vlan_id;    // 802.1Q tag; none: macvlans sit on the parent itself
-  std::string vlan_link_name;         // set when vlan_id is: "<parent>.<vlan>" or a short name
+  std::string parent;               // the host interface that carries the LAN
+  std::optional<uint16_t> vlan_id;  // 802.1Q tag; none: macvlans sit on the parent itself
+  std::string vlan_link_name;       // set when vlan_id is: "<parent>.<vlan>" or a short name
   MacvlanMode mode = MacvlanMode::kBridge;
-  bool promisc = true;                // the seed's plugin switched the parent to promiscuous mode
-  std::optional<uint32_t> mtu;        // none: inherit the parent's
+  bool promisc = true;          // the seed's plugin switched the parent to promiscuous mode
+  std::optional<uint32_t> mtu;  // none: inherit the parent's
   std::vector<Route> routes;
-  bool default_route = true;          // container's default route via this network's gateway
+  bool default_route = true;  // container's default route via this network's gateway
   // -o ipam=docker: the user knowingly runs this network on Docker's IPAM (no reservations).
   bool docker_ipam = false;
 

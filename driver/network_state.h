@@ -31,8 +31,8 @@ struct NetworkRecord {
 // whose promiscuous mode it switched on. Users are the networks whose options name it.
 struct LinkRecord {
   std::string name;
-  bool created_by_us = false;   // VLAN link: delete it when its last network goes
-  bool promisc_by_us = false;   // parent: switch promisc off when its last network goes
+  bool created_by_us = false;  // VLAN link: delete it when its last network goes
+  bool promisc_by_us = false;  // parent: switch promisc off when its last network goes
 };
 
 struct EndpointRecord {

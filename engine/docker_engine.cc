@@ -23,8 +23,8 @@ std::string Str(const json& j, const char* key) {
 Result<std::unique_ptr<DockerEngine>> DockerEngine::Create(const std::string& docker_host) {
   constexpr std::string_view kUnix = "unix://";
   if (!docker_host.starts_with(kUnix) || docker_host.size() == kUnix.size()) {
-    return InvalidArgument(fmt::format(
-        "invalid value \"{}\" for --docker-host: want unix:///path/to/docker.sock", docker_host));
+    return InvalidArgument(
+        fmt::format("invalid value \"{}\" for --docker-host: want unix:///path/to/docker.sock", docker_host));
   }
   return std::unique_ptr<DockerEngine>(new DockerEngine(docker_host.substr(kUnix.size())));
 }

@@ -33,7 +33,7 @@ struct EngineContainerNetwork {
 
 struct EngineContainer {
   std::string id;
-  std::string name;  // no leading "/"
+  std::string name;                                        // no leading "/"
   std::map<std::string, EngineContainerNetwork> networks;  // by network name
 };
 

@@ -17,13 +17,13 @@ Millis Left(Steady::time_point deadline) {
 
 }  // namespace
 
-IdentityService::IdentityService(EngineApi& engine, ipam::IpamService& ipam,
-                                 driver::DriverService& driver, IdentityOptions options, Clock clock)
+IdentityService::IdentityService(EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
+                                 IdentityOptions options, Clock clock)
     : engine_(engine), ipam_(ipam), driver_(driver), options_(options), clock_(std::move(clock)) {
   if (!clock_) {
     clock_ = [] {
-      return std::chrono::duration_cast<std::chrono::seconds>(
-                 std::chrono::system_clock::now().time_since_epoch()).count();
+      return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
     };
   }
 }
@@ -59,13 +59,15 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
   // Only a name with a reservation here can change the answer; without one, do not spend the
   // time an inspect of a starting container takes to time out.
   bool any_reserved = false;
-  for (const EngineContainer* c : candidates) any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, c->name);
+  for (const EngineContainer* c : candidates)
+    any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, c->name);
   if (!any_reserved) return "";
   // An idle container answers its inspect in milliseconds; only a starting one blocks.
   const Millis wait = std::min(Left(deadline), options_.inspect_wait);
   std::vector<std::future<bool>> answers;
   for (const EngineContainer* c : candidates) {
-    answers.push_back(std::async(std::launch::async, [this, id = c->id, wait] { return engine_.InspectAnswers(id, wait); }));
+    answers.push_back(
+        std::async(std::launch::async, [this, id = c->id, wait] { return engine_.InspectAnswers(id, wait); }));
   }
   std::vector<std::string> starting;
   for (size_t i = 0; i < candidates.size(); ++i) {

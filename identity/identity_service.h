@@ -27,10 +27,10 @@ using engine::EngineNetwork;
 using engine::Millis;
 
 struct IdentityOptions {
-  Millis request_budget{400};      // total engine time a RequestAddress may spend guessing
-  Millis inspect_wait{150};        // how long a candidate's inspect may take to count as idle
-  Millis join_timeout{500};        // GET /networks/<id> at Join
-  Millis learn_timeout{3000};      // GET /networks/<id> when learning pending names
+  Millis request_budget{400};  // total engine time a RequestAddress may spend guessing
+  Millis inspect_wait{150};    // how long a candidate's inspect may take to count as idle
+  Millis join_timeout{500};    // GET /networks/<id> at Join
+  Millis learn_timeout{3000};  // GET /networks/<id> when learning pending names
 };
 
 class IdentityService {
@@ -61,8 +61,8 @@ class IdentityService {
   // More starting containers than this on one network cannot be told apart in the budget.
   static constexpr size_t kMaxCandidates = 8;
   // The one container that asked for `address` on the network, or "".
-  static std::string RequesterOfAddress(const std::vector<EngineContainer>& containers,
-                                        const std::string& network_name, const std::string& address);
+  static std::string RequesterOfAddress(const std::vector<EngineContainer>& containers, const std::string& network_name,
+                                        const std::string& address);
   // The one container of the network that is starting without an address and has a
   // reservation here, or "".
   std::string SingleStartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,

@@ -66,13 +66,9 @@ std::optional<Uint128> IntervalSet::NextAbsent(Uint128 from, Uint128 last) const
   return from;
 }
 
-PoolAllocator::PoolAllocator(PoolConfig config) : config_(std::move(config)) {
-  next_ = config_.DynamicFirst().value();
-}
+PoolAllocator::PoolAllocator(PoolConfig config) : config_(std::move(config)) { next_ = config_.DynamicFirst().value(); }
 
-bool PoolAllocator::IsBlocked(Uint128 x) const {
-  return leases_.contains(x) || reservations_.NameAt(x).has_value();
-}
+bool PoolAllocator::IsBlocked(Uint128 x) const { return leases_.contains(x) || reservations_.NameAt(x).has_value(); }
 
 void PoolAllocator::Refresh(Uint128 x) {
   if (x < config_.DynamicFirst().value() || x > config_.DynamicLast().value()) return;
@@ -91,10 +87,10 @@ Result<Choice> PoolAllocator::ChooseDynamic() const {
   if (!found) {
     const std::string where = config_.range ? fmt::format("--ip-range {}", config_.range->ToString())
                                             : fmt::format("--subnet {}", config_.subnet.ToString());
-    return ResourceExhausted(fmt::format(
-        "no free address left in {} (every address is in use or reserved for a container name; "
-        "see static-macvlan reservations ls)",
-        where));
+    return ResourceExhausted(
+        fmt::format("no free address left in {} (every address is in use or reserved for a container name; "
+                    "see static-macvlan reservations ls)",
+                    where));
   }
   return Choice{.address = IpAddress(config_.subnet.family(), *found), .dynamic = true};
 }
@@ -103,8 +99,8 @@ Result<Choice> PoolAllocator::ChoosePreferred(const AddressRequest& request, con
                                               const std::optional<IpAddress>& reserved) const {
   const IpAddress& ip = *request.preferred;
   if (!config_.subnet.Contains(ip)) {
-    return InvalidArgument(fmt::format("address {} is outside the network's subnet {}", ip.ToString(),
-                                       config_.subnet.ToString()));
+    return InvalidArgument(
+        fmt::format("address {} is outside the network's subnet {}", ip.ToString(), config_.subnet.ToString()));
   }
   if (!config_.IsUsable(ip)) {
     return InvalidArgument(fmt::format("address {} is the {} address of subnet {} and cannot be given to a container",
@@ -112,16 +108,17 @@ Result<Choice> PoolAllocator::ChoosePreferred(const AddressRequest& request, con
                                        config_.subnet.ToString()));
   }
   if (const Lease* lease = FindLease(ip); lease != nullptr) {
-    if (request.gateway && lease->kind == LeaseKind::kGateway) return Choice{.address = ip, .already_leased_as_gateway = true};
+    if (request.gateway && lease->kind == LeaseKind::kGateway)
+      return Choice{.address = ip, .already_leased_as_gateway = true};
     if (!request.name.empty() && lease->kind == LeaseKind::kEndpoint && lease->name == request.name) {
       return Choice{.address = ip, .reserve_for_name = reserved != ip};  // see the same-name case in Choose
     }
     if (lease->kind == LeaseKind::kGateway) {
       return AlreadyExists(fmt::format("address {} is the network's gateway", ip.ToString()));
     }
-    return AlreadyExists(fmt::format("address {} is already in use{}", ip.ToString(),
-                                     lease->name.empty() ? std::string()
-                                                         : fmt::format(" by container \"{}\"", lease->name)));
+    return AlreadyExists(
+        fmt::format("address {} is already in use{}", ip.ToString(),
+                    lease->name.empty() ? std::string() : fmt::format(" by container \"{}\"", lease->name)));
   }
   if (std::optional<std::string_view> owner = ReservedFor(ip); owner && !who.empty() && *owner != who) {
     return FailedPrecondition(fmt::format(
@@ -170,8 +167,8 @@ void PoolAllocator::RemoveLease(const IpAddress& ip) {
   Refresh(ip.value());
 }
 
-void PoolAllocator::AddReservation(std::string_view name, const IpAddress& ip, std::string_view mac,
-                                   int64_t since, int64_t gone_since) {
+void PoolAllocator::AddReservation(std::string_view name, const IpAddress& ip, std::string_view mac, int64_t since,
+                                   int64_t gone_since) {
   const std::optional<IpAddress> before = ReservationOf(name);
   reservations_.Put(name, ip.value(), mac, since, gone_since);
   if (before && *before != ip) Refresh(before->value());

@@ -35,7 +35,7 @@ struct AddressRequest {
   // A name guessed from indirect signals (engines < 29): used to find the name's reservation and
   // to refuse another name's reserved --ip, but never to create a reservation.
   std::string hint_name;
-  bool gateway = false;                // RequestAddressType com.docker.network.gateway
+  bool gateway = false;  // RequestAddressType com.docker.network.gateway
 };
 
 // What the allocator decided.
@@ -87,8 +87,8 @@ class PoolAllocator {
   void RemoveLease(const IpAddress& ip);
   // Sets `name`'s reservation (address and details); another name's reservation of the
   // same address is dropped.
-  void AddReservation(std::string_view name, const IpAddress& ip, std::string_view mac = "",
-                      int64_t since = 0, int64_t gone_since = 0);
+  void AddReservation(std::string_view name, const IpAddress& ip, std::string_view mac = "", int64_t since = 0,
+                      int64_t gone_since = 0);
   void RemoveReservation(std::string_view name);
 
   const Lease* FindLease(const IpAddress& ip) const;

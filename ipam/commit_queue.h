@@ -26,8 +26,7 @@ class CommitQueue {
   // Runs with the store's failure; must take the service mutex and call FailQueuedLocked.
   using FailureHandler = std::function<void(const Status&)>;
 
-  CommitQueue(IpamStore& store, FailureHandler on_failure)
-      : store_(store), on_failure_(std::move(on_failure)) {}
+  CommitQueue(IpamStore& store, FailureHandler on_failure) : store_(store), on_failure_(std::move(on_failure)) {}
 
   // Caller holds the service mutex. Returns the batch's ticket (tickets grow by one).
   uint64_t Enqueue(IpamBatch batch);
@@ -54,9 +53,9 @@ class CommitQueue {
   std::condition_variable changed_;
   std::vector<IpamBatch> queue_;  // tickets resolved_ + 1 ... last_ticket_, in order
   uint64_t last_ticket_ = 0;
-  uint64_t resolved_ = 0;         // every ticket up to this one is durable or failed
-  bool committing_ = false;       // a leader is writing; more batches may queue meanwhile
-  bool recovering_ = false;       // a commit failed and the service is reloading
+  uint64_t resolved_ = 0;              // every ticket up to this one is durable or failed
+  bool committing_ = false;            // a leader is writing; more batches may queue meanwhile
+  bool recovering_ = false;            // a commit failed and the service is reloading
   std::vector<FailedRange> failures_;  // the most recent ones, so late waiters see their error
   uint64_t commits_ = 0;
 };

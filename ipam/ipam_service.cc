@@ -10,9 +10,7 @@ namespace smv::ipam {
 namespace {
 
 int64_t SystemNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -50,8 +48,11 @@ void IpamService::ReloadAfterFailedCommit(const Status& error) {
 std::optional<ReservationRecord> IpamService::FindReservation(const PoolState& state, std::string_view name) {
   std::optional<ReservedName> r = state.allocator.reservations().Find(name);
   if (!r) return std::nullopt;
-  return ReservationRecord{state.record.config.id, std::string(r->name),
-                           IpAddress(state.record.config.subnet.family(), r->address), r->mac, r->since,
+  return ReservationRecord{state.record.config.id,
+                           std::string(r->name),
+                           IpAddress(state.record.config.subnet.family(), r->address),
+                           r->mac,
+                           r->since,
                            r->gone_since};
 }
 
@@ -60,8 +61,8 @@ std::vector<ReservationRecord> IpamService::AllReservations(const std::string& p
   out.reserve(state.allocator.reservations().size());
   const Family family = state.record.config.subnet.family();
   state.allocator.reservations().ForEach([&](const ReservedName& r) {
-    out.push_back(ReservationRecord{pool_id, std::string(r.name), IpAddress(family, r.address), r.mac,
-                                    r.since, r.gone_since});
+    out.push_back(
+        ReservationRecord{pool_id, std::string(r.name), IpAddress(family, r.address), r.mac, r.since, r.gone_since});
   });
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return out;
@@ -104,10 +105,10 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
     if (it != pools_.end()) {
       const PoolRecord& existing = it->second.record;
       if (existing.users > 0 && existing.config.options != config->options) {
-        return FailedPrecondition(fmt::format(
-            "subnet {} is already in use by another network with different --ipam-opt values; "
-            "use the same options or another subnet",
-            config->id));
+        return FailedPrecondition(
+            fmt::format("subnet {} is already in use by another network with different --ipam-opt values; "
+                        "use the same options or another subnet",
+                        config->id));
       }
       record.users = existing.users + 1;
     }
@@ -162,10 +163,10 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
 Result<IpamService::PoolState*> IpamService::ActivePool(const std::string& pool_id) {
   auto it = pools_.find(pool_id);
   if (it == pools_.end() || it->second.record.users == 0) {
-    return NotFound(fmt::format(
-        "unknown pool \"{}\": the network's address pool is not known to static-macvlan (was the "
-        "network created while the plugin used another --state-dir?)",
-        pool_id));
+    return NotFound(
+        fmt::format("unknown pool \"{}\": the network's address pool is not known to static-macvlan (was the "
+                    "network created while the plugin used another --state-dir?)",
+                    pool_id));
   }
   return &it->second;
 }
@@ -184,8 +185,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
     if (!call.address.empty()) {
       std::optional<IpAddress> ip = IpAddress::Parse(call.address);
       if (!ip || ip->family() != config.subnet.family()) {
-        return InvalidArgument(fmt::format("invalid address \"{}\": want an {} address inside {}",
-                                           call.address,
+        return InvalidArgument(fmt::format("invalid address \"{}\": want an {} address inside {}", call.address,
                                            config.subnet.family() == Family::kV4 ? "IPv4" : "IPv6",
                                            config.subnet.ToString()));
       }
@@ -206,8 +206,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
     IpamBatch batch;
     batch.put_leases.push_back(LeaseRecord{call.pool_id, choice->address, lease, now});
     if (choice->reserve_for_name) {
-      batch.put_reservations.push_back(
-          ReservationRecord{call.pool_id, call.name, choice->address, call.mac, now, 0});
+      batch.put_reservations.push_back(ReservationRecord{call.pool_id, call.name, choice->address, call.mac, now, 0});
     } else if (!call.name.empty()) {
       // Re-using the reservation: note that the container is back.
       if (std::optional<ReservationRecord> r = FindReservation(state, call.name); r && r->gone_since != 0) {
@@ -218,9 +217,8 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
     commits_.Enqueue(batch);
     state.allocator.AddLease(choice->address, lease, choice->dynamic);
     for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
-    spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id,
-                 choice->address.ToString(), LeaseKindName(lease.kind),
-                 call.name.empty() ? "" : fmt::format(" name={}", call.name));
+    spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice->address.ToString(),
+                 LeaseKindName(lease.kind), call.name.empty() ? "" : fmt::format(" name={}", call.name));
     return answer;
   });
 }
@@ -259,10 +257,10 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
     }
     const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
     if (owner && *owner != name) {
-      return FailedPrecondition(fmt::format(
-          "address {} is reserved for container \"{}\", not \"{}\"; release it with: static-macvlan "
-          "reservations release {}",
-          address.ToString(), *owner, name, *owner));
+      return FailedPrecondition(
+          fmt::format("address {} is reserved for container \"{}\", not \"{}\"; release it with: static-macvlan "
+                      "reservations release {}",
+                      address.ToString(), *owner, name, *owner));
     }
     const int64_t now = clock_();
     IpamBatch batch;
@@ -337,23 +335,22 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
     PoolState& state = **found;
     const PoolConfig& config = state.record.config;
     if (!config.IsUsable(address)) {
-      return InvalidArgument(fmt::format("address {} is not a usable address of subnet {}",
-                                         address.ToString(), config.subnet.ToString()));
+      return InvalidArgument(
+          fmt::format("address {} is not a usable address of subnet {}", address.ToString(), config.subnet.ToString()));
     }
     if (const std::optional<std::string_view> owner = state.allocator.ReservedFor(address)) {
       if (*owner == name) return OkStatus();
-      return FailedPrecondition(fmt::format(
-          "address {} is reserved for container \"{}\"; release it with: static-macvlan reservations "
-          "release {}",
-          address.ToString(), *owner, *owner));
+      return FailedPrecondition(
+          fmt::format("address {} is reserved for container \"{}\"; release it with: static-macvlan reservations "
+                      "release {}",
+                      address.ToString(), *owner, *owner));
     }
     if (const Lease* lease = state.allocator.FindLease(address);
         lease != nullptr && (lease->kind == LeaseKind::kGateway || lease->name != name)) {
       return FailedPrecondition(fmt::format("address {} is in use{}", address.ToString(),
-                                            lease->kind == LeaseKind::kGateway
-                                                ? " as the network's gateway"
-                                                : lease->name.empty() ? ""
-                                                    : fmt::format(" by container \"{}\"", lease->name)));
+                                            lease->kind == LeaseKind::kGateway ? " as the network's gateway"
+                                            : lease->name.empty()              ? ""
+                                                                  : fmt::format(" by container \"{}\"", lease->name)));
     }
     IpamBatch batch;
     batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, "", clock_(), 0});
@@ -435,8 +432,7 @@ std::vector<ReservationView> IpamService::ListReservations() const {
     for (const ReservationRecord& record : AllReservations(id, state)) {
       const std::string& name = record.name;
       ReservationView view{record, state.record.config.subnet.ToString(),
-                           state.allocator.FindLease(record.address) != nullptr,
-                           state.record.users > 0, std::nullopt};
+                           state.allocator.FindLease(record.address) != nullptr, state.record.users > 0, std::nullopt};
       const Lease* at_reserved = state.allocator.FindLease(record.address);
       if (auto h = held.find(name);
           h != held.end() && h->second != record.address && (at_reserved == nullptr || at_reserved->name != name)) {

@@ -30,9 +30,9 @@ struct AddressCall {
   std::string pool_id;
   std::string address;  // "" or an address without prefix length
   bool gateway = false;
-  std::string name;     // com.docker.network.endpoint.name (Docker >= 29), may be ""
+  std::string name;       // com.docker.network.endpoint.name (Docker >= 29), may be ""
   std::string hint_name;  // best-effort identity on older engines: see AddressRequest
-  std::string mac;      // com.docker.network.endpoint.macaddress, may be ""
+  std::string mac;        // com.docker.network.endpoint.macaddress, may be ""
 };
 
 // How a name learned after the fact relates to its reservation.
@@ -71,8 +71,8 @@ class IpamService {
   // Join). The first address a name holds becomes its reservation; a name that holds another
   // address keeps its reservation (kDrifted). kFailedPrecondition when `address` is reserved
   // for another name. `mac` is remembered so that a fixed --mac-address identifies the name.
-  Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address,
-                                   const std::string& name, const std::string& mac = "");
+  Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address, const std::string& name,
+                                   const std::string& mac = "");
 
   // Whether `name` has a reservation in `pool_id`.
   bool HasReservation(const std::string& pool_id, const std::string& name) const;
@@ -100,7 +100,7 @@ class IpamService {
 
  private:
   struct PoolState {
-    PoolRecord record;  // record.users == 0: removed by dockerd, kept for its reservations
+    PoolRecord record;        // record.users == 0: removed by dockerd, kept for its reservations
     PoolAllocator allocator;  // holds the leases and the name reservations
   };
   static std::optional<ReservationRecord> FindReservation(const PoolState& state, std::string_view name);

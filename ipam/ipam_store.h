@@ -55,8 +55,8 @@ struct IpamBatch {
   std::vector<ReservationRecord> put_reservations;
   std::vector<std::pair<std::string, std::string>> delete_reservations;  // pool id, name
   bool empty() const {
-    return put_pools.empty() && delete_pools.empty() && put_leases.empty() &&
-           delete_leases.empty() && put_reservations.empty() && delete_reservations.empty();
+    return put_pools.empty() && delete_pools.empty() && put_leases.empty() && delete_leases.empty() &&
+           put_reservations.empty() && delete_reservations.empty();
   }
 };
 

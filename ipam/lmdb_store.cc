@@ -19,7 +19,6 @@ Result<std::unique_ptr<LmdbIpamStore>> LmdbIpamStore::Open(lmdb::Env& env) {
   return std::unique_ptr<LmdbIpamStore>(new LmdbIpamStore(env, *pools, *leases, *reservations));
 }
 
-
 Result<IpamSnapshot> LmdbIpamStore::Load() {
   Result<lmdb::Txn> txn = env_.BeginRead();
   if (!txn.ok()) return txn.status();
@@ -46,8 +45,7 @@ Status LmdbIpamStore::Write(lmdb::Txn& txn, const IpamBatch& batch) {
     if (Result<bool> r = txn.Delete(pools_, records::PoolKey(id)); !r.ok()) return r.status();
   }
   for (const LeaseRecord& lease : batch.put_leases) {
-    SMV_RETURN_IF_ERROR(
-        txn.Put(leases_, records::LeaseKey(lease.pool_id, lease.address), records::EncodeLease(lease)));
+    SMV_RETURN_IF_ERROR(txn.Put(leases_, records::LeaseKey(lease.pool_id, lease.address), records::EncodeLease(lease)));
   }
   for (const auto& [pool_id, address] : batch.delete_leases) {
     if (Result<bool> r = txn.Delete(leases_, records::LeaseKey(pool_id, address)); !r.ok()) return r.status();

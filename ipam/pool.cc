@@ -11,29 +11,26 @@ std::string FamilyWord(Family f) { return f == Family::kV4 ? "IPv4" : "IPv6"; }
 Result<Prefix> ParseCidrFlag(std::string_view flag, const std::string& value, Family want) {
   std::optional<Prefix> prefix = Prefix::Parse(value);
   if (!prefix) {
-    return InvalidArgument(fmt::format(
-        "invalid value \"{}\" for {}: want a CIDR such as {}", value, flag,
-        want == Family::kV4 ? "192.0.2.0/24" : "2001:db8:1::/64"));
+    return InvalidArgument(fmt::format("invalid value \"{}\" for {}: want a CIDR such as {}", value, flag,
+                                       want == Family::kV4 ? "192.0.2.0/24" : "2001:db8:1::/64"));
   }
   if (prefix->family() != want) {
-    return InvalidArgument(fmt::format("invalid value \"{}\" for {}: an {} network was expected here",
-                                       value, flag, FamilyWord(want)));
+    return InvalidArgument(
+        fmt::format("invalid value \"{}\" for {}: an {} network was expected here", value, flag, FamilyWord(want)));
   }
   if (prefix->HasHostBits()) {
-    return InvalidArgument(fmt::format(
-        "invalid value \"{}\" for {}: host bits are set; for a /{} the network address is {} "
-        "(use {} {}/{})",
-        value, flag, prefix->length(), prefix->Network().ToString(), flag,
-        prefix->Network().ToString(), prefix->length()));
+    return InvalidArgument(
+        fmt::format("invalid value \"{}\" for {}: host bits are set; for a /{} the network address is {} "
+                    "(use {} {}/{})",
+                    value, flag, prefix->length(), prefix->Network().ToString(), flag, prefix->Network().ToString(),
+                    prefix->length()));
   }
   return *prefix;
 }
 
 }  // namespace
 
-IpAddress PoolConfig::FirstUsable() const {
-  return IpAddress(subnet.family(), subnet.Network().value() + 1);
-}
+IpAddress PoolConfig::FirstUsable() const { return IpAddress(subnet.family(), subnet.Network().value() + 1); }
 
 IpAddress PoolConfig::LastUsable() const {
   const IpAddress last = subnet.Last();
@@ -62,15 +59,19 @@ Result<std::optional<int64_t>> ParseRetention(std::string_view value) {
   auto [ptr, ec] = std::from_chars(value.data(), end, number);
   int64_t unit = 0;
   const std::string_view suffix(ptr, static_cast<size_t>(end - ptr));
-  if (suffix.empty() || suffix == "s") unit = 1;
-  else if (suffix == "m") unit = 60;
-  else if (suffix == "h") unit = 3600;
-  else if (suffix == "d") unit = 86400;
+  if (suffix.empty() || suffix == "s")
+    unit = 1;
+  else if (suffix == "m")
+    unit = 60;
+  else if (suffix == "h")
+    unit = 3600;
+  else if (suffix == "d")
+    unit = 86400;
   if (ec != std::errc() || unit == 0 || number < 0 || number > int64_t{3650} * 86400) {
-    return InvalidArgument(fmt::format(
-        "invalid value \"{}\" for --ipam-opt {}: want \"keep\" or a duration such as 90s, 30m, "
-        "24h or 7d (example: --ipam-opt {}=24h)",
-        value, kOptReleaseAfter, kOptReleaseAfter));
+    return InvalidArgument(
+        fmt::format("invalid value \"{}\" for --ipam-opt {}: want \"keep\" or a duration such as 90s, 30m, "
+                    "24h or 7d (example: --ipam-opt {}=24h)",
+                    value, kOptReleaseAfter, kOptReleaseAfter));
   }
   return std::optional<int64_t>(number * unit);
 }
@@ -78,18 +79,18 @@ Result<std::optional<int64_t>> ParseRetention(std::string_view value) {
 Result<PoolConfig> ParsePoolRequest(const PoolRequest& request) {
   const Family family = request.v6 ? Family::kV6 : Family::kV4;
   if (request.pool.empty()) {
-    return InvalidArgument(fmt::format(
-        "static-macvlan needs the {}subnet of the LAN: add {} to docker network create",
-        request.v6 ? "IPv6 " : "", request.v6 ? "--subnet 2001:db8:1::/64" : "--subnet 192.0.2.0/24"));
+    return InvalidArgument(fmt::format("static-macvlan needs the {}subnet of the LAN: add {} to docker network create",
+                                       request.v6 ? "IPv6 " : "",
+                                       request.v6 ? "--subnet 2001:db8:1::/64" : "--subnet 192.0.2.0/24"));
   }
   Result<Prefix> subnet = ParseCidrFlag("--subnet", request.pool, family);
   if (!subnet.ok()) return subnet.status();
   const int max_length = family == Family::kV4 ? 30 : 126;
   if (subnet->length() > max_length) {
-    return InvalidArgument(fmt::format(
-        "invalid value \"{}\" for --subnet: a /{} has no room for a gateway and containers; want "
-        "a prefix length of at most {}",
-        request.pool, subnet->length(), max_length));
+    return InvalidArgument(
+        fmt::format("invalid value \"{}\" for --subnet: a /{} has no room for a gateway and containers; want "
+                    "a prefix length of at most {}",
+                    request.pool, subnet->length(), max_length));
   }
   PoolConfig config;
   config.subnet = *subnet;
@@ -97,15 +98,14 @@ Result<PoolConfig> ParsePoolRequest(const PoolRequest& request) {
     Result<Prefix> range = ParseCidrFlag("--ip-range", request.sub_pool, family);
     if (!range.ok()) return range.status();
     if (!subnet->Contains(*range)) {
-      return InvalidArgument(fmt::format(
-          "invalid value \"{}\" for --ip-range: it must lie inside --subnet {}", request.sub_pool,
-          request.pool));
+      return InvalidArgument(fmt::format("invalid value \"{}\" for --ip-range: it must lie inside --subnet {}",
+                                         request.sub_pool, request.pool));
     }
     config.range = *range;
     if (config.DynamicFirst() > config.DynamicLast()) {
-      return InvalidArgument(fmt::format(
-          "invalid value \"{}\" for --ip-range: it holds no usable address of --subnet {}",
-          request.sub_pool, request.pool));
+      return InvalidArgument(
+          fmt::format("invalid value \"{}\" for --ip-range: it holds no usable address of --subnet {}",
+                      request.sub_pool, request.pool));
     }
   }
   for (const auto& [key, value] : request.options) {
@@ -114,8 +114,7 @@ Result<PoolConfig> ParsePoolRequest(const PoolRequest& request) {
       if (!retention.ok()) return retention.status();
       config.release_after_seconds = *retention;
     } else {
-      return InvalidArgument(fmt::format("unknown --ipam-opt \"{}\" (known: {})", key,
-                                         kOptReleaseAfter));
+      return InvalidArgument(fmt::format("unknown --ipam-opt \"{}\" (known: {})", key, kOptReleaseAfter));
     }
   }
   config.options = request.options;

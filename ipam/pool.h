@@ -17,8 +17,8 @@ inline constexpr std::string_view kOptReleaseAfter = "release_after";  // the se
 
 struct PoolRequest {
   std::string address_space;
-  std::string pool;      // --subnet; "" when the user gave none
-  std::string sub_pool;  // --ip-range
+  std::string pool;                            // --subnet; "" when the user gave none
+  std::string sub_pool;                        // --ip-range
   std::map<std::string, std::string> options;  // --ipam-opt
   bool v6 = false;
 };
@@ -31,12 +31,13 @@ struct PoolConfig {
   // How long a name's reservation outlives its container; nullopt = until released by a user.
   std::optional<int64_t> release_after_seconds;
 
-  IpAddress FirstUsable() const;  // subnet network + 1
-  IpAddress LastUsable() const;   // IPv4: broadcast - 1; IPv6: the last address
-  IpAddress DynamicFirst() const; // first usable address inside the range (or the subnet)
+  IpAddress FirstUsable() const;   // subnet network + 1
+  IpAddress LastUsable() const;    // IPv4: broadcast - 1; IPv6: the last address
+  IpAddress DynamicFirst() const;  // first usable address inside the range (or the subnet)
   IpAddress DynamicLast() const;
-  bool IsUsable(const IpAddress& ip) const { return ip >= FirstUsable() && ip <= LastUsable() &&
-                                                     ip.family() == subnet.family(); }
+  bool IsUsable(const IpAddress& ip) const {
+    return ip >= FirstUsable() && ip <= LastUsable() && ip.family() == subnet.family();
+  }
   friend bool operator==(const PoolConfig&, const PoolConfig&) = default;
 };
 

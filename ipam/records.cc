@@ -106,8 +106,8 @@ Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::st
   const Location where{db, key};
   StoredPool stored;
   SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
-  Result<PoolConfig> config = ParsePoolRequest(
-      PoolRequest{.pool = stored.subnet, .sub_pool = stored.range.value_or(""), .options = stored.options, .v6 = stored.v6});
+  Result<PoolConfig> config = ParsePoolRequest(PoolRequest{
+      .pool = stored.subnet, .sub_pool = stored.range.value_or(""), .options = stored.options, .v6 = stored.v6});
   if (!config.ok()) return config.status().Annotate(fmt::format("stored pool {}", smv::records::Describe(where)));
   return PoolRecord{*config, stored.users};
 }
@@ -121,7 +121,9 @@ Result<LeaseRecord> DecodeLease(std::string_view db, std::string_view key, std::
   StoredLease stored;
   SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
   std::optional<LeaseKind> kind = LeaseKindFromName(stored.kind);
-  if (!kind) return Internal(fmt::format("corrupt record {}: unknown lease kind \"{}\"", smv::records::Describe(where), stored.kind));
+  if (!kind)
+    return Internal(
+        fmt::format("corrupt record {}: unknown lease kind \"{}\"", smv::records::Describe(where), stored.kind));
   return LeaseRecord{.pool_id = parts->first,
                      .address = *address,
                      .lease = Lease{.kind = *kind, .name = stored.name, .mac = stored.mac},

@@ -71,12 +71,11 @@ std::string_view ReservationTable::FirstNameWithMac(const MacAddress& mac) const
   return found;
 }
 
-void ReservationTable::Put(std::string_view name, Uint128 address, std::string_view mac,
-                           int64_t since, int64_t gone_since) {
+void ReservationTable::Put(std::string_view name, Uint128 address, std::string_view mac, int64_t since,
+                           int64_t gone_since) {
   const auto name_hash_of = [this](uint32_t s) { return HashName(NameOf(slots_[s])); };
   const auto address_hash_of = [this](uint32_t s) { return HashAddress(AddressOf(slots_[s])); };
-  if (std::optional<uint32_t> holder = SlotOfAddress(address);
-      holder && NameOf(slots_[*holder]) != name) {
+  if (std::optional<uint32_t> holder = SlotOfAddress(address); holder && NameOf(slots_[*holder]) != name) {
     EraseSlot(*holder);
   }
   uint32_t s = 0;

@@ -93,8 +93,7 @@ class ReservationTable {
   // Sets `name`'s reservation. Another name reserved at `address` loses it (one name per
   // address). A `mac` that is not a MAC address is kept as none. Times are unix seconds.
   // `name` must not point into this table.
-  void Put(std::string_view name, Uint128 address, std::string_view mac, int64_t since,
-           int64_t gone_since);
+  void Put(std::string_view name, Uint128 address, std::string_view mac, int64_t since, int64_t gone_since);
   bool Erase(std::string_view name);  // false: `name` had none
 
   std::optional<ReservedName> Find(std::string_view name) const;
@@ -137,7 +136,7 @@ class ReservationTable {
   void CompactNamesIfWasteful();
 
   std::vector<Slot> slots_;
-  std::string names_;         // every slot's name, back to back
+  std::string names_;           // every slot's name, back to back
   size_t dead_name_bytes_ = 0;  // bytes in names_ of erased names
   SlotIndex by_name_, by_address_;
 };

@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
+scripts/check-format.sh
 scripts/build.sh
 if [ "$(id -u)" -ne 0 ]; then
   echo "test.sh: the netns and protocol tiers need root (they create network namespaces)" >&2

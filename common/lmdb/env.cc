@@ -82,7 +82,7 @@ void Env::DropMappedPages() {
   // dropping it loses nothing. LMDB does not tell where it mapped the file (me_mapaddr is set
   // only for MDB_FIXEDMAP), so find the mapping of the data file's inode in /proc/self/maps.
   int fd = -1;
-  struct stat st{};
+  struct stat st {};
   if (mdb_env_get_fd(env_, &fd) != 0 || fstat(fd, &st) != 0) return;
   std::ifstream maps("/proc/self/maps");
   std::string line;
@@ -159,8 +159,7 @@ Status Txn::ForEach(Dbi dbi, std::string_view prefix,
   } closer{cursor};
   MDB_val k = Val(prefix);
   MDB_val v{};
-  int rc = prefix.empty() ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
-                          : mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+  int rc = prefix.empty() ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST) : mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
   while (rc == 0) {
     const std::string_view key = View(k);
     if (!key.starts_with(prefix)) break;

@@ -31,7 +31,8 @@ std::string ToWire(const json& j) { return j.dump(-1, ' ', false, json::error_ha
 // A value as a shell word: quoted when it holds anything but plain characters.
 std::string ShellWord(const std::string& word) {
   const bool plain = std::all_of(word.begin(), word.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("-_.,:/=@%+").find(c) != std::string_view::npos;
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("-_.,:/=@%+").find(c) != std::string_view::npos;
   });
   if (plain && !word.empty()) return word;
   std::string quoted = "\"";
@@ -76,9 +77,10 @@ Status AdmitIpam(const wire::CreateNetworkRequest& request, const driver::Networ
   }
   if (!foreign) return OkStatus();
   if (options.docker_ipam) {
-    spdlog::warn("network {} uses Docker's IPAM (-o ipam=docker): containers get addresses from dockerd, and "
-                 "names will not keep their addresses",
-                 ShortId(request.call.network_id));
+    spdlog::warn(
+        "network {} uses Docker's IPAM (-o ipam=docker): containers get addresses from dockerd, and "
+        "names will not keep their addresses",
+        ShortId(request.call.network_id));
     return OkStatus();
   }
   const std::string source = kDockerAddressSpaces.contains(foreign_space)
@@ -95,9 +97,8 @@ Result<json> PluginApi::CreateNetwork(const json& req) {
   Result<wire::CreateNetworkRequest> request = wire::DecodeCreateNetwork(req);
   if (!request.ok()) return request.status();
   auto has_pool = [this](const Prefix& subnet) { return !ipam_.PoolsOnSubnet(subnet).empty(); };
-  SMV_RETURN_IF_ERROR(driver_.CreateNetwork(request->call, [&](const driver::NetworkOptions& options) {
-    return AdmitIpam(*request, options, has_pool);
-  }));
+  SMV_RETURN_IF_ERROR(driver_.CreateNetwork(
+      request->call, [&](const driver::NetworkOptions& options) { return AdmitIpam(*request, options, has_pool); }));
   return Empty();
 }
 
@@ -125,9 +126,13 @@ Result<json> PluginApi::RequestAddress(const json& req) {
 std::vector<std::pair<std::string, Handler>> PluginApi::ActivationRoutes() {
   return {
       {"/Plugin.Activate",
-       [](const json&) -> Result<json> { return json{{"Implements", {"NetworkDriver", "IpamDriver"}}}; }},
+       [](const json&) -> Result<json> {
+         return json{{"Implements", {"NetworkDriver", "IpamDriver"}}};
+       }},
       {"/NetworkDriver.GetCapabilities",
-       [](const json&) -> Result<json> { return json{{"Scope", "local"}, {"ConnectivityScope", "local"}}; }},
+       [](const json&) -> Result<json> {
+         return json{{"Scope", "local"}, {"ConnectivityScope", "local"}};
+       }},
       {"/IpamDriver.GetCapabilities",
        [](const json&) -> Result<json> {
          // The MAC arrives in RequestAddress: it identifies containers with a fixed --mac-address.
@@ -172,8 +177,9 @@ std::vector<std::pair<std::string, Handler>> PluginApi::DriverRoutes() {
          return Empty();
        })},
       // A 404 here would make the start fail.
-      {"/NetworkDriver.EndpointOperInfo",
-       on_endpoint([](const wire::EndpointRef&) -> Result<json> { return json{{"Value", json::object()}}; })},
+      {"/NetworkDriver.EndpointOperInfo", on_endpoint([](const wire::EndpointRef&) -> Result<json> {
+         return json{{"Value", json::object()}};
+       })},
       {"/NetworkDriver.Join", [this](const json& r) { return Join(r); }},
       {"/NetworkDriver.Leave", on_endpoint([this](const wire::EndpointRef& ep) -> Result<json> {
          SMV_RETURN_IF_ERROR(driver_.Leave(ep.network_id, ep.endpoint_id));
@@ -183,7 +189,10 @@ std::vector<std::pair<std::string, Handler>> PluginApi::DriverRoutes() {
       {"/NetworkDriver.RevokeExternalConnectivity", empty_ok},
       {"/NetworkDriver.DiscoverNew", empty_ok},
       {"/NetworkDriver.DiscoverDelete", empty_ok},
-      {"/NetworkDriver.AllocateNetwork", [](const json&) -> Result<json> { return json{{"Options", json::object()}}; }},
+      {"/NetworkDriver.AllocateNetwork",
+       [](const json&) -> Result<json> {
+         return json{{"Options", json::object()}};
+       }},
       {"/NetworkDriver.FreeNetwork", empty_ok},
   };
 }
@@ -265,9 +274,8 @@ Result<json> PluginApi::ListReservations(const json& req) {
   }
   std::vector<ipam::ReservationView> views = ipam_.ListReservations();
   std::erase_if(views, [&](const ipam::ReservationView& v) {
-    return !subnets.empty() && std::none_of(subnets.begin(), subnets.end(), [&](const Prefix& p) {
-      return p.ToString() == v.pool_subnet;
-    });
+    return !subnets.empty() &&
+           std::none_of(subnets.begin(), subnets.end(), [&](const Prefix& p) { return p.ToString() == v.pool_subnet; });
   });
   return wire::EncodeReservations(views);
 }
@@ -284,8 +292,8 @@ Result<json> PluginApi::Reserve(const json& req) {
     if (!subnet.Contains(*ip)) continue;
     std::vector<std::string> pools = ipam_.PoolsOnSubnet(subnet);
     if (pools.size() != 1) {
-      return FailedPrecondition(fmt::format("network \"{}\" has no single address pool for {}", network,
-                                            subnet.ToString()));
+      return FailedPrecondition(
+          fmt::format("network \"{}\" has no single address pool for {}", network, subnet.ToString()));
     }
     SMV_RETURN_IF_ERROR(ipam_.Reserve(pools.front(), name, *ip));
     return json{{"Pool", pools.front()}};
@@ -304,12 +312,11 @@ Result<json> PluginApi::Release(const json& req) {
   return json{{"Released", *released}};
 }
 
-PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamService& ipam,
-                     identity::IdentityService* identity, engine::EngineApi* engine)
+PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamService& ipam, identity::IdentityService* identity,
+                     engine::EngineApi* engine)
     : driver_(driver), ipam_(ipam), identity_(identity), engine_(engine) {
   for (auto& [route, handler] : Routes()) table_.emplace(route, std::move(handler));
 }
-
 
 std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const std::string& body) {
   auto it = table_.find(path);
@@ -319,15 +326,15 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
   const auto started = std::chrono::steady_clock::now();
   // dockerd sends an empty body (not "{}") for calls without arguments, and no Content-Type.
   json request = body.empty() ? json::object() : json::parse(body, nullptr, false);
-  Result<json> out = request.is_discarded()
-                         ? Result<json>(InvalidArgument("request body is not JSON"))
-                         : request.is_object() || request.is_null()
-                               ? it->second(request.is_null() ? json::object() : request)
-                               : Result<json>(InvalidArgument("request body is not a JSON object"));
+  Result<json> out = request.is_discarded() ? Result<json>(InvalidArgument("request body is not JSON"))
+                     : request.is_object() || request.is_null()
+                         ? it->second(request.is_null() ? json::object() : request)
+                         : Result<json>(InvalidArgument("request body is not a JSON object"));
   if (out.ok()) {
-    spdlog::debug("{} ok took_us={} request={} response={}", path,
-                  std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count(),
-                  body, ToWire(*out));
+    spdlog::debug(
+        "{} ok took_us={} request={} response={}", path,
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count(), body,
+        ToWire(*out));
     return {200, ToWire(*out)};
   }
   spdlog::warn("{} failed: {}", path.substr(1), out.status().message());  // the only log line
@@ -344,15 +351,14 @@ void InstallRoutes(httplib::Server& server, PluginApi& api) {
   server.Post(R"(/.*)", handle);
   server.Get(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) {
     res.status = 404;
-    res.set_content(ToWire(json{{"Err", fmt::format("unknown plugin endpoint \"{}\": dockerd only POSTs",
-                                                    req.path)}}),
+    res.set_content(ToWire(json{{"Err", fmt::format("unknown plugin endpoint \"{}\": dockerd only POSTs", req.path)}}),
                     kPluginContentType);
   });
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    const std::string message =
-        res.status == 413 ? fmt::format("request body larger than {} bytes", kMaxBodyBytes)
-                          : fmt::format("request to \"{}\" failed with HTTP {}", req.path, res.status);
+    const std::string message = res.status == 413
+                                    ? fmt::format("request body larger than {} bytes", kMaxBodyBytes)
+                                    : fmt::format("request to \"{}\" failed with HTTP {}", req.path, res.status);
     res.set_content(ToWire(json{{"Err", message}}), kPluginContentType);
   });
 }

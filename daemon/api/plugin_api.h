@@ -37,8 +37,8 @@ using Handler = std::function<Result<nlohmann::json>(const nlohmann::json& reque
 class PluginApi {
  public:
   // `identity` and `engine` may be null (no engine API: names only from Docker >= 29 requests).
-  PluginApi(driver::DriverService& driver, ipam::IpamService& ipam,
-            identity::IdentityService* identity = nullptr, engine::EngineApi* engine = nullptr);
+  PluginApi(driver::DriverService& driver, ipam::IpamService& ipam, identity::IdentityService* identity = nullptr,
+            engine::EngineApi* engine = nullptr);
 
   // Every path dockerd (and the CLI) may POST, mapped to its handler.
   std::vector<std::pair<std::string, Handler>> Routes();

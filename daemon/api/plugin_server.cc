@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -62,18 +62,18 @@ class ConnectionThreads : public httplib::TaskQueue {
   void StartLocked(std::function<void()> fn) {
     const uint64_t id = next_id_++;
     running_.emplace(id, std::thread([this, id, fn = std::move(fn)]() mutable {
-      for (;;) {
-        fn();
-        std::scoped_lock lock(mu_);
-        if (waiting_.empty()) {
-          finished_.push_back(id);  // joined by the next enqueue or by shutdown
-          idle_.notify_all();
-          return;
-        }
-        fn = std::move(waiting_.front());
-        waiting_.pop_front();
-      }
-    }));
+                       for (;;) {
+                         fn();
+                         std::scoped_lock lock(mu_);
+                         if (waiting_.empty()) {
+                           finished_.push_back(id);  // joined by the next enqueue or by shutdown
+                           idle_.notify_all();
+                           return;
+                         }
+                         fn = std::move(waiting_.front());
+                         waiting_.pop_front();
+                       }
+                     }));
   }
 
   void ReapFinishedLocked() {
@@ -95,24 +95,23 @@ class ConnectionThreads : public httplib::TaskQueue {
 
 }  // namespace
 
-Result<std::unique_ptr<PluginServer>> PluginServer::Bind(const std::string& socket_path,
-                                                         PluginApi& api) {
+Result<std::unique_ptr<PluginServer>> PluginServer::Bind(const std::string& socket_path, PluginApi& api) {
   if (socket_path.size() >= sizeof(sockaddr_un::sun_path)) {
-    return InvalidArgument(fmt::format("invalid value \"{}\" for --socket: longer than {} bytes",
-                                       socket_path, sizeof(sockaddr_un::sun_path) - 1));
+    return InvalidArgument(fmt::format("invalid value \"{}\" for --socket: longer than {} bytes", socket_path,
+                                       sizeof(sockaddr_un::sun_path) - 1));
   }
   std::error_code ec;
   const std::filesystem::path dir = std::filesystem::path(socket_path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   if (ec) return Internal(fmt::format("create directory \"{}\": {}", dir.string(), ec.message()));
-  struct stat st{};
+  struct stat st {};
   if (lstat(socket_path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       return FailedPrecondition(fmt::format("\"{}\" exists and is not a socket", socket_path));
     }
     if (SocketIsLive(socket_path)) {
-      return AlreadyExists(fmt::format(
-          "another process serves \"{}\" (is static-macvlan already running?)", socket_path));
+      return AlreadyExists(
+          fmt::format("another process serves \"{}\" (is static-macvlan already running?)", socket_path));
     }
     unlink(socket_path.c_str());
     spdlog::info("stale socket replaced path={}", socket_path);

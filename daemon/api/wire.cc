@@ -247,9 +247,12 @@ json EncodeReservations(const std::vector<ipam::ReservationView>& views) {
   json out = json::array();
   for (const ipam::ReservationView& v : views) {
     const std::string state = v.drifted_to ? "drifted" : v.in_use ? "in use" : "reserved";
-    json r = {{"Name", v.record.name},          {"Address", v.record.address.ToString()},
-              {"MacAddress", v.record.mac},     {"Pool", v.record.pool_id},
-              {"State", state},                 {"Since", v.record.since},
+    json r = {{"Name", v.record.name},
+              {"Address", v.record.address.ToString()},
+              {"MacAddress", v.record.mac},
+              {"Pool", v.record.pool_id},
+              {"State", state},
+              {"Since", v.record.since},
               {"GoneSince", v.record.gone_since}};
     if (v.drifted_to) r["DriftedTo"] = v.drifted_to->ToString();
     out.push_back(r);

@@ -22,8 +22,8 @@ using nlohmann::json;
 // Where one subnet of a CreateNetwork came from, as dockerd tells it.
 struct PoolOrigin {
   driver::IpData data;
-  std::string address_space;                // our local space, or Docker's "LocalDefault"
-  std::map<std::string, std::string> aux;   // --aux-address name -> address (no prefix length)
+  std::string address_space;               // our local space, or Docker's "LocalDefault"
+  std::map<std::string, std::string> aux;  // --aux-address name -> address (no prefix length)
 };
 
 struct CreateNetworkRequest {
@@ -77,7 +77,7 @@ struct ReserveCall {
 
 Result<std::string> DecodeListReservations(const json& req);  // network filter, may be ""
 Result<ReserveCall> DecodeReserve(const json& req);
-Result<std::string> DecodeRelease(const json& req);           // name or address
+Result<std::string> DecodeRelease(const json& req);  // name or address
 
 json EncodeReservations(const std::vector<ipam::ReservationView>& views);
 

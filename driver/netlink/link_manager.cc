@@ -150,10 +150,10 @@ Status LinkManager::CreateVlan(const std::string& parent, uint16_t vlan_id, cons
   // EXCL: never silently adopt a link that appeared since the caller looked.
   const int rc = rtnl_link_add(sock_, vlan.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (rc == -NLE_OPNOTSUPP) {
-    return FailedPrecondition(fmt::format(
-        "create VLAN link \"{}\" on \"{}\": this kernel has no 802.1Q VLAN support: load the 8021q "
-        "module",
-        name, parent));
+    return FailedPrecondition(
+        fmt::format("create VLAN link \"{}\" on \"{}\": this kernel has no 802.1Q VLAN support: load the 8021q "
+                    "module",
+                    name, parent));
   }
   if (rc < 0) return NlStatus(rc, fmt::format("create VLAN link \"{}\" on \"{}\"", name, parent));
   // Up in a second step: the kernel refuses an up VLAN link on a down parent (ENETDOWN), and
@@ -162,9 +162,8 @@ Status LinkManager::CreateVlan(const std::string& parent, uint16_t vlan_id, cons
     LinkPtr doomed(rtnl_link_alloc());
     rtnl_link_set_name(doomed.get(), name.c_str());
     rtnl_link_delete(sock_, doomed.get());
-    return FailedPrecondition(fmt::format(
-        "bring up VLAN link \"{}\": is the parent interface \"{}\" up? ({})", name, parent,
-        up.message()));
+    return FailedPrecondition(
+        fmt::format("bring up VLAN link \"{}\": is the parent interface \"{}\" up? ({})", name, parent, up.message()));
   }
   return OkStatus();
 }
@@ -191,8 +190,8 @@ Status LinkManager::CreateMacvlan(const MacvlanSpec& spec) {
   }
   const int rc = rtnl_link_add(sock_, link.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (rc < 0) {
-    return NlStatus(rc, fmt::format("create macvlan link \"{}\" (mode {}) on \"{}\"", spec.name,
-                                    spec.mode, spec.parent));
+    return NlStatus(rc,
+                    fmt::format("create macvlan link \"{}\" (mode {}) on \"{}\"", spec.name, spec.mode, spec.parent));
   }
   return OkStatus();
 }

@@ -14,16 +14,16 @@ namespace smv::nl {
 struct LinkInfo {
   int index = 0;
   std::string name;
-  std::string kind;         // "vlan", "macvlan", "veth", "" for a plain NIC
-  int parent_index = 0;     // 0: no parent (a real NIC, or a parent in another namespace)
-  std::string parent_name;  // "" when unknown
-  uint16_t vlan_id = 0;     // kind "vlan" only
-  bool reorder_hdr = false; // kind "vlan" only
-  std::string macvlan_mode; // kind "macvlan" only
+  std::string kind;          // "vlan", "macvlan", "veth", "" for a plain NIC
+  int parent_index = 0;      // 0: no parent (a real NIC, or a parent in another namespace)
+  std::string parent_name;   // "" when unknown
+  uint16_t vlan_id = 0;      // kind "vlan" only
+  bool reorder_hdr = false;  // kind "vlan" only
+  std::string macvlan_mode;  // kind "macvlan" only
   uint32_t mtu = 0;
   bool up = false;
   bool promisc = false;
-  std::string mac;          // "02:42:c0:00:02:0a"
+  std::string mac;  // "02:42:c0:00:02:0a"
 };
 
 struct MacvlanSpec {

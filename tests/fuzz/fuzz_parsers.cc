@@ -40,8 +40,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (smv::IpAddress::Parse(ip->ToString()) != ip) __builtin_trap();
   }
   const size_t bar = input.find('|');
-  smv::ipam::PoolRequest request{"l", input.substr(0, bar), bar == std::string::npos ? "" : input.substr(bar + 1),
-                                 {}, input.find(':') != std::string::npos};
+  smv::ipam::PoolRequest request{"l",
+                                 input.substr(0, bar),
+                                 bar == std::string::npos ? "" : input.substr(bar + 1),
+                                 {},
+                                 input.find(':') != std::string::npos};
   if (smv::Result<smv::ipam::PoolConfig> pool = smv::ipam::ParsePoolRequest(request); pool.ok()) {
     if (pool->DynamicFirst() > pool->DynamicLast()) __builtin_trap();
     if (!pool->subnet.Contains(pool->DynamicFirst())) __builtin_trap();

@@ -13,13 +13,24 @@
 
 namespace {
 
-const char* const kPaths[] = {
-    "/Plugin.Activate", "/NetworkDriver.GetCapabilities", "/NetworkDriver.CreateNetwork",
-    "/NetworkDriver.DeleteNetwork", "/NetworkDriver.CreateEndpoint", "/NetworkDriver.DeleteEndpoint",
-    "/NetworkDriver.EndpointOperInfo", "/NetworkDriver.Join", "/NetworkDriver.Leave",
-    "/IpamDriver.GetCapabilities", "/IpamDriver.RequestPool", "/IpamDriver.ReleasePool",
-    "/IpamDriver.RequestAddress", "/IpamDriver.ReleaseAddress", "/StaticMacvlan.ListReservations",
-    "/StaticMacvlan.Reserve", "/StaticMacvlan.Release", "/Unknown.Path"};
+const char* const kPaths[] = {"/Plugin.Activate",
+                              "/NetworkDriver.GetCapabilities",
+                              "/NetworkDriver.CreateNetwork",
+                              "/NetworkDriver.DeleteNetwork",
+                              "/NetworkDriver.CreateEndpoint",
+                              "/NetworkDriver.DeleteEndpoint",
+                              "/NetworkDriver.EndpointOperInfo",
+                              "/NetworkDriver.Join",
+                              "/NetworkDriver.Leave",
+                              "/IpamDriver.GetCapabilities",
+                              "/IpamDriver.RequestPool",
+                              "/IpamDriver.ReleasePool",
+                              "/IpamDriver.RequestAddress",
+                              "/IpamDriver.ReleaseAddress",
+                              "/StaticMacvlan.ListReservations",
+                              "/StaticMacvlan.Reserve",
+                              "/StaticMacvlan.Release",
+                              "/Unknown.Path"};
 
 struct World {
   World() {

@@ -33,8 +33,7 @@ TEST_F(NetnsTest, MacvlanInEveryModeWithMacAndMtu) {
     EXPECT_EQ((*link)->macvlan_mode, mode);
     EXPECT_EQ((*link)->mtu, 1400u);
     // passthru hands the parent's own MAC to its one macvlan; other modes take ours.
-    const std::string want_mac = std::string(mode) == "passthru" ? (*links_->Find("eth1"))->mac
-                                                                 : "02:42:c0:00:02:0a";
+    const std::string want_mac = std::string(mode) == "passthru" ? (*links_->Find("eth1"))->mac : "02:42:c0:00:02:0a";
     EXPECT_EQ((*link)->mac, want_mac) << mode;
     EXPECT_EQ((*link)->parent_name, "eth1");
     ASSERT_TRUE(links_->Delete(name).ok());  // passthru allows one per parent: delete each
@@ -76,8 +75,8 @@ TEST_F(NetnsTest, VlanIsCreatedWithReorderHdrOrRefusedInWords) {
   if (!KernelHasVlan()) {
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.code(), Code::kFailedPrecondition);
-    EXPECT_NE(s.message().find("this kernel has no 802.1Q VLAN support: load the 8021q module"),
-              std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("this kernel has no 802.1Q VLAN support: load the 8021q module"), std::string::npos)
+        << s.message();
     EXPECT_FALSE(links_->Find("eth1.228")->has_value());
     return;
   }

@@ -4,8 +4,8 @@
 
 #include <fcntl.h>
 #include <httplib.h>
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -16,9 +16,9 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
-#include <fstream>
 #include <set>
 #include <thread>
 
@@ -88,8 +88,8 @@ class DaemonTest : public testing::NetnsTest {
       const int log = open(dir_.Sub("daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
       dup2(log, 1);
       dup2(log, 2);
-      execl(SMV_BINARY, SMV_BINARY, "serve", "--socket", socket_.c_str(), "--state-dir",
-            dir_.Sub("state").c_str(), "--log-level", "debug", nullptr);
+      execl(SMV_BINARY, SMV_BINARY, "serve", "--socket", socket_.c_str(), "--state-dir", dir_.Sub("state").c_str(),
+            "--log-level", "debug", nullptr);
       _exit(127);
     }
     for (int i = 0; i < 100; ++i) {
@@ -192,8 +192,9 @@ TEST_F(DaemonTest, SocketIsPrivateAndUnknownPathsAre404) {
   EXPECT_EQ(status, 404);
   EXPECT_TRUE(body.contains("Err"));
   // A second daemon on the same socket refuses to steal it.
-  const int rc = system((std::string(SMV_BINARY) + " serve --socket " + socket_ + " --state-dir " +
-                         dir_.Sub("state2") + " 2>/dev/null").c_str());
+  const int rc = system(
+      (std::string(SMV_BINARY) + " serve --socket " + socket_ + " --state-dir " + dir_.Sub("state2") + " 2>/dev/null")
+          .c_str());
   EXPECT_NE(rc, 0);
 }
 
@@ -275,29 +276,36 @@ TEST_F(DaemonTest, ContainerLifecycleReplayThenRestartKeepsEverything) {
   const std::string pool = pools_["rec:192.0.2.0/24/192.0.2.128/25"];
   httplib::Client cli = Client();
   // A Docker 29 style request: the name becomes a reservation.
-  auto [s1, named] = Post(cli, "IpamDriver.RequestAddress",
-                          {{"PoolID", pool}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", "web-0"}}}});
+  auto [s1, named] =
+      Post(cli, "IpamDriver.RequestAddress",
+           {{"PoolID", pool}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", "web-0"}}}});
   ASSERT_EQ(s1, 200) << named;
   const std::string web = named["Address"];
-  ASSERT_EQ(Post(cli, "IpamDriver.ReleaseAddress", {{"PoolID", pool}, {"Address", web.substr(0, web.find('/'))}}).first, 200);
+  ASSERT_EQ(Post(cli, "IpamDriver.ReleaseAddress", {{"PoolID", pool}, {"Address", web.substr(0, web.find('/'))}}).first,
+            200);
 
   StopDaemon(SIGTERM);
   StartDaemon();
   httplib::Client again = Client();
   // a-0's --ip 192.0.2.10 is leased again after 02-start: still taken after the restart.
-  auto [s2, taken] = Post(again, "IpamDriver.RequestAddress", {{"PoolID", pool}, {"Address", "192.0.2.10"}, {"Options", nullptr}});
+  auto [s2, taken] =
+      Post(again, "IpamDriver.RequestAddress", {{"PoolID", pool}, {"Address", "192.0.2.10"}, {"Options", nullptr}});
   EXPECT_EQ(s2, 500);
   EXPECT_NE(taken["Err"].get<std::string>().find("already in use"), std::string::npos) << taken;
   // The gateway is still held.
-  auto [s3, gw] = Post(again, "IpamDriver.RequestAddress", {{"PoolID", pool}, {"Address", "192.0.2.1"}, {"Options", nullptr}});
+  auto [s3, gw] =
+      Post(again, "IpamDriver.RequestAddress", {{"PoolID", pool}, {"Address", "192.0.2.1"}, {"Options", nullptr}});
   EXPECT_EQ(s3, 500) << gw;
   // The reservation survived: the same name gets the same address, another name cannot take it.
   auto [s4, other] = Post(again, "IpamDriver.RequestAddress",
-                          {{"PoolID", pool}, {"Address", web.substr(0, web.find('/'))}, {"Options", {{"com.docker.network.endpoint.name", "intruder"}}}});
+                          {{"PoolID", pool},
+                           {"Address", web.substr(0, web.find('/'))},
+                           {"Options", {{"com.docker.network.endpoint.name", "intruder"}}}});
   EXPECT_EQ(s4, 500);
   EXPECT_NE(other["Err"].get<std::string>().find("reserved for container \"web-0\""), std::string::npos) << other;
-  auto [s5, back] = Post(again, "IpamDriver.RequestAddress",
-                         {{"PoolID", pool}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", "web-0"}}}});
+  auto [s5, back] =
+      Post(again, "IpamDriver.RequestAddress",
+           {{"PoolID", pool}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", "web-0"}}}});
   EXPECT_EQ(s5, 200);
   EXPECT_EQ(back["Address"], web);
   // The network and the running a-1's endpoint are still known: CreateEndpoint of that id is
@@ -320,14 +328,20 @@ TEST_F(DaemonTest, NetworkRemovalReleasesEverythingAndRemovesLinks) {
   EXPECT_FALSE(links_->Find("smvda420489ddb")->has_value());
   EXPECT_TRUE((*links_->Find("eth1"))->promisc);  // the second network of 02-setup still uses eth1
   ASSERT_EQ(Post(cli, "NetworkDriver.DeleteNetwork",
-                 {{"NetworkID", "e3f8eaef83039a91bb9d49cf66fd46eda9c85511785404721de8bd277e9f42e6"}}).first, 200);
+                 {{"NetworkID", "e3f8eaef83039a91bb9d49cf66fd46eda9c85511785404721de8bd277e9f42e6"}})
+                .first,
+            200);
   EXPECT_FALSE((*links_->Find("eth1"))->promisc);  // we switched it on, we switched it back
 }
 
 TEST_F(DaemonTest, EightConcurrentClientsNeverGetTheSameAddress) {
   httplib::Client cli = Client();
   auto [status, pool] = Post(cli, "IpamDriver.RequestPool",
-                             {{"AddressSpace", "l"}, {"Pool", "198.51.100.0/24"}, {"SubPool", ""}, {"Options", json::object()}, {"V6", false}});
+                             {{"AddressSpace", "l"},
+                              {"Pool", "198.51.100.0/24"},
+                              {"SubPool", ""},
+                              {"Options", json::object()},
+                              {"V6", false}});
   ASSERT_EQ(status, 200);
   const std::string pool_id = pool["PoolID"];
   constexpr int kClients = 8, kEach = 30;
@@ -337,9 +351,12 @@ TEST_F(DaemonTest, EightConcurrentClientsNeverGetTheSameAddress) {
     threads.emplace_back([&, c] {
       httplib::Client mine = Client();
       for (int i = 0; i < kEach; ++i) {
-        auto [s, r] = Post(mine, "IpamDriver.RequestAddress", {{"PoolID", pool_id}, {"Address", ""}, {"Options", nullptr}});
-        if (s == 200) got[c].push_back(r["Address"]);
-        else ADD_FAILURE() << "status " << s << " " << r;
+        auto [s, r] =
+            Post(mine, "IpamDriver.RequestAddress", {{"PoolID", pool_id}, {"Address", ""}, {"Options", nullptr}});
+        if (s == 200)
+          got[c].push_back(r["Address"]);
+        else
+          ADD_FAILURE() << "status " << s << " " << r;
         if (i % 3 == 0 && s == 200) {  // interleave releases, as stops do
           const std::string a = r["Address"];
           Post(mine, "IpamDriver.ReleaseAddress", {{"PoolID", pool_id}, {"Address", a.substr(0, a.find('/'))}});
@@ -362,7 +379,11 @@ TEST_F(DaemonTest, EightConcurrentClientsNeverGetTheSameAddress) {
 TEST_F(DaemonTest, TwentySigkillRoundsLoseAndDuplicateNothing) {
   httplib::Client setup = Client();
   auto [status, pool] = Post(setup, "IpamDriver.RequestPool",
-                             {{"AddressSpace", "l"}, {"Pool", "198.51.100.0/24"}, {"SubPool", ""}, {"Options", json::object()}, {"V6", false}});
+                             {{"AddressSpace", "l"},
+                              {"Pool", "198.51.100.0/24"},
+                              {"SubPool", ""},
+                              {"Options", json::object()},
+                              {"V6", false}});
   ASSERT_EQ(status, 200);
   const std::string pool_id = pool["PoolID"];
   constexpr int kClients = 4, kRounds = 20;
@@ -384,8 +405,9 @@ TEST_F(DaemonTest, TwentySigkillRoundsLoseAndDuplicateNothing) {
           bool holding = false;
           for (const auto& [a, who] : held[c]) holding = holding || who == name;
           if (holding) continue;
-          auto [s, r] = Post(cli, "IpamDriver.RequestAddress",
-                             {{"PoolID", pool_id}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", name}}}});
+          auto [s, r] =
+              Post(cli, "IpamDriver.RequestAddress",
+                   {{"PoolID", pool_id}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", name}}}});
           if (s != 200) continue;  // the daemon is down; maybe committed, never acknowledged
           const std::string a = r["Address"].get<std::string>().substr(0, r["Address"].get<std::string>().find('/'));
           ++acknowledged;
@@ -400,7 +422,9 @@ TEST_F(DaemonTest, TwentySigkillRoundsLoseAndDuplicateNothing) {
           // A release is idempotent: repeat it until the daemon acknowledges it.
           for (;;) {
             httplib::Client retry = Client();
-            if (Post(retry, "IpamDriver.ReleaseAddress", {{"PoolID", pool_id}, {"Address", victim->first}}).first == 200) break;
+            if (Post(retry, "IpamDriver.ReleaseAddress", {{"PoolID", pool_id}, {"Address", victim->first}}).first ==
+                200)
+              break;
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
           }
           held[c].erase(victim);
@@ -432,7 +456,8 @@ TEST_F(DaemonTest, TwentySigkillRoundsLoseAndDuplicateNothing) {
     }
   }
   EXPECT_EQ(all.size(), total) << "an address is held twice";
-  const std::string fsck = std::string(SMV_BINARY) + " fsck --state-dir " + dir_.Sub("state") + " >" + dir_.Sub("fsck.txt");
+  const std::string fsck =
+      std::string(SMV_BINARY) + " fsck --state-dir " + dir_.Sub("state") + " >" + dir_.Sub("fsck.txt");
   EXPECT_EQ(system(fsck.c_str()), 0) << std::ifstream(dir_.Sub("fsck.txt")).rdbuf();
   std::printf("sigkill rounds=%d acknowledged allocations=%d held at end=%zu\n", kRounds, acknowledged.load(), total);
 }
@@ -444,13 +469,22 @@ TEST_F(DaemonTest, BadInputTableLeavesNothingBehind) {
   ASSERT_TRUE(links_->CreateVethPair("eth1.77", "peer77").ok());
   httplib::Client cli = Client();
   // One good network on eth1 (198.51.100.0/24) for the overlap and --ip rows.
-  auto [s0, pool] = Post(cli, "IpamDriver.RequestPool", {{"AddressSpace", "l"}, {"Pool", "198.51.100.0/24"},
-                                                         {"SubPool", "198.51.100.0/25"}, {"Options", json::object()}, {"V6", false}});
+  auto [s0, pool] = Post(cli, "IpamDriver.RequestPool",
+                         {{"AddressSpace", "l"},
+                          {"Pool", "198.51.100.0/24"},
+                          {"SubPool", "198.51.100.0/25"},
+                          {"Options", json::object()},
+                          {"V6", false}});
   ASSERT_EQ(s0, 200);
   const std::string pool_id = pool["PoolID"];
-  const json good_v4 = json::array({{{"AddressSpace", "l"}, {"Pool", "198.51.100.0/24"}, {"Gateway", "198.51.100.1/24"}}});
-  ASSERT_EQ(Post(cli, "NetworkDriver.CreateNetwork", {{"NetworkID", "good"}, {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
-                                                      {"IPv4Data", good_v4}}).first, 200);
+  const json good_v4 =
+      json::array({{{"AddressSpace", "l"}, {"Pool", "198.51.100.0/24"}, {"Gateway", "198.51.100.1/24"}}});
+  ASSERT_EQ(Post(cli, "NetworkDriver.CreateNetwork",
+                 {{"NetworkID", "good"},
+                  {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
+                  {"IPv4Data", good_v4}})
+                .first,
+            200);
   auto state = [&] {
     std::string out;
     Result<std::vector<nl::LinkInfo>> all = links_->List();  // keep it alive while iterating
@@ -463,13 +497,19 @@ TEST_F(DaemonTest, BadInputTableLeavesNothingBehind) {
     return out;
   };
   auto network = [&](json generic, json v4 = nullptr) {
-    return json{{"NetworkID", "n-bad"}, {"Options", {{"com.docker.network.generic", generic}}},
+    return json{{"NetworkID", "n-bad"},
+                {"Options", {{"com.docker.network.generic", generic}}},
                 {"IPv4Data", v4.is_null() ? json::array({{{"AddressSpace", "l"}, {"Pool", "203.0.113.0/24"}}}) : v4}};
   };
   auto request_pool = [](const char* p, const char* sub = "", bool v6 = false) {
     return json{{"AddressSpace", "l"}, {"Pool", p}, {"SubPool", sub}, {"Options", json::object()}, {"V6", v6}};
   };
-  struct Row { const char* endpoint; std::string body; const char* err; int status = 500; };
+  struct Row {
+    const char* endpoint;
+    std::string body;
+    const char* err;
+    int status = 500;
+  };
   const std::string long_value(2 << 20, 'x');
   const std::vector<Row> rows = {
       {"IpamDriver.RequestPool", "{", "not JSON"},
@@ -479,46 +519,78 @@ TEST_F(DaemonTest, BadInputTableLeavesNothingBehind) {
       {"IpamDriver.RequestPool", R"({"Pool":"192.0.2.0/24","V6":"no"})", "field \"V6\""},
       {"IpamDriver.RequestPool", R"({"Pool":"192.0.2.0/24","Options":"x"})", "field \"Options\""},
       {"IpamDriver.RequestPool", request_pool("").dump(), "--subnet 192.0.2.0/24"},
-      {"IpamDriver.RequestPool", request_pool("192.0.2.1/24").dump(), "invalid value \"192.0.2.1/24\" for --subnet: host bits are set"},
+      {"IpamDriver.RequestPool", request_pool("192.0.2.1/24").dump(),
+       "invalid value \"192.0.2.1/24\" for --subnet: host bits are set"},
       {"IpamDriver.RequestPool", request_pool("192.0.2.0/32").dump(), "invalid value \"192.0.2.0/32\" for --subnet"},
-      {"IpamDriver.RequestPool", request_pool("2001:db8::/64").dump(), "invalid value \"2001:db8::/64\" for --subnet: an IPv4 network"},
+      {"IpamDriver.RequestPool", request_pool("2001:db8::/64").dump(),
+       "invalid value \"2001:db8::/64\" for --subnet: an IPv4 network"},
       {"IpamDriver.RequestPool", request_pool("192.0.2.0/24", "", true).dump(), "an IPv6 network was expected"},
-      {"IpamDriver.RequestPool", request_pool("192.0.2.0/24", "198.51.100.0/25").dump(), "invalid value \"198.51.100.0/25\" for --ip-range"},
+      {"IpamDriver.RequestPool", request_pool("192.0.2.0/24", "198.51.100.0/25").dump(),
+       "invalid value \"198.51.100.0/25\" for --ip-range"},
       {"IpamDriver.RequestPool", request_pool("192.0.2.0/24", "192.0.2.0/23").dump(), "--ip-range: it must lie inside"},
       {"IpamDriver.RequestPool", request_pool("192.0.2.x/24").dump(), "invalid value \"192.0.2.x/24\" for --subnet"},
-      {"IpamDriver.RequestPool", json{{"Pool", "192.0.2.0/24"}, {"Options", {{"colour", "red"}}}}.dump(), "unknown --ipam-opt \"colour\""},
+      {"IpamDriver.RequestPool", json{{"Pool", "192.0.2.0/24"}, {"Options", {{"colour", "red"}}}}.dump(),
+       "unknown --ipam-opt \"colour\""},
       {"IpamDriver.RequestAddress", R"({"Address":""})", "field \"PoolID\""},
       {"IpamDriver.RequestAddress", json{{"PoolID", "nope"}, {"Address", ""}}.dump(), "unknown pool \"nope\""},
-      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "203.0.113.5"}}.dump(), "address 203.0.113.5 is outside the network's subnet 198.51.100.0/24"},
-      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "198.51.100.255"}}.dump(), "broadcast address"},
-      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "2001:db8::5"}}.dump(), "invalid address \"2001:db8::5\""},
-      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "banana"}}.dump(), "invalid address \"banana\""},
+      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "203.0.113.5"}}.dump(),
+       "address 203.0.113.5 is outside the network's subnet 198.51.100.0/24"},
+      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "198.51.100.255"}}.dump(),
+       "broadcast address"},
+      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "2001:db8::5"}}.dump(),
+       "invalid address \"2001:db8::5\""},
+      {"IpamDriver.RequestAddress", json{{"PoolID", pool_id}, {"Address", "banana"}}.dump(),
+       "invalid address \"banana\""},
       {"IpamDriver.ReleaseAddress", json{{"PoolID", pool_id}}.dump(), "field \"Address\""},
       {"NetworkDriver.CreateNetwork", "{}", "field \"NetworkID\""},
       {"NetworkDriver.CreateNetwork", network({{"vlan", "10"}}).dump(), "option \"parent\" is required"},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "0"}}).dump(), "invalid value \"0\" for option \"vlan\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "4095"}}).dump(), "invalid value \"4095\" for option \"vlan\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "x"}}).dump(), "invalid value \"x\" for option \"vlan\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"macvlan_mode", "l3"}}).dump(), "invalid value \"l3\" for option \"macvlan_mode\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"mtu", "9000"}}).dump(), "invalid value \"9000\" for option \"mtu\": the parent interface \"eth1\" has MTU 1500"},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth9"}}).dump(), "parent interface \"eth9\" not found on this host (option -o parent=eth9); interfaces here:"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "0"}}).dump(),
+       "invalid value \"0\" for option \"vlan\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "4095"}}).dump(),
+       "invalid value \"4095\" for option \"vlan\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "x"}}).dump(),
+       "invalid value \"x\" for option \"vlan\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"macvlan_mode", "l3"}}).dump(),
+       "invalid value \"l3\" for option \"macvlan_mode\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"mtu", "9000"}}).dump(),
+       "invalid value \"9000\" for option \"mtu\": the parent interface \"eth1\" has MTU 1500"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth9"}}).dump(),
+       "parent interface \"eth9\" not found on this host (option -o parent=eth9); interfaces here:"},
       {"NetworkDriver.CreateNetwork", network({{"parent", "lo"}}).dump(), "invalid value \"lo\" for option \"parent\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "a-very-long-nic-name"}}).dump(), "invalid value \"a-very-long-nic-name\" for option \"parent\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth/1"}}).dump(), "invalid value \"eth/1\" for option \"parent\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth 1"}}).dump(), "invalid value \"eth 1\" for option \"parent\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "7"}, {"vlan_name", "clash0"}}).dump(), "interface \"clash0\" exists but is not VLAN 7 on \"eth1\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "77"}}).dump(), "interface \"eth1.77\" exists but is not VLAN 77"},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"mode", "bridge"}, {"vlna", "5"}}).dump(), "unknown option \"vlna\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"routes", "10.0.0.1/8 via 198.51.100.1"}}).dump(), "option \"routes\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "198.51.100.128/25"}}})).dump(), "subnet 198.51.100.128/25 overlaps subnet 198.51.100.0/24"},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "203.0.113.0/24"}, {"Gateway", "192.0.2.1/24"}}})).dump(), "gateway 192.0.2.1 is outside the subnet 203.0.113.0/24"},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "203.0.113.0/33"}}})).dump(), "invalid CIDR \"203.0.113.0/33\""},
-      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "2001:db8::/64:1"}}})).dump(), "invalid CIDR"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "a-very-long-nic-name"}}).dump(),
+       "invalid value \"a-very-long-nic-name\" for option \"parent\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth/1"}}).dump(),
+       "invalid value \"eth/1\" for option \"parent\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth 1"}}).dump(),
+       "invalid value \"eth 1\" for option \"parent\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "7"}, {"vlan_name", "clash0"}}).dump(),
+       "interface \"clash0\" exists but is not VLAN 7 on \"eth1\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"vlan", "77"}}).dump(),
+       "interface \"eth1.77\" exists but is not VLAN 77"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"mode", "bridge"}, {"vlna", "5"}}).dump(),
+       "unknown option \"vlna\""},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}, {"routes", "10.0.0.1/8 via 198.51.100.1"}}).dump(),
+       "option \"routes\""},
+      {"NetworkDriver.CreateNetwork",
+       network({{"parent", "eth1"}}, json::array({{{"Pool", "198.51.100.128/25"}}})).dump(),
+       "subnet 198.51.100.128/25 overlaps subnet 198.51.100.0/24"},
+      {"NetworkDriver.CreateNetwork",
+       network({{"parent", "eth1"}}, json::array({{{"Pool", "203.0.113.0/24"}, {"Gateway", "192.0.2.1/24"}}})).dump(),
+       "gateway 192.0.2.1 is outside the subnet 203.0.113.0/24"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", "eth1"}}, json::array({{{"Pool", "203.0.113.0/33"}}})).dump(),
+       "invalid CIDR \"203.0.113.0/33\""},
+      {"NetworkDriver.CreateNetwork",
+       network({{"parent", "eth1"}}, json::array({{{"Pool", "2001:db8::/64:1"}}})).dump(), "invalid CIDR"},
       {"NetworkDriver.CreateNetwork", network({{"parent", 5}}).dump(), "parent interface \"5\" not found on this host"},
-      {"NetworkDriver.CreateNetwork", network({{"parent", json::array()}}).dump(), "option \"parent\": want a string value"},
-      {"NetworkDriver.CreateEndpoint", json{{"NetworkID", "n-x"}, {"EndpointID", "e123456789012"}}.dump(), "network n-x is not known"},
-      {"NetworkDriver.CreateEndpoint", json{{"NetworkID", "good"}, {"EndpointID", "e123456789012"}, {"Interface", {{"MacAddress", "zz:zz"}}}}.dump(), "invalid MAC address \"zz:zz\""},
-      {"NetworkDriver.Join", json{{"NetworkID", "good"}, {"EndpointID", "e123456789012"}}.dump(), "endpoint e12345678901 is not known"},
+      {"NetworkDriver.CreateNetwork", network({{"parent", json::array()}}).dump(),
+       "option \"parent\": want a string value"},
+      {"NetworkDriver.CreateEndpoint", json{{"NetworkID", "n-x"}, {"EndpointID", "e123456789012"}}.dump(),
+       "network n-x is not known"},
+      {"NetworkDriver.CreateEndpoint",
+       json{{"NetworkID", "good"}, {"EndpointID", "e123456789012"}, {"Interface", {{"MacAddress", "zz:zz"}}}}.dump(),
+       "invalid MAC address \"zz:zz\""},
+      {"NetworkDriver.Join", json{{"NetworkID", "good"}, {"EndpointID", "e123456789012"}}.dump(),
+       "endpoint e12345678901 is not known"},
       {"NetworkDriver.Join", R"({"NetworkID":"good"})", "field \"EndpointID\""},
       {"NetworkDriver.Frobnicate", "{}", "unknown plugin endpoint", 404},
       {"IpamDriver.RequestPool", json{{"Pool", long_value}}.dump(), "request body larger than", 413},
@@ -541,23 +613,39 @@ TEST_F(DaemonTest, BadInputTableLeavesNothingBehind) {
 
 TEST_F(DaemonTest, CrashAfterJoinLeavesNoOrphanLinkAfterTheNextStart) {
   httplib::Client cli = Client();
-  auto [s1, pool] = Post(cli, "IpamDriver.RequestPool", {{"Pool", "198.51.100.0/24"}, {"SubPool", ""}, {"Options", json::object()}, {"V6", false}});
+  auto [s1, pool] = Post(cli, "IpamDriver.RequestPool",
+                         {{"Pool", "198.51.100.0/24"}, {"SubPool", ""}, {"Options", json::object()}, {"V6", false}});
   ASSERT_EQ(s1, 200);
-  ASSERT_EQ(Post(cli, "NetworkDriver.CreateNetwork", {{"NetworkID", "n1"}, {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
-                                                      {"IPv4Data", json::array({{{"Pool", "198.51.100.0/24"}}})}}).first, 200);
-  auto [s2, addr] = Post(cli, "IpamDriver.RequestAddress", {{"PoolID", pool["PoolID"]}, {"Address", "198.51.100.9"}, {"Options", nullptr}});
+  ASSERT_EQ(Post(cli, "NetworkDriver.CreateNetwork",
+                 {{"NetworkID", "n1"},
+                  {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
+                  {"IPv4Data", json::array({{{"Pool", "198.51.100.0/24"}}})}})
+                .first,
+            200);
+  auto [s2, addr] = Post(cli, "IpamDriver.RequestAddress",
+                         {{"PoolID", pool["PoolID"]}, {"Address", "198.51.100.9"}, {"Options", nullptr}});
   ASSERT_EQ(s2, 200);
   const std::string ep = "e0123456789abcdef";
-  ASSERT_EQ(Post(cli, "NetworkDriver.CreateEndpoint", {{"NetworkID", "n1"}, {"EndpointID", ep},
-                                                       {"Interface", {{"Address", "198.51.100.9/24"}, {"MacAddress", ""}}}}).first, 200);
-  ASSERT_EQ(Post(cli, "NetworkDriver.Join", {{"NetworkID", "n1"}, {"EndpointID", ep}, {"SandboxKey", "/var/run/docker/netns/x"}}).first, 200);
+  ASSERT_EQ(Post(cli, "NetworkDriver.CreateEndpoint",
+                 {{"NetworkID", "n1"},
+                  {"EndpointID", ep},
+                  {"Interface", {{"Address", "198.51.100.9/24"}, {"MacAddress", ""}}}})
+                .first,
+            200);
+  ASSERT_EQ(Post(cli, "NetworkDriver.Join",
+                 {{"NetworkID", "n1"}, {"EndpointID", ep}, {"SandboxKey", "/var/run/docker/netns/x"}})
+                .first,
+            200);
   // The daemon dies before dockerd could move the link into the container.
   StopDaemon(SIGKILL);
   ASSERT_TRUE(links_->Find("smve0123456789")->has_value());
   StartDaemon();
   EXPECT_FALSE(links_->Find("smve0123456789")->has_value()) << Log();
   httplib::Client again = Client();
-  EXPECT_EQ(Post(again, "IpamDriver.RequestAddress", {{"PoolID", pool["PoolID"]}, {"Address", "198.51.100.9"}, {"Options", nullptr}}).first, 200)
+  EXPECT_EQ(Post(again, "IpamDriver.RequestAddress",
+                 {{"PoolID", pool["PoolID"]}, {"Address", "198.51.100.9"}, {"Options", nullptr}})
+                .first,
+            200)
       << "the torn-down endpoint's address was not freed";
 }
 

@@ -41,8 +41,13 @@ class FakeLinkOps : public nl::LinkOps {
     }
     if (links_.contains(name)) return AlreadyExists(fmt::format("\"{}\" exists", name));
     if (!links_.contains(parent)) return NotFound(fmt::format("interface \"{}\" not found", parent));
-    nl::LinkInfo info{.name = name, .kind = "vlan", .parent_name = parent, .vlan_id = vlan_id,
-                      .reorder_hdr = true, .mtu = links_.at(parent).mtu, .up = true};
+    nl::LinkInfo info{.name = name,
+                      .kind = "vlan",
+                      .parent_name = parent,
+                      .vlan_id = vlan_id,
+                      .reorder_hdr = true,
+                      .mtu = links_.at(parent).mtu,
+                      .up = true};
     AddExisting(info);
     return OkStatus();
   }
@@ -50,9 +55,12 @@ class FakeLinkOps : public nl::LinkOps {
     if (fail_macvlan) return Internal("injected macvlan failure");
     if (links_.contains(spec.name)) return AlreadyExists(fmt::format("\"{}\" exists", spec.name));
     if (!links_.contains(spec.parent)) return NotFound(fmt::format("interface \"{}\" not found", spec.parent));
-    nl::LinkInfo info{.name = spec.name, .kind = "macvlan", .parent_name = spec.parent,
+    nl::LinkInfo info{.name = spec.name,
+                      .kind = "macvlan",
+                      .parent_name = spec.parent,
                       .macvlan_mode = spec.mode,
-                      .mtu = spec.mtu ? spec.mtu : links_.at(spec.parent).mtu, .mac = spec.mac};
+                      .mtu = spec.mtu ? spec.mtu : links_.at(spec.parent).mtu,
+                      .mac = spec.mac};
     AddExisting(info);
     return OkStatus();
   }

@@ -26,11 +26,16 @@ class IdentityWorld : public ::testing::Test {
     ipam_ = std::move(ipam::IpamService::Create(ipam_store_, [this] { return now_; }).value());
     pool_ = ipam_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {}, false})->pool_id;
     driver_ = std::move(driver::DriverService::Create(links_, net_store_, [this] { return now_; }).value());
-    ASSERT_TRUE(driver_->CreateNetwork({kNet, {{"parent", "eth1"}},
-                                        {{*Prefix::Parse("192.0.2.0/24"), IpAddress::Parse("192.0.2.1")}}, {}, false}).ok());
+    ASSERT_TRUE(driver_
+                    ->CreateNetwork({kNet,
+                                     {{"parent", "eth1"}},
+                                     {{*Prefix::Parse("192.0.2.0/24"), IpAddress::Parse("192.0.2.1")}},
+                                     {},
+                                     false})
+                    .ok());
     engine_.networks[kNet] = EngineNetwork{kNet, "lan", {}};
-    identity_ = std::make_unique<IdentityService>(engine_, *ipam_, *driver_, IdentityOptions{},
-                                                  [this] { return now_; });
+    identity_ =
+        std::make_unique<IdentityService>(engine_, *ipam_, *driver_, IdentityOptions{}, [this] { return now_; });
     reconciler_ = std::make_unique<daemon::Reconciler>(engine_, *ipam_, *driver_, *identity_,
                                                        daemon::ReconcilerOptions{}, [this] { return now_; });
     ASSERT_TRUE(reconciler_->PassOnce().engine_answered);  // the engine is known to answer

@@ -6,13 +6,22 @@ namespace smv {
 namespace {
 
 TEST(IpAddressTest, ParsesAndFormatsBothFamilies) {
-  struct Case { const char* in; bool ok; const char* out; };
+  struct Case {
+    const char* in;
+    bool ok;
+    const char* out;
+  };
   const Case cases[] = {
-      {"192.0.2.10", true, "192.0.2.10"},     {"0.0.0.0", true, "0.0.0.0"},
-      {"2001:db8::1", true, "2001:db8::1"},   {"2001:0db8:0:0::0001", true, "2001:db8::1"},
-      {"192.0.2.256", false, ""},             {"192.0.2", false, ""},
-      {"", false, ""},                        {"192.0.2.1/24", false, ""},
-      {"fe80::1%eth0", false, ""},            {"x", false, ""},
+      {"192.0.2.10", true, "192.0.2.10"},
+      {"0.0.0.0", true, "0.0.0.0"},
+      {"2001:db8::1", true, "2001:db8::1"},
+      {"2001:0db8:0:0::0001", true, "2001:db8::1"},
+      {"192.0.2.256", false, ""},
+      {"192.0.2", false, ""},
+      {"", false, ""},
+      {"192.0.2.1/24", false, ""},
+      {"fe80::1%eth0", false, ""},
+      {"x", false, ""},
   };
   for (const Case& c : cases) {
     std::optional<IpAddress> ip = IpAddress::Parse(c.in);
@@ -45,8 +54,8 @@ TEST(PrefixTest, NetworkLastContainsOverlaps) {
 }
 
 TEST(PrefixTest, RejectsMalformed) {
-  for (const char* bad : {"192.0.2.0", "192.0.2.0/33", "192.0.2.0/", "192.0.2.0/-1", "2001:db8::/129",
-                          "192.0.2.0/2x", "/24", "abc/24"}) {
+  for (const char* bad :
+       {"192.0.2.0", "192.0.2.0/33", "192.0.2.0/", "192.0.2.0/-1", "2001:db8::/129", "192.0.2.0/2x", "/24", "abc/24"}) {
     EXPECT_FALSE(Prefix::Parse(bad).has_value()) << bad;
   }
 }

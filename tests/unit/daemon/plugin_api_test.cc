@@ -51,8 +51,7 @@ TEST_F(PluginApiTest, UnknownPathIs404WithErr) {
 TEST_F(PluginApiTest, TeardownCallsAnswerJsonEvenWhenNothingIsKnown) {
   const std::string ids = R"({"NetworkID":"n1","EndpointID":"e1234567890123"})";
   for (const char* path : {"/NetworkDriver.Leave", "/NetworkDriver.DeleteEndpoint",
-                           "/NetworkDriver.RevokeExternalConnectivity",
-                           "/NetworkDriver.ProgramExternalConnectivity"}) {
+                           "/NetworkDriver.RevokeExternalConnectivity", "/NetworkDriver.ProgramExternalConnectivity"}) {
     EXPECT_TRUE(Call(path, ids + "\n").is_object()) << path;
   }
   EXPECT_TRUE(Call("/NetworkDriver.EndpointOperInfo", ids).contains("Value"));
@@ -62,20 +61,24 @@ TEST_F(PluginApiTest, TeardownCallsAnswerJsonEvenWhenNothingIsKnown) {
 
 TEST_F(PluginApiTest, NetworkCreateToContainerStartWireShapes) {
   json pool = Call("/IpamDriver.RequestPool",
-                   R"({"AddressSpace":"l","Pool":"192.0.2.0/24","SubPool":"192.0.2.128/25","Options":{},"V6":false})" "\n");
+                   R"({"AddressSpace":"l","Pool":"192.0.2.0/24","SubPool":"192.0.2.128/25","Options":{},"V6":false})"
+                   "\n");
   const std::string pool_id = pool["PoolID"];
   EXPECT_EQ(pool["Pool"], "192.0.2.0/24");
-  json gw = Call("/IpamDriver.RequestAddress",
-                 json{{"PoolID", pool_id}, {"Address", "192.0.2.1"},
-                      {"Options", {{"RequestAddressType", "com.docker.network.gateway"}}}}.dump());
+  json gw = Call("/IpamDriver.RequestAddress", json{{"PoolID", pool_id},
+                                                    {"Address", "192.0.2.1"},
+                                                    {"Options", {{"RequestAddressType", "com.docker.network.gateway"}}}}
+                                                   .dump());
   EXPECT_EQ(gw["Address"], "192.0.2.1/24");
   Call("/NetworkDriver.CreateNetwork", R"({"NetworkID":"n1","Options":{"com.docker.network.enable_ipv6":false,
       "com.docker.network.generic":{"parent":"eth1"}},
       "IPv4Data":[{"AddressSpace":"l","Pool":"192.0.2.0/24","Gateway":"192.0.2.1/24"}],"IPv6Data":[]})");
-  json addr = Call("/IpamDriver.RequestAddress",
-                   json{{"PoolID", pool_id}, {"Address", ""},
-                        {"Options", {{"com.docker.network.endpoint.macaddress", "02:42:6b:69:a0:c9"},
-                                     {"com.docker.network.endpoint.name", "/web"}}}}.dump());
+  json addr = Call("/IpamDriver.RequestAddress", json{{"PoolID", pool_id},
+                                                      {"Address", ""},
+                                                      {"Options",
+                                                       {{"com.docker.network.endpoint.macaddress", "02:42:6b:69:a0:c9"},
+                                                        {"com.docker.network.endpoint.name", "/web"}}}}
+                                                     .dump());
   EXPECT_EQ(addr["Address"], "192.0.2.128/24");
   EXPECT_EQ(ipam_->ListReservations().at(0).record.name, "web");  // leading "/" dropped
 
@@ -88,7 +91,8 @@ TEST_F(PluginApiTest, NetworkCreateToContainerStartWireShapes) {
   EXPECT_EQ(ep2["Interface"]["MacAddress"], "02:42:c0:00:02:81");
   EXPECT_FALSE(ep2["Interface"].contains("Address"));
 
-  json join = Call("/NetworkDriver.Join", R"({"NetworkID":"n1","EndpointID":"e1234567890123","SandboxKey":"/x","Options":{}})");
+  json join =
+      Call("/NetworkDriver.Join", R"({"NetworkID":"n1","EndpointID":"e1234567890123","SandboxKey":"/x","Options":{}})");
   EXPECT_EQ(join["InterfaceName"]["SrcName"], "smve1234567890");
   EXPECT_EQ(join["InterfaceName"]["DstPrefix"], "eth");
   EXPECT_EQ(join["Gateway"], "192.0.2.1");
@@ -98,13 +102,18 @@ TEST_F(PluginApiTest, NetworkCreateToContainerStartWireShapes) {
 TEST_F(PluginApiTest, ErrorsAre500WithErrForBothInterfaces) {
   json e = Call("/IpamDriver.RequestPool", R"({"Pool":"","V6":false})", 500);
   EXPECT_NE(e["Err"].get<std::string>().find("--subnet"), std::string::npos);
-  e = Call("/NetworkDriver.CreateNetwork", R"({"NetworkID":"n1","Options":{"com.docker.network.generic":{"parent":"eth1","vlan":"0"}}})", 500);
+  e = Call("/NetworkDriver.CreateNetwork",
+           R"({"NetworkID":"n1","Options":{"com.docker.network.generic":{"parent":"eth1","vlan":"0"}}})", 500);
   EXPECT_NE(e["Err"].get<std::string>().find("option \"vlan\""), std::string::npos);
   EXPECT_FALSE(e.contains("Error"));
 }
 
 TEST_F(PluginApiTest, MalformedBodiesAreRefusedByName) {
-  struct Case { const char* path; const char* body; const char* text; };
+  struct Case {
+    const char* path;
+    const char* body;
+    const char* text;
+  };
   const Case cases[] = {
       {"/IpamDriver.RequestPool", "{", "not JSON"},
       {"/IpamDriver.RequestPool", "[1,2]", "not a JSON object"},
@@ -116,10 +125,16 @@ TEST_F(PluginApiTest, MalformedBodiesAreRefusedByName) {
       {"/IpamDriver.RequestAddress", R"({"PoolID":"p","Options":{"RequestAddressType":1}})", "RequestAddressType"},
       {"/IpamDriver.ReleaseAddress", R"({"PoolID":"p"})", "field \"Address\""},
       {"/NetworkDriver.CreateNetwork", R"({})", "field \"NetworkID\""},
-      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":"x"}})", "com.docker.network.generic"},
-      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":{}})", "IPv4Data"},
-      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":[{"Pool":"x"}]})", "invalid CIDR \"x\""},
-      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":[{"Pool":"192.0.2.0/24","Gateway":"198.51.100.1/24"}]})", "outside the subnet"},
+      {"/NetworkDriver.CreateNetwork", R"({"NetworkID":"n","Options":{"com.docker.network.generic":"x"}})",
+       "com.docker.network.generic"},
+      {"/NetworkDriver.CreateNetwork",
+       R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":{}})", "IPv4Data"},
+      {"/NetworkDriver.CreateNetwork",
+       R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":[{"Pool":"x"}]})",
+       "invalid CIDR \"x\""},
+      {"/NetworkDriver.CreateNetwork",
+       R"({"NetworkID":"n","Options":{"com.docker.network.generic":{"parent":"eth1"}},"IPv4Data":[{"Pool":"192.0.2.0/24","Gateway":"198.51.100.1/24"}]})",
+       "outside the subnet"},
       {"/NetworkDriver.CreateEndpoint", R"({"NetworkID":"n"})", "EndpointID"},
       {"/NetworkDriver.CreateEndpoint", R"({"NetworkID":"n","EndpointID":"e","Interface":"x"})", "Interface"},
       {"/NetworkDriver.Join", R"({"NetworkID":"n","EndpointID":7})", "EndpointID"},

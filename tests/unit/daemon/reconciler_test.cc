@@ -28,7 +28,8 @@ TEST_F(ReconcilerTest, BackgroundPassLearnsNamesMissedDuringEngineStartUp) {
 }
 
 TEST_F(ReconcilerTest, ReservationLifetimeFollowsTheEngineListAndRetention) {
-  const std::string short_pool = ipam_->RequestPool({"l", "198.51.100.0/24", "", {{"release_after", "1m"}}, false})->pool_id;
+  const std::string short_pool =
+      ipam_->RequestPool({"l", "198.51.100.0/24", "", {{"release_after", "1m"}}, false})->pool_id;
   ASSERT_TRUE(ipam_->RequestAddress({short_pool, "", false, "tmp-0", "", ""}).ok());
   engine_.containers = {EngineContainer{"c1", "tmp-0", {}}};
   reconciler_->PassOnce();

@@ -20,22 +20,21 @@ TEST(StateCheckTest, ConsistentStateHasNoProblems) {
 }
 
 TEST(StateCheckTest, EveryKindOfDamageIsReported) {
-  ipam::IpamSnapshot ipam{{Pool("192.0.2.0/24"), Pool("198.51.100.0/24", 0),
-                           Pool("192.0.2.0/24", 1, "192.0.2.0/25")},
-                          {{"192.0.2.0/24", Ip("203.0.113.1"), {}, 0},          // outside
-                           {"198.51.100.0/24", Ip("198.51.100.5"), {}, 0},     // inactive pool
+  ipam::IpamSnapshot ipam{{Pool("192.0.2.0/24"), Pool("198.51.100.0/24", 0), Pool("192.0.2.0/24", 1, "192.0.2.0/25")},
+                          {{"192.0.2.0/24", Ip("203.0.113.1"), {}, 0},      // outside
+                           {"198.51.100.0/24", Ip("198.51.100.5"), {}, 0},  // inactive pool
                            {"192.0.2.0/24", Ip("192.0.2.10"), {}, 0}},
                           {{"192.0.2.0/24", "a", Ip("192.0.2.20"), "", 0, 0},
-                           {"192.0.2.0/24", "b", Ip("192.0.2.20"), "", 0, 0},   // twice
-                           {"nope", "c", Ip("192.0.2.30"), "", 0, 0}}};       // no pool
+                           {"192.0.2.0/24", "b", Ip("192.0.2.20"), "", 0, 0},           // twice
+                           {"nope", "c", Ip("192.0.2.30"), "", 0, 0}}};                 // no pool
   ipam.leases.push_back({"192.0.2.0/24 range 192.0.2.0/25", Ip("192.0.2.10"), {}, 0});  // leased twice
   driver::DriverSnapshot driver{{}, {}, {{"gone", "e1", "smve1", "", "192.0.2.99/24"}}};
   std::vector<std::string> problems = CheckState(ipam, driver);
   std::string all;
   for (const std::string& p : problems) all += p + "\n";
-  for (const char* want : {"lies outside its pool's subnet", "which is not active", "leased twice",
-                           "reserved for two names", "that is not stored", "which is not stored",
-                           "192.0.2.99, which is not leased"}) {
+  for (const char* want :
+       {"lies outside its pool's subnet", "which is not active", "leased twice", "reserved for two names",
+        "that is not stored", "which is not stored", "192.0.2.99, which is not leased"}) {
     EXPECT_NE(all.find(want), std::string::npos) << want << "\n" << all;
   }
 }

@@ -94,8 +94,10 @@ TEST_F(DriverServiceTest, AllowedParentsRefuseOthersByName) {
   Status s = Create(kNet1, {{"parent", "eth1"}, {"vlan", "5"}});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), Code::kPermissionDenied);
-  EXPECT_NE(s.message().find("parent interface \"eth1\" is not allowed on this host (option -o parent=eth1); allowed: eth2"),
-            std::string::npos) << s.message();
+  EXPECT_NE(
+      s.message().find("parent interface \"eth1\" is not allowed on this host (option -o parent=eth1); allowed: eth2"),
+      std::string::npos)
+      << s.message();
   EXPECT_FALSE(links_.Exists("eth1.5"));
   EXPECT_TRUE(Create(kNet2, {{"parent", "eth2"}}).ok());
 }
@@ -135,8 +137,11 @@ TEST_F(DriverServiceTest, OverlappingSubnetsOnOneVlanAreRefusedButNotAcrossVlans
 }
 
 TEST_F(DriverServiceTest, EndpointLifecycleAndJoinAnswer) {
-  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"mtu", "1400"}, {"macvlan_mode", "private"},
-                             {"routes", "10.254.0.0/16 via 192.0.2.254; 2001:db8::/32"}}).ok());
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"},
+                             {"mtu", "1400"},
+                             {"macvlan_mode", "private"},
+                             {"routes", "10.254.0.0/16 via 192.0.2.254; 2001:db8::/32"}})
+                  .ok());
   Result<CreateEndpointResult> ep = driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""});
   ASSERT_TRUE(ep.ok()) << ep.status().message();
   EXPECT_EQ(ep->mac, "02:42:c0:00:02:0a");  // no MAC in the request: ours, derived from the IP
@@ -169,7 +174,10 @@ TEST_F(DriverServiceTest, NoDefaultRouteOptionAndInternalNetworksGiveNoGateway) 
   ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"default_route", "off"}}).ok());
   ASSERT_TRUE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
   EXPECT_FALSE(driver_->Join(kNet1, kEp1, "k")->gateway_v4.has_value());
-  ASSERT_TRUE(driver_->CreateNetwork({kNet2, {{"parent", "eth1"}, {"vlan", "9"}}, {V4("198.51.100.0/24", "198.51.100.1")}, {}, true}).ok());
+  ASSERT_TRUE(driver_
+                  ->CreateNetwork(
+                      {kNet2, {{"parent", "eth1"}, {"vlan", "9"}}, {V4("198.51.100.0/24", "198.51.100.1")}, {}, true})
+                  .ok());
   ASSERT_TRUE(driver_->CreateEndpoint({kNet2, kEp2, "198.51.100.5/24", "", ""}).ok());
   EXPECT_FALSE(driver_->Join(kNet2, kEp2, "k")->gateway_v4.has_value());
 }

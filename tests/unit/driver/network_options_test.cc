@@ -39,9 +39,13 @@ TEST(NetworkOptionsTest, LongVlanNameIsShortAndStable) {
 }
 
 TEST(NetworkOptionsTest, ModesAliasPromiscMtuRoutes) {
-  Result<NetworkOptions> o = ParseNetworkOptions({{"parent", "eth1"}, {"mode", "vepa"}, {"promisc", "off"},
-                                                  {"mtu", "1400"}, {"default_route", "off"},
-                                                  {"routes", "10.254.0.0/16 via 169.254.1.1; 198.51.100.0/25, 2001:db8:9::/48 via 2001:db8::1"}});
+  Result<NetworkOptions> o = ParseNetworkOptions(
+      {{"parent", "eth1"},
+       {"mode", "vepa"},
+       {"promisc", "off"},
+       {"mtu", "1400"},
+       {"default_route", "off"},
+       {"routes", "10.254.0.0/16 via 169.254.1.1; 198.51.100.0/25, 2001:db8:9::/48 via 2001:db8::1"}});
   ASSERT_TRUE(o.ok()) << o.status().message();
   EXPECT_EQ(o->mode, MacvlanMode::kVepa);
   EXPECT_FALSE(o->promisc);
@@ -61,11 +65,15 @@ TEST(NetworkOptionsTest, DockerOwnKeysAreIgnored) {
 }
 
 TEST(NetworkOptionsTest, BadValuesNameOptionValueAndExample) {
-  struct Case { Opts opts; const char* text; };
+  struct Case {
+    Opts opts;
+    const char* text;
+  };
   const Case cases[] = {
       {{}, "option \"parent\" is required"},
       {{{"vlan", "10"}}, "option \"parent\" is required"},
-      {{{"parent", "eth1"}, {"vlan", "0"}}, "invalid value \"0\" for option \"vlan\": want a number from 1 to 4094 (example: -o vlan=228)"},
+      {{{"parent", "eth1"}, {"vlan", "0"}},
+       "invalid value \"0\" for option \"vlan\": want a number from 1 to 4094 (example: -o vlan=228)"},
       {{{"parent", "eth1"}, {"vlan", "4095"}}, "invalid value \"4095\" for option \"vlan\""},
       {{{"parent", "eth1"}, {"vlan", "x"}}, "invalid value \"x\" for option \"vlan\""},
       {{{"parent", "eth1"}, {"vlan", "-1"}}, "invalid value \"-1\" for option \"vlan\""},

@@ -17,8 +17,14 @@ TEST(DriverRecords, RoundTripKeepsEveryField) {
   EXPECT_EQ(back->ipv4, n.ipv4);
   EXPECT_EQ(back->ipv6, n.ipv6);
   EXPECT_TRUE(back->internal);
-  EndpointRecord e{.network_id = "n1", .endpoint_id = "e1", .link_name = "smve1", .mac = "02:00:00:00:00:01",
-                   .address_v4 = "192.0.2.5/24", .sandbox_key = "/sb", .container_name = "web", .since = 7};
+  EndpointRecord e{.network_id = "n1",
+                   .endpoint_id = "e1",
+                   .link_name = "smve1",
+                   .mac = "02:00:00:00:00:01",
+                   .address_v4 = "192.0.2.5/24",
+                   .sandbox_key = "/sb",
+                   .container_name = "web",
+                   .since = 7};
   Result<EndpointRecord> eb = DecodeEndpoint("endpoints", "e1", EncodeEndpoint(e));
   ASSERT_TRUE(eb.ok());
   EXPECT_EQ(eb->endpoint_id, "e1");
@@ -42,7 +48,8 @@ TEST(DriverRecords, CorruptValuesAreClearErrorsNeverExceptions) {
       {"[1]", Code::kInternal, "not a JSON object"},
       {R"({"network":"n"})", Code::kInternal, "no record version"},
       {R"({"v":"1","network":"n"})", Code::kInternal, "no record version"},
-      {R"({"v":9,"network":"n"})", Code::kFailedPrecondition, "has version 9, newer than this static-macvlan understands (1)"},
+      {R"({"v":9,"network":"n"})", Code::kFailedPrecondition,
+       "has version 9, newer than this static-macvlan understands (1)"},
       {R"({"v":1})", Code::kInternal, "field \"network\" is missing"},
       {R"({"v":1,"network":5})", Code::kInternal, "field \"network\": want a string, got 5"},
       {R"({"v":1,"network":"n","since":"yesterday"})", Code::kInternal, "field \"since\": want an integer"},
@@ -60,7 +67,8 @@ TEST(DriverRecords, CorruptValuesAreClearErrorsNeverExceptions) {
     Result<NetworkRecord> r = DecodeNetwork("networks", "n1", value);
     ASSERT_FALSE(r.ok()) << value;
     EXPECT_EQ(r.status().code(), Code::kInternal) << value;
-    EXPECT_NE(r.status().message().find("in networks (key \"n1\"): field \""), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("in networks (key \"n1\"): field \""), std::string::npos)
+        << r.status().message();
   }
 }
 

@@ -53,10 +53,12 @@ struct StateDir {
     std::map<std::string, std::map<std::string, std::string>> out;
     lmdb::Txn txn = std::move(env->BeginRead().value());
     for (const std::string& db : AllDatabases()) {
-      EXPECT_TRUE(txn.ForEach(*env->Database(db), "", [&](std::string_view k, std::string_view v) {
-                       out[db][std::string(k)] = std::string(v);
-                       return OkStatus();
-                     }).ok());
+      EXPECT_TRUE(txn.ForEach(*env->Database(db), "",
+                              [&](std::string_view k, std::string_view v) {
+                                out[db][std::string(k)] = std::string(v);
+                                return OkStatus();
+                              })
+                      .ok());
     }
     return out;
   }
@@ -117,7 +119,8 @@ TEST_P(GoldenStoreTest, NetworkRecordsReadAsTheReleaseWroteThem) {
   ASSERT_EQ(s->networks.size(), 2u);
   const driver::NetworkRecord& n1 = s->networks[0].id == kNet1 ? s->networks[0] : s->networks[1];
   const driver::NetworkRecord& n2 = s->networks[0].id == kNet1 ? s->networks[1] : s->networks[0];
-  EXPECT_EQ(n1.options, (std::map<std::string, std::string>{{"macvlan_mode", "bridge"}, {"mtu", "1400"},
+  EXPECT_EQ(n1.options, (std::map<std::string, std::string>{{"macvlan_mode", "bridge"},
+                                                            {"mtu", "1400"},
                                                             {"parent", "eth1"},
                                                             {"routes", "198.51.100.0/25 via 192.0.2.254"}}));
   ASSERT_EQ(n1.ipv4.size(), 1u);

@@ -27,8 +27,7 @@ AddressRequest Want(const char* ip, std::string name = "") {
 IpAddress Take(PoolAllocator& a, const AddressRequest& r) {
   Result<Choice> c = a.Choose(r);
   EXPECT_TRUE(c.ok()) << c.status().message();
-  a.AddLease(c->address, Lease{r.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint, r.name, ""},
-             c->dynamic);
+  a.AddLease(c->address, Lease{r.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint, r.name, ""}, c->dynamic);
   if (c->reserve_for_name) a.AddReservation(r.name, c->address);
   return c->address;
 }
@@ -81,8 +80,8 @@ TEST(AllocatorTest, DynamicComesFromRangeAndSkipsGatewayAndTaken) {
   PoolAllocator a(Config("192.0.2.0/24", "192.0.2.128/30"));
   AddressRequest gw;
   gw.gateway = true;
-  EXPECT_EQ(Take(a, gw).ToString(), "192.0.2.1");                  // first of the subnet
-  Take(a, Want("192.0.2.129"));                                     // an --ip inside the range
+  EXPECT_EQ(Take(a, gw).ToString(), "192.0.2.1");  // first of the subnet
+  Take(a, Want("192.0.2.129"));                    // an --ip inside the range
   EXPECT_EQ(Take(a, Want(nullptr)).ToString(), "192.0.2.128");
   EXPECT_EQ(Take(a, Want(nullptr)).ToString(), "192.0.2.130");
   EXPECT_EQ(Take(a, Want(nullptr)).ToString(), "192.0.2.131");
@@ -95,7 +94,11 @@ TEST(AllocatorTest, DynamicComesFromRangeAndSkipsGatewayAndTaken) {
 TEST(AllocatorTest, ExplicitAddressMayLieOutsideRangeButNotOutsideSubnet) {
   PoolAllocator a(Config("192.0.2.0/24", "192.0.2.128/25"));
   EXPECT_EQ(Take(a, Want("192.0.2.10")).ToString(), "192.0.2.10");
-  struct Case { const char* ip; Code code; const char* text; };
+  struct Case {
+    const char* ip;
+    Code code;
+    const char* text;
+  };
   const Case cases[] = {
       {"192.0.2.10", Code::kAlreadyExists, "already in use"},
       {"198.51.100.1", Code::kInvalidArgument, "outside the network's subnet 192.0.2.0/24"},
@@ -133,8 +136,8 @@ TEST(AllocatorTest, NameGetsItsReservationBackWithOrWithoutIp) {
   PoolAllocator a(Config("192.0.2.0/24", "192.0.2.128/25"));
   const IpAddress first = Take(a, Want(nullptr, "a-0"));
   EXPECT_EQ(a.ReservationOf("a-0"), first);
-  a.RemoveLease(first);                          // stop / rm: the reservation stays
-  Take(a, Want(nullptr, "other"));               // someone else starts meanwhile
+  a.RemoveLease(first);             // stop / rm: the reservation stays
+  Take(a, Want(nullptr, "other"));  // someone else starts meanwhile
   EXPECT_EQ(Take(a, Want(nullptr, "a-0")), first);
   a.RemoveLease(first);
   EXPECT_EQ(Take(a, Want(first.ToString().c_str(), "a-0")), first);

@@ -171,7 +171,8 @@ TEST_F(IpamServiceTest, UserReserveAndRelease) {
 }
 
 TEST_F(IpamServiceTest, ReservationExpiresOnlyAfterRetentionOnceGone) {
-  Result<PoolResult> short_pool = service_->RequestPool({"l", "198.51.100.0/24", "", {{"release_after", "60s"}}, false});
+  Result<PoolResult> short_pool =
+      service_->RequestPool({"l", "198.51.100.0/24", "", {{"release_after", "60s"}}, false});
   ASSERT_TRUE(short_pool.ok());
   ASSERT_TRUE(service_->RequestAddress({short_pool->pool_id, "", false, "tmp", "", ""}).ok());
   Ask("", "kept");  // the default pool keeps reservations
@@ -278,7 +279,8 @@ TEST(IpamServiceLmdbTest, AFailedCommitLeavesMemoryEqualToTheDisk) {
   Status last;
   size_t granted = 0;
   for (int i = 0; i < 100000 && last.ok(); ++i) {
-    Result<std::string> a = service->RequestAddress({pool_id, "", false, std::string(200, 'n') + std::to_string(i), "", ""});
+    Result<std::string> a =
+        service->RequestAddress({pool_id, "", false, std::string(200, 'n') + std::to_string(i), "", ""});
     last = a.status();
     if (a.ok()) ++granted;
   }
@@ -306,7 +308,12 @@ TEST(LmdbEnvTest, ForEachHonoursThePrefixAndDeleteReportsAbsence) {
   }  // not committed: rolled back
   auto txn = (*env)->BeginWrite();
   int n = 0;
-  ASSERT_TRUE(txn->ForEach(dbi, "a/", [&](std::string_view, std::string_view) { ++n; return OkStatus(); }).ok());
+  ASSERT_TRUE(txn->ForEach(dbi, "a/",
+                           [&](std::string_view, std::string_view) {
+                             ++n;
+                             return OkStatus();
+                           })
+                  .ok());
   EXPECT_EQ(n, 2);
   EXPECT_FALSE(txn->Get(dbi, "c/1")->has_value());
   EXPECT_TRUE(*txn->Delete(dbi, "a/1"));
@@ -338,7 +345,8 @@ TEST(LmdbEnvTest, DroppingMappedPagesKeepsTheData) {
   lmdb::Dbi dbi = *(*env)->Database("t");
   {
     auto txn = (*env)->BeginWrite();
-    for (int i = 0; i < 2000; ++i) ASSERT_TRUE(txn->Put(dbi, std::to_string(i), std::string(500, static_cast<char>('a' + i % 26))).ok());
+    for (int i = 0; i < 2000; ++i)
+      ASSERT_TRUE(txn->Put(dbi, std::to_string(i), std::string(500, static_cast<char>('a' + i % 26))).ok());
     ASSERT_TRUE(txn->Commit().ok());
   }
   const std::string file = dir.path() + "/data.mdb";

@@ -21,8 +21,7 @@ TEST(PoolTest, CanonicalPoolWithRange) {
 
 TEST(PoolTest, SameArgumentsGiveSameId) {
   EXPECT_EQ(ParsePoolRequest(V4("192.0.2.0/24"))->id, ParsePoolRequest(V4("192.0.2.0/24"))->id);
-  EXPECT_NE(ParsePoolRequest(V4("192.0.2.0/24"))->id,
-            ParsePoolRequest(V4("192.0.2.0/24", "192.0.2.0/25"))->id);
+  EXPECT_NE(ParsePoolRequest(V4("192.0.2.0/24"))->id, ParsePoolRequest(V4("192.0.2.0/24", "192.0.2.0/25"))->id);
 }
 
 TEST(PoolTest, Ipv6Slash64) {
@@ -33,7 +32,10 @@ TEST(PoolTest, Ipv6Slash64) {
 }
 
 TEST(PoolTest, ErrorsNameTheFlagAndValue) {
-  struct Case { PoolRequest req; const char* must_contain; };
+  struct Case {
+    PoolRequest req;
+    const char* must_contain;
+  };
   const Case cases[] = {
       {V4(""), "--subnet 192.0.2.0/24"},
       {V4("192.0.2.0"), "invalid value \"192.0.2.0\" for --subnet"},
