@@ -4,7 +4,11 @@
 //   bench_tool latency SOCKET POOL_ID N               N RequestAddress+ReleaseAddress pairs:
 //                                                     prints p50 and p99 in microseconds
 //   bench_tool throughput SOCKET POOL_ID CLIENTS SECONDS   allocations/s, each durable before reply
+//   bench_tool startup STATE_DIR                      start-up phases of a state (profiling P5)
+//   bench_tool cycles SOCKET N                        N network create/remove cycles as dockerd sends
+//                                                     them, each with one container start and stop
 
+#include <fmt/format.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -148,6 +152,94 @@ int Throughput(const std::string& socket, const std::string& pool, int clients, 
   return 0;
 }
 
+// One call as dockerd makes it; false (and a message) unless it answers 200.
+bool Call(httplib::Client& c, const std::string& path, const json& body, json* out = nullptr) {
+  auto r = c.Post(("/" + path).c_str(), body.dump() + "\n", "");
+  if (!r || r->status != 200) {
+    std::fprintf(stderr, "%s: %s\n", path.c_str(), r ? r->body.c_str() : httplib::to_string(r.error()).c_str());
+    return false;
+  }
+  if (out != nullptr) *out = json::parse(r->body, nullptr, false);
+  return true;
+}
+
+// The soak's second half: network create, a container start and stop, network remove, as
+// dockerd 20.10 sends them (docs/plugin-protocol.md), N times with fresh ids.
+int Cycles(const std::string& socket, int n) {
+  httplib::Client c = Connect(socket);
+  for (int i = 0; i < n; ++i) {
+    const std::string net = fmt::format("{:064x}", 0x5000000 + i);
+    const std::string ep = fmt::format("{:064x}", 0xe000000 + i);
+    json pool, gw, addr;
+    bool ok =
+        Call(c, "IpamDriver.RequestPool",
+             {{"AddressSpace", "static-macvlan-local"},
+              {"Pool", "198.18.0.0/24"},
+              {"SubPool", ""},
+              {"Options", json::object()},
+              {"V6", false}},
+             &pool) &&
+        Call(c, "IpamDriver.RequestAddress",
+             {{"PoolID", pool["PoolID"]},
+              {"Address", ""},
+              {"Options", {{"RequestAddressType", "com.docker.network.gateway"}}}},
+             &gw) &&
+        Call(c, "NetworkDriver.CreateNetwork",
+             {{"NetworkID", net},
+              {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
+              {"IPv4Data",
+               {{{"AddressSpace", "static-macvlan-local"}, {"Pool", "198.18.0.0/24"}, {"Gateway", gw["Address"]}}}},
+              {"IPv6Data", json::array()}});
+    const std::string name = fmt::format("cycle-{}", i % 50);
+    ok = ok &&
+         Call(c, "IpamDriver.RequestAddress",
+              {{"PoolID", pool["PoolID"]}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", name}}}},
+              &addr) &&
+         Call(c, "NetworkDriver.CreateEndpoint",
+              {{"NetworkID", net},
+               {"EndpointID", ep},
+               {"Interface", {{"Address", addr["Address"]}, {"AddressIPv6", ""}, {"MacAddress", ""}}}}) &&
+         Call(c, "NetworkDriver.Join",
+              {{"NetworkID", net}, {"EndpointID", ep}, {"SandboxKey", "/var/run/docker/netns/soak"}}) &&
+         Call(c, "NetworkDriver.Leave", {{"NetworkID", net}, {"EndpointID", ep}}) &&
+         Call(c, "NetworkDriver.DeleteEndpoint", {{"NetworkID", net}, {"EndpointID", ep}});
+    const auto bare = [](const json& a) {
+      std::string s = a["Address"];
+      return s.substr(0, s.find('/'));
+    };
+    ok = ok && Call(c, "IpamDriver.ReleaseAddress", {{"PoolID", pool["PoolID"]}, {"Address", bare(addr)}}) &&
+         Call(c, "IpamDriver.ReleaseAddress", {{"PoolID", pool["PoolID"]}, {"Address", bare(gw)}}) &&
+         Call(c, "IpamDriver.ReleasePool", {{"PoolID", pool["PoolID"]}}) &&
+         Call(c, "NetworkDriver.DeleteNetwork", {{"NetworkID", net}});
+    if (!ok) {
+      std::fprintf(stderr, "cycle %d failed\n", i);
+      return 1;
+    }
+  }
+  std::printf("cycles=%d\n", n);
+  return 0;
+}
+
+// Where start-up time goes with a state written by `fill`: open, each store's Load, the services.
+int Startup(const std::string& dir) {
+  auto ms = [](Clock::time_point since) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
+  };
+  std::vector<std::string> dbs = smv::ipam::LmdbIpamStore::DatabaseNames();
+  for (const auto& d : smv::driver::LmdbNetworkStore::DatabaseNames()) dbs.push_back(d);
+  auto t = Clock::now();
+  auto env = smv::lmdb::Env::Open(dir, size_t{1} << 30, dbs);
+  auto ipam_store = smv::ipam::LmdbIpamStore::Open(**env);
+  std::printf("open_ms=%.1f", ms(t));
+  t = Clock::now();
+  auto snapshot = (*ipam_store)->Load();
+  std::printf(" ipam_load_ms=%.1f", ms(t));
+  t = Clock::now();
+  auto ipam = smv::ipam::IpamService::Create(**ipam_store);
+  std::printf(" ipam_service_ms=%.1f (load + indexes) reservations=%zu\n", ms(t), snapshot->reservations.size());
+  return ipam.ok() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -156,6 +248,8 @@ int main(int argc, char** argv) {
   if (a.size() == 5 && a[0] == "fill") return Fill(a[1], a[2], std::stoi(a[3]), std::stoi(a[4]));
   if (a.size() == 3 && a[0] == "inprocess") return InProcess(std::stoi(a[1]), std::stoi(a[2]));
   if (a.size() == 4 && a[0] == "latency") return Latency(a[1], a[2], std::stoi(a[3]));
+  if (a.size() == 2 && a[0] == "startup") return Startup(a[1]);
+  if (a.size() == 3 && a[0] == "cycles") return Cycles(a[1], std::stoi(a[2]));
   if (a.size() == 5 && a[0] == "throughput") return Throughput(a[1], a[2], std::stoi(a[3]), std::stod(a[4]));
   std::fprintf(stderr, "usage: see the comment at the top of bench/bench_tool.cc\n");
   return 2;

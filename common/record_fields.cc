@@ -74,19 +74,87 @@ std::string Describe(const Location& where) {
   return fmt::format("in {} (key \"{}\")", where.db, key);
 }
 
-Result<json> ParseStored(const Location& where, std::string_view value, int current_version) {
-  json j = json::parse(value, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return Internal(fmt::format("corrupt record {}: not a JSON object", Describe(where)));
-  auto v = j.find("v");
-  if (v == j.end() || !v->is_number_integer() || v->get<int64_t>() < 1) {
+// SAX events of a flat object, written into StoredFields' reused slots. Any nesting stops the
+// parse (the caller falls back to the DOM).
+class FlatSax {
+ public:
+  explicit FlatSax(StoredFields& out) : out_(out) {}
+  bool null() { return Set(nullptr); }
+  bool boolean(bool v) { return Set(v); }
+  bool number_integer(json::number_integer_t v) { return Set(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return Set(v); }
+  bool number_float(json::number_float_t v, const json::string_t&) { return Set(v); }
+  bool string(json::string_t& v) {
+    if (current_ == nullptr) return false;
+    if (current_->is_string()) {
+      current_->get_ref<json::string_t&>().assign(v);  // keeps the previous record's capacity
+    } else {
+      *current_ = v;
+    }
+    current_ = nullptr;
+    return true;
+  }
+  bool binary(json::binary_t&) { return false; }
+  bool start_object(std::size_t) { return ++depth_ == 1; }
+  bool key(json::string_t& k) {
+    if (out_.size_ == out_.fields_.size()) out_.fields_.emplace_back();
+    auto& [name, value] = out_.fields_[out_.size_++];
+    name.assign(k);
+    current_ = &value;
+    return true;
+  }
+  bool end_object() { return depth_-- == 1; }
+  bool start_array(std::size_t) { return false; }
+  bool end_array() { return false; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+  bool flat() const { return depth_ == 0; }
+
+ private:
+  template <typename T>
+  bool Set(T v) {
+    if (current_ == nullptr) return false;  // a scalar that is not an object's field
+    *current_ = v;
+    current_ = nullptr;
+    return true;
+  }
+  StoredFields& out_;
+  json* current_ = nullptr;
+  int depth_ = 0;
+};
+
+bool StoredFields::Parse(std::string_view text) {
+  size_ = 0;
+  FlatSax sax(*this);
+  if (json::sax_parse(text, &sax, json::input_format_t::json, /*strict=*/true) && sax.flat()) return true;
+  // Not flat (or not JSON): the DOM decides.
+  size_ = 0;
+  json dom = json::parse(text, nullptr, false);
+  if (dom.is_discarded() || !dom.is_object()) return false;
+  for (auto& [key, value] : dom.items()) {
+    if (size_ == fields_.size()) fields_.emplace_back();
+    fields_[size_++] = {key, std::move(value)};
+  }
+  return true;
+}
+
+const json* StoredFields::Find(std::string_view key) const {
+  for (size_t i = 0; i < size_; ++i) {
+    if (fields_[i].first == key) return &fields_[i].second;
+  }
+  return nullptr;
+}
+
+Status ParseStored(const Location& where, std::string_view value, int current_version, StoredFields& out) {
+  if (!out.Parse(value)) return Internal(fmt::format("corrupt record {}: not a JSON object", Describe(where)));
+  const json* v = out.Find("v");
+  if (v == nullptr || !v->is_number_integer() || v->get<int64_t>() < 1) {
     return Internal(fmt::format("corrupt record {}: no record version \"v\"", Describe(where)));
   }
   if (v->get<int64_t>() > current_version) {
     return FailedPrecondition(fmt::format("record {} has version {}, newer than this static-macvlan understands ({})",
                                           Describe(where), v->get<int64_t>(), current_version));
   }
-  return j;
+  return OkStatus();
 }
 
 }  // namespace smv::records

@@ -103,6 +103,10 @@ Result<Services> CreateServices(const ServeFlags& flags, Stores& stores, nl::Lin
 }  // namespace
 
 Status Serve(const ServeFlags& flags) {
+  const auto started = std::chrono::steady_clock::now();
+  auto ms_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
+  };
   SMV_RETURN_IF_ERROR(InitLogging(flags.log_level));
   const sigset_t stop_signals = BlockStopSignals();
   // Start-up order: open the store, reconcile the kernel with it, then listen.
@@ -112,6 +116,7 @@ Status Serve(const ServeFlags& flags) {
   if (!links.ok()) return links.status();
   auto services = CreateServices(flags, *stores, **links);
   if (!services.ok()) return services.status();
+  const auto loaded_ms = ms_since(started);
   auto engine = engine::DockerEngine::Create(flags.docker_host);
   if (!engine.ok()) return engine.status();
   identity::IdentityService identity(**engine, *services->ipam, *services->driver);
@@ -128,6 +133,7 @@ Status Serve(const ServeFlags& flags) {
   api::PluginApi api(*services->driver, *services->ipam, &identity, engine->get());
   auto server = api::PluginServer::Bind(flags.socket, api);
   if (!server.ok()) return server.status();
+  spdlog::info("ready in {} ms (state loaded in {} ms)", ms_since(started), loaded_ms);
   // Engine calls happen here, outside handlers, once the engine answers (not during its boot).
   reconciler.StartBackground();
   Status served = ServeUntilSignal(**server, stop_signals);

@@ -73,26 +73,33 @@ void IpamService::Remember(PoolState& state, const ReservationRecord& r) {
 }
 
 Status IpamService::LoadLocked() {
-  Result<IpamSnapshot> snapshot = store_.Load();
-  if (!snapshot.ok()) return snapshot.status().Annotate("load address state");
-  for (PoolRecord& pool : snapshot->pools) {
-    const std::string id = pool.config.id;
-    PoolAllocator allocator(pool.config);
-    pools_.emplace(id, PoolState{std::move(pool), std::move(allocator)});
-  }
-  for (LeaseRecord& lease : snapshot->leases) {
-    auto it = pools_.find(lease.pool_id);
-    if (it == pools_.end()) continue;  // cannot happen: leases go with their pool in one batch
-    it->second.allocator.AddLease(lease.address, lease.lease);
-  }
-  for (ReservationRecord& r : snapshot->reservations) {
-    auto it = pools_.find(r.pool_id);
-    if (it == pools_.end()) continue;
-    Remember(it->second, r);
-  }
+  // Records go straight into the allocators: a large state is never held twice.
+  struct Sink : IpamLoadSink {
+    explicit Sink(IpamService& service) : service(service) {}
+    void OnPool(PoolRecord pool) override {
+      const std::string id = pool.config.id;
+      PoolAllocator allocator(pool.config);
+      service.pools_.emplace(id, PoolState{std::move(pool), std::move(allocator)});
+      ++pools;
+    }
+    void OnLease(LeaseRecord lease) override {
+      auto it = service.pools_.find(lease.pool_id);
+      if (it == service.pools_.end()) return;  // cannot happen: leases go with their pool in one batch
+      it->second.allocator.AddLease(lease.address, lease.lease);
+      ++leases;
+    }
+    void OnReservation(ReservationRecord r) override {
+      auto it = service.pools_.find(r.pool_id);
+      if (it == service.pools_.end()) return;
+      service.Remember(it->second, r);
+      ++reservations;
+    }
+    IpamService& service;
+    size_t pools = 0, leases = 0, reservations = 0;
+  } sink(*this);
+  SMV_RETURN_IF_ERROR(store_.LoadInto(sink).Annotate("load address state"));
   for (auto& [id, state] : pools_) state.allocator.ShrinkToFit();
-  spdlog::info("address state loaded pools={} leases={} reservations={}", snapshot->pools.size(),
-               snapshot->leases.size(), snapshot->reservations.size());
+  spdlog::info("address state loaded pools={} leases={} reservations={}", sink.pools, sink.leases, sink.reservations);
   return OkStatus();
 }
 

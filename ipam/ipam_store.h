@@ -60,10 +60,22 @@ struct IpamBatch {
   }
 };
 
+// Receives every stored record at start-up: all pools first, then leases, then reservations.
+class IpamLoadSink {
+ public:
+  virtual ~IpamLoadSink() = default;
+  virtual void OnPool(PoolRecord pool) = 0;
+  virtual void OnLease(LeaseRecord lease) = 0;
+  virtual void OnReservation(ReservationRecord reservation) = 0;
+};
+
 class IpamStore {
  public:
   virtual ~IpamStore() = default;
   virtual Result<IpamSnapshot> Load() = 0;
+  // The same records, streamed: a large state is never held twice (snapshot and indexes) at
+  // start-up. The default feeds Load()'s snapshot.
+  virtual Status LoadInto(IpamLoadSink& sink);
   // The batches in order, in one transaction: all or nothing, and durable when it returns OK.
   virtual Status ApplyAll(std::span<const IpamBatch> batches) = 0;
   Status Apply(const IpamBatch& batch) { return ApplyAll({&batch, 1}); }

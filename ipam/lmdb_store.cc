@@ -19,15 +19,26 @@ Result<std::unique_ptr<LmdbIpamStore>> LmdbIpamStore::Open(lmdb::Env& env) {
   return std::unique_ptr<LmdbIpamStore>(new LmdbIpamStore(env, *pools, *leases, *reservations));
 }
 
-Result<IpamSnapshot> LmdbIpamStore::Load() {
+Status LmdbIpamStore::LoadInto(IpamLoadSink& sink) {
   Result<lmdb::Txn> txn = env_.BeginRead();
   if (!txn.ok()) return txn.status();
-  IpamSnapshot snapshot;
-  SMV_RETURN_IF_ERROR(lmdb::DecodeAll(*txn, pools_, "ipam_pools", records::DecodePool, snapshot.pools));
-  SMV_RETURN_IF_ERROR(lmdb::DecodeAll(*txn, leases_, "ipam_leases", records::DecodeLease, snapshot.leases));
-  SMV_RETURN_IF_ERROR(
-      lmdb::DecodeAll(*txn, reservations_, "ipam_reservations", records::DecodeReservation, snapshot.reservations));
-  return snapshot;
+  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, pools_, "ipam_pools", records::DecodePool,
+                                       [&](PoolRecord&& r) { sink.OnPool(std::move(r)); }));
+  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, leases_, "ipam_leases", records::DecodeLease,
+                                       [&](LeaseRecord&& r) { sink.OnLease(std::move(r)); }));
+  return lmdb::DecodeEach(*txn, reservations_, "ipam_reservations", records::DecodeReservation,
+                          [&](ReservationRecord&& r) { sink.OnReservation(std::move(r)); });
+}
+
+Result<IpamSnapshot> LmdbIpamStore::Load() {
+  struct Collect : IpamLoadSink {
+    IpamSnapshot snapshot;
+    void OnPool(PoolRecord p) override { snapshot.pools.push_back(std::move(p)); }
+    void OnLease(LeaseRecord l) override { snapshot.leases.push_back(std::move(l)); }
+    void OnReservation(ReservationRecord r) override { snapshot.reservations.push_back(std::move(r)); }
+  } collect;
+  SMV_RETURN_IF_ERROR(LoadInto(collect));
+  return std::move(collect.snapshot);
 }
 
 Status LmdbIpamStore::ApplyAll(std::span<const IpamBatch> batches) {

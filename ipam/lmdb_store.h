@@ -18,6 +18,7 @@ class LmdbIpamStore : public IpamStore {
   static Result<std::unique_ptr<LmdbIpamStore>> Open(lmdb::Env& env);
 
   Result<IpamSnapshot> Load() override;
+  Status LoadInto(IpamLoadSink& sink) override;
   Status ApplyAll(std::span<const IpamBatch> batches) override;
 
  private:

@@ -145,3 +145,16 @@ Result<ReservationRecord> DecodeReservation(std::string_view db, std::string_vie
 }
 
 }  // namespace smv::ipam::records
+
+namespace smv::ipam {
+
+Status IpamStore::LoadInto(IpamLoadSink& sink) {
+  Result<IpamSnapshot> snapshot = Load();
+  if (!snapshot.ok()) return snapshot.status();
+  for (PoolRecord& p : snapshot->pools) sink.OnPool(std::move(p));
+  for (LeaseRecord& l : snapshot->leases) sink.OnLease(std::move(l));
+  for (ReservationRecord& r : snapshot->reservations) sink.OnReservation(std::move(r));
+  return OkStatus();
+}
+
+}  // namespace smv::ipam

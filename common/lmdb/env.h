@@ -67,16 +67,23 @@ class Txn {
   MDB_txn* txn_ = nullptr;
 };
 
-// Decodes every entry of `dbi` with `decode(db, key, value) -> Result<Record>` into `out`; stops
-// at the first record that does not decode. `db` names the database in messages.
-template <typename Record, typename Decode>
-Status DecodeAll(Txn& txn, Dbi dbi, std::string_view db, Decode decode, std::vector<Record>& out) {
+// Decodes every entry of `dbi` with `decode(db, key, value) -> Result<Record>` and hands each
+// record to `use`; stops at the first record that does not decode. `db` names the database in
+// messages.
+template <typename Decode, typename Use>
+Status DecodeEach(Txn& txn, Dbi dbi, std::string_view db, Decode decode, Use use) {
   return txn.ForEach(dbi, "", [&](std::string_view key, std::string_view value) {
-    Result<Record> record = decode(db, key, value);
+    auto record = decode(db, key, value);
     if (!record.ok()) return record.status();
-    out.push_back(std::move(record).value());
+    use(std::move(record).value());
     return OkStatus();
   });
+}
+
+// DecodeEach into a vector.
+template <typename Record, typename Decode>
+Status DecodeAll(Txn& txn, Dbi dbi, std::string_view db, Decode decode, std::vector<Record>& out) {
+  return DecodeEach(txn, dbi, db, decode, [&out](Record&& r) { out.push_back(std::move(r)); });
 }
 
 // LMDB return code -> Status, with what we were doing.
