@@ -12,6 +12,9 @@
 namespace smv::driver {
 namespace {
 
+constexpr uint32_t kEthernetMtu = 1500;  // the example an MTU error suggests
+
+
 // Rollbacks run while another error is being reported; theirs is logged, not returned.
 void LogIfFailed(const Status& s, std::string_view what) {
   if (!s.ok()) spdlog::warn("{}: {}", what, s.message());
@@ -125,7 +128,7 @@ Result<nl::LinkInfo> DriverService::CheckParentLocked(const NetworkOptions& opti
     return InvalidArgument(
         fmt::format("invalid value \"{}\" for option \"mtu\": the parent interface \"{}\" has MTU {}; want at "
                     "most {} (example: -o mtu={})",
-                    *options.mtu, options.parent, info.mtu, info.mtu, std::min<uint32_t>(info.mtu, 1500)));
+                    *options.mtu, options.parent, info.mtu, info.mtu, std::min<uint32_t>(info.mtu, kEthernetMtu)));
   }
   if (!info.up) {
     // A down parent carries no traffic; bring it up as `ip link set up` would.
