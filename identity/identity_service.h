@@ -1,6 +1,6 @@
 #pragma once
 // Which container is a call for? Docker >= 29 says so in RequestAddress; older engines do not
-// (shared/docs/dockerd-plugin-protocol.md §8). This service learns names where they can be
+// (docs/plugin-protocol.md, "Calls"). This service learns names where they can be
 // learned without blocking dockerd, and keeps reservations alive and tidy:
 //   * at Join, from GET /networks/<id> (the endpoint is listed with its name from Join on);
 //   * at RequestAddress on old engines, best effort within a small budget: the requested
