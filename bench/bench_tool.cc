@@ -22,10 +22,8 @@
 #include <vector>
 
 #include "bench/discarding_store.h"
-#include "common/lmdb/env.h"
-#include "driver/lmdb_network_store.h"
+#include "daemon/state_stores.h"
 #include "ipam/ipam_service.h"
-#include "ipam/lmdb_store.h"
 
 namespace {
 
@@ -52,11 +50,10 @@ int InProcess(int occupancy_pct, int n) {
 }
 
 int Fill(const std::string& dir, const std::string& subnet, int reservations, int networks) {
-  std::vector<std::string> dbs = smv::ipam::LmdbIpamStore::DatabaseNames();
-  for (const auto& d : smv::driver::LmdbNetworkStore::DatabaseNames()) dbs.push_back(d);
-  auto env = smv::lmdb::Env::Open(dir, size_t{1} << 30, dbs);
-  auto ipam_store = smv::ipam::LmdbIpamStore::Open(**env);
-  auto net_store = smv::driver::LmdbNetworkStore::Open(**env);
+  auto stores = smv::daemon::OpenStateStores(dir, size_t{1} << 30);
+  if (!stores.ok()) return 1;
+  smv::ipam::LmdbIpamStore* ipam_store = stores->ipam.get();
+  smv::driver::LmdbNetworkStore* net_store = stores->networks.get();
   // One big pool for the reservations, written in one batch.
   smv::ipam::PoolRequest big{"l", subnet, "", {}, false};
   smv::ipam::PoolConfig config = *smv::ipam::ParsePoolRequest(big);
@@ -66,7 +63,7 @@ int Fill(const std::string& dir, const std::string& subnet, int reservations, in
     smv::IpAddress ip(smv::Family::kV4, config.subnet.Network().value() + 1 + static_cast<unsigned>(i));
     batch.put_reservations.push_back({config.id, "c-" + std::to_string(i), ip, "02:42:00:00:00:01", 1, 0});
   }
-  if (auto s = (*ipam_store)->Apply(batch); !s.ok()) {
+  if (auto s = ipam_store->Apply(batch); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.message().c_str());
     return 1;
   }
@@ -75,7 +72,7 @@ int Fill(const std::string& dir, const std::string& subnet, int reservations, in
     smv::Prefix subnet(smv::IpAddress(smv::Family::kV4, (uint32_t{100} << 24) | (uint32_t(n) << 8)), 24);
     nets.put_networks.push_back({"net" + std::to_string(n), {{"parent", "eth1"}}, {{subnet, std::nullopt}}, {}, false});
   }
-  if (auto s = (*net_store)->Apply(nets); !s.ok()) {
+  if (auto s = net_store->Apply(nets); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.message().c_str());
     return 1;
   }
@@ -225,17 +222,15 @@ int Startup(const std::string& dir) {
   auto ms = [](Clock::time_point since) {
     return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
   };
-  std::vector<std::string> dbs = smv::ipam::LmdbIpamStore::DatabaseNames();
-  for (const auto& d : smv::driver::LmdbNetworkStore::DatabaseNames()) dbs.push_back(d);
   auto t = Clock::now();
-  auto env = smv::lmdb::Env::Open(dir, size_t{1} << 30, dbs);
-  auto ipam_store = smv::ipam::LmdbIpamStore::Open(**env);
+  auto stores = smv::daemon::OpenStateStores(dir, size_t{1} << 30);
+  if (!stores.ok()) return 1;
   std::printf("open_ms=%.1f", ms(t));
   t = Clock::now();
-  auto snapshot = (*ipam_store)->Load();
+  auto snapshot = stores->ipam->Load();
   std::printf(" ipam_load_ms=%.1f", ms(t));
   t = Clock::now();
-  auto ipam = smv::ipam::IpamService::Create(**ipam_store);
+  auto ipam = smv::ipam::IpamService::Create(*stores->ipam);
   std::printf(" ipam_service_ms=%.1f (load + indexes) reservations=%zu\n", ms(t), snapshot->reservations.size());
   return ipam.ok() ? 0 : 1;
 }

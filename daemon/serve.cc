@@ -9,48 +9,23 @@
 #include <thread>
 
 #include "commands.h"
-#include "common/lmdb/env.h"
 #include "common/log.h"
 #include "daemon/api/plugin_api.h"
 #include "daemon/api/plugin_server.h"
 #include "daemon/reconciler.h"
 #include "daemon/state_check.h"
+#include "daemon/state_stores.h"
 #include "driver/driver_service.h"
-#include "driver/lmdb_network_store.h"
 #include "driver/netlink/link_manager.h"
 #include "engine/docker_engine.h"
 #include "identity/identity_service.h"
 #include "ipam/ipam_service.h"
-#include "ipam/lmdb_store.h"
 
 namespace smv::daemon {
 namespace {
 
-std::vector<std::string> AllDatabases() {
-  std::vector<std::string> dbs = ipam::LmdbIpamStore::DatabaseNames();
-  for (const std::string& db : driver::LmdbNetworkStore::DatabaseNames()) dbs.push_back(db);
-  return dbs;
-}
-
-// The LMDB environment and the two stores on it.
-struct Stores {
-  std::unique_ptr<lmdb::Env> env;
-  std::unique_ptr<ipam::LmdbIpamStore> ipam;
-  std::unique_ptr<driver::LmdbNetworkStore> networks;
-};
-
-Result<Stores> OpenStores(const ServeFlags& flags) {
-  Stores stores;
-  auto env = lmdb::Env::Open(flags.state_dir, flags.db_size_mib << 20, AllDatabases());
-  if (!env.ok()) return env.status();
-  stores.env = std::move(env).value();
-  auto ipam = ipam::LmdbIpamStore::Open(*stores.env);
-  if (!ipam.ok()) return ipam.status();
-  stores.ipam = std::move(ipam).value();
-  auto networks = driver::LmdbNetworkStore::Open(*stores.env);
-  if (!networks.ok()) return networks.status();
-  stores.networks = std::move(networks).value();
-  return stores;
+Result<StateStores> OpenStores(const ServeFlags& flags) {
+  return OpenStateStores(flags.state_dir, flags.db_size_mib << 20);
 }
 
 // Blocks SIGTERM/SIGINT in every thread started after this, so only StopOnSignal receives them.
@@ -85,7 +60,7 @@ struct Services {
   std::unique_ptr<driver::LinkReaper> reaper;
 };
 
-Result<Services> CreateServices(const ServeFlags& flags, Stores& stores, nl::LinkManager& links) {
+Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, nl::LinkManager& links) {
   Services s;
   auto ipam = ipam::IpamService::Create(*stores.ipam);
   if (!ipam.ok()) return ipam.status();

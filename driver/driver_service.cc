@@ -14,7 +14,6 @@ namespace {
 
 constexpr uint32_t kEthernetMtu = 1500;  // the example an MTU error suggests
 
-
 // Rollbacks run while another error is being reported; theirs is logged, not returned.
 void LogIfFailed(const Status& s, std::string_view what) {
   if (!s.ok()) spdlog::warn("{}: {}", what, s.message());

@@ -9,6 +9,7 @@
 
 #include "common/lmdb/env.h"
 #include "daemon/state_check.h"
+#include "daemon/state_stores.h"
 #include "driver/driver_service.h"
 #include "driver/lmdb_network_store.h"
 #include "ipam/ipam_service.h"
@@ -29,30 +30,20 @@ const std::string kPoolV4 = "192.0.2.0/24 range 192.0.2.128/25";
 const std::string kPoolV6 = "2001:db8:228::/64";
 constexpr int64_t kWrittenAt = 1796237898;  // when make_golden.sh ran for release a53141f
 
-std::vector<std::string> AllDatabases() {
-  std::vector<std::string> dbs = ipam::LmdbIpamStore::DatabaseNames();
-  for (const std::string& db : driver::LmdbNetworkStore::DatabaseNames()) dbs.push_back(db);
-  return dbs;
-}
-
 // One state directory: the env and both stores on it.
-struct StateDir {
-  std::unique_ptr<lmdb::Env> env;
-  std::unique_ptr<ipam::LmdbIpamStore> ipam;
-  std::unique_ptr<driver::LmdbNetworkStore> networks;
-
+struct StateDir : daemon::StateStores {
   static StateDir Open(const std::string& dir) {
     StateDir s;
-    s.env = std::move(lmdb::Env::Open(dir, kMapSize, AllDatabases()).value());
-    s.ipam = std::move(ipam::LmdbIpamStore::Open(*s.env).value());
-    s.networks = std::move(driver::LmdbNetworkStore::Open(*s.env).value());
+    static_cast<daemon::StateStores&>(s) = std::move(daemon::OpenStateStores(dir, kMapSize).value());
     return s;
   }
   // Every key and value of every database, raw.
   std::map<std::string, std::map<std::string, std::string>> Raw() {
     std::map<std::string, std::map<std::string, std::string>> out;
     lmdb::Txn txn = std::move(env->BeginRead().value());
-    for (const std::string& db : AllDatabases()) {
+    std::vector<std::string> dbs = ipam::LmdbIpamStore::DatabaseNames();
+    for (const std::string& db : driver::LmdbNetworkStore::DatabaseNames()) dbs.push_back(db);
+    for (const std::string& db : dbs) {
       EXPECT_TRUE(txn.ForEach(*env->Database(db), "",
                               [&](std::string_view k, std::string_view v) {
                                 out[db][std::string(k)] = std::string(v);
