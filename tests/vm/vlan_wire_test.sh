@@ -69,6 +69,8 @@ net2=2222222222222222222222222222222222222222222222222222222222222222
 pool2=$(call IpamDriver.RequestPool '{"AddressSpace":"l","Pool":"198.51.100.0/24","SubPool":"","Options":{},"V6":false}' | jq -r .PoolID)
 call NetworkDriver.CreateNetwork "{\"NetworkID\":\"$net2\",\"Options\":{\"com.docker.network.generic\":{\"parent\":\"eth1\",\"vlan\":\"229\"}},\"IPv4Data\":[{\"Pool\":\"198.51.100.0/24\"}],\"IPv6Data\":[]}" >/dev/null
 net3=3333333333333333333333333333333333333333333333333333333333333333
+# dockerd asks our IPAM for the pool first (a network on Docker's IPAM is refused).
+call IpamDriver.RequestPool '{"AddressSpace":"l","Pool":"203.0.113.0/24","SubPool":"","Options":{},"V6":false}' >/dev/null
 call NetworkDriver.CreateNetwork "{\"NetworkID\":\"$net3\",\"Options\":{\"com.docker.network.generic\":{\"parent\":\"eth1.300\"}},\"IPv4Data\":[{\"Pool\":\"203.0.113.0/24\"}],\"IPv6Data\":[]}" >/dev/null
 check "a second network gets eth1.229" 'ip -d link show eth1.229 | grep -q "id 229"'
 
