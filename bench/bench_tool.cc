@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -239,6 +240,7 @@ int Startup(const std::string& dir) {
 
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::off);
+  std::signal(SIGPIPE, SIG_IGN);  // the soak SIGKILLs the daemon under running clients
   const std::vector<std::string> a(argv + 1, argv + argc);
   if (a.size() == 5 && a[0] == "fill") return Fill(a[1], a[2], std::stoi(a[3]), std::stoi(a[4]));
   if (a.size() == 3 && a[0] == "inprocess") return InProcess(std::stoi(a[1]), std::stoi(a[2]));

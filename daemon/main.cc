@@ -1,6 +1,8 @@
 // static-macvlan: a Docker NetworkDriver + IpamDriver plugin for macvlan on VLANs with sticky
 // addresses. main only declares the command line and calls the command (commands.h).
 
+#include <csignal>
+
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -60,6 +62,9 @@ ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flag
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A peer that hangs up turns a socket write into EPIPE for that one connection instead of
+  // ending the daemon (or the CLI, which then reports the failed request).
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"static-macvlan: Docker network + IPAM plugin: macvlan on VLANs, sticky addresses"};
   app.require_subcommand(1);
   ServeFlags flags;

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -40,6 +41,9 @@ class DaemonTest : public testing::NetnsTest {
   void SetUp() override {
     NetnsTest::SetUp();
     if (IsSkipped()) return;
+    // A client writing to a daemon the test just SIGKILLed gets EPIPE, as dockerd does (Go ignores
+    // SIGPIPE on sockets); the default action would end the whole test binary.
+    std::signal(SIGPIPE, SIG_IGN);
     socket_ = dir_.Sub("smv.sock");
     StartDaemon();
   }
@@ -233,6 +237,28 @@ TEST_F(DaemonTest, StalledClientsNeverDelayADockerdCall) {
     EXPECT_EQ(recv(fd, &c, 1, MSG_DONTWAIT), -1) << "a stalled client was answered or dropped already";
     close(fd);
   }
+}
+
+// A client may hang up before its answer is written (dockerd restarting, a curl ^C). Writing
+// to a unix socket whose peer is gone raises SIGPIPE, whose default action ends the process:
+// the daemon must treat it as a failed write to that one client (main ignores SIGPIPE).
+TEST_F(DaemonTest, ClientsThatHangUpBeforeTheAnswerNeverStopTheDaemon) {
+  constexpr int kHangups = 20;
+  for (int i = 0; i < kHangups; ++i) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, socket_.c_str(), sizeof(addr.sun_path) - 1);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << i;
+    const std::string request = "POST /Plugin.Activate HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+    close(fd);  // before the answer arrives
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the daemon has answered into the void
+  ASSERT_EQ(waitpid(pid_, nullptr, WNOHANG), 0) << "the daemon exited\n" << Log();
+  httplib::Client cli = Client();
+  auto [status, body] = Post(cli, "Plugin.Activate", json());
+  EXPECT_EQ(status, 200) << Log();
 }
 
 TEST_F(DaemonTest, NetworkCreateAndRemoveSequencesAsDockerdSendsThem) {
