@@ -75,7 +75,7 @@ void IpamService::Remember(PoolState& state, const ReservationRecord& r) {
 Status IpamService::LoadLocked() {
   // Records go straight into the allocators: a large state is never held twice.
   struct Sink : IpamLoadSink {
-    explicit Sink(IpamService& service) : service(service) {}
+    explicit Sink(IpamService& owner) : service(owner) {}
     void OnPool(PoolRecord pool) override {
       const std::string id = pool.config.id;
       PoolAllocator allocator(pool.config);
