@@ -52,8 +52,16 @@ metrics() {
   printf 'p5\t%s MiB; %s MiB%s\n' "$(awk -v k="$idle" 'BEGIN {printf "%.1f", k/1024}')" \
     "$(awk -v k="$full" 'BEGIN {printf "%.1f", k/1024}')" "$split"
   printf 'p5r\t%s\n' "$full"
-  printf 'p5s\t%s ms\n' "$(grep 'full_start_ms' "$f" | val full_start_ms)"
-  printf 'p5sr\t%s\n' "$(grep 'full_start_ms' "$f" | val full_start_ms)"
+  # Runs before five starts were measured wrote one full_start_ms.
+  local starts; starts=$(grep -o '^P5 start_ms=[0-9]*' "$f" | cut -d= -f2 || true)
+  [ -n "$starts" ] || starts=$(grep 'full_start_ms' "$f" | val full_start_ms)
+  local p5max; p5max=$(sort -n <<< "$starts" | tail -1)
+  if [ "$(wc -l <<< "$starts")" -gt 1 ]; then
+    printf 'p5s\t%s ms (median of %s starts; slowest %s ms)\n' "$(median <<< "$starts")" "$(wc -l <<< "$starts")" "$p5max"
+  else
+    printf 'p5s\t%s ms\n' "$starts"
+  fi
+  printf 'p5sr\t%s\n' "$p5max"
 }
 
 declare -A now before
@@ -81,7 +89,7 @@ $(row P3 "RequestAddress+ReleaseAddress p50 / p99 (µs) in process at 0 / 50 / 9
 $(row P3 "the same over the socket, each change committed to LMDB before the reply" p3so "same" "$(ok "${now[p3sor]}" 1.2 "<=")")
 $(row P4 "durable allocations per second with 1 / 8 / 32 socket clients" p4 "≥ 2,000/s at 8 clients" "$(ok "${now[p4r]}" 2000 ">=")")
 $(row P5 "RSS idle; RSS with 65,536 reservations and 50 networks" p5 "≤ 16 MiB" "$(ok "${now[p5r]}" 16384 "<=")")
-$(row P5 "process start to socket ready with 65,536 reservations and 50 networks" p5s "≤ 300 ms" "$(ok "${now[p5sr]}" 300 "<=")")
+$(row P5 "process start to socket ready with 65,536 reservations and 50 networks" p5s "≤ 300 ms (every start)" "$(ok "${now[p5sr]}" 300 "<=")")
 
 $(cat "$(dirname "$0")/findings.md")
 
