@@ -1,0 +1,238 @@
+#include "common/etcd/kv_client.h"
+
+#include <openssl/evp.h>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <thread>
+
+namespace smv::etcd {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kScheme = "etcd://";
+constexpr int kMaxPort = 65535;
+constexpr std::chrono::milliseconds kPauseAfterEveryMemberFailed{100};
+
+// The gateway carries keys and values as base64 (proto bytes) and 64-bit numbers as strings.
+std::string Base64(std::string_view raw) {
+  std::string out(4 * ((raw.size() + 2) / 3), '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(raw.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+Result<std::string> Unbase64(const std::string& text) {
+  if (text.size() % 4 != 0) return Internal(fmt::format("etcd answered a malformed base64 value \"{}\"", text));
+  std::string out(3 * text.size() / 4, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0) return Internal(fmt::format("etcd answered a malformed base64 value \"{}\"", text));
+  // EVP_DecodeBlock counts the bytes that padding stands for.
+  size_t padding = 0;
+  for (auto it = text.rbegin(); it != text.rend() && *it == '=' && padding < 2; ++it) ++padding;
+  out.resize(static_cast<size_t>(n) - padding);
+  return out;
+}
+
+// proto3 JSON leaves out zero values and writes int64 as a string.
+int64_t Int64(const json& object, const char* field) {
+  auto it = object.find(field);
+  if (it == object.end()) return 0;
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (!it->is_string()) return 0;
+  const std::string& s = it->get_ref<const std::string&>();
+  int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+Result<json> ParseAnswer(const std::string& body) {
+  json answer = json::parse(body, nullptr, false);
+  if (answer.is_discarded() || !answer.is_object()) {
+    return Internal(fmt::format("etcd answered something that is not JSON: \"{}\"", body.substr(0, 200)));
+  }
+  return answer;
+}
+
+Result<KeyValue> DecodeKeyValue(const json& kv) {
+  KeyValue out;
+  auto key = Unbase64(kv.value("key", std::string()));
+  if (!key.ok()) return key.status();
+  auto value = Unbase64(kv.value("value", std::string()));
+  if (!value.ok()) return value.status();
+  out.key = std::move(key).value();
+  out.value = std::move(value).value();
+  out.create_revision = Int64(kv, "create_revision");
+  out.mod_revision = Int64(kv, "mod_revision");
+  out.version = Int64(kv, "version");
+  return out;
+}
+
+json EncodeOp(const Op& op) {
+  if (const auto* put = std::get_if<PutOp>(&op)) {
+    return {{"request_put", {{"key", Base64(put->key)}, {"value", Base64(put->value)}}}};
+  }
+  return {{"request_delete_range", {{"key", Base64(std::get<DeleteOp>(op).key)}}}};
+}
+
+json EncodeCompare(const Compare& c) {
+  json out = {{"key", Base64(c.key)}, {"result", "EQUAL"}};
+  switch (c.target) {
+    case Compare::Target::kCreateRevision:
+      out["target"] = "CREATE";
+      out["create_revision"] = std::to_string(c.revision);
+      break;
+    case Compare::Target::kModRevision:
+      out["target"] = "MOD";
+      out["mod_revision"] = std::to_string(c.revision);
+      break;
+    case Compare::Target::kValue:
+      out["target"] = "VALUE";
+      out["value"] = Base64(c.value);
+      break;
+  }
+  return out;
+}
+
+Status UnavailableCluster(const std::string& detail) {
+  return Unavailable(fmt::format("shared address store unavailable (etcd: {})", detail));
+}
+
+}  // namespace
+
+Result<std::vector<Endpoint>> ParseEndpoints(std::string_view spec, std::string_view option) {
+  const auto refuse = [&](std::string_view why) -> Status {
+    return InvalidArgument(fmt::format("{} \"{}\": {}; expected etcd://HOST:PORT[,HOST:PORT...]", option, spec, why));
+  };
+  if (!spec.starts_with(kScheme)) return refuse("not an etcd:// address");
+  std::string_view rest = spec.substr(kScheme.size());
+  std::vector<Endpoint> out;
+  while (true) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    const size_t colon = item.rfind(':');
+    if (item.empty() || colon == std::string_view::npos || colon == 0) return refuse("each member needs HOST:PORT");
+    Endpoint e{.host = std::string(item.substr(0, colon))};
+    const std::string_view port = item.substr(colon + 1);
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), e.port);
+    if (ec != std::errc() || end != port.data() + port.size() || e.port < 1 || e.port > kMaxPort) {
+      return refuse(fmt::format("port \"{}\" is not 1-65535", port));
+    }
+    out.push_back(std::move(e));
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  return out;
+}
+
+std::string PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() = static_cast<char>(end.back() + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // every key (etcd's convention for "no end")
+}
+
+KvClient::KvClient(ClientOptions options) : options_(std::move(options)) {}
+KvClient::~KvClient() = default;
+
+const Endpoint& KvClient::preferred() const { return options_.endpoints.at(preferred_); }
+
+Result<std::string> KvClient::Call(const std::string& path, const std::string& body, bool idempotent) {
+  using Clock = std::chrono::steady_clock;
+  const auto until = Clock::now() + options_.deadline;
+  std::string last_error = "no member configured";
+  for (size_t attempt = 0; Clock::now() < until && !options_.endpoints.empty(); ++attempt) {
+    const size_t index = (preferred_ + attempt) % options_.endpoints.size();
+    const Endpoint& e = options_.endpoints[index];
+    httplib::Client http(e.host, e.port);
+    // No attempt outlives the call's deadline.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    const auto connect = std::min(options_.connect_timeout, left);
+    const auto request = std::min(options_.request_timeout, left);
+    http.set_connection_timeout(connect);
+    http.set_read_timeout(request);
+    http.set_write_timeout(request);
+    const auto sent_at = Clock::now();
+    httplib::Result r = http.Post(path.c_str(), body, "application/json");
+    const std::string member = fmt::format("{}:{}", e.host, e.port);
+    if (!r) {
+      const bool sent = r.error() == httplib::Error::Read;
+      if (sent && !idempotent) {
+        const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent_at);
+        return Unavailable(
+            fmt::format("shared address store unavailable (etcd: {} took the request but gave no answer in {} ms; "
+                        "its outcome is unknown)",
+                        member, waited.count()));
+      }
+      last_error = fmt::format("{}: {}", member, httplib::to_string(r.error()));
+    } else if (r->status == 200) {
+      preferred_ = index;
+      return std::move(r->body);
+    } else {
+      // A member without quorum answers 503 ("etcdserver: request timed out" and the like).
+      const json err = json::parse(r->body, nullptr, false);
+      const std::string message =
+          err.is_object() ? err.value("message", err.value("error", r->body)) : r->body.substr(0, 200);
+      if (r->status < 500) return Internal(fmt::format("etcd {} refused {}: {}", member, path, message));
+      last_error = fmt::format("{}: {}", member, message);
+      if (!idempotent) return UnavailableCluster(last_error + "; outcome unknown");
+    }
+    if ((attempt + 1) % options_.endpoints.size() == 0) {
+      std::this_thread::sleep_for(kPauseAfterEveryMemberFailed);  // before asking them all again
+    }
+  }
+  return UnavailableCluster(last_error);
+}
+
+Result<RangeResult> KvClient::Get(std::string_view key) { return Range({{"key", Base64(key)}}); }
+
+Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, int64_t revision) {
+  // etcd wants a key: every key is the range from "\0" to "\0".
+  const std::string key = prefix.empty() ? std::string(1, '\0') : std::string(prefix);
+  json request = {{"key", Base64(key)}, {"range_end", Base64(PrefixEnd(prefix))}};
+  if (limit > 0) request["limit"] = std::to_string(limit);
+  if (revision > 0) request["revision"] = std::to_string(revision);
+  return Range(request);
+}
+
+Result<RangeResult> KvClient::Range(const nlohmann::json& request) {
+  auto body = Call("/v3/kv/range", request.dump(), true);
+  if (!body.ok()) return body.status();
+  auto answer = ParseAnswer(*body);
+  if (!answer.ok()) return answer.status();
+  RangeResult out;
+  out.revision = Int64(answer->value("header", json::object()), "revision");
+  out.more = answer->value("more", false);
+  for (const json& kv : answer->value("kvs", json::array())) {
+    auto decoded = DecodeKeyValue(kv);
+    if (!decoded.ok()) return decoded.status();
+    out.kvs.push_back(std::move(decoded).value());
+  }
+  return out;
+}
+
+Result<TxnResult> KvClient::Commit(const Txn& txn) {
+  json request = {{"compare", json::array()}, {"success", json::array()}, {"failure", json::array()}};
+  for (const Compare& c : txn.compares) request["compare"].push_back(EncodeCompare(c));
+  for (const Op& op : txn.success) request["success"].push_back(EncodeOp(op));
+  for (const Op& op : txn.failure) request["failure"].push_back(EncodeOp(op));
+  auto body = Call("/v3/kv/txn", request.dump(), false);
+  if (!body.ok()) return body.status();
+  auto answer = ParseAnswer(*body);
+  if (!answer.ok()) return answer.status();
+  return TxnResult{.succeeded = answer->value("succeeded", false),
+                   .revision = Int64(answer->value("header", json::object()), "revision")};
+}
+
+}  // namespace smv::etcd

@@ -1,0 +1,218 @@
+// The etcd client against a real 3-member etcd 3.4 cluster (tests/support/etcd_cluster.h):
+// create-if-absent, compare-and-swap under contention, reads at a revision, a killed member,
+// and a cluster without quorum (fail closed, then recover).
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/etcd/kv_client.h"
+#include "tests/support/etcd_cluster.h"
+
+namespace smv::etcd {
+namespace {
+
+using smv::testing::EtcdCluster;
+using smv::testing::EtcdTest;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+TxnResult MustCommit(KvClient& client, const Txn& txn) {
+  auto r = client.Commit(txn);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? *r : TxnResult{};
+}
+
+Txn CreateIfAbsent(const std::string& key, const std::string& value) {
+  return {.compares = {{.key = key, .target = Compare::Target::kCreateRevision, .revision = 0}},
+          .success = {PutOp{key, value}}};
+}
+
+class KvClientTest : public EtcdTest {
+ protected:
+  KvClient Client(milliseconds deadline = milliseconds(10000)) {
+    return KvClient({.endpoints = cluster_.endpoints(), .deadline = deadline});
+  }
+};
+
+TEST_F(KvClientTest, CreateIfAbsentSucceedsOnceAndReadsBackWithItsRevision) {
+  KvClient client = Client();
+  // A key that is not base64-safe text: the gateway must carry every byte.
+  const std::string key = std::string("smv/address/198.18.0.7\0\xff", 25);
+  const TxnResult first = MustCommit(client, CreateIfAbsent(key, "web"));
+  EXPECT_TRUE(first.succeeded);
+  const TxnResult second = MustCommit(client, CreateIfAbsent(key, "db"));
+  EXPECT_FALSE(second.succeeded) << "a second create of the same key must lose";
+
+  auto got = client.Get(key);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got->kvs.size(), 1u);
+  EXPECT_EQ(got->kvs[0].key, key);
+  EXPECT_EQ(got->kvs[0].value, "web");
+  EXPECT_EQ(got->kvs[0].create_revision, first.revision);
+  EXPECT_EQ(got->kvs[0].version, 1);
+  auto missing = client.Get("smv/address/198.18.0.8");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_TRUE(missing->kvs.empty());
+}
+
+// Eight writers increment one counter with read + compare(mod_revision) + put: a writer whose
+// read went stale loses its transaction and reads again, so no increment is ever lost.
+TEST_F(KvClientTest, EightWritersWithCompareAndSwapLoseNoIncrement) {
+  constexpr int kWriters = 8, kIncrements = 25;
+  {
+    KvClient setup = Client();
+    ASSERT_TRUE(MustCommit(setup, CreateIfAbsent("counter", "0")).succeeded);
+  }
+  std::atomic<int> conflicts{0}, errors{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&] {
+      KvClient client = Client();
+      for (int done = 0; done < kIncrements;) {
+        auto now = client.Get("counter");
+        if (!now.ok() || now->kvs.size() != 1) {
+          ++errors;
+          return;
+        }
+        const KeyValue& kv = now->kvs[0];
+        const Txn txn{
+            .compares = {{.key = "counter", .target = Compare::Target::kModRevision, .revision = kv.mod_revision}},
+            .success = {PutOp{"counter", std::to_string(std::stoi(kv.value) + 1)}}};
+        auto r = client.Commit(txn);
+        if (!r.ok()) {
+          ++errors;
+          return;
+        }
+        if (r->succeeded) {
+          ++done;
+        } else {
+          ++conflicts;
+        }
+      }
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  ASSERT_EQ(errors, 0);
+  KvClient client = Client();
+  auto counter = client.Get("counter");
+  ASSERT_TRUE(counter.ok());
+  EXPECT_EQ(counter->kvs.at(0).value, std::to_string(kWriters * kIncrements));
+  RecordProperty("conflicts", conflicts.load());
+}
+
+TEST_F(KvClientTest, PrefixListingAtARevisionSeesThatRevisionOnly) {
+  KvClient client = Client();
+  MustCommit(client, {.success = {PutOp{"names/a", "1"}, PutOp{"names/b", "2"}, PutOp{"namez", "x"}}});
+  auto before = client.GetPrefix("names/");
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->kvs.size(), 2u);
+  MustCommit(client, {.success = {PutOp{"names/c", "3"}, DeleteOp{"names/a"}}});
+
+  auto then = client.GetPrefix("names/", 0, before->revision);
+  ASSERT_TRUE(then.ok()) << then.status().message();
+  ASSERT_EQ(then->kvs.size(), 2u);
+  EXPECT_EQ(then->kvs[0].key, "names/a");
+  EXPECT_EQ(then->kvs[1].key, "names/b");
+  auto now = client.GetPrefix("names/");
+  ASSERT_TRUE(now.ok());
+  ASSERT_EQ(now->kvs.size(), 2u);
+  EXPECT_EQ(now->kvs[0].key, "names/b");
+  EXPECT_EQ(now->kvs[1].key, "names/c");
+  auto limited = client.GetPrefix("names/", 1);
+  ASSERT_TRUE(limited.ok());
+  EXPECT_EQ(limited->kvs.size(), 1u);
+  EXPECT_TRUE(limited->more);
+}
+
+// The member the client talks to dies while a leader stays: the next call goes to another
+// member and succeeds, with nothing lost.
+TEST_F(KvClientTest, AKilledFollowerIsPassedOverAndNothingIsLost) {
+  const int leader = cluster_.Leader();
+  ASSERT_GE(leader, 0) << cluster_.Logs();
+  const int follower = (leader + 1) % kMembers;
+  std::vector<Endpoint> endpoints = cluster_.endpoints();
+  std::rotate(endpoints.begin(), endpoints.begin() + follower, endpoints.end());  // the follower first
+  KvClient client({.endpoints = endpoints});
+  ASSERT_TRUE(MustCommit(client, CreateIfAbsent("before", "1")).succeeded);
+  ASSERT_EQ(client.preferred().port, EtcdCluster::ClientPort(follower));
+  cluster_.Kill(follower);
+  EXPECT_TRUE(MustCommit(client, CreateIfAbsent("after", "2")).succeeded);
+  EXPECT_NE(client.preferred().port, EtcdCluster::ClientPort(follower));
+  auto both = client.GetPrefix("");
+  ASSERT_TRUE(both.ok()) << both.status().message();
+  EXPECT_EQ(both->kvs.size(), 2u);
+}
+
+// The leader dies under a write. etcd may drop the write with the leader and then answer nothing
+// until its own request timeout: the client reports the outcome as unknown (never as a refusal),
+// and reading back after the election tells whether the write happened. Either way the key ends
+// up written exactly once, with our value.
+TEST_F(KvClientTest, AWriteLostWithTheLeaderIsResolvedByReadingBack) {
+  const int leader = cluster_.Leader();
+  ASSERT_GE(leader, 0) << cluster_.Logs();
+  std::vector<Endpoint> endpoints = cluster_.endpoints();
+  std::rotate(endpoints.begin(), endpoints.begin() + (leader + 1) % kMembers, endpoints.end());
+  KvClient client({.endpoints = endpoints});
+  ASSERT_TRUE(MustCommit(client, CreateIfAbsent("warm", "1")).succeeded);
+  // Killed just before the write: the other members learn of it only at the election timeout, so
+  // the write goes to a leader that is gone.
+  cluster_.Kill(leader);
+  bool written = false;
+  int unknown_outcomes = 0;
+  for (int attempt = 0; attempt < 5 && !written; ++attempt) {
+    auto r = client.Commit(CreateIfAbsent("web", "198.18.0.9"));
+    if (r.ok()) {
+      written = true;  // succeeded, or lost to an earlier attempt of ours: the read below tells
+    } else {
+      ASSERT_EQ(r.status().code(), Code::kUnavailable) << r.status().message();
+      ++unknown_outcomes;
+      auto back = client.Get("web");
+      written = back.ok() && back->kvs.size() == 1;
+    }
+  }
+  RecordProperty("unknown_outcomes", unknown_outcomes);
+  ASSERT_TRUE(written);
+  auto web = client.Get("web");
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  ASSERT_EQ(web->kvs.size(), 1u);
+  EXPECT_EQ(web->kvs[0].value, "198.18.0.9");
+  EXPECT_EQ(web->kvs[0].version, 1) << "written once";
+}
+
+// Two of three members down: no quorum. A write must fail, within the 10 s the fleet promises,
+// as Unavailable naming the shared store; once the members are back, writes work again.
+TEST_F(KvClientTest, WithoutQuorumWritesFailClosedWithinTheDeadlineAndRecover) {
+  KvClient client = Client();
+  ASSERT_TRUE(MustCommit(client, CreateIfAbsent("kept", "1")).succeeded);
+  cluster_.Kill(1);
+  cluster_.Kill(2);
+  const auto started = std::chrono::steady_clock::now();
+  auto refused = client.Commit(CreateIfAbsent("lost", "2"));
+  const auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kUnavailable);
+  EXPECT_NE(refused.status().message().find("shared address store unavailable (etcd: "), std::string::npos)
+      << refused.status().message();
+  EXPECT_LT(took, seconds(11)) << "the deadline is 10 s";
+
+  cluster_.Start(1);
+  cluster_.Start(2);
+  ASSERT_TRUE(cluster_.Healthy(0, seconds(30))) << cluster_.Logs();
+  // The refused write's outcome was unknown to the client; reading back tells (never guess).
+  auto lost = client.Get("lost");
+  ASSERT_TRUE(lost.ok()) << lost.status().message();
+  const bool applied = lost->kvs.size() == 1;
+  EXPECT_EQ(MustCommit(client, CreateIfAbsent("lost", "2")).succeeded, !applied);
+  auto kept = client.Get("kept");
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->kvs.size(), 1u);
+}
+
+}  // namespace
+}  // namespace smv::etcd
