@@ -4,7 +4,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 build=(build-essential cmake pkg-config
-       libcpp-httplib-dev nlohmann-json3-dev libnl-3-dev libnl-route-3-dev liblmdb-dev
+       libcpp-httplib-dev nlohmann-json3-dev libnl-3-dev libnl-route-3-dev liblmdb-dev libssl-dev
        libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
 runtime=(iproute2)
 test=(qemu-system-x86 busybox-static tcpdump iputils-ping docker.io docker-compose curl jq util-linux
