@@ -28,7 +28,7 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
       ->check(CLI::Range(1u, 3600u));
   serve
       .add_option("--stale-after", flags.stale_after_seconds,
-                  "seconds after which an endpoint the engine does not list is a lost teardown")
+                  "seconds after which an endpoint or network the engine does not know is a lost teardown")
       ->capture_default_str()
       ->check(CLI::Range(1u, 86400u));
   serve

@@ -87,8 +87,15 @@ void Reconciler::CleanLostEndpoints(const EngineView& view, PassReport& report) 
 }
 
 void Reconciler::CleanLostNetworks(const EngineView& view, PassReport& report) {
+  const int64_t now = clock_();
+  std::erase_if(network_unknown_since_, [&](const auto& entry) {
+    auto n = view.find(entry.first);
+    return n == view.end() || n->second.has_value();
+  });
   for (const auto& [id, engine_network] : view) {
     if (engine_network) continue;
+    const int64_t unknown_since = network_unknown_since_.try_emplace(id, now).first->second;
+    if (now - unknown_since < options_.stale_after.count()) continue;  // maybe still being created
     std::optional<driver::NetworkRecord> record = driver_.FindNetwork(id);
     if (!record) continue;
     spdlog::info("network {} is gone from the engine: removing it", ShortId(id));
@@ -96,6 +103,7 @@ void Reconciler::CleanLostNetworks(const EngineView& view, PassReport& report) {
       spdlog::warn("lost teardown of network {}: {}", ShortId(id), s.message());
       continue;
     }
+    network_unknown_since_.erase(id);
     ReleaseNetworkPools(*record);
     ++report.networks_cleaned;
   }

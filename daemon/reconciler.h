@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -29,6 +30,8 @@ struct ReconcilerOptions {
   engine::Millis list_timeout{3000};  // container list and network inspects of a pass
   // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the
   // container while the plugin was down). Covers the gap between CreateEndpoint and Join.
+  // A network must be unknown to the engine for this long too: dockerd calls CreateNetwork
+  // before it stores the network, so an inspect in that gap says "no such network".
   std::chrono::seconds stale_after{60};
 };
 
@@ -74,6 +77,9 @@ class Reconciler {
   identity::IdentityService& identity_;
   ReconcilerOptions options_;
   Clock clock_;
+  // When each stored network was first found unknown to the engine, in this run (reset when the
+  // engine knows it again; a restart only delays a cleanup).
+  std::map<std::string, int64_t> network_unknown_since_;
   std::mutex mu_;  // guards stop_ (with cv_)
   std::condition_variable cv_;
   bool stop_ = false;

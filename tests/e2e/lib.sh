@@ -58,7 +58,7 @@ start_dockerd() {
   # containerd that did come up, and stops it when it stops); any other exit fails at once.
   local attempt
   for attempt in 1 2 3; do
-    local from; from=$(wc -l < "$DOCKERD_LOG" 2>/dev/null || echo 0)
+    local from=0; [ -f "$DOCKERD_LOG" ] && from=$(wc -l < "$DOCKERD_LOG")
     in_docker_ns sh -c "exec dockerd --iptables=false --ip6tables=false --bridge=none \
         --data-root $E2E_DIR/data --exec-root $E2E_DIR/exec --pidfile $E2E_DIR/dockerd.pid \
         -H unix://$DOCKER_SOCK >>$DOCKERD_LOG 2>&1 & echo \$! > $E2E_DIR/dockerd.pid.launch"
