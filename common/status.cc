@@ -12,6 +12,7 @@ std::string_view CodeName(Code code) {
     case Code::kResourceExhausted: return "resource exhausted";
     case Code::kPermissionDenied: return "permission denied";
     case Code::kUnavailable: return "unavailable";
+    case Code::kAborted: return "aborted";
     case Code::kInternal: return "internal";
   }
   return "unknown";

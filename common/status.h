@@ -22,6 +22,7 @@ enum class Code {
   kResourceExhausted,   // no free address, store full
   kPermissionDenied,
   kUnavailable,  // a transient failure; the caller may retry
+  kAborted,      // another writer changed shared state first; decide again on fresh state
   kInternal,
 };
 
@@ -54,6 +55,7 @@ inline Status FailedPrecondition(std::string m) { return {Code::kFailedPrecondit
 inline Status ResourceExhausted(std::string m) { return {Code::kResourceExhausted, std::move(m)}; }
 inline Status PermissionDenied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
+inline Status Aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 
 // Holds a T or a non-OK Status (g++ 12 in C++20 mode has no std::expected).

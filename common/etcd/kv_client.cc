@@ -148,9 +148,10 @@ KvClient::~KvClient() = default;
 
 const Endpoint& KvClient::preferred() const { return options_.endpoints.at(preferred_); }
 
-Result<std::string> KvClient::Call(const std::string& path, const std::string& body, bool idempotent) {
+Result<std::string> KvClient::Call(const std::string& path, const std::string& body, bool idempotent,
+                                   Deadline deadline) {
   using Clock = std::chrono::steady_clock;
-  const auto until = Clock::now() + options_.deadline;
+  const auto until = Clock::now() + deadline.value_or(options_.deadline);
   std::string last_error = "no member configured";
   for (size_t attempt = 0; Clock::now() < until && !options_.endpoints.empty(); ++attempt) {
     const size_t index = (preferred_ + attempt) % options_.endpoints.size();
@@ -169,6 +170,7 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
     if (!r) {
       const bool sent = r.error() == httplib::Error::Read;
       if (sent && !idempotent) {
+        preferred_ = (index + 1) % options_.endpoints.size();  // the read-back goes elsewhere
         const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent_at);
         return Unavailable(
             fmt::format("shared address store unavailable (etcd: {} took the request but gave no answer in {} ms; "
@@ -195,7 +197,9 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
   return UnavailableCluster(last_error);
 }
 
-Result<RangeResult> KvClient::Get(std::string_view key) { return Range({{"key", Base64(key)}}); }
+Result<RangeResult> KvClient::Get(std::string_view key, Deadline deadline) {
+  return Range({{"key", Base64(key)}}, deadline);
+}
 
 Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, int64_t revision) {
   // etcd wants a key: every key is the range from "\0" to "\0".
@@ -203,11 +207,11 @@ Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, 
   json request = {{"key", Base64(key)}, {"range_end", Base64(PrefixEnd(prefix))}};
   if (limit > 0) request["limit"] = std::to_string(limit);
   if (revision > 0) request["revision"] = std::to_string(revision);
-  return Range(request);
+  return Range(request, std::nullopt);
 }
 
-Result<RangeResult> KvClient::Range(const nlohmann::json& request) {
-  auto body = Call("/v3/kv/range", request.dump(), true);
+Result<RangeResult> KvClient::Range(const nlohmann::json& request, Deadline deadline) {
+  auto body = Call("/v3/kv/range", request.dump(), true, deadline);
   if (!body.ok()) return body.status();
   auto answer = ParseAnswer(*body);
   if (!answer.ok()) return answer.status();
@@ -222,12 +226,12 @@ Result<RangeResult> KvClient::Range(const nlohmann::json& request) {
   return out;
 }
 
-Result<TxnResult> KvClient::Commit(const Txn& txn) {
+Result<TxnResult> KvClient::Commit(const Txn& txn, Deadline deadline) {
   json request = {{"compare", json::array()}, {"success", json::array()}, {"failure", json::array()}};
   for (const Compare& c : txn.compares) request["compare"].push_back(EncodeCompare(c));
   for (const Op& op : txn.success) request["success"].push_back(EncodeOp(op));
   for (const Op& op : txn.failure) request["failure"].push_back(EncodeOp(op));
-  auto body = Call("/v3/kv/txn", request.dump(), false);
+  auto body = Call("/v3/kv/txn", request.dump(), false, deadline);
   if (!body.ok()) return body.status();
   auto answer = ParseAnswer(*body);
   if (!answer.ok()) return answer.status();

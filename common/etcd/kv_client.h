@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -91,10 +92,12 @@ class KvClient {
   KvClient(const KvClient&) = delete;
   KvClient& operator=(const KvClient&) = delete;
 
-  Result<RangeResult> Get(std::string_view key);
+  // `deadline` (default: the client's) bounds one call across every member it tries.
+  using Deadline = std::optional<std::chrono::milliseconds>;
+  Result<RangeResult> Get(std::string_view key, Deadline deadline = std::nullopt);
   // Every key that starts with `prefix`, at most `limit` (0: all), read at `revision` (0: now).
   Result<RangeResult> GetPrefix(std::string_view prefix, int64_t limit = 0, int64_t revision = 0);
-  Result<TxnResult> Commit(const Txn& txn);
+  Result<TxnResult> Commit(const Txn& txn, Deadline deadline = std::nullopt);
 
   // The member the next call goes to first (the last one that answered).
   const Endpoint& preferred() const;
@@ -102,8 +105,8 @@ class KvClient {
  private:
   // POSTs `body` to `path`, trying members from the preferred one until the deadline.
   // `idempotent`: a request whose answer was lost may be sent again to another member.
-  Result<std::string> Call(const std::string& path, const std::string& body, bool idempotent);
-  Result<RangeResult> Range(const nlohmann::json& request);
+  Result<std::string> Call(const std::string& path, const std::string& body, bool idempotent, Deadline deadline);
+  Result<RangeResult> Range(const nlohmann::json& request, Deadline deadline);
 
   ClientOptions options_;
   size_t preferred_ = 0;
