@@ -79,6 +79,12 @@ void PoolAllocator::Refresh(Uint128 x) {
   }
 }
 
+void PoolAllocator::MoveCursor(uint64_t seed) {
+  const Uint128 first = config_.DynamicFirst().value();
+  const Uint128 size = config_.DynamicLast().value() - first + 1;
+  next_ = first + Uint128{seed} % size;
+}
+
 Result<Choice> PoolAllocator::ChooseDynamic() const {
   const Uint128 first = config_.DynamicFirst().value();
   const Uint128 last = config_.DynamicLast().value();

@@ -97,6 +97,9 @@ class PoolAllocator {
   const LeaseMap& leases() const { return leases_; }
   const ReservationTable& reservations() const { return reservations_; }
   void ShrinkToFit() { reservations_.ShrinkToFit(); }  // after loading
+  // Moves the next-fit cursor to the range's address `seed` (modulo its size). Nodes sharing a
+  // pool start at random points, so those that reload together do not all chase its first gap.
+  void MoveCursor(uint64_t seed);
 
  private:
   bool IsBlocked(Uint128 x) const;

@@ -4,13 +4,21 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <set>
+#include <thread>
 
 namespace smv::ipam {
 namespace {
 
 int64_t SystemNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::chrono::microseconds ConflictBackoff(int attempt) {
+  thread_local std::minstd_rand random(std::random_device{}());
+  const int64_t ceiling_us = int64_t{500} << std::min(attempt, 6);  // 1 ms .. 32 ms
+  return std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, ceiling_us)(random));
 }
 
 }  // namespace
@@ -24,24 +32,53 @@ Result<std::unique_ptr<IpamService>> IpamService::Create(IpamStore& store, Clock
 
 template <typename Change>
 auto IpamService::Durably(Change change) -> decltype(change()) {
-  uint64_t ticket = 0;
-  auto result = [&] {
-    std::scoped_lock lock(mu_);
-    auto changed = change();
-    ticket = commits_.last_ticket();
-    return changed;
-  }();
-  if (Status durable = commits_.WaitDurable(ticket); !durable.ok()) return durable;
-  return result;
+  for (int attempt = 1;; ++attempt) {
+    uint64_t ticket = 0;
+    auto result = [&]() -> decltype(change()) {
+      std::scoped_lock lock(mu_);
+      if (Status loaded = ReloadIfNeededLocked(); !loaded.ok()) return loaded;
+      auto changed = change();
+      ticket = commits_.last_ticket();
+      return changed;
+    }();
+    Status durable = commits_.WaitDurable(ticket);
+    if (durable.ok()) return result;
+    // A shared store refused a commit decided on a stale view; the view is fresh now.
+    if (durable.code() != Code::kAborted) return durable;
+    if (attempt == kAttemptsOnConflict) {
+      return Aborted(fmt::format("the shared address book kept changing under this node ({} tries): {}", attempt,
+                                 durable.message()));
+    }
+    // Nodes that collided would collide again at once: each waits a random, growing while.
+    std::this_thread::sleep_for(ConflictBackoff(attempt));
+  }
+}
+
+Status IpamService::ReloadIfNeededLocked() {
+  if (!reload_pending_) return OkStatus();
+  pools_.clear();
+  Status loaded = LoadLocked();
+  reload_pending_ = !loaded.ok();
+  if (!loaded.ok()) {
+    return Status(loaded.code(), loaded.message() + "; refusing to allocate to avoid duplicate addresses");
+  }
+  return loaded;
 }
 
 void IpamService::ReloadAfterFailedCommit(const Status& error) {
   std::scoped_lock lock(mu_);
   commits_.FailQueuedLocked(error);
-  spdlog::error("saving address state failed; reloading it from the store: {}", error.message());
-  pools_.clear();
-  if (Status loaded = LoadLocked(); !loaded.ok()) {
-    spdlog::critical("reloading address state failed: {}", loaded.message());
+  if (error.code() == Code::kAborted) {
+    spdlog::info("the shared address store refused a commit; reloading and deciding again: {}", error.message());
+  } else {
+    spdlog::error("saving address state failed; reloading it from the store: {}", error.message());
+  }
+  reload_pending_ = true;
+  // A store that did not answer is asked again by the next change, not now: the callers waiting
+  // for this commit get its error without waiting for a second timeout.
+  if (error.code() == Code::kUnavailable) return;
+  if (Status loaded = ReloadIfNeededLocked(); !loaded.ok()) {
+    spdlog::error("reloading address state failed: {}", loaded.message());
   }
 }
 
@@ -99,6 +136,10 @@ Status IpamService::LoadLocked() {
   } sink(*this);
   SMV_RETURN_IF_ERROR(store_.LoadInto(sink).Annotate("load address state"));
   for (auto& [id, state] : pools_) state.allocator.ShrinkToFit();
+  if (store_.shared()) {
+    thread_local std::mt19937_64 random(std::random_device{}());
+    for (auto& [id, state] : pools_) state.allocator.MoveCursor(random());
+  }
   spdlog::info("address state loaded pools={} leases={} reservations={}", sink.pools, sink.leases, sink.reservations);
   return OkStatus();
 }

@@ -3,6 +3,10 @@
 // guards the in-memory state. Every change is stored durably before the call returns (so before
 // dockerd gets its answer); concurrent changes share one store commit (see commit_queue.h).
 // Read-only calls see changes that are still being committed.
+// A shared store (ipam/etcd_store.h) may refuse a commit because another node changed the book
+// first (kAborted): memory is reloaded from the store and the change decided again. After a
+// store that did not answer, every change first reloads, and fails with the store's error until
+// it answers again.
 
 #include <functional>
 #include <map>
@@ -108,6 +112,9 @@ class IpamService {
   static std::vector<ReservationRecord> AllReservations(const std::string& pool_id, const PoolState& state);
   static void Remember(PoolState& state, const ReservationRecord& r);
 
+  // How often a change is decided again after a shared store refused it (another node first).
+  static constexpr int kAttemptsOnConflict = 20;
+
   IpamService(IpamStore& store, Clock clock)
       : store_(store),
         clock_(std::move(clock)),
@@ -118,12 +125,15 @@ class IpamService {
   template <typename Change>
   auto Durably(Change change) -> decltype(change());
   void ReloadAfterFailedCommit(const Status& error);
+  // Reloads when the last reload failed (a store that did not answer); its error otherwise.
+  Status ReloadIfNeededLocked();
   Result<PoolState*> ActivePool(const std::string& pool_id);
 
   IpamStore& store_;
   Clock clock_;
   mutable std::mutex mu_;  // guards pools_; taken before the commit queue's own mutex
   std::map<std::string, PoolState> pools_;
+  bool reload_pending_ = false;  // memory is not the store's state: reload before any change
   CommitQueue commits_;
 };
 

@@ -79,6 +79,8 @@ class IpamStore {
   // The batches in order, in one transaction: all or nothing, and durable when it returns OK.
   virtual Status ApplyAll(std::span<const IpamBatch> batches) = 0;
   Status Apply(const IpamBatch& batch) { return ApplyAll({&batch, 1}); }
+  // Whether other nodes write to the same records (a commit may then be refused: kAborted).
+  virtual bool shared() const { return false; }
 };
 
 }  // namespace smv::ipam

@@ -199,6 +199,15 @@ TEST(AllocatorTest, NextFitDoesNotReuseAReleasedAddressAtOnce) {
   EXPECT_NE(Take(a, Want(nullptr)), first);
 }
 
+TEST(AllocatorTest, AMovedCursorStartsItsSearchThereAndWrapsAround) {
+  PoolAllocator a(Config("192.0.2.0/24", "192.0.2.64/26"));
+  a.MoveCursor(64 + 5);  // modulo the range's 64 addresses: its sixth
+  EXPECT_EQ(Take(a, Want(nullptr)).ToString(), "192.0.2.69");
+  a.MoveCursor(63);  // the range's last address, then around to its first
+  EXPECT_EQ(Take(a, Want(nullptr)).ToString(), "192.0.2.127");
+  EXPECT_EQ(Take(a, Want(nullptr)).ToString(), "192.0.2.64");
+}
+
 TEST(AllocatorTest, Ipv6Slash64CostsMemoryOnlyForWhatIsTaken) {
   PoolAllocator a(Config("2001:db8:228::/64", "", true));
   for (int i = 0; i < 1000; ++i) Take(a, Want(nullptr));

@@ -1,0 +1,210 @@
+#include "ipam/etcd_store.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <random>
+
+#include "ipam/records.h"
+
+namespace smv::ipam {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// One ApplyAll, its read-back included, takes at most this long: an allocation fails closed
+// within it while etcd has no quorum.
+constexpr milliseconds kCommitBudget{10000};
+// Leaves the read-back of a commit whose answer was lost at least this much time.
+constexpr milliseconds kMinResolveTime{1000};
+// Fence attempts before concluding that another process writes this node's commit key.
+constexpr int kFenceAttempts = 5;
+
+etcd::Compare ExpectAsSeen(const std::string& key, const std::unordered_map<std::string, int64_t>& revisions) {
+  auto known = revisions.find(key);
+  if (known == revisions.end()) {
+    return {.key = key, .target = etcd::Compare::Target::kCreateRevision, .revision = 0};  // still absent
+  }
+  return {.key = key, .target = etcd::Compare::Target::kModRevision, .revision = known->second};
+}
+
+// Every write of the batches, in order, one per key (etcd refuses a key twice in a transaction):
+// the last write of a key wins, as it would applied one after the other. nullopt: delete.
+std::map<std::string, std::optional<std::string>> MergeWrites(const std::string& prefix,
+                                                              std::span<const IpamBatch> batches) {
+  std::map<std::string, std::optional<std::string>> writes;
+  const std::string pools = prefix + "pool/", leases = prefix + "lease/", names = prefix + "reservation/";
+  for (const IpamBatch& b : batches) {
+    for (const PoolRecord& p : b.put_pools) writes[pools + records::PoolKey(p.config.id)] = records::EncodePool(p);
+    for (const std::string& id : b.delete_pools) writes[pools + records::PoolKey(id)] = std::nullopt;
+    for (const LeaseRecord& l : b.put_leases) {
+      writes[leases + records::LeaseKey(l.pool_id, l.address)] = records::EncodeLease(l);
+    }
+    for (const auto& [pool_id, address] : b.delete_leases) {
+      writes[leases + records::LeaseKey(pool_id, address)] = std::nullopt;
+    }
+    for (const ReservationRecord& r : b.put_reservations) {
+      writes[names + records::ReservationKey(r.pool_id, r.name)] = records::EncodeReservation(r);
+    }
+    for (const auto& [pool_id, name] : b.delete_reservations) {
+      writes[names + records::ReservationKey(pool_id, name)] = std::nullopt;
+    }
+  }
+  return writes;
+}
+
+milliseconds Left(Clock::time_point until) {
+  return std::max(kMinResolveTime, std::chrono::duration_cast<milliseconds>(until - Clock::now()));
+}
+
+}  // namespace
+
+EtcdIpamStore::EtcdIpamStore(etcd::KvClient& client, EtcdStoreOptions options)
+    : client_(client), options_(std::move(options)) {
+  std::random_device random;
+  instance_ = fmt::format("{}-{:08x}{:08x}", getpid(), random(), random());
+}
+
+Result<std::unique_ptr<EtcdIpamStore>> EtcdIpamStore::Open(etcd::KvClient& client, EtcdStoreOptions options) {
+  if (options.node.empty() || options.node.find('/') != std::string::npos) {
+    return InvalidArgument(fmt::format("--node-name \"{}\": want a non-empty name without '/'", options.node));
+  }
+  return std::unique_ptr<EtcdIpamStore>(new EtcdIpamStore(client, std::move(options)));
+}
+
+std::string EtcdIpamStore::CommitKey() const { return options_.prefix + "node/" + options_.node + "/commit"; }
+
+std::string EtcdIpamStore::NextCommitId() { return fmt::format("{}:{}", instance_, ++commits_); }
+
+Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view applied_id, milliseconds budget) {
+  const auto until = Clock::now() + budget;
+  const std::string key = CommitKey();
+  Status last = Unavailable(
+      fmt::format("shared address store unavailable (etcd: no answer for {} within {} ms)", key, budget.count()));
+  for (int attempt = 0; attempt < kFenceAttempts && (attempt == 0 || Clock::now() < until); ++attempt) {
+    Result<etcd::RangeResult> seen = client_.Get(key, Left(until));
+    if (!seen.ok()) return seen.status();
+    const int64_t seen_revision = seen->kvs.empty() ? 0 : seen->kvs.front().mod_revision;
+    if (!applied_id.empty() && !seen->kvs.empty() && seen->kvs.front().value == applied_id) {
+      return std::optional<int64_t>(seen_revision);
+    }
+    // If a transaction still in flight applies first, the fence fails and the next read sees it.
+    etcd::Txn txn{.compares = {seen_revision == 0 ? etcd::Compare{.key = key, .revision = 0}
+                                                  : etcd::Compare{.key = key,
+                                                                  .target = etcd::Compare::Target::kModRevision,
+                                                                  .revision = seen_revision}},
+                  .success = {etcd::PutOp{key, NextCommitId()}}};
+    Result<etcd::TxnResult> fenced = client_.Commit(txn, Left(until));
+    if (fenced.ok() && fenced->succeeded) {
+      revisions_[key] = fenced->revision;
+      return std::optional<int64_t>();
+    }
+    if (!fenced.ok()) last = fenced.status();  // maybe applied: the next read tells
+  }
+  if (Clock::now() >= until) return last;
+  return Aborted(fmt::format("the commit key {} keeps changing: is another plugin running with --node-name {}?", key,
+                             options_.node));
+}
+
+Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
+  // After the fence no transaction of this node sent earlier can apply: what is read is final.
+  if (Result<std::optional<int64_t>> fenced = FenceUnless("", kCommitBudget); !fenced.ok()) return fenced.status();
+  Result<etcd::RangeResult> all = client_.GetPrefix(options_.prefix);
+  if (!all.ok()) return all.status();
+  revisions_.clear();
+  const std::string pools = options_.prefix + "pool/", leases = options_.prefix + "lease/",
+                    names = options_.prefix + "reservation/";
+  const std::string where = "etcd " + options_.prefix;
+  // etcd answers in key order (lease/ < node/ < pool/ < reservation/); the sink wants pools first.
+  std::vector<LeaseRecord> held;
+  std::vector<ReservationRecord> reserved;
+  for (const etcd::KeyValue& kv : all->kvs) {
+    revisions_[kv.key] = kv.mod_revision;
+    const std::string_view key(kv.key);
+    if (key.starts_with(pools)) {
+      Result<PoolRecord> r = records::DecodePool(where + "pool/", key.substr(pools.size()), kv.value);
+      if (!r.ok()) return r.status();
+      sink.OnPool(std::move(r).value());
+    } else if (key.starts_with(leases)) {
+      Result<LeaseRecord> r = records::DecodeLease(where + "lease/", key.substr(leases.size()), kv.value);
+      if (!r.ok()) return r.status();
+      held.push_back(std::move(r).value());
+    } else if (key.starts_with(names)) {
+      Result<ReservationRecord> r =
+          records::DecodeReservation(where + "reservation/", key.substr(names.size()), kv.value);
+      if (!r.ok()) return r.status();
+      reserved.push_back(std::move(r).value());
+    }  // node/ keys are not address records
+  }
+  for (LeaseRecord& l : held) sink.OnLease(std::move(l));
+  for (ReservationRecord& r : reserved) sink.OnReservation(std::move(r));
+  return OkStatus();
+}
+
+Result<IpamSnapshot> EtcdIpamStore::Load() {
+  struct Collect : IpamLoadSink {
+    IpamSnapshot snapshot;
+    void OnPool(PoolRecord p) override { snapshot.pools.push_back(std::move(p)); }
+    void OnLease(LeaseRecord l) override { snapshot.leases.push_back(std::move(l)); }
+    void OnReservation(ReservationRecord r) override { snapshot.reservations.push_back(std::move(r)); }
+  } collect;
+  SMV_RETURN_IF_ERROR(LoadInto(collect));
+  return std::move(collect.snapshot);
+}
+
+Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
+  const auto until = Clock::now() + kCommitBudget;
+  etcd::Txn txn;
+  for (auto& [key, value] : MergeWrites(options_.prefix, batches)) {
+    if (!value && !revisions_.contains(key)) continue;  // never seen: nothing of ours to delete
+    txn.compares.push_back(ExpectAsSeen(key, revisions_));
+    if (value) {
+      txn.success.push_back(etcd::PutOp{key, std::move(*value)});
+    } else {
+      txn.success.push_back(etcd::DeleteOp{key});
+    }
+  }
+  if (txn.success.empty()) return OkStatus();
+  const std::string commit_id = NextCommitId();
+  txn.compares.push_back(ExpectAsSeen(CommitKey(), revisions_));
+  txn.success.push_back(etcd::PutOp{CommitKey(), commit_id});
+  if (txn.success.size() > options_.max_txn_ops) {
+    return FailedPrecondition(fmt::format(
+        "one commit of {} writes is more than etcd's --max-txn-ops ({}); start etcd with a larger --max-txn-ops",
+        txn.success.size(), options_.max_txn_ops));
+  }
+
+  int64_t revision = 0;
+  Result<etcd::TxnResult> done = client_.Commit(txn, Left(until));
+  if (done.ok()) {
+    if (!done->succeeded) return Aborted("the shared address book changed under this commit: another node wrote first");
+    revision = done->revision;
+  } else {
+    // The answer was lost: read back. Not applied means fenced off, so it never will apply.
+    Result<std::optional<int64_t>> applied = FenceUnless(commit_id, Left(until));
+    if (!applied.ok() && applied.status().code() == Code::kUnavailable) {
+      // Settled by the reload that follows any failed commit (Load fences first).
+      return Unavailable(fmt::format("{}; refusing to allocate to avoid duplicate addresses", done.status().message()));
+    }
+    if (!applied.ok()) return applied.status();
+    if (!applied->has_value()) {
+      ++fenced_commits_;
+      return Aborted("a commit whose answer was lost did not apply (fenced off); deciding again");
+    }
+    revision = **applied;  // it applied: every key it wrote has this revision
+  }
+  for (const etcd::Op& op : txn.success) {
+    if (const auto* put = std::get_if<etcd::PutOp>(&op)) {
+      revisions_[put->key] = revision;
+    } else {
+      revisions_.erase(std::get<etcd::DeleteOp>(op).key);
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace smv::ipam

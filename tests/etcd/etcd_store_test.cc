@@ -1,0 +1,200 @@
+// The IPAM service on the etcd store against a real 3-member etcd 3.4 cluster, with several
+// service instances standing in for hosts ("nodes"), each with its own client: etcd decides
+// every allocation, so nodes with stale views never hand out one address twice, a name keeps its
+// address from node to node, the store fails closed without quorum and recovers, and a commit
+// whose answer was lost is fenced off instead of guessed.
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/etcd/kv_client.h"
+#include "ipam/etcd_store.h"
+#include "ipam/ipam_service.h"
+#include "ipam/records.h"
+#include "tests/support/etcd_cluster.h"
+
+namespace smv::ipam {
+namespace {
+
+using smv::testing::EtcdTest;
+using std::chrono::milliseconds;
+
+constexpr const char* kPrefix = "/smv-test/v1/";
+// From 198.18.0.0/15, the benchmarking range: never on a wire.
+constexpr const char* kSubnet = "198.18.0.0/22";
+
+struct Node {
+  Node(const std::string& name, std::vector<etcd::Endpoint> endpoints, milliseconds request_timeout)
+      : client({.endpoints = std::move(endpoints), .request_timeout = request_timeout}) {
+    auto opened = EtcdIpamStore::Open(client, {.prefix = kPrefix, .node = name});
+    EXPECT_TRUE(opened.ok()) << opened.status().message();
+    store = std::move(opened).value();
+    auto created = IpamService::Create(*store);
+    EXPECT_TRUE(created.ok()) << created.status().message();
+    if (created.ok()) service = std::move(created).value();
+  }
+  std::string Pool() {
+    auto pool = service->RequestPool({"l", kSubnet, "", {}, false});
+    EXPECT_TRUE(pool.ok()) << pool.status().message();
+    return pool.ok() ? pool->pool_id : "";
+  }
+  Result<std::string> Run(const std::string& pool_id, const std::string& name) {
+    return service->RequestAddress({pool_id, "", false, name, "", ""});
+  }
+
+  etcd::KvClient client;
+  std::unique_ptr<EtcdIpamStore> store;
+  std::unique_ptr<IpamService> service;
+};
+
+class EtcdStoreTest : public EtcdTest {
+ protected:
+  std::unique_ptr<Node> MakeNode(const std::string& name, std::vector<etcd::Endpoint> endpoints = {},
+                                 milliseconds request_timeout = milliseconds(9000)) {
+    return std::make_unique<Node>(name, endpoints.empty() ? cluster_.endpoints() : std::move(endpoints),
+                                  request_timeout);
+  }
+
+  // What etcd holds, read at one revision by a client of its own: address -> holder's name.
+  std::map<std::string, std::string> Leases() {
+    etcd::KvClient reader({.endpoints = cluster_.endpoints()});
+    auto all = reader.GetPrefix(std::string(kPrefix) + "lease/");
+    EXPECT_TRUE(all.ok()) << all.status().message();
+    std::map<std::string, std::string> out;
+    if (!all.ok()) return out;
+    for (const etcd::KeyValue& kv : all->kvs) {
+      const std::string key = kv.key.substr(std::string(kPrefix).size() + 6);
+      auto lease = records::DecodeLease("etcd", key, kv.value);
+      EXPECT_TRUE(lease.ok()) << lease.status().message();
+      if (lease.ok()) out[lease->address.ToString()] = lease->lease.name;
+    }
+    return out;
+  }
+};
+
+std::string AddressOf(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+
+TEST_F(EtcdStoreTest, NodesWithStaleViewsNeverHandOutOneAddressTwice) {
+  constexpr int kNodes = 3, kClients = 4, kPerClient = 50;
+  std::vector<std::unique_ptr<Node>> nodes;
+  std::vector<std::string> pools;
+  for (int n = 0; n < kNodes; ++n) {
+    nodes.push_back(MakeNode("node-" + std::to_string(n)));
+    pools.push_back(nodes.back()->Pool());  // the second node learns the pool by a refused commit
+  }
+  for (const std::string& p : pools) ASSERT_EQ(p, pools[0]) << "one subnet on several nodes is one pool";
+
+  std::mutex mu;
+  std::map<std::string, std::string> answers;  // address -> name
+  std::vector<std::string> errors;
+  std::vector<std::thread> clients;
+  for (int n = 0; n < kNodes; ++n) {
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&, n, c] {
+        for (int i = 0; i < kPerClient; ++i) {
+          const std::string name = "c" + std::to_string(n) + "-" + std::to_string(c) + "-" + std::to_string(i);
+          Result<std::string> got = nodes[static_cast<size_t>(n)]->Run(pools[0], name);
+          std::scoped_lock lock(mu);
+          if (!got.ok()) {
+            errors.push_back(name + ": " + got.status().message());
+          } else if (!answers.emplace(AddressOf(*got), name).second) {
+            errors.push_back(name + ": duplicate " + *got + " (also " + answers[AddressOf(*got)] + ")");
+          }
+        }
+      });
+    }
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_TRUE(errors.empty()) << errors.size() << " errors, first: " << errors.front();
+  EXPECT_EQ(answers.size(), static_cast<size_t>(kNodes * kClients * kPerClient));
+  // etcd holds exactly the acknowledged allocations, each for the name it was answered to.
+  EXPECT_EQ(Leases(), answers);
+  // Both nodes' views agree with etcd once they reload (a fresh node reads the same book).
+  std::unique_ptr<Node> fresh = MakeNode("node-fresh");
+  EXPECT_EQ(fresh->service->LeaseCount(pools[0]), answers.size());
+  EXPECT_EQ(fresh->service->ListReservations().size(), answers.size());
+}
+
+TEST_F(EtcdStoreTest, ANameKeepsItsAddressWhenItMovesToAnotherNode) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const std::string pool = a->Pool();
+  ASSERT_EQ(b->Pool(), pool);
+  Result<std::string> on_a = a->Run(pool, "web");
+  ASSERT_TRUE(on_a.ok()) << on_a.status().message();
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*on_a)).ok());  // docker rm -f on host A
+  // B has never seen "web": its first choice is refused by etcd (the name's key exists), it
+  // reloads and finds the reservation.
+  Result<std::string> on_b = b->Run(pool, "web");
+  ASSERT_TRUE(on_b.ok()) << on_b.status().message();
+  EXPECT_EQ(*on_b, *on_a);
+  Result<std::string> other = a->Run(pool, "db");
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  EXPECT_NE(*other, *on_a);
+  EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*on_a), "web"}, {AddressOf(*other), "db"}}));
+}
+
+TEST_F(EtcdStoreTest, WithoutQuorumAllocationsFailClosedAndRecover) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  Result<std::string> before = a->Run(pool, "before");
+  ASSERT_TRUE(before.ok()) << before.status().message();
+  cluster_.Kill(1);
+  cluster_.Kill(2);
+  for (const std::string name : {"during-0", "during-1"}) {
+    const auto start = std::chrono::steady_clock::now();
+    Result<std::string> during = a->Run(pool, name);
+    const auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+    ASSERT_FALSE(during.ok()) << name << " got " << *during << " from a cluster without quorum";
+    EXPECT_EQ(during.status().code(), Code::kUnavailable);
+    EXPECT_NE(during.status().message().find("shared address store unavailable"), std::string::npos)
+        << during.status().message();
+    EXPECT_LE(took.count(), 12000) << name << ": " << during.status().message();
+    std::printf("%s refused after %lld ms: %s\n", name.c_str(), static_cast<long long>(took.count()),
+                during.status().message().c_str());
+  }
+  cluster_.Start(1);
+  cluster_.Start(2);
+  for (int i = 1; i < 3; ++i) ASSERT_TRUE(cluster_.Healthy(i, std::chrono::seconds(30))) << cluster_.Logs();
+  Result<std::string> after = a->Run(pool, "after");
+  ASSERT_TRUE(after.ok()) << after.status().message();
+  EXPECT_NE(*after, *before);
+  // Whatever the refused commits did in etcd, the book holds what was acknowledged, plus at most
+  // the refused names' leases if a refused commit did apply (never a second holder of one address).
+  const std::map<std::string, std::string> leases = Leases();
+  ASSERT_TRUE(leases.contains(AddressOf(*before)) && leases.contains(AddressOf(*after)));
+  EXPECT_EQ(leases.at(AddressOf(*before)), "before");
+  EXPECT_EQ(leases.at(AddressOf(*after)), "after");
+  EXPECT_EQ(a->service->LeaseCount(pool), leases.size());
+}
+
+TEST_F(EtcdStoreTest, ACommitWhoseAnswerWasLostIsFencedOffNotGuessed) {
+  const int leader = cluster_.Leader();
+  ASSERT_GE(leader, 0);
+  const int follower = (leader + 1) % kMembers;
+  // The node talks to the follower first; the follower then stops (SIGSTOP) with the node's
+  // transaction in its socket: the answer never comes.
+  std::vector<etcd::Endpoint> endpoints = cluster_.endpoints();
+  std::rotate(endpoints.begin(), endpoints.begin() + follower, endpoints.end());
+  std::unique_ptr<Node> a = MakeNode("host-a", endpoints, milliseconds(2000));
+  const std::string pool = a->Pool();
+  cluster_.Pause(follower);
+  Result<std::string> got = a->Run(pool, "late-0");
+  cluster_.Resume(follower);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(a->store->fenced_commits(), 1u);
+  ASSERT_TRUE(cluster_.Healthy(follower, std::chrono::seconds(30))) << cluster_.Logs();
+  std::this_thread::sleep_for(milliseconds(1000));  // the follower has read its stale request by now
+  // The lost transaction, fenced, never applied: one lease, the one answered.
+  EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*got), "late-0"}}));
+}
+
+}  // namespace
+}  // namespace smv::ipam
