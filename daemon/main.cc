@@ -35,6 +35,12 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
       .add_option("--allowed-parents", flags.allowed_parents,
                   "only these parent interfaces may carry networks (default: any)")
       ->delimiter(',');
+  serve
+      .add_option("--store", flags.store,
+                  "address book: lmdb (in --state-dir) or etcd://HOST:PORT[,HOST:PORT...] (shared by several hosts; "
+                  "networks and endpoints stay in --state-dir)")
+      ->capture_default_str();
+  serve.add_option("--node-name", flags.node_name, "this host's name in a shared address book (default: hostname)");
 }
 
 struct ReservationCommands {

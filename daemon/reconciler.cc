@@ -122,6 +122,7 @@ Reconciler::PassReport Reconciler::PassOnce() {
   const EngineView view = InspectStoredNetworks();
   CleanLostEndpoints(view, report);
   CleanLostNetworks(view, report);
+  if (!options_.apply_presence) return report;
   // Reservation lifetime: a compose re-create renames the old container to <id12>_<name> first,
   // so only names no container carries count as gone.
   std::vector<std::string> present;

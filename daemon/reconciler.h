@@ -33,6 +33,8 @@ struct ReconcilerOptions {
   // A network must be unknown to the engine for this long too: dockerd calls CreateNetwork
   // before it stores the network, so an inspect in that gap says "no such network".
   std::chrono::seconds stale_after{60};
+  // Reservation lifetime (names no container carries age out); off for a book shared by hosts.
+  bool apply_presence = true;
 };
 
 class Reconciler {

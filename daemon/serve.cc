@@ -1,9 +1,10 @@
-// serve and fsck: the only place that picks implementations (libnl, LMDB, the engine client)
-// and wires them to the services.
+// serve and fsck: the only place that picks implementations (libnl, LMDB or etcd, the engine
+// client) and wires them to the services.
 
 #include <malloc.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "driver/netlink/link_manager.h"
 #include "engine/docker_engine.h"
 #include "identity/identity_service.h"
+#include "ipam/etcd_store.h"
 #include "ipam/ipam_service.h"
 
 namespace smv::daemon {
@@ -26,6 +28,42 @@ namespace {
 
 Result<StateStores> OpenStores(const ServeFlags& flags) {
   return OpenStateStores(flags.state_dir, flags.db_size_mib << 20);
+}
+
+// The address book of --store: LMDB's in the state directory, or etcd's shared by several hosts.
+struct AddressBook {
+  std::unique_ptr<etcd::KvClient> client;
+  std::unique_ptr<ipam::EtcdIpamStore> shared;
+  ipam::IpamStore* store = nullptr;
+};
+
+// The etcd members of --store; none for lmdb. Checked before anything is opened or created.
+Result<std::vector<etcd::Endpoint>> SharedStoreMembers(const ServeFlags& flags) {
+  if (flags.store == "lmdb") return std::vector<etcd::Endpoint>{};
+  Result<std::vector<etcd::Endpoint>> endpoints = etcd::ParseEndpoints(flags.store, "--store");
+  if (!endpoints.ok()) return InvalidArgument(endpoints.status().message() + " (or lmdb, the default)");
+  return endpoints;
+}
+
+Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::vector<etcd::Endpoint> members, StateStores& stores) {
+  AddressBook book;
+  if (members.empty()) {
+    book.store = stores.ipam.get();
+    return book;
+  }
+  std::string node = flags.node_name;
+  if (node.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    node = host;
+  }
+  book.client = std::make_unique<etcd::KvClient>(etcd::ClientOptions{.endpoints = std::move(members)});
+  auto shared = ipam::EtcdIpamStore::Open(*book.client, {.node = node});
+  if (!shared.ok()) return shared.status();
+  book.shared = std::move(shared).value();
+  book.store = book.shared.get();
+  spdlog::info("address book shared in etcd {} as node \"{}\"", flags.store, node);
+  return book;
 }
 
 // Blocks SIGTERM/SIGINT in every thread started after this, so only StopOnSignal receives them.
@@ -60,9 +98,10 @@ struct Services {
   std::unique_ptr<driver::LinkReaper> reaper;
 };
 
-Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, nl::LinkManager& links) {
+Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, ipam::IpamStore& book,
+                                nl::LinkManager& links) {
   Services s;
-  auto ipam = ipam::IpamService::Create(*stores.ipam);
+  auto ipam = ipam::IpamService::Create(book);
   if (!ipam.ok()) return ipam.status();
   s.ipam = std::move(ipam).value();
   auto driver = driver::DriverService::Create(links, *stores.networks);
@@ -85,11 +124,15 @@ Status Serve(const ServeFlags& flags) {
   SMV_RETURN_IF_ERROR(InitLogging(flags.log_level));
   const sigset_t stop_signals = BlockStopSignals();
   // Start-up order: open the store, reconcile the kernel with it, then listen.
+  auto members = SharedStoreMembers(flags);
+  if (!members.ok()) return members.status();
   auto stores = OpenStores(flags);
   if (!stores.ok()) return stores.status();
+  auto book = OpenAddressBook(flags, std::move(members).value(), *stores);
+  if (!book.ok()) return book.status();
   auto links = nl::LinkManager::Open();
   if (!links.ok()) return links.status();
-  auto services = CreateServices(flags, *stores, **links);
+  auto services = CreateServices(flags, *stores, *book->store, **links);
   if (!services.ok()) return services.status();
   const auto loaded_ms = ms_since(started);
   auto engine = engine::DockerEngine::Create(flags.docker_host);
@@ -97,7 +140,10 @@ Status Serve(const ServeFlags& flags) {
   identity::IdentityService identity(**engine, *services->ipam, *services->driver);
   Reconciler reconciler(**engine, *services->ipam, *services->driver, identity,
                         {.interval = std::chrono::seconds(flags.reconcile_seconds),
-                         .stale_after = std::chrono::seconds(flags.stale_after_seconds)});
+                         .stale_after = std::chrono::seconds(flags.stale_after_seconds),
+                         // This host's engine cannot tell a name running on another host from a
+                         // gone one: no reservation ages out of a shared book yet.
+                         .apply_presence = !book->store->shared()});
   reconciler.AtStart();
   // Start-up has read the whole store and built its indexes: give back what only the loading
   // needed (the file's pages, the parsed records) so that a large state costs its indexes only.

@@ -51,6 +51,23 @@ TEST_F(ReconcilerTest, ReservationLifetimeFollowsTheEngineListAndRetention) {
   EXPECT_EQ(ipam_->ListReservations().size(), 1u);
 }
 
+// A book shared by hosts: this host's engine does not list names running elsewhere, so none
+// may age out because of it.
+TEST_F(ReconcilerTest, WithoutPresenceNoReservationAgesOut) {
+  reconciler_ =
+      std::make_unique<daemon::Reconciler>(engine_, *ipam_, *driver_, *identity_,
+                                           daemon::ReconcilerOptions{.apply_presence = false}, [this] { return now_; });
+  const std::string short_pool =
+      ipam_->RequestPool({"l", "198.51.100.0/24", "", {{"release_after", "1m"}}, false})->pool_id;
+  ASSERT_TRUE(ipam_->RequestAddress({short_pool, "", false, "elsewhere-0", "", ""}).ok());
+  engine_.containers.clear();  // not on this host
+  reconciler_->PassOnce();
+  now_ += 3600;
+  EXPECT_EQ(reconciler_->PassOnce().reservations_released, 0);
+  ASSERT_EQ(ipam_->ListReservations().size(), 1u);
+  EXPECT_EQ(ipam_->ListReservations()[0].record.gone_since, 0);
+}
+
 TEST_F(ReconcilerTest, LostTeardownIsMadeUpForAfterTheGrace) {
   Starting("c1", "gone-0");
   Result<std::string> x = Start(kEp1, "gone-0");

@@ -1,0 +1,187 @@
+// Several `static-macvlan serve --store etcd://...` daemons (the "hosts") on one real 3-member
+// etcd cluster, each with its own socket and state directory, driven over their sockets as
+// dockerd drives them: one subnet is one pool for all of them, concurrent allocations on every
+// node never collide, and without quorum an allocation is refused over the wire naming the
+// shared store, then works again once etcd is back.
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/etcd_cluster.h"
+
+namespace smv {
+namespace {
+
+using nlohmann::json;
+using smv::testing::EtcdCluster;
+using smv::testing::EtcdTest;
+
+// From 198.18.0.0/15, the benchmarking range: never on a wire.
+constexpr const char* kSubnet = "198.18.0.0/18";
+
+class Node {
+ public:
+  Node(std::string dir, std::string name, const std::string& store) : dir_(std::move(dir)), name_(std::move(name)) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that died
+      const int log = open(Path(".log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      dup2(log, 1);
+      dup2(log, 2);
+      execl(SMV_BINARY, SMV_BINARY, "serve", "--socket", Path(".sock").c_str(), "--state-dir", Path(".state").c_str(),
+            "--store", store.c_str(), "--node-name", name_.c_str(), "--docker-host",
+            ("unix://" + Path(".no-engine")).c_str(), nullptr);
+      _exit(127);
+    }
+  }
+  ~Node() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+  bool Ready() {
+    for (int i = 0; i < 600; ++i) {
+      if (Client().Post("/Plugin.Activate", "", "")) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  httplib::Client Client() const {
+    httplib::Client cli(Path(".sock"));
+    cli.set_address_family(AF_UNIX);
+    cli.set_read_timeout(30, 0);
+    return cli;
+  }
+  // POSTs like dockerd; the answer's JSON (null when there was none).
+  json Post(httplib::Client& cli, const std::string& endpoint, const json& body) const {
+    httplib::Result r = cli.Post(("/" + endpoint).c_str(), body.dump() + "\n", "");
+    return r ? json::parse(r->body, nullptr, false) : json();
+  }
+  std::string Log() const {
+    std::ifstream in(Path(".log"));
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  std::string Path(const std::string& suffix) const { return dir_ + "/" + name_ + suffix; }
+  std::string dir_, name_;
+  pid_t pid_ = -1;
+};
+
+json PoolRequest() {
+  return {{"AddressSpace", "static-macvlan-local"},
+          {"Pool", kSubnet},
+          {"SubPool", ""},
+          {"Options", json::object()},
+          {"V6", false}};
+}
+json AddressRequest(const std::string& pool_id) {
+  return {{"PoolID", pool_id}, {"Address", ""}, {"Options", json::object()}};
+}
+
+class FleetSocketTest : public EtcdTest {
+ protected:
+  std::string Store() const {
+    std::string spec = "etcd://";
+    for (int i = 0; i < kMembers; ++i) {
+      spec += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(EtcdCluster::ClientPort(i));
+    }
+    return spec;
+  }
+};
+
+TEST_F(FleetSocketTest, FourNodesAndEightClientsEachNeverHandOutOneAddressTwice) {
+  constexpr int kNodes = 4, kClients = 8, kPerClient = 40;
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (int n = 0; n < kNodes; ++n)
+    nodes.push_back(std::make_unique<Node>(dir_.path(), "n" + std::to_string(n), Store()));
+  for (auto& node : nodes) ASSERT_TRUE(node->Ready()) << node->Log();
+
+  // dockerd on each host asks for the pool when its network is created: one pool for all.
+  std::vector<std::string> pools;
+  for (auto& node : nodes) {
+    httplib::Client cli = node->Client();
+    const json pool = node->Post(cli, "IpamDriver.RequestPool", PoolRequest());
+    ASSERT_TRUE(pool.contains("PoolID")) << pool << node->Log();
+    pools.push_back(pool["PoolID"]);
+  }
+  for (const std::string& p : pools) ASSERT_EQ(p, pools[0]);
+
+  const auto start = std::chrono::steady_clock::now();
+  std::mutex mu;
+  std::set<std::string> given;
+  std::vector<std::string> problems;
+  std::vector<std::thread> clients;
+  for (int n = 0; n < kNodes; ++n) {
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&, n] {
+        Node& node = *nodes[static_cast<size_t>(n)];
+        httplib::Client cli = node.Client();
+        for (int i = 0; i < kPerClient; ++i) {
+          const json answer = node.Post(cli, "IpamDriver.RequestAddress", AddressRequest(pools[0]));
+          std::scoped_lock lock(mu);
+          if (!answer.contains("Address")) {
+            problems.push_back(answer.dump());
+          } else if (!given.insert(answer["Address"].get<std::string>()).second) {
+            problems.push_back("duplicate " + answer["Address"].get<std::string>());
+          }
+        }
+      });
+    }
+  }
+  for (std::thread& t : clients) t.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%zu allocations in %.2f s (for information; bench/ measures)\n", given.size(), seconds);
+  EXPECT_TRUE(problems.empty()) << problems.size() << " problems, first: " << problems.front();
+  EXPECT_EQ(given.size(), static_cast<size_t>(kNodes * kClients * kPerClient));
+
+  // What etcd holds, read at one revision: one lease key per address answered, nothing else.
+  etcd::KvClient reader({.endpoints = cluster_.endpoints()});
+  auto leases = reader.GetPrefix("/static-macvlan/v1/lease/");
+  ASSERT_TRUE(leases.ok()) << leases.status().message();
+  EXPECT_EQ(leases->kvs.size(), given.size());
+}
+
+TEST_F(FleetSocketTest, WithoutQuorumDockerdIsToldWhyAndTheNodeRecovers) {
+  Node node(dir_.path(), "n0", Store());
+  ASSERT_TRUE(node.Ready()) << node.Log();
+  httplib::Client cli = node.Client();
+  const json pool = node.Post(cli, "IpamDriver.RequestPool", PoolRequest());
+  ASSERT_TRUE(pool.contains("PoolID")) << pool << node.Log();
+  const json before = node.Post(cli, "IpamDriver.RequestAddress", AddressRequest(pool["PoolID"]));
+  ASSERT_TRUE(before.contains("Address")) << before;
+
+  cluster_.Kill(1);
+  cluster_.Kill(2);
+  const auto start = std::chrono::steady_clock::now();
+  const json during = node.Post(cli, "IpamDriver.RequestAddress", AddressRequest(pool["PoolID"]));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(during.contains("Err")) << during;
+  EXPECT_NE(during["Err"].get<std::string>().find("shared address store unavailable"), std::string::npos) << during;
+  EXPECT_NE(during["Err"].get<std::string>().find("refusing to allocate"), std::string::npos) << during;
+  EXPECT_LE(std::chrono::duration_cast<std::chrono::milliseconds>(took).count(), 12000);
+
+  cluster_.Start(1);
+  cluster_.Start(2);
+  for (int i = 1; i < 3; ++i) ASSERT_TRUE(cluster_.Healthy(i, std::chrono::seconds(30))) << cluster_.Logs();
+  const json after = node.Post(cli, "IpamDriver.RequestAddress", AddressRequest(pool["PoolID"]));
+  ASSERT_TRUE(after.contains("Address")) << after << node.Log();
+  EXPECT_NE(after["Address"], before["Address"]);
+}
+
+}  // namespace
+}  // namespace smv
