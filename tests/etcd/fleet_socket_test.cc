@@ -183,5 +183,25 @@ TEST_F(FleetSocketTest, WithoutQuorumDockerdIsToldWhyAndTheNodeRecovers) {
   EXPECT_NE(after["Address"], before["Address"]);
 }
 
+TEST(FleetFlagsTest, AWrongStoreIsRefusedNamingItAndLeavesNothingBehind) {
+  smv::testing::TempDir dir;
+  const std::string state = dir.Sub("state");
+  for (const std::string store : {"etcd:/10.0.0.1:2379", "etcd://10.0.0.1", "postgres://x"}) {
+    const std::string command = std::string(SMV_BINARY) + " serve --socket " + dir.Sub("s.sock") + " --state-dir " +
+                                state + " --store '" + store + "' 2>&1";
+    FILE* out = popen(command.c_str(), "r");
+    ASSERT_NE(out, nullptr);
+    std::string text;
+    char buffer[512];
+    while (fgets(buffer, sizeof buffer, out)) text += buffer;
+    const int status = pclose(out);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << text;
+    EXPECT_NE(text.find("--store \"" + store + "\""), std::string::npos) << text;
+    EXPECT_NE(text.find("expected etcd://HOST:PORT"), std::string::npos) << text;
+    EXPECT_NE(text.find("or lmdb"), std::string::npos) << text;
+    EXPECT_FALSE(std::filesystem::exists(state)) << store << " created " << state;
+  }
+}
+
 }  // namespace
 }  // namespace smv
