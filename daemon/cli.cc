@@ -65,6 +65,7 @@ Status ListReservations(const ReservationFlags& flags) {
   std::printf("%-32s %-16s %-18s %-28s %-22s %s\n", "NAME", "ADDRESS", "MAC", "POOL", "STATE", "SINCE");
   for (const nlohmann::json& r : list) {
     std::string state = Text(r, "State");
+    if (r.contains("Node")) state += " on " + Text(r, "Node");
     if (r.contains("DriftedTo")) state += " (now " + Text(r, "DriftedTo") + ")";
     if (Number(r, "GoneSince") != 0) state += ", gone";
     std::printf("%-32s %-16s %-18s %-28s %-22s %s\n", Text(r, "Name").c_str(), Text(r, "Address").c_str(),

@@ -153,7 +153,15 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
     if (lease == nullptr) return Choice{.address = *reserved};
     // A container is on a network once, so a name asking again while it holds its address is a
     // repeat of a request whose answer was lost (a crash before the reply): answer it the same.
-    if (!request.name.empty() && lease->name == request.name) return Choice{.address = *reserved};
+    if (!request.name.empty() && lease->name == request.name) {
+      if (lease->node != request.node) {
+        return FailedPrecondition(fmt::format(
+            "container name \"{}\" is running on node {} with address {}; one name cannot run on two hosts at "
+            "once (remove it there first)",
+            request.name, lease->node.empty() ? "(unnamed)" : lease->node, reserved->ToString()));
+      }
+      return Choice{.address = *reserved};
+    }
   }
   Result<Choice> dynamic = ChooseDynamic();
   // A name without a reservation keeps its first address. A name whose reservation is in use

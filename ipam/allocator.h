@@ -27,6 +27,7 @@ struct Lease {
   LeaseKind kind = LeaseKind::kEndpoint;
   std::string name;  // container name when known
   std::string mac;
+  std::string node;  // the host holding it in a book shared by hosts; "" on a single host
 };
 
 struct AddressRequest {
@@ -36,6 +37,7 @@ struct AddressRequest {
   // to refuse another name's reserved --ip, but never to create a reservation.
   std::string hint_name;
   bool gateway = false;  // RequestAddressType com.docker.network.gateway
+  std::string node;      // the requesting host in a shared book; "" on a single host
 };
 
 // What the allocator decided.
@@ -78,7 +80,8 @@ class PoolAllocator {
   // Decides the address for `request` without changing anything. Errors:
   // kInvalidArgument (address outside the subnet, network or broadcast address),
   // kAlreadyExists (address in use), kFailedPrecondition (reserved for another name),
-  // kResourceExhausted (no free address in the dynamic range; the message names the range).
+  // kResourceExhausted (no free address in the dynamic range; the message names the range),
+  // kFailedPrecondition too when the name holds its address on another node of a shared book.
   Result<Choice> Choose(const AddressRequest& request) const;
 
   // State changes, applied after the store has committed them. Idempotent.

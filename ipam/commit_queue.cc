@@ -17,9 +17,9 @@ uint64_t CommitQueue::Enqueue(IpamBatch batch) {
   return ++last_ticket_;
 }
 
-uint64_t CommitQueue::last_ticket() const {
+uint64_t CommitQueue::last_pending_ticket() const {
   std::scoped_lock lock(mu_);
-  return last_ticket_;
+  return last_ticket_ > resolved_ ? last_ticket_ : 0;
 }
 
 uint64_t CommitQueue::commits() const {

@@ -30,8 +30,10 @@ class CommitQueue {
 
   // Caller holds the service mutex. Returns the batch's ticket (tickets grow by one).
   uint64_t Enqueue(IpamBatch batch);
-  // The newest ticket handed out (0: none yet). Caller holds the service mutex.
-  uint64_t last_ticket() const;
+  // The newest ticket still being committed, 0 when every ticket is resolved: what a decision
+  // made now depends on. A failed ticket is not among them: the service reloaded since.
+  // Caller holds the service mutex.
+  uint64_t last_pending_ticket() const;
   // Caller does not hold the service mutex. Returns when every batch up to `ticket` is durable
   // (OK) or was dropped by a failed commit (that commit's error). Ticket 0 returns at once.
   Status WaitDurable(uint64_t ticket);

@@ -44,6 +44,7 @@ class EtcdIpamStore : public IpamStore {
   Status LoadInto(IpamLoadSink& sink) override;
   Status ApplyAll(std::span<const IpamBatch> batches) override;
   bool shared() const override { return true; }
+  std::string node() const override { return options_.node; }
 
   // Transactions whose answer was lost and that were found not applied, then fenced (tests).
   uint64_t fenced_commits() const { return fenced_commits_; }

@@ -15,6 +15,18 @@ int64_t SystemNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+const Status& StatusOf(const Status& s) { return s; }
+template <typename T>
+Status StatusOf(const Result<T>& r) {
+  return r.status();
+}
+
+// Answers that depend on what others hold, as opposed to what the request says.
+bool IsRefusal(const Status& s) {
+  return s.code() == Code::kFailedPrecondition || s.code() == Code::kAlreadyExists ||
+         s.code() == Code::kResourceExhausted;
+}
+
 std::chrono::microseconds ConflictBackoff(int attempt) {
   thread_local std::minstd_rand random(std::random_device{}());
   const int64_t ceiling_us = int64_t{500} << std::min(attempt, 6);  // 1 ms .. 32 ms
@@ -32,19 +44,30 @@ Result<std::unique_ptr<IpamService>> IpamService::Create(IpamStore& store, Clock
 
 template <typename Change>
 auto IpamService::Durably(Change change) -> decltype(change()) {
+  bool reloaded = false;  // this call has decided on a view read from the store for it
   for (int attempt = 1;; ++attempt) {
     uint64_t ticket = 0;
+    bool stale_refusal = false;
     auto result = [&]() -> decltype(change()) {
       std::scoped_lock lock(mu_);
+      reloaded = reloaded || reload_pending_;
       if (Status loaded = ReloadIfNeededLocked(); !loaded.ok()) return loaded;
       auto changed = change();
-      ticket = commits_.last_ticket();
+      ticket = commits_.last_pending_ticket();
+      // In a shared book another node may have freed what this view holds as taken: a refusal
+      // stands only when decided on a view read for this call.
+      if (store_.shared() && !reloaded && IsRefusal(StatusOf(changed))) {
+        reload_pending_ = true;
+        stale_refusal = true;
+      }
       return changed;
     }();
+    if (stale_refusal) continue;
     Status durable = commits_.WaitDurable(ticket);
     if (durable.ok()) return result;
     // A shared store refused a commit decided on a stale view; the view is fresh now.
     if (durable.code() != Code::kAborted) return durable;
+    reloaded = true;  // the failure handler read the store again
     if (attempt == kAttemptsOnConflict) {
       return Aborted(fmt::format("the shared address book kept changing under this node ({} tries): {}", attempt,
                                  durable.message()));
@@ -230,6 +253,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
     request.gateway = call.gateway;
     request.name = call.name;
     request.hint_name = call.hint_name;
+    request.node = store_.node();
     if (!call.address.empty()) {
       std::optional<IpAddress> ip = IpAddress::Parse(call.address);
       if (!ip || ip->family() != config.subnet.family()) {
@@ -251,6 +275,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
     lease.kind = call.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint;
     lease.name = call.name;
     lease.mac = call.mac;
+    lease.node = store_.node();
     IpamBatch batch;
     batch.put_leases.push_back(LeaseRecord{call.pool_id, choice->address, lease, now});
     if (choice->reserve_for_name) {
@@ -482,6 +507,7 @@ std::vector<ReservationView> IpamService::ListReservations() const {
       ReservationView view{record, state.record.config.subnet.ToString(),
                            state.allocator.FindLease(record.address) != nullptr, state.record.users > 0, std::nullopt};
       const Lease* at_reserved = state.allocator.FindLease(record.address);
+      if (at_reserved != nullptr) view.node = at_reserved->node;
       if (auto h = held.find(name);
           h != held.end() && h->second != record.address && (at_reserved == nullptr || at_reserved->name != name)) {
         view.drifted_to = h->second;

@@ -52,6 +52,7 @@ struct ReservationView {
   bool in_use = false;  // the reserved address is leased right now
   bool pool_active = false;
   std::optional<IpAddress> drifted_to;  // the name holds this other address right now
+  std::string node;                     // in a shared book: the host whose lease holds the address
 };
 
 class IpamService {

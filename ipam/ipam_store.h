@@ -81,6 +81,8 @@ class IpamStore {
   Status Apply(const IpamBatch& batch) { return ApplyAll({&batch, 1}); }
   // Whether other nodes write to the same records (a commit may then be refused: kAborted).
   virtual bool shared() const { return false; }
+  // This host's name in a shared book ("" otherwise): leases it takes carry it.
+  virtual std::string node() const { return ""; }
 };
 
 }  // namespace smv::ipam

@@ -23,6 +23,7 @@ struct StoredLease {
   std::string name;
   std::string mac;
   int64_t since = 0;
+  std::optional<std::string> node;  // only in a book shared by hosts
 };
 
 struct StoredReservation {
@@ -47,6 +48,7 @@ void RecordSchema(F& f, R& r) {
   f("name", r.name);
   f("mac", r.mac);
   f("since", r.since);
+  f("node", r.node);
 }
 
 template <typename F, RecordOf<StoredReservation> R>
@@ -90,10 +92,12 @@ std::string EncodePool(const PoolRecord& pool) {
 }
 
 std::string EncodeLease(const LeaseRecord& lease) {
-  const StoredLease stored{.kind = std::string(LeaseKindName(lease.lease.kind)),
-                           .name = lease.lease.name,
-                           .mac = lease.lease.mac,
-                           .since = lease.since};
+  StoredLease stored{.kind = std::string(LeaseKindName(lease.lease.kind)),
+                     .name = lease.lease.name,
+                     .mac = lease.lease.mac,
+                     .since = lease.since,
+                     .node = std::nullopt};
+  if (!lease.lease.node.empty()) stored.node = lease.lease.node;
   return smv::records::EncodeRecord(stored, kVersion);
 }
 
@@ -124,10 +128,11 @@ Result<LeaseRecord> DecodeLease(std::string_view db, std::string_view key, std::
   if (!kind)
     return Internal(
         fmt::format("corrupt record {}: unknown lease kind \"{}\"", smv::records::Describe(where), stored.kind));
-  return LeaseRecord{.pool_id = parts->first,
-                     .address = *address,
-                     .lease = Lease{.kind = *kind, .name = stored.name, .mac = stored.mac},
-                     .since = stored.since};
+  return LeaseRecord{
+      .pool_id = parts->first,
+      .address = *address,
+      .lease = Lease{.kind = *kind, .name = stored.name, .mac = stored.mac, .node = stored.node.value_or("")},
+      .since = stored.since};
 }
 
 Result<ReservationRecord> DecodeReservation(std::string_view db, std::string_view key, std::string_view value) {

@@ -3,7 +3,7 @@
 // JSON value, with one schema per record (common/record_fields.h). Used by the LMDB store and
 // pinned by the golden store test (tests/golden): once a field name ships, it is permanent.
 //   pool         <pool id>                  -> {v, subnet, range, v6, options, users}
-//   lease        <pool id> '\0' <address>   -> {v, kind, name, mac, since}
+//   lease        <pool id> '\0' <address>   -> {v, kind, name, mac, since, node (shared books only)}
 //   reservation  <pool id> '\0' <name>      -> {v, address, mac, since, gone_since}
 
 #include <string>

@@ -255,6 +255,7 @@ json EncodeReservations(const std::vector<ipam::ReservationView>& views) {
               {"Since", v.record.since},
               {"GoneSince", v.record.gone_since}};
     if (v.drifted_to) r["DriftedTo"] = v.drifted_to->ToString();
+    if (!v.node.empty()) r["Node"] = v.node;
     out.push_back(r);
   }
   return json{{"Reservations", out}};

@@ -1,8 +1,8 @@
 // The IPAM service on the etcd store against a real 3-member etcd 3.4 cluster, with several
 // service instances standing in for hosts ("nodes"), each with its own client: etcd decides
 // every allocation, so nodes with stale views never hand out one address twice, a name keeps its
-// address from node to node, the store fails closed without quorum and recovers, and a commit
-// whose answer was lost is fenced off instead of guessed.
+// address from node to node and never runs on two at once, the store fails closed without quorum and recovers, and a
+// commit whose answer was lost is fenced off instead of guessed.
 
 #include <algorithm>
 #include <chrono>
@@ -129,6 +129,13 @@ TEST_F(EtcdStoreTest, ANameKeepsItsAddressWhenItMovesToAnotherNode) {
   ASSERT_EQ(b->Pool(), pool);
   Result<std::string> on_a = a->Run(pool, "web");
   ASSERT_TRUE(on_a.ok()) << on_a.status().message();
+  // While "web" runs on host A, host B refuses it, naming A; its book shows where web runs.
+  Result<std::string> twice = b->Run(pool, "web");
+  ASSERT_FALSE(twice.ok()) << "web got " << *twice << " on host B while it runs on host A with " << *on_a;
+  EXPECT_EQ(twice.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(twice.status().message().find("running on node host-a"), std::string::npos) << twice.status().message();
+  ASSERT_EQ(b->service->ListReservations().size(), 1u);
+  EXPECT_EQ(b->service->ListReservations()[0].node, "host-a");
   ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*on_a)).ok());  // docker rm -f on host A
   // B has never seen "web": its first choice is refused by etcd (the name's key exists), it
   // reloads and finds the reservation.

@@ -10,9 +10,17 @@ namespace smv::testing {
 class MemoryIpamStore : public ipam::IpamStore {
  public:
   bool fail_next_apply = false;
+  int refuse_next_applies = 0;  // as a shared store refuses a commit another node beat (kAborted)
+  bool shared_book = false;     // behave as a book other nodes write to
   int applies = 0;
+  int loads = 0;
+
+  bool shared() const override { return shared_book; }
+  // Another node's release, written behind the service's back.
+  void ForgetLease(const std::string& pool_id, const std::string& address) { leases_.erase({pool_id, address}); }
 
   Result<ipam::IpamSnapshot> Load() override {
+    ++loads;
     ipam::IpamSnapshot s;
     for (const auto& [id, p] : pools_) s.pools.push_back(p);
     for (const auto& [k, l] : leases_) s.leases.push_back(l);
@@ -23,6 +31,10 @@ class MemoryIpamStore : public ipam::IpamStore {
     if (fail_next_apply) {
       fail_next_apply = false;
       return Internal("injected store failure");
+    }
+    if (refuse_next_applies > 0) {
+      --refuse_next_applies;
+      return Aborted("injected: another node wrote first");
     }
     ++applies;
     for (const ipam::IpamBatch& b : batches) Write(b);

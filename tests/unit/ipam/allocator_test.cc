@@ -199,6 +199,27 @@ TEST(AllocatorTest, NextFitDoesNotReuseAReleasedAddressAtOnce) {
   EXPECT_NE(Take(a, Want(nullptr)), first);
 }
 
+// A book shared by hosts: a name holding its address on one node is refused on another, naming
+// the node (the same name twice on one VLAN would be one address on two hosts).
+TEST(AllocatorTest, ANameRunningOnAnotherNodeIsRefusedNamingIt) {
+  PoolAllocator a(Config("192.0.2.0/24"));
+  const IpAddress web = Take(a, Want(nullptr, "web"));
+  a.RemoveLease(web);
+  a.AddLease(web, Lease{.kind = LeaseKind::kEndpoint, .name = "web", .node = "host-a"});
+  AddressRequest from_b = Want(nullptr, "web");
+  from_b.node = "host-b";
+  Result<Choice> refused = a.Choose(from_b);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("running on node host-a with address 192.0.2.1"), std::string::npos)
+      << refused.status().message();
+  AddressRequest from_a = Want(nullptr, "web");
+  from_a.node = "host-a";  // a repeat on its own node (a lost answer) gets the same address
+  Result<Choice> again = a.Choose(from_a);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(again->address, web);
+}
+
 TEST(AllocatorTest, AMovedCursorStartsItsSearchThereAndWrapsAround) {
   PoolAllocator a(Config("192.0.2.0/24", "192.0.2.64/26"));
   a.MoveCursor(64 + 5);  // modulo the range's 64 addresses: its sixth

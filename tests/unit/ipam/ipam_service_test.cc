@@ -111,6 +111,34 @@ TEST_F(IpamServiceTest, StoreFailureChangesNothing) {
   EXPECT_EQ(Ask("192.0.2.10", "b"), "192.0.2.10/24");  // not held by the failed attempt
 }
 
+// A shared store refused the commit (another node first): the call is decided again on a reloaded
+// view and succeeds; a later refusal is the request's own, not that old failure.
+TEST_F(IpamServiceTest, ARefusedCommitIsDecidedAgainAndLaterErrorsAreTheirOwn) {
+  store_.refuse_next_applies = 2;
+  const int loads = store_.loads;
+  EXPECT_EQ(Ask("192.0.2.10", "a"), "192.0.2.10/24");
+  EXPECT_EQ(store_.loads, loads + 2);
+  EXPECT_EQ(store_.lease_count(), 1u);
+  Result<std::string> taken = service_->RequestAddress({pool_, "192.0.2.10", false, "b", "", ""});
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().code(), Code::kAlreadyExists) << taken.status().message();
+}
+
+// In a shared book another node may have freed what this node's view still holds: a refusal is
+// only given on a view read from the store for the call.
+TEST_F(IpamServiceTest, InASharedBookARefusalIsCheckedAgainstTheStore) {
+  store_.shared_book = true;
+  EXPECT_EQ(Ask("192.0.2.10"), "192.0.2.10/24");  // no name: no reservation
+  store_.ForgetLease(pool_, "192.0.2.10");        // released on another node
+  const int loads = store_.loads;
+  EXPECT_EQ(Ask("192.0.2.10", "b"), "192.0.2.10/24");
+  EXPECT_EQ(store_.loads, loads + 1);
+  Result<std::string> taken = service_->RequestAddress({pool_, "192.0.2.10", false, "c", "", ""});
+  ASSERT_FALSE(taken.ok());  // still refused after reading the store again: b holds it
+  EXPECT_EQ(taken.status().code(), Code::kAlreadyExists) << taken.status().message();
+  EXPECT_EQ(store_.loads, loads + 2);
+}
+
 TEST_F(IpamServiceTest, DifferentOptionsForAPoolInUseAreRefused) {
   Result<PoolResult> r =
       service_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {{"release_after", "1h"}}, false});

@@ -1,0 +1,47 @@
+#include "ipam/records.h"
+
+#include <gtest/gtest.h>
+
+namespace smv::ipam::records {
+namespace {
+
+LeaseRecord ALease(std::string node) {
+  return {.pool_id = "192.0.2.0/24",
+          .address = *IpAddress::Parse("192.0.2.7"),
+          .lease = {.kind = LeaseKind::kEndpoint, .name = "web", .mac = "02:00:00:00:00:07", .node = std::move(node)},
+          .since = 42};
+}
+
+TEST(IpamRecords, ALeaseOnASingleHostIsWrittenWithoutANode) {
+  const LeaseRecord lease = ALease("");
+  const std::string value = EncodeLease(lease);
+  // The format of release a53141f (the golden store) exactly: no "node" field.
+  EXPECT_EQ(value, R"({"kind":"endpoint","mac":"02:00:00:00:00:07","name":"web","since":42,"v":1})");
+  Result<LeaseRecord> back = DecodeLease("ipam_leases", LeaseKey(lease.pool_id, lease.address), value);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->lease.node, "");
+  EXPECT_EQ(back->lease.name, "web");
+  EXPECT_EQ(back->since, 42);
+}
+
+TEST(IpamRecords, ALeaseInASharedBookKeepsItsNode) {
+  const LeaseRecord lease = ALease("host-a");
+  Result<LeaseRecord> back = DecodeLease("etcd", LeaseKey(lease.pool_id, lease.address), EncodeLease(lease));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->lease.node, "host-a");
+  EXPECT_EQ(back->address.ToString(), "192.0.2.7");
+  EXPECT_EQ(back->lease.mac, "02:00:00:00:00:07");
+}
+
+TEST(IpamRecords, AMistypedNodeIsAClearErrorNamingKeyAndField) {
+  const LeaseRecord lease = ALease("");
+  Result<LeaseRecord> back =
+      DecodeLease("etcd", LeaseKey(lease.pool_id, lease.address), R"({"v":1,"kind":"endpoint","name":"web","node":7})");
+  ASSERT_FALSE(back.ok());
+  EXPECT_EQ(back.status().code(), Code::kInternal);
+  EXPECT_NE(back.status().message().find("node"), std::string::npos) << back.status().message();
+  EXPECT_NE(back.status().message().find("192.0.2.7"), std::string::npos) << back.status().message();
+}
+
+}  // namespace
+}  // namespace smv::ipam::records
