@@ -145,16 +145,7 @@ Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
   return OkStatus();
 }
 
-Result<IpamSnapshot> EtcdIpamStore::Load() {
-  struct Collect : IpamLoadSink {
-    IpamSnapshot snapshot;
-    void OnPool(PoolRecord p) override { snapshot.pools.push_back(std::move(p)); }
-    void OnLease(LeaseRecord l) override { snapshot.leases.push_back(std::move(l)); }
-    void OnReservation(ReservationRecord r) override { snapshot.reservations.push_back(std::move(r)); }
-  } collect;
-  SMV_RETURN_IF_ERROR(LoadInto(collect));
-  return std::move(collect.snapshot);
-}
+Result<IpamSnapshot> EtcdIpamStore::Load() { return CollectLoad(); }
 
 Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   const auto until = Clock::now() + kCommitBudget;

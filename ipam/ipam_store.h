@@ -83,6 +83,10 @@ class IpamStore {
   virtual bool shared() const { return false; }
   // This host's name in a shared book ("" otherwise): leases it takes carry it.
   virtual std::string node() const { return ""; }
+
+ protected:
+  // Load() for stores that implement LoadInto: collects what it streams.
+  Result<IpamSnapshot> CollectLoad();
 };
 
 }  // namespace smv::ipam

@@ -30,16 +30,7 @@ Status LmdbIpamStore::LoadInto(IpamLoadSink& sink) {
                           [&](ReservationRecord&& r) { sink.OnReservation(std::move(r)); });
 }
 
-Result<IpamSnapshot> LmdbIpamStore::Load() {
-  struct Collect : IpamLoadSink {
-    IpamSnapshot snapshot;
-    void OnPool(PoolRecord p) override { snapshot.pools.push_back(std::move(p)); }
-    void OnLease(LeaseRecord l) override { snapshot.leases.push_back(std::move(l)); }
-    void OnReservation(ReservationRecord r) override { snapshot.reservations.push_back(std::move(r)); }
-  } collect;
-  SMV_RETURN_IF_ERROR(LoadInto(collect));
-  return std::move(collect.snapshot);
-}
+Result<IpamSnapshot> LmdbIpamStore::Load() { return CollectLoad(); }
 
 Status LmdbIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   Result<lmdb::Txn> txn = env_.BeginWrite();

@@ -153,6 +153,17 @@ Result<ReservationRecord> DecodeReservation(std::string_view db, std::string_vie
 
 namespace smv::ipam {
 
+Result<IpamSnapshot> IpamStore::CollectLoad() {
+  struct Collect : IpamLoadSink {
+    IpamSnapshot snapshot;
+    void OnPool(PoolRecord p) override { snapshot.pools.push_back(std::move(p)); }
+    void OnLease(LeaseRecord l) override { snapshot.leases.push_back(std::move(l)); }
+    void OnReservation(ReservationRecord r) override { snapshot.reservations.push_back(std::move(r)); }
+  } collect;
+  SMV_RETURN_IF_ERROR(LoadInto(collect));
+  return std::move(collect.snapshot);
+}
+
 Status IpamStore::LoadInto(IpamLoadSink& sink) {
   Result<IpamSnapshot> snapshot = Load();
   if (!snapshot.ok()) return snapshot.status();
