@@ -23,6 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 ip netns add "$ns"
+# Daemons are started with `ip netns exec` itself in the background (not through this function),
+# so that $! is the daemon (ip execs it) and the cleanup ends it.
 in_ns() { ip netns exec "$ns" "$@"; }
 in_ns ip link set lo up
 
@@ -33,7 +35,7 @@ for i in 0 1 2; do
 done
 for i in 0 1 2; do
   client=http://127.0.0.1:$((23790 + 2 * i)); peer=http://127.0.0.1:$((23791 + 2 * i))
-  in_ns etcd --name "m$i" --data-dir "$work/m$i" --listen-client-urls "$client" --advertise-client-urls "$client" \
+  ip netns exec "$ns" etcd --name "m$i" --data-dir "$work/m$i" --listen-client-urls "$client" --advertise-client-urls "$client" \
     --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" --initial-cluster "$peers" \
     --initial-cluster-state new --initial-cluster-token smv-fleet-bench >"$work/m$i.log" 2>&1 &
   pids+=($!)
@@ -46,7 +48,7 @@ in_ns etcdctl --endpoints "${store#etcd://}" endpoint health >/dev/null 2>&1 || 
 
 pool_request='{"AddressSpace":"static-macvlan-local","Pool":"198.18.0.0/18","SubPool":"","Options":{},"V6":false}'
 for n in $(seq 0 $((nodes - 1))); do
-  in_ns "$B/static-macvlan" serve --socket "$work/n$n.sock" --state-dir "$work/n$n" --store "$store" \
+  ip netns exec "$ns" "$B/static-macvlan" serve --socket "$work/n$n.sock" --state-dir "$work/n$n" --store "$store" \
     --node-name "n$n" --docker-host "unix://$work/no-engine" >"$work/n$n.log" 2>&1 &
   pids+=($!)
 done
