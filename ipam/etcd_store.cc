@@ -24,12 +24,16 @@ constexpr milliseconds kMinResolveTime{1000};
 // Fence attempts before concluding that another process writes this node's commit key.
 constexpr int kFenceAttempts = 5;
 
+// Holds while `key` is as it was at mod revision `revision`; 0: while it does not exist.
+etcd::Compare Unchanged(const std::string& key, int64_t revision) {
+  if (revision == 0) return {.key = key, .target = etcd::Compare::Target::kCreateRevision, .revision = 0};
+  return {.key = key, .target = etcd::Compare::Target::kModRevision, .revision = revision};
+}
+
+// Holds while `key` is as this node last saw it (absent if it never saw it).
 etcd::Compare ExpectAsSeen(const std::string& key, const std::unordered_map<std::string, int64_t>& revisions) {
   auto known = revisions.find(key);
-  if (known == revisions.end()) {
-    return {.key = key, .target = etcd::Compare::Target::kCreateRevision, .revision = 0};  // still absent
-  }
-  return {.key = key, .target = etcd::Compare::Target::kModRevision, .revision = known->second};
+  return Unchanged(key, known == revisions.end() ? 0 : known->second);
 }
 
 // Every write of the batches, in order, one per key (etcd refuses a key twice in a transaction):
@@ -93,11 +97,7 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
       return std::optional<int64_t>(seen_revision);
     }
     // If a transaction still in flight applies first, the fence fails and the next read sees it.
-    etcd::Txn txn{.compares = {seen_revision == 0 ? etcd::Compare{.key = key, .revision = 0}
-                                                  : etcd::Compare{.key = key,
-                                                                  .target = etcd::Compare::Target::kModRevision,
-                                                                  .revision = seen_revision}},
-                  .success = {etcd::PutOp{key, NextCommitId()}}};
+    etcd::Txn txn{.compares = {Unchanged(key, seen_revision)}, .success = {etcd::PutOp{key, NextCommitId()}}};
     Result<etcd::TxnResult> fenced = client_.Commit(txn, Left(until));
     if (fenced.ok() && fenced->succeeded) {
       revisions_[key] = fenced->revision;

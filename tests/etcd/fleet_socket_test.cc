@@ -4,10 +4,8 @@
 // node never collide, and without quorum an allocation is refused over the wire naming the
 // shared store, then works again once etcd is back.
 
-#include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/child_process.h"
 #include "tests/support/etcd_cluster.h"
 
 namespace smv {
@@ -37,17 +36,10 @@ constexpr const char* kSubnet = "198.18.0.0/18";
 class Node {
  public:
   Node(std::string dir, std::string name, const std::string& store) : dir_(std::move(dir)), name_(std::move(name)) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that died
-      const int log = open(Path(".log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-      dup2(log, 1);
-      dup2(log, 2);
-      execl(SMV_BINARY, SMV_BINARY, "serve", "--socket", Path(".sock").c_str(), "--state-dir", Path(".state").c_str(),
-            "--store", store.c_str(), "--node-name", name_.c_str(), "--docker-host",
-            ("unix://" + Path(".no-engine")).c_str(), nullptr);
-      _exit(127);
-    }
+    pid_ =
+        testing::SpawnLogged({SMV_BINARY, "serve", "--socket", Path(".sock"), "--state-dir", Path(".state"), "--store",
+                              store, "--node-name", name_, "--docker-host", "unix://" + Path(".no-engine")},
+                             Path(".log"));
   }
   ~Node() {
     kill(pid_, SIGTERM);

@@ -2,7 +2,6 @@
 // (tests/fixtures/dockerd-20.10), restarts the daemon and checks that everything survived,
 // and runs concurrent clients. Runs in a private network namespace with a veth "eth1".
 
-#include <fcntl.h>
 #include <httplib.h>
 #include <sched.h>
 #include <signal.h>
@@ -26,6 +25,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/child_process.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/netns_test.h"
 #include "tests/support/temp_dir.h"
@@ -86,16 +86,9 @@ class DaemonTest : public testing::NetnsTest {
   pid_t container_ns_pid_ = -1;
 
   void StartDaemon() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that died
-      const int log = open(dir_.Sub("daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-      dup2(log, 1);
-      dup2(log, 2);
-      execl(SMV_BINARY, SMV_BINARY, "serve", "--socket", socket_.c_str(), "--state-dir", dir_.Sub("state").c_str(),
-            "--log-level", "debug", nullptr);
-      _exit(127);
-    }
+    pid_ = testing::SpawnLogged(
+        {SMV_BINARY, "serve", "--socket", socket_, "--state-dir", dir_.Sub("state"), "--log-level", "debug"},
+        dir_.Sub("daemon.log"));
     // Up to 30 s: the VM tier runs this under software emulation on a busy host.
     for (int i = 0; i < 600; ++i) {
       if (Client().Post("/Plugin.Activate", "", "")) return;

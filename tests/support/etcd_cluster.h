@@ -4,10 +4,8 @@
 // child process with its own data directory and log. Members can be killed, stopped and
 // restarted on their data to make faults; the destructor ends every member it started.
 
-#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/etcd/kv_client.h"
+#include "tests/support/child_process.h"
 #include "tests/support/temp_dir.h"
 
 namespace smv::testing {
@@ -60,19 +59,7 @@ class EtcdCluster {
         "--initial-cluster-token=smv-test",
         // Elections in a second, not the default 1 s x 10: tests wait less.
         "--heartbeat-interval=100", "--election-timeout=1000", "--log-outputs=stderr"};
-    const pid_t pid = fork();
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that died
-      const int log = open((dir_ + "/" + name + ".log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-      dup2(log, 1);
-      dup2(log, 2);
-      std::vector<char*> argv;
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(kBinary, argv.data());
-      _exit(127);
-    }
-    pids_[static_cast<size_t>(i)] = pid;
+    pids_[static_cast<size_t>(i)] = SpawnLogged(args, dir_ + "/" + name + ".log");
   }
   void StartAll() {
     for (int i = 0; i < size(); ++i) Start(i);
