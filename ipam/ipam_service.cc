@@ -504,9 +504,9 @@ std::vector<ReservationView> IpamService::ListReservations() const {
     }
     for (const ReservationRecord& record : AllReservations(id, state)) {
       const std::string& name = record.name;
-      ReservationView view{record, state.record.config.subnet.ToString(),
-                           state.allocator.FindLease(record.address) != nullptr, state.record.users > 0, std::nullopt};
       const Lease* at_reserved = state.allocator.FindLease(record.address);
+      ReservationView view{record, state.record.config.subnet.ToString(), at_reserved != nullptr,
+                           state.record.users > 0, std::nullopt};
       if (at_reserved != nullptr) view.node = at_reserved->node;
       if (auto h = held.find(name);
           h != held.end() && h->second != record.address && (at_reserved == nullptr || at_reserved->name != name)) {
