@@ -111,6 +111,17 @@ void Reconciler::CleanLostNetworks(const EngineView& view, PassReport& report) {
 
 Reconciler::PassReport Reconciler::PassOnce() {
   PassReport report;
+  // A shared address store that failed earlier is read again and the releases journaled
+  // meanwhile replayed, without waiting for the next allocation. Logged when that changes.
+  const Status caught_up = ipam_.CatchUp();
+  if (caught_up.ok() != address_book_current_) {
+    address_book_current_ = caught_up.ok();
+    if (caught_up.ok()) {
+      spdlog::info("the address store answers again");
+    } else {
+      spdlog::warn("the address store does not answer: {}", caught_up.message());
+    }
+  }
   Result<std::vector<engine::EngineContainer>> containers =
       engine_.Ping(options_.ping_timeout)
           ? engine_.ListContainers(options_.list_timeout)

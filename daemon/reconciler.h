@@ -75,6 +75,7 @@ class Reconciler {
 
   engine::EngineApi& engine_;
   ipam::IpamService& ipam_;
+  bool address_book_current_ = true;  // the last CatchUp succeeded (pass thread only)
   driver::DriverService& driver_;
   identity::IdentityService& identity_;
   ReconcilerOptions options_;

@@ -34,6 +34,7 @@ Result<StateStores> OpenStores(const ServeFlags& flags) {
 struct AddressBook {
   std::unique_ptr<etcd::KvClient> client;
   std::unique_ptr<ipam::EtcdIpamStore> shared;
+  std::unique_ptr<ipam::LmdbReleaseJournal> journal;  // releases etcd could not take yet, kept locally
   ipam::IpamStore* store = nullptr;
 };
 
@@ -62,6 +63,9 @@ Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::vector<etcd::E
   if (!shared.ok()) return shared.status();
   book.shared = std::move(shared).value();
   book.store = book.shared.get();
+  auto journal = ipam::LmdbReleaseJournal::Open(*stores.env);
+  if (!journal.ok()) return journal.status();
+  book.journal = std::move(journal).value();
   spdlog::info("address book shared in etcd {} as node \"{}\"", flags.store, node);
   return book;
 }
@@ -98,10 +102,10 @@ struct Services {
   std::unique_ptr<driver::LinkReaper> reaper;
 };
 
-Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, ipam::IpamStore& book,
+Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, AddressBook& book,
                                 nl::LinkManager& links) {
   Services s;
-  auto ipam = ipam::IpamService::Create(book);
+  auto ipam = ipam::IpamService::Create(*book.store, nullptr, book.journal.get());
   if (!ipam.ok()) return ipam.status();
   s.ipam = std::move(ipam).value();
   auto driver = driver::DriverService::Create(links, *stores.networks);
@@ -132,7 +136,7 @@ Status Serve(const ServeFlags& flags) {
   if (!book.ok()) return book.status();
   auto links = nl::LinkManager::Open();
   if (!links.ok()) return links.status();
-  auto services = CreateServices(flags, *stores, *book->store, **links);
+  auto services = CreateServices(flags, *stores, *book, **links);
   if (!services.ok()) return services.status();
   const auto loaded_ms = ms_since(started);
   auto engine = engine::DockerEngine::Create(flags.docker_host);

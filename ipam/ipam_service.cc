@@ -35,22 +35,37 @@ std::chrono::microseconds ConflictBackoff(int attempt) {
 
 }  // namespace
 
-Result<std::unique_ptr<IpamService>> IpamService::Create(IpamStore& store, Clock clock) {
-  std::unique_ptr<IpamService> service(new IpamService(store, clock ? clock : SystemNow));
+Result<std::unique_ptr<IpamService>> IpamService::Create(IpamStore& store, Clock clock, ReleaseJournal* journal) {
+  std::unique_ptr<IpamService> service(new IpamService(store, clock ? clock : SystemNow, journal));
   std::scoped_lock lock(service->mu_);
-  SMV_RETURN_IF_ERROR(service->LoadLocked());
+  Status loaded = service->LoadLocked();
+  if (loaded.ok()) loaded = service->ReplayJournalLocked();
+  if (loaded.ok()) return service;
+  // A host restarted while etcd is down must still come up: its running containers need no
+  // address book, and Docker needs the plugin to answer. Changes fail closed until etcd answers.
+  if (!store.shared() || loaded.code() != Code::kUnavailable) return loaded;
+  spdlog::warn(
+      "starting without the shared address store, which does not answer; addresses are refused until it "
+      "does: {}",
+      loaded.message());
+  service->reload_pending_ = true;
   return service;
 }
 
 template <typename Change>
 auto IpamService::Durably(Change change) -> decltype(change()) {
   bool reloaded = false;  // this call has decided on a view read from the store for it
-  for (int attempt = 1;; ++attempt) {
+  for (int attempt = 1;;) {
     uint64_t ticket = 0;
+    uint64_t drain = 0;
     bool stale_refusal = false;
     auto result = [&]() -> decltype(change()) {
       std::scoped_lock lock(mu_);
       reloaded = reloaded || reload_pending_;
+      // A reload reads the store and may write to it (the journal): not while a commit decided
+      // before is still queued or in flight. None queues meanwhile: every change reloads first.
+      if (reload_pending_ && (drain = commits_.last_pending_ticket()) != 0)
+        return Aborted("a reload waits for earlier commits");  // not returned: drained, then again
       if (Status loaded = ReloadIfNeededLocked(); !loaded.ok()) return loaded;
       auto changed = change();
       ticket = commits_.last_pending_ticket();
@@ -62,6 +77,10 @@ auto IpamService::Durably(Change change) -> decltype(change()) {
       }
       return changed;
     }();
+    if (drain != 0) {
+      static_cast<void>(commits_.WaitDurable(drain));  // its outcome is its callers'; this call decides anew
+      continue;
+    }
     if (stale_refusal) continue;
     Status durable = commits_.WaitDurable(ticket);
     if (durable.ok()) return result;
@@ -74,13 +93,14 @@ auto IpamService::Durably(Change change) -> decltype(change()) {
     }
     // Nodes that collided would collide again at once: each waits a random, growing while.
     std::this_thread::sleep_for(ConflictBackoff(attempt));
+    ++attempt;
   }
 }
 
 Status IpamService::ReloadIfNeededLocked() {
   if (!reload_pending_) return OkStatus();
-  pools_.clear();
   Status loaded = LoadLocked();
+  if (loaded.ok()) loaded = ReplayJournalLocked();
   reload_pending_ = !loaded.ok();
   if (!loaded.ok()) {
     return Status(loaded.code(), loaded.message() + "; refusing to allocate to avoid duplicate addresses");
@@ -133,31 +153,32 @@ void IpamService::Remember(PoolState& state, const ReservationRecord& r) {
 }
 
 Status IpamService::LoadLocked() {
-  // Records go straight into the allocators: a large state is never held twice.
+  // Records go straight into the allocators: a large state is never held twice by the load
+  // itself (a reload holds the old memory until the new one is complete).
   struct Sink : IpamLoadSink {
-    explicit Sink(IpamService& owner) : service(owner) {}
     void OnPool(PoolRecord pool) override {
       const std::string id = pool.config.id;
       PoolAllocator allocator(pool.config);
-      service.pools_.emplace(id, PoolState{std::move(pool), std::move(allocator)});
+      loaded.emplace(id, PoolState{std::move(pool), std::move(allocator)});
       ++pools;
     }
     void OnLease(LeaseRecord lease) override {
-      auto it = service.pools_.find(lease.pool_id);
-      if (it == service.pools_.end()) return;  // cannot happen: leases go with their pool in one batch
+      auto it = loaded.find(lease.pool_id);
+      if (it == loaded.end()) return;  // cannot happen: leases go with their pool in one batch
       it->second.allocator.AddLease(lease.address, lease.lease);
       ++leases;
     }
     void OnReservation(ReservationRecord r) override {
-      auto it = service.pools_.find(r.pool_id);
-      if (it == service.pools_.end()) return;
-      service.Remember(it->second, r);
+      auto it = loaded.find(r.pool_id);
+      if (it == loaded.end()) return;
+      Remember(it->second, r);
       ++reservations;
     }
-    IpamService& service;
+    std::map<std::string, PoolState> loaded;
     size_t pools = 0, leases = 0, reservations = 0;
-  } sink(*this);
+  } sink;
   SMV_RETURN_IF_ERROR(store_.LoadInto(sink).Annotate("load address state"));
+  pools_ = std::move(sink.loaded);
   for (auto& [id, state] : pools_) state.allocator.ShrinkToFit();
   if (store_.shared()) {
     thread_local std::mt19937_64 random(std::random_device{}());
@@ -165,6 +186,51 @@ Status IpamService::LoadLocked() {
   }
   spdlog::info("address state loaded pools={} leases={} reservations={}", sink.pools, sink.leases, sink.reservations);
   return OkStatus();
+}
+
+Status IpamService::ReplayJournalLocked() {
+  if (journal_ == nullptr) return OkStatus();
+  Result<std::vector<JournaledRelease>> journaled = journal_->List();
+  if (!journaled.ok()) return journaled.status().Annotate("read the release journal");
+  if (journaled->empty()) return OkStatus();
+  IpamBatch batch;
+  for (const JournaledRelease& r : *journaled) {
+    auto it = pools_.find(r.pool_id);
+    if (it == pools_.end()) continue;
+    // Only while the releasing node still holds it: a replay after the address was freed (a
+    // replay that ran before, `reservations release --node`) and taken again must not free it.
+    const Lease* lease = it->second.allocator.FindLease(r.address);
+    if (lease != nullptr && lease->node == r.node) batch.delete_leases.emplace_back(r.pool_id, r.address);
+  }
+  if (!batch.empty()) {
+    SMV_RETURN_IF_ERROR(store_.Apply(batch).Annotate("replay journaled releases"));
+    for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
+  }
+  // A crash before this line replays again after restart: the check above makes that harmless.
+  SMV_RETURN_IF_ERROR(journal_->Remove(*journaled).Annotate("clear the release journal"));
+  spdlog::info("replayed {} journaled release(s): {} address(es) freed", journaled->size(), batch.delete_leases.size());
+  return OkStatus();
+}
+
+Status IpamService::JournalRelease(const std::string& pool_id, const IpAddress& address, const Status& store_error) {
+  // Journaled even when memory shows no lease: memory may be older than the store (a start
+  // without it) or already changed by the failed commit. Replaying what is not held does nothing.
+  std::scoped_lock lock(mu_);
+  const JournaledRelease release{pool_id, address, store_.node()};
+  if (Status journaled = journal_->Append(release); !journaled.ok()) {
+    return Status(store_error.code(),
+                  fmt::format("{}; journaling the release failed too: {}", store_error.message(), journaled.message()));
+  }
+  if (auto it = pools_.find(pool_id); it != pools_.end()) it->second.allocator.RemoveLease(address);
+  spdlog::warn(
+      "address release journaled pool=\"{}\" address={}: it is freed in the shared store once that answers "
+      "({})",
+      pool_id, address.ToString(), store_error.message());
+  return OkStatus();
+}
+
+Status IpamService::CatchUp() {
+  return Durably([] { return OkStatus(); });
 }
 
 Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
@@ -297,16 +363,16 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
 }
 
 Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string& address) {
-  return Durably([&]() -> Status {
+  std::optional<IpAddress> ip = IpAddress::Parse(address);
+  if (!ip) {
+    // dockerd sends the address without a prefix length, but accept one.
+    std::optional<Prefix> prefix = Prefix::Parse(address);
+    if (!prefix) return InvalidArgument(fmt::format("invalid address \"{}\"", address));
+    ip = prefix->address();
+  }
+  Status released = Durably([&]() -> Status {
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return OkStatus();
-    std::optional<IpAddress> ip = IpAddress::Parse(address);
-    if (!ip) {
-      // dockerd sends the address without a prefix length, but accept one.
-      std::optional<Prefix> prefix = Prefix::Parse(address);
-      if (!prefix) return InvalidArgument(fmt::format("invalid address \"{}\"", address));
-      ip = prefix->address();
-    }
     PoolState& state = it->second;
     if (state.allocator.FindLease(*ip) == nullptr) return OkStatus();
     IpamBatch batch;
@@ -316,6 +382,8 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();
   });
+  if (released.code() != Code::kUnavailable || journal_ == nullptr) return released;
+  return JournalRelease(pool_id, *ip, released);
 }
 
 Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const IpAddress& address,

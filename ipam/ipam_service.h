@@ -6,7 +6,8 @@
 // A shared store (ipam/etcd_store.h) may refuse a commit because another node changed the book
 // first (kAborted): memory is reloaded from the store and the change decided again. After a
 // store that did not answer, every change first reloads, and fails with the store's error until
-// it answers again.
+// it answers again; address releases are journaled instead (release_journal.h) and replayed,
+// before anything else, once it answers. A service may start while its shared store is down.
 
 #include <functional>
 #include <map>
@@ -22,6 +23,7 @@
 #include "ipam/commit_queue.h"
 #include "ipam/ipam_store.h"
 #include "ipam/pool.h"
+#include "ipam/release_journal.h"
 
 namespace smv::ipam {
 
@@ -59,8 +61,10 @@ class IpamService {
  public:
   using Clock = std::function<int64_t()>;  // unix seconds
 
-  // Loads everything from `store` (which must outlive the service).
-  static Result<std::unique_ptr<IpamService>> Create(IpamStore& store, Clock clock = nullptr);
+  // Loads everything from `store` (which must outlive the service). `journal` (shared stores, may
+  // be null; must outlive the service) keeps the releases the store could not take.
+  static Result<std::unique_ptr<IpamService>> Create(IpamStore& store, Clock clock = nullptr,
+                                                     ReleaseJournal* journal = nullptr);
 
   // Idempotent for identical requests: the same subnet and range give the same pool, counted
   // per call so that dockerd's releases (possibly one per network) balance out.
@@ -69,8 +73,12 @@ class IpamService {
   Status ReleasePool(const std::string& pool_id);
   // Returns "address/prefixlen". kNotFound for an unknown pool; see PoolAllocator::Choose.
   Result<std::string> RequestAddress(const AddressCall& call);
-  // Idempotent. Keeps the name's reservation.
+  // Idempotent. Keeps the name's reservation. With a journal, a store that does not answer is
+  // not an error: the release is journaled and replayed later.
   Status ReleaseAddress(const std::string& pool_id, const std::string& address);
+  // After a shared store did not answer: reads it again and replays the journaled releases. Does
+  // nothing otherwise. Called on every reconcile pass, so recovery does not wait for a change.
+  Status CatchUp();
 
   // Names the holder of a lease after the fact (engines that do not send the name, learned at
   // Join). The first address a name holds becomes its reservation; a name that holds another
@@ -116,11 +124,17 @@ class IpamService {
   // How often a change is decided again after a shared store refused it (another node first).
   static constexpr int kAttemptsOnConflict = 20;
 
-  IpamService(IpamStore& store, Clock clock)
+  IpamService(IpamStore& store, Clock clock, ReleaseJournal* journal)
       : store_(store),
         clock_(std::move(clock)),
+        journal_(journal),
         commits_(store, [this](const Status& error) { ReloadAfterFailedCommit(error); }) {}
+  // Replaces memory with the store's state; memory is unchanged when the store fails.
   Status LoadLocked();
+  // Frees what the journal says this node released, where this node still holds it. Writes to
+  // the store directly: only called while no commit is queued or in flight.
+  Status ReplayJournalLocked();
+  Status JournalRelease(const std::string& pool_id, const IpAddress& address, const Status& store_error);
   // Runs `change` under the mutex (it applies its change to memory and queues the batch), then
   // waits until everything it queued or saw is durable: returns the commit's error otherwise.
   template <typename Change>
@@ -132,6 +146,7 @@ class IpamService {
 
   IpamStore& store_;
   Clock clock_;
+  ReleaseJournal* journal_;
   mutable std::mutex mu_;  // guards pools_; taken before the commit queue's own mutex
   std::map<std::string, PoolState> pools_;
   bool reload_pending_ = false;  // memory is not the store's state: reload before any change

@@ -5,7 +5,8 @@
 namespace smv::ipam {
 
 const std::vector<std::string>& LmdbIpamStore::DatabaseNames() {
-  static const std::vector<std::string> names = {"ipam_pools", "ipam_leases", "ipam_reservations"};
+  static const std::vector<std::string> names = {"ipam_pools", "ipam_leases", "ipam_reservations",
+                                                 "ipam_release_journal"};
   return names;
 }
 
@@ -62,6 +63,40 @@ Status LmdbIpamStore::Write(lmdb::Txn& txn, const IpamBatch& batch) {
     }
   }
   return OkStatus();
+}
+
+Result<std::unique_ptr<LmdbReleaseJournal>> LmdbReleaseJournal::Open(lmdb::Env& env) {
+  Result<lmdb::Dbi> journal = env.Database("ipam_release_journal");
+  if (!journal.ok()) return journal.status();
+  return std::unique_ptr<LmdbReleaseJournal>(new LmdbReleaseJournal(env, *journal));
+}
+
+Status LmdbReleaseJournal::Append(const JournaledRelease& release) {
+  Result<lmdb::Txn> txn = env_.BeginWrite();
+  if (!txn.ok()) return txn.status();
+  SMV_RETURN_IF_ERROR(txn->Put(journal_, records::LeaseKey(release.pool_id, release.address),
+                               records::EncodeJournaledRelease(release)));
+  return txn->Commit().Annotate("journal a release");
+}
+
+Result<std::vector<JournaledRelease>> LmdbReleaseJournal::List() {
+  Result<lmdb::Txn> txn = env_.BeginRead();
+  if (!txn.ok()) return txn.status();
+  std::vector<JournaledRelease> out;
+  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, journal_, "ipam_release_journal", records::DecodeJournaledRelease,
+                                       [&](JournaledRelease&& r) { out.push_back(std::move(r)); }));
+  return out;
+}
+
+Status LmdbReleaseJournal::Remove(std::span<const JournaledRelease> releases) {
+  Result<lmdb::Txn> txn = env_.BeginWrite();
+  if (!txn.ok()) return txn.status();
+  for (const JournaledRelease& r : releases) {
+    if (Result<bool> gone = txn->Delete(journal_, records::LeaseKey(r.pool_id, r.address)); !gone.ok()) {
+      return gone.status();
+    }
+  }
+  return txn->Commit().Annotate("remove replayed releases from the journal");
 }
 
 }  // namespace smv::ipam

@@ -33,6 +33,10 @@ struct StoredReservation {
   int64_t gone_since = 0;
 };
 
+struct StoredJournaledRelease {
+  std::string node;
+};
+
 template <typename F, RecordOf<StoredPool> R>
 void RecordSchema(F& f, R& r) {
   f("subnet", r.subnet, kRequired);
@@ -57,6 +61,11 @@ void RecordSchema(F& f, R& r) {
   f("mac", r.mac);
   f("since", r.since);
   f("gone_since", r.gone_since);
+}
+
+template <typename F, RecordOf<StoredJournaledRelease> R>
+void RecordSchema(F& f, R& r) {
+  f("node", r.node, kRequired);
 }
 
 std::string Join(std::string_view pool_id, std::string_view rest) {
@@ -106,6 +115,10 @@ std::string EncodeReservation(const ReservationRecord& r) {
   return smv::records::EncodeRecord(stored, kVersion);
 }
 
+std::string EncodeJournaledRelease(const JournaledRelease& release) {
+  return smv::records::EncodeRecord(StoredJournaledRelease{.node = release.node}, kVersion);
+}
+
 Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::string_view value) {
   const Location where{db, key};
   StoredPool stored;
@@ -147,6 +160,17 @@ Result<ReservationRecord> DecodeReservation(std::string_view db, std::string_vie
                            .mac = stored.mac,
                            .since = stored.since,
                            .gone_since = stored.gone_since};
+}
+
+Result<JournaledRelease> DecodeJournaledRelease(std::string_view db, std::string_view key, std::string_view value) {
+  const Location where{db, key};
+  Result<std::pair<std::string, std::string>> parts = Split(where, key);
+  if (!parts.ok()) return parts.status();
+  std::optional<IpAddress> address = IpAddress::Parse(parts->second);
+  if (!address) return Internal(fmt::format("corrupt record {}: key holds no address", smv::records::Describe(where)));
+  StoredJournaledRelease stored;
+  SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
+  return JournaledRelease{.pool_id = parts->first, .address = *address, .node = stored.node};
 }
 
 }  // namespace smv::ipam::records

@@ -5,12 +5,14 @@
 //   pool         <pool id>                  -> {v, subnet, range, v6, options, users}
 //   lease        <pool id> '\0' <address>   -> {v, kind, name, mac, since, node (shared books only)}
 //   reservation  <pool id> '\0' <name>      -> {v, address, mac, since, gone_since}
+//   journaled release <pool id> '\0' <address> -> {v, node}   (this host only: release_journal.h)
 
 #include <string>
 #include <string_view>
 
 #include "common/status.h"
 #include "ipam/ipam_store.h"
+#include "ipam/release_journal.h"
 
 namespace smv::ipam::records {
 
@@ -23,11 +25,13 @@ std::string ReservationKey(const std::string& pool_id, const std::string& name);
 std::string EncodePool(const PoolRecord& pool);
 std::string EncodeLease(const LeaseRecord& lease);
 std::string EncodeReservation(const ReservationRecord& reservation);
+std::string EncodeJournaledRelease(const JournaledRelease& release);
 
 // `db` names the database or key prefix in error messages. Never throws; a corrupt value is
 // kInternal naming the key and the field, a newer version kFailedPrecondition.
 Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::string_view value);
 Result<LeaseRecord> DecodeLease(std::string_view db, std::string_view key, std::string_view value);
 Result<ReservationRecord> DecodeReservation(std::string_view db, std::string_view key, std::string_view value);
+Result<JournaledRelease> DecodeJournaledRelease(std::string_view db, std::string_view key, std::string_view value);
 
 }  // namespace smv::ipam::records

@@ -17,8 +17,10 @@
 #include "common/etcd/kv_client.h"
 #include "ipam/etcd_store.h"
 #include "ipam/ipam_service.h"
+#include "ipam/lmdb_store.h"
 #include "ipam/records.h"
 #include "tests/support/etcd_cluster.h"
+#include "tests/support/temp_dir.h"
 
 namespace smv::ipam {
 namespace {
@@ -36,7 +38,12 @@ struct Node {
     auto opened = EtcdIpamStore::Open(client, {.prefix = kPrefix, .node = name});
     EXPECT_TRUE(opened.ok()) << opened.status().message();
     store = std::move(opened).value();
-    auto created = IpamService::Create(*store);
+    // The host's own release journal, on a real LMDB file as serve keeps it.
+    auto env = lmdb::Env::Open(dir.path(), 8 << 20, LmdbIpamStore::DatabaseNames());
+    EXPECT_TRUE(env.ok()) << env.status().message();
+    local = std::move(env).value();
+    journal = std::move(LmdbReleaseJournal::Open(*local).value());
+    auto created = IpamService::Create(*store, nullptr, journal.get());
     EXPECT_TRUE(created.ok()) << created.status().message();
     if (created.ok()) service = std::move(created).value();
   }
@@ -49,8 +56,13 @@ struct Node {
     return service->RequestAddress({pool_id, "", false, name, "", ""});
   }
 
+  size_t Journaled() { return journal->List().value().size(); }
+
   etcd::KvClient client;
   std::unique_ptr<EtcdIpamStore> store;
+  smv::testing::TempDir dir;
+  std::unique_ptr<lmdb::Env> local;
+  std::unique_ptr<LmdbReleaseJournal> journal;
   std::unique_ptr<IpamService> service;
 };
 
@@ -153,8 +165,17 @@ TEST_F(EtcdStoreTest, WithoutQuorumAllocationsFailClosedAndRecover) {
   const std::string pool = a->Pool();
   Result<std::string> before = a->Run(pool, "before");
   ASSERT_TRUE(before.ok()) << before.status().message();
+  Result<std::string> leaving = a->Run(pool, "leaving");
+  ASSERT_TRUE(leaving.ok()) << leaving.status().message();
   cluster_.Kill(1);
   cluster_.Kill(2);
+  // dockerd's release while etcd has no quorum: answered OK, journaled on this host.
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*leaving)).ok());
+  EXPECT_EQ(a->Journaled(), 1u);
+  // A host that boots now comes up; it refuses to allocate until etcd answers.
+  std::unique_ptr<Node> c = MakeNode("host-c", {}, milliseconds(3000));
+  ASSERT_NE(c->service, nullptr);
+  EXPECT_EQ(c->Run(pool, "on-c").status().code(), Code::kUnavailable);
   for (const std::string name : {"during-0", "during-1"}) {
     const auto start = std::chrono::steady_clock::now();
     Result<std::string> during = a->Run(pool, name);
@@ -170,16 +191,22 @@ TEST_F(EtcdStoreTest, WithoutQuorumAllocationsFailClosedAndRecover) {
   cluster_.Start(1);
   cluster_.Start(2);
   for (int i = 1; i < 3; ++i) ASSERT_TRUE(cluster_.Healthy(i, std::chrono::seconds(30))) << cluster_.Logs();
+  ASSERT_TRUE(a->service->CatchUp().ok());  // what the reconciler does on its next pass
+  EXPECT_EQ(a->Journaled(), 0u);
+  EXPECT_FALSE(Leases().contains(AddressOf(*leaving))) << "the journaled release was not replayed";
   Result<std::string> after = a->Run(pool, "after");
   ASSERT_TRUE(after.ok()) << after.status().message();
   EXPECT_NE(*after, *before);
+  Result<std::string> on_c = c->Run(pool, "on-c");
+  ASSERT_TRUE(on_c.ok()) << on_c.status().message();
   // Whatever the refused commits did in etcd, the book holds what was acknowledged, plus at most
   // the refused names' leases if a refused commit did apply (never a second holder of one address).
   const std::map<std::string, std::string> leases = Leases();
   ASSERT_TRUE(leases.contains(AddressOf(*before)) && leases.contains(AddressOf(*after)));
   EXPECT_EQ(leases.at(AddressOf(*before)), "before");
   EXPECT_EQ(leases.at(AddressOf(*after)), "after");
-  EXPECT_EQ(a->service->LeaseCount(pool), leases.size());
+  EXPECT_EQ(leases.at(AddressOf(*on_c)), "on-c");
+  EXPECT_EQ(a->service->LeaseCount(pool) + 1, leases.size());  // host-c's is not in a's view yet
 }
 
 TEST_F(EtcdStoreTest, ACommitWhoseAnswerWasLostIsFencedOffNotGuessed) {

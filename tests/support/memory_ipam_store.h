@@ -1,9 +1,11 @@
 #pragma once
-// In-memory IpamStore with failure injection, for service tests.
+// In-memory IpamStore with failure injection, and an in-memory release journal, for service tests.
 
+#include <algorithm>
 #include <map>
 
 #include "ipam/ipam_store.h"
+#include "ipam/release_journal.h"
 
 namespace smv::testing {
 
@@ -12,14 +14,24 @@ class MemoryIpamStore : public ipam::IpamStore {
   bool fail_next_apply = false;
   int refuse_next_applies = 0;  // as a shared store refuses a commit another node beat (kAborted)
   bool shared_book = false;     // behave as a book other nodes write to
+  std::string node_name;        // node() of a shared book
+  bool down = false;            // every call fails as etcd without quorum does (kUnavailable)
   int applies = 0;
   int loads = 0;
 
   bool shared() const override { return shared_book; }
+  std::string node() const override { return node_name; }
+  // Another node's lease, written behind the service's back.
+  void PutLease(const ipam::LeaseRecord& lease) { leases_[{lease.pool_id, lease.address.ToString()}] = lease; }
+  const ipam::LeaseRecord* FindLease(const std::string& pool_id, const std::string& address) const {
+    auto it = leases_.find({pool_id, address});
+    return it == leases_.end() ? nullptr : &it->second;
+  }
   // Another node's release, written behind the service's back.
   void ForgetLease(const std::string& pool_id, const std::string& address) { leases_.erase({pool_id, address}); }
 
   Result<ipam::IpamSnapshot> Load() override {
+    if (down) return Unavailable("injected: shared address store unavailable");
     ++loads;
     ipam::IpamSnapshot s;
     for (const auto& [id, p] : pools_) s.pools.push_back(p);
@@ -28,6 +40,7 @@ class MemoryIpamStore : public ipam::IpamStore {
     return s;
   }
   Status ApplyAll(std::span<const ipam::IpamBatch> batches) override {
+    if (down) return Unavailable("injected: shared address store unavailable");
     if (fail_next_apply) {
       fail_next_apply = false;
       return Internal("injected store failure");
@@ -56,6 +69,22 @@ class MemoryIpamStore : public ipam::IpamStore {
   std::map<std::string, ipam::PoolRecord> pools_;
   std::map<std::pair<std::string, std::string>, ipam::LeaseRecord> leases_;
   std::map<std::pair<std::string, std::string>, ipam::ReservationRecord> reservations_;
+};
+
+class MemoryReleaseJournal : public ipam::ReleaseJournal {
+ public:
+  Status Append(const ipam::JournaledRelease& release) override {
+    if (std::find(entries.begin(), entries.end(), release) == entries.end()) entries.push_back(release);
+    return OkStatus();
+  }
+  Result<std::vector<ipam::JournaledRelease>> List() override { return entries; }
+  Status Remove(std::span<const ipam::JournaledRelease> releases) override {
+    std::erase_if(entries, [&](const ipam::JournaledRelease& e) {
+      return std::find(releases.begin(), releases.end(), e) != releases.end();
+    });
+    return OkStatus();
+  }
+  std::vector<ipam::JournaledRelease> entries;
 };
 
 }  // namespace smv::testing

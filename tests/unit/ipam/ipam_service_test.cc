@@ -139,6 +139,101 @@ TEST_F(IpamServiceTest, InASharedBookARefusalIsCheckedAgainstTheStore) {
   EXPECT_EQ(store_.loads, loads + 2);
 }
 
+// A node of a shared book whose store does not answer (etcd without quorum).
+class SharedBookOutageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_.shared_book = true;
+    store_.node_name = "host-a";
+    ASSERT_NO_FATAL_FAILURE(Start());
+    Result<PoolResult> pool = service_->RequestPool({"l", "192.0.2.0/24", "", {}, false});
+    ASSERT_TRUE(pool.ok()) << pool.status().message();
+    pool_ = pool->pool_id;
+  }
+  void Start() {
+    auto s = IpamService::Create(store_, nullptr, &journal_);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    service_ = std::move(s).value();
+  }
+  Result<std::string> Ask(const std::string& name) {
+    return service_->RequestAddress({pool_, "", false, name, "", ""});
+  }
+
+  MemoryIpamStore store_;
+  smv::testing::MemoryReleaseJournal journal_;
+  std::unique_ptr<IpamService> service_;
+  std::string pool_;
+};
+
+TEST_F(SharedBookOutageTest, ReleasesAreJournaledAndReplayedAllocationsFailClosed) {
+  Result<std::string> web = Ask("web");
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  store_.down = true;
+  // dockerd's release while etcd is down succeeds; the address stays held in the store.
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(*web)).ok());
+  ASSERT_EQ(journal_.entries.size(), 1u);
+  EXPECT_EQ(journal_.entries[0].node, "host-a");
+  EXPECT_EQ(store_.lease_count(), 1u);
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(*web)).ok());  // dockerd retries: still one entry
+  EXPECT_EQ(journal_.entries.size(), 1u);
+  Result<std::string> refused = Ask("db");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kUnavailable);
+  EXPECT_NE(refused.status().message().find("refusing to allocate to avoid duplicate addresses"), std::string::npos)
+      << refused.status().message();
+  EXPECT_FALSE(service_->CatchUp().ok());
+
+  store_.down = false;
+  ASSERT_TRUE(service_->CatchUp().ok());
+  EXPECT_EQ(store_.lease_count(), 0u);
+  EXPECT_TRUE(journal_.entries.empty());
+  Result<std::string> again = Ask("web");  // the name's reservation survived: same address
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*again, *web);
+}
+
+// The address was freed another way meanwhile (`reservations release --node`) and taken by
+// another node: the replay must leave that node's lease alone.
+TEST_F(SharedBookOutageTest, AReplayNeverFreesWhatThisNodeNoLongerHolds) {
+  Result<std::string> web = Ask("web");
+  ASSERT_TRUE(web.ok());
+  store_.down = true;
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(*web)).ok());
+  store_.down = false;
+  LeaseRecord theirs = *store_.FindLease(pool_, Bare(*web));
+  theirs.lease.node = "host-b";
+  theirs.lease.name = "other";
+  store_.PutLease(theirs);
+  ASSERT_TRUE(service_->CatchUp().ok());
+  ASSERT_NE(store_.FindLease(pool_, Bare(*web)), nullptr);
+  EXPECT_EQ(store_.FindLease(pool_, Bare(*web))->lease.node, "host-b");
+  EXPECT_TRUE(journal_.entries.empty());
+}
+
+// A host rebooted while etcd is down comes up, journals releases, and recovers by itself.
+TEST_F(SharedBookOutageTest, AServiceStartsWithoutItsStoreAndCatchesUpLater) {
+  Result<std::string> web = Ask("web");
+  ASSERT_TRUE(web.ok());
+  store_.down = true;
+  service_.reset();
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_EQ(Ask("db").status().code(), Code::kUnavailable);
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(*web)).ok());  // unknown to memory: journaled
+  EXPECT_EQ(journal_.entries.size(), 1u);
+  store_.down = false;
+  Result<std::string> db = Ask("db");  // the first change reloads and replays first
+  ASSERT_TRUE(db.ok()) << db.status().message();
+  EXPECT_EQ(store_.FindLease(pool_, Bare(*web)), nullptr);
+  EXPECT_TRUE(journal_.entries.empty());
+}
+
+// Without a shared book there is nothing to wait for: a failed release is the store's error.
+TEST_F(IpamServiceTest, ALocalBookNeverJournals) {
+  const std::string x = Ask("192.0.2.10", "a");
+  store_.fail_next_apply = true;
+  EXPECT_FALSE(service_->ReleaseAddress(pool_, Bare(x)).ok());
+}
+
 TEST_F(IpamServiceTest, DifferentOptionsForAPoolInUseAreRefused) {
   Result<PoolResult> r =
       service_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {{"release_after", "1h"}}, false});
@@ -318,6 +413,35 @@ TEST(IpamServiceLmdbTest, AFailedCommitLeavesMemoryEqualToTheDisk) {
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->LeaseCount(pool_id), granted);
   EXPECT_EQ((*reopened)->ListReservations().size(), service->ListReservations().size());
+}
+
+TEST(LmdbReleaseJournalTest, EntriesSurviveAReopenOnceEachUntilRemoved) {
+  smv::testing::TempDir dir;
+  const JournaledRelease a{"192.0.2.0/24", *IpAddress::Parse("192.0.2.7"), "host-a"};
+  const JournaledRelease b{"2001:db8::/64", *IpAddress::Parse("2001:db8::7"), "host-a"};
+  {
+    auto env = lmdb::Env::Open(dir.path(), 8 << 20, LmdbIpamStore::DatabaseNames());
+    ASSERT_TRUE(env.ok()) << env.status().message();
+    auto journal = LmdbReleaseJournal::Open(**env);
+    ASSERT_TRUE(journal.ok());
+    ASSERT_TRUE((*journal)->Append(a).ok());
+    ASSERT_TRUE((*journal)->Append(a).ok());
+    ASSERT_TRUE((*journal)->Append(b).ok());
+  }
+  auto env = lmdb::Env::Open(dir.path(), 8 << 20, LmdbIpamStore::DatabaseNames());
+  ASSERT_TRUE(env.ok());
+  auto journal = LmdbReleaseJournal::Open(**env);
+  ASSERT_TRUE(journal.ok());
+  Result<std::vector<JournaledRelease>> listed = (*journal)->List();
+  ASSERT_TRUE(listed.ok()) << listed.status().message();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_TRUE(std::find(listed->begin(), listed->end(), a) != listed->end());
+  const std::vector<JournaledRelease> remove = {a};
+  ASSERT_TRUE((*journal)->Remove(remove).ok());
+  ASSERT_TRUE((*journal)->Remove(remove).ok());  // absent: not an error
+  listed = (*journal)->List();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front(), b);
 }
 
 TEST(LmdbEnvTest, ForEachHonoursThePrefixAndDeleteReportsAbsence) {

@@ -43,5 +43,19 @@ TEST(IpamRecords, AMistypedNodeIsAClearErrorNamingKeyAndField) {
   EXPECT_NE(back.status().message().find("192.0.2.7"), std::string::npos) << back.status().message();
 }
 
+TEST(IpamRecords, AJournaledReleaseIsPinnedAndRoundTrips) {
+  const JournaledRelease release{"192.0.2.0/24", *IpAddress::Parse("192.0.2.7"), "host-a"};
+  const std::string value = EncodeJournaledRelease(release);
+  EXPECT_EQ(value, R"({"node":"host-a","v":1})");  // on disk from now on: see records.h
+  Result<JournaledRelease> back =
+      DecodeJournaledRelease("ipam_release_journal", LeaseKey(release.pool_id, release.address), value);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(*back, release);
+  Result<JournaledRelease> nameless =
+      DecodeJournaledRelease("ipam_release_journal", LeaseKey(release.pool_id, release.address), R"({"v":1})");
+  ASSERT_FALSE(nameless.ok());
+  EXPECT_NE(nameless.status().message().find("node"), std::string::npos) << nameless.status().message();
+}
+
 }  // namespace
 }  // namespace smv::ipam::records
