@@ -83,6 +83,19 @@ Status ReserveAddress(const ReservationFlags& flags) {
 }
 
 Status ReleaseReservation(const ReservationFlags& flags) {
+  if (flags.target.empty() == flags.node.empty()) {
+    return InvalidArgument("reservations release: give a container name or address, or --node NODE, not both");
+  }
+  if (!flags.node.empty()) {
+    auto out = AskDaemon(flags.socket, "ReleaseNode", {{"Node", flags.node}});
+    if (out.ok()) {
+      std::printf(
+          "released %lld address(es) held by node %s; its containers' names keep their reservations and may "
+          "run on another node now\n",
+          static_cast<long long>(Number(*out, "Released")), flags.node.c_str());
+    }
+    return out.status();
+  }
   auto out = AskDaemon(flags.socket, "Release", {{"Target", flags.target}});
   if (out.ok())
     std::printf("released %lld reservation(s) of %s\n", static_cast<long long>(Number(*out, "Released")),

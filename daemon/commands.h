@@ -32,6 +32,7 @@ struct ReservationFlags {
   std::string name;
   std::string address;
   std::string target;
+  std::string node;  // release: every address this node of a shared book holds
 };
 
 // Opens the store, reconciles the kernel with it, listens; returns after SIGTERM/SIGINT.

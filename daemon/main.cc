@@ -60,8 +60,14 @@ ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flag
   reserve->add_option("NAME", flags.name, "container name")->required();
   reserve->add_option("ADDRESS", flags.address, "address in the network's subnet")->required();
   reserve->add_option("--network", flags.network, "Docker network (name or id)")->required();
-  CLI::App* release = reservations->add_subcommand("release", "drop the reservation of a name or address");
-  release->add_option("TARGET", flags.target, "container name or address")->required();
+  CLI::App* release = reservations->add_subcommand(
+      "release", "drop the reservation of a name or address, or (--node) free what a dead host holds");
+  CLI::Option* target = release->add_option("TARGET", flags.target, "container name or address");
+  release
+      ->add_option("--node", flags.node,
+                   "free every address NODE holds in the shared book (a host that is down for good); its names keep "
+                   "their reservations and may then run on other hosts")
+      ->excludes(target);
   return {ls, reserve, release};
 }
 

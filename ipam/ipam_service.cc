@@ -524,6 +524,53 @@ Result<int> IpamService::Release(const std::string& name_or_address) {
   });
 }
 
+Result<int> IpamService::ReleaseNode(const std::string& node) {
+  if (!store_.shared()) {
+    return FailedPrecondition(fmt::format(
+        "--node {}: this daemon's address book is not shared by hosts (serve --store lmdb); there is no other node",
+        node));
+  }
+  if (node.empty() || node.find('/') != std::string::npos) {
+    return InvalidArgument(fmt::format("--node \"{}\": want a node name as `reservations ls` shows it", node));
+  }
+  if (node == store_.node()) {
+    return FailedPrecondition(
+        fmt::format("--node {} is this host: its addresses are freed when its containers are removed (docker rm); "
+                    "run the command on another host of the fleet",
+                    node));
+  }
+  {
+    // Decide on the book as it is now, not on this host's last view of it.
+    std::scoped_lock lock(mu_);
+    reload_pending_ = true;
+  }
+  int freed = 0;
+  for (;;) {
+    Result<int> chunk = Durably([&]() -> Result<int> {
+      IpamBatch batch;
+      for (const auto& [id, state] : pools_) {
+        const Family family = state.record.config.subnet.family();
+        for (const auto& [value, lease] : state.allocator.leases()) {
+          if (batch.delete_leases.size() == kLeasesPerCommit) break;
+          if (lease.node == node) batch.delete_leases.emplace_back(id, IpAddress(family, value));
+        }
+      }
+      if (batch.empty()) return 0;
+      commits_.Enqueue(batch);
+      for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
+      return static_cast<int>(batch.delete_leases.size());
+    });
+    if (!chunk.ok()) {
+      return Status(chunk.status().code(),
+                    fmt::format("{} address(es) of node {} freed, then: {}", freed, node, chunk.status().message()));
+    }
+    if (*chunk == 0) break;
+    freed += *chunk;
+  }
+  spdlog::warn("released every address held by node {} ({}) on a user's request", node, freed);
+  return freed;
+}
+
 Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<std::string>& present) {
   return Durably([&]() -> Result<std::vector<std::string>> {
     const std::set<std::string> names(present.begin(), present.end());

@@ -101,6 +101,10 @@ class IpamService {
   Status Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address);
   // Drops every reservation whose name or address is `name_or_address`; returns how many.
   Result<int> Release(const std::string& name_or_address);
+  // In a shared book: frees every address `node` holds (a host that died, or that is gone for
+  // good), so that its names may run on other hosts; the names keep their reservations. Returns
+  // how many addresses were freed. Refused for this host itself and on a book that is not shared.
+  Result<int> ReleaseNode(const std::string& node);
   // Reservation lifetime: `present` are the container names the engine lists now. Names not
   // present are marked gone; gone names past their pool's release_after are released.
   // Returns the names released.
@@ -123,6 +127,8 @@ class IpamService {
 
   // How often a change is decided again after a shared store refused it (another node first).
   static constexpr int kAttemptsOnConflict = 20;
+  // Leases freed per commit by ReleaseNode: below etcd's default --max-txn-ops (128).
+  static constexpr size_t kLeasesPerCommit = 100;
 
   IpamService(IpamStore& store, Clock clock, ReleaseJournal* journal)
       : store_(store),

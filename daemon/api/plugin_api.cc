@@ -230,6 +230,7 @@ std::vector<std::pair<std::string, Handler>> PluginApi::CliRoutes() {
       {"/StaticMacvlan.ListReservations", [this](const json& r) { return ListReservations(r); }},
       {"/StaticMacvlan.Reserve", [this](const json& r) { return Reserve(r); }},
       {"/StaticMacvlan.Release", [this](const json& r) { return Release(r); }},
+      {"/StaticMacvlan.ReleaseNode", [this](const json& r) { return ReleaseNode(r); }},
   };
 }
 
@@ -310,6 +311,14 @@ Result<json> PluginApi::Release(const json& req) {
     return NotFound(fmt::format("no reservation for \"{}\" (see static-macvlan reservations ls)", *target));
   }
   return json{{"Released", *released}};
+}
+
+Result<json> PluginApi::ReleaseNode(const json& req) {
+  Result<std::string> node = wire::DecodeReleaseNode(req);
+  if (!node.ok()) return node.status();
+  Result<int> freed = ipam_.ReleaseNode(*node);
+  if (!freed.ok()) return freed.status();
+  return json{{"Released", *freed}};
 }
 
 PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamService& ipam, identity::IdentityService* identity,

@@ -60,6 +60,7 @@ class PluginApi {
   Result<nlohmann::json> ListReservations(const nlohmann::json& req);
   Result<nlohmann::json> Reserve(const nlohmann::json& req);
   Result<nlohmann::json> Release(const nlohmann::json& req);
+  Result<nlohmann::json> ReleaseNode(const nlohmann::json& req);
   // Subnets of a Docker network given by name, id or id prefix.
   Result<std::vector<Prefix>> NetworkSubnets(const std::string& network);
 

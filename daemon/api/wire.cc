@@ -243,6 +243,8 @@ Result<ReserveCall> DecodeReserve(const json& req) {
 
 Result<std::string> DecodeRelease(const json& req) { return RequiredString(req, "Target"); }
 
+Result<std::string> DecodeReleaseNode(const json& req) { return RequiredString(req, "Node"); }
+
 json EncodeReservations(const std::vector<ipam::ReservationView>& views) {
   json out = json::array();
   for (const ipam::ReservationView& v : views) {

@@ -77,7 +77,8 @@ struct ReserveCall {
 
 Result<std::string> DecodeListReservations(const json& req);  // network filter, may be ""
 Result<ReserveCall> DecodeReserve(const json& req);
-Result<std::string> DecodeRelease(const json& req);  // name or address
+Result<std::string> DecodeRelease(const json& req);      // name or address
+Result<std::string> DecodeReleaseNode(const json& req);  // a node of a shared book
 
 json EncodeReservations(const std::vector<ipam::ReservationView>& views);
 

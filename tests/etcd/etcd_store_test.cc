@@ -209,6 +209,30 @@ TEST_F(EtcdStoreTest, WithoutQuorumAllocationsFailClosedAndRecover) {
   EXPECT_EQ(a->service->LeaseCount(pool) + 1, leases.size());  // host-c's is not in a's view yet
 }
 
+// More leases than etcd takes in one transaction (--max-txn-ops 128): freed in several commits.
+TEST_F(EtcdStoreTest, ReleasingADeadNodeFreesAllItHeldAndItsNamesMove) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const std::string pool = a->Pool();
+  ASSERT_EQ(b->Pool(), pool);
+  std::map<std::string, std::string> on_a;  // name -> address
+  for (int i = 0; i < 150; ++i) {
+    const std::string name = "c" + std::to_string(i);
+    Result<std::string> got = a->Run(pool, name);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    on_a[name] = *got;
+  }
+  Result<int> freed = b->service->ReleaseNode("host-a");
+  ASSERT_TRUE(freed.ok()) << freed.status().message();
+  EXPECT_EQ(*freed, 150);
+  EXPECT_TRUE(Leases().empty());
+  for (const std::string name : {"c0", "c77", "c149"}) {
+    Result<std::string> moved = b->Run(pool, name);
+    ASSERT_TRUE(moved.ok()) << moved.status().message();
+    EXPECT_EQ(*moved, on_a[name]);
+  }
+}
+
 TEST_F(EtcdStoreTest, ACommitWhoseAnswerWasLostIsFencedOffNotGuessed) {
   const int leader = cluster_.Leader();
   ASSERT_GE(leader, 0);

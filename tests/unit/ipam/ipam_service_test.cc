@@ -227,6 +227,36 @@ TEST_F(SharedBookOutageTest, AServiceStartsWithoutItsStoreAndCatchesUpLater) {
   EXPECT_TRUE(journal_.entries.empty());
 }
 
+// A dead host's leases are freed by an explicit command, in commits etcd accepts (<= 128 ops).
+TEST_F(SharedBookOutageTest, ReleaseNodeFreesOnlyThatNodesAddressesInSmallCommits) {
+  Result<std::string> mine = service_->RequestAddress({pool_, "192.0.2.254", false, "mine", "", ""});
+  ASSERT_TRUE(mine.ok()) << mine.status().message();
+  for (int i = 0; i < 250; ++i) {  // .2 .. .251
+    const IpAddress address = *IpAddress::Parse(fmt::format("192.0.2.{}", 2 + i));
+    store_.PutLease(
+        {pool_, address, Lease{.kind = LeaseKind::kEndpoint, .name = fmt::format("c{}", i), .node = "host-b"}, 1});
+  }
+  const int applies = store_.applies;
+  Result<int> freed = service_->ReleaseNode("host-b");  // sees the leases although its view is older
+  ASSERT_TRUE(freed.ok()) << freed.status().message();
+  EXPECT_EQ(*freed, 250);
+  EXPECT_EQ(store_.lease_count(), 1u);
+  EXPECT_EQ(store_.applies - applies, 3);  // 100 + 100 + 50
+  EXPECT_EQ(service_->ReleaseNode("host-b").value(), 0);
+
+  Result<int> self = service_->ReleaseNode("host-a");
+  ASSERT_FALSE(self.ok());
+  EXPECT_EQ(self.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(self.status().message().find("is this host"), std::string::npos) << self.status().message();
+  EXPECT_EQ(store_.lease_count(), 1u);
+}
+
+TEST_F(IpamServiceTest, ReleaseNodeNeedsASharedBook) {
+  Result<int> freed = service_->ReleaseNode("host-b");
+  ASSERT_FALSE(freed.ok());
+  EXPECT_NE(freed.status().message().find("--node host-b"), std::string::npos) << freed.status().message();
+}
+
 // Without a shared book there is nothing to wait for: a failed release is the store's error.
 TEST_F(IpamServiceTest, ALocalBookNeverJournals) {
   const std::string x = Ask("192.0.2.10", "a");
