@@ -23,6 +23,9 @@ struct ServeFlags {
   // "lmdb" (the embedded book in --state-dir) or "etcd://H:P[,H:P...]" (a book shared by hosts).
   std::string store = "lmdb";
   std::string node_name;  // this host in a shared book; default: the hostname
+  // etcd client TLS and user authentication (--store etcd:// only).
+  std::string etcd_cacert, etcd_cert, etcd_key;
+  std::string etcd_user, etcd_password_file;
 };
 
 struct ReservationFlags {

@@ -41,6 +41,12 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
                   "networks and endpoints stay in --state-dir)")
       ->capture_default_str();
   serve.add_option("--node-name", flags.node_name, "this host's name in a shared address book (default: hostname)");
+  serve.add_option("--etcd-cacert", flags.etcd_cacert, "etcd: speak TLS, trusting the CA certificates in this file");
+  serve.add_option("--etcd-cert", flags.etcd_cert, "etcd: TLS client certificate (with --etcd-key)");
+  serve.add_option("--etcd-key", flags.etcd_key, "etcd: TLS client key (with --etcd-cert)");
+  serve.add_option("--etcd-user", flags.etcd_user, "etcd: user name (etcdctl auth enable; with --etcd-password-file)");
+  serve.add_option("--etcd-password-file", flags.etcd_password_file,
+                   "etcd: file holding --etcd-user's password (kept off the command line)");
 }
 
 struct ReservationCommands {

@@ -6,7 +6,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <fstream>
+#include <optional>
 #include <thread>
 
 #include "commands.h"
@@ -38,17 +42,75 @@ struct AddressBook {
   ipam::IpamStore* store = nullptr;
 };
 
-// The etcd members of --store; none for lmdb. Checked before anything is opened or created.
-Result<std::vector<etcd::Endpoint>> SharedStoreMembers(const ServeFlags& flags) {
-  if (flags.store == "lmdb") return std::vector<etcd::Endpoint>{};
-  Result<std::vector<etcd::Endpoint>> endpoints = etcd::ParseEndpoints(flags.store, "--store");
-  if (!endpoints.ok()) return InvalidArgument(endpoints.status().message() + " (or lmdb, the default)");
-  return endpoints;
+// A file an --etcd-* flag names, read whole.
+Result<std::string> ReadFlagFile(std::string_view flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.is_open()) {
+    return InvalidArgument(fmt::format("{} \"{}\": cannot open it: {}", flag, path, std::strerror(errno)));
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return InvalidArgument(fmt::format("{} \"{}\": cannot read it (a directory?)", flag, path));
+  return text;
 }
 
-Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::vector<etcd::Endpoint> members, StateStores& stores) {
+// How to reach the etcd members of --store; nothing for lmdb. Checked before anything is opened
+// or created, so that a wrong flag leaves nothing behind.
+Result<std::optional<etcd::ClientOptions>> SharedStoreClient(const ServeFlags& flags) {
+  const std::vector<std::pair<std::string_view, const std::string*>> etcd_flags = {
+      {"--etcd-cacert", &flags.etcd_cacert},
+      {"--etcd-cert", &flags.etcd_cert},
+      {"--etcd-key", &flags.etcd_key},
+      {"--etcd-user", &flags.etcd_user},
+      {"--etcd-password-file", &flags.etcd_password_file}};
+  if (flags.store == "lmdb") {
+    for (const auto& [flag, value] : etcd_flags) {
+      if (!value->empty()) {
+        return InvalidArgument(
+            fmt::format("{} \"{}\": only with --store etcd://HOST:PORT[,...]; this daemon keeps its "
+                        "address book in lmdb",
+                        flag, *value));
+      }
+    }
+    return std::optional<etcd::ClientOptions>();
+  }
+  Result<std::vector<etcd::Endpoint>> endpoints = etcd::ParseEndpoints(flags.store, "--store");
+  if (!endpoints.ok()) return InvalidArgument(endpoints.status().message() + " (or lmdb, the default)");
+  etcd::ClientOptions options{.endpoints = std::move(endpoints).value()};
+  if (flags.etcd_cert.empty() != flags.etcd_key.empty()) {
+    return InvalidArgument(
+        fmt::format("--etcd-cert \"{}\" and --etcd-key \"{}\": give both (a client certificate "
+                    "and its key) or neither",
+                    flags.etcd_cert, flags.etcd_key));
+  }
+  for (const auto& [flag, path] : etcd_flags) {
+    if (flag == "--etcd-user" || path->empty()) continue;
+    Result<std::string> content = ReadFlagFile(flag, *path);
+    if (!content.ok()) return content.status();
+    if (flag == "--etcd-password-file") {
+      std::string password = *content;
+      while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
+      if (password.empty()) {
+        return InvalidArgument(
+            fmt::format("--etcd-password-file \"{}\": the file is empty; want the password of "
+                        "--etcd-user",
+                        *path));
+      }
+      options.password = std::move(password);
+    }
+  }
+  if (flags.etcd_user.empty() != flags.etcd_password_file.empty()) {
+    return InvalidArgument(fmt::format("--etcd-user \"{}\" and --etcd-password-file \"{}\": give both or neither",
+                                       flags.etcd_user, flags.etcd_password_file));
+  }
+  options.user = flags.etcd_user;
+  options.tls = {.ca_file = flags.etcd_cacert, .cert_file = flags.etcd_cert, .key_file = flags.etcd_key};
+  return std::optional<etcd::ClientOptions>(std::move(options));
+}
+
+Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::optional<etcd::ClientOptions> client,
+                                    StateStores& stores) {
   AddressBook book;
-  if (members.empty()) {
+  if (!client) {
     book.store = stores.ipam.get();
     return book;
   }
@@ -58,7 +120,7 @@ Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::vector<etcd::E
     gethostname(host, sizeof host - 1);
     node = host;
   }
-  book.client = std::make_unique<etcd::KvClient>(etcd::ClientOptions{.endpoints = std::move(members)});
+  book.client = std::make_unique<etcd::KvClient>(*std::move(client));
   auto shared = ipam::EtcdIpamStore::Open(*book.client, {.node = node});
   if (!shared.ok()) return shared.status();
   book.shared = std::move(shared).value();
@@ -66,7 +128,9 @@ Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::vector<etcd::E
   auto journal = ipam::LmdbReleaseJournal::Open(*stores.env);
   if (!journal.ok()) return journal.status();
   book.journal = std::move(journal).value();
-  spdlog::info("address book shared in etcd {} as node \"{}\"", flags.store, node);
+  spdlog::info("address book shared in etcd {} as node \"{}\"{}{}", flags.store, node,
+               flags.etcd_cacert.empty() && flags.etcd_cert.empty() ? "" : " over TLS",
+               flags.etcd_user.empty() ? "" : fmt::format(" as etcd user \"{}\"", flags.etcd_user));
   return book;
 }
 
@@ -128,11 +192,11 @@ Status Serve(const ServeFlags& flags) {
   SMV_RETURN_IF_ERROR(InitLogging(flags.log_level));
   const sigset_t stop_signals = BlockStopSignals();
   // Start-up order: open the store, reconcile the kernel with it, then listen.
-  auto members = SharedStoreMembers(flags);
-  if (!members.ok()) return members.status();
+  auto shared_client = SharedStoreClient(flags);
+  if (!shared_client.ok()) return shared_client.status();
   auto stores = OpenStores(flags);
   if (!stores.ok()) return stores.status();
-  auto book = OpenAddressBook(flags, std::move(members).value(), *stores);
+  auto book = OpenAddressBook(flags, std::move(shared_client).value(), *stores);
   if (!book.ok()) return book.status();
   auto links = nl::LinkManager::Open();
   if (!links.ok()) return links.status();

@@ -8,7 +8,7 @@ build=(build-essential cmake pkg-config
        libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
 runtime=(iproute2)
 test=(qemu-system-x86 busybox-static tcpdump iputils-ping docker.io docker-compose curl jq util-linux
-      clang libclang-rt-14-dev clang-format-14 lmdb-utils etcd-server etcd-client)
+      clang libclang-rt-14-dev clang-format-14 lmdb-utils etcd-server etcd-client openssl)
 pkgs=("${build[@]}" "${runtime[@]}")
 if [ "${1:-}" = "--test" ]; then pkgs+=("${test[@]}"); fi
 missing=()

@@ -17,6 +17,7 @@ using nlohmann::json;
 constexpr std::string_view kScheme = "etcd://";
 constexpr int kMaxPort = 65535;
 constexpr std::chrono::milliseconds kPauseAfterEveryMemberFailed{100};
+constexpr const char* kAuthenticatePath = "/v3/auth/authenticate";
 
 // The gateway carries keys and values as base64 (proto bytes) and 64-bit numbers as strings.
 std::string Base64(std::string_view raw) {
@@ -152,23 +153,51 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
                                    Deadline deadline) {
   using Clock = std::chrono::steady_clock;
   const auto until = Clock::now() + deadline.value_or(options_.deadline);
+  const bool authenticating = path == kAuthenticatePath;
+  if (!options_.user.empty() && token_.empty() && !authenticating) SMV_RETURN_IF_ERROR(Authenticate(deadline));
+  bool token_renewed = false;
   std::string last_error = "no member configured";
   for (size_t attempt = 0; Clock::now() < until && !options_.endpoints.empty(); ++attempt) {
     const size_t index = (preferred_ + attempt) % options_.endpoints.size();
     const Endpoint& e = options_.endpoints[index];
-    httplib::Client http(e.host, e.port);
+    const std::string member = fmt::format("{}:{}", e.host, e.port);
+    std::unique_ptr<httplib::Client> http;
+    if (options_.tls.enabled()) {
+      http = std::make_unique<httplib::Client>(fmt::format("https://{}", member), options_.tls.cert_file,
+                                               options_.tls.key_file);
+      if (!options_.tls.ca_file.empty()) http->set_ca_cert_path(options_.tls.ca_file);
+      http->enable_server_certificate_verification(true);
+    } else {
+      http = std::make_unique<httplib::Client>(e.host, e.port);
+    }
     // No attempt outlives the call's deadline.
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     const auto connect = std::min(options_.connect_timeout, left);
     const auto request = std::min(options_.request_timeout, left);
-    http.set_connection_timeout(connect);
-    http.set_read_timeout(request);
-    http.set_write_timeout(request);
+    http->set_connection_timeout(connect);
+    http->set_read_timeout(request);
+    http->set_write_timeout(request);
+    httplib::Request request_out;
+    request_out.method = "POST";
+    request_out.path = path;
+    request_out.body = body;
+    request_out.set_header("Content-Type", "application/json");
+    if (!token_.empty() && !authenticating) request_out.set_header("Authorization", token_);
+    // etcd's gateway sends every error answer chunked with a trailer, which this HTTP library
+    // cannot parse (it reports a read error after the body). The body arrives through the
+    // receiver first, so an error status with a body is still etcd's answer.
+    std::string answer;
+    request_out.content_receiver = [&answer](const char* data, size_t size, uint64_t, uint64_t) {
+      answer.append(data, size);
+      return true;
+    };
+    httplib::Response response;
+    httplib::Error error = httplib::Error::Success;
     const auto sent_at = Clock::now();
-    httplib::Result r = http.Post(path.c_str(), body, "application/json");
-    const std::string member = fmt::format("{}:{}", e.host, e.port);
-    if (!r) {
-      const bool sent = r.error() == httplib::Error::Read;
+    const bool received = http->send(request_out, response, error) ||
+                          (error == httplib::Error::Read && response.status >= 400 && !answer.empty());
+    if (!received) {
+      const bool sent = error == httplib::Error::Read;
       if (sent && !idempotent) {
         preferred_ = (index + 1) % options_.endpoints.size();  // the read-back goes elsewhere
         const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent_at);
@@ -177,16 +206,47 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
                         "its outcome is unknown)",
                         member, waited.count()));
       }
-      last_error = fmt::format("{}: {}", member, httplib::to_string(r.error()));
-    } else if (r->status == 200) {
+      last_error = fmt::format("{}: {}", member, httplib::to_string(error));
+      if (error == httplib::Error::SSLConnection || error == httplib::Error::SSLServerVerification ||
+          error == httplib::Error::SSLLoadingCerts) {
+        last_error += fmt::format(
+            " (TLS: the member's certificate must be signed by --etcd-cacert \"{}\" and name {}; a member started "
+            "with --client-cert-auth wants --etcd-cert and --etcd-key signed by its CA)",
+            options_.tls.ca_file, e.host);
+      }
+    } else if (response.status == 200) {
       preferred_ = index;
-      return std::move(r->body);
+      return answer;
     } else {
       // A member without quorum answers 503 ("etcdserver: request timed out" and the like).
-      const json err = json::parse(r->body, nullptr, false);
+      const json err = json::parse(answer, nullptr, false);
       const std::string message =
-          err.is_object() ? err.value("message", err.value("error", r->body)) : r->body.substr(0, 200);
-      if (r->status < 500) return Internal(fmt::format("etcd {} refused {}: {}", member, path, message));
+          err.is_object() ? err.value("message", err.value("error", answer)) : answer.substr(0, 200);
+      // An expired or unknown token is refused before anything is proposed: renew it, send again.
+      if (response.status == 401 && !authenticating && !options_.user.empty() && !token_renewed) {
+        token_renewed = true;
+        token_.clear();
+        SMV_RETURN_IF_ERROR(Authenticate(deadline));
+        --attempt;  // the same member again
+        continue;
+      }
+      // etcd answers a missing user (auth enabled) and wrong credentials with 400, not 401.
+      const bool auth_refused = response.status == 401 || response.status == 403 ||
+                                message.find("user name is empty") != std::string::npos ||
+                                message.find("authentication failed") != std::string::npos;
+      if (auth_refused) {
+        return PermissionDenied(fmt::format(
+            "etcd {} refused {}{}: {}", member, path,
+            options_.user.empty() ? " (it wants a user: --etcd-user)" : fmt::format(" to user \"{}\"", options_.user),
+            message));
+      }
+      if (message.find("CommonName") != std::string::npos) {
+        return InvalidArgument(fmt::format(
+            "etcd {} refused {}: {} (members that check client certificates want one without a Common Name from "
+            "clients of their JSON gateway: issue --etcd-cert without CN and name the user with --etcd-user)",
+            member, path, message));
+      }
+      if (response.status < 500) return Internal(fmt::format("etcd {} refused {}: {}", member, path, message));
       last_error = fmt::format("{}: {}", member, message);
       if (!idempotent) return UnavailableCluster(last_error + "; outcome unknown");
     }
@@ -195,6 +255,21 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
     }
   }
   return UnavailableCluster(last_error);
+}
+
+Status KvClient::Authenticate(Deadline deadline) {
+  const json request = {{"name", options_.user}, {"password", options_.password}};
+  auto body = Call(kAuthenticatePath, request.dump(), true, deadline);
+  if (!body.ok()) {
+    if (body.status().code() == Code::kUnavailable) return body.status();
+    return PermissionDenied(
+        fmt::format("etcd refused the credentials of --etcd-user \"{}\": {}", options_.user, body.status().message()));
+  }
+  auto answer = ParseAnswer(*body);
+  if (!answer.ok()) return answer.status();
+  token_ = answer->value("token", "");
+  if (token_.empty()) return Internal("etcd answered the authentication without a token");
+  return OkStatus();
 }
 
 Result<RangeResult> KvClient::Get(std::string_view key, Deadline deadline) {

@@ -75,8 +75,23 @@ struct TxnResult {
   int64_t revision = 0;
 };
 
+// Client TLS: with any file given, every member is spoken to over https and its certificate
+// checked against `ca_file` (the system's CAs when empty); `cert_file` + `key_file` identify this
+// client to members started with --client-cert-auth.
+struct TlsFiles {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  bool enabled() const { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
+};
+
 struct ClientOptions {
   std::vector<Endpoint> endpoints;
+  TlsFiles tls;
+  // etcd's user authentication (etcdctl auth enable): a token is asked for with these and renewed
+  // when etcd says it expired. Empty user: none.
+  std::string user;
+  std::string password;
   // How long one call may take across every member it tries; then it is Unavailable.
   std::chrono::milliseconds deadline{10000};
   std::chrono::milliseconds connect_timeout{1000};
@@ -107,9 +122,12 @@ class KvClient {
   // `idempotent`: a request whose answer was lost may be sent again to another member.
   Result<std::string> Call(const std::string& path, const std::string& body, bool idempotent, Deadline deadline);
   Result<RangeResult> Range(const nlohmann::json& request, Deadline deadline);
+  // Asks etcd for a token for options_.user (kPermissionDenied for wrong credentials).
+  Status Authenticate(Deadline deadline);
 
   ClientOptions options_;
   size_t preferred_ = 0;
+  std::string token_;  // etcd's auth token; empty: none yet, or none needed
 };
 
 // The prefix range end etcd expects: `prefix` with its last byte incremented.

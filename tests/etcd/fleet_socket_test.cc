@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -22,6 +24,7 @@
 
 #include "tests/support/child_process.h"
 #include "tests/support/etcd_cluster.h"
+#include "tests/support/etcd_security.h"
 
 namespace smv {
 namespace {
@@ -35,13 +38,28 @@ constexpr const char* kSubnet = "198.18.0.0/18";
 
 class Node {
  public:
-  Node(std::string dir, std::string name, const std::string& store) : dir_(std::move(dir)), name_(std::move(name)) {
-    pid_ =
-        testing::SpawnLogged({SMV_BINARY, "serve", "--socket", Path(".sock"), "--state-dir", Path(".state"), "--store",
-                              store, "--node-name", name_, "--docker-host", "unix://" + Path(".no-engine")},
-                             Path(".log"));
+  Node(std::string dir, std::string name, const std::string& store, const std::vector<std::string>& extra = {})
+      : dir_(std::move(dir)), name_(std::move(name)) {
+    std::vector<std::string> args = {SMV_BINARY,    "serve",        "--socket",      Path(".sock"),
+                                     "--state-dir", Path(".state"), "--store",       store,
+                                     "--node-name", name_,          "--docker-host", "unix://" + Path(".no-engine")};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = testing::SpawnLogged(args, Path(".log"));
+  }
+  // Waits for the daemon to end by itself (a start-up error); its exit code, or -1 after `limit`.
+  int ExitCode(std::chrono::seconds limit) {
+    for (auto until = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < until;) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
   }
   ~Node() {
+    if (pid_ <= 0) return;
     kill(pid_, SIGTERM);
     waitpid(pid_, nullptr, 0);
   }
@@ -231,6 +249,54 @@ TEST_F(FleetSocketTest, ADeadNodesNamesMoveOnlyAfterAnExplicitRelease) {
   EXPECT_NE(b.Cli("ls").second.find("in use on host-b"), std::string::npos) << b.Cli("ls").second;
 }
 
+// The members want TLS client certificates and a user: a daemon given both allocates over its
+// socket; one with a wrong password stops at start-up naming the flag.
+class FleetSecurityTest : public EtcdTest {
+ protected:
+  void ConfigureCluster() override {
+    std::signal(SIGPIPE, SIG_IGN);  // as the daemon does: a member may end a TLS handshake
+    certs_ = testing::MakeTestCertificates(dir_.path());
+    cluster_.UseTls({.ca = certs_.ca, .server_cert = certs_.server_cert, .server_key = certs_.server_key});
+  }
+  void SetUp() override {
+    EtcdTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_NO_FATAL_FAILURE(testing::EnableEtcdAuth(
+        cluster_, "smv", "smv-secret", "/static-macvlan/",
+        "--cacert=" + certs_.ca + " --cert=" + certs_.server_cert + " --key=" + certs_.server_key));
+    std::ofstream(dir_.Sub("password")) << "smv-secret\n";
+    std::ofstream(dir_.Sub("wrong-password")) << "guess\n";
+  }
+  std::vector<std::string> Flags(const std::string& password_file) const {
+    return {"--etcd-cacert",   certs_.ca,     "--etcd-cert", certs_.client_cert,     "--etcd-key",
+            certs_.client_key, "--etcd-user", "smv",         "--etcd-password-file", password_file};
+  }
+  testing::TestCertificates certs_;
+};
+
+TEST_F(FleetSecurityTest, ADaemonWithCertificatesAndAUserAllocatesAndAWrongPasswordStopsIt) {
+  Node node(dir_.path(), "secure", cluster_.StoreSpec(), Flags(dir_.Sub("password")));
+  ASSERT_TRUE(node.Ready()) << node.Log();
+  httplib::Client cli = node.Client();
+  const json pool = node.Post(cli, "IpamDriver.RequestPool", PoolRequest());
+  ASSERT_TRUE(pool.contains("PoolID")) << pool << node.Log();
+  const json address = node.Post(cli, "IpamDriver.RequestAddress", AddressRequest(pool["PoolID"], "web"));
+  ASSERT_TRUE(address.contains("Address")) << address << node.Log();
+  EXPECT_NE(node.Log().find("over TLS as etcd user \"smv\""), std::string::npos) << node.Log();
+
+  Node wrong(dir_.path(), "wrong", cluster_.StoreSpec(), Flags(dir_.Sub("wrong-password")));
+  EXPECT_EQ(wrong.ExitCode(std::chrono::seconds(30)), 1) << wrong.Log();
+  EXPECT_NE(wrong.Log().find("refused the credentials of --etcd-user \"smv\""), std::string::npos) << wrong.Log();
+
+  // etcd's gateway refuses a client certificate with a Common Name once users are on.
+  std::vector<std::string> named = Flags(dir_.Sub("password"));
+  named[3] = certs_.server_cert;  // CN=127.0.0.1
+  named[5] = certs_.server_key;
+  Node with_cn(dir_.path(), "with-cn", cluster_.StoreSpec(), named);
+  EXPECT_EQ(with_cn.ExitCode(std::chrono::seconds(30)), 1) << with_cn.Log();
+  EXPECT_NE(with_cn.Log().find("issue --etcd-cert without CN"), std::string::npos) << with_cn.Log();
+}
+
 TEST(FleetFlagsTest, AWrongStoreIsRefusedNamingItAndLeavesNothingBehind) {
   smv::testing::TempDir dir;
   const std::string state = dir.Sub("state");
@@ -248,6 +314,33 @@ TEST(FleetFlagsTest, AWrongStoreIsRefusedNamingItAndLeavesNothingBehind) {
     EXPECT_NE(text.find("expected etcd://HOST:PORT"), std::string::npos) << text;
     EXPECT_NE(text.find("or lmdb"), std::string::npos) << text;
     EXPECT_FALSE(std::filesystem::exists(state)) << store << " created " << state;
+  }
+}
+
+TEST(FleetFlagsTest, WrongEtcdSecurityFlagsAreRefusedNamingThemAndLeaveNothingBehind) {
+  smv::testing::TempDir dir;
+  const std::string state = dir.Sub("state");
+  std::ofstream(dir.Sub("empty-password")).flush();
+  const std::string etcd = " --store etcd://127.0.0.1:2379";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --etcd-cacert /nonexistent/ca.crt", "--etcd-cacert \"/nonexistent/ca.crt\""},
+      {etcd + " --etcd-cacert /nonexistent/ca.crt", "--etcd-cacert \"/nonexistent/ca.crt\": cannot open it"},
+      {etcd + " --etcd-cert " + dir.Sub("empty-password"), "give both"},
+      {etcd + " --etcd-user smv", "--etcd-user \"smv\" and --etcd-password-file"},
+      {etcd + " --etcd-user smv --etcd-password-file " + dir.Sub("empty-password"), "the file is empty"},
+  };
+  for (const auto& [flags, wanted] : cases) {
+    const std::string command =
+        std::string(SMV_BINARY) + " serve --socket " + dir.Sub("s.sock") + " --state-dir " + state + flags + " 2>&1";
+    FILE* out = popen(command.c_str(), "r");
+    ASSERT_NE(out, nullptr);
+    std::string text;
+    char buffer[512];
+    while (fgets(buffer, sizeof buffer, out)) text += buffer;
+    const int status = pclose(out);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << flags << ": " << text;
+    EXPECT_NE(text.find(wanted), std::string::npos) << flags << ": " << text;
+    EXPECT_FALSE(std::filesystem::exists(state)) << flags << " created " << state;
   }
 }
 

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,12 +27,25 @@
 
 namespace smv::testing {
 
+// Files for a cluster that speaks TLS to its clients and wants their certificates.
+struct EtcdTlsFiles {
+  std::string ca, server_cert, server_key;
+};
+
 class EtcdCluster {
  public:
   static constexpr const char* kBinary = "/usr/bin/etcd";
   static constexpr int kFirstPort = 23790;  // member i: client port kFirstPort + 2i, peer + 1
 
   EtcdCluster(std::string dir, int members) : dir_(std::move(dir)), pids_(static_cast<size_t>(members), -1) {}
+  // Before the first Start: clients then speak https and must show a certificate signed by `tls.ca`.
+  void UseTls(EtcdTlsFiles tls) { tls_ = std::move(tls); }
+  // "etcd://127.0.0.1:P,..." as serve's --store wants it.
+  std::string StoreSpec() const {
+    std::string spec = "etcd://";
+    for (int i = 0; i < size(); ++i) spec += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(ClientPort(i));
+    return spec;
+  }
   ~EtcdCluster() {
     for (size_t i = 0; i < pids_.size(); ++i) Kill(static_cast<int>(i));
   }
@@ -51,14 +65,20 @@ class EtcdCluster {
     for (int m = 0; m < size(); ++m) {
       cluster += (m ? "," : "") + std::string("m") + std::to_string(m) + "=" + PeerUrl(m);
     }
-    const std::string client = "http://127.0.0.1:" + std::to_string(ClientPort(i));
-    const std::vector<std::string> args = {
-        kBinary, "--name=" + name, "--data-dir=" + dir_ + "/" + name, "--listen-client-urls=" + client,
-        "--advertise-client-urls=" + client, "--listen-peer-urls=" + PeerUrl(i),
-        "--initial-advertise-peer-urls=" + PeerUrl(i), "--initial-cluster=" + cluster, "--initial-cluster-state=new",
-        "--initial-cluster-token=smv-test",
-        // Elections in a second, not the default 1 s x 10: tests wait less.
-        "--heartbeat-interval=100", "--election-timeout=1000", "--log-outputs=stderr"};
+    const std::string client = (tls_ ? "https" : "http") + std::string("://127.0.0.1:") + std::to_string(ClientPort(i));
+    std::vector<std::string> args = {kBinary, "--name=" + name, "--data-dir=" + dir_ + "/" + name,
+                                     "--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+                                     "--listen-peer-urls=" + PeerUrl(i), "--initial-advertise-peer-urls=" + PeerUrl(i),
+                                     "--initial-cluster=" + cluster, "--initial-cluster-state=new",
+                                     "--initial-cluster-token=smv-test",
+                                     // Elections in a second, not the default 1 s x 10: tests wait less.
+                                     "--heartbeat-interval=100", "--election-timeout=1000", "--log-outputs=stderr"};
+    if (tls_) {
+      for (std::string flag : {"--cert-file=" + tls_->server_cert, "--key-file=" + tls_->server_key,
+                               "--trusted-ca-file=" + tls_->ca, std::string("--client-cert-auth")}) {
+        args.push_back(std::move(flag));
+      }
+    }
     pids_[static_cast<size_t>(i)] = SpawnLogged(args, dir_ + "/" + name + ".log");
   }
   void StartAll() {
@@ -80,7 +100,7 @@ class EtcdCluster {
   bool Healthy(int i, std::chrono::seconds limit) const {
     const auto until = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < until) {
-      httplib::Client http("127.0.0.1", ClientPort(i));
+      httplib::Client http(HealthClient(i));
       http.set_connection_timeout(0, 200000);
       http.set_read_timeout(2, 0);
       if (auto r = http.Get("/health"); r && r->status == 200 && r->body.find("\"true\"") != std::string::npos) {
@@ -123,10 +143,20 @@ class EtcdCluster {
   }
 
  private:
+  // Health checks of a TLS cluster use its server certificate as a client certificate (etcd
+  // issues it for both uses in these tests).
+  httplib::Client HealthClient(int i) const {
+    if (!tls_) return httplib::Client("127.0.0.1", ClientPort(i));
+    httplib::Client http("https://127.0.0.1:" + std::to_string(ClientPort(i)), tls_->server_cert, tls_->server_key);
+    http.set_ca_cert_path(tls_->ca);
+    http.enable_server_certificate_verification(true);
+    return http;
+  }
   static std::string PeerUrl(int i) { return "http://127.0.0.1:" + std::to_string(ClientPort(i) + 1); }
 
   std::string dir_;
   std::vector<pid_t> pids_;
+  std::optional<EtcdTlsFiles> tls_;
 };
 
 // Each test case runs in its own process (gtest_discover_tests) and enters a fresh network
@@ -142,9 +172,13 @@ class EtcdTest : public ::testing::Test {
     ASSERT_EQ(system("ip link set dev lo up"), 0);
     ASSERT_TRUE(std::filesystem::exists(EtcdCluster::kBinary))
         << EtcdCluster::kBinary << " is missing: scripts/install-deps.sh --test installs etcd-server";
+    ConfigureCluster();
     cluster_.StartAll();
     for (int i = 0; i < kMembers; ++i) ASSERT_TRUE(cluster_.Healthy(i, std::chrono::seconds(30))) << cluster_.Logs();
   }
+
+  // Runs before the members start (TLS, for instance).
+  virtual void ConfigureCluster() {}
 
   TempDir dir_;
   EtcdCluster cluster_{dir_.path(), kMembers};
