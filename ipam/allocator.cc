@@ -85,6 +85,13 @@ void PoolAllocator::MoveCursor(uint64_t seed) {
   next_ = first + Uint128{seed} % size;
 }
 
+Status NameRunningOnAnotherNode(std::string_view name, std::string_view node, const IpAddress& address) {
+  return FailedPrecondition(
+      fmt::format("container name \"{}\" is running on node {} with address {}; one name cannot run on two hosts at "
+                  "once (remove it there first)",
+                  name, node.empty() ? "(unnamed)" : node, address.ToString()));
+}
+
 Result<Choice> PoolAllocator::ChooseDynamic() const {
   const Uint128 first = config_.DynamicFirst().value();
   const Uint128 last = config_.DynamicLast().value();
@@ -155,10 +162,7 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
     // repeat of a request whose answer was lost (a crash before the reply): answer it the same.
     if (!request.name.empty() && lease->name == request.name) {
       if (lease->node != request.node) {
-        return FailedPrecondition(fmt::format(
-            "container name \"{}\" is running on node {} with address {}; one name cannot run on two hosts at "
-            "once (remove it there first)",
-            request.name, lease->node.empty() ? "(unnamed)" : lease->node, reserved->ToString()));
+        return NameRunningOnAnotherNode(request.name, lease->node, *reserved);
       }
       return Choice{.address = *reserved};
     }

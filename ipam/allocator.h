@@ -69,6 +69,9 @@ struct Uint128Hash {
   }
 };
 
+// The refusal of a name that holds `address` on another host of a shared book.
+Status NameRunningOnAnotherNode(std::string_view name, std::string_view node, const IpAddress& address);
+
 class PoolAllocator {
  public:
   using LeaseMap = std::unordered_map<Uint128, Lease, Uint128Hash>;

@@ -152,13 +152,37 @@ void IpamService::Remember(PoolState& state, const ReservationRecord& r) {
   state.allocator.AddReservation(r.name, r.address, r.mac, r.since, r.gone_since);
 }
 
+PoolAllocator IpamService::NewAllocator(const PoolRecord& record) const {
+  PoolConfig local = record.config;
+  if (auto it = record.node_ranges.find(store_.node()); it != record.node_ranges.end()) {
+    local.range = Prefix::Parse(it->second);  // checked when the record was decoded or made
+  }
+  PoolAllocator allocator(std::move(local));
+  if (store_.shared()) {
+    thread_local std::mt19937_64 random(std::random_device{}());
+    allocator.MoveCursor(random());
+  }
+  return allocator;
+}
+
+void IpamService::RebuildAllocator(PoolState& state) const {
+  PoolAllocator rebuilt = NewAllocator(state.record);
+  const Family family = state.record.config.subnet.family();
+  for (const auto& [value, lease] : state.allocator.leases()) rebuilt.AddLease(IpAddress(family, value), lease);
+  state.allocator.reservations().ForEach([&](const ReservedName& r) {
+    rebuilt.AddReservation(r.name, IpAddress(family, r.address), r.mac, r.since, r.gone_since);
+  });
+  state.allocator = std::move(rebuilt);
+}
+
 Status IpamService::LoadLocked() {
   // Records go straight into the allocators: a large state is never held twice by the load
   // itself (a reload holds the old memory until the new one is complete).
   struct Sink : IpamLoadSink {
+    explicit Sink(const IpamService& owner) : service(owner) {}
     void OnPool(PoolRecord pool) override {
       const std::string id = pool.config.id;
-      PoolAllocator allocator(pool.config);
+      PoolAllocator allocator = service.NewAllocator(pool);
       loaded.emplace(id, PoolState{std::move(pool), std::move(allocator)});
       ++pools;
     }
@@ -174,16 +198,13 @@ Status IpamService::LoadLocked() {
       Remember(it->second, r);
       ++reservations;
     }
+    const IpamService& service;
     std::map<std::string, PoolState> loaded;
     size_t pools = 0, leases = 0, reservations = 0;
-  } sink;
+  } sink(*this);
   SMV_RETURN_IF_ERROR(store_.LoadInto(sink).Annotate("load address state"));
   pools_ = std::move(sink.loaded);
   for (auto& [id, state] : pools_) state.allocator.ShrinkToFit();
-  if (store_.shared()) {
-    thread_local std::mt19937_64 random(std::random_device{}());
-    for (auto& [id, state] : pools_) state.allocator.MoveCursor(random());
-  }
   spdlog::info("address state loaded pools={} leases={} reservations={}", sink.pools, sink.leases, sink.reservations);
   return OkStatus();
 }
@@ -233,30 +254,59 @@ Status IpamService::CatchUp() {
   return Durably([] { return OkStatus(); });
 }
 
+Status IpamService::SameGatewayAsTheFleet(const PoolState& state, const IpAddress& wanted) {
+  const Family family = state.record.config.subnet.family();
+  for (const auto& [value, lease] : state.allocator.leases()) {
+    const IpAddress address(family, value);
+    if (lease.kind != LeaseKind::kGateway || address == wanted) continue;
+    return FailedPrecondition(fmt::format(
+        "--gateway {}: subnet {} is one pool for every host sharing the address book, and its networks use gateway "
+        "{}{}; give every host's network --gateway {}",
+        wanted.ToString(), state.record.config.subnet.ToString(), address.ToString(),
+        lease.node.empty() ? "" : fmt::format(" (first set on node {})", lease.node), address.ToString()));
+  }
+  return OkStatus();
+}
+
 Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
   Result<PoolConfig> config = ParsePoolRequest(request);
   if (!config.ok()) return config.status();
+  // In a shared book a subnet is one pool for every host (one key per address and per name), and
+  // a host's --ip-range is only where its dynamic addresses come from.
+  std::optional<Prefix> node_range;
+  if (store_.shared()) {
+    node_range = config->range;
+    config->range.reset();
+    config->id = PoolIdFor(config->subnet, std::nullopt);
+  }
   return Durably([&]() -> Result<PoolResult> {
     auto it = pools_.find(config->id);
-    PoolRecord record{*config, 1};
+    PoolRecord record{*config, 1, {}};
     if (it != pools_.end()) {
       const PoolRecord& existing = it->second.record;
       if (existing.users > 0 && existing.config.options != config->options) {
         return FailedPrecondition(
-            fmt::format("subnet {} is already in use by another network with different --ipam-opt values; "
+            fmt::format("subnet {} is already in use by another network{} with different --ipam-opt values; "
                         "use the same options or another subnet",
-                        config->id));
+                        config->id, store_.shared() ? " (on this or another host)" : ""));
       }
       record.users = existing.users + 1;
+      record.node_ranges = existing.node_ranges;
+    }
+    if (node_range) {
+      record.node_ranges[store_.node()] = node_range->ToString();
+    } else if (store_.shared()) {
+      record.node_ranges.erase(store_.node());
     }
     IpamBatch batch;
     batch.put_pools.push_back(record);
     commits_.Enqueue(batch);
     if (it == pools_.end()) {
-      PoolAllocator allocator(record.config);
-      pools_.emplace(config->id, PoolState{record, std::move(allocator)});
+      pools_.emplace(config->id, PoolState{record, NewAllocator(record)});
     } else {
+      const bool range_changed = it->second.record.node_ranges != record.node_ranges;
       it->second.record = record;
+      if (range_changed) RebuildAllocator(it->second);
     }
     spdlog::info("pool requested id=\"{}\" users={}", config->id, record.users);
     return PoolResult{config->id, config->subnet.ToString()};
@@ -331,6 +381,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
     }
     Result<Choice> choice = state.allocator.Choose(request);
     if (!choice.ok()) return choice.status();
+    if (call.gateway && store_.shared()) SMV_RETURN_IF_ERROR(SameGatewayAsTheFleet(state, choice->address));
     const std::string answer = fmt::format("{}/{}", choice->address.ToString(), config.subnet.length());
     if (choice->already_leased_as_gateway) return answer;
 
@@ -374,7 +425,14 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return OkStatus();
     PoolState& state = it->second;
-    if (state.allocator.FindLease(*ip) == nullptr) return OkStatus();
+    const Lease* lease = state.allocator.FindLease(*ip);
+    if (lease == nullptr) return OkStatus();
+    if (lease->kind == LeaseKind::kGateway && store_.shared()) {
+      // Every host's network on this subnet routes through it: it goes with the pool.
+      spdlog::info("gateway kept pool=\"{}\" address={}: shared by the hosts' networks on this subnet", pool_id,
+                   ip->ToString());
+      return OkStatus();
+    }
     IpamBatch batch;
     batch.delete_leases.emplace_back(pool_id, *ip);
     commits_.Enqueue(batch);
@@ -395,6 +453,16 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
     const Lease* lease = state.allocator.FindLease(address);
     if (lease == nullptr) {
       return NotFound(fmt::format("address {} is not leased in pool \"{}\"", address.ToString(), pool_id));
+    }
+    if (store_.shared()) {
+      // Engines that send no name (Docker < 29) reveal it only here, at Join: a name already
+      // running on another host is refused now, and the failed Join undoes this container.
+      const Family family = state.record.config.subnet.family();
+      for (const auto& [value, other] : state.allocator.leases()) {
+        if (other.name == name && other.node != store_.node()) {
+          return NameRunningOnAnotherNode(name, other.node, IpAddress(family, value));
+        }
+      }
     }
     const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
     if (owner && *owner != name) {

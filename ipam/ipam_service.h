@@ -124,6 +124,12 @@ class IpamService {
   // Sorted by name.
   static std::vector<ReservationRecord> AllReservations(const std::string& pool_id, const PoolState& state);
   static void Remember(PoolState& state, const ReservationRecord& r);
+  // The pool as this host allocates from it: in a shared book, with this host's --ip-range.
+  PoolAllocator NewAllocator(const PoolRecord& record) const;
+  // After this host's range changed: the same leases and reservations in a new allocator.
+  void RebuildAllocator(PoolState& state) const;
+  // In a shared book one subnet has one gateway: refuses `wanted` when another is leased.
+  static Status SameGatewayAsTheFleet(const PoolState& state, const IpAddress& wanted);
 
   // How often a change is decided again after a shared store refused it (another node first).
   static constexpr int kAttemptsOnConflict = 20;

@@ -4,6 +4,7 @@
 // and in memory for tests (tests/support/memory_stores.h).
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,6 +19,9 @@ namespace smv::ipam {
 struct PoolRecord {
   PoolConfig config;
   int users = 1;  // RequestPool calls not yet released (dockerd may ask for one subnet twice)
+  // In a book shared by hosts a subnet is one pool, config.range is unset, and each host that
+  // gave an --ip-range has it here (node -> CIDR): its own part of the subnet for dynamic addresses.
+  std::map<std::string, std::string> node_ranges;
 };
 
 struct LeaseRecord {

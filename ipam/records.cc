@@ -16,6 +16,7 @@ struct StoredPool {
   bool v6 = false;
   std::map<std::string, std::string> options;
   int users = 1;
+  std::optional<std::map<std::string, std::string>> node_ranges;  // only in a book shared by hosts
 };
 
 struct StoredLease {
@@ -44,6 +45,7 @@ void RecordSchema(F& f, R& r) {
   f("v6", r.v6);
   f("options", r.options);
   f("users", r.users);
+  f("node_ranges", r.node_ranges);
 }
 
 template <typename F, RecordOf<StoredLease> R>
@@ -95,7 +97,9 @@ std::string EncodePool(const PoolRecord& pool) {
                     .range = std::nullopt,
                     .v6 = pool.config.subnet.family() == Family::kV6,
                     .options = pool.config.options,
-                    .users = pool.users};
+                    .users = pool.users,
+                    .node_ranges = std::nullopt};
+  if (!pool.node_ranges.empty()) stored.node_ranges = pool.node_ranges;
   if (pool.config.range) stored.range = pool.config.range->ToString();
   return smv::records::EncodeRecord(stored, kVersion);
 }
@@ -126,7 +130,15 @@ Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::st
   Result<PoolConfig> config = ParsePoolRequest(PoolRequest{
       .pool = stored.subnet, .sub_pool = stored.range.value_or(""), .options = stored.options, .v6 = stored.v6});
   if (!config.ok()) return config.status().Annotate(fmt::format("stored pool {}", smv::records::Describe(where)));
-  return PoolRecord{*config, stored.users};
+  PoolRecord pool{*config, stored.users, stored.node_ranges.value_or(std::map<std::string, std::string>{})};
+  for (const auto& [node, range] : pool.node_ranges) {
+    const std::optional<Prefix> parsed = Prefix::Parse(range);
+    if (!parsed || !config->subnet.Contains(*parsed)) {
+      return Internal(fmt::format("corrupt record {}: node_ranges[{}] \"{}\" is not a range inside {}",
+                                  smv::records::Describe(where), node, range, stored.subnet));
+    }
+  }
+  return pool;
 }
 
 Result<LeaseRecord> DecodeLease(std::string_view db, std::string_view key, std::string_view value) {

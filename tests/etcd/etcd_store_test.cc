@@ -209,6 +209,69 @@ TEST_F(EtcdStoreTest, WithoutQuorumAllocationsFailClosedAndRecover) {
   EXPECT_EQ(a->service->LeaseCount(pool) + 1, leases.size());  // host-c's is not in a's view yet
 }
 
+// dockerd 20.10 sends no name with the address: the name is learned at Join (AttachName), and a
+// name running on another host is refused there, naming that host, after reading the book again.
+TEST_F(EtcdStoreTest, ANameLearnedAtJoinIsRefusedWhileItRunsOnAnotherNode) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const std::string pool = a->Pool();
+  Result<PoolResult> b_pool = b->service->RequestPool({"l", kSubnet, "", {}, false});
+  ASSERT_TRUE(b_pool.ok());
+  Result<std::string> on_b = b->Run(pool, "");  // an address first, the name only at Join
+  ASSERT_TRUE(on_b.ok()) << on_b.status().message();
+  Result<std::string> web = a->Run(pool, "web");  // after b's view was read: b does not know it
+  ASSERT_TRUE(web.ok());
+
+  Result<AttachOutcome> attached = b->service->AttachName(pool, *IpAddress::Parse(AddressOf(*on_b)), "web");
+  ASSERT_FALSE(attached.ok());
+  EXPECT_EQ(attached.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(attached.status().message().find("container name \"web\" is running on node host-a with address " +
+                                             AddressOf(*web)),
+            std::string::npos)
+      << attached.status().message();
+
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*web)).ok());  // docker rm on host-a
+  Result<AttachOutcome> after = b->service->AttachName(pool, *IpAddress::Parse(AddressOf(*on_b)), "web");
+  ASSERT_TRUE(after.ok()) << after.status().message();
+  EXPECT_EQ(*after, AttachOutcome::kDrifted);  // it keeps its reserved address for its next start
+}
+
+// The moby#49921 workaround, done right: each host gives its own --ip-range of one subnet. It is
+// still one pool (one key per address and per name), so names move and the gateway is one.
+TEST_F(EtcdStoreTest, HostsWithTheirOwnRangesShareOnePoolOneGatewayAndTheirNames) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  Result<PoolResult> pool_a = a->service->RequestPool({"l", kSubnet, "198.18.0.0/24", {}, false});
+  Result<PoolResult> pool_b = b->service->RequestPool({"l", kSubnet, "198.18.1.0/24", {}, false});
+  ASSERT_TRUE(pool_a.ok() && pool_b.ok()) << pool_a.status().message() << pool_b.status().message();
+  ASSERT_EQ(pool_a->pool_id, pool_b->pool_id);
+  const std::string pool = pool_a->pool_id;
+
+  ASSERT_TRUE(a->service->RequestAddress({pool, "198.18.3.254", true, "", "", ""}).ok());
+  Result<std::string> same_gateway = b->service->RequestAddress({pool, "198.18.3.254", true, "", "", ""});
+  ASSERT_TRUE(same_gateway.ok()) << same_gateway.status().message();
+  Result<std::string> other_gateway = b->service->RequestAddress({pool, "198.18.3.1", true, "", "", ""});
+  ASSERT_FALSE(other_gateway.ok());
+  EXPECT_EQ(other_gateway.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(other_gateway.status().message().find("gateway 198.18.3.254 (first set on node host-a)"), std::string::npos)
+      << other_gateway.status().message();
+
+  Result<std::string> web = a->Run(pool, "web");
+  Result<std::string> db = b->Run(pool, "db");
+  ASSERT_TRUE(web.ok() && db.ok()) << web.status().message() << db.status().message();
+  EXPECT_EQ(AddressOf(*web).rfind("198.18.0.", 0), 0u) << *web;  // each host's own range
+  EXPECT_EQ(AddressOf(*db).rfind("198.18.1.", 0), 0u) << *db;
+
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*web)).ok());
+  Result<std::string> moved = b->Run(pool, "web");  // outside b's range: the name's address wins
+  ASSERT_TRUE(moved.ok()) << moved.status().message();
+  EXPECT_EQ(*moved, *web);
+
+  // One host removing its network does not free the gateway the others route through.
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, "198.18.3.254").ok());
+  EXPECT_TRUE(Leases().contains("198.18.3.254"));
+}
+
 // More leases than etcd takes in one transaction (--max-txn-ops 128): freed in several commits.
 TEST_F(EtcdStoreTest, ReleasingADeadNodeFreesAllItHeldAndItsNamesMove) {
   std::unique_ptr<Node> a = MakeNode("host-a");

@@ -43,6 +43,26 @@ TEST(IpamRecords, AMistypedNodeIsAClearErrorNamingKeyAndField) {
   EXPECT_NE(back.status().message().find("192.0.2.7"), std::string::npos) << back.status().message();
 }
 
+TEST(IpamRecords, APoolInASharedBookKeepsEachNodesRangeAndACorruptOneIsNamed) {
+  Result<PoolConfig> config = ParsePoolRequest({.pool = "198.18.0.0/22"});
+  ASSERT_TRUE(config.ok());
+  const PoolRecord pool{*config, 2, {{"host-a", "198.18.0.0/24"}, {"host-b", "198.18.1.0/24"}}};
+  const std::string value = EncodePool(pool);
+  Result<PoolRecord> back = DecodePool("etcd", PoolKey(pool.config.id), value);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->node_ranges, pool.node_ranges);
+  EXPECT_EQ(back->users, 2);
+  // A single host's pool is written as before: no node_ranges field (the golden store pins it).
+  EXPECT_EQ(EncodePool(PoolRecord{*config, 1, {}}).find("node_ranges"), std::string::npos);
+
+  Result<PoolRecord> corrupt =
+      DecodePool("etcd", PoolKey(pool.config.id),
+                 R"({"v":1,"subnet":"198.18.0.0/22","users":1,"node_ranges":{"host-a":"10.0.0.0/24"}})");
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_EQ(corrupt.status().code(), Code::kInternal);
+  EXPECT_NE(corrupt.status().message().find("node_ranges[host-a]"), std::string::npos) << corrupt.status().message();
+}
+
 TEST(IpamRecords, AJournaledReleaseIsPinnedAndRoundTrips) {
   const JournaledRelease release{"192.0.2.0/24", *IpAddress::Parse("192.0.2.7"), "host-a"};
   const std::string value = EncodeJournaledRelease(release);
