@@ -1,6 +1,8 @@
 #include "ipam/commit_queue.h"
 
+#include <cstddef>
 #include <exception>
+#include <iterator>
 
 namespace smv::ipam {
 namespace {
@@ -34,40 +36,56 @@ Status CommitQueue::OutcomeLocked(uint64_t ticket) const {
   return OkStatus();
 }
 
+size_t CommitQueue::GroupSizeLocked() const {
+  const size_t limit = store_.max_writes_per_commit();
+  size_t taken = 0, writes = 0;
+  for (const IpamBatch& batch : queue_) {
+    if (taken > 0 && writes + batch.writes() > limit) break;
+    writes += batch.writes();
+    ++taken;
+  }
+  return taken;
+}
+
 Status CommitQueue::WaitDurable(uint64_t ticket) {
   std::unique_lock lock(mu_);
-  while (ticket > resolved_ && (committing_ || recovering_)) changed_.wait(lock);
-  if (ticket <= resolved_) return OutcomeLocked(ticket);
+  for (;;) {
+    while (ticket > resolved_ && (committing_ || recovering_)) changed_.wait(lock);
+    if (ticket <= resolved_) return OutcomeLocked(ticket);
 
-  // Leader: everything queued so far goes into one transaction.
-  committing_ = true;
-  std::vector<IpamBatch> group = std::move(queue_);
-  queue_.clear();
-  const uint64_t group_last = resolved_ + group.size();
-  lock.unlock();
-  Status written;
-  try {
-    written = store_.ApplyAll(group);
-  } catch (const std::exception& e) {  // a leader that throws would leave committing_ set forever
-    written = Internal(fmt::format("save address state: {}", e.what()));
+    // Leader: what is queued so far goes into one transaction, as much as the store takes;
+    // the leader goes on until its own batch is written.
+    committing_ = true;
+    const auto take = static_cast<std::ptrdiff_t>(GroupSizeLocked());
+    std::vector<IpamBatch> group(std::make_move_iterator(queue_.begin()),
+                                 std::make_move_iterator(queue_.begin() + take));
+    queue_.erase(queue_.begin(), queue_.begin() + take);
+    const uint64_t group_last = resolved_ + group.size();
+    lock.unlock();
+    Status written;
+    try {
+      written = store_.ApplyAll(group);
+    } catch (const std::exception& e) {  // a leader that throws would leave committing_ set forever
+      written = Internal(fmt::format("save address state: {}", e.what()));
+    }
+    lock.lock();
+    committing_ = false;
+    ++commits_;
+    if (written.ok()) {
+      resolved_ = group_last;
+      changed_.notify_all();
+      continue;
+    }
+    // Put the group back in front so that FailQueuedLocked fails it together with what queued
+    // after it, then let the service reload under its own mutex (taken before ours).
+    group.insert(group.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+    queue_ = std::move(group);
+    recovering_ = true;
+    lock.unlock();
+    on_failure_(written);
+    lock.lock();
+    return OutcomeLocked(ticket);
   }
-  lock.lock();
-  committing_ = false;
-  ++commits_;
-  if (written.ok()) {
-    resolved_ = group_last;
-    changed_.notify_all();
-    return OkStatus();
-  }
-  // Put the group back in front so that FailQueuedLocked fails it together with what queued
-  // after it, then let the service reload under its own mutex (taken before ours).
-  group.insert(group.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-  queue_ = std::move(group);
-  recovering_ = true;
-  lock.unlock();
-  on_failure_(written);
-  lock.lock();
-  return OutcomeLocked(ticket);
 }
 
 void CommitQueue::FailQueuedLocked(const Status& error) {

@@ -4,7 +4,7 @@
 // is durable. The first waiter with no commit in flight becomes the leader: it writes every
 // batch queued so far in one store transaction (one fsync) and wakes the others. So concurrent
 // callers share a disk flush instead of queueing for one each, and no reply is sent before its
-// change is on disk.
+// change is on disk. A store that limits a transaction's size (etcd) gets several in a row.
 //
 // A failed commit fails its batches and every batch queued after them (they were decided on a
 // memory state that now differs from the disk); `on_failure` then runs under the service mutex
@@ -48,6 +48,8 @@ class CommitQueue {
     Status error;
   };
   Status OutcomeLocked(uint64_t ticket) const;
+  // How many queued batches the next commit takes: as many as fit the store's write limit, at least one.
+  size_t GroupSizeLocked() const;
 
   IpamStore& store_;
   FailureHandler on_failure_;

@@ -111,6 +111,7 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
 }
 
 Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
+  std::scoped_lock lock(mu_);
   // After the fence no transaction of this node sent earlier can apply: what is read is final.
   if (Result<std::optional<int64_t>> fenced = FenceUnless("", kCommitBudget); !fenced.ok()) return fenced.status();
   Result<etcd::RangeResult> all = client_.GetPrefix(options_.prefix);
@@ -147,7 +148,41 @@ Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
 
 Result<IpamSnapshot> EtcdIpamStore::Load() { return CollectLoad(); }
 
+Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const std::string& name) {
+  std::scoped_lock lock(mu_);
+  const std::string where = "etcd " + options_.prefix;
+  // Reads one key and notes its revision (absent: this node now believes it does not exist).
+  auto read = [&](const std::string& key) -> Result<std::optional<std::string>> {
+    Result<etcd::RangeResult> got = client_.Get(key);
+    if (!got.ok()) return got.status();
+    if (got->kvs.empty()) {
+      revisions_.erase(key);
+      return std::optional<std::string>();
+    }
+    revisions_[key] = got->kvs.front().mod_revision;
+    return std::optional<std::string>(got->kvs.front().value);
+  };
+  NameRecords out;
+  const std::string reservation_key = records::ReservationKey(pool_id, name);
+  Result<std::optional<std::string>> reservation = read(options_.prefix + "reservation/" + reservation_key);
+  if (!reservation.ok()) return reservation.status();
+  if (!*reservation) return out;
+  Result<ReservationRecord> r = records::DecodeReservation(where + "reservation/", reservation_key, **reservation);
+  if (!r.ok()) return r.status();
+  out.reservation = std::move(r).value();
+  const std::string lease_key = records::LeaseKey(pool_id, out.reservation->address);
+  Result<std::optional<std::string>> lease = read(options_.prefix + "lease/" + lease_key);
+  if (!lease.ok()) return lease.status();
+  if (*lease) {
+    Result<LeaseRecord> l = records::DecodeLease(where + "lease/", lease_key, **lease);
+    if (!l.ok()) return l.status();
+    out.lease = std::move(l).value();
+  }
+  return out;
+}
+
 Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
+  std::scoped_lock lock(mu_);
   const auto until = Clock::now() + kCommitBudget;
   etcd::Txn txn;
   for (auto& [key, value] : MergeWrites(options_.prefix, batches)) {

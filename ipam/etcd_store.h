@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -43,8 +44,11 @@ class EtcdIpamStore : public IpamStore {
   Result<IpamSnapshot> Load() override;
   Status LoadInto(IpamLoadSink& sink) override;
   Status ApplyAll(std::span<const IpamBatch> batches) override;
+  Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name) override;
   bool shared() const override { return true; }
   std::string node() const override { return options_.node; }
+  // The commit key takes one operation of each transaction.
+  size_t max_writes_per_commit() const override { return options_.max_txn_ops - 1; }
 
   // Transactions whose answer was lost and that were found not applied, then fenced (tests).
   uint64_t fenced_commits() const { return fenced_commits_; }
@@ -59,6 +63,9 @@ class EtcdIpamStore : public IpamStore {
   // kUnavailable while etcd does not answer within `budget`.
   Result<std::optional<int64_t>> FenceUnless(std::string_view applied_id, std::chrono::milliseconds budget);
 
+  // Reads of one name may come from request threads while a commit is being written: the client
+  // and the revisions below are used by one call at a time.
+  std::mutex mu_;
   etcd::KvClient& client_;
   EtcdStoreOptions options_;
   std::string instance_;  // tells this process's commit ids from an earlier run's

@@ -359,6 +359,10 @@ Result<IpamService::PoolState*> IpamService::ActivePool(const std::string& pool_
 }
 
 Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
+  // A guessed name's reservation decides the address, but its commit compares no key of that
+  // reservation: read it as the shared store holds it now. (A sent name's reservation is
+  // compared by the commit: a stale view is refused and decided again.)
+  if (call.name.empty()) RefreshName(call.pool_id, call.hint_name);
   return Durably([&]() -> Result<std::string> {
     Result<PoolState*> found = ActivePool(call.pool_id);
     if (!found.ok()) return found.status();
@@ -504,7 +508,39 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
   });
 }
 
-bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) const {
+void IpamService::RefreshName(const std::string& pool_id, const std::string& name) {
+  if (!store_.shared() || name.empty()) return;
+  uint64_t commits_before = 0;
+  {
+    std::scoped_lock lock(mu_);
+    if (commits_.last_pending_ticket() != 0) return;
+    commits_before = commits_.commits();
+  }
+  Result<NameRecords> fresh = store_.ReadName(pool_id, name);
+  if (!fresh.ok()) {
+    spdlog::debug("reading name {} of pool \"{}\" from the shared store: {}", name, pool_id, fresh.status().message());
+    return;
+  }
+  std::scoped_lock lock(mu_);
+  // A commit of this node since the read may have changed these keys: memory is newer then.
+  if (commits_.last_pending_ticket() != 0 || commits_.commits() != commits_before || reload_pending_) return;
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end()) return;
+  PoolState& state = it->second;
+  if (!fresh->reservation) {
+    state.allocator.RemoveReservation(name);
+    return;
+  }
+  Remember(state, *fresh->reservation);
+  if (fresh->lease) {
+    state.allocator.AddLease(fresh->lease->address, fresh->lease->lease);
+  } else {
+    state.allocator.RemoveLease(fresh->reservation->address);
+  }
+}
+
+bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) {
+  RefreshName(pool_id, name);
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
   return it != pools_.end() && it->second.allocator.ReservationOf(name).has_value();

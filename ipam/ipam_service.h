@@ -87,8 +87,8 @@ class IpamService {
   Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address, const std::string& name,
                                    const std::string& mac = "");
 
-  // Whether `name` has a reservation in `pool_id`.
-  bool HasReservation(const std::string& pool_id, const std::string& name) const;
+  // Whether `name` has a reservation in `pool_id` (in a shared book: as the store holds it now).
+  bool HasReservation(const std::string& pool_id, const std::string& name);
   // The name whose reservation in `pool_id` was last seen with `mac`, or "".
   std::string NameForMac(const std::string& pool_id, const std::string& mac) const;
   // Active pools that hold a lease on `address`.
@@ -155,6 +155,10 @@ class IpamService {
   // Reloads when the last reload failed (a store that did not answer); its error otherwise.
   Status ReloadIfNeededLocked();
   Result<PoolState*> ActivePool(const std::string& pool_id);
+  // In a shared book: brings memory's view of `name` (its reservation, the lease on its address)
+  // up to what the store holds, for decisions no commit compares, such as which reserved address
+  // a guessed name gets. Best effort: on any error, or when a commit ran meanwhile, memory stays.
+  void RefreshName(const std::string& pool_id, const std::string& name);
 
   IpamStore& store_;
   Clock clock_;

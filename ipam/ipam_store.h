@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -58,10 +59,21 @@ struct IpamBatch {
   std::vector<std::pair<std::string, IpAddress>> delete_leases;  // pool id, address
   std::vector<ReservationRecord> put_reservations;
   std::vector<std::pair<std::string, std::string>> delete_reservations;  // pool id, name
+  // Keys this batch writes or deletes (an upper bound: batches of one commit may share keys).
+  size_t writes() const {
+    return put_pools.size() + delete_pools.size() + put_leases.size() + delete_leases.size() + put_reservations.size() +
+           delete_reservations.size();
+  }
   bool empty() const {
     return put_pools.empty() && delete_pools.empty() && put_leases.empty() && delete_leases.empty() &&
            put_reservations.empty() && delete_reservations.empty();
   }
+};
+
+// What a shared store holds for one name of a pool right now.
+struct NameRecords {
+  std::optional<ReservationRecord> reservation;
+  std::optional<LeaseRecord> lease;  // on the reserved address
 };
 
 // Receives every stored record at start-up: all pools first, then leases, then reservations.
@@ -87,6 +99,13 @@ class IpamStore {
   virtual bool shared() const { return false; }
   // This host's name in a shared book ("" otherwise): leases it takes carry it.
   virtual std::string node() const { return ""; }
+  // Most writes one ApplyAll may carry (etcd refuses larger transactions): group commit splits
+  // at this size. A single batch is never split.
+  virtual size_t max_writes_per_commit() const { return SIZE_MAX; }
+  // Shared stores: reads `name`'s reservation in `pool_id` and the lease on its address, for a
+  // decision that no commit would compare (another node may have written them since the last
+  // load). Others hold nothing memory does not: kFailedPrecondition.
+  virtual Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name);
 
  protected:
   // Load() for stores that implement LoadInto: collects what it streams.

@@ -200,6 +200,10 @@ Result<IpamSnapshot> IpamStore::CollectLoad() {
   return std::move(collect.snapshot);
 }
 
+Result<NameRecords> IpamStore::ReadName(const std::string&, const std::string&) {
+  return FailedPrecondition("this address book is not shared: memory holds all of it");
+}
+
 Status IpamStore::LoadInto(IpamLoadSink& sink) {
   Result<IpamSnapshot> snapshot = Load();
   if (!snapshot.ok()) return snapshot.status();

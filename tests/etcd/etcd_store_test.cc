@@ -33,9 +33,10 @@ constexpr const char* kPrefix = "/smv-test/v1/";
 constexpr const char* kSubnet = "198.18.0.0/22";
 
 struct Node {
-  Node(const std::string& name, std::vector<etcd::Endpoint> endpoints, milliseconds request_timeout)
+  Node(const std::string& name, std::vector<etcd::Endpoint> endpoints, milliseconds request_timeout,
+       size_t max_txn_ops = 128)
       : client({.endpoints = std::move(endpoints), .request_timeout = request_timeout}) {
-    auto opened = EtcdIpamStore::Open(client, {.prefix = kPrefix, .node = name});
+    auto opened = EtcdIpamStore::Open(client, {.prefix = kPrefix, .node = name, .max_txn_ops = max_txn_ops});
     EXPECT_TRUE(opened.ok()) << opened.status().message();
     store = std::move(opened).value();
     // The host's own release journal, on a real LMDB file as serve keeps it.
@@ -158,6 +159,61 @@ TEST_F(EtcdStoreTest, ANameKeepsItsAddressWhenItMovesToAnotherNode) {
   ASSERT_TRUE(other.ok()) << other.status().message();
   EXPECT_NE(*other, *on_a);
   EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*on_a), "web"}, {AddressOf(*other), "db"}}));
+}
+
+// etcd refuses a transaction of more than --max-txn-ops operations: a burst of parallel starts on
+// one node is written in several transactions, never refused as a whole.
+TEST_F(EtcdStoreTest, ABurstLargerThanOneTransactionIsWrittenInSeveral) {
+  constexpr int kClients = 16, kPerClient = 5;
+  // 7 operations: the commit key and 6 writes, three allocations (lease + reservation) per commit.
+  Node node("host-a", cluster_.endpoints(), milliseconds(9000), 7);
+  const std::string pool = node.Pool();
+  std::mutex mu;
+  std::map<std::string, std::string> answers;
+  std::vector<std::string> errors;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kPerClient; ++i) {
+        const std::string name = "b" + std::to_string(c) + "-" + std::to_string(i);
+        Result<std::string> got = node.Run(pool, name);
+        std::scoped_lock lock(mu);
+        if (!got.ok()) {
+          errors.push_back(name + ": " + got.status().message());
+        } else {
+          answers.emplace(AddressOf(*got), name);
+        }
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_TRUE(errors.empty()) << errors.size() << " errors, first: " << errors.front();
+  EXPECT_EQ(answers.size(), static_cast<size_t>(kClients * kPerClient));
+  EXPECT_EQ(Leases(), answers);
+}
+
+// Engines before 29 send no name: the name guessed from the engine picks the address, and the
+// commit compares no key of that name's reservation, so a stale view must be read fresh first.
+TEST_F(EtcdStoreTest, AGuessedNameGetsTheAddressItReservedOnAnotherNode) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const std::string pool = a->Pool();
+  ASSERT_EQ(b->Pool(), pool);  // b's view is now current, and goes stale below
+  Result<std::string> first = a->Run(pool, "filler");
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  Result<std::string> on_a = a->Run(pool, "web");
+  ASSERT_TRUE(on_a.ok()) << on_a.status().message();
+  EXPECT_TRUE(b->service->HasReservation(pool, "web")) << "b reads web's reservation from etcd";
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*on_a)).ok());  // docker rm -f on host A
+  Result<std::string> on_b = b->service->RequestAddress({pool, "", false, "", "web", ""});
+  ASSERT_TRUE(on_b.ok()) << on_b.status().message();
+  EXPECT_EQ(*on_b, *on_a);
+  // A guessed name is not written on the lease: Join confirms it (AttachName).
+  EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*first), "filler"}, {AddressOf(*on_a), ""}}));
+  // A reservation dropped on another node is dropped from b's view when it is asked about it.
+  ASSERT_TRUE(b->service->ReleaseAddress(pool, AddressOf(*on_b)).ok());
+  ASSERT_TRUE(a->service->Release("web").ok());  // reservations rm web, on host A
+  EXPECT_FALSE(b->service->HasReservation(pool, "web"));
 }
 
 TEST_F(EtcdStoreTest, WithoutQuorumAllocationsFailClosedAndRecover) {

@@ -38,6 +38,8 @@ class GateStore : public IpamStore {
   }
   std::mutex mu;
   std::vector<std::vector<std::string>> commits;
+  size_t max_writes_per_commit() const override { return max_writes; }
+  size_t max_writes = SIZE_MAX;
   bool hold_first = false;
   bool fail_next = false;
   std::promise<void> entered, release;
@@ -110,6 +112,25 @@ TEST_F(CommitQueueTest, AFailedCommitFailsItsBatchesAndThoseQueuedBehindThem) {
   EXPECT_EQ(queue_.WaitDurable(first).code(), Code::kUnavailable);
   ASSERT_EQ(store_.commits.size(), 2u);
   EXPECT_EQ(store_.commits[1], (std::vector<std::string>{"c"}));
+}
+
+// etcd takes at most --max-txn-ops operations per transaction: a burst larger than that is
+// written in several transactions, in queue order, and every waiter is answered.
+TEST_F(CommitQueueTest, ABurstLargerThanTheStoreTakesIsWrittenInSeveralCommits) {
+  store_.max_writes = 2;
+  store_.hold_first = true;
+  const uint64_t first = Enqueue("a");
+  auto leader = std::async(std::launch::async, [&] { return queue_.WaitDurable(first); });
+  store_.entered.get_future().wait();
+  uint64_t last = 0;
+  for (const char* id : {"b", "c", "d", "e", "f"}) last = Enqueue(id);
+  store_.release.set_value();
+  EXPECT_TRUE(leader.get().ok());
+  EXPECT_TRUE(queue_.WaitDurable(last).ok());  // one waiter leads every remaining commit
+  ASSERT_EQ(store_.commits.size(), 4u);
+  EXPECT_EQ(store_.commits[1], (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(store_.commits[2], (std::vector<std::string>{"d", "e"}));
+  EXPECT_EQ(store_.commits[3], (std::vector<std::string>{"f"}));
 }
 
 }  // namespace
