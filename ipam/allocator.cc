@@ -8,6 +8,7 @@ std::string_view LeaseKindName(LeaseKind kind) {
   switch (kind) {
     case LeaseKind::kGateway: return "gateway";
     case LeaseKind::kEndpoint: return "endpoint";
+    case LeaseKind::kAux: return "aux";
   }
   return "endpoint";
 }
@@ -15,6 +16,7 @@ std::string_view LeaseKindName(LeaseKind kind) {
 std::optional<LeaseKind> LeaseKindFromName(std::string_view name) {
   if (name == "gateway") return LeaseKind::kGateway;
   if (name == "endpoint") return LeaseKind::kEndpoint;
+  if (name == "aux") return LeaseKind::kAux;
   return std::nullopt;
 }
 
@@ -128,6 +130,9 @@ Result<Choice> PoolAllocator::ChoosePreferred(const AddressRequest& request, con
     }
     if (lease->kind == LeaseKind::kGateway) {
       return AlreadyExists(fmt::format("address {} is the network's gateway", ip.ToString()));
+    }
+    if (lease->kind == LeaseKind::kAux) {
+      return AlreadyExists(fmt::format("address {} is an --aux-address of the network", ip.ToString()));
     }
     return AlreadyExists(
         fmt::format("address {} is already in use{}", ip.ToString(),

@@ -19,7 +19,9 @@
 
 namespace smv::ipam {
 
-enum class LeaseKind { kGateway, kEndpoint };
+// kAux: an --aux-address of a subnet shared by several hosts (a container's --ip and an
+// --aux-address look alike on the wire; a single host's aux addresses stay kEndpoint).
+enum class LeaseKind { kGateway, kEndpoint, kAux };
 std::string_view LeaseKindName(LeaseKind kind);
 std::optional<LeaseKind> LeaseKindFromName(std::string_view name);
 

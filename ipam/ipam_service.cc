@@ -281,7 +281,7 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
   }
   return Durably([&]() -> Result<PoolResult> {
     auto it = pools_.find(config->id);
-    PoolRecord record{*config, 1, {}};
+    PoolRecord record{.config = *config, .users = 1, .node_ranges = {}, .aux = {}, .aux_set_by = ""};
     if (it != pools_.end()) {
       const PoolRecord& existing = it->second.record;
       if (existing.users > 0 && existing.config.options != config->options) {
@@ -292,6 +292,8 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
       }
       record.users = existing.users + 1;
       record.node_ranges = existing.node_ranges;
+      record.aux = existing.aux;
+      record.aux_set_by = existing.aux_set_by;
     }
     if (node_range) {
       record.node_ranges[store_.node()] = node_range->ToString();
@@ -301,6 +303,7 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
     IpamBatch batch;
     batch.put_pools.push_back(record);
     commits_.Enqueue(batch);
+    if (store_.shared()) creating_.insert(config->id);  // until CreateNetwork: see AuxOfNetworkBeingCreated
     if (it == pools_.end()) {
       pools_.emplace(config->id, PoolState{record, NewAllocator(record)});
     } else {
@@ -313,8 +316,74 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
   });
 }
 
+namespace {
+
+std::string AuxFlags(const std::map<std::string, std::string>& aux) {
+  if (aux.empty()) return "no --aux-address";
+  std::string out;
+  for (const auto& [name, address] : aux)
+    out += fmt::format("{}--aux-address {}={}", out.empty() ? "" : " ", name, address);
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> IpamService::AuxOfNetworkBeingCreated(const PoolState& state,
+                                                                 const AddressCall& call) const {
+  if (!store_.shared() || call.gateway || !call.name.empty() || call.address.empty() ||
+      !creating_.contains(call.pool_id)) {
+    return std::nullopt;
+  }
+  const std::optional<IpAddress> asked = IpAddress::Parse(call.address);
+  const Lease* lease = asked ? state.allocator.FindLease(*asked) : nullptr;
+  if (lease == nullptr || lease->kind != LeaseKind::kAux) return std::nullopt;
+  // dockerd asks for a network's aux addresses between RequestPool and CreateNetwork, before any
+  // container can ask: this host's network is being created with the subnet's aux address.
+  return fmt::format("{}/{}", asked->ToString(), state.record.config.subnet.length());
+}
+
+Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux) {
+  if (!store_.shared()) return OkStatus();
+  const std::string pool_id = PoolIdFor(subnet, std::nullopt);
+  return Durably([&]() -> Status {
+    auto it = pools_.find(pool_id);
+    if (it == pools_.end()) return OkStatus();
+    PoolState& state = it->second;
+    if (!state.record.aux_set_by.empty() && state.record.aux != aux) {
+      return FailedPrecondition(fmt::format(
+          "--aux-address: subnet {} is one pool for every host sharing the address book, and its networks give {} "
+          "(first set on node {}); this network gives {}: give every host's network the same",
+          subnet.ToString(), AuxFlags(state.record.aux), state.record.aux_set_by, AuxFlags(aux)));
+    }
+    // Written even when it agrees: the commit compares the pool's key, so a view older than
+    // another host's first network is refused and decided again.
+    PoolRecord record = state.record;
+    record.aux = aux;
+    if (record.aux_set_by.empty()) record.aux_set_by = store_.node();
+    IpamBatch batch;
+    batch.put_pools.push_back(record);
+    // The first host's aux addresses were leased like a container's --ip: they become the
+    // subnet's, so that the other hosts' networks may ask for them too.
+    for (const auto& [name, text] : aux) {
+      const std::optional<IpAddress> address = IpAddress::Parse(text);
+      const Lease* lease = address ? state.allocator.FindLease(*address) : nullptr;
+      if (lease == nullptr || lease->kind != LeaseKind::kEndpoint || !lease->name.empty()) continue;
+      Lease shared = *lease;
+      shared.kind = LeaseKind::kAux;
+      shared.node.clear();
+      batch.put_leases.push_back(LeaseRecord{pool_id, *address, shared, clock_()});
+    }
+    commits_.Enqueue(batch);
+    state.record = record;
+    for (const LeaseRecord& l : batch.put_leases) state.allocator.AddLease(l.address, l.lease);
+    creating_.erase(pool_id);
+    return OkStatus();
+  });
+}
+
 Status IpamService::ReleasePool(const std::string& pool_id) {
   return Durably([&]() -> Status {
+    creating_.erase(pool_id);
     auto it = pools_.find(pool_id);
     if (it == pools_.end() || it->second.record.users == 0) return OkStatus();
     PoolState& state = it->second;
@@ -322,6 +391,10 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
     record.users -= 1;
     IpamBatch batch;
     const bool last_user = record.users == 0;
+    if (last_user) {  // the next network on this subnet sets them anew
+      record.aux.clear();
+      record.aux_set_by.clear();
+    }
     const bool forget = last_user && state.allocator.reservations().empty();
     if (last_user) {
       for (const auto& [value, lease] : state.allocator.leases()) {
@@ -368,6 +441,8 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
     if (!found.ok()) return found.status();
     PoolState& state = **found;
     const PoolConfig& config = state.record.config;
+
+    if (std::optional<std::string> aux = AuxOfNetworkBeingCreated(state, call)) return *aux;
 
     AddressRequest request;
     request.gateway = call.gateway;
@@ -431,10 +506,10 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     PoolState& state = it->second;
     const Lease* lease = state.allocator.FindLease(*ip);
     if (lease == nullptr) return OkStatus();
-    if (lease->kind == LeaseKind::kGateway && store_.shared()) {
-      // Every host's network on this subnet routes through it: it goes with the pool.
-      spdlog::info("gateway kept pool=\"{}\" address={}: shared by the hosts' networks on this subnet", pool_id,
-                   ip->ToString());
+    if ((lease->kind == LeaseKind::kGateway || lease->kind == LeaseKind::kAux) && store_.shared()) {
+      // Every host's network on this subnet has it: it goes with the pool.
+      spdlog::info("{} kept pool=\"{}\" address={}: shared by the hosts' networks on this subnet",
+                   LeaseKindName(lease->kind), pool_id, ip->ToString());
       return OkStatus();
     }
     IpamBatch batch;

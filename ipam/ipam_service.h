@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,11 @@ class IpamService {
   Result<PoolResult> RequestPool(const PoolRequest& request);
   // Idempotent: an unknown pool is not an error. Leases go with the last user; reservations stay.
   Status ReleasePool(const std::string& pool_id);
+  // A network is created on `subnet` with these --aux-address values (name -> address). In a
+  // shared book every host's network on one subnet must give the same ones: the first network
+  // records them, a different set is refused naming both and the node that set them first.
+  // Nothing to check in a local book, nor for a subnet that is not our pool.
+  Status AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux);
   // Returns "address/prefixlen". kNotFound for an unknown pool; see PoolAllocator::Choose.
   Result<std::string> RequestAddress(const AddressCall& call);
   // Idempotent. Keeps the name's reservation. With a journal, a store that does not answer is
@@ -159,6 +165,9 @@ class IpamService {
   // up to what the store holds, for decisions no commit compares, such as which reserved address
   // a guessed name gets. Best effort: on any error, or when a commit ran meanwhile, memory stays.
   void RefreshName(const std::string& pool_id, const std::string& name);
+  // Shared book: `call` asks for an --aux-address the fleet already holds for the subnet while
+  // this host's network on it is being created; the answer, or nullopt. Caller holds mu_.
+  std::optional<std::string> AuxOfNetworkBeingCreated(const PoolState& state, const AddressCall& call) const;
 
   IpamStore& store_;
   Clock clock_;
@@ -166,6 +175,9 @@ class IpamService {
   mutable std::mutex mu_;  // guards pools_; taken before the commit queue's own mutex
   std::map<std::string, PoolState> pools_;
   bool reload_pending_ = false;  // memory is not the store's state: reload before any change
+  // Shared book: pools this host asked for whose network is not created yet (RequestPool to
+  // CreateNetwork), when dockerd asks for aux addresses. Guarded by mu_.
+  std::set<std::string> creating_;
   CommitQueue commits_;
 };
 

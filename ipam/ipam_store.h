@@ -23,6 +23,10 @@ struct PoolRecord {
   // In a book shared by hosts a subnet is one pool, config.range is unset, and each host that
   // gave an --ip-range has it here (node -> CIDR): its own part of the subnet for dynamic addresses.
   std::map<std::string, std::string> node_ranges;
+  // Shared book: the --aux-address set (name -> address) every host's network on this subnet
+  // must give, recorded by the first network created on it (aux_set_by: that node; "" = none yet).
+  std::map<std::string, std::string> aux;
+  std::string aux_set_by;
 };
 
 struct LeaseRecord {

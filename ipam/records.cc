@@ -17,6 +17,8 @@ struct StoredPool {
   std::map<std::string, std::string> options;
   int users = 1;
   std::optional<std::map<std::string, std::string>> node_ranges;  // only in a book shared by hosts
+  std::optional<std::map<std::string, std::string>> aux;          // only in a book shared by hosts
+  std::optional<std::string> aux_set_by;                          // only in a book shared by hosts
 };
 
 struct StoredLease {
@@ -46,6 +48,8 @@ void RecordSchema(F& f, R& r) {
   f("options", r.options);
   f("users", r.users);
   f("node_ranges", r.node_ranges);
+  f("aux", r.aux);
+  f("aux_set_by", r.aux_set_by);
 }
 
 template <typename F, RecordOf<StoredLease> R>
@@ -98,8 +102,14 @@ std::string EncodePool(const PoolRecord& pool) {
                     .v6 = pool.config.subnet.family() == Family::kV6,
                     .options = pool.config.options,
                     .users = pool.users,
-                    .node_ranges = std::nullopt};
+                    .node_ranges = std::nullopt,
+                    .aux = std::nullopt,
+                    .aux_set_by = std::nullopt};
   if (!pool.node_ranges.empty()) stored.node_ranges = pool.node_ranges;
+  if (!pool.aux_set_by.empty()) {
+    stored.aux = pool.aux;
+    stored.aux_set_by = pool.aux_set_by;
+  }
   if (pool.config.range) stored.range = pool.config.range->ToString();
   return smv::records::EncodeRecord(stored, kVersion);
 }
@@ -130,7 +140,11 @@ Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::st
   Result<PoolConfig> config = ParsePoolRequest(PoolRequest{
       .pool = stored.subnet, .sub_pool = stored.range.value_or(""), .options = stored.options, .v6 = stored.v6});
   if (!config.ok()) return config.status().Annotate(fmt::format("stored pool {}", smv::records::Describe(where)));
-  PoolRecord pool{*config, stored.users, stored.node_ranges.value_or(std::map<std::string, std::string>{})};
+  PoolRecord pool{.config = *config,
+                  .users = stored.users,
+                  .node_ranges = stored.node_ranges.value_or(std::map<std::string, std::string>{}),
+                  .aux = stored.aux.value_or(std::map<std::string, std::string>{}),
+                  .aux_set_by = stored.aux_set_by.value_or("")};
   for (const auto& [node, range] : pool.node_ranges) {
     const std::optional<Prefix> parsed = Prefix::Parse(range);
     if (!parsed || !config->subnet.Contains(*parsed)) {

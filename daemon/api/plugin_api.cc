@@ -97,8 +97,14 @@ Result<json> PluginApi::CreateNetwork(const json& req) {
   Result<wire::CreateNetworkRequest> request = wire::DecodeCreateNetwork(req);
   if (!request.ok()) return request.status();
   auto has_pool = [this](const Prefix& subnet) { return !ipam_.PoolsOnSubnet(subnet).empty(); };
-  SMV_RETURN_IF_ERROR(driver_.CreateNetwork(
-      request->call, [&](const driver::NetworkOptions& options) { return AdmitIpam(*request, options, has_pool); }));
+  auto admit = [&](const driver::NetworkOptions& options) -> Status {
+    SMV_RETURN_IF_ERROR(AdmitIpam(*request, options, has_pool));
+    for (const auto* family : {&request->v4, &request->v6}) {
+      for (const wire::PoolOrigin& o : *family) SMV_RETURN_IF_ERROR(ipam_.AgreeAuxAddresses(o.data.pool, o.aux));
+    }
+    return OkStatus();
+  };
+  SMV_RETURN_IF_ERROR(driver_.CreateNetwork(request->call, admit));
   return Empty();
 }
 

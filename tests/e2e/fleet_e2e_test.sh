@@ -148,9 +148,17 @@ pass "two hosts, each with dockerd and the plugin on the shared book"
 
 # --- one subnet, one pool: each host gives its own --ip-range --------------------------------
 d a network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/24 \
-  --gateway 192.0.2.254 --ip-range 192.0.2.0/26 -o parent=eth1 lan >/dev/null || fail "network create on a"
+  --gateway 192.0.2.254 --ip-range 192.0.2.0/26 --aux-address router2=192.0.2.250 \
+  -o parent=eth1 lan >/dev/null || fail "network create on a"
+if d b network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/24 \
+  --gateway 192.0.2.254 -o parent=eth1 lan >/dev/null 2>"$DIR/err"; then
+  fail "a network without the fleet's --aux-address was accepted"
+fi
+grep -q "aux-address router2=192.0.2.250 (first set on node host-a)" "$DIR/err" || fail "refusal: $(cat "$DIR/err")"
+pass "a network on another host without the subnet's --aux-address is refused naming the first host"
 d b network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/24 \
-  --gateway 192.0.2.254 --ip-range 192.0.2.64/26 -o parent=eth1 lan >/dev/null || fail "network create on b"
+  --gateway 192.0.2.254 --ip-range 192.0.2.64/26 --aux-address router2=192.0.2.250 \
+  -o parent=eth1 lan >/dev/null || fail "network create on b"
 if d b network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/24 \
   --gateway 192.0.2.1 -o parent=eth1 lan2 >/dev/null 2>"$DIR/err"; then
   fail "a second gateway for the fleet's subnet was accepted"

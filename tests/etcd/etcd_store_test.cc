@@ -161,6 +161,33 @@ TEST_F(EtcdStoreTest, ANameKeepsItsAddressWhenItMovesToAnotherNode) {
   EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*on_a), "web"}, {AddressOf(*other), "db"}}));
 }
 
+// --aux-address values of one subnet must agree on every host: the first network records them.
+TEST_F(EtcdStoreTest, AuxAddressesOfOneSubnetAgreeOnEveryHost) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const std::string pool = a->Pool();
+  ASSERT_EQ(b->Pool(), pool);
+  const Prefix subnet = *Prefix::Parse(kSubnet);
+  const std::map<std::string, std::string> dns = {{"dns", "198.18.0.3"}};
+  ASSERT_TRUE(a->service->AgreeAuxAddresses(subnet, dns).ok());
+  EXPECT_TRUE(b->service->AgreeAuxAddresses(subnet, dns).ok());
+  for (const auto& other :
+       {std::map<std::string, std::string>{{"dns", "198.18.0.4"}}, std::map<std::string, std::string>{}}) {
+    Status refused = b->service->AgreeAuxAddresses(subnet, other);
+    ASSERT_EQ(refused.code(), Code::kFailedPrecondition) << refused.message();
+    EXPECT_NE(refused.message().find("--aux-address dns=198.18.0.3 (first set on node host-a)"), std::string::npos)
+        << refused.message();
+  }
+  // Once no network uses the subnet, the next one sets them anew.
+  ASSERT_TRUE(a->service->ReleasePool(pool).ok());
+  ASSERT_TRUE(b->service->ReleasePool(pool).ok());
+  ASSERT_EQ(b->Pool(), pool);
+  EXPECT_TRUE(b->service->AgreeAuxAddresses(subnet, {}).ok());
+  Status refused = a->service->AgreeAuxAddresses(subnet, dns);
+  EXPECT_NE(refused.message().find("no --aux-address (first set on node host-b)"), std::string::npos)
+      << refused.message();
+}
+
 // etcd refuses a transaction of more than --max-txn-ops operations: a burst of parallel starts on
 // one node is written in several transactions, never refused as a whole.
 TEST_F(EtcdStoreTest, ABurstLargerThanOneTransactionIsWrittenInSeveral) {

@@ -165,6 +165,31 @@ class SharedBookOutageTest : public ::testing::Test {
   std::string pool_;
 };
 
+// An --aux-address of a shared subnet: the first host's network makes it the subnet's; another
+// host's network, while being created, gets it too; a container's --ip of it is refused.
+TEST_F(SharedBookOutageTest, AnAuxAddressIsTheSubnetsAndOnlyNetworksBeingCreatedGetIt) {
+  const Prefix subnet = *Prefix::Parse("192.0.2.0/24");
+  Result<std::string> first = service_->RequestAddress({pool_, "192.0.2.250", false, "", "", ""});
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  ASSERT_TRUE(service_->AgreeAuxAddresses(subnet, {{"router2", "192.0.2.250"}}).ok());
+  const ipam::LeaseRecord* aux = store_.FindLease(pool_, "192.0.2.250");
+  ASSERT_NE(aux, nullptr);
+  EXPECT_EQ(aux->lease.kind, LeaseKind::kAux);
+  EXPECT_EQ(aux->lease.node, "");
+  // Once the network exists, --ip 192.0.2.250 is a container's: refused.
+  Result<std::string> container = service_->RequestAddress({pool_, "192.0.2.250", false, "", "", ""});
+  ASSERT_FALSE(container.ok());
+  EXPECT_NE(container.status().message().find("--aux-address"), std::string::npos) << container.status().message();
+  // A second network on the subnet (on this or another host) asks for it before its CreateNetwork.
+  ASSERT_TRUE(service_->RequestPool({"l", "192.0.2.0/24", "", {}, false}).ok());
+  Result<std::string> again = service_->RequestAddress({pool_, "192.0.2.250", false, "", "", ""});
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*again, "192.0.2.250/24");
+  // Its release (dockerd's rollback, or network rm) keeps it: the subnet's other networks use it.
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, "192.0.2.250").ok());
+  EXPECT_NE(store_.FindLease(pool_, "192.0.2.250"), nullptr);
+}
+
 TEST_F(SharedBookOutageTest, ReleasesAreJournaledAndReplayedAllocationsFailClosed) {
   Result<std::string> web = Ask("web");
   ASSERT_TRUE(web.ok()) << web.status().message();

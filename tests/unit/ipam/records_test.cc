@@ -46,14 +46,22 @@ TEST(IpamRecords, AMistypedNodeIsAClearErrorNamingKeyAndField) {
 TEST(IpamRecords, APoolInASharedBookKeepsEachNodesRangeAndACorruptOneIsNamed) {
   Result<PoolConfig> config = ParsePoolRequest({.pool = "198.18.0.0/22"});
   ASSERT_TRUE(config.ok());
-  const PoolRecord pool{*config, 2, {{"host-a", "198.18.0.0/24"}, {"host-b", "198.18.1.0/24"}}};
+  const PoolRecord pool{.config = *config,
+                        .users = 2,
+                        .node_ranges = {{"host-a", "198.18.0.0/24"}, {"host-b", "198.18.1.0/24"}},
+                        .aux = {{"dns", "198.18.0.3"}},
+                        .aux_set_by = "host-a"};
   const std::string value = EncodePool(pool);
   Result<PoolRecord> back = DecodePool("etcd", PoolKey(pool.config.id), value);
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back->node_ranges, pool.node_ranges);
   EXPECT_EQ(back->users, 2);
+  EXPECT_EQ(back->aux, pool.aux);
+  EXPECT_EQ(back->aux_set_by, "host-a");
   // A single host's pool is written as before: no node_ranges field (the golden store pins it).
-  EXPECT_EQ(EncodePool(PoolRecord{*config, 1, {}}).find("node_ranges"), std::string::npos);
+  const std::string local = EncodePool(PoolRecord{.config = *config});
+  EXPECT_EQ(local.find("node_ranges"), std::string::npos);
+  EXPECT_EQ(local.find("aux"), std::string::npos);
 
   Result<PoolRecord> corrupt =
       DecodePool("etcd", PoolKey(pool.config.id),
