@@ -2,9 +2,31 @@
 # P1 and P2 on one private dockerd (tests/e2e/lib.sh): Docker's built-in macvlan network and a
 # static-macvlan network on the same parent; prints raw lines for bench/report.sh.
 # Usage: SMV=... bench/docker_start.sh RUNS PARALLEL ROUNDS
+# With SMV_STORE=etcd the plugin keeps its book in a 3-member etcd 3.4 cluster started on
+# loopback in the host namespace (etcd's defaults: fsync on, one disk), as a fleet host does.
 set -euo pipefail
 runs=$1; par=$2; rounds=$3
 here=$(dirname "$(realpath "$0")")
+if [ "${SMV_STORE:-lmdb}" = etcd ]; then
+  SMV_SERVE_ARGS="--store etcd://127.0.0.1:23790,127.0.0.1:23792,127.0.0.1:23794 --node-name bench"
+  e2e_before_plugin() {
+    local i cluster=""
+    for i in 0 1 2; do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((23791 + 2 * i))"; done
+    for i in 0 1 2; do
+      nsenter --net="/run/netns/$HOST_NS" etcd --name "m$i" --data-dir "$E2E_DIR/etcd-m$i" \
+        --listen-client-urls "http://127.0.0.1:$((23790 + 2 * i))" \
+        --advertise-client-urls "http://127.0.0.1:$((23790 + 2 * i))" \
+        --listen-peer-urls "http://127.0.0.1:$((23791 + 2 * i))" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$((23791 + 2 * i))" \
+        --initial-cluster "$cluster" --initial-cluster-state new >"$E2E_DIR/etcd-m$i.log" 2>&1 &
+    done
+    for _ in $(seq 300); do
+      in_host curl -sf http://127.0.0.1:23790/health 2>/dev/null | grep -q '"true"' && return 0
+      sleep 0.1
+    done
+    fail "etcd did not become healthy"
+  }
+fi
 . "$here/../tests/e2e/lib.sh"
 trap e2e_teardown EXIT
 e2e_setup >/dev/null

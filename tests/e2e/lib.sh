@@ -38,7 +38,7 @@ ip_of() { d inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" 
 start_plugin() {
   in_docker_ns sh -c "exec $SMV serve --socket /run/docker/plugins/static-macvlan.sock \
       --state-dir $E2E_DIR/state --docker-host unix://$DOCKER_SOCK --reconcile-interval 1 --stale-after 5 \
-      --log-level debug >>$PLUGIN_LOG 2>&1 & echo \$! > $E2E_DIR/plugin.pid"
+      --log-level debug ${SMV_SERVE_ARGS:-} >>$PLUGIN_LOG 2>&1 & echo \$! > $E2E_DIR/plugin.pid"
   for _ in $(seq 100); do
     in_docker_ns test -S /run/docker/plugins/static-macvlan.sock && return 0
     sleep 0.05
@@ -112,6 +112,8 @@ e2e_setup() {
     "mount -t tmpfs -o mode=0700 tmpfs /run/docker/plugins && echo \$\$ > $E2E_DIR/supervisor.pid && exec sleep infinity" &
   for _ in $(seq 100); do [ -s "$E2E_DIR/supervisor.pid" ] && break; sleep 0.05; done
   sleep 0.2
+  # A caller may start what the plugin needs first (bench/docker_start.sh: an etcd cluster).
+  if declare -F e2e_before_plugin >/dev/null; then e2e_before_plugin; fi
   start_plugin
   start_dockerd
   wait_engine_seen
@@ -133,6 +135,10 @@ e2e_teardown() {
   stop_dockerd
   [ -f "$E2E_DIR/plugin.pid" ] && kill_plugin TERM
   [ -n "$(supervisor_pid)" ] && kill "$(supervisor_pid)" 2>/dev/null
+  # Whatever still runs in our namespaces was started here (etcd members of a benchmark); before
+  # the wait, which would otherwise wait for them.
+  local n
+  for n in "$HOST_NS" "$SWITCH_NS"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null; done
   wait 2>/dev/null
   ip netns del "$HOST_NS" 2>/dev/null
   ip netns del "$SWITCH_NS" 2>/dev/null
