@@ -13,6 +13,22 @@ namespace {
 using smv::daemon::ReservationFlags;
 using smv::daemon::ServeFlags;
 
+// Where the address book is and how to reach it: serve and fsck.
+void AddStoreOptions(CLI::App& command, ServeFlags& flags) {
+  command
+      .add_option("--store", flags.store,
+                  "address book: lmdb (in --state-dir) or etcd://HOST:PORT[,HOST:PORT...] (shared by several hosts; "
+                  "networks and endpoints stay in --state-dir)")
+      ->capture_default_str();
+  command.add_option("--etcd-cacert", flags.etcd_cacert, "etcd: speak TLS, trusting the CA certificates in this file");
+  command.add_option("--etcd-cert", flags.etcd_cert, "etcd: TLS client certificate (with --etcd-key)");
+  command.add_option("--etcd-key", flags.etcd_key, "etcd: TLS client key (with --etcd-cert)");
+  command.add_option("--etcd-user", flags.etcd_user,
+                     "etcd: user name (etcdctl auth enable; with --etcd-password-file)");
+  command.add_option("--etcd-password-file", flags.etcd_password_file,
+                     "etcd: file holding --etcd-user's password (kept off the command line)");
+}
+
 void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
   serve.add_option("--socket", flags.socket, "unix socket dockerd connects to")->capture_default_str();
   serve.add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")->capture_default_str();
@@ -35,18 +51,8 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
       .add_option("--allowed-parents", flags.allowed_parents,
                   "only these parent interfaces may carry networks (default: any)")
       ->delimiter(',');
-  serve
-      .add_option("--store", flags.store,
-                  "address book: lmdb (in --state-dir) or etcd://HOST:PORT[,HOST:PORT...] (shared by several hosts; "
-                  "networks and endpoints stay in --state-dir)")
-      ->capture_default_str();
+  AddStoreOptions(serve, flags);
   serve.add_option("--node-name", flags.node_name, "this host's name in a shared address book (default: hostname)");
-  serve.add_option("--etcd-cacert", flags.etcd_cacert, "etcd: speak TLS, trusting the CA certificates in this file");
-  serve.add_option("--etcd-cert", flags.etcd_cert, "etcd: TLS client certificate (with --etcd-key)");
-  serve.add_option("--etcd-key", flags.etcd_key, "etcd: TLS client key (with --etcd-cert)");
-  serve.add_option("--etcd-user", flags.etcd_user, "etcd: user name (etcdctl auth enable; with --etcd-password-file)");
-  serve.add_option("--etcd-password-file", flags.etcd_password_file,
-                   "etcd: file holding --etcd-user's password (kept off the command line)");
 }
 
 struct ReservationCommands {
@@ -90,6 +96,7 @@ int main(int argc, char** argv) {
   AddServeOptions(*serve, flags);
   CLI::App* fsck = app.add_subcommand("fsck", "check the stored state for inconsistencies");
   fsck->add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")->capture_default_str();
+  AddStoreOptions(*fsck, flags);
   ReservationFlags rflags;
   const ReservationCommands reservations = AddReservationCommands(app, rflags);
   CLI11_PARSE(app, argc, argv);

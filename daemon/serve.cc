@@ -233,9 +233,21 @@ Status Serve(const ServeFlags& flags) {
 }
 
 Status Fsck(const ServeFlags& flags) {
+  auto shared_client = SharedStoreClient(flags);
+  if (!shared_client.ok()) return shared_client.status();
   auto stores = OpenStores(flags);
   if (!stores.ok()) return stores.status();
-  auto ipam = stores->ipam->Load();
+  Result<ipam::IpamSnapshot> ipam = Internal("no address book");
+  if (*shared_client) {
+    // Read at one revision, without the fence a daemon's load writes: running daemons are not
+    // disturbed, and nothing is written.
+    etcd::KvClient client(**shared_client);
+    auto book = ipam::EtcdIpamStore::Open(client, {.node = "fsck", .read_only = true});
+    if (!book.ok()) return book.status();
+    ipam = (*book)->Load();
+  } else {
+    ipam = stores->ipam->Load();
+  }
   if (!ipam.ok()) return ipam.status();
   auto networks = stores->networks->Load();
   if (!networks.ok()) return networks.status();
@@ -245,7 +257,8 @@ Status Fsck(const ServeFlags& flags) {
               problems.size());
   for (const std::string& p : problems) std::printf("problem: %s\n", p.c_str());
   if (!problems.empty()) {
-    return FailedPrecondition(fmt::format("{} problem(s) in {}", problems.size(), flags.state_dir));
+    return FailedPrecondition(fmt::format("{} problem(s) in {}{}", problems.size(), flags.state_dir,
+                                          *shared_client ? " and the shared book " + flags.store : ""));
   }
   return OkStatus();
 }

@@ -31,6 +31,17 @@ std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver
                                      it->second, l.pool_id));
     }
   }
+  // A shared book: a name runs on one node at a time.
+  std::map<std::pair<std::string, std::string>, const ipam::LeaseRecord*> held_by;  // (pool, name) -> lease
+  for (const ipam::LeaseRecord& l : ipam.leases) {
+    if (l.lease.name.empty() || l.lease.node.empty()) continue;
+    auto [it, fresh] = held_by.emplace(std::make_pair(l.pool_id, l.lease.name), &l);
+    if (!fresh && it->second->lease.node != l.lease.node) {
+      problems.push_back(fmt::format("name {} is held on two nodes in pool \"{}\": {} on {} and {} on {}", l.lease.name,
+                                     l.pool_id, it->second->address.ToString(), it->second->lease.node,
+                                     l.address.ToString(), l.lease.node));
+    }
+  }
   std::set<std::pair<std::string, std::string>> reserved;  // (pool, address)
   for (const ipam::ReservationRecord& r : ipam.reservations) {
     auto p = pools.find(r.pool_id);

@@ -113,7 +113,9 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
 Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
   std::scoped_lock lock(mu_);
   // After the fence no transaction of this node sent earlier can apply: what is read is final.
-  if (Result<std::optional<int64_t>> fenced = FenceUnless("", kCommitBudget); !fenced.ok()) return fenced.status();
+  if (!options_.read_only) {
+    if (Result<std::optional<int64_t>> fenced = FenceUnless("", kCommitBudget); !fenced.ok()) return fenced.status();
+  }
   Result<etcd::RangeResult> all = client_.GetPrefix(options_.prefix);
   if (!all.ok()) return all.status();
   revisions_.clear();
@@ -183,6 +185,7 @@ Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const st
 
 Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   std::scoped_lock lock(mu_);
+  if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");
   const auto until = Clock::now() + kCommitBudget;
   etcd::Txn txn;
   for (auto& [key, value] : MergeWrites(options_.prefix, batches)) {

@@ -34,6 +34,8 @@ struct EtcdStoreOptions {
   std::string node;  // this host's name in the fleet (the commit key's name)
   // etcd refuses a transaction with more operations than its --max-txn-ops (default 128).
   size_t max_txn_ops = 128;
+  // fsck beside running daemons: loads without the fence (which writes) and never commits.
+  bool read_only = false;
 };
 
 class EtcdIpamStore : public IpamStore {

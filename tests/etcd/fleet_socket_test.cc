@@ -23,6 +23,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/etcd/kv_client.h"
+#include "ipam/records.h"
 #include "tests/support/child_process.h"
 #include "tests/support/etcd_cluster.h"
 #include "tests/support/etcd_security.h"
@@ -171,6 +173,52 @@ TEST_F(FleetSocketTest, ADeadNodesNamesMoveOnlyAfterAnExplicitRelease) {
   ASSERT_TRUE(moved.contains("Address")) << moved << b.Log();
   EXPECT_EQ(moved["Address"], web["Address"]);
   EXPECT_NE(b.Cli("ls").second.find("in use on host-b"), std::string::npos) << b.Cli("ls").second;
+}
+
+// Runs a command, returns its exit code and output (stdout and stderr).
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  FILE* out = popen((command + " 2>&1").c_str(), "r");
+  if (out == nullptr) return {-1, "popen failed"};
+  std::string text;
+  char buffer[512];
+  while (fgets(buffer, sizeof buffer, out)) text += buffer;
+  const int status = pclose(out);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+}
+
+// fsck of a host on a shared book reads etcd at one revision beside the running daemons, writes
+// nothing, and names a name held on two nodes.
+TEST_F(FleetSocketTest, FsckChecksTheSharedBookWithoutWritingToIt) {
+  Node a(dir_.path(), "host-a", Store());
+  Node b(dir_.path(), "host-b", Store());
+  ASSERT_TRUE(a.Ready()) << a.Log();
+  ASSERT_TRUE(b.Ready()) << b.Log();
+  httplib::Client on_a = a.Client();
+  httplib::Client on_b = b.Client();
+  const json pool = a.Post(on_a, "IpamDriver.RequestPool", PoolRequest());
+  ASSERT_EQ(b.Post(on_b, "IpamDriver.RequestPool", PoolRequest())["PoolID"], pool["PoolID"]);
+  ASSERT_TRUE(a.Post(on_a, "IpamDriver.RequestAddress", AddressRequest(pool["PoolID"], "web")).contains("Address"));
+  ASSERT_TRUE(b.Post(on_b, "IpamDriver.RequestAddress", AddressRequest(pool["PoolID"], "db")).contains("Address"));
+
+  etcd::KvClient etcd_client({.endpoints = cluster_.endpoints()});
+  auto revision = [&] { return etcd_client.GetPrefix("/static-macvlan/v1/").value().revision; };
+  const std::string fsck = std::string(SMV_BINARY) + " fsck --state-dir " + a.state_dir() + " --store " + Store();
+  const int64_t before = revision();
+  auto [code, text] = RunCommand(fsck);
+  EXPECT_EQ(code, 0) << text;
+  EXPECT_NE(text.find("pools=1 leases=2 reservations=2"), std::string::npos) << text;
+  EXPECT_EQ(revision(), before) << "fsck wrote to etcd";
+
+  // A lease of web on a third node, written behind everyone's back.
+  ipam::LeaseRecord stray{pool["PoolID"], *IpAddress::Parse("198.18.63.200"), {}, 0};
+  stray.lease.name = "web";
+  stray.lease.node = "host-z";
+  const std::string key = "/static-macvlan/v1/lease/" + ipam::records::LeaseKey(stray.pool_id, stray.address);
+  ASSERT_TRUE(etcd_client.Commit({.success = {etcd::PutOp{key, ipam::records::EncodeLease(stray)}}}).ok());
+  auto [bad_code, bad_text] = RunCommand(fsck);
+  EXPECT_EQ(bad_code, 1) << bad_text;
+  EXPECT_NE(bad_text.find("name web is held on two nodes"), std::string::npos) << bad_text;
+  EXPECT_NE(bad_text.find("and the shared book etcd://"), std::string::npos) << bad_text;
 }
 
 // The members want TLS client certificates and a user: a daemon given both allocates over its

@@ -43,10 +43,9 @@ openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out c
 // `etcdctl_flags`: how etcdctl reaches a TLS cluster (--cacert=... --cert=... --key=...).
 inline void EnableEtcdAuth(const EtcdCluster& cluster, const std::string& user, const std::string& password,
                            const std::string& prefix, const std::string& etcdctl_flags = "") {
-  const std::string etcdctl =
-      "ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:" + std::to_string(EtcdCluster::ClientPort(0)) + " " +
-      etcdctl_flags + " ";
-  for (const std::string command :
+  const std::string etcdctl = "ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:" + std::to_string(cluster.ClientPort(0)) +
+                              " " + etcdctl_flags + " ";
+  for (const std::string& command :
        {std::string("user add root:root-secret"), "user add " + user + ":" + password, "role add " + user,
         "role grant-permission " + user + " --prefix=true readwrite " + prefix, "user grant-role " + user + " " + user,
         std::string("auth enable")}) {

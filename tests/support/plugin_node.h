@@ -99,6 +99,7 @@ class Node {
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
   const std::string& name() const { return name_; }
+  std::string state_dir() const { return Path(".state"); }
 
  private:
   std::string Path(const std::string& suffix) const { return dir_ + "/" + name_ + suffix; }

@@ -39,5 +39,22 @@ TEST(StateCheckTest, EveryKindOfDamageIsReported) {
   }
 }
 
+TEST(StateCheckTest, ANameHeldOnTwoNodesOfASharedBookIsReported) {
+  auto lease = [](const char* address, const char* name, const char* node) {
+    ipam::LeaseRecord l{"192.0.2.0/24", Ip(address), {}, 0};
+    l.lease.name = name;
+    l.lease.node = node;
+    return l;
+  };
+  ipam::IpamSnapshot ipam{{Pool("192.0.2.0/24")},
+                          {lease("192.0.2.10", "web", "host-a"), lease("192.0.2.11", "db", "host-a"),
+                           lease("192.0.2.12", "db", "host-a"), lease("192.0.2.13", "web", "host-b")},
+                          {}};
+  const std::vector<std::string> problems = CheckState(ipam, {});
+  ASSERT_EQ(problems.size(), 1u);  // db twice on one node is not this problem
+  EXPECT_EQ(problems[0],
+            "name web is held on two nodes in pool \"192.0.2.0/24\": 192.0.2.10 on host-a and 192.0.2.13 on host-b");
+}
+
 }  // namespace
 }  // namespace smv::daemon
