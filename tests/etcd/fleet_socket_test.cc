@@ -39,6 +39,7 @@ using smv::testing::EtcdCluster;
 using smv::testing::EtcdTest;
 using smv::testing::Node;
 using smv::testing::PoolRequest;
+using smv::testing::RunCommand;
 
 class FleetSocketTest : public EtcdTest {
  protected:
@@ -48,6 +49,17 @@ class FleetSocketTest : public EtcdTest {
       spec += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(EtcdCluster::ClientPort(i));
     }
     return spec;
+  }
+  // Two hosts' daemons ready, each with its network's pool on the same subnet: one pool.
+  void OnePool(Node& a, Node& b, json& pool_a, json& pool_b) {
+    ASSERT_TRUE(a.Ready()) << a.Log();
+    ASSERT_TRUE(b.Ready()) << b.Log();
+    httplib::Client on_a = a.Client();
+    httplib::Client on_b = b.Client();
+    pool_a = a.Post(on_a, "IpamDriver.RequestPool", PoolRequest());
+    pool_b = b.Post(on_b, "IpamDriver.RequestPool", PoolRequest());
+    ASSERT_TRUE(pool_a.contains("PoolID")) << pool_a << a.Log();
+    ASSERT_EQ(pool_a["PoolID"], pool_b["PoolID"]) << pool_a << pool_b;
   }
 };
 
@@ -145,13 +157,10 @@ TEST_F(FleetSocketTest, WithoutQuorumDockerdIsToldWhyAndTheNodeRecovers) {
 TEST_F(FleetSocketTest, ADeadNodesNamesMoveOnlyAfterAnExplicitRelease) {
   Node a(dir_.path(), "host-a", Store());
   Node b(dir_.path(), "host-b", Store());
-  ASSERT_TRUE(a.Ready()) << a.Log();
-  ASSERT_TRUE(b.Ready()) << b.Log();
   httplib::Client on_a = a.Client();
   httplib::Client on_b = b.Client();
-  const json pool_a = a.Post(on_a, "IpamDriver.RequestPool", PoolRequest());
-  const json pool_b = b.Post(on_b, "IpamDriver.RequestPool", PoolRequest());
-  ASSERT_EQ(pool_a["PoolID"], pool_b["PoolID"]) << pool_a << pool_b;
+  json pool_a, pool_b;
+  ASSERT_NO_FATAL_FAILURE(OnePool(a, b, pool_a, pool_b));
   const json web = a.Post(on_a, "IpamDriver.RequestAddress", AddressRequest(pool_a["PoolID"], "web"));
   ASSERT_TRUE(web.contains("Address")) << web << a.Log();
 
@@ -175,28 +184,15 @@ TEST_F(FleetSocketTest, ADeadNodesNamesMoveOnlyAfterAnExplicitRelease) {
   EXPECT_NE(b.Cli("ls").second.find("in use on host-b"), std::string::npos) << b.Cli("ls").second;
 }
 
-// Runs a command, returns its exit code and output (stdout and stderr).
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  FILE* out = popen((command + " 2>&1").c_str(), "r");
-  if (out == nullptr) return {-1, "popen failed"};
-  std::string text;
-  char buffer[512];
-  while (fgets(buffer, sizeof buffer, out)) text += buffer;
-  const int status = pclose(out);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
-}
-
 // fsck of a host on a shared book reads etcd at one revision beside the running daemons, writes
 // nothing, and names a name held on two nodes.
 TEST_F(FleetSocketTest, FsckChecksTheSharedBookWithoutWritingToIt) {
   Node a(dir_.path(), "host-a", Store());
   Node b(dir_.path(), "host-b", Store());
-  ASSERT_TRUE(a.Ready()) << a.Log();
-  ASSERT_TRUE(b.Ready()) << b.Log();
   httplib::Client on_a = a.Client();
   httplib::Client on_b = b.Client();
-  const json pool = a.Post(on_a, "IpamDriver.RequestPool", PoolRequest());
-  ASSERT_EQ(b.Post(on_b, "IpamDriver.RequestPool", PoolRequest())["PoolID"], pool["PoolID"]);
+  json pool, pool_b;
+  ASSERT_NO_FATAL_FAILURE(OnePool(a, b, pool, pool_b));
   ASSERT_TRUE(a.Post(on_a, "IpamDriver.RequestAddress", AddressRequest(pool["PoolID"], "web")).contains("Address"));
   ASSERT_TRUE(b.Post(on_b, "IpamDriver.RequestAddress", AddressRequest(pool["PoolID"], "db")).contains("Address"));
 

@@ -23,6 +23,17 @@
 
 namespace smv::testing {
 
+// Runs a shell command: its exit code and output (stdout and stderr).
+inline std::pair<int, std::string> RunCommand(const std::string& command) {
+  FILE* out = popen((command + " 2>&1").c_str(), "r");
+  if (out == nullptr) return {-1, "popen failed"};
+  std::string text;
+  char buffer[512];
+  while (fgets(buffer, sizeof buffer, out)) text += buffer;
+  const int status = pclose(out);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+}
+
 // From 198.18.0.0/15, the benchmarking range: never on a wire.
 inline constexpr const char* kFleetSubnet = "198.18.0.0/18";
 
@@ -84,15 +95,7 @@ class Node {
   }
   // Runs the static-macvlan CLI against this node's socket: exit code and output.
   std::pair<int, std::string> Cli(const std::string& args) const {
-    const std::string command =
-        std::string(SMV_BINARY) + " reservations --socket " + Path(".sock") + " " + args + " 2>&1";
-    FILE* out = popen(command.c_str(), "r");
-    if (out == nullptr) return {-1, "popen failed"};
-    std::string text;
-    char buffer[512];
-    while (fgets(buffer, sizeof buffer, out)) text += buffer;
-    const int status = pclose(out);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+    return RunCommand(std::string(SMV_BINARY) + " reservations --socket " + Path(".sock") + " " + args);
   }
   std::string Log() const {
     std::ifstream in(Path(".log"));
