@@ -6,7 +6,7 @@
 
 namespace smv::daemon {
 
-Reconciler::Reconciler(engine::EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
+Reconciler::Reconciler(engine::EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
                        identity::IdentityService& identity, ReconcilerOptions options, Clock clock)
     : engine_(engine), ipam_(ipam), driver_(driver), identity_(identity), options_(options), clock_(std::move(clock)) {
   if (!clock_) {

@@ -19,7 +19,7 @@
 #include "driver/driver_service.h"
 #include "engine/engine_api.h"
 #include "identity/identity_service.h"
-#include "ipam/ipam_service.h"
+#include "ipam/ipam_api.h"
 
 namespace smv::daemon {
 
@@ -42,7 +42,7 @@ class Reconciler {
   using Clock = std::function<int64_t()>;  // unix seconds
 
   // Every reference must outlive the reconciler.
-  Reconciler(engine::EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
+  Reconciler(engine::EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
              identity::IdentityService& identity, ReconcilerOptions options = {}, Clock clock = nullptr);
   ~Reconciler();
 
@@ -74,7 +74,7 @@ class Reconciler {
   void ReleaseNetworkPools(const driver::NetworkRecord& network);
 
   engine::EngineApi& engine_;
-  ipam::IpamService& ipam_;
+  ipam::IpamApi& ipam_;
   bool address_book_current_ = true;  // the last CatchUp succeeded (pass thread only)
   driver::DriverService& driver_;
   identity::IdentityService& identity_;

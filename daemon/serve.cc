@@ -26,6 +26,7 @@
 #include "identity/identity_service.h"
 #include "ipam/etcd_store.h"
 #include "ipam/ipam_service.h"
+#include "ipam/split_ipam.h"
 
 namespace smv::daemon {
 namespace {
@@ -161,7 +162,10 @@ Status ServeUntilSignal(api::PluginServer& server, sigset_t stop_signals) {
 
 // The services on opened stores and links, in dependency order.
 struct Services {
-  std::unique_ptr<ipam::IpamService> ipam;
+  std::unique_ptr<ipam::IpamService> book;        // --store's: this host's, or the fleet's
+  std::unique_ptr<ipam::IpamService> local_book;  // beside a shared book: --ipam-opt scope=local pools
+  std::unique_ptr<ipam::SplitIpam> split;
+  ipam::IpamApi* ipam = nullptr;  // what the edge calls: `book`, or `split` over both
   std::unique_ptr<driver::DriverService> driver;
   std::unique_ptr<driver::LinkReaper> reaper;
 };
@@ -171,7 +175,15 @@ Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, Ad
   Services s;
   auto ipam = ipam::IpamService::Create(*book.store, nullptr, book.journal.get());
   if (!ipam.ok()) return ipam.status();
-  s.ipam = std::move(ipam).value();
+  s.book = std::move(ipam).value();
+  s.ipam = s.book.get();
+  if (book.shared) {
+    auto local = ipam::IpamService::Create(*stores.ipam);
+    if (!local.ok()) return local.status();
+    s.local_book = std::move(local).value();
+    s.split = std::make_unique<ipam::SplitIpam>(*s.book, *s.local_book);
+    s.ipam = s.split.get();
+  }
   auto driver = driver::DriverService::Create(links, *stores.networks);
   if (!driver.ok()) return driver.status();
   s.driver = std::move(driver).value();
@@ -208,10 +220,7 @@ Status Serve(const ServeFlags& flags) {
   identity::IdentityService identity(**engine, *services->ipam, *services->driver);
   Reconciler reconciler(**engine, *services->ipam, *services->driver, identity,
                         {.interval = std::chrono::seconds(flags.reconcile_seconds),
-                         .stale_after = std::chrono::seconds(flags.stale_after_seconds),
-                         // This host's engine cannot tell a name running on another host from a
-                         // gone one: no reservation ages out of a shared book yet.
-                         .apply_presence = !book->store->shared()});
+                         .stale_after = std::chrono::seconds(flags.stale_after_seconds)});
   reconciler.AtStart();
   // Start-up has read the whole store and built its indexes: give back what only the loading
   // needed (the file's pages, the parsed records) so that a large state costs its indexes only.
@@ -245,6 +254,12 @@ Status Fsck(const ServeFlags& flags) {
     auto book = ipam::EtcdIpamStore::Open(client, {.node = "fsck", .read_only = true});
     if (!book.ok()) return book.status();
     ipam = (*book)->Load();
+    // Beside the fleet's book, this host's own (--ipam-opt scope=local pools), as the daemon shows both.
+    if (ipam.ok()) {
+      auto local = stores->ipam->Load();
+      if (!local.ok()) return local.status();
+      ipam = ipam::MergeLocalBook(std::move(ipam).value(), std::move(local).value());
+    }
   } else {
     ipam = stores->ipam->Load();
   }

@@ -17,7 +17,7 @@ Millis Left(Steady::time_point deadline) {
 
 }  // namespace
 
-IdentityService::IdentityService(EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
+IdentityService::IdentityService(EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
                                  IdentityOptions options, Clock clock)
     : engine_(engine), ipam_(ipam), driver_(driver), options_(options), clock_(std::move(clock)) {
   if (!clock_) {

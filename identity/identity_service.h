@@ -16,7 +16,7 @@
 #include "common/status.h"
 #include "driver/driver_service.h"
 #include "engine/engine_api.h"
-#include "ipam/ipam_service.h"
+#include "ipam/ipam_api.h"
 
 namespace smv::identity {
 
@@ -36,7 +36,7 @@ struct IdentityOptions {
 class IdentityService {
  public:
   using Clock = std::function<int64_t()>;  // unix seconds
-  IdentityService(EngineApi& engine, ipam::IpamService& ipam, driver::DriverService& driver,
+  IdentityService(EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
                   IdentityOptions options = {}, Clock clock = nullptr);
 
   // The best-effort name of the container a RequestAddress without a name is for, or "".
@@ -69,7 +69,7 @@ class IdentityService {
                                       const EngineNetwork& network, Steady::time_point deadline);
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
   EngineApi& engine_;
-  ipam::IpamService& ipam_;
+  ipam::IpamApi& ipam_;
   driver::DriverService& driver_;
   IdentityOptions options_;
   Clock clock_;

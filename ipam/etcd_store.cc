@@ -183,6 +183,18 @@ Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const st
   return out;
 }
 
+Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& pool_id) {
+  std::scoped_lock lock(mu_);
+  // A look only: the key's revision stays what memory last saw, so no commit builds on this read.
+  const std::string key = records::PoolKey(pool_id);
+  Result<etcd::RangeResult> got = client_.Get(options_.prefix + "pool/" + key);
+  if (!got.ok()) return got.status();
+  if (got->kvs.empty()) return std::optional<PoolRecord>();
+  Result<PoolRecord> pool = records::DecodePool("etcd " + options_.prefix + "pool/", key, got->kvs.front().value);
+  if (!pool.ok()) return pool.status();
+  return std::optional<PoolRecord>(std::move(pool).value());
+}
+
 Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   std::scoped_lock lock(mu_);
   if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");

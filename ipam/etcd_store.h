@@ -47,6 +47,7 @@ class EtcdIpamStore : public IpamStore {
   Status LoadInto(IpamLoadSink& sink) override;
   Status ApplyAll(std::span<const IpamBatch> batches) override;
   Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name) override;
+  Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) override;
   bool shared() const override { return true; }
   std::string node() const override { return options_.node; }
   // The commit key takes one operation of each transaction.

@@ -271,7 +271,12 @@ Status IpamService::SameGatewayAsTheFleet(const PoolState& state, const IpAddres
 Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
   Result<PoolConfig> config = ParsePoolRequest(request);
   if (!config.ok()) return config.status();
-  // In a shared book a subnet is one pool for every host (one key per address and per name), and
+  if (ScopeOf(request).value() == PoolScope::kShared && !store_.shared()) {
+    return FailedPrecondition(
+        fmt::format("--ipam-opt {}=shared: this daemon keeps its address book in lmdb, on this host only; start "
+                    "it with --store etcd://HOST:PORT[,...] to share pools between hosts, or drop the option",
+                    kOptScope));
+  }  // In a shared book a subnet is one pool for every host (one key per address and per name), and
   // a host's --ip-range is only where its dynamic addresses come from.
   std::optional<Prefix> node_range;
   if (store_.shared()) {
@@ -648,6 +653,14 @@ std::vector<std::string> IpamService::PoolsOnSubnet(const Prefix& subnet) const 
   return out;
 }
 
+Result<bool> IpamService::SubnetInUse(const Prefix& subnet) {
+  if (!store_.shared()) return !PoolsOnSubnet(subnet).empty();
+  // Other hosts create pools this host has not loaded: ask the store.
+  Result<std::optional<PoolRecord>> pool = store_.ReadPool(PoolIdFor(subnet, std::nullopt));
+  if (!pool.ok()) return pool.status();
+  return pool->has_value() && (*pool)->users > 0;
+}
+
 Status IpamService::Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) {
   return Durably([&]() -> Status {
     Result<PoolState*> found = ActivePool(pool_id);
@@ -751,6 +764,9 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
 }
 
 Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<std::string>& present) {
+  // This host's engine cannot tell a name running on another host from a gone one: nothing ages
+  // out of a shared book.
+  if (store_.shared()) return std::vector<std::string>{};
   return Durably([&]() -> Result<std::vector<std::string>> {
     const std::set<std::string> names(present.begin(), present.end());
     const int64_t now = clock_();

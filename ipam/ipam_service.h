@@ -22,43 +22,14 @@
 #include "common/status.h"
 #include "ipam/allocator.h"
 #include "ipam/commit_queue.h"
+#include "ipam/ipam_api.h"
 #include "ipam/ipam_store.h"
 #include "ipam/pool.h"
 #include "ipam/release_journal.h"
 
 namespace smv::ipam {
 
-struct PoolResult {
-  std::string pool_id;
-  std::string pool;  // canonical CIDR
-};
-
-struct AddressCall {
-  std::string pool_id;
-  std::string address;  // "" or an address without prefix length
-  bool gateway = false;
-  std::string name;       // com.docker.network.endpoint.name (Docker >= 29), may be ""
-  std::string hint_name;  // best-effort identity on older engines: see AddressRequest
-  std::string mac;        // com.docker.network.endpoint.macaddress, may be ""
-};
-
-// How a name learned after the fact relates to its reservation.
-enum class AttachOutcome {
-  kReserved,  // the name had none: this address is its reservation from now on
-  kMatches,   // the name holds its reserved address
-  kDrifted,   // the name holds another address; its reservation stays where it was
-};
-
-struct ReservationView {
-  ReservationRecord record;
-  std::string pool_subnet;
-  bool in_use = false;  // the reserved address is leased right now
-  bool pool_active = false;
-  std::optional<IpAddress> drifted_to;  // the name holds this other address right now
-  std::string node;                     // in a shared book: the host whose lease holds the address
-};
-
-class IpamService {
+class IpamService : public IpamApi {
  public:
   using Clock = std::function<int64_t()>;  // unix seconds
 
@@ -69,57 +40,58 @@ class IpamService {
 
   // Idempotent for identical requests: the same subnet and range give the same pool, counted
   // per call so that dockerd's releases (possibly one per network) balance out.
-  Result<PoolResult> RequestPool(const PoolRequest& request);
+  Result<PoolResult> RequestPool(const PoolRequest& request) override;
   // Idempotent: an unknown pool is not an error. Leases go with the last user; reservations stay.
-  Status ReleasePool(const std::string& pool_id);
+  Status ReleasePool(const std::string& pool_id) override;
   // A network is created on `subnet` with these --aux-address values (name -> address). In a
   // shared book every host's network on one subnet must give the same ones: the first network
   // records them, a different set is refused naming both and the node that set them first.
   // Nothing to check in a local book, nor for a subnet that is not our pool.
-  Status AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux);
+  Status AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux) override;
   // Returns "address/prefixlen". kNotFound for an unknown pool; see PoolAllocator::Choose.
-  Result<std::string> RequestAddress(const AddressCall& call);
+  Result<std::string> RequestAddress(const AddressCall& call) override;
   // Idempotent. Keeps the name's reservation. With a journal, a store that does not answer is
   // not an error: the release is journaled and replayed later.
-  Status ReleaseAddress(const std::string& pool_id, const std::string& address);
+  Status ReleaseAddress(const std::string& pool_id, const std::string& address) override;
   // After a shared store did not answer: reads it again and replays the journaled releases. Does
   // nothing otherwise. Called on every reconcile pass, so recovery does not wait for a change.
-  Status CatchUp();
+  Status CatchUp() override;
 
   // Names the holder of a lease after the fact (engines that do not send the name, learned at
   // Join). The first address a name holds becomes its reservation; a name that holds another
   // address keeps its reservation (kDrifted). kFailedPrecondition when `address` is reserved
   // for another name. `mac` is remembered so that a fixed --mac-address identifies the name.
   Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address, const std::string& name,
-                                   const std::string& mac = "");
+                                   const std::string& mac = "") override;
 
   // Whether `name` has a reservation in `pool_id` (in a shared book: as the store holds it now).
-  bool HasReservation(const std::string& pool_id, const std::string& name);
+  bool HasReservation(const std::string& pool_id, const std::string& name) override;
   // The name whose reservation in `pool_id` was last seen with `mac`, or "".
-  std::string NameForMac(const std::string& pool_id, const std::string& mac) const;
+  std::string NameForMac(const std::string& pool_id, const std::string& mac) const override;
   // Active pools that hold a lease on `address`.
-  std::vector<std::string> PoolsLeasing(const IpAddress& address) const;
+  std::vector<std::string> PoolsLeasing(const IpAddress& address) const override;
   // Active pools on `subnet`.
-  std::vector<std::string> PoolsOnSubnet(const Prefix& subnet) const;
+  std::vector<std::string> PoolsOnSubnet(const Prefix& subnet) const override;
+  Result<bool> SubnetInUse(const Prefix& subnet) override;
 
   // Pre-assigns `address` to `name` before its first run. kFailedPrecondition when the address
   // is reserved for another name or leased by another container; kInvalidArgument outside.
-  Status Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address);
+  Status Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) override;
   // Drops every reservation whose name or address is `name_or_address`; returns how many.
-  Result<int> Release(const std::string& name_or_address);
+  Result<int> Release(const std::string& name_or_address) override;
   // In a shared book: frees every address `node` holds (a host that died, or that is gone for
   // good), so that its names may run on other hosts; the names keep their reservations. Returns
   // how many addresses were freed. Refused for this host itself and on a book that is not shared.
-  Result<int> ReleaseNode(const std::string& node);
+  Result<int> ReleaseNode(const std::string& node) override;
   // Reservation lifetime: `present` are the container names the engine lists now. Names not
   // present are marked gone; gone names past their pool's release_after are released.
   // Returns the names released.
-  Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present);
+  Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present) override;
 
-  std::vector<ReservationView> ListReservations() const;
-  size_t LeaseCount(const std::string& pool_id) const;
-  bool HasActivePool(const std::string& pool_id) const;
-  std::optional<PoolConfig> FindPool(const std::string& pool_id) const;
+  std::vector<ReservationView> ListReservations() const override;
+  size_t LeaseCount(const std::string& pool_id) const override;
+  bool HasActivePool(const std::string& pool_id) const override;
+  std::optional<PoolConfig> FindPool(const std::string& pool_id) const override;
 
  private:
   struct PoolState {

@@ -110,6 +110,9 @@ class IpamStore {
   // decision that no commit would compare (another node may have written them since the last
   // load). Others hold nothing memory does not: kFailedPrecondition.
   virtual Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name);
+  // Shared stores: the pool record as the store holds it now (nullopt: none), for a look that
+  // decides nothing a commit would compare. Others: kFailedPrecondition, as ReadName.
+  virtual Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id);
 
  protected:
   // Load() for stores that implement LoadInto: collects what it streams.

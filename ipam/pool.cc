@@ -76,6 +76,17 @@ Result<std::optional<int64_t>> ParseRetention(std::string_view value) {
   return std::optional<int64_t>(number * unit);
 }
 
+Result<PoolScope> ScopeOf(const PoolRequest& request) {
+  auto it = request.options.find(std::string(kOptScope));
+  if (it == request.options.end()) return PoolScope::kDefault;
+  if (it->second == "local") return PoolScope::kLocal;
+  if (it->second == "shared") return PoolScope::kShared;
+  return InvalidArgument(
+      fmt::format("invalid value \"{}\" for --ipam-opt {}: want \"local\" (this host's own address book) or "
+                  "\"shared\" (the book of every host on --store etcd://...)",
+                  it->second, kOptScope));
+}
+
 Result<PoolConfig> ParsePoolRequest(const PoolRequest& request) {
   const Family family = request.v6 ? Family::kV6 : Family::kV4;
   if (request.pool.empty()) {
@@ -113,11 +124,16 @@ Result<PoolConfig> ParsePoolRequest(const PoolRequest& request) {
       Result<std::optional<int64_t>> retention = ParseRetention(value);
       if (!retention.ok()) return retention.status();
       config.release_after_seconds = *retention;
+    } else if (key == kOptScope) {
+      Result<PoolScope> scope = ScopeOf(request);
+      if (!scope.ok()) return scope.status();
     } else {
-      return InvalidArgument(fmt::format("unknown --ipam-opt \"{}\" (known: {})", key, kOptReleaseAfter));
+      return InvalidArgument(
+          fmt::format("unknown --ipam-opt \"{}\" (known: {}, {})", key, kOptReleaseAfter, kOptScope));
     }
   }
   config.options = request.options;
+  config.options.erase(std::string(kOptScope));
   config.id = PoolIdFor(config.subnet, config.range);
   return config;
 }

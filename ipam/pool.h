@@ -14,6 +14,9 @@ namespace smv::ipam {
 
 // --ipam-opt keys (docker network create --ipam-opt KEY=VALUE).
 inline constexpr std::string_view kOptReleaseAfter = "release_after";  // the seed's ipDelayReuse
+// Which address book holds the pool: "shared" (the fleet's, in etcd) or "local" (this host's own,
+// in LMDB). Not part of the pool's configuration: it picks the book, the book holds the pool.
+inline constexpr std::string_view kOptScope = "scope";
 
 struct PoolRequest {
   std::string address_space;
@@ -47,6 +50,14 @@ std::string PoolIdFor(const Prefix& subnet, const std::optional<Prefix>& range);
 
 // Validates a RequestPool. Errors name the docker flag, the value, and what is allowed.
 Result<PoolConfig> ParsePoolRequest(const PoolRequest& request);
+
+enum class PoolScope {
+  kDefault,  // the daemon's book: shared with --store etcd://..., local with lmdb
+  kLocal,
+  kShared,
+};
+// The --ipam-opt scope of `request`; an unknown value is refused naming it.
+Result<PoolScope> ScopeOf(const PoolRequest& request);
 
 // "90", "90s", "15m", "24h", "7d" -> seconds. "keep" -> nullopt.
 Result<std::optional<int64_t>> ParseRetention(std::string_view value);

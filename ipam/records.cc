@@ -218,6 +218,10 @@ Result<NameRecords> IpamStore::ReadName(const std::string&, const std::string&) 
   return FailedPrecondition("this address book is not shared: memory holds all of it");
 }
 
+Result<std::optional<PoolRecord>> IpamStore::ReadPool(const std::string&) {
+  return FailedPrecondition("this address book is not shared: memory holds all of it");
+}
+
 Status IpamStore::LoadInto(IpamLoadSink& sink) {
   Result<IpamSnapshot> snapshot = Load();
   if (!snapshot.ok()) return snapshot.status();

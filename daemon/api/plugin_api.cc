@@ -327,7 +327,7 @@ Result<json> PluginApi::ReleaseNode(const json& req) {
   return json{{"Released", *freed}};
 }
 
-PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamService& ipam, identity::IdentityService* identity,
+PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamApi& ipam, identity::IdentityService* identity,
                      engine::EngineApi* engine)
     : driver_(driver), ipam_(ipam), identity_(identity), engine_(engine) {
   for (auto& [route, handler] : Routes()) table_.emplace(route, std::move(handler));

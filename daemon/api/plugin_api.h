@@ -17,7 +17,7 @@
 #include "driver/driver_service.h"
 #include "engine/engine_api.h"
 #include "identity/identity_service.h"
-#include "ipam/ipam_service.h"
+#include "ipam/ipam_api.h"
 
 namespace httplib {
 class Server;
@@ -37,7 +37,7 @@ using Handler = std::function<Result<nlohmann::json>(const nlohmann::json& reque
 class PluginApi {
  public:
   // `identity` and `engine` may be null (no engine API: names only from Docker >= 29 requests).
-  PluginApi(driver::DriverService& driver, ipam::IpamService& ipam, identity::IdentityService* identity = nullptr,
+  PluginApi(driver::DriverService& driver, ipam::IpamApi& ipam, identity::IdentityService* identity = nullptr,
             engine::EngineApi* engine = nullptr);
 
   // Every path dockerd (and the CLI) may POST, mapped to its handler.
@@ -65,7 +65,7 @@ class PluginApi {
   Result<std::vector<Prefix>> NetworkSubnets(const std::string& network);
 
   driver::DriverService& driver_;
-  ipam::IpamService& ipam_;
+  ipam::IpamApi& ipam_;
   identity::IdentityService* identity_;
   engine::EngineApi* engine_;
   std::map<std::string, Handler> table_;

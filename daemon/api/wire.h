@@ -11,7 +11,7 @@
 
 #include "common/status.h"
 #include "driver/driver_service.h"
-#include "ipam/ipam_service.h"
+#include "ipam/ipam_api.h"
 
 namespace smv::api::wire {
 

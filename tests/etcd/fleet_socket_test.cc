@@ -217,6 +217,70 @@ TEST_F(FleetSocketTest, FsckChecksTheSharedBookWithoutWritingToIt) {
   EXPECT_NE(bad_text.find("and the shared book etcd://"), std::string::npos) << bad_text;
 }
 
+// --ipam-opt scope=local on a daemon of the fleet: the pool lives in this host's own book, so
+// two hosts may each have one on a subnet, nothing of it reaches etcd, and it allocates while
+// etcd has no quorum. One subnet is never in both books.
+TEST_F(FleetSocketTest, AHostLocalPoolStaysOutOfEtcdAndAllocatesWithoutIt) {
+  constexpr const char* kLocalSubnet = "198.18.64.0/24";
+  Node a(dir_.path(), "host-a", Store());
+  Node b(dir_.path(), "host-b", Store());
+  ASSERT_TRUE(a.Ready()) << a.Log();
+  ASSERT_TRUE(b.Ready()) << b.Log();
+  httplib::Client on_a = a.Client();
+  httplib::Client on_b = b.Client();
+  json local_request = PoolRequest(kLocalSubnet);
+  local_request["Options"] = {{"scope", "local"}};
+  const json local_a = a.Post(on_a, "IpamDriver.RequestPool", local_request);
+  const json local_b = b.Post(on_b, "IpamDriver.RequestPool", local_request);
+  ASSERT_EQ(local_a["PoolID"], std::string("local ") + kLocalSubnet) << local_a << a.Log();
+  ASSERT_EQ(local_b["PoolID"], local_a["PoolID"]) << local_b;
+  const json web_a = a.Post(on_a, "IpamDriver.RequestAddress", AddressRequest(local_a["PoolID"], "web"));
+  const json web_b = b.Post(on_b, "IpamDriver.RequestAddress", AddressRequest(local_b["PoolID"], "web"));
+  ASSERT_TRUE(web_a.contains("Address")) << web_a << a.Log();
+  EXPECT_EQ(web_a["Address"], web_b["Address"]) << "two books: each host starts at the first address";
+
+  etcd::KvClient etcd_client({.endpoints = cluster_.endpoints()});
+  auto shared = etcd_client.GetPrefix("/static-macvlan/v1/");
+  ASSERT_TRUE(shared.ok()) << shared.status().message();
+  for (const auto& kv : shared->kvs) EXPECT_EQ(kv.key.find("198.18.64."), std::string::npos) << kv.key;
+
+  // The subnet in the other book on the same host, either way round: refused, naming it.
+  const json mixed = a.Post(on_a, "IpamDriver.RequestPool", PoolRequest(kLocalSubnet));
+  ASSERT_TRUE(mixed.contains("Err")) << mixed;
+  EXPECT_NE(mixed["Err"].get<std::string>().find("198.18.64.0/24 is a host-local pool on this host"),
+            std::string::npos)
+      << mixed;
+  ASSERT_TRUE(b.Post(on_b, "IpamDriver.RequestPool", PoolRequest()).contains("PoolID"));
+  json local_fleet = PoolRequest();
+  local_fleet["Options"] = {{"scope", "local"}};
+  const json refused = a.Post(on_a, "IpamDriver.RequestPool", local_fleet);
+  ASSERT_TRUE(refused.contains("Err")) << refused;
+  EXPECT_NE(refused["Err"].get<std::string>().find("198.18.0.0/18 is already a shared pool"), std::string::npos)
+      << refused;
+  local_fleet["Options"] = {{"scope", "everywhere"}};
+  const json wrong = a.Post(on_a, "IpamDriver.RequestPool", local_fleet);
+  EXPECT_NE(wrong.value("Err", "").find("invalid value \"everywhere\" for --ipam-opt scope"), std::string::npos)
+      << wrong;
+
+  // Without quorum the shared pool refuses; the host-local one does not need etcd.
+  cluster_.Kill(1);
+  cluster_.Kill(2);
+  const json db = a.Post(on_a, "IpamDriver.RequestAddress", AddressRequest(local_a["PoolID"], "db"));
+  EXPECT_TRUE(db.contains("Address")) << db << a.Log();
+  cluster_.Start(1);
+  cluster_.Start(2);
+  for (int i = 1; i < 3; ++i) ASSERT_TRUE(cluster_.Healthy(i, std::chrono::seconds(30))) << cluster_.Logs();
+
+  auto [ls_code, ls] = a.Cli("ls");
+  EXPECT_EQ(ls_code, 0) << ls;
+  EXPECT_NE(ls.find("198.18.64.0/24"), std::string::npos) << ls;
+  EXPECT_NE(ls.find("db"), std::string::npos) << ls;
+  auto [fsck_code, fsck] =
+      RunCommand(std::string(SMV_BINARY) + " fsck --state-dir " + a.state_dir() + " --store " + Store());
+  EXPECT_EQ(fsck_code, 0) << fsck;
+  EXPECT_NE(fsck.find("pools=2 leases=2 reservations=2"), std::string::npos) << fsck;
+}
+
 // The members want TLS client certificates and a user: a daemon given both allocates over its
 // socket; one with a wrong password stops at start-up naming the flag.
 class FleetSecurityTest : public EtcdTest {

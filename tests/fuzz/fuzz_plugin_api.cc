@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/api/plugin_api.h"
+#include "ipam/ipam_service.h"
 #include "tests/support/fake_link_ops.h"
 #include "tests/support/memory_stores.h"
 

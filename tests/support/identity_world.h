@@ -5,6 +5,7 @@
 
 #include "daemon/reconciler.h"
 #include "identity/identity_service.h"
+#include "ipam/ipam_service.h"
 #include "tests/support/fake_engine.h"
 #include "tests/support/fake_link_ops.h"
 #include "tests/support/memory_stores.h"

@@ -53,6 +53,15 @@ class MemoryIpamStore : public ipam::IpamStore {
     for (const ipam::IpamBatch& b : batches) Write(b);
     return OkStatus();
   }
+  Result<std::optional<ipam::PoolRecord>> ReadPool(const std::string& pool_id) override {
+    if (down) return Unavailable("injected: shared address store unavailable");
+    if (!shared_book) return ipam::IpamStore::ReadPool(pool_id);
+    auto it = pools_.find(pool_id);
+    if (it == pools_.end()) return std::optional<ipam::PoolRecord>();
+    return std::optional<ipam::PoolRecord>(it->second);
+  }
+  // Another host's pool, written behind the service's back.
+  void PutPool(const ipam::PoolRecord& pool) { pools_[pool.config.id] = pool; }
   size_t lease_count() const { return leases_.size(); }
   size_t reservation_count() const { return reservations_.size(); }
   size_t pool_count() const { return pools_.size(); }

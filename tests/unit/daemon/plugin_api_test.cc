@@ -1,4 +1,5 @@
 #include "daemon/api/plugin_api.h"
+#include "ipam/ipam_service.h"
 
 #include <gtest/gtest.h>
 

@@ -48,9 +48,10 @@ TEST(PoolTest, ErrorsNameTheFlagAndValue) {
       {V4("192.0.2.0/24", "192.0.2.129/25"), "--ip-range: host bits are set"},
       {V4("192.0.2.0/24", "192.0.2.0/23"), "must lie inside"},
       {V4("192.0.2.0/24", "192.0.2.255/32"), "holds no usable address"},
-      {V4("192.0.2.0/24", "", {{"colour", "red"}}), "unknown --ipam-opt \"colour\" (known: release_after)"},
+      {V4("192.0.2.0/24", "", {{"colour", "red"}}), "unknown --ipam-opt \"colour\" (known: release_after, scope)"},
       {V4("192.0.2.0/24", "", {{"release_after", "soon"}}), "want \"keep\" or a duration"},
       {V4("192.0.2.0/24", "", {{"release_after", "-5m"}}), "want \"keep\" or a duration"},
+      {V4("192.0.2.0/24", "", {{"scope", "host"}}), "invalid value \"host\" for --ipam-opt scope: want \"local\""},
   };
   for (const Case& c : cases) {
     Result<PoolConfig> r = ParsePoolRequest(c.req);
@@ -58,6 +59,15 @@ TEST(PoolTest, ErrorsNameTheFlagAndValue) {
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
     EXPECT_NE(r.status().message().find(c.must_contain), std::string::npos) << r.status().message();
   }
+}
+
+TEST(PoolTest, ScopePicksTheBookAndIsNotPartOfThePool) {
+  EXPECT_EQ(ScopeOf(V4("192.0.2.0/24")).value(), PoolScope::kDefault);
+  EXPECT_EQ(ScopeOf(V4("192.0.2.0/24", "", {{"scope", "local"}})).value(), PoolScope::kLocal);
+  EXPECT_EQ(ScopeOf(V4("192.0.2.0/24", "", {{"scope", "shared"}})).value(), PoolScope::kShared);
+  // One network with the option and one without are the same pool of the book that holds them.
+  EXPECT_EQ(ParsePoolRequest(V4("192.0.2.0/24", "", {{"scope", "local"}})).value(),
+            ParsePoolRequest(V4("192.0.2.0/24")).value());
 }
 
 TEST(PoolTest, RetentionDurations) {

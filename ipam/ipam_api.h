@@ -1,0 +1,76 @@
+#pragma once
+// What the layers above IPAM (identity, the daemon's HTTP edge and reconciler) call: one address
+// book (IpamService) or a daemon's shared book beside its host-local one (SplitIpam). The
+// methods' contracts are IpamService's (ipam_service.h).
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ip.h"
+#include "common/status.h"
+#include "ipam/ipam_store.h"
+#include "ipam/pool.h"
+
+namespace smv::ipam {
+
+struct PoolResult {
+  std::string pool_id;
+  std::string pool;  // canonical CIDR
+};
+
+struct AddressCall {
+  std::string pool_id;
+  std::string address;  // "" or an address without prefix length
+  bool gateway = false;
+  std::string name;       // com.docker.network.endpoint.name (Docker >= 29), may be ""
+  std::string hint_name;  // best-effort identity on older engines: see AddressRequest
+  std::string mac;        // com.docker.network.endpoint.macaddress, may be ""
+};
+
+// How a name learned after the fact relates to its reservation.
+enum class AttachOutcome {
+  kReserved,  // the name had none: this address is its reservation from now on
+  kMatches,   // the name holds its reserved address
+  kDrifted,   // the name holds another address; its reservation stays where it was
+};
+
+struct ReservationView {
+  ReservationRecord record;
+  std::string pool_subnet;
+  bool in_use = false;  // the reserved address is leased right now
+  bool pool_active = false;
+  std::optional<IpAddress> drifted_to;  // the name holds this other address right now
+  std::string node;                     // in a shared book: the host whose lease holds the address
+};
+
+class IpamApi {
+ public:
+  virtual ~IpamApi() = default;
+  virtual Result<PoolResult> RequestPool(const PoolRequest& request) = 0;
+  virtual Status ReleasePool(const std::string& pool_id) = 0;
+  virtual Status AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux) = 0;
+  virtual Result<std::string> RequestAddress(const AddressCall& call) = 0;
+  virtual Status ReleaseAddress(const std::string& pool_id, const std::string& address) = 0;
+  virtual Status CatchUp() = 0;
+  virtual Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address,
+                                           const std::string& name, const std::string& mac = "") = 0;
+  virtual bool HasReservation(const std::string& pool_id, const std::string& name) = 0;
+  virtual std::string NameForMac(const std::string& pool_id, const std::string& mac) const = 0;
+  virtual std::vector<std::string> PoolsLeasing(const IpAddress& address) const = 0;
+  virtual std::vector<std::string> PoolsOnSubnet(const Prefix& subnet) const = 0;
+  // Whether a network uses `subnet` from this book, as the book holds it now: a shared book is
+  // read (another host may have created one since), an error when it does not answer.
+  virtual Result<bool> SubnetInUse(const Prefix& subnet) = 0;
+  virtual Status Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) = 0;
+  virtual Result<int> Release(const std::string& name_or_address) = 0;
+  virtual Result<int> ReleaseNode(const std::string& node) = 0;
+  virtual Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present) = 0;
+  virtual std::vector<ReservationView> ListReservations() const = 0;
+  virtual size_t LeaseCount(const std::string& pool_id) const = 0;
+  virtual bool HasActivePool(const std::string& pool_id) const = 0;
+  virtual std::optional<PoolConfig> FindPool(const std::string& pool_id) const = 0;
+};
+
+}  // namespace smv::ipam
