@@ -36,8 +36,8 @@ struct IdentityOptions {
 class IdentityService {
  public:
   using Clock = std::function<int64_t()>;  // unix seconds
-  IdentityService(EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
-                  IdentityOptions options = {}, Clock clock = nullptr);
+  IdentityService(EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver, IdentityOptions options = {},
+                  Clock clock = nullptr);
 
   // The best-effort name of the container a RequestAddress without a name is for, or "".
   std::string GuessRequester(const ipam::AddressCall& call);

@@ -247,8 +247,7 @@ TEST_F(FleetSocketTest, AHostLocalPoolStaysOutOfEtcdAndAllocatesWithoutIt) {
   // The subnet in the other book on the same host, either way round: refused, naming it.
   const json mixed = a.Post(on_a, "IpamDriver.RequestPool", PoolRequest(kLocalSubnet));
   ASSERT_TRUE(mixed.contains("Err")) << mixed;
-  EXPECT_NE(mixed["Err"].get<std::string>().find("198.18.64.0/24 is a host-local pool on this host"),
-            std::string::npos)
+  EXPECT_NE(mixed["Err"].get<std::string>().find("198.18.64.0/24 is a host-local pool on this host"), std::string::npos)
       << mixed;
   ASSERT_TRUE(b.Post(on_b, "IpamDriver.RequestPool", PoolRequest()).contains("PoolID"));
   json local_fleet = PoolRequest();
