@@ -1,7 +1,8 @@
 // The fleet under faults: 4 `serve --store etcd://` daemons on a real 3-member etcd cluster, and
 // clients that move names from node to node (release on one, run on another, as `docker rm` on
-// host A and `docker run` on host B do) while a fault thread SIGKILLs etcd members, stops two of
-// three, SIGSTOPs the leader, compacts etcd and SIGKILLs plugin daemons. Refusals during faults
+// host A and `docker run` on host B do) while one thread SIGKILLs a random etcd member at a fixed
+// period for the whole run and another stops two of three members, SIGSTOPs the leader, compacts
+// etcd and SIGKILLs plugin daemons. Refusals during faults
 // are expected (the fleet fails closed) and retried as a user would; what must never happen:
 // an address answered to two names, a name answered two addresses, a name held on two nodes, an
 // acknowledged allocation missing from etcd at the end.
@@ -51,6 +52,7 @@ int EnvInt(const char* name, int fallback) {
 }
 
 struct FaultTimings {
+  seconds kill_every;   // a random etcd member is SIGKILLed this often, all through the run
   seconds member_down;  // a SIGKILLed member stays down this long
   seconds quorum_lost;  // two of three members down
   seconds leader_stop;  // the leader SIGSTOPped
@@ -186,17 +188,6 @@ class FleetChaosTest : public EtcdTest {
     };
     auto healthy = [&](int m) { EXPECT_TRUE(cluster_.Healthy(m, seconds(60))) << cluster_.Logs(); };
 
-    for (int round = 0; round < 2; ++round) {  // a member SIGKILLed, twice
-      std::this_thread::sleep_for(t.between);
-      const int m = static_cast<int>(random() % kMembers);
-      cluster_.Kill(m);
-      std::this_thread::sleep_for(t.member_down);
-      cluster_.Start(m);
-      healthy(m);
-      note("etcd member m" + std::to_string(m) + " SIGKILLed, restarted after " +
-           std::to_string(t.member_down.count()) + " s");
-    }
-
     std::this_thread::sleep_for(t.between);
     const int n = static_cast<int>(random() % kNodes);
     nodes_[static_cast<size_t>(n)]->Kill();
@@ -206,6 +197,7 @@ class FleetChaosTest : public EtcdTest {
     note("plugin daemon " + nodes_[static_cast<size_t>(n)]->name() + " SIGKILLed, restarted after 1 s");
 
     std::this_thread::sleep_for(t.between);
+    std::unique_lock cluster(cluster_mu_);  // the member killer waits: these faults are its own
     const int leader = cluster_.Leader();
     if (leader >= 0) {
       cluster_.Pause(leader);
@@ -217,11 +209,15 @@ class FleetChaosTest : public EtcdTest {
     } else {
       ADD_FAILURE() << "no etcd leader found to stop";
     }
+    cluster.unlock();
 
     std::this_thread::sleep_for(t.between);
+    cluster.lock();
     note("etcd compacted at revision " + std::to_string(Compact()));
+    cluster.unlock();
 
     std::this_thread::sleep_for(t.between);
+    cluster.lock();
     const int first = static_cast<int>(random() % kMembers), second = (first + 1) % kMembers;
     cluster_.Kill(first);
     cluster_.Kill(second);
@@ -233,6 +229,32 @@ class FleetChaosTest : public EtcdTest {
          std::to_string(t.quorum_lost.count()) + " s (no quorum)");
     return report;
   }
+
+  // Until `stop`: every t.kill_every SIGKILLs a random member, restarts it after t.member_down
+  // and waits for it to be healthy. Returns how many kills it made.
+  int KillMembers(const FaultTimings& t, const std::atomic<bool>& stop, uint32_t seed) {
+    std::mt19937 random(seed);
+    int kills = 0;
+    for (auto next = Clock::now() + t.kill_every; !stop;) {
+      if (Clock::now() < next) {
+        std::this_thread::sleep_for(milliseconds(100));
+        continue;
+      }
+      std::scoped_lock cluster(cluster_mu_);  // may wait for a fault of the other thread
+      if (stop) break;
+      next = Clock::now() + t.kill_every;
+      const int m = static_cast<int>(random() % kMembers);
+      cluster_.Kill(m);
+      std::this_thread::sleep_for(t.member_down);
+      cluster_.Start(m);
+      EXPECT_TRUE(cluster_.Healthy(m, seconds(60))) << cluster_.Logs();
+      ++kills;
+    }
+    return kills;
+  }
+
+  // Kill, Start and Pause of members come from two threads: one fault at a time.
+  std::mutex cluster_mu_;
 
   // Compacts etcd's history up to its current revision (what auto-compaction does).
   int64_t Compact() {
@@ -255,8 +277,8 @@ class FleetChaosTest : public EtcdTest {
 TEST_F(FleetChaosTest, NamesMovingBetweenNodesUnderFaultsAreNeverDuplicatedNorLost) {
   const int names = EnvInt("SMV_CHAOS_NAMES", 64), moves = EnvInt("SMV_CHAOS_MOVES", 3);
   const bool full = EnvInt("SMV_CHAOS_FULL", 0) == 1;
-  const FaultTimings timings = full ? FaultTimings{seconds(15), seconds(30), seconds(10), seconds(15)}
-                                    : FaultTimings{seconds(3), seconds(14), seconds(4), seconds(2)};
+  const FaultTimings timings = full ? FaultTimings{seconds(15), seconds(5), seconds(30), seconds(10), seconds(15)}
+                                    : FaultTimings{seconds(5), seconds(2), seconds(14), seconds(4), seconds(4)};
   constexpr int kClients = 8;
 
   for (int n = 0; n < kNodes; ++n) {
@@ -281,9 +303,16 @@ TEST_F(FleetChaosTest, NamesMovingBetweenNodesUnderFaultsAreNeverDuplicatedNorLo
     clients.emplace_back(
         [&, mine, c] { MoveNames(mine, moves, faults_done, ledger, 1000u + static_cast<uint32_t>(c)); });
   }
+  int member_kills = 0;
+  std::thread killer([&] { member_kills = KillMembers(timings, faults_done, 7); });
   std::mt19937 random(42);
-  const std::vector<std::string> faults = RunFaults(timings, random);
+  std::vector<std::string> faults = RunFaults(timings, random);
   faults_done = true;
+  killer.join();
+  faults.push_back(std::to_string(member_kills) + " etcd member SIGKILLs, one every " +
+                   std::to_string(timings.kill_every.count()) + " s, each down " +
+                   std::to_string(timings.member_down.count()) + " s");
+  std::printf("chaos: %s\n", faults.back().c_str());
   for (std::thread& t : clients) t.join();
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
 
@@ -319,6 +348,7 @@ TEST_F(FleetChaosTest, NamesMovingBetweenNodesUnderFaultsAreNeverDuplicatedNorLo
   // Quorum was lost for longer than the 10 s allocation budget: clients were told so, and the
   // fleet went on afterwards.
   EXPECT_GT(ledger.refusals()["shared address store unavailable"], 0);
+  EXPECT_GE(member_kills, 2) << "the member killer ran all through the faults";
 
   const auto [allocations, releases] = ledger.counts();
   std::printf("chaos: %d names, >= %d moves each, %d allocations, %d releases, %zu faults, %.1f s; refusals retried:",
