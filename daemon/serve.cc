@@ -125,6 +125,7 @@ Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::optional<etcd:
   auto shared = ipam::EtcdIpamStore::Open(*book.client, {.node = node});
   if (!shared.ok()) return shared.status();
   book.shared = std::move(shared).value();
+  book.shared->StartWatch();  // a mirror of the book for reloads after a refused commit
   book.store = book.shared.get();
   auto journal = ipam::LmdbReleaseJournal::Open(*stores.env);
   if (!journal.ok()) return journal.status();

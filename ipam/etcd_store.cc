@@ -1,12 +1,14 @@
 #include "ipam/etcd_store.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <map>
 #include <optional>
 #include <random>
+#include <utility>
 
 #include "ipam/records.h"
 
@@ -23,6 +25,12 @@ constexpr milliseconds kCommitBudget{10000};
 constexpr milliseconds kMinResolveTime{1000};
 // Fence attempts before concluding that another process writes this node's commit key.
 constexpr int kFenceAttempts = 5;
+// How long a reload after a refused commit waits for the mirror to reach the refusal's revision
+// before it reads etcd instead.
+constexpr milliseconds kMirrorWait{500};
+// Pauses of the watch thread after a failed list or a broken watch.
+constexpr milliseconds kRelistPause{500};
+constexpr milliseconds kRewatchPause{200};
 
 // Holds while `key` is as it was at mod revision `revision`; 0: while it does not exist.
 etcd::Compare Unchanged(const std::string& key, int64_t revision) {
@@ -60,6 +68,45 @@ std::map<std::string, std::optional<std::string>> MergeWrites(const std::string&
   }
   return writes;
 }
+
+// Decodes the book's records, in key order as etcd and the mirror keep them, into a sink that
+// wants pools first (lease/ < node/ < pool/ < reservation/).
+class BookDecoder {
+ public:
+  BookDecoder(const std::string& prefix, IpamLoadSink& sink)
+      : pools_(prefix + "pool/"),
+        leases_(prefix + "lease/"),
+        names_(prefix + "reservation/"),
+        where_("etcd " + prefix),
+        sink_(sink) {}
+  Status Add(std::string_view key, const std::string& value) {
+    if (key.starts_with(pools_)) {
+      Result<PoolRecord> r = records::DecodePool(where_ + "pool/", key.substr(pools_.size()), value);
+      if (!r.ok()) return r.status();
+      sink_.OnPool(std::move(r).value());
+    } else if (key.starts_with(leases_)) {
+      Result<LeaseRecord> r = records::DecodeLease(where_ + "lease/", key.substr(leases_.size()), value);
+      if (!r.ok()) return r.status();
+      held_.push_back(std::move(r).value());
+    } else if (key.starts_with(names_)) {
+      Result<ReservationRecord> r =
+          records::DecodeReservation(where_ + "reservation/", key.substr(names_.size()), value);
+      if (!r.ok()) return r.status();
+      reserved_.push_back(std::move(r).value());
+    }  // node/ keys are not address records
+    return OkStatus();
+  }
+  void Finish() {
+    for (LeaseRecord& l : held_) sink_.OnLease(std::move(l));
+    for (ReservationRecord& r : reserved_) sink_.OnReservation(std::move(r));
+  }
+
+ private:
+  const std::string pools_, leases_, names_, where_;
+  IpamLoadSink& sink_;
+  std::vector<LeaseRecord> held_;
+  std::vector<ReservationRecord> reserved_;
+};
 
 milliseconds Left(Clock::time_point until) {
   return std::max(kMinResolveTime, std::chrono::duration_cast<milliseconds>(until - Clock::now()));
@@ -112,40 +159,126 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
 
 Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
   std::scoped_lock lock(mu_);
+  const int64_t refused_at = std::exchange(refused_at_, 0);
+  if (refused_at > 0 && !fence_needed_) {
+    Status decoded = OkStatus();
+    if (LoadFromMirror(sink, refused_at, decoded)) return decoded;
+  }
   // After the fence no transaction of this node sent earlier can apply: what is read is final.
   if (!options_.read_only) {
     if (Result<std::optional<int64_t>> fenced = FenceUnless("", kCommitBudget); !fenced.ok()) return fenced.status();
+    fence_needed_ = false;
   }
   Result<etcd::RangeResult> all = client_.GetPrefix(options_.prefix);
   if (!all.ok()) return all.status();
   revisions_.clear();
-  const std::string pools = options_.prefix + "pool/", leases = options_.prefix + "lease/",
-                    names = options_.prefix + "reservation/";
-  const std::string where = "etcd " + options_.prefix;
-  // etcd answers in key order (lease/ < node/ < pool/ < reservation/); the sink wants pools first.
-  std::vector<LeaseRecord> held;
-  std::vector<ReservationRecord> reserved;
+  BookDecoder decoder(options_.prefix, sink);
   for (const etcd::KeyValue& kv : all->kvs) {
     revisions_[kv.key] = kv.mod_revision;
-    const std::string_view key(kv.key);
-    if (key.starts_with(pools)) {
-      Result<PoolRecord> r = records::DecodePool(where + "pool/", key.substr(pools.size()), kv.value);
-      if (!r.ok()) return r.status();
-      sink.OnPool(std::move(r).value());
-    } else if (key.starts_with(leases)) {
-      Result<LeaseRecord> r = records::DecodeLease(where + "lease/", key.substr(leases.size()), kv.value);
-      if (!r.ok()) return r.status();
-      held.push_back(std::move(r).value());
-    } else if (key.starts_with(names)) {
-      Result<ReservationRecord> r =
-          records::DecodeReservation(where + "reservation/", key.substr(names.size()), kv.value);
-      if (!r.ok()) return r.status();
-      reserved.push_back(std::move(r).value());
-    }  // node/ keys are not address records
+    SMV_RETURN_IF_ERROR(decoder.Add(kv.key, kv.value));
   }
-  for (LeaseRecord& l : held) sink.OnLease(std::move(l));
-  for (ReservationRecord& r : reserved) sink.OnReservation(std::move(r));
+  decoder.Finish();
   return OkStatus();
+}
+
+bool EtcdIpamStore::LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status& decoded) {
+  std::unique_lock lock(mirror_mu_);
+  if (watch_client_ == nullptr) return false;
+  const bool reached = mirror_moved_.wait_for(
+      lock, kMirrorWait, [&] { return stopping_ || (mirror_live_ && mirror_revision_ >= at_least); });
+  if (!reached || stopping_) return false;
+  revisions_.clear();
+  BookDecoder decoder(options_.prefix, sink);
+  for (const auto& [key, entry] : mirror_) {
+    revisions_[key] = entry.mod_revision;
+    decoded = decoder.Add(key, entry.value);
+    if (!decoded.ok()) return true;
+  }
+  decoder.Finish();
+  ++mirror_loads_;
+  return true;
+}
+
+void EtcdIpamStore::StartWatch() {
+  if (watch_client_ != nullptr) return;
+  watch_client_ = std::make_unique<etcd::KvClient>(client_.options());
+  watcher_ = std::thread([this] { FollowBook(); });
+}
+
+void EtcdIpamStore::PauseWatch(bool paused) {
+  {
+    std::scoped_lock lock(mirror_mu_);
+    watch_paused_ = paused;
+  }
+  if (paused && watch_client_ != nullptr) watch_client_->InterruptWatch();
+}
+
+void EtcdIpamStore::FollowBook() {
+  etcd::KvClient& client = *watch_client_;
+  bool listed = false;
+  auto paused = [&] {
+    std::scoped_lock lock(mirror_mu_);
+    return watch_paused_;
+  };
+  while (!stopping_) {
+    if (paused()) {
+      std::this_thread::sleep_for(milliseconds(20));
+      continue;
+    }
+    if (!listed) {
+      Result<etcd::RangeResult> all = client.GetPrefix(options_.prefix);
+      if (!all.ok()) {
+        spdlog::debug("listing the shared address book for its mirror failed: {}", all.status().message());
+        std::this_thread::sleep_for(kRelistPause);
+        continue;
+      }
+      std::scoped_lock lock(mirror_mu_);
+      mirror_.clear();
+      for (etcd::KeyValue& kv : all->kvs) mirror_[kv.key] = {std::move(kv.value), kv.mod_revision};
+      mirror_revision_ = all->revision;
+      mirror_live_ = listed = true;
+      ++mirror_lists_;
+      mirror_moved_.notify_all();
+    }
+    int64_t from = 0;
+    {
+      std::scoped_lock lock(mirror_mu_);
+      from = mirror_revision_ + 1;
+    }
+    Status ended = client.Watch(options_.prefix, from, [&](std::vector<etcd::WatchEvent> batch) {
+      std::scoped_lock lock(mirror_mu_);
+      if (stopping_ || watch_paused_) return false;
+      for (etcd::WatchEvent& e : batch) {
+        if (e.deleted) {
+          mirror_.erase(e.kv.key);
+        } else {
+          mirror_[e.kv.key] = {std::move(e.kv.value), e.kv.mod_revision};
+        }
+        mirror_revision_ = std::max(mirror_revision_, e.kv.mod_revision);
+      }
+      mirror_moved_.notify_all();
+      return true;
+    });
+    if (stopping_) break;
+    if (ended.code() == Code::kAborted) {  // compacted past what the mirror has: list again
+      spdlog::info("the mirror of the shared address book lists it again: {}", ended.message());
+      std::scoped_lock lock(mirror_mu_);
+      mirror_live_ = listed = false;
+    } else if (!ended.ok()) {
+      spdlog::debug("the watch of the shared address book broke; watching again: {}", ended.message());
+      std::this_thread::sleep_for(kRewatchPause);
+    }
+  }
+}
+
+EtcdIpamStore::~EtcdIpamStore() {
+  stopping_ = true;
+  if (watch_client_ != nullptr) watch_client_->StopWatch();
+  {
+    std::scoped_lock lock(mirror_mu_);
+    mirror_moved_.notify_all();
+  }
+  if (watcher_.joinable()) watcher_.join();
 }
 
 Result<IpamSnapshot> EtcdIpamStore::Load() { return CollectLoad(); }
@@ -199,6 +332,7 @@ Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   std::scoped_lock lock(mu_);
   if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");
   const auto until = Clock::now() + kCommitBudget;
+  refused_at_ = 0;
   etcd::Txn txn;
   for (auto& [key, value] : MergeWrites(options_.prefix, batches)) {
     if (!value && !revisions_.contains(key)) continue;  // never seen: nothing of ours to delete
@@ -222,11 +356,15 @@ Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   int64_t revision = 0;
   Result<etcd::TxnResult> done = client_.Commit(txn, Left(until));
   if (done.ok()) {
-    if (!done->succeeded) return Aborted("the shared address book changed under this commit: another node wrote first");
+    if (!done->succeeded) {
+      refused_at_ = done->revision;  // the reload that follows may come from the mirror
+      return Aborted("the shared address book changed under this commit: another node wrote first");
+    }
     revision = done->revision;
   } else {
     // The answer was lost: read back. Not applied means fenced off, so it never will apply.
     Result<std::optional<int64_t>> applied = FenceUnless(commit_id, Left(until));
+    fence_needed_ = !applied.ok();
     if (!applied.ok() && applied.status().code() == Code::kUnavailable) {
       // Settled by the reload that follows any failed commit (Load fences first).
       return Unavailable(fmt::format("{}; refusing to allocate to avoid duplicate addresses", done.status().message()));

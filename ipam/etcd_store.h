@@ -13,15 +13,25 @@
 // A transaction whose answer never came is resolved by reading back this node's commit key; if
 // the transaction is not there, the key is moved on (a fence), so the transaction, which compares
 // that key, can never apply later. Load fences too, so what it reads is final.
+//
+// With StartWatch, a mirror of the book (a list at a revision, then a watch from there, listed
+// again when etcd compacted past it) serves the reload after a refused commit: no fence is needed
+// then (that commit's answer came), and waiting for the mirror to reach the revision etcd refused
+// at replaces reading the whole book again. A mirror that lags is only slower, never wrong: each
+// key carries the revision it was read at, and etcd compares it.
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "common/etcd/kv_client.h"
@@ -42,6 +52,10 @@ class EtcdIpamStore : public IpamStore {
  public:
   // `client` must outlive the store and is used by this store only (one call at a time).
   static Result<std::unique_ptr<EtcdIpamStore>> Open(etcd::KvClient& client, EtcdStoreOptions options);
+  ~EtcdIpamStore() override;
+
+  // Follows the book on a second connection (a client made with `client`'s options) from now on.
+  void StartWatch();
 
   Result<IpamSnapshot> Load() override;
   Status LoadInto(IpamLoadSink& sink) override;
@@ -55,6 +69,11 @@ class EtcdIpamStore : public IpamStore {
 
   // Transactions whose answer was lost and that were found not applied, then fenced (tests).
   uint64_t fenced_commits() const { return fenced_commits_; }
+  // Reloads served by the mirror, and how often it listed the book (tests, logs).
+  uint64_t mirror_loads() const { return mirror_loads_; }
+  uint64_t mirror_lists() const { return mirror_lists_; }
+  // Tests: while paused the watch is down (its stream ended) and the mirror falls behind.
+  void PauseWatch(bool paused);
 
  private:
   EtcdIpamStore(etcd::KvClient& client, EtcdStoreOptions options);
@@ -77,6 +96,29 @@ class EtcdIpamStore : public IpamStore {
   // does not exist. The commit key is among them.
   std::unordered_map<std::string, int64_t> revisions_;
   uint64_t fenced_commits_ = 0;
+  // Whether a transaction of this node may still apply (its answer was lost and not read back):
+  // the next load must fence. True until the first fence.
+  bool fence_needed_ = true;
+  // The revision etcd refused the last commit at; 0: the next load reads etcd.
+  int64_t refused_at_ = 0;
+
+  // Serves LoadInto from the mirror once it reached `at_least`; false: read etcd instead.
+  bool LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status& decoded);
+  void FollowBook();
+  struct MirrorEntry {
+    std::string value;
+    int64_t mod_revision = 0;
+  };
+  std::unique_ptr<etcd::KvClient> watch_client_;
+  std::thread watcher_;
+  std::mutex mirror_mu_;
+  std::condition_variable mirror_moved_;
+  std::map<std::string, MirrorEntry> mirror_;  // key -> value, under options_.prefix
+  int64_t mirror_revision_ = 0;                // every change up to it is in mirror_
+  bool mirror_live_ = false;                   // listed, and followed since
+  bool watch_paused_ = false;
+  std::atomic<bool> stopping_ = false;
+  std::atomic<uint64_t> mirror_loads_ = 0, mirror_lists_ = 0;
 };
 
 }  // namespace smv::ipam

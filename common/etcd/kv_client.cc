@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <charconv>
 #include <thread>
+#include <utility>
 
 namespace smv::etcd {
 namespace {
@@ -101,6 +102,15 @@ json EncodeCompare(const Compare& c) {
   return out;
 }
 
+std::unique_ptr<httplib::Client> HttpClient(const Endpoint& e, const TlsFiles& tls) {
+  if (!tls.enabled()) return std::make_unique<httplib::Client>(e.host, e.port);
+  auto http =
+      std::make_unique<httplib::Client>(fmt::format("https://{}:{}", e.host, e.port), tls.cert_file, tls.key_file);
+  if (!tls.ca_file.empty()) http->set_ca_cert_path(tls.ca_file);
+  http->enable_server_certificate_verification(true);
+  return http;
+}
+
 Status UnavailableCluster(const std::string& detail) {
   return Unavailable(fmt::format("shared address store unavailable (etcd: {})", detail));
 }
@@ -161,15 +171,7 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
     const size_t index = (preferred_ + attempt) % options_.endpoints.size();
     const Endpoint& e = options_.endpoints[index];
     const std::string member = fmt::format("{}:{}", e.host, e.port);
-    std::unique_ptr<httplib::Client> http;
-    if (options_.tls.enabled()) {
-      http = std::make_unique<httplib::Client>(fmt::format("https://{}", member), options_.tls.cert_file,
-                                               options_.tls.key_file);
-      if (!options_.tls.ca_file.empty()) http->set_ca_cert_path(options_.tls.ca_file);
-      http->enable_server_certificate_verification(true);
-    } else {
-      http = std::make_unique<httplib::Client>(e.host, e.port);
-    }
+    std::unique_ptr<httplib::Client> http = HttpClient(e, options_.tls);
     // No attempt outlives the call's deadline.
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     const auto connect = std::min(options_.connect_timeout, left);
@@ -312,6 +314,97 @@ Result<TxnResult> KvClient::Commit(const Txn& txn, Deadline deadline) {
   if (!answer.ok()) return answer.status();
   return TxnResult{.succeeded = answer->value("succeeded", false),
                    .revision = Int64(answer->value("header", json::object()), "revision")};
+}
+
+Status KvClient::Watch(std::string_view prefix, int64_t start_revision, const WatchReceiver& receive) {
+  if (options_.endpoints.empty()) return UnavailableCluster("no member configured");
+  if (!options_.user.empty() && token_.empty()) SMV_RETURN_IF_ERROR(Authenticate(std::nullopt));
+  const Endpoint& e = options_.endpoints[preferred_];
+  const std::string member = fmt::format("{}:{}", e.host, e.port);
+  std::unique_ptr<httplib::Client> http = HttpClient(e, options_.tls);
+  http->set_connection_timeout(options_.connect_timeout);
+  // A quiet book sends nothing for hours: the stream is ended by StopWatch, not by a timeout.
+  http->set_read_timeout(std::chrono::hours(24));
+  {
+    std::scoped_lock lock(watch_mu_);
+    if (watch_stopped_) return OkStatus();
+    watching_ = http.get();
+    watch_interrupted_ = false;
+  }
+  const json create = {{"create_request",
+                        {{"key", Base64(prefix)},
+                         {"range_end", Base64(PrefixEnd(prefix))},
+                         {"start_revision", std::to_string(start_revision)}}}};
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v3/watch";
+  request.body = create.dump();
+  request.set_header("Content-Type", "application/json");
+  if (!token_.empty()) request.set_header("Authorization", token_);
+  std::string pending;  // a line not complete yet
+  Status ended = OkStatus();
+  bool receiving = true;
+  request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+    pending.append(data, size);
+    for (size_t eol; receiving && (eol = pending.find('\n')) != std::string::npos;) {
+      const json line = json::parse(pending.substr(0, eol), nullptr, false);
+      pending.erase(0, eol + 1);
+      const json result = line.is_object() ? line.value("result", json()) : json();
+      if (!result.is_object()) {
+        const std::string said = line.is_object() ? line.value("error", json()).dump() : "not JSON";
+        ended = UnavailableCluster(fmt::format("{}: the watch ended: {}", member, said));
+        receiving = false;
+      } else if (const int64_t compacted = Int64(result, "compact_revision"); compacted > 0) {
+        ended = Aborted(fmt::format("etcd {} compacted its history to revision {}, past the watch's start {}", member,
+                                    compacted, start_revision));
+        receiving = false;
+      } else if (result.value("canceled", false)) {
+        ended = UnavailableCluster(fmt::format("{} canceled the watch: {}", member, result.value("cancel_reason", "")));
+        receiving = false;
+      } else if (auto events = result.find("events"); events != result.end() && !events->empty()) {
+        std::vector<WatchEvent> batch;
+        for (const json& event : *events) {
+          auto kv = DecodeKeyValue(event.value("kv", json::object()));
+          if (!kv.ok()) {
+            ended = kv.status();
+            receiving = false;
+            break;
+          }
+          batch.push_back({.deleted = event.value("type", "") == "DELETE", .kv = std::move(kv).value()});
+        }
+        if (receiving) receiving = receive(std::move(batch));
+      }
+    }
+    return receiving;
+  };
+  httplib::Response response;
+  httplib::Error error = httplib::Error::Success;
+  const bool done = http->send(request, response, error);
+  bool stopped = false, interrupted = false;
+  {
+    std::scoped_lock lock(watch_mu_);
+    watching_ = nullptr;
+    stopped = watch_stopped_;
+    interrupted = std::exchange(watch_interrupted_, false);
+  }
+  if (stopped || interrupted || (!receiving && ended.ok())) return OkStatus();
+  if (!ended.ok()) return ended;
+  preferred_ = (preferred_ + 1) % options_.endpoints.size();  // the next watch asks another member
+  if (!done) return UnavailableCluster(fmt::format("{}: the watch broke: {}", member, httplib::to_string(error)));
+  return UnavailableCluster(fmt::format("{}: the watch ended (HTTP {})", member, response.status));
+}
+
+void KvClient::InterruptWatch() {
+  std::scoped_lock lock(watch_mu_);
+  if (watching_ == nullptr) return;
+  watch_interrupted_ = true;
+  watching_->stop();
+}
+
+void KvClient::StopWatch() {
+  std::scoped_lock lock(watch_mu_);
+  watch_stopped_ = true;
+  if (watching_ != nullptr) watching_->stop();
 }
 
 }  // namespace smv::etcd

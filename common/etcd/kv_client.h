@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +22,10 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/status.h"
+
+namespace httplib {
+class Client;
+}
 
 namespace smv::etcd {
 
@@ -70,6 +76,15 @@ struct Txn {
   std::vector<Op> failure;  // applied otherwise
 };
 
+// One change seen by a watch. A delete carries the key and its revision only.
+struct WatchEvent {
+  bool deleted = false;
+  KeyValue kv;
+};
+// Receives each batch of changes in revision order (a batch holds whole revisions); false ends
+// the watch.
+using WatchReceiver = std::function<bool(std::vector<WatchEvent>)>;
+
 struct TxnResult {
   bool succeeded = false;
   int64_t revision = 0;
@@ -114,6 +129,18 @@ class KvClient {
   Result<RangeResult> GetPrefix(std::string_view prefix, int64_t limit = 0, int64_t revision = 0);
   Result<TxnResult> Commit(const Txn& txn, Deadline deadline = std::nullopt);
 
+  // Follows every key under `prefix` from `start_revision` on, on one member (POST /v3/watch,
+  // a stream of JSON lines), until the receiver returns false or StopWatch is called (OK), or
+  // the stream breaks or no member answers (kUnavailable: watch again from the next revision).
+  // A start revision etcd has compacted away is kAborted: list again, then watch from there.
+  // Only one Watch at a time, and not beside other calls: give a watch its own client.
+  Status Watch(std::string_view prefix, int64_t start_revision, const WatchReceiver& receive);
+  // From another thread: ends the Watch in progress, and any started after.
+  void StopWatch();
+  // From another thread: ends the Watch in progress only (it returns OK).
+  void InterruptWatch();
+
+  const ClientOptions& options() const { return options_; }
   // The member the next call goes to first (the last one that answered).
   const Endpoint& preferred() const;
 
@@ -127,6 +154,10 @@ class KvClient {
 
   ClientOptions options_;
   size_t preferred_ = 0;
+  std::mutex watch_mu_;                  // guards the two below: StopWatch comes from another thread
+  httplib::Client* watching_ = nullptr;  // the connection of the Watch in progress
+  bool watch_stopped_ = false;
+  bool watch_interrupted_ = false;
   std::string token_;  // etcd's auth token; empty: none yet, or none needed
 };
 

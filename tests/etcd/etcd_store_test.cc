@@ -34,11 +34,12 @@ constexpr const char* kSubnet = "198.18.0.0/22";
 
 struct Node {
   Node(const std::string& name, std::vector<etcd::Endpoint> endpoints, milliseconds request_timeout,
-       size_t max_txn_ops = 128)
+       size_t max_txn_ops = 128, bool watch = false)
       : client({.endpoints = std::move(endpoints), .request_timeout = request_timeout}) {
     auto opened = EtcdIpamStore::Open(client, {.prefix = kPrefix, .node = name, .max_txn_ops = max_txn_ops});
     EXPECT_TRUE(opened.ok()) << opened.status().message();
     store = std::move(opened).value();
+    if (watch) store->StartWatch();
     // The host's own release journal, on a real LMDB file as serve keeps it.
     auto env = lmdb::Env::Open(dir.path(), 8 << 20, LmdbIpamStore::DatabaseNames());
     EXPECT_TRUE(env.ok()) << env.status().message();
@@ -73,6 +74,11 @@ class EtcdStoreTest : public EtcdTest {
                                  milliseconds request_timeout = milliseconds(9000)) {
     return std::make_unique<Node>(name, endpoints.empty() ? cluster_.endpoints() : std::move(endpoints),
                                   request_timeout);
+  }
+
+  // A node whose store follows the book with a watch, as serve's does.
+  std::unique_ptr<Node> MakeWatchingNode(const std::string& name) {
+    return std::make_unique<Node>(name, cluster_.endpoints(), milliseconds(9000), 128, true);
   }
 
   // What etcd holds, read at one revision by a client of its own: address -> holder's name.
@@ -398,6 +404,62 @@ TEST_F(EtcdStoreTest, ACommitWhoseAnswerWasLostIsFencedOffNotGuessed) {
   std::this_thread::sleep_for(milliseconds(1000));  // the follower has read its stale request by now
   // The lost transaction, fenced, never applied: one lease, the one answered.
   EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*got), "late-0"}}));
+}
+
+// Waits until `done` holds, up to 10 s.
+template <typename Done>
+bool Eventually(Done done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(milliseconds(20));
+  return done();
+}
+
+TEST_F(EtcdStoreTest, AReloadAfterARefusedCommitComesFromTheWatchedMirror) {
+  std::unique_ptr<Node> a = MakeWatchingNode("host-a");
+  std::unique_ptr<Node> b = MakeWatchingNode("host-b");
+  ASSERT_TRUE(Eventually([&] { return b->store->mirror_lists() == 1; }));
+  const std::string pool = a->Pool();
+  Result<std::string> web = a->Run(pool, "web");
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  // b loaded before a wrote: its first commit (the pool) is refused, and the reload that follows
+  // is the mirror's, not a read of the whole book.
+  ASSERT_EQ(b->Pool(), pool);
+  EXPECT_EQ(b->store->mirror_loads(), 1u);
+  EXPECT_EQ(b->store->fenced_commits(), 0u);
+  Result<std::string> db = b->Run(pool, "db");
+  ASSERT_TRUE(db.ok()) << db.status().message();
+  EXPECT_NE(AddressOf(*db), AddressOf(*web));
+  EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*web), "web"}, {AddressOf(*db), "db"}}));
+}
+
+TEST_F(EtcdStoreTest, CompactionWhileAWatchIsDownListsTheBookAgainAndNothingIsMissed) {
+  std::unique_ptr<Node> a = MakeWatchingNode("host-a");
+  std::unique_ptr<Node> b = MakeWatchingNode("host-b");
+  ASSERT_TRUE(Eventually([&] { return b->store->mirror_lists() == 1; }));
+  b->store->PauseWatch(true);
+  const std::string pool = a->Pool();
+  std::set<std::string> held_by_a;
+  for (int i = 0; i < 20; ++i) {
+    Result<std::string> got = a->Run(pool, "a-" + std::to_string(i));
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    held_by_a.insert(AddressOf(*got));
+  }
+  etcd::KvClient reader({.endpoints = cluster_.endpoints()});
+  auto now = reader.GetPrefix(kPrefix);
+  ASSERT_TRUE(now.ok()) << now.status().message();
+  ASSERT_TRUE(cluster_.Compact(now->revision));
+
+  b->store->PauseWatch(false);  // its watch would start before the compaction: it lists again
+  ASSERT_TRUE(Eventually([&] { return b->store->mirror_lists() == 2; }));
+  ASSERT_EQ(b->Pool(), pool);
+  EXPECT_EQ(b->store->mirror_loads(), 1u);
+  // b's view, from the listed mirror, has all of a's: 40 more never land on one of them.
+  for (int i = 0; i < 40; ++i) {
+    Result<std::string> got = b->Run(pool, "b-" + std::to_string(i));
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    EXPECT_FALSE(held_by_a.contains(AddressOf(*got))) << *got << " is a's";
+  }
+  EXPECT_EQ(Leases().size(), 60u);
 }
 
 }  // namespace

@@ -262,11 +262,7 @@ class FleetChaosTest : public EtcdTest {
     auto now = client.GetPrefix("/static-macvlan/v1/pool/");
     EXPECT_TRUE(now.ok()) << now.status().message();
     if (!now.ok()) return 0;
-    httplib::Client http("127.0.0.1", testing::EtcdCluster::ClientPort(0));
-    http.set_read_timeout(10, 0);
-    auto r = http.Post("/v3/kv/compaction", json{{"revision", now->revision}, {"physical", true}}.dump(),
-                       "application/json");
-    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+    EXPECT_TRUE(cluster_.Compact(now->revision)) << "etcd refused to compact at " << now->revision;
     return now->revision;
   }
 

@@ -214,5 +214,58 @@ TEST_F(KvClientTest, WithoutQuorumWritesFailClosedWithinTheDeadlineAndRecover) {
   EXPECT_EQ(kept->kvs.size(), 1u);
 }
 
+TEST_F(KvClientTest, AWatchSeesEveryChangeUnderItsPrefixInOrderAndSaysWhenItsStartWasCompacted) {
+  KvClient writer = Client();
+  const int64_t first = MustCommit(writer, CreateIfAbsent("/w/a", "1")).revision;
+  MustCommit(writer, CreateIfAbsent("/elsewhere", "x"));
+  MustCommit(writer, CreateIfAbsent("/w/b", "2"));
+  MustCommit(writer, {.success = {DeleteOp{"/w/a"}}});
+
+  KvClient watcher = Client();
+  std::vector<WatchEvent> seen;
+  Status ended = watcher.Watch("/w/", first, [&](std::vector<WatchEvent> batch) {
+    for (WatchEvent& e : batch) seen.push_back(std::move(e));
+    return seen.size() < 3;
+  });
+  ASSERT_TRUE(ended.ok()) << ended.message();
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].kv.key, "/w/a");
+  EXPECT_EQ(seen[0].kv.value, "1");
+  EXPECT_FALSE(seen[0].deleted);
+  EXPECT_EQ(seen[0].kv.mod_revision, first);
+  EXPECT_EQ(seen[1].kv.key, "/w/b");
+  EXPECT_EQ(seen[1].kv.mod_revision, first + 2) << "the write outside the prefix is not seen";
+  EXPECT_EQ(seen[2].kv.key, "/w/a");
+  EXPECT_TRUE(seen[2].deleted);
+  EXPECT_EQ(seen[2].kv.mod_revision, first + 3);
+
+  // Changes made while the watch runs arrive too; StopWatch from another thread ends it.
+  std::atomic<int> live = 0;
+  std::thread follower([&] {
+    ended = watcher.Watch("/w/", first + 4, [&](std::vector<WatchEvent> batch) {
+      live += static_cast<int>(batch.size());
+      return true;
+    });
+  });
+  const auto until = std::chrono::steady_clock::now() + seconds(10);
+  for (int i = 0; live < 1 && std::chrono::steady_clock::now() < until; ++i) {
+    MustCommit(writer, {.success = {PutOp{"/w/live", std::to_string(i)}}});
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_GE(live.load(), 1);
+  watcher.StopWatch();
+  follower.join();
+  EXPECT_TRUE(ended.ok()) << ended.message();
+
+  // History compacted past the start: the watch says so (list again), it never skips changes.
+  auto now = writer.Get("/w/b");
+  ASSERT_TRUE(now.ok()) << now.status().message();
+  ASSERT_TRUE(cluster_.Compact(now->revision));
+  KvClient late = Client();
+  ended = late.Watch("/w/", first, [](std::vector<WatchEvent>) { return true; });
+  EXPECT_EQ(ended.code(), Code::kAborted) << ended.message();
+  EXPECT_NE(ended.message().find("compacted"), std::string::npos) << ended.message();
+}
+
 }  // namespace
 }  // namespace smv::etcd
