@@ -330,6 +330,7 @@ Status KvClient::Watch(std::string_view prefix, int64_t start_revision, const Wa
     if (watch_stopped_) return OkStatus();
     watching_ = http.get();
     watch_interrupted_ = false;
+    ++watch_generation_;
   }
   const json create = {{"create_request",
                         {{"key", Base64(prefix)},
@@ -394,17 +395,24 @@ Status KvClient::Watch(std::string_view prefix, int64_t start_revision, const Wa
   return UnavailableCluster(fmt::format("{}: the watch ended (HTTP {})", member, response.status));
 }
 
-void KvClient::InterruptWatch() {
-  std::scoped_lock lock(watch_mu_);
-  if (watching_ == nullptr) return;
-  watch_interrupted_ = true;
-  watching_->stop();
-}
+void KvClient::InterruptWatch() { EndWatch(false); }
 
-void KvClient::StopWatch() {
-  std::scoped_lock lock(watch_mu_);
-  watch_stopped_ = true;
-  if (watching_ != nullptr) watching_->stop();
+void KvClient::StopWatch() { EndWatch(true); }
+
+void KvClient::EndWatch(bool for_good) {
+  // A stop that comes before the request is on the wire does nothing to it: ask again until the
+  // Watch it was meant for has returned.
+  std::unique_lock lock(watch_mu_);
+  if (for_good) watch_stopped_ = true;
+  const uint64_t generation = watch_generation_;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (watching_ != nullptr && watch_generation_ == generation && std::chrono::steady_clock::now() < until) {
+    watch_interrupted_ = true;
+    watching_->stop();
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    lock.lock();
+  }
 }
 
 }  // namespace smv::etcd

@@ -158,6 +158,8 @@ class KvClient {
   httplib::Client* watching_ = nullptr;  // the connection of the Watch in progress
   bool watch_stopped_ = false;
   bool watch_interrupted_ = false;
+  uint64_t watch_generation_ = 0;  // Watch calls so far
+  void EndWatch(bool for_good);
   std::string token_;  // etcd's auth token; empty: none yet, or none needed
 };
 

@@ -1,8 +1,9 @@
 // The fleet under faults: 4 `serve --store etcd://` daemons on a real 3-member etcd cluster, and
 // clients that move names from node to node (release on one, run on another, as `docker rm` on
 // host A and `docker run` on host B do) while one thread SIGKILLs a random etcd member at a fixed
-// period for the whole run and another stops two of three members, SIGSTOPs the leader, compacts
-// etcd and SIGKILLs plugin daemons. Refusals during faults
+// period for the whole run (and a random plugin daemon every other time), and another in turn
+// SIGKILLs two daemons at once, SIGSTOPs the leader, compacts etcd while a daemon (and its watch)
+// is SIGSTOPped, and stops two of three members. Refusals during faults
 // are expected (the fleet fails closed) and retried as a user would; what must never happen:
 // an address answered to two names, a name answered two addresses, a name held on two nodes, an
 // acknowledged allocation missing from etcd at the end.
@@ -189,12 +190,19 @@ class FleetChaosTest : public EtcdTest {
     auto healthy = [&](int m) { EXPECT_TRUE(cluster_.Healthy(m, seconds(60))) << cluster_.Logs(); };
 
     std::this_thread::sleep_for(t.between);
-    const int n = static_cast<int>(random() % kNodes);
-    nodes_[static_cast<size_t>(n)]->Kill();
-    std::this_thread::sleep_for(seconds(1));
-    nodes_[static_cast<size_t>(n)]->Start();
-    EXPECT_TRUE(nodes_[static_cast<size_t>(n)]->Ready()) << nodes_[static_cast<size_t>(n)]->Log();
-    note("plugin daemon " + nodes_[static_cast<size_t>(n)]->name() + " SIGKILLed, restarted after 1 s");
+    {
+      std::scoped_lock daemons(nodes_mu_);
+      const int n = static_cast<int>(random() % kNodes), other = (n + 1 + static_cast<int>(random() % 3)) % kNodes;
+      nodes_[static_cast<size_t>(n)]->Kill();
+      nodes_[static_cast<size_t>(other)]->Kill();
+      std::this_thread::sleep_for(seconds(1));
+      for (int k : {n, other}) {
+        nodes_[static_cast<size_t>(k)]->Start();
+        EXPECT_TRUE(nodes_[static_cast<size_t>(k)]->Ready()) << nodes_[static_cast<size_t>(k)]->Log();
+      }
+      note("plugin daemons " + nodes_[static_cast<size_t>(n)]->name() + " and " +
+           nodes_[static_cast<size_t>(other)]->name() + " SIGKILLed at once, restarted after 1 s");
+    }
 
     std::this_thread::sleep_for(t.between);
     std::unique_lock cluster(cluster_mu_);  // the member killer waits: these faults are its own
@@ -212,9 +220,20 @@ class FleetChaosTest : public EtcdTest {
     cluster.unlock();
 
     std::this_thread::sleep_for(t.between);
-    cluster.lock();
-    note("etcd compacted at revision " + std::to_string(Compact()));
-    cluster.unlock();
+    {
+      // A daemon hangs (its watch with it) while etcd compacts its history under load.
+      std::scoped_lock daemons(nodes_mu_);
+      Node& hung = *nodes_[static_cast<size_t>(random() % kNodes)];
+      hung.Pause();
+      std::this_thread::sleep_for(t.leader_stop / 2);
+      cluster.lock();
+      const int64_t revision = Compact();
+      cluster.unlock();
+      std::this_thread::sleep_for(t.leader_stop / 2);
+      hung.Resume();
+      note("plugin daemon " + hung.name() + " SIGSTOPped for " + std::to_string(t.leader_stop.count()) +
+           " s; etcd compacted at revision " + std::to_string(revision) + " meanwhile");
+    }
 
     std::this_thread::sleep_for(t.between);
     cluster.lock();
@@ -231,7 +250,8 @@ class FleetChaosTest : public EtcdTest {
   }
 
   // Until `stop`: every t.kill_every SIGKILLs a random member, restarts it after t.member_down
-  // and waits for it to be healthy. Returns how many kills it made.
+  // and waits for it to be healthy; every other time then SIGKILLs a random daemon and restarts
+  // it after 1 s. Returns how many members it killed.
   int KillMembers(const FaultTimings& t, const std::atomic<bool>& stop, uint32_t seed) {
     std::mt19937 random(seed);
     int kills = 0;
@@ -240,18 +260,33 @@ class FleetChaosTest : public EtcdTest {
         std::this_thread::sleep_for(milliseconds(100));
         continue;
       }
-      std::scoped_lock cluster(cluster_mu_);  // may wait for a fault of the other thread
-      if (stop) break;
-      next = Clock::now() + t.kill_every;
-      const int m = static_cast<int>(random() % kMembers);
-      cluster_.Kill(m);
-      std::this_thread::sleep_for(t.member_down);
-      cluster_.Start(m);
-      EXPECT_TRUE(cluster_.Healthy(m, seconds(60))) << cluster_.Logs();
-      ++kills;
+      {
+        std::scoped_lock cluster(cluster_mu_);  // may wait for a fault of the other thread
+        if (stop) break;
+        next = Clock::now() + t.kill_every;
+        const int m = static_cast<int>(random() % kMembers);
+        cluster_.Kill(m);
+        std::this_thread::sleep_for(t.member_down);
+        cluster_.Start(m);
+        EXPECT_TRUE(cluster_.Healthy(m, seconds(60))) << cluster_.Logs();
+        ++kills;
+      }
+      if (kills % 2 == 0) {  // and a random plugin daemon, every other time (never holding both locks)
+        std::scoped_lock daemons(nodes_mu_);
+        Node& node = *nodes_[static_cast<size_t>(random() % kNodes)];
+        node.Kill();
+        std::this_thread::sleep_for(seconds(1));
+        node.Start();
+        EXPECT_TRUE(node.Ready()) << node.Log();
+        ++daemon_kills_;
+      }
     }
     return kills;
   }
+
+  // Kill, Start, Pause of the plugin daemons come from two threads too.
+  std::mutex nodes_mu_;
+  int daemon_kills_ = 0;
 
   // Kill, Start and Pause of members come from two threads: one fault at a time.
   std::mutex cluster_mu_;
@@ -299,21 +334,46 @@ TEST_F(FleetChaosTest, NamesMovingBetweenNodesUnderFaultsAreNeverDuplicatedNorLo
     clients.emplace_back(
         [&, mine, c] { MoveNames(mine, moves, faults_done, ledger, 1000u + static_cast<uint32_t>(c)); });
   }
-  int member_kills = 0;
-  std::thread killer([&] { member_kills = KillMembers(timings, faults_done, 7); });
+  // Members and daemons the killer restarts are its children, and SpawnLogged's children die with
+  // the thread that spawned them (PR_SET_PDEATHSIG): it lives until the test is over.
+  std::atomic<int> member_kills = -1;
+  std::atomic<bool> test_over = false;
+  std::thread killer([&] {
+    member_kills = KillMembers(timings, faults_done, 7);
+    while (!test_over) std::this_thread::sleep_for(milliseconds(50));
+  });
+  struct JoinAtEnd {
+    std::atomic<bool>& over;
+    std::thread& thread;
+    ~JoinAtEnd() {
+      over = true;
+      thread.join();
+    }
+  } join_killer{test_over, killer};
   std::mt19937 random(42);
   std::vector<std::string> faults = RunFaults(timings, random);
   faults_done = true;
-  killer.join();
-  faults.push_back(std::to_string(member_kills) + " etcd member SIGKILLs, one every " +
-                   std::to_string(timings.kill_every.count()) + " s, each down " +
-                   std::to_string(timings.member_down.count()) + " s");
-  std::printf("chaos: %s\n", faults.back().c_str());
+  while (member_kills < 0) std::this_thread::sleep_for(milliseconds(50));
+  faults.push_back(std::to_string(member_kills.load()) + " etcd member SIGKILLs, one every " +
+                   std::to_string(timings.kill_every.count()) + " s (while no other etcd fault ran), each down " +
+                   std::to_string(timings.member_down.count()) +
+                   " s; with every other one a random daemon SIGKILLed (" + std::to_string(daemon_kills_) + ")");
+  int relisted = 0;  // daemons whose watch found etcd compacted past it and listed the book again
+  for (auto& node : nodes_) relisted += node->Log().find("lists it again") != std::string::npos ? 1 : 0;
+  faults.push_back(std::to_string(relisted) + " daemon(s) listed the book again after the compaction");
+  for (size_t i = faults.size() - 2; i < faults.size(); ++i) std::printf("chaos: %s\n", faults[i].c_str());
   for (std::thread& t : clients) t.join();
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
 
   const std::vector<std::string> problems = ledger.problems();
   EXPECT_TRUE(problems.empty()) << problems.size() << " problems, first: " << problems.front();
+  if (!problems.empty()) {
+    for (auto& node : nodes_) {
+      const std::string log = node->Log();
+      std::printf("--- %s (last 3000 bytes)\n%s\n", node->name().c_str(),
+                  log.substr(log.size() > 3000 ? log.size() - 3000 : 0).c_str());
+    }
+  }
   // etcd, read at one revision: exactly the names the clients left running, each on the address
   // it always had; every name's reservation is that address.
   const std::string lease_prefix = "/static-macvlan/v1/lease/";

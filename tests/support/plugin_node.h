@@ -63,6 +63,9 @@ class Node {
     waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  // SIGSTOP / SIGCONT: the host's plugin hangs (its etcd watch with it), then goes on.
+  void Pause() { kill(pid_, SIGSTOP); }
+  void Resume() { kill(pid_, SIGCONT); }
   // Waits for the daemon to end by itself (a start-up error); its exit code, or -1 after `limit`.
   int ExitCode(std::chrono::seconds limit) {
     for (auto until = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < until;) {
