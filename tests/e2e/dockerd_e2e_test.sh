@@ -242,9 +242,51 @@ for i in $(seq 30); do
 done
 [ -z "$(d network ls -q -f name=^many$)" ] || fail "network many could not be removed: $(d network rm many 2>&1)"
 
+# --- V: IPv6 dual stack: both families sticky by name, routed, reachable ------------------
+in_switch ip -6 addr add 2001:db8:228::fe/64 dev sw0 nodad
+d network create -d static-macvlan --ipam-driver static-macvlan --ipv6 \
+  --subnet 203.0.113.0/26 --gateway 203.0.113.1 --subnet 2001:db8:228::/64 --gateway 2001:db8:228::fe \
+  -o parent=eth1 dual >/dev/null || fail "network create dual (--ipv6)"
+ip6_of() { d inspect -f "{{(index .NetworkSettings.Networks \"$2\").GlobalIPv6Address}}" "$1"; }
+d run -d --name web6 --network dual smv-bb sleep 600 >/dev/null
+d run -d --name peer6 --network dual smv-bb sleep 600 >/dev/null
+w4=$(ip_of web6 dual); w6=$(ip6_of web6 dual); p6=$(ip6_of peer6 dual)
+case "$w4 $w6 $p6" in
+  203.0.113.*" 2001:db8:228::"*" 2001:db8:228::"*) pass "containers get an address of each family ($w4, $w6)" ;;
+  *) fail "dual-stack addresses: web6 $w4 $w6, peer6 $p6" ;;
+esac
+[ "$w6" != "$p6" ] || fail "web6 and peer6 share $w6"
+expect_eq "$(d exec web6 ip route | grep '^default') | $(d exec web6 ip -6 route | grep '^default')" \
+  "default via 203.0.113.1 dev eth0  | default via 2001:db8:228::fe dev eth0  metric 1024 " \
+  "a default route per family, via each family's gateway"
+ping6_ok() {  # ping6_ok CONTAINER ADDRESS: a fresh address may be tentative (DAD) for a moment
+  local _
+  for _ in 1 2 3 4 5; do d exec "$1" ping -6 -c 1 -W 2 "$2" >/dev/null 2>&1 && return 0; sleep 1; done
+  return 1
+}
+ping6_ok web6 "$p6" || fail "web6 cannot ping6 peer6 $p6"
+pass "ping6 between two containers"
+ping6_ok web6 2001:db8:228::fe || fail "web6 cannot ping6 the v6 host behind the switch"
+pass "ping6 to a v6 host across the wire"
+d rm -f web6 >/dev/null
+d run -d --name filler6 --network dual smv-bb sleep 600 >/dev/null   # moves both allocators on
+d run -d --name web6 --network dual smv-bb sleep 600 >/dev/null
+expect_eq "$(ip_of web6 dual) $(ip6_of web6 dual)" "$w4 $w6" "docker rm -f + run --name web6: the same v4 and v6 addresses"
+d rm -f web6 >/dev/null
+if d run -d --name other6 --network dual --ip6 "$w6" smv-bb sleep 600 >/dev/null 2>"$E2E_DIR/err"; then
+  fail "other6 took web6's reserved v6 address $w6"
+fi
+grep -q "address $w6 is reserved for container \"web6\"" "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "while web6 is gone, another name's --ip6 of its v6 address fails naming web6"
+d rm -f other6 >/dev/null 2>&1 || true
+listed=$(reservations ls --network dual)
+grep -q "^web6 .* $w4 " <<<"$listed" && grep -q "^web6 .* $w6 " <<<"$listed" || fail "reservations ls: $listed"
+pass "reservations ls shows web6 with both addresses"
+d rm -f peer6 filler6 >/dev/null
+
 # --- G: network rm removes every link we created and nothing else -------------------------
 d rm -f $(d ps -aq) >/dev/null
-for n in lan lan2 routed; do d network rm $n >/dev/null; done
+for n in lan lan2 routed dual; do d network rm $n >/dev/null; done
 expect_eq "$(host_links)" "$links_before" "network rm leaves exactly the links that were there before"
 expect_eq "$(in_host ip -o link show eth1 | grep -c PROMISC)" "0" "promiscuous mode switched back off"
 
