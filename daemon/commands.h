@@ -38,6 +38,12 @@ struct ReservationFlags {
   std::string node;  // release: every address this node of a shared book holds
 };
 
+struct ExecFlags {
+  std::string docker_host = "unix:///var/run/docker.sock";
+  std::string container;
+  std::vector<std::string> command;
+};
+
 // Opens the store, reconciles the kernel with it, listens; returns after SIGTERM/SIGINT.
 Status Serve(const ServeFlags& flags);
 // Reads the state database (beside a running daemon) and prints every inconsistency; an error
@@ -47,5 +53,8 @@ Status Fsck(const ServeFlags& flags);
 Status ListReservations(const ReservationFlags& flags);
 Status ReserveAddress(const ReservationFlags& flags);
 Status ReleaseReservation(const ReservationFlags& flags);
+// Runs flags.command in the network namespace of a running container (replaces this process;
+// returns only on failure).
+Status ExecInContainer(const ExecFlags& flags);
 
 }  // namespace smv::daemon

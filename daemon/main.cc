@@ -99,6 +99,12 @@ int main(int argc, char** argv) {
   AddStoreOptions(*fsck, flags);
   ReservationFlags rflags;
   const ReservationCommands reservations = AddReservationCommands(app, rflags);
+  smv::daemon::ExecFlags eflags;
+  CLI::App* exec = app.add_subcommand(
+      "exec", "run a host command in a running container's network namespace: exec CONTAINER -- CMD [ARGS...]");
+  exec->add_option("--docker-host", eflags.docker_host, "engine API, to find the container")->capture_default_str();
+  exec->add_option("CONTAINER", eflags.container, "container name or id")->required();
+  exec->add_option("COMMAND", eflags.command, "the command and its arguments, after --")->required();
   CLI11_PARSE(app, argc, argv);
 
   smv::Status status;
@@ -107,6 +113,7 @@ int main(int argc, char** argv) {
   if (reservations.ls->parsed()) status = smv::daemon::ListReservations(rflags);
   if (reservations.reserve->parsed()) status = smv::daemon::ReserveAddress(rflags);
   if (reservations.release->parsed()) status = smv::daemon::ReleaseReservation(rflags);
+  if (exec->parsed()) status = smv::daemon::ExecInContainer(eflags);
   if (status.ok()) return 0;
   if (serve->parsed()) {
     spdlog::error("static-macvlan serve: {}", status.message());

@@ -96,4 +96,18 @@ bool DockerEngine::InspectAnswers(const std::string& container_id, Millis timeou
   return body.ok() || body.status().code() == Code::kNotFound;
 }
 
+Result<ContainerProcess> DockerEngine::InspectContainer(const std::string& id_or_name, Millis timeout) {
+  Result<std::string> body = Get("/containers/" + id_or_name + "/json", timeout);
+  if (!body.ok()) return body.status();
+  json j = json::parse(*body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Unavailable("engine API: container inspect is not JSON");
+  ContainerProcess out{Str(j, "Id"), StripSlash(Str(j, "Name")), "", 0};
+  if (j.contains("State") && j["State"].is_object()) {
+    const json& state = j["State"];
+    out.status = Str(state, "Status");
+    if (state.contains("Pid") && state["Pid"].is_number_integer()) out.pid = state["Pid"].get<int>();
+  }
+  return out;
+}
+
 }  // namespace smv::engine

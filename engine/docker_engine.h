@@ -6,6 +6,14 @@
 
 namespace smv::engine {
 
+// What `static-macvlan exec` needs of a container (GET /containers/<id-or-name>/json).
+struct ContainerProcess {
+  std::string id;
+  std::string name;    // no leading "/"
+  std::string status;  // "running", "exited", "created", ...
+  int pid = 0;         // its init process on this host; 0 unless running
+};
+
 // EngineApi over the engine's unix socket with cpp-httplib; one short-lived connection per call,
 // so calls may run in parallel from any thread.
 class DockerEngine : public EngineApi {
@@ -17,6 +25,8 @@ class DockerEngine : public EngineApi {
   Result<EngineNetwork> InspectNetwork(const std::string& id_or_name, Millis timeout) override;
   Result<std::vector<EngineContainer>> ListContainers(Millis timeout) override;
   bool InspectAnswers(const std::string& container_id, Millis timeout) override;
+  // kNotFound for a container the engine does not know.
+  Result<ContainerProcess> InspectContainer(const std::string& id_or_name, Millis timeout);
 
  private:
   explicit DockerEngine(std::string socket_path) : socket_path_(std::move(socket_path)) {}

@@ -48,6 +48,21 @@ got=$(for i in 1 2 3 4; do ip_of fill$i lan; done | sort | tr '\n' ' ')
 case " $got " in *" 192.0.2.2 "*|*" 192.0.2.254 "*) fail "aux or gateway address handed out: $got" ;; esac
 pass "aux address and gateway never given to a container ($got)"
 
+# --- X: static-macvlan exec: host tools in a container's network namespace --------------------
+smv_exec() { in_docker_ns "$SMV" exec --docker-host "unix://$DOCKER_SOCK" "$@"; }
+grep -q "inet $c1/24" <<<"$(smv_exec c1 -- ip -o -4 addr show eth0)" || fail "exec c1 -- ip addr: $(smv_exec c1 -- ip -o addr 2>&1)"
+pass "exec c1 -- ip addr shows c1's interface and address, with the host's ip"
+smv_exec c1 -- ping -c 1 -W 3 "$c2" >/dev/null || fail "exec c1 -- ping $c2 failed"
+pass "exec c1 -- ping reaches c2 from c1's namespace"
+d create --name idle --network lan smv-bb sleep 600 >/dev/null
+smv_exec idle -- ip addr >/dev/null 2>"$E2E_DIR/err" && fail "exec into a created container worked"
+grep -q 'container "idle" is not running (status: created); its network exists only while it runs: docker start idle' "$E2E_DIR/err" \
+  || fail "unclear error: $(cat "$E2E_DIR/err")"
+smv_exec nosuch -- ip addr >/dev/null 2>"$E2E_DIR/err" && fail "exec into an unknown container worked"
+grep -q 'container "nosuch" is not known to the engine' "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "exec refuses a container that is not running, and an unknown one, saying which and why"
+d rm -f idle >/dev/null
+
 # --- B: same --ip after rm; no-ip containers never get it or the gateway --------------------
 d run -d --name a-0 --network lan --ip 192.0.2.50 smv-bb sleep 600 >/dev/null
 d rm -f a-0 >/dev/null
