@@ -51,6 +51,8 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
       .add_option("--allowed-parents", flags.allowed_parents,
                   "only these parent interfaces may carry networks (default: any)")
       ->delimiter(',');
+  serve.add_option("--metrics-listen", flags.metrics_listen,
+                   "also serve GET /metrics on this TCP ADDRESS:PORT (it is always on the plugin socket)");
   AddStoreOptions(serve, flags);
   serve.add_option("--node-name", flags.node_name, "this host's name in a shared address book (default: hostname)");
 }

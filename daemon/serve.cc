@@ -203,6 +203,9 @@ Status Serve(const ServeFlags& flags) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
   };
   SMV_RETURN_IF_ERROR(InitLogging(flags.log_level));
+  if (!flags.metrics_listen.empty()) {  // a wrong value is refused before anything is opened
+    if (auto listen = api::MetricsServer::ParseListen(flags.metrics_listen); !listen.ok()) return listen.status();
+  }
   const sigset_t stop_signals = BlockStopSignals();
   // Start-up order: open the store, reconcile the kernel with it, then listen.
   auto shared_client = SharedStoreClient(flags);
@@ -230,6 +233,12 @@ Status Serve(const ServeFlags& flags) {
   services->driver->SetLinkReaper(services->reaper.get());  // after AtStart, which deletes synchronously
 
   api::PluginApi api(*services->driver, *services->ipam, &identity, engine->get());
+  std::unique_ptr<api::MetricsServer> metrics_server;
+  if (!flags.metrics_listen.empty()) {
+    auto listening = api::MetricsServer::Listen(flags.metrics_listen, api);
+    if (!listening.ok()) return listening.status();
+    metrics_server = std::move(listening).value();
+  }
   auto server = api::PluginServer::Bind(flags.socket, api);
   if (!server.ok()) return server.status();
   spdlog::info("ready in {} ms (state loaded in {} ms)", ms_since(started), loaded_ms);

@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "common/metrics/metrics.h"
+
 namespace smv::engine {
 namespace {
 
@@ -38,6 +40,7 @@ Result<std::string> DockerEngine::Get(const std::string& path, Millis timeout) {
   client.set_write_timeout(us / 1000000, us % 1000000);
   // httplib would send the socket path as Host, which Go's server rejects (400 invalid Host).
   httplib::Result r = client.Get(path.c_str(), httplib::Headers{{"Host", "docker"}});
+  metrics::CountEngineCall(r && (r->status == 200 || r->status == 404));
   if (!r) {
     return Unavailable(fmt::format("engine API {}: {}", path, httplib::to_string(r.error())));
   }

@@ -1,8 +1,11 @@
 #include "ipam/commit_queue.h"
 
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <iterator>
+
+#include "common/metrics/metrics.h"
 
 namespace smv::ipam {
 namespace {
@@ -63,11 +66,14 @@ Status CommitQueue::WaitDurable(uint64_t ticket) {
     const uint64_t group_last = resolved_ + group.size();
     lock.unlock();
     Status written;
+    const auto started = std::chrono::steady_clock::now();
     try {
       written = store_.ApplyAll(group);
     } catch (const std::exception& e) {  // a leader that throws would leave committing_ set forever
       written = Internal(fmt::format("save address state: {}", e.what()));
     }
+    metrics::ObserveStoreCommit(store_.shared() ? "etcd" : "lmdb", CodeName(written.code()),
+                                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     lock.lock();
     committing_ = false;
     ++commits_;

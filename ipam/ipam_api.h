@@ -45,6 +45,13 @@ struct ReservationView {
   std::string node;                     // in a shared book: the host whose lease holds the address
 };
 
+// A pool and how many of its addresses are leased now (metrics).
+struct PoolUsage {
+  std::string pool_id;
+  Prefix subnet;
+  size_t leased = 0;
+};
+
 class IpamApi {
  public:
   virtual ~IpamApi() = default;
@@ -69,6 +76,7 @@ class IpamApi {
   virtual Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present) = 0;
   virtual std::vector<ReservationView> ListReservations() const = 0;
   virtual size_t LeaseCount(const std::string& pool_id) const = 0;
+  virtual std::vector<PoolUsage> PoolUsages() const = 0;
   virtual bool HasActivePool(const std::string& pool_id) const = 0;
   virtual std::optional<PoolConfig> FindPool(const std::string& pool_id) const = 0;
 };

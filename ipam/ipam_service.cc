@@ -834,6 +834,15 @@ size_t IpamService::LeaseCount(const std::string& pool_id) const {
   return it == pools_.end() ? 0 : it->second.allocator.leases().size();
 }
 
+std::vector<PoolUsage> IpamService::PoolUsages() const {
+  std::scoped_lock lock(mu_);
+  std::vector<PoolUsage> out;
+  for (const auto& [id, state] : pools_) {
+    out.push_back({id, state.record.config.subnet, state.allocator.leases().size()});
+  }
+  return out;
+}
+
 bool IpamService::HasActivePool(const std::string& pool_id) const {
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);

@@ -90,6 +90,7 @@ class IpamService : public IpamApi {
 
   std::vector<ReservationView> ListReservations() const override;
   size_t LeaseCount(const std::string& pool_id) const override;
+  std::vector<PoolUsage> PoolUsages() const override;
   bool HasActivePool(const std::string& pool_id) const override;
   std::optional<PoolConfig> FindPool(const std::string& pool_id) const override;
 

@@ -147,6 +147,15 @@ size_t SplitIpam::LeaseCount(const std::string& pool_id) const {
   return book->LeaseCount(id);
 }
 
+std::vector<PoolUsage> SplitIpam::PoolUsages() const {
+  std::vector<PoolUsage> out = shared_.PoolUsages();
+  for (PoolUsage& usage : local_.PoolUsages()) {
+    usage.pool_id = Prefixed(usage.pool_id);
+    out.push_back(std::move(usage));
+  }
+  return out;
+}
+
 bool SplitIpam::HasActivePool(const std::string& pool_id) const {
   auto [book, id] = Route(pool_id);
   return book->HasActivePool(id);

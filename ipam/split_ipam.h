@@ -47,6 +47,7 @@ class SplitIpam : public IpamApi {
   Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present) override;
   std::vector<ReservationView> ListReservations() const override;
   size_t LeaseCount(const std::string& pool_id) const override;
+  std::vector<PoolUsage> PoolUsages() const override;
   bool HasActivePool(const std::string& pool_id) const override;
   std::optional<PoolConfig> FindPool(const std::string& pool_id) const override;
 

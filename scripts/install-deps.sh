@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 build=(build-essential cmake pkg-config
        libcpp-httplib-dev nlohmann-json3-dev libnl-3-dev libnl-route-3-dev liblmdb-dev libssl-dev
-       libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
+       libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev)
 runtime=(iproute2)
 test=(qemu-system-x86 busybox-static tcpdump iputils-ping docker.io docker-compose curl jq util-linux
       clang libclang-rt-14-dev clang-format-14 lmdb-utils etcd-server etcd-client openssl)
@@ -18,4 +18,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# promtool (tests check the metrics output with it): only the binary is unpacked from Debian's
+# prometheus package, whose installation would also start a Prometheus server.
+promtool=/var/cache/static-macvlan-test/promtool
+if [ "${1:-}" = "--test" ] && [ ! -x "$promtool" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download -qq prometheus || { apt-get update -qq && apt-get download -qq prometheus; }; })
+  dpkg -x "$tmp"/prometheus_*.deb "$tmp/unpacked"
+  install -D -m 0755 "$tmp/unpacked/usr/bin/promtool" "$promtool"
+  rm -rf "$tmp"
 fi

@@ -4,9 +4,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
 #include <set>
 
 #include "common/log.h"
+#include "common/metrics/metrics.h"
 
 namespace smv::api {
 namespace {
@@ -345,6 +349,8 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
                      : request.is_object() || request.is_null()
                          ? it->second(request.is_null() ? json::object() : request)
                          : Result<json>(InvalidArgument("request body is not a JSON object"));
+  metrics::ObserveApiCall(std::string_view(path).substr(1), CodeName(out.status().code()),
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (out.ok()) {
     spdlog::debug(
         "{} ok took_us={} request={} response={}", path,
@@ -356,6 +362,26 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
   return {kErrorStatus, ToWire(json{{"Err", out.status().message()}})};
 }
 
+std::string PluginApi::RenderMetrics() const {
+  std::map<std::string, metrics::PoolGauges> pools;
+  for (const ipam::PoolUsage& usage : ipam_.PoolUsages()) {
+    metrics::PoolGauges& p = pools[usage.pool_id];
+    p.pool = usage.pool_id;
+    const int host_bits = (usage.subnet.family() == Family::kV4 ? 32 : 128) - usage.subnet.length();
+    p.addresses = std::ldexp(1.0, host_bits);
+    p.in_use = static_cast<double>(usage.leased);
+  }
+  for (const ipam::ReservationView& view : ipam_.ListReservations()) {
+    auto it = pools.find(view.record.pool_id);
+    if (it == pools.end()) continue;  // a removed network's pool kept for its names: no gauges
+    if (view.drifted_to) it->second.drifted += 1;
+    if (!view.in_use) it->second.reserved_free += 1;
+  }
+  std::vector<metrics::PoolGauges> gauges;
+  for (auto& [id, p] : pools) gauges.push_back(std::move(p));
+  return metrics::Render(gauges);
+}
+
 void InstallRoutes(httplib::Server& server, PluginApi& api) {
   server.set_payload_max_length(kMaxBodyBytes);
   auto handle = [&api](const httplib::Request& req, httplib::Response& res) {
@@ -364,6 +390,9 @@ void InstallRoutes(httplib::Server& server, PluginApi& api) {
     res.set_content(body, kPluginContentType);
   };
   server.Post(R"(/.*)", handle);
+  server.Get("/metrics", [&api](const httplib::Request&, httplib::Response& res) {
+    res.set_content(api.RenderMetrics(), metrics::kContentType);
+  });
   server.Get(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) {
     res.status = 404;
     res.set_content(ToWire(json{{"Err", fmt::format("unknown plugin endpoint \"{}\": dockerd only POSTs", req.path)}}),

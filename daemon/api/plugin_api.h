@@ -46,6 +46,8 @@ class PluginApi {
   // Runs one request through the handler table; used by the server and by tests.
   // Returns the HTTP status and the JSON body. Thread-safe.
   std::pair<int, std::string> Dispatch(const std::string& path, const std::string& body);
+  // GET /metrics: every metric of the process, with the pools as the address book holds them now.
+  std::string RenderMetrics() const;
 
  private:
   std::vector<std::pair<std::string, Handler>> ActivationRoutes();

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -16,6 +17,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/metrics/metrics.h"
 
 namespace smv::api {
 namespace {
@@ -156,5 +159,46 @@ Status PluginServer::Serve() {
 }
 
 void PluginServer::Stop() { server_->stop(); }
+
+Result<std::pair<std::string, int>> MetricsServer::ParseListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = 0;
+  if (colon != std::string::npos) {
+    const std::string digits = listen.substr(colon + 1);
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec != std::errc() || end != digits.data() + digits.size()) port = 0;
+  }
+  if (host.empty() || port < 1 || port > 65535) {
+    return InvalidArgument(fmt::format(
+        "invalid value \"{}\" for --metrics-listen: want ADDRESS:PORT with a port of 1-65535 (e.g. 127.0.0.1:9414)",
+        listen));
+  }
+  return std::pair<std::string, int>(host, port);
+}
+
+Result<std::unique_ptr<MetricsServer>> MetricsServer::Listen(const std::string& listen, const PluginApi& api) {
+  auto parsed = ParseListen(listen);
+  if (!parsed.ok()) return parsed.status();
+  const auto& [host, port] = *parsed;
+  std::unique_ptr<MetricsServer> out(new MetricsServer());
+  out->server_ = std::make_unique<httplib::Server>();
+  out->server_->Get("/metrics", [&api](const httplib::Request&, httplib::Response& res) {
+    res.set_content(api.RenderMetrics(), metrics::kContentType);
+  });
+  if (!out->server_->bind_to_port(host.c_str(), port)) {
+    return FailedPrecondition(fmt::format("--metrics-listen \"{}\": cannot listen there: {}", listen,
+                                          errno != 0 ? std::strerror(errno) : "address not available"));
+  }
+  out->thread_ = std::thread([server = out->server_.get()] { server->listen_after_bind(); });
+  spdlog::info("metrics listening address={}", listen);
+  return out;
+}
+
+MetricsServer::~MetricsServer() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
 
 }  // namespace smv::api

@@ -3,6 +3,8 @@
 
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 
 #include "common/status.h"
 #include "daemon/api/plugin_api.h"
@@ -29,6 +31,22 @@ class PluginServer {
   PluginServer() = default;
   std::unique_ptr<httplib::Server> server_;
   std::string socket_path_;
+};
+
+// GET /metrics over TCP (serve --metrics-listen), for a Prometheus that cannot reach the
+// plugin socket; nothing else is served there. Serves on its own thread until destroyed.
+class MetricsServer {
+ public:
+  // `listen` as the user gave --metrics-listen: ADDR:PORT, [V6ADDR]:PORT.
+  static Result<std::unique_ptr<MetricsServer>> Listen(const std::string& listen, const PluginApi& api);
+  // The host and port of a --metrics-listen value, or an error naming the flag and the value.
+  static Result<std::pair<std::string, int>> ParseListen(const std::string& listen);
+  ~MetricsServer();
+
+ private:
+  MetricsServer() = default;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
 };
 
 }  // namespace smv::api

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -86,9 +87,10 @@ class DaemonTest : public testing::NetnsTest {
   pid_t container_ns_pid_ = -1;
 
   void StartDaemon() {
-    pid_ = testing::SpawnLogged(
-        {SMV_BINARY, "serve", "--socket", socket_, "--state-dir", dir_.Sub("state"), "--log-level", "debug"},
-        dir_.Sub("daemon.log"));
+    std::vector<std::string> args = {SMV_BINARY,    "serve",           "--socket",    socket_,
+                                     "--state-dir", dir_.Sub("state"), "--log-level", "debug"};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    pid_ = testing::SpawnLogged(args, dir_.Sub("daemon.log"));
     // Up to 30 s: the VM tier runs this under software emulation on a busy host.
     for (int i = 0; i < 600; ++i) {
       if (Client().Post("/Plugin.Activate", "", "")) return;
@@ -191,7 +193,22 @@ class DaemonTest : public testing::NetnsTest {
   std::map<std::string, std::string> pools_;
   std::set<std::string> addresses_;
   bool move_joined_links_ = false;
+  std::vector<std::string> extra_args_;  // more serve flags for the next StartDaemon
 };
+
+// The value of one sample line ("name{labels} value") of a metrics text; -1 when absent.
+double Sample(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+std::string GetMetrics(httplib::Client& cli) {
+  httplib::Result r = cli.Get("/metrics");
+  if (!r || r->status != 200) return "";
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/plain; version=0.0.4"), std::string::npos);
+  return r->body;
+}
 
 TEST_F(DaemonTest, SocketIsPrivateAndUnknownPathsAre404) {
   EXPECT_EQ(fs::status(socket_).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
@@ -675,6 +692,61 @@ TEST_F(DaemonTest, CrashAfterJoinLeavesNoOrphanLinkAfterTheNextStart) {
                 .first,
             200)
       << "the torn-down endpoint's address was not freed";
+}
+
+TEST_F(DaemonTest, MetricsOnTheSocketAndOverTcpCountCallsShowPoolsAndPassPromtool) {
+  StopDaemon();
+  ASSERT_EQ(system("ip link set lo up"), 0);
+  extra_args_ = {"--metrics-listen", "127.0.0.1:9414"};
+  StartDaemon();
+  Replay({"02-setup", "02-run-with-ip", "02-run-without-ip"}, !KernelHasVlan());
+  const std::string pool = pools_["rec:192.0.2.0/24/192.0.2.128/25"];
+  httplib::Client cli = Client();
+  auto [refused, answer] = Post(cli, "IpamDriver.RequestAddress", {{"PoolID", pool}, {"Address", "198.51.100.1"}});
+  ASSERT_NE(refused, 200) << answer;
+
+  const std::string text = GetMetrics(cli);
+  ASSERT_FALSE(text.empty()) << Log();
+  const std::string calls = "static_macvlan_api_requests_total{method=\"IpamDriver.RequestAddress\",result=";
+  EXPECT_EQ(Sample(text, calls + "\"ok\"}"), static_cast<double>(addresses_.size())) << text;
+  EXPECT_EQ(Sample(text, calls + "\"invalid_argument\"}"), 1) << text;
+  EXPECT_EQ(Sample(text, "static_macvlan_api_request_duration_seconds_count{method=\"NetworkDriver.Join\"}"), 2)
+      << text;
+  const std::string labels = "{pool=\"" + pool + "\"}";
+  EXPECT_EQ(Sample(text, "static_macvlan_pool_addresses" + labels), 256) << text;
+  // The containers and the gateway dockerd asked for in this pool (the setup has another network).
+  const auto in_pool = std::count_if(addresses_.begin(), addresses_.end(),
+                                     [](const std::string& a) { return a.starts_with("192.0.2."); });
+  EXPECT_EQ(Sample(text, "static_macvlan_pool_addresses_in_use" + labels), static_cast<double>(in_pool)) << text;
+  EXPECT_GT(Sample(text, "static_macvlan_store_commits_total{result=\"ok\",store=\"lmdb\"}"), 0) << text;
+  EXPECT_NE(text.find("\nstatic_macvlan_build_info{version=\""), std::string::npos) << text;
+
+  // The same over TCP, for a Prometheus that cannot reach the socket.
+  httplib::Client tcp("127.0.0.1", 9414);
+  const std::string over_tcp = GetMetrics(tcp);
+  EXPECT_EQ(Sample(over_tcp, "static_macvlan_pool_addresses" + labels), 256) << over_tcp;
+
+  // Prometheus' own checker accepts it (lint included).
+  ASSERT_TRUE(fs::exists(SMV_PROMTOOL)) << SMV_PROMTOOL << " is missing: scripts/install-deps.sh --test unpacks it";
+  std::ofstream(dir_.Sub("metrics.txt")) << text;
+  const std::string check = std::string(SMV_PROMTOOL) + " check metrics < " + dir_.Sub("metrics.txt") + " > " +
+                            dir_.Sub("promtool.out") + " 2>&1";
+  EXPECT_EQ(system(check.c_str()), 0) << std::ifstream(dir_.Sub("promtool.out")).rdbuf();
+}
+
+TEST_F(DaemonTest, AWrongMetricsListenIsRefusedNamingItBeforeAnythingIsOpened) {
+  StopDaemon();
+  fs::remove_all(dir_.Sub("state"));
+  const pid_t pid = testing::SpawnLogged(
+      {SMV_BINARY, "serve", "--socket", socket_, "--state-dir", dir_.Sub("state"), "--metrics-listen", "localhost"},
+      dir_.Sub("daemon.log"));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << Log();
+  EXPECT_NE(Log().find("invalid value \"localhost\" for --metrics-listen: want ADDRESS:PORT"), std::string::npos)
+      << Log();
+  EXPECT_FALSE(fs::exists(socket_));
+  EXPECT_FALSE(fs::exists(dir_.Sub("state"))) << "nothing opened";
 }
 
 }  // namespace

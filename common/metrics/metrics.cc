@@ -1,0 +1,117 @@
+#include "common/metrics/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <mutex>
+
+#ifndef SMV_VERSION
+#define SMV_VERSION "unknown"
+#endif
+
+namespace smv::metrics {
+namespace {
+
+// Plugin calls take 0.1-10 ms; etcd commits up to the 10 s budget; a slow start shows at 1-5 s.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const prometheus::Histogram::BucketBoundaries buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                                  0.05,   0.1,   0.25,   0.5,   1,     2.5,
+                                                                  5,      10};
+  return buckets;
+}
+
+struct Families {
+  Families()
+      : registry(std::make_shared<prometheus::Registry>()),
+        api_calls(prometheus::BuildCounter()
+                      .Name("static_macvlan_api_requests_total")
+                      .Help("Plugin API calls handled, by method and result (ok or the error's code)")
+                      .Register(*registry)),
+        api_seconds(prometheus::BuildHistogram()
+                        .Name("static_macvlan_api_request_duration_seconds")
+                        .Help("Time to answer a plugin API call, by method")
+                        .Register(*registry)),
+        commits(prometheus::BuildCounter()
+                    .Name("static_macvlan_store_commits_total")
+                    .Help("Commits of the address book to its store, by store and result")
+                    .Register(*registry)),
+        commit_seconds(prometheus::BuildHistogram()
+                           .Name("static_macvlan_store_commit_duration_seconds")
+                           .Help("Time to commit the address book durably, by store")
+                           .Register(*registry)),
+        engine_calls(prometheus::BuildCounter()
+                         .Name("static_macvlan_engine_requests_total")
+                         .Help("Calls to the Docker engine API (to learn container names), by result")
+                         .Register(*registry)) {
+    prometheus::BuildGauge()
+        .Name("static_macvlan_build_info")
+        .Help("The running build: always 1, its version as a label")
+        .Register(*registry)
+        .Add({{"version", SMV_VERSION}})
+        .Set(1);
+  }
+  std::shared_ptr<prometheus::Registry> registry;
+  prometheus::Family<prometheus::Counter>& api_calls;
+  prometheus::Family<prometheus::Histogram>& api_seconds;
+  prometheus::Family<prometheus::Counter>& commits;
+  prometheus::Family<prometheus::Histogram>& commit_seconds;
+  prometheus::Family<prometheus::Counter>& engine_calls;
+};
+
+Families& Get() {
+  static Families families;
+  return families;
+}
+
+// "failed precondition" -> "failed_precondition": label values as Prometheus users write them.
+std::string Label(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c == ' ') c = '_';
+  }
+  return out;
+}
+
+}  // namespace
+
+void ObserveApiCall(std::string_view method, std::string_view result, double seconds) {
+  Families& f = Get();
+  f.api_calls.Add({{"method", std::string(method)}, {"result", Label(result)}}).Increment();
+  f.api_seconds.Add({{"method", std::string(method)}}, LatencyBuckets()).Observe(seconds);
+}
+
+void ObserveStoreCommit(std::string_view store, std::string_view result, double seconds) {
+  Families& f = Get();
+  f.commits.Add({{"store", std::string(store)}, {"result", Label(result)}}).Increment();
+  f.commit_seconds.Add({{"store", std::string(store)}}, LatencyBuckets()).Observe(seconds);
+}
+
+void CountEngineCall(bool ok) { Get().engine_calls.Add({{"result", ok ? "ok" : "error"}}).Increment(); }
+
+std::string Render(const std::vector<PoolGauges>& pools) {
+  // Pools come and go: their gauges live in a registry of this scrape only.
+  prometheus::Registry now;
+  auto gauge = [&](const char* name, const char* help) -> prometheus::Family<prometheus::Gauge>& {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(now);
+  };
+  auto& addresses = gauge("static_macvlan_pool_addresses", "Addresses in the pool's subnet");
+  auto& in_use = gauge("static_macvlan_pool_addresses_in_use", "Addresses of the pool leased now");
+  auto& reserved = gauge("static_macvlan_pool_reserved_free",
+                         "Addresses reserved for a container name and not leased now");
+  auto& drifted = gauge("static_macvlan_pool_names_drifted",
+                        "Names holding another address than their reservation (see reservations ls)");
+  for (const PoolGauges& p : pools) {
+    addresses.Add({{"pool", p.pool}}).Set(p.addresses);
+    in_use.Add({{"pool", p.pool}}).Set(p.in_use);
+    reserved.Add({{"pool", p.pool}}).Set(p.reserved_free);
+    drifted.Add({{"pool", p.pool}}).Set(p.drifted);
+  }
+  std::vector<prometheus::MetricFamily> families = Get().registry->Collect();
+  for (prometheus::MetricFamily& family : now.Collect()) families.push_back(std::move(family));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace smv::metrics

@@ -1,0 +1,36 @@
+#pragma once
+// The daemon's metrics, in Prometheus' text format (prometheus-cpp's registry and serializer stay
+// behind this header). One registry per process: the layers record into it through these
+// functions, and the HTTP edge renders it at GET /metrics. No container names as labels: their
+// number has no bound.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace smv::metrics {
+
+// One handled plugin API call: `method` as "IpamDriver.RequestAddress", `result` "ok" or an
+// error code's name.
+void ObserveApiCall(std::string_view method, std::string_view result, double seconds);
+// One commit of the address book to its store ("lmdb" or "etcd"); `result` as above.
+void ObserveStoreCommit(std::string_view store, std::string_view result, double seconds);
+// One call to the engine API; `ok` false when it failed or did not answer in time.
+void CountEngineCall(bool ok);
+
+// A pool as the address book holds it at scrape time.
+struct PoolGauges {
+  std::string pool;          // pool id, e.g. "192.0.2.0/24" or "local 192.0.2.0/24"
+  double addresses = 0;      // every address of the subnet
+  double in_use = 0;         // leased now
+  double reserved_free = 0;  // reserved for a name, not leased now
+  double drifted = 0;        // names holding another address than their reservation
+};
+
+// Every metric of the process plus `pools`, in the text exposition format (version 0.0.4).
+std::string Render(const std::vector<PoolGauges>& pools);
+
+inline constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+}  // namespace smv::metrics
