@@ -5,9 +5,16 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <ctime>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "commands.h"
+#include "common/ip.h"
+#include "engine/docker_engine.h"
 
 namespace smv::daemon {
 namespace {
@@ -101,6 +108,133 @@ Status ReleaseReservation(const ReservationFlags& flags) {
     std::printf("released %lld reservation(s) of %s\n", static_cast<long long>(Number(*out, "Released")),
                 flags.target.c_str());
   return out.status();
+}
+
+namespace {
+
+constexpr int kExportVersion = 1;
+
+struct NameAddress {
+  std::string name;
+  std::string address;
+};
+
+// What an import wants to reserve, read from a file `reservations export` wrote.
+Result<std::vector<NameAddress>> ReadExport(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound(fmt::format("import file \"{}\": cannot read it", path));
+  const nlohmann::json doc = nlohmann::json::parse(in, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return InvalidArgument(fmt::format("import file \"{}\": not JSON (want what reservations export prints)", path));
+  }
+  if (!doc.contains("version") || doc["version"] != kExportVersion) {
+    return InvalidArgument(fmt::format("import file \"{}\": version {}, this static-macvlan reads version {}", path,
+                                       doc.value("version", nlohmann::json()).dump(), kExportVersion));
+  }
+  std::vector<NameAddress> out;
+  for (const nlohmann::json& r : doc.value("reservations", nlohmann::json::array())) {
+    NameAddress entry{Text(r, "name"), Text(r, "address")};
+    if (entry.name.empty() || entry.address.empty()) {
+      return InvalidArgument(
+          fmt::format("import file \"{}\": an entry without \"name\" or \"address\": {}", path, r.dump()));
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+// Each container of a Docker network with the addresses it has there now.
+Result<std::vector<NameAddress>> ReadDockerNetwork(const ReservationFlags& flags) {
+  auto engine = engine::DockerEngine::Create(flags.docker_host);
+  if (!engine.ok()) return engine.status();
+  auto network = (*engine)->InspectNetwork(flags.from_docker, std::chrono::seconds(10));
+  if (!network.ok()) {
+    return Status(network.status().code(),
+                  fmt::format("--from-docker \"{}\": {}", flags.from_docker, network.status().message()));
+  }
+  std::vector<NameAddress> out;
+  for (const engine::EngineEndpoint& e : network->endpoints) {
+    for (const std::string* address : {&e.ipv4, &e.ipv6}) {
+      if (!address->empty()) out.push_back({e.name, *address});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Status ExportReservations(const ReservationFlags& flags) {
+  auto out = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
+  if (!out.ok()) return out.status();
+  nlohmann::json doc = {{"version", kExportVersion}, {"reservations", nlohmann::json::array()}};
+  for (const nlohmann::json& r : out->value("Reservations", nlohmann::json::array())) {
+    doc["reservations"].push_back(
+        {{"name", Text(r, "Name")}, {"address", Text(r, "Address")}, {"pool", Text(r, "Pool")}});
+  }
+  std::puts(doc.dump(2).c_str());
+  return OkStatus();
+}
+
+Status ImportReservations(const ReservationFlags& flags) {
+  if (flags.file.empty() == flags.from_docker.empty()) {
+    return InvalidArgument("reservations import: give a FILE (from reservations export) or --from-docker NETWORK");
+  }
+  Result<std::vector<NameAddress>> wanted = flags.file.empty() ? ReadDockerNetwork(flags) : ReadExport(flags.file);
+  if (!wanted.ok()) return wanted.status();
+  auto listed = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
+  if (!listed.ok()) return listed.status();
+  std::map<std::string, std::string> name_at, address_of;  // what --network holds: address -> name, name -> address
+  for (const nlohmann::json& r : listed->value("Reservations", nlohmann::json::array())) {
+    name_at[Text(r, "Address")] = Text(r, "Name");
+    address_of[Text(r, "Name")] = Text(r, "Address");
+  }
+  // Every conflict is listed before anything is reserved: all or nothing.
+  std::vector<std::string> conflicts;
+  std::vector<NameAddress> todo;
+  std::map<std::string, std::string> asked;  // address -> name, within this import
+  for (const NameAddress& e : *wanted) {
+    if (auto [it, fresh] = asked.emplace(e.address, e.name); !fresh && it->second != e.name) {
+      conflicts.push_back(fmt::format("{}: asked for both {} and {}", e.address, it->second, e.name));
+      continue;
+    }
+    if (auto it = name_at.find(e.address); it != name_at.end()) {
+      if (it->second != e.name)
+        conflicts.push_back(fmt::format("{}: reserved for {}, not {}", e.address, it->second, e.name));
+      continue;  // already reserved as wanted
+    }
+    auto held = address_of.find(e.name);
+    if (held != address_of.end() && IpAddress::Parse(held->second) && IpAddress::Parse(e.address) &&
+        IpAddress::Parse(held->second)->family() == IpAddress::Parse(e.address)->family()) {
+      conflicts.push_back(fmt::format("{}: already reserved at {}, not {}", e.name, held->second, e.address));
+      continue;
+    }
+    todo.push_back(e);
+  }
+  if (!conflicts.empty()) {
+    std::string list;
+    for (const std::string& c : conflicts) list += "\n  " + c;
+    return FailedPrecondition(
+        fmt::format("nothing imported into network \"{}\": {} conflict(s) (release them with "
+                    "static-macvlan reservations release, or leave them out):{}",
+                    flags.network, conflicts.size(), list));
+  }
+  std::vector<std::string> done;
+  for (const NameAddress& e : todo) {
+    auto reserved =
+        AskDaemon(flags.socket, "Reserve", {{"Name", e.name}, {"Address", e.address}, {"Network", flags.network}});
+    if (!reserved.ok()) {
+      for (const std::string& address : done)
+        static_cast<void>(AskDaemon(flags.socket, "Release", {{"Target", address}}));
+      return Status(reserved.status().code(),
+                    fmt::format("nothing imported into network \"{}\" ({} {}): {}", flags.network, e.name, e.address,
+                                reserved.status().message()));
+    }
+    done.push_back(e.address);
+    std::printf("%s reserved for %s\n", e.address.c_str(), e.name.c_str());
+  }
+  std::printf("imported %zu reservation(s) into network %s (%zu already there)\n", done.size(), flags.network.c_str(),
+              wanted->size() - done.size());
+  return OkStatus();
 }
 
 }  // namespace smv::daemon

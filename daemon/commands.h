@@ -37,6 +37,10 @@ struct ReservationFlags {
   std::string address;
   std::string target;
   std::string node;  // release: every address this node of a shared book holds
+  // import: from a Docker network's running containers (through the engine), or from a file
+  std::string from_docker;
+  std::string file;
+  std::string docker_host = "unix:///var/run/docker.sock";
 };
 
 struct ExecFlags {
@@ -54,6 +58,10 @@ Status Fsck(const ServeFlags& flags);
 Status ListReservations(const ReservationFlags& flags);
 Status ReserveAddress(const ReservationFlags& flags);
 Status ReleaseReservation(const ReservationFlags& flags);
+// Prints the reservations (of --network) as an import file: {"version":1,"reservations":[...]}.
+Status ExportReservations(const ReservationFlags& flags);
+// Reserves name -> address pairs in --network: all of them, or none when any conflicts.
+Status ImportReservations(const ReservationFlags& flags);
 // Runs flags.command in the network namespace of a running container (replaces this process;
 // returns only on failure).
 Status ExecInContainer(const ExecFlags& flags);

@@ -61,6 +61,8 @@ struct ReservationCommands {
   CLI::App* ls;
   CLI::App* reserve;
   CLI::App* release;
+  CLI::App* exporter;
+  CLI::App* importer;
 };
 
 ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flags) {
@@ -82,7 +84,18 @@ ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flag
                    "free every address NODE holds in the shared book (a host that is down for good); its names keep "
                    "their reservations and may then run on other hosts")
       ->excludes(target);
-  return {ls, reserve, release};
+  CLI::App* exporter = reservations->add_subcommand("export", "print the reservations as JSON, for import");
+  exporter->add_option("--network", flags.network, "only this Docker network (name or id)");
+  CLI::App* importer = reservations->add_subcommand(
+      "import", "reserve names' addresses in NET: from a file (export's JSON) or from another Docker network");
+  importer->add_option("--network", flags.network, "the static-macvlan network to reserve in (name or id)")->required();
+  CLI::Option* file = importer->add_option("FILE", flags.file, "JSON written by reservations export");
+  importer
+      ->add_option("--from-docker", flags.from_docker,
+                   "a Docker network (e.g. built-in macvlan): each container's name gets its current address")
+      ->excludes(file);
+  importer->add_option("--docker-host", flags.docker_host, "engine API, for --from-docker")->capture_default_str();
+  return {ls, reserve, release, exporter, importer};
 }
 
 }  // namespace
@@ -115,6 +128,8 @@ int main(int argc, char** argv) {
   if (reservations.ls->parsed()) status = smv::daemon::ListReservations(rflags);
   if (reservations.reserve->parsed()) status = smv::daemon::ReserveAddress(rflags);
   if (reservations.release->parsed()) status = smv::daemon::ReleaseReservation(rflags);
+  if (reservations.exporter->parsed()) status = smv::daemon::ExportReservations(rflags);
+  if (reservations.importer->parsed()) status = smv::daemon::ImportReservations(rflags);
   if (exec->parsed()) status = smv::daemon::ExecInContainer(eflags);
   if (status.ok()) return 0;
   if (serve->parsed()) {

@@ -59,7 +59,9 @@ Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name
   EngineNetwork network{Str(j, "Id"), Str(j, "Name"), {}};
   if (j.contains("Containers") && j["Containers"].is_object()) {
     for (const auto& [key, entry] : j["Containers"].items()) {
-      network.endpoints.push_back(EngineEndpoint{Str(entry, "EndpointID"), StripSlash(Str(entry, "Name"))});
+      auto bare = [](std::string cidr) { return cidr.substr(0, cidr.find('/')); };
+      network.endpoints.push_back(EngineEndpoint{Str(entry, "EndpointID"), StripSlash(Str(entry, "Name")),
+                                                 bare(Str(entry, "IPv4Address")), bare(Str(entry, "IPv6Address"))});
     }
   }
   return network;

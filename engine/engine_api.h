@@ -18,6 +18,8 @@ using Millis = std::chrono::milliseconds;
 struct EngineEndpoint {
   std::string endpoint_id;
   std::string name;  // container name, no leading "/"
+  std::string ipv4;  // its addresses on the network, without prefix length; "" when none
+  std::string ipv6;
 };
 
 struct EngineNetwork {

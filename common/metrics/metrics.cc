@@ -17,9 +17,8 @@ namespace {
 
 // Plugin calls take 0.1-10 ms; etcd commits up to the 10 s budget; a slow start shows at 1-5 s.
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
-  static const prometheus::Histogram::BucketBoundaries buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                                  0.05,   0.1,   0.25,   0.5,   1,     2.5,
-                                                                  5,      10};
+  static const prometheus::Histogram::BucketBoundaries buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
   return buckets;
 }
 
@@ -99,8 +98,8 @@ std::string Render(const std::vector<PoolGauges>& pools) {
   };
   auto& addresses = gauge("static_macvlan_pool_addresses", "Addresses in the pool's subnet");
   auto& in_use = gauge("static_macvlan_pool_addresses_in_use", "Addresses of the pool leased now");
-  auto& reserved = gauge("static_macvlan_pool_reserved_free",
-                         "Addresses reserved for a container name and not leased now");
+  auto& reserved =
+      gauge("static_macvlan_pool_reserved_free", "Addresses reserved for a container name and not leased now");
   auto& drifted = gauge("static_macvlan_pool_names_drifted",
                         "Names holding another address than their reservation (see reservations ls)");
   for (const PoolGauges& p : pools) {

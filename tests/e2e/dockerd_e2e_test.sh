@@ -299,9 +299,50 @@ grep -q "^web6 .* $w4 " <<<"$listed" && grep -q "^web6 .* $w6 " <<<"$listed" || 
 pass "reservations ls shows web6 with both addresses"
 d rm -f peer6 filler6 >/dev/null
 
+# --- M: migration from Docker's built-in macvlan: the names keep their addresses -----------
+# The subnet of section P: its names' reservations (kept after its network was removed) go first.
+for n in $(reservations ls --json | jq -r '.[] | select(.Pool == "203.0.113.64/26") | .Name'); do
+  reservations release "$n" >/dev/null
+done
+d network create -d macvlan --subnet 203.0.113.64/26 --gateway 203.0.113.65 -o parent=eth1 legacy >/dev/null \
+  || fail "network create legacy (built-in macvlan)"
+declare -A before
+for i in 1 2 3 4 5; do
+  d run -d --name old-$i --network legacy smv-bb sleep 600 >/dev/null
+  before[old-$i]=$(ip_of old-$i legacy)
+done
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 203.0.113.64/26 --gateway 203.0.113.65 \
+  -o parent=eth1 lan-new >/dev/null || fail "network create lan-new beside legacy"
+reservations reserve intruder "${before[old-3]}" --network lan-new >/dev/null
+reservations import --from-docker legacy --network lan-new --docker-host "unix://$DOCKER_SOCK" >/dev/null \
+  2>"$E2E_DIR/err" && fail "an import over a conflicting reservation succeeded"
+grep -q "nothing imported into network \"lan-new\": 1 conflict(s)" "$E2E_DIR/err" && grep -q "${before[old-3]}: reserved for intruder, not old-3" "$E2E_DIR/err" \
+  || fail "unclear conflict list: $(cat "$E2E_DIR/err")"
+expect_eq "$(reservations ls --network lan-new | tail -n +2 | awk '{print $1}' | tr '\n' ' ')" "intruder " \
+  "an import with a conflict is refused listing it, and reserves nothing"
+reservations release intruder >/dev/null
+reservations import --from-docker legacy --network lan-new --docker-host "unix://$DOCKER_SOCK" >/dev/null \
+  || fail "import --from-docker legacy"
+reservations export --network lan-new > "$E2E_DIR/book.json"
+expect_eq "$(jq -r '.version, (.reservations | length)' "$E2E_DIR/book.json" | tr '\n' ' ')" "1 5 " "export writes the 5 imported reservations"
+for i in 1 2 3 4 5; do reservations release old-$i >/dev/null; done
+reservations import "$E2E_DIR/book.json" --network lan-new >/dev/null || fail "import FILE"
+expect_eq "$(reservations ls --network lan-new | grep -c '^old-')" "5" "import FILE restores the exported reservations"
+echo '{"version": 9, "reservations": []}' > "$E2E_DIR/bad.json"
+reservations import "$E2E_DIR/bad.json" --network lan-new 2>"$E2E_DIR/err" && fail "a version 9 file was imported"
+grep -q "version 9, this static-macvlan reads version 1" "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "an import file of another version is refused naming both versions"
+d rm -f old-1 old-2 old-3 old-4 old-5 >/dev/null
+d network rm legacy >/dev/null
+for i in 5 4 3 2 1; do d run -d --name old-$i --network lan-new smv-bb sleep 600 >/dev/null; done  # reverse order
+got=""; want=""
+for i in 1 2 3 4 5; do got+="$(ip_of old-$i lan-new) "; want+="${before[old-$i]} "; done
+expect_eq "$got" "$want" "after migration the 5 containers, re-created without --ip in reverse order, keep their addresses"
+d rm -f old-1 old-2 old-3 old-4 old-5 >/dev/null
+
 # --- G: network rm removes every link we created and nothing else -------------------------
 d rm -f $(d ps -aq) >/dev/null
-for n in lan lan2 routed dual; do d network rm $n >/dev/null; done
+for n in lan lan2 routed dual lan-new; do d network rm $n >/dev/null; done
 expect_eq "$(host_links)" "$links_before" "network rm leaves exactly the links that were there before"
 expect_eq "$(in_host ip -o link show eth1 | grep -c PROMISC)" "0" "promiscuous mode switched back off"
 
