@@ -9,7 +9,9 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "commands.h"
@@ -183,10 +185,16 @@ Status ImportReservations(const ReservationFlags& flags) {
   if (!wanted.ok()) return wanted.status();
   auto listed = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
   if (!listed.ok()) return listed.status();
-  std::map<std::string, std::string> name_at, address_of;  // what --network holds: address -> name, name -> address
+  // What --network holds: address -> name, and each name's address per family (one of each).
+  auto family_of = [](const std::string& address) {
+    const std::optional<IpAddress> ip = IpAddress::Parse(address);
+    return ip ? static_cast<int>(ip->family()) : -1;
+  };
+  std::map<std::string, std::string> name_at;
+  std::map<std::pair<std::string, int>, std::string> address_of;
   for (const nlohmann::json& r : listed->value("Reservations", nlohmann::json::array())) {
     name_at[Text(r, "Address")] = Text(r, "Name");
-    address_of[Text(r, "Name")] = Text(r, "Address");
+    address_of[{Text(r, "Name"), family_of(Text(r, "Address"))}] = Text(r, "Address");
   }
   // Every conflict is listed before anything is reserved: all or nothing.
   std::vector<std::string> conflicts;
@@ -202,9 +210,7 @@ Status ImportReservations(const ReservationFlags& flags) {
         conflicts.push_back(fmt::format("{}: reserved for {}, not {}", e.address, it->second, e.name));
       continue;  // already reserved as wanted
     }
-    auto held = address_of.find(e.name);
-    if (held != address_of.end() && IpAddress::Parse(held->second) && IpAddress::Parse(e.address) &&
-        IpAddress::Parse(held->second)->family() == IpAddress::Parse(e.address)->family()) {
+    if (auto held = address_of.find({e.name, family_of(e.address)}); held != address_of.end()) {
       conflicts.push_back(fmt::format("{}: already reserved at {}, not {}", e.name, held->second, e.address));
       continue;
     }

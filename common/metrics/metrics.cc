@@ -22,29 +22,27 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   return buckets;
 }
 
+prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& r, const char* name, const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+prometheus::Family<prometheus::Histogram>& HistogramFamily(prometheus::Registry& r, const char* name,
+                                                           const char* help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r);
+}
+
 struct Families {
   Families()
       : registry(std::make_shared<prometheus::Registry>()),
-        api_calls(prometheus::BuildCounter()
-                      .Name("static_macvlan_api_requests_total")
-                      .Help("Plugin API calls handled, by method and result (ok or the error's code)")
-                      .Register(*registry)),
-        api_seconds(prometheus::BuildHistogram()
-                        .Name("static_macvlan_api_request_duration_seconds")
-                        .Help("Time to answer a plugin API call, by method")
-                        .Register(*registry)),
-        commits(prometheus::BuildCounter()
-                    .Name("static_macvlan_store_commits_total")
-                    .Help("Commits of the address book to its store, by store and result")
-                    .Register(*registry)),
-        commit_seconds(prometheus::BuildHistogram()
-                           .Name("static_macvlan_store_commit_duration_seconds")
-                           .Help("Time to commit the address book durably, by store")
-                           .Register(*registry)),
-        engine_calls(prometheus::BuildCounter()
-                         .Name("static_macvlan_engine_requests_total")
-                         .Help("Calls to the Docker engine API (to learn container names), by result")
-                         .Register(*registry)) {
+        api_calls(CounterFamily(*registry, "static_macvlan_api_requests_total",
+                                "Plugin API calls handled, by method and result (ok or the error's code)")),
+        api_seconds(HistogramFamily(*registry, "static_macvlan_api_request_duration_seconds",
+                                    "Time to answer a plugin API call, by method")),
+        commits(CounterFamily(*registry, "static_macvlan_store_commits_total",
+                              "Commits of the address book to its store, by store and result")),
+        commit_seconds(HistogramFamily(*registry, "static_macvlan_store_commit_duration_seconds",
+                                       "Time to commit the address book durably, by store")),
+        engine_calls(CounterFamily(*registry, "static_macvlan_engine_requests_total",
+                                   "Calls to the Docker engine API (to learn container names), by result")) {
     prometheus::BuildGauge()
         .Name("static_macvlan_build_info")
         .Help("The running build: always 1, its version as a label")

@@ -31,8 +31,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/etcd/kv_client.h"
-#include "ipam/records.h"
 #include "tests/support/etcd_cluster.h"
+#include "tests/support/fleet_ledger.h"
 #include "tests/support/plugin_node.h"
 
 namespace smv {
@@ -61,76 +61,7 @@ struct FaultTimings {
   seconds between;      // load without faults between two faults
 };
 
-// What the clients saw, checked as they go and against etcd at the end.
-class Ledger {
- public:
-  // An answer for `name`: false (with a problem noted) when it breaks stickiness or uniqueness.
-  void Answered(const std::string& name, const std::string& address) {
-    std::scoped_lock lock(mu_);
-    ++allocations_;
-    auto [by_name, first] = address_of_.emplace(name, address);
-    if (!first && by_name->second != address) {
-      problems_.push_back(name + " got " + address + " after " + by_name->second);
-    }
-    auto [by_address, fresh] = name_at_.emplace(address, name);
-    if (!fresh && by_address->second != name) {
-      problems_.push_back("duplicate: " + address + " answered to " + name + " and " + by_address->second);
-    }
-  }
-  void ReleaseAnswered() {
-    std::scoped_lock lock(mu_);
-    ++releases_;
-  }
-  std::pair<int, int> counts() const {
-    std::scoped_lock lock(mu_);
-    return {allocations_, releases_};
-  }
-  void Refused(const std::string& error) {
-    std::scoped_lock lock(mu_);
-    ++refusals_[Kind(error)];
-  }
-  void Problem(const std::string& problem) {
-    std::scoped_lock lock(mu_);
-    problems_.push_back(problem);
-  }
-  void Held(const std::string& name) {
-    std::scoped_lock lock(mu_);
-    held_[address_of_.at(name).substr(0, address_of_.at(name).find('/'))] = name;
-  }
-  std::vector<std::string> problems() const {
-    std::scoped_lock lock(mu_);
-    return problems_;
-  }
-  std::map<std::string, std::string> held() const {
-    std::scoped_lock lock(mu_);
-    return held_;
-  }
-  std::map<std::string, std::string> reserved() const {
-    std::scoped_lock lock(mu_);
-    std::map<std::string, std::string> out;
-    for (const auto& [name, address] : address_of_) out[name] = address.substr(0, address.find('/'));
-    return out;
-  }
-  std::map<std::string, int> refusals() const {
-    std::scoped_lock lock(mu_);
-    return refusals_;
-  }
-
- private:
-  static std::string Kind(const std::string& error) {
-    for (const char* kind : {"shared address store unavailable", "is running on node", "no answer"}) {
-      if (error.find(kind) != std::string::npos) return kind;
-    }
-    return error.substr(0, 80);
-  }
-  mutable std::mutex mu_;
-  std::map<std::string, std::string> address_of_;  // name -> first address answered
-  std::map<std::string, std::string> name_at_;     // address -> name it was answered to
-  std::map<std::string, std::string> held_;        // address -> name, as the clients leave them
-  std::map<std::string, int> refusals_;
-  std::vector<std::string> problems_;
-  int allocations_ = 0, releases_ = 0;
-};
+using Ledger = smv::testing::FleetLedger;
 
 class FleetChaosTest : public EtcdTest {
  protected:
@@ -396,46 +327,26 @@ TEST_F(FleetChaosTest, NamesMovingBetweenNodesUnderFaultsAreNeverDuplicatedNorLo
   }
   // etcd, read at one revision: exactly the names the clients left running, each on the address
   // it always had; every name's reservation is that address.
-  const std::string lease_prefix = "/static-macvlan/v1/lease/";
-  etcd::KvClient reader({.endpoints = cluster_.endpoints()});
-  auto leases = reader.GetPrefix(lease_prefix);
-  ASSERT_TRUE(leases.ok()) << leases.status().message();
-  std::map<std::string, std::string> in_etcd;  // address -> name
-  std::map<std::string, int> leases_of;        // name -> how many leases carry it
-  for (const etcd::KeyValue& kv : leases->kvs) {
-    auto lease = ipam::records::DecodeLease("etcd", kv.key.substr(lease_prefix.size()), kv.value);
-    ASSERT_TRUE(lease.ok()) << lease.status().message();
-    in_etcd[lease->address.ToString()] = lease->lease.name;
-    ++leases_of[lease->lease.name];
-  }
+  testing::EtcdBook book = testing::ReadEtcdBook(cluster_.endpoints());
   // The probe was refused while quorum was lost, yet its transaction may apply once quorum is
   // back (the leader keeps the proposal; the daemon reads that back): then it holds an address
   // of its own, one no client was ever answered.
   std::set<std::string> answered;
   for (const auto& [name, address] : ledger.reserved()) answered.insert(address);
-  for (auto it = in_etcd.begin(); it != in_etcd.end();) {
+  for (auto it = book.leased.begin(); it != book.leased.end();) {
     if (it->second != "quorum-probe") {
       ++it;
       continue;
     }
     EXPECT_FALSE(answered.contains(it->first)) << "the probe's address " << it->first << " was answered to a client";
     std::printf("chaos: the refused probe's allocation applied after quorum returned (%s)\n", it->first.c_str());
-    it = in_etcd.erase(it);
+    it = book.leased.erase(it);
   }
-  EXPECT_EQ(in_etcd, ledger.held()) << "etcd at revision " << leases->revision;
-  for (const auto& [name, count] : leases_of) EXPECT_EQ(count, 1) << name << " is held " << count << " times";
+  EXPECT_EQ(book.leased, ledger.held()) << "etcd at revision " << book.revision;
+  for (const auto& [name, count] : book.leases_of) EXPECT_EQ(count, 1) << name << " is held " << count << " times";
   EXPECT_EQ(ledger.reserved().size(), static_cast<size_t>(names));
-  const std::string reservation_prefix = "/static-macvlan/v1/reservation/";
-  auto reservations = reader.GetPrefix(reservation_prefix);
-  ASSERT_TRUE(reservations.ok()) << reservations.status().message();
-  std::map<std::string, std::string> reserved_in_etcd;  // name -> address
-  for (const etcd::KeyValue& kv : reservations->kvs) {
-    auto r = ipam::records::DecodeReservation("etcd", kv.key.substr(reservation_prefix.size()), kv.value);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    reserved_in_etcd[r->name] = r->address.ToString();
-  }
-  reserved_in_etcd.erase("quorum-probe");
-  EXPECT_EQ(reserved_in_etcd, ledger.reserved()) << "no reservation lost, none moved";
+  book.reserved.erase("quorum-probe");
+  EXPECT_EQ(book.reserved, ledger.reserved()) << "no reservation lost, none moved";
   // Quorum was lost for longer than the 10 s allocation budget: the probe was told so (checked
   // in RunFaults), and the fleet went on afterwards.
   EXPECT_GE(member_kills, 2) << "the member killer ran all through the faults";

@@ -31,6 +31,7 @@
 #include "tests/support/child_process.h"
 #include "tests/support/etcd_cluster.h"
 #include "tests/support/etcd_security.h"
+#include "tests/support/fleet_ledger.h"
 #include "tests/support/plugin_node.h"
 
 namespace smv {
@@ -94,39 +95,21 @@ TEST_F(FleetSocketTest, FourNodesAndEightClientsEachNeverHandOutOneAddressTwice)
   for (const std::string& p : pools) ASSERT_EQ(p, pools[0]);
 
   const auto start = std::chrono::steady_clock::now();
-  std::mutex mu;
-  std::map<std::string, std::string> address_of;  // name -> the address it was first answered
-  std::map<std::string, std::string> name_at;     // address -> the name it was answered to
-  std::map<std::string, std::string> held;        // address -> name, as the clients leave them
-  std::vector<std::string> problems;
-  int allocations = 0;
-  auto answered = [&](const std::string& name, const json& answer) {
-    std::scoped_lock lock(mu);
-    if (!answer.contains("Address")) return problems.push_back(name + ": " + answer.dump());
-    ++allocations;
-    const std::string address = answer["Address"].get<std::string>();
-    if (auto [it, first] = address_of.emplace(name, address); !first && it->second != address) {
-      problems.push_back(name + " got " + address + " after " + it->second);
-    }
-    if (auto [it, first] = name_at.emplace(address, name); !first && it->second != name) {
-      problems.push_back("duplicate " + address + " answered to " + name + " and " + it->second);
-    }
-  };
+  testing::FleetLedger ledger;
   std::vector<std::thread> clients;
   for (int n = 0; n < kNodes; ++n) {
     for (int c = 0; c < kClients; ++c) {
       clients.emplace_back([&, n, c] {
         std::vector<std::string> names;
         for (int i = 0; i < kNamesPerClient; ++i) names.push_back(fmt::format("n{}c{}-{}", n, c, i));
-        std::vector<std::string> running;  // addresses of this round, released before the next
+        std::vector<std::pair<std::string, std::string>> running;  // name, address: this round's
         for (int done = 0, round = 0; done < kPerClient; ++round) {
           if (round > 0) {  // docker rm on the node of the last round
             Node& last = *nodes[static_cast<size_t>((n + round - 1) % kNodes)];
             httplib::Client cli = last.Client();
-            for (const std::string& address : running) {
+            for (const auto& [name, address] : running) {
               const json released = last.Post(cli, "IpamDriver.ReleaseAddress", ReleaseRequest(pools[0], address));
-              std::scoped_lock lock(mu);
-              if (released != json::object()) problems.push_back("release " + address + ": " + released.dump());
+              if (released != json::object()) ledger.Problem("release " + address + ": " + released.dump());
             }
             running.clear();
           }
@@ -134,46 +117,33 @@ TEST_F(FleetSocketTest, FourNodesAndEightClientsEachNeverHandOutOneAddressTwice)
           httplib::Client cli = node.Client();
           for (size_t i = 0; i < names.size() && done < kPerClient; ++i, ++done) {
             const json answer = node.Post(cli, "IpamDriver.RequestAddress", AddressRequest(pools[0], names[i]));
-            answered(names[i], answer);
-            if (answer.contains("Address")) running.push_back(answer["Address"]);
+            if (!answer.contains("Address")) {
+              ledger.Problem(names[i] + ": " + answer.dump());
+              continue;
+            }
+            ledger.Answered(names[i], answer["Address"]);
+            running.emplace_back(names[i], answer["Address"]);
           }
         }
-        std::scoped_lock lock(mu);
-        for (const std::string& address : running) held[address.substr(0, address.find('/'))] = name_at.at(address);
+        for (const auto& [name, address] : running) ledger.Held(name);
       });
     }
   }
   for (std::thread& t : clients) t.join();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int allocations = ledger.counts().first;
   std::printf("%d named allocations of %zu names in %.2f s (for information; bench/ measures)\n", allocations,
-              address_of.size(), seconds);
+              ledger.reserved().size(), seconds);
+  const std::vector<std::string> problems = ledger.problems();
   EXPECT_TRUE(problems.empty()) << problems.size() << " problems, first: " << problems.front();
   EXPECT_EQ(allocations, kNodes * kClients * kPerClient);
-  EXPECT_EQ(address_of.size(), static_cast<size_t>(kNodes * kClients * kNamesPerClient));
-  EXPECT_EQ(name_at.size(), address_of.size()) << "names and addresses one-to-one";
+  EXPECT_EQ(ledger.reserved().size(), static_cast<size_t>(kNodes * kClients * kNamesPerClient));
 
   // etcd read at one revision: a lease for each name left running, on its address, nothing
   // else; a reservation for every name, on the address it was always answered.
-  etcd::KvClient reader({.endpoints = cluster_.endpoints()});
-  auto all = reader.GetPrefix("/static-macvlan/v1/");
-  ASSERT_TRUE(all.ok()) << all.status().message();
-  const std::string lease_prefix = "/static-macvlan/v1/lease/", name_prefix = "/static-macvlan/v1/reservation/";
-  std::map<std::string, std::string> leased, reserved;  // address -> name, name -> address
-  for (const etcd::KeyValue& kv : all->kvs) {
-    if (kv.key.starts_with(lease_prefix)) {
-      auto lease = ipam::records::DecodeLease("etcd", kv.key.substr(lease_prefix.size()), kv.value);
-      ASSERT_TRUE(lease.ok()) << lease.status().message();
-      EXPECT_TRUE(leased.emplace(lease->address.ToString(), lease->lease.name).second);
-    } else if (kv.key.starts_with(name_prefix)) {
-      auto r = ipam::records::DecodeReservation("etcd", kv.key.substr(name_prefix.size()), kv.value);
-      ASSERT_TRUE(r.ok()) << r.status().message();
-      reserved[r->name] = r->address.ToString();
-    }
-  }
-  EXPECT_EQ(leased, held) << "etcd at revision " << all->revision;
-  std::map<std::string, std::string> answered_bare;
-  for (const auto& [name, address] : address_of) answered_bare[name] = address.substr(0, address.find('/'));
-  EXPECT_EQ(reserved, answered_bare) << "etcd at revision " << all->revision;
+  const testing::EtcdBook book = testing::ReadEtcdBook(cluster_.endpoints());
+  EXPECT_EQ(book.leased, ledger.held()) << "etcd at revision " << book.revision;
+  EXPECT_EQ(book.reserved, ledger.reserved()) << "etcd at revision " << book.revision;
 }
 
 TEST_F(FleetSocketTest, WithoutQuorumDockerdIsToldWhyAndTheNodeRecovers) {
