@@ -84,11 +84,12 @@ Status CommitQueue::WaitDurable(uint64_t ticket) {
     }
     // Put the group back in front so that FailQueuedLocked fails it together with what queued
     // after it, then let the service reload under its own mutex (taken before ours).
+    const std::vector<IpamBatch> sent = group;
     group.insert(group.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
     queue_ = std::move(group);
     recovering_ = true;
     lock.unlock();
-    on_failure_(written);
+    on_failure_(written, sent);
     lock.lock();
     return OutcomeLocked(ticket);
   }

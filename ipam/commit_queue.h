@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "common/status.h"
@@ -23,8 +24,9 @@ namespace smv::ipam {
 
 class CommitQueue {
  public:
-  // Runs with the store's failure; must take the service mutex and call FailQueuedLocked.
-  using FailureHandler = std::function<void(const Status&)>;
+  // Runs with the store's failure and the batches that commit sent (those queued behind them were
+  // never sent); must take the service mutex and call FailQueuedLocked.
+  using FailureHandler = std::function<void(const Status&, std::span<const IpamBatch> sent)>;
 
   CommitQueue(IpamStore& store, FailureHandler on_failure) : store_(store), on_failure_(std::move(on_failure)) {}
 

@@ -18,11 +18,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// One ApplyAll, its read-back included, takes at most this long: an allocation fails closed
-// within it while etcd has no quorum.
-constexpr milliseconds kCommitBudget{10000};
+// One call of this store (a load with its fence, a commit with its read-back) takes about this
+// long at most (plus kMinResolveTime for a read-back): with etcd down or without quorum, an
+// allocation that waits behind at most one such call is refused within 10 s.
+constexpr milliseconds kCallBudget{7000};
 // Leaves the read-back of a commit whose answer was lost at least this much time.
 constexpr milliseconds kMinResolveTime{1000};
+
 // Fence attempts before concluding that another process writes this node's commit key.
 constexpr int kFenceAttempts = 5;
 // How long a reload after a refused commit waits for the mirror to reach the refusal's revision
@@ -157,8 +159,27 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
                              options_.node));
 }
 
+Status EtcdIpamStore::UnavailableSinceLocked(uint64_t seen) const {
+  return unavailable_answers_ != seen ? last_unavailable_ : OkStatus();
+}
+
+void EtcdIpamStore::NoteAnswerLocked(const Status& answer) {
+  if (answer.code() != Code::kUnavailable) return;
+  last_unavailable_ = answer;
+  ++unavailable_answers_;
+}
+
 Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
+  const uint64_t seen = unavailable_answers_;
   std::scoped_lock lock(mu_);
+  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  Status loaded = LoadIntoLocked(sink);
+  NoteAnswerLocked(loaded);
+  return loaded;
+}
+
+Status EtcdIpamStore::LoadIntoLocked(IpamLoadSink& sink) {
+  const auto until = Clock::now() + kCallBudget;
   const int64_t refused_at = std::exchange(refused_at_, 0);
   if (refused_at > 0 && !fence_needed_) {
     Status decoded = OkStatus();
@@ -166,10 +187,10 @@ Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
   }
   // After the fence no transaction of this node sent earlier can apply: what is read is final.
   if (!options_.read_only) {
-    if (Result<std::optional<int64_t>> fenced = FenceUnless("", kCommitBudget); !fenced.ok()) return fenced.status();
+    if (Result<std::optional<int64_t>> fenced = FenceUnless("", Left(until)); !fenced.ok()) return fenced.status();
     fence_needed_ = false;
   }
-  Result<etcd::RangeResult> all = client_.GetPrefix(options_.prefix);
+  Result<etcd::RangeResult> all = client_.GetPrefix(options_.prefix, 0, 0, Left(until));
   if (!all.ok()) return all.status();
   revisions_.clear();
   BookDecoder decoder(options_.prefix, sink);
@@ -284,11 +305,20 @@ EtcdIpamStore::~EtcdIpamStore() {
 Result<IpamSnapshot> EtcdIpamStore::Load() { return CollectLoad(); }
 
 Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const std::string& name) {
+  const uint64_t seen = unavailable_answers_;
   std::scoped_lock lock(mu_);
+  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  Result<NameRecords> read = ReadNameLocked(pool_id, name);
+  NoteAnswerLocked(read.status());
+  return read;
+}
+
+Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, const std::string& name) {
+  const auto until = Clock::now() + kCallBudget;
   const std::string where = "etcd " + options_.prefix;
   // Reads one key and notes its revision (absent: this node now believes it does not exist).
   auto read = [&](const std::string& key) -> Result<std::optional<std::string>> {
-    Result<etcd::RangeResult> got = client_.Get(key);
+    Result<etcd::RangeResult> got = client_.Get(key, Left(until));
     if (!got.ok()) return got.status();
     if (got->kvs.empty()) {
       revisions_.erase(key);
@@ -317,10 +347,18 @@ Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const st
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& pool_id) {
+  const uint64_t seen = unavailable_answers_;
   std::scoped_lock lock(mu_);
+  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  Result<std::optional<PoolRecord>> read = ReadPoolLocked(pool_id);
+  NoteAnswerLocked(read.status());
+  return read;
+}
+
+Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPoolLocked(const std::string& pool_id) {
   // A look only: the key's revision stays what memory last saw, so no commit builds on this read.
   const std::string key = records::PoolKey(pool_id);
-  Result<etcd::RangeResult> got = client_.Get(options_.prefix + "pool/" + key);
+  Result<etcd::RangeResult> got = client_.Get(options_.prefix + "pool/" + key, kCallBudget);
   if (!got.ok()) return got.status();
   if (got->kvs.empty()) return std::optional<PoolRecord>();
   Result<PoolRecord> pool = records::DecodePool("etcd " + options_.prefix + "pool/", key, got->kvs.front().value);
@@ -329,9 +367,18 @@ Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& poo
 }
 
 Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
+  const uint64_t seen = unavailable_answers_;
   std::scoped_lock lock(mu_);
   if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");
-  const auto until = Clock::now() + kCommitBudget;
+  // Refused before anything is sent: this commit's outcome is known (not applied).
+  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  Status applied = ApplyAllLocked(batches);
+  NoteAnswerLocked(applied);
+  return applied;
+}
+
+Status EtcdIpamStore::ApplyAllLocked(std::span<const IpamBatch> batches) {
+  const auto until = Clock::now() + kCallBudget;
   refused_at_ = 0;
   etcd::Txn txn;
   for (auto& [key, value] : MergeWrites(options_.prefix, batches)) {

@@ -85,6 +85,16 @@ class EtcdIpamStore : public IpamStore {
   // kUnavailable while etcd does not answer within `budget`.
   Result<std::optional<int64_t>> FenceUnless(std::string_view applied_id, std::chrono::milliseconds budget);
 
+  // A call that waited for mu_ while another call found etcd unreachable or without quorum
+  // gets that answer at once (`seen`: unavailable_answers_ before it waited), instead of asking
+  // etcd and waiting a budget of its own: a refusal never waits behind a chain of timeouts.
+  Status UnavailableSinceLocked(uint64_t seen) const;
+  void NoteAnswerLocked(const Status& answer);
+  Status LoadIntoLocked(IpamLoadSink& sink);
+  Result<NameRecords> ReadNameLocked(const std::string& pool_id, const std::string& name);
+  Result<std::optional<PoolRecord>> ReadPoolLocked(const std::string& pool_id);
+  Status ApplyAllLocked(std::span<const IpamBatch> batches);
+
   // Reads of one name may come from request threads while a commit is being written: the client
   // and the revisions below are used by one call at a time.
   std::mutex mu_;
@@ -101,6 +111,9 @@ class EtcdIpamStore : public IpamStore {
   bool fence_needed_ = true;
   // The revision etcd refused the last commit at; 0: the next load reads etcd.
   int64_t refused_at_ = 0;
+  // How many calls found etcd unreachable or without quorum, and the last one's answer.
+  std::atomic<uint64_t> unavailable_answers_ = 0;
+  Status last_unavailable_;
 
   // Serves LoadInto from the mirror once it reached `at_least`; false: read etcd instead.
   bool LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status& decoded);

@@ -27,6 +27,13 @@ bool IsRefusal(const Status& s) {
          s.code() == Code::kResourceExhausted;
 }
 
+// What a change that could not read or write the store answers.
+Status RefusingToAllocate(const Status& failed) {
+  constexpr std::string_view kWhy = "; refusing to allocate to avoid duplicate addresses";
+  if (failed.ok() || failed.message().find(kWhy) != std::string::npos) return failed;
+  return Status(failed.code(), failed.message() + std::string(kWhy));
+}
+
 std::chrono::microseconds ConflictBackoff(int attempt) {
   thread_local std::minstd_rand random(std::random_device{}());
   const int64_t ceiling_us = int64_t{500} << std::min(attempt, 6);  // 1 ms .. 32 ms
@@ -53,7 +60,8 @@ Result<std::unique_ptr<IpamService>> IpamService::Create(IpamStore& store, Clock
 }
 
 template <typename Change>
-auto IpamService::Durably(Change change) -> decltype(change()) {
+auto IpamService::Durably(Change change, std::optional<uint64_t> seen) -> decltype(change()) {
+  const uint64_t unavailable_before = seen ? *seen : unavailable_answers_.load();
   bool reloaded = false;  // this call has decided on a view read from the store for it
   for (int attempt = 1;;) {
     uint64_t ticket = 0;
@@ -61,6 +69,7 @@ auto IpamService::Durably(Change change) -> decltype(change()) {
     bool stale_refusal = false;
     auto result = [&]() -> decltype(change()) {
       std::scoped_lock lock(mu_);
+      if (unavailable_answers_ != unavailable_before) return RefusingToAllocate(last_unavailable_);
       reloaded = reloaded || reload_pending_;
       // A reload reads the store and may write to it (the journal): not while a commit decided
       // before is still queued or in flight. None queues meanwhile: every change reloads first.
@@ -85,6 +94,7 @@ auto IpamService::Durably(Change change) -> decltype(change()) {
     Status durable = commits_.WaitDurable(ticket);
     if (durable.ok()) return result;
     // A shared store refused a commit decided on a stale view; the view is fresh now.
+    if (durable.code() == Code::kUnavailable) return RefusingToAllocate(durable);
     if (durable.code() != Code::kAborted) return durable;
     reloaded = true;  // the failure handler read the store again
     if (attempt == kAttemptsOnConflict) {
@@ -102,15 +112,22 @@ Status IpamService::ReloadIfNeededLocked() {
   Status loaded = LoadLocked();
   if (loaded.ok()) loaded = ReplayJournalLocked();
   reload_pending_ = !loaded.ok();
-  if (!loaded.ok()) {
-    return Status(loaded.code(), loaded.message() + "; refusing to allocate to avoid duplicate addresses");
-  }
-  return loaded;
+  if (loaded.code() == Code::kUnavailable) NoteUnavailableLocked(loaded);
+  return RefusingToAllocate(loaded);
 }
 
-void IpamService::ReloadAfterFailedCommit(const Status& error) {
+void IpamService::NoteUnavailableLocked(const Status& answer) {
+  last_unavailable_ = answer;
+  ++unavailable_answers_;
+}
+
+void IpamService::ReloadAfterFailedCommit(const Status& error, std::span<const IpamBatch> sent) {
   std::scoped_lock lock(mu_);
   commits_.FailQueuedLocked(error);
+  if (error.code() == Code::kUnavailable) {
+    NoteUnavailableLocked(error);
+    JournalLeasesOfUnknownCommitLocked(sent);
+  }
   if (error.code() == Code::kAborted) {
     spdlog::info("the shared address store refused a commit; reloading and deciding again: {}", error.message());
   } else {
@@ -122,6 +139,25 @@ void IpamService::ReloadAfterFailedCommit(const Status& error) {
   if (error.code() == Code::kUnavailable) return;
   if (Status loaded = ReloadIfNeededLocked(); !loaded.ok()) {
     spdlog::error("reloading address state failed: {}", loaded.message());
+  }
+}
+
+void IpamService::JournalLeasesOfUnknownCommitLocked(std::span<const IpamBatch> sent) {
+  if (journal_ == nullptr || !store_.shared()) return;
+  for (const IpamBatch& batch : sent) {
+    for (const LeaseRecord& l : batch.put_leases) {
+      // Gateway and aux leases are the subnet's, which other hosts' networks may rely on by now.
+      if (l.lease.kind != LeaseKind::kEndpoint) continue;
+      if (Status journaled = journal_->Append({l.pool_id, l.address, store_.node()}); !journaled.ok()) {
+        spdlog::error("address {} of a commit with an unknown outcome could not be journaled: {}", l.address.ToString(),
+                      journaled.message());
+        continue;
+      }
+      spdlog::warn(
+          "address {} pool=\"{}\" was refused with its outcome unknown: journaled as released, so it is freed "
+          "if etcd applied it after all",
+          l.address.ToString(), l.pool_id);
+    }
   }
 }
 
@@ -440,61 +476,65 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   // A guessed name's reservation decides the address, but its commit compares no key of that
   // reservation: read it as the shared store holds it now. (A sent name's reservation is
   // compared by the commit: a stale view is refused and decided again.)
-  if (call.name.empty()) RefreshName(call.pool_id, call.hint_name);
-  return Durably([&]() -> Result<std::string> {
-    Result<PoolState*> found = ActivePool(call.pool_id);
-    if (!found.ok()) return found.status();
-    PoolState& state = **found;
-    const PoolConfig& config = state.record.config;
+  const uint64_t unavailable_before = unavailable_answers_;
+  if (call.name.empty()) RefreshName(call.pool_id, call.hint_name, unavailable_before);
+  return Durably(
+      [&]() -> Result<std::string> {
+        Result<PoolState*> found = ActivePool(call.pool_id);
+        if (!found.ok()) return found.status();
+        PoolState& state = **found;
+        const PoolConfig& config = state.record.config;
 
-    if (std::optional<std::string> aux = AuxOfNetworkBeingCreated(state, call)) return *aux;
+        if (std::optional<std::string> aux = AuxOfNetworkBeingCreated(state, call)) return *aux;
 
-    AddressRequest request;
-    request.gateway = call.gateway;
-    request.name = call.name;
-    request.hint_name = call.hint_name;
-    request.node = store_.node();
-    if (!call.address.empty()) {
-      std::optional<IpAddress> ip = IpAddress::Parse(call.address);
-      if (!ip || ip->family() != config.subnet.family()) {
-        return InvalidArgument(fmt::format("invalid address \"{}\": want an {} address inside {}", call.address,
-                                           config.subnet.family() == Family::kV4 ? "IPv4" : "IPv6",
-                                           config.subnet.ToString()));
-      }
-      request.preferred = *ip;
-    }
-    Result<Choice> choice = state.allocator.Choose(request);
-    if (!choice.ok()) return choice.status();
-    if (call.gateway && store_.shared()) SMV_RETURN_IF_ERROR(SameGatewayAsTheFleet(state, choice->address));
-    const std::string answer = fmt::format("{}/{}", choice->address.ToString(), config.subnet.length());
-    if (choice->already_leased_as_gateway) return answer;
+        AddressRequest request;
+        request.gateway = call.gateway;
+        request.name = call.name;
+        request.hint_name = call.hint_name;
+        request.node = store_.node();
+        if (!call.address.empty()) {
+          std::optional<IpAddress> ip = IpAddress::Parse(call.address);
+          if (!ip || ip->family() != config.subnet.family()) {
+            return InvalidArgument(fmt::format("invalid address \"{}\": want an {} address inside {}", call.address,
+                                               config.subnet.family() == Family::kV4 ? "IPv4" : "IPv6",
+                                               config.subnet.ToString()));
+          }
+          request.preferred = *ip;
+        }
+        Result<Choice> choice = state.allocator.Choose(request);
+        if (!choice.ok()) return choice.status();
+        if (call.gateway && store_.shared()) SMV_RETURN_IF_ERROR(SameGatewayAsTheFleet(state, choice->address));
+        const std::string answer = fmt::format("{}/{}", choice->address.ToString(), config.subnet.length());
+        if (choice->already_leased_as_gateway) return answer;
 
-    const int64_t now = clock_();
-    Lease lease;
-    // An --aux-address request looks exactly like a container's --ip on the wire, so both are
-    // endpoint leases; either way the address is held until dockerd releases it.
-    lease.kind = call.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint;
-    lease.name = call.name;
-    lease.mac = call.mac;
-    lease.node = store_.node();
-    IpamBatch batch;
-    batch.put_leases.push_back(LeaseRecord{call.pool_id, choice->address, lease, now});
-    if (choice->reserve_for_name) {
-      batch.put_reservations.push_back(ReservationRecord{call.pool_id, call.name, choice->address, call.mac, now, 0});
-    } else if (!call.name.empty()) {
-      // Re-using the reservation: note that the container is back.
-      if (std::optional<ReservationRecord> r = FindReservation(state, call.name); r && r->gone_since != 0) {
-        r->gone_since = 0;
-        batch.put_reservations.push_back(*r);
-      }
-    }
-    commits_.Enqueue(batch);
-    state.allocator.AddLease(choice->address, lease, choice->dynamic);
-    for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
-    spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice->address.ToString(),
-                 LeaseKindName(lease.kind), call.name.empty() ? "" : fmt::format(" name={}", call.name));
-    return answer;
-  });
+        const int64_t now = clock_();
+        Lease lease;
+        // An --aux-address request looks exactly like a container's --ip on the wire, so both are
+        // endpoint leases; either way the address is held until dockerd releases it.
+        lease.kind = call.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint;
+        lease.name = call.name;
+        lease.mac = call.mac;
+        lease.node = store_.node();
+        IpamBatch batch;
+        batch.put_leases.push_back(LeaseRecord{call.pool_id, choice->address, lease, now});
+        if (choice->reserve_for_name) {
+          batch.put_reservations.push_back(
+              ReservationRecord{call.pool_id, call.name, choice->address, call.mac, now, 0});
+        } else if (!call.name.empty()) {
+          // Re-using the reservation: note that the container is back.
+          if (std::optional<ReservationRecord> r = FindReservation(state, call.name); r && r->gone_since != 0) {
+            r->gone_since = 0;
+            batch.put_reservations.push_back(*r);
+          }
+        }
+        commits_.Enqueue(batch);
+        state.allocator.AddLease(choice->address, lease, choice->dynamic);
+        for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
+        spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice->address.ToString(),
+                     LeaseKindName(lease.kind), call.name.empty() ? "" : fmt::format(" name={}", call.name));
+        return answer;
+      },
+      unavailable_before);
 }
 
 Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string& address) {
@@ -588,20 +628,21 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
   });
 }
 
-void IpamService::RefreshName(const std::string& pool_id, const std::string& name) {
+void IpamService::RefreshName(const std::string& pool_id, const std::string& name, uint64_t seen) {
   if (!store_.shared() || name.empty()) return;
   uint64_t commits_before = 0;
   {
     std::scoped_lock lock(mu_);
-    if (commits_.last_pending_ticket() != 0) return;
+    if (commits_.last_pending_ticket() != 0 || unavailable_answers_ != seen) return;
     commits_before = commits_.commits();
   }
   Result<NameRecords> fresh = store_.ReadName(pool_id, name);
+  std::scoped_lock lock(mu_);
   if (!fresh.ok()) {
     spdlog::debug("reading name {} of pool \"{}\" from the shared store: {}", name, pool_id, fresh.status().message());
+    if (fresh.status().code() == Code::kUnavailable) NoteUnavailableLocked(fresh.status());
     return;
   }
-  std::scoped_lock lock(mu_);
   // A commit of this node since the read may have changed these keys: memory is newer then.
   if (commits_.last_pending_ticket() != 0 || commits_.commits() != commits_before || reload_pending_) return;
   auto it = pools_.find(pool_id);
@@ -620,7 +661,7 @@ void IpamService::RefreshName(const std::string& pool_id, const std::string& nam
 }
 
 bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) {
-  RefreshName(pool_id, name);
+  RefreshName(pool_id, name, unavailable_answers_);
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
   return it != pools_.end() && it->second.allocator.ReservationOf(name).has_value();

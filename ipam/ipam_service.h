@@ -9,6 +9,7 @@
 // it answers again; address releases are journaled instead (release_journal.h) and replayed,
 // before anything else, once it answers. A service may start while its shared store is down.
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -119,7 +120,9 @@ class IpamService : public IpamApi {
       : store_(store),
         clock_(std::move(clock)),
         journal_(journal),
-        commits_(store, [this](const Status& error) { ReloadAfterFailedCommit(error); }) {}
+        commits_(store, [this](const Status& error, std::span<const IpamBatch> sent) {
+          ReloadAfterFailedCommit(error, sent);
+        }) {}
   // Replaces memory with the store's state; memory is unchanged when the store fails.
   Status LoadLocked();
   // Frees what the journal says this node released, where this node still holds it. Writes to
@@ -128,16 +131,27 @@ class IpamService : public IpamApi {
   Status JournalRelease(const std::string& pool_id, const IpAddress& address, const Status& store_error);
   // Runs `change` under the mutex (it applies its change to memory and queues the batch), then
   // waits until everything it queued or saw is durable: returns the commit's error otherwise.
+  // `seen`: unavailable_answers_ when the call began (default: now). A call during which the
+  // shared store was found unavailable (by this call or by one it waited for) is refused with
+  // that answer at once instead of asking the store again: each call waits for at most one
+  // store timeout, never for a chain of them.
   template <typename Change>
-  auto Durably(Change change) -> decltype(change());
-  void ReloadAfterFailedCommit(const Status& error);
+  auto Durably(Change change, std::optional<uint64_t> seen = std::nullopt) -> decltype(change());
+  // Caller holds mu_: the store answered "unavailable".
+  void NoteUnavailableLocked(const Status& answer);
+  void ReloadAfterFailedCommit(const Status& error, std::span<const IpamBatch> sent);
+  // A commit etcd may still apply (its answer was lost and could not be read back) was refused to
+  // its callers: the container addresses it leases are journaled as released, so that the replay
+  // after the next load (which fences first: the outcome is final then) frees any that applied.
+  // Caller holds mu_.
+  void JournalLeasesOfUnknownCommitLocked(std::span<const IpamBatch> sent);
   // Reloads when the last reload failed (a store that did not answer); its error otherwise.
   Status ReloadIfNeededLocked();
   Result<PoolState*> ActivePool(const std::string& pool_id);
   // In a shared book: brings memory's view of `name` (its reservation, the lease on its address)
   // up to what the store holds, for decisions no commit compares, such as which reserved address
   // a guessed name gets. Best effort: on any error, or when a commit ran meanwhile, memory stays.
-  void RefreshName(const std::string& pool_id, const std::string& name);
+  void RefreshName(const std::string& pool_id, const std::string& name, uint64_t seen);
   // Shared book: `call` asks for an --aux-address the fleet already holds for the subnet while
   // this host's network on it is being created; the answer, or nullopt. Caller holds mu_.
   std::optional<std::string> AuxOfNetworkBeingCreated(const PoolState& state, const AddressCall& call) const;
@@ -148,6 +162,9 @@ class IpamService : public IpamApi {
   mutable std::mutex mu_;  // guards pools_; taken before the commit queue's own mutex
   std::map<std::string, PoolState> pools_;
   bool reload_pending_ = false;  // memory is not the store's state: reload before any change
+  // How often the store answered "unavailable" (read without mu_), and the last such answer.
+  std::atomic<uint64_t> unavailable_answers_ = 0;
+  Status last_unavailable_;  // guarded by mu_
   // Shared book: pools this host asked for whose network is not created yet (RequestPool to
   // CreateNetwork), when dockerd asks for aux addresses. Guarded by mu_.
   std::set<std::string> creating_;

@@ -278,13 +278,13 @@ Result<RangeResult> KvClient::Get(std::string_view key, Deadline deadline) {
   return Range({{"key", Base64(key)}}, deadline);
 }
 
-Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, int64_t revision) {
+Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, int64_t revision, Deadline deadline) {
   // etcd wants a key: every key is the range from "\0" to "\0".
   const std::string key = prefix.empty() ? std::string(1, '\0') : std::string(prefix);
   json request = {{"key", Base64(key)}, {"range_end", Base64(PrefixEnd(prefix))}};
   if (limit > 0) request["limit"] = std::to_string(limit);
   if (revision > 0) request["revision"] = std::to_string(revision);
-  return Range(request, std::nullopt);
+  return Range(request, deadline);
 }
 
 Result<RangeResult> KvClient::Range(const nlohmann::json& request, Deadline deadline) {

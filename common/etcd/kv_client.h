@@ -126,7 +126,8 @@ class KvClient {
   using Deadline = std::optional<std::chrono::milliseconds>;
   Result<RangeResult> Get(std::string_view key, Deadline deadline = std::nullopt);
   // Every key that starts with `prefix`, at most `limit` (0: all), read at `revision` (0: now).
-  Result<RangeResult> GetPrefix(std::string_view prefix, int64_t limit = 0, int64_t revision = 0);
+  Result<RangeResult> GetPrefix(std::string_view prefix, int64_t limit = 0, int64_t revision = 0,
+                                Deadline deadline = std::nullopt);
   Result<TxnResult> Commit(const Txn& txn, Deadline deadline = std::nullopt);
 
   // Follows every key under `prefix` from `start_revision` on, on one member (POST /v3/watch,

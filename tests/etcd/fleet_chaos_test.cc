@@ -184,12 +184,9 @@ class FleetChaosTest : public EtcdTest {
     const std::string err = refused.is_object() ? refused.value("Err", "") : "no answer";
     EXPECT_NE(err.find("shared address store unavailable"), std::string::npos) << refused;
     EXPECT_NE(err.find("refusing to allocate"), std::string::npos) << refused;
-    // Alone, a refusal comes within the 10 s budget (FleetSocketTest.WithoutQuorum...). Under
-    // this load it has come after up to three budgets (30 s): the probe waits behind store
-    // operations other calls started (a reload after a refused commit, a commit in flight), each
-    // bounded by 10 s. A known gap (README): what this asserts is a clear refusal, never a
-    // wrong answer, and its time is reported.
-    EXPECT_LE(took.count(), 35000) << err;
+    // Within 10 s even under the clients' load: a call that waits behind a store operation which
+    // finds etcd without quorum is refused with that answer, never after a chain of timeouts.
+    EXPECT_LE(took.count(), 10000) << err;
     std::printf("chaos: a new name was refused %lld ms after quorum was lost\n", static_cast<long long>(took.count()));
     std::this_thread::sleep_until(lost_at + t.quorum_lost);
     cluster_.Start(first);
@@ -329,18 +326,15 @@ TEST_F(FleetChaosTest, NamesMovingBetweenNodesUnderFaultsAreNeverDuplicatedNorLo
   // it always had; every name's reservation is that address.
   testing::EtcdBook book = testing::ReadEtcdBook(cluster_.endpoints());
   // The probe was refused while quorum was lost, yet its transaction may apply once quorum is
-  // back (the leader keeps the proposal; the daemon reads that back): then it holds an address
-  // of its own, one no client was ever answered.
-  std::set<std::string> answered;
-  for (const auto& [name, address] : ledger.reserved()) answered.insert(address);
-  for (auto it = book.leased.begin(); it != book.leased.end();) {
-    if (it->second != "quorum-probe") {
-      ++it;
-      continue;
-    }
-    EXPECT_FALSE(answered.contains(it->first)) << "the probe's address " << it->first << " was answered to a client";
-    std::printf("chaos: the refused probe's allocation applied after quorum returned (%s)\n", it->first.c_str());
-    it = book.leased.erase(it);
+  // back (the leader keeps the proposal). The daemon journaled its address as released when it
+  // refused it, and the replay after the next load (which fences first) freed it: it holds no
+  // address now. Its reservation may have been written: a name keeps its first address.
+  for (const auto& [address, name] : book.leased) {
+    EXPECT_NE(name, "quorum-probe") << "the refused probe still holds " << address << " (etcd revision "
+                                    << book.revision << ")";
+  }
+  if (book.reserved.contains("quorum-probe")) {
+    std::printf("chaos: the refused probe's allocation applied after quorum returned; its lease was freed\n");
   }
   EXPECT_EQ(book.leased, ledger.held()) << "etcd at revision " << book.revision;
   for (const auto& [name, count] : book.leases_of) EXPECT_EQ(count, 1) << name << " is held " << count << " times";

@@ -16,6 +16,8 @@ class MemoryIpamStore : public ipam::IpamStore {
   bool shared_book = false;     // behave as a book other nodes write to
   std::string node_name;        // node() of a shared book
   bool down = false;            // every call fails as etcd without quorum does (kUnavailable)
+  // The next commit applies, but its answer is lost and cannot be read back (kUnavailable).
+  bool apply_and_lose_answer = false;
   int applies = 0;
   int loads = 0;
 
@@ -51,6 +53,10 @@ class MemoryIpamStore : public ipam::IpamStore {
     }
     ++applies;
     for (const ipam::IpamBatch& b : batches) Write(b);
+    if (apply_and_lose_answer) {
+      apply_and_lose_answer = false;
+      return Unavailable("injected: shared address store unavailable (the commit's outcome is unknown)");
+    }
     return OkStatus();
   }
   Result<std::optional<ipam::PoolRecord>> ReadPool(const std::string& pool_id) override {

@@ -57,7 +57,7 @@ class CommitQueueTest : public ::testing::Test {
   std::mutex service_mu_;
   GateStore store_;
   int failures_seen_ = 0;
-  CommitQueue queue_{store_, [this](const Status&) {
+  CommitQueue queue_{store_, [this](const Status&, std::span<const IpamBatch>) {
                        std::scoped_lock lock(service_mu_);
                        ++failures_seen_;
                        queue_.FailQueuedLocked(Unavailable("disk went away"));

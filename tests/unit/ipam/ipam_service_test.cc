@@ -217,6 +217,33 @@ TEST_F(SharedBookOutageTest, ReleasesAreJournaledAndReplayedAllocationsFailClose
   EXPECT_EQ(*again, *web);
 }
 
+// etcd applied a commit whose answer never came and could not be read back: dockerd was told
+// "refused", so nothing may stay leased for it. Its container address is journaled as released
+// and freed by the replay that follows the next load; the name keeps its reservation.
+TEST_F(SharedBookOutageTest, AnAllocationRefusedWithItsOutcomeUnknownIsFreedWhenItApplied) {
+  Result<std::string> db = Ask("db");
+  ASSERT_TRUE(db.ok()) << db.status().message();
+  store_.apply_and_lose_answer = true;
+  Result<std::string> web = Ask("web");
+  ASSERT_FALSE(web.ok());
+  EXPECT_EQ(web.status().code(), Code::kUnavailable);
+  EXPECT_NE(web.status().message().find("refusing to allocate"), std::string::npos) << web.status().message();
+  EXPECT_EQ(store_.lease_count(), 2u);  // it applied after all
+  ASSERT_EQ(journal_.entries.size(), 1u);
+  EXPECT_EQ(journal_.entries[0].node, "host-a");
+  const std::string lost = journal_.entries[0].address.ToString();
+  EXPECT_NE(store_.FindLease(pool_, lost), nullptr);
+
+  ASSERT_TRUE(service_->CatchUp().ok());
+  EXPECT_EQ(store_.lease_count(), 1u);  // db's only
+  EXPECT_NE(store_.FindLease(pool_, Bare(*db)), nullptr);
+  EXPECT_TRUE(journal_.entries.empty());
+  EXPECT_EQ(store_.reservation_count(), 2u);
+  Result<std::string> again = Ask("web");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*again, lost + "/24");  // the name's reservation, written by the lost commit
+}
+
 // The address was freed another way meanwhile (`reservations release --node`) and taken by
 // another node: the replay must leave that node's lease alone.
 TEST_F(SharedBookOutageTest, AReplayNeverFreesWhatThisNodeNoLongerHolds) {
