@@ -22,6 +22,7 @@
 #include "daemon/state_stores.h"
 #include "driver/driver_service.h"
 #include "driver/netlink/link_manager.h"
+#include "driver/packet/packet_announcer.h"
 #include "engine/docker_engine.h"
 #include "identity/identity_service.h"
 #include "ipam/etcd_store.h"
@@ -166,7 +167,9 @@ struct Services {
   std::unique_ptr<ipam::IpamService> book;        // --store's: this host's, or the fleet's
   std::unique_ptr<ipam::IpamService> local_book;  // beside a shared book: --ipam-opt scope=local pools
   std::unique_ptr<ipam::SplitIpam> split;
-  ipam::IpamApi* ipam = nullptr;  // what the edge calls: `book`, or `split` over both
+  ipam::IpamApi* ipam = nullptr;                       // what the edge calls: `book`, or `split` over both
+  std::unique_ptr<driver::PacketAnnouncer> announcer;  // on the heap: Services is moved
+  std::unique_ptr<driver::AnnounceSchedule> announce;  // outlives the driver, which uses it
   std::unique_ptr<driver::DriverService> driver;
   std::unique_ptr<driver::LinkReaper> reaper;
 };
@@ -189,6 +192,9 @@ Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, Ad
   if (!driver.ok()) return driver.status();
   s.driver = std::move(driver).value();
   s.driver->SetAllowedParents(flags.allowed_parents);
+  s.announcer = std::make_unique<driver::PacketAnnouncer>();
+  s.announce = std::make_unique<driver::AnnounceSchedule>(*s.announcer);
+  s.driver->SetAnnounceSchedule(s.announce.get());
   auto reaper_links = nl::LinkManager::Open();  // its own netlink socket: see link_reaper.h
   if (!reaper_links.ok()) return reaper_links.status();
   s.reaper = std::make_unique<driver::LinkReaper>(std::move(reaper_links).value());

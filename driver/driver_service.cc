@@ -404,15 +404,32 @@ Result<JoinResult> DriverService::Join(const std::string& network_id, const std:
     SMV_RETURN_IF_ERROR(SaveEndpointLocked(updated));
   }
   spdlog::info("endpoint joined id={} sandbox={}", ShortId(endpoint_id), sandbox_key);
+  AnnounceLocked(network, ep->second);
   return result;
+}
+
+void DriverService::AnnounceLocked(const Network& network, const EndpointRecord& endpoint) {
+  if (announce_ == nullptr || network.options.announce_count == 0) return;
+  const std::optional<MacAddress> mac = MacAddress::Parse(endpoint.mac);
+  if (!mac) return;
+  std::vector<Announcement> what;
+  for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
+    if (std::optional<Prefix> address = Prefix::Parse(cidr)) {
+      what.push_back({.link = network.options.MacvlanParent(), .mac = *mac, .address = address->address()});
+    }
+  }
+  announce_->Start(endpoint.endpoint_id, std::move(what), network.options.announce_count,
+                   std::chrono::milliseconds(network.options.announce_interval_ms));
 }
 
 Status DriverService::Leave(const std::string& network_id, const std::string& endpoint_id) {
   spdlog::debug("endpoint left id={} network={}", ShortId(endpoint_id), ShortId(network_id));
+  if (announce_ != nullptr) announce_->Cancel(endpoint_id);
   return OkStatus();  // dockerd moves the link back to the host; DeleteEndpoint removes it
 }
 
 Status DriverService::DeleteEndpoint(const std::string& network_id, const std::string& endpoint_id) {
+  if (announce_ != nullptr) announce_->Cancel(endpoint_id);
   std::scoped_lock lock(mu_);
   auto ep = endpoints_.find(endpoint_id);
   const std::string link_name = ep != endpoints_.end() ? ep->second.link_name : EndpointLinkName(endpoint_id);

@@ -14,6 +14,7 @@
 
 #include "common/ip.h"
 #include "common/status.h"
+#include "driver/announce/announce_schedule.h"
 #include "driver/link_reaper.h"
 #include "driver/netlink/link_ops.h"
 #include "driver/network_options.h"
@@ -89,6 +90,9 @@ class DriverService {
   // (see link_reaper.h); DeleteNetwork still returns only when its links are gone. Without one
   // (tests), deletion is synchronous. Set before serving; must outlive the service's use.
   void SetLinkReaper(LinkReaper* reaper) { reaper_ = reaper; }
+  // With a schedule, each Join announces the container's addresses on the LAN (see
+  // announce_schedule.h) as its network's options say. Set before serving; must outlive the service.
+  void SetAnnounceSchedule(AnnounceSchedule* schedule) { announce_ = schedule; }
 
   // Host-side name of an endpoint's macvlan link: "smv" + 11 hex digits of the endpoint id.
   static std::string EndpointLinkName(const std::string& endpoint_id);
@@ -133,6 +137,7 @@ class DriverService {
   void DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch& batch);
   void DeleteOrphanLinksLocked(ReconcileReport& report);
   void RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch);
+  void AnnounceLocked(const Network& network, const EndpointRecord& endpoint);
 
   nl::LinkOps& links_;
   NetworkStore& store_;
@@ -143,6 +148,7 @@ class DriverService {
   std::map<std::string, LinkRecord> link_records_;
   std::vector<std::string> allowed_parents_;  // set before serving, read-only afterwards
   LinkReaper* reaper_ = nullptr;              // set before serving
+  AnnounceSchedule* announce_ = nullptr;      // set before serving
 };
 
 }  // namespace smv::driver

@@ -8,7 +8,8 @@ namespace smv::driver {
 namespace {
 
 constexpr std::string_view kKnownOptions =
-    "parent, vlan, vlan_name, macvlan_mode (or mode), promisc, mtu, routes, default_route, ipam";
+    "parent, vlan, vlan_name, macvlan_mode (or mode), promisc, mtu, routes, default_route, ipam, "
+    "com.docker.network.advertise_addr_nmsgs, com.docker.network.advertise_addr_ms";
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -178,6 +179,26 @@ Status ParseIpam(std::string_view key, const std::string& value, Parsing& p) {
   return OkStatus();
 }
 
+Status ParseAnnounceCount(std::string_view key, const std::string& value, Parsing& p) {
+  std::optional<uint64_t> n = ParseNumber(value);
+  if (!n || *n > kMaxAnnouncements) {
+    return BadValue(key, value, "a number of announcements from 0 (none) to 10 (default 3)",
+                    "com.docker.network.advertise_addr_nmsgs=0");
+  }
+  p.out.announce_count = static_cast<uint32_t>(*n);
+  return OkStatus();
+}
+
+Status ParseAnnounceInterval(std::string_view key, const std::string& value, Parsing& p) {
+  std::optional<uint64_t> ms = ParseNumber(value);
+  if (!ms || *ms < kMinAnnounceIntervalMs || *ms > kMaxAnnounceIntervalMs) {
+    return BadValue(key, value, "milliseconds between announcements, from 100 to 2000 (default 1000)",
+                    "com.docker.network.advertise_addr_ms=500");
+  }
+  p.out.announce_interval_ms = static_cast<uint32_t>(*ms);
+  return OkStatus();
+}
+
 const std::map<std::string_view, OptionParser>& OptionParsers() {
   static const std::map<std::string_view, OptionParser> parsers = {
       {kOptParent,
@@ -196,6 +217,8 @@ const std::map<std::string_view, OptionParser>& OptionParsers() {
       {kOptDefaultRoute, [](std::string_view k, const std::string& v,
                             Parsing& p) { return ParseSwitchOption(k, v, p.out.default_route, "default_route=off"); }},
       {kOptIpam, ParseIpam},
+      {kOptAnnounceCount, ParseAnnounceCount},
+      {kOptAnnounceInterval, ParseAnnounceInterval},
   };
   return parsers;
 }

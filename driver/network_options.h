@@ -24,14 +24,20 @@ inline constexpr std::string_view kOptMtu = "mtu";                     // -o mtu
 inline constexpr std::string_view kOptRoutes = "routes";               // -o routes="10.254.0.0/16 via 192.0.2.254"
 inline constexpr std::string_view kOptDefaultRoute = "default_route";  // -o default_route=off
 inline constexpr std::string_view kOptIpam = "ipam";                   // -o ipam=docker
-inline constexpr std::string_view kIpamOurs = "static-macvlan";        // the default: sticky addresses
-inline constexpr std::string_view kIpamDocker = "docker";              // knowingly on Docker's IPAM
+// Docker 28's names: announcements (gratuitous ARP / unsolicited NA) after each Join.
+inline constexpr std::string_view kOptAnnounceCount = "com.docker.network.advertise_addr_nmsgs";  // 0 .. 10
+inline constexpr std::string_view kOptAnnounceInterval = "com.docker.network.advertise_addr_ms";  // 100 .. 2000
+inline constexpr std::string_view kIpamOurs = "static-macvlan";  // the default: sticky addresses
+inline constexpr std::string_view kIpamDocker = "docker";        // knowingly on Docker's IPAM
 
 inline constexpr size_t kMaxInterfaceName = 15;  // IFNAMSIZ - 1
 inline constexpr uint64_t kMinVlanId = 1;
 inline constexpr uint64_t kMaxVlanId = 4094;  // 4095 is reserved by 802.1Q
 inline constexpr uint64_t kMinMtu = 68;       // the IPv4 minimum
 inline constexpr uint64_t kMaxMtu = 65535;
+inline constexpr uint64_t kMaxAnnouncements = 10;  // Docker 28's limits
+inline constexpr uint64_t kMinAnnounceIntervalMs = 100;
+inline constexpr uint64_t kMaxAnnounceIntervalMs = 2000;
 
 enum class MacvlanMode { kBridge, kPrivate, kVepa, kPassthru };
 std::string_view MacvlanModeName(MacvlanMode mode);
@@ -54,6 +60,9 @@ struct NetworkOptions {
   bool default_route = true;  // container's default route via this network's gateway
   // -o ipam=docker: the user knowingly runs this network on Docker's IPAM (no reservations).
   bool docker_ipam = false;
+  // After each Join: this many announcements of every address of the container, this far apart.
+  uint32_t announce_count = 3;
+  uint32_t announce_interval_ms = 1000;
 
   // The link the containers' macvlans are created on.
   const std::string& MacvlanParent() const { return vlan_id ? vlan_link_name : parent; }

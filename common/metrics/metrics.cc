@@ -42,7 +42,10 @@ struct Families {
         commit_seconds(HistogramFamily(*registry, "static_macvlan_store_commit_duration_seconds",
                                        "Time to commit the address book durably, by store")),
         engine_calls(CounterFamily(*registry, "static_macvlan_engine_requests_total",
-                                   "Calls to the Docker engine API (to learn container names), by result")) {
+                                   "Calls to the Docker engine API (to learn container names), by result")),
+        announcements(CounterFamily(*registry, "static_macvlan_announcements_total",
+                                    "Gratuitous ARPs (kind arp) and unsolicited neighbour advertisements (kind na) "
+                                    "sent after a Join, by result")) {
     prometheus::BuildGauge()
         .Name("static_macvlan_build_info")
         .Help("The running build: always 1, its version as a label")
@@ -56,6 +59,7 @@ struct Families {
   prometheus::Family<prometheus::Counter>& commits;
   prometheus::Family<prometheus::Histogram>& commit_seconds;
   prometheus::Family<prometheus::Counter>& engine_calls;
+  prometheus::Family<prometheus::Counter>& announcements;
 };
 
 Families& Get() {
@@ -84,6 +88,10 @@ void ObserveStoreCommit(std::string_view store, std::string_view result, double 
   Families& f = Get();
   f.commits.Add({{"store", std::string(store)}, {"result", Label(result)}}).Increment();
   f.commit_seconds.Add({{"store", std::string(store)}}, LatencyBuckets()).Observe(seconds);
+}
+
+void CountAnnouncement(std::string_view kind, bool ok) {
+  Get().announcements.Add({{"kind", std::string(kind)}, {"result", ok ? "ok" : "error"}}).Increment();
 }
 
 void CountEngineCall(bool ok) { Get().engine_calls.Add({{"result", ok ? "ok" : "error"}}).Increment(); }

@@ -19,6 +19,9 @@ void ObserveStoreCommit(std::string_view store, std::string_view result, double 
 // One call to the engine API; `ok` false when it failed or did not answer in time.
 void CountEngineCall(bool ok);
 
+// One gratuitous ARP ("arp") or unsolicited neighbour advertisement ("na") sent, or failed.
+void CountAnnouncement(std::string_view kind, bool ok);
+
 // A pool as the address book holds it at scrape time.
 struct PoolGauges {
   std::string pool;          // pool id, e.g. "192.0.2.0/24" or "local 192.0.2.0/24"

@@ -299,6 +299,57 @@ grep -q "^web6 .* $w4 " <<<"$listed" && grep -q "^web6 .* $w6 " <<<"$listed" || 
 pass "reservations ls shows web6 with both addresses"
 d rm -f peer6 filler6 >/dev/null
 
+# --- N: announcements after each start: the LAN learns a container's new MAC at once -------
+# The switch namespace is the neighbour. It learns an address at one MAC; the name comes back on
+# the same address with another --mac-address and sends nothing itself (busybox sleep; Linux
+# sends no gratuitous ARP or unsolicited NA of its own): only the plugin's announcements, sent
+# from the host on the parent, can move the switch's entry.
+switch_capture() {  # switch_capture FILE COUNT FILTER: tcpdump -e on the switch until COUNT frames or 10 s
+  rm -f "$1" "$1.err"
+  in_switch timeout 10 tcpdump -i sw0 -e -n -l -c "$2" "$3" >"$1" 2>"$1.err" &
+  capture_pid=$!
+  for _ in $(seq 50); do grep -q "listening on" "$1.err" 2>/dev/null && return 0; sleep 0.1; done
+  fail "tcpdump did not start on the switch: $(cat "$1.err")"
+}
+neigh_becomes() {  # neigh_becomes ADDRESS MAC: the switch's entry for ADDRESS is MAC within 1 s; prints ms
+  local start=$(date +%s%N) now
+  while :; do
+    now=$(date +%s%N)
+    in_switch ip neigh show "$1" dev sw0 | grep -q "lladdr $2" && { echo $(( (now - start) / 1000000 )); return 0; }
+    [ $(( now - start )) -lt 1000000000 ] || return 1
+    sleep 0.05
+  done
+}
+d run -d --name g1 --network lan --ip 192.0.2.77 --mac-address 02:42:c0:00:02:aa smv-bb sleep 600 >/dev/null
+in_switch ping -c 1 -W 2 192.0.2.77 >/dev/null || fail "the switch cannot ping g1"
+in_switch ip neigh show 192.0.2.77 dev sw0 | grep -q "lladdr 02:42:c0:00:02:aa" || fail "switch has no entry for g1"
+d rm -f g1 >/dev/null
+sleep 1.1  # the neighbour's locktime: ARP ignores updates within 1 s of the last one
+switch_capture "$E2E_DIR/garp.txt" 3 "arp and ether src 02:42:c0:00:02:bb"
+d run -d --name g1 --network lan --ip 192.0.2.77 --mac-address 02:42:c0:00:02:bb smv-bb sleep 600 >/dev/null
+took=$(neigh_becomes 192.0.2.77 02:42:c0:00:02:bb) \
+  || fail "the switch still has $(in_switch ip neigh show 192.0.2.77 dev sw0) 1 s after g1 came back with a new MAC"
+pass "a neighbour's ARP entry moves to the new MAC ${took} ms after docker run returns (--mac-address changed)"
+wait "$capture_pid" || true
+expect_eq "$(grep -c '02:42:c0:00:02:bb > ff:ff:ff:ff:ff:ff, ethertype ARP.* 192\.0\.2\.77' "$E2E_DIR/garp.txt")" "3" \
+  "tcpdump -e on the switch sees 3 gratuitous ARPs with g1's MAC and address"
+d rm -f g1 >/dev/null
+# IPv6: web6's address is in the switch's neighbour table (it pinged the switch); it comes back
+# with a new MAC and the switch learns it from the unsolicited neighbour advertisement.
+d run -d --name web6 --network dual --mac-address 02:42:c0:00:02:cc smv-bb sleep 600 >/dev/null
+ping6_ok web6 2001:db8:228::fe || fail "web6 cannot ping6 the switch"
+d rm -f web6 >/dev/null
+switch_capture "$E2E_DIR/na.txt" 3 "icmp6 and ip6[40] == 136 and ether src 02:42:c0:00:02:dd"
+d run -d --name web6 --network dual --mac-address 02:42:c0:00:02:dd smv-bb sleep 600 >/dev/null
+expect_eq "$(ip6_of web6 dual)" "$w6" "web6 keeps its v6 address with a new MAC"
+took=$(neigh_becomes "$w6" 02:42:c0:00:02:dd) \
+  || fail "the switch still has $(in_switch ip neigh show "$w6" dev sw0) 1 s after web6 came back with a new MAC"
+pass "a neighbour's IPv6 entry moves to the new MAC ${took} ms after docker run returns"
+wait "$capture_pid" || true
+expect_eq "$(grep -c "02:42:c0:00:02:dd > 33:33:00:00:00:01, ethertype IPv6.*neighbor advertisement, tgt is $w6" "$E2E_DIR/na.txt")" "3" \
+  "tcpdump -e on the switch sees 3 unsolicited neighbour advertisements with web6's MAC and address"
+d rm -f web6 >/dev/null
+
 # --- M: migration from Docker's built-in macvlan: the names keep their addresses -----------
 # The subnet of section P: its names' reservations (kept after its network was removed) go first.
 for n in $(reservations ls --json | jq -r '.[] | select(.Pool == "203.0.113.64/26") | .Name'); do
@@ -343,6 +394,30 @@ d rm -f old-1 old-2 old-3 old-4 old-5 >/dev/null
 # --- G: network rm removes every link we created and nothing else -------------------------
 d rm -f $(d ps -aq) >/dev/null
 for n in lan lan2 routed dual lan-new; do d network rm $n >/dev/null; done
+# Announcements turned off with Docker 28's option: nothing is sent.
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/24 --gateway 192.0.2.254 \
+  -o parent=eth1 -o com.docker.network.advertise_addr_nmsgs=0 quiet >/dev/null || fail "network create quiet"
+d run -d --name q1 --network quiet --ip 192.0.2.78 --mac-address 02:42:c0:00:02:ef smv-bb sleep 600 >/dev/null
+in_switch ping -c 1 -W 2 192.0.2.78 >/dev/null || fail "the switch cannot ping q1"
+d rm -f q1 >/dev/null
+sleep 1.1
+switch_capture "$E2E_DIR/quiet.txt" 1 "arp and ether src 02:42:c0:00:02:ee"
+d run -d --name q1 --network quiet --ip 192.0.2.78 --mac-address 02:42:c0:00:02:ee smv-bb sleep 600 >/dev/null
+sleep 3
+expect_eq "$(wc -l < "$E2E_DIR/quiet.txt") $(in_switch ip neigh show 192.0.2.78 dev sw0 | grep -o 'lladdr [0-9a-f:]*')" \
+  "0 lladdr 02:42:c0:00:02:ef" \
+  "-o com.docker.network.advertise_addr_nmsgs=0: no announcement in 3 s, and the switch keeps the old MAC"
+kill "$capture_pid" 2>/dev/null || true
+wait "$capture_pid" 2>/dev/null || true
+if d network create -d static-macvlan --ipam-driver static-macvlan --subnet 198.51.100.0/24 \
+  -o parent=eth1 -o com.docker.network.advertise_addr_ms=20 loud >/dev/null 2>"$E2E_DIR/err"; then
+  fail "advertise_addr_ms=20 was accepted"
+fi
+grep -q 'invalid value "20" for option "com.docker.network.advertise_addr_ms"' "$E2E_DIR/err" \
+  || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "a wrong announcement interval is refused naming the option and what is allowed"
+d rm -f q1 >/dev/null
+d network rm quiet >/dev/null
 expect_eq "$(host_links)" "$links_before" "network rm leaves exactly the links that were there before"
 expect_eq "$(in_host ip -o link show eth1 | grep -c PROMISC)" "0" "promiscuous mode switched back off"
 

@@ -98,6 +98,14 @@ TEST(NetworkOptionsTest, BadValuesNameOptionValueAndExample) {
       {{{"parent", "eth1"}, {"routes", ";"}}, "invalid value \";\" for option \"routes\""},
       {{{"parent", "eth1"}, {"default_route", "2"}}, "option \"default_route\""},
       {{{"parent", "eth1"}, {"vlna", "5"}}, "unknown option \"vlna\" (known: parent, vlan,"},
+      {{{"parent", "eth1"}, {"com.docker.network.advertise_addr_nmsgs", "11"}},
+       "invalid value \"11\" for option \"com.docker.network.advertise_addr_nmsgs\": want a number of "
+       "announcements from 0 (none) to 10"},
+      {{{"parent", "eth1"}, {"com.docker.network.advertise_addr_nmsgs", "-1"}}, "from 0 (none) to 10"},
+      {{{"parent", "eth1"}, {"com.docker.network.advertise_addr_ms", "50"}},
+       "invalid value \"50\" for option \"com.docker.network.advertise_addr_ms\": want milliseconds between "
+       "announcements, from 100 to 2000"},
+      {{{"parent", "eth1"}, {"com.docker.network.advertise_addr_ms", "1s"}}, "from 100 to 2000"},
   };
   for (const Case& c : cases) {
     Result<NetworkOptions> r = ParseNetworkOptions(c.opts);
@@ -105,6 +113,24 @@ TEST(NetworkOptionsTest, BadValuesNameOptionValueAndExample) {
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
     EXPECT_NE(r.status().message().find(c.text), std::string::npos) << r.status().message();
   }
+}
+
+// Docker 28's option names for announcements after Join; defaults 3 x 1 s, 0 turns them off.
+TEST(NetworkOptionsTest, AnnouncementsDefaultToThreeASecondApartAndCanBeTunedOrTurnedOff) {
+  Result<NetworkOptions> plain = ParseNetworkOptions({{"parent", "eth1"}});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->announce_count, 3u);
+  EXPECT_EQ(plain->announce_interval_ms, 1000u);
+  Result<NetworkOptions> tuned = ParseNetworkOptions({{"parent", "eth1"},
+                                                      {"com.docker.network.advertise_addr_nmsgs", "10"},
+                                                      {"com.docker.network.advertise_addr_ms", "100"}});
+  ASSERT_TRUE(tuned.ok()) << tuned.status().message();
+  EXPECT_EQ(tuned->announce_count, 10u);
+  EXPECT_EQ(tuned->announce_interval_ms, 100u);
+  Result<NetworkOptions> off =
+      ParseNetworkOptions({{"parent", "eth1"}, {"com.docker.network.advertise_addr_nmsgs", "0"}});
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->announce_count, 0u);
 }
 
 }  // namespace

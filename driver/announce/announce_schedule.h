@@ -1,0 +1,51 @@
+#pragma once
+// Sends each joined endpoint's announcements `count` times, `interval` apart, from one thread:
+// the first right after Join (dockerd is then moving the link into the container), the others
+// while the container starts. Leave and DeleteEndpoint cancel what is left. A failed send is
+// logged and counted, never returned: a container starts whether or not the LAN was told.
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "driver/announce/announcer.h"
+
+namespace smv::driver {
+
+class AnnounceSchedule {
+ public:
+  explicit AnnounceSchedule(Announcer& announcer) : announcer_(announcer) {}
+  ~AnnounceSchedule();  // stops the thread; what is left is not sent
+  AnnounceSchedule(const AnnounceSchedule&) = delete;
+  AnnounceSchedule& operator=(const AnnounceSchedule&) = delete;
+
+  // Replaces what `key` (an endpoint id) had scheduled.
+  void Start(const std::string& key, std::vector<Announcement> what, uint32_t count,
+             std::chrono::milliseconds interval);
+  void Cancel(const std::string& key);
+  // Tests: returns once nothing is scheduled.
+  void WaitIdle();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Plan {
+    std::vector<Announcement> what;
+    uint32_t left = 0;
+    std::chrono::milliseconds interval{};
+    Clock::time_point next;
+  };
+  void Run();
+
+  Announcer& announcer_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, Plan> plans_;
+  bool stopping_ = false;
+  std::thread worker_;  // started with the first plan
+};
+
+}  // namespace smv::driver
