@@ -21,6 +21,7 @@ struct ServeFlags {
   unsigned stale_after_seconds = 60;
   std::vector<std::string> allowed_parents;
   std::string metrics_listen;  // ADDR:PORT for GET /metrics over TCP; "" = the plugin socket only
+  bool mac_identity = false;   // IpamDriver capability RequiresMACAddress (see --mac-identity)
   // "lmdb" (the embedded book in --state-dir) or "etcd://H:P[,H:P...]" (a book shared by hosts).
   std::string store = "lmdb";
   std::string node_name;  // this host in a shared book; default: the hostname

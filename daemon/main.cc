@@ -53,6 +53,10 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
       ->delimiter(',');
   serve.add_option("--metrics-listen", flags.metrics_listen,
                    "also serve GET /metrics on this TCP ADDRESS:PORT (it is always on the plugin socket)");
+  serve.add_flag("--mac-identity", flags.mac_identity,
+                 "tell dockerd the IPAM needs each container's MAC (RequiresMACAddress): a fixed --mac-address then "
+                 "identifies its container at RequestAddress on engines before Docker 29, but dockerd gives every "
+                 "other container a new random MAC at each start (default off: a name keeps its MAC with its address)");
   AddStoreOptions(serve, flags);
   serve.add_option("--node-name", flags.node_name, "this host's name in a shared address book (default: hostname)");
 }

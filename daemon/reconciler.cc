@@ -6,6 +6,17 @@
 
 namespace smv::daemon {
 
+void ReleaseHostAddress(ipam::IpamApi& ipam, const driver::NetworkRecord& network) {
+  Result<driver::NetworkOptions> options = driver::ParseNetworkOptions(network.options);
+  if (!options.ok() || !options->host_ip) return;
+  for (const std::string& pool : ipam.PoolsLeasing(*options->host_ip)) {
+    if (Status s = ipam.ReleaseAddress(pool, options->host_ip->ToString()); !s.ok()) {
+      spdlog::warn("network {}: host_ip {} not released: {}", ShortId(network.id), options->host_ip->ToString(),
+                   s.message());
+    }
+  }
+}
+
 Reconciler::Reconciler(engine::EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
                        identity::IdentityService& identity, ReconcilerOptions options, Clock clock)
     : engine_(engine), ipam_(ipam), driver_(driver), identity_(identity), options_(options), clock_(std::move(clock)) {
@@ -104,6 +115,7 @@ void Reconciler::CleanLostNetworks(const EngineView& view, PassReport& report) {
       continue;
     }
     network_unknown_since_.erase(id);
+    ReleaseHostAddress(ipam_, *record);
     ReleaseNetworkPools(*record);
     ++report.networks_cleaned;
   }

@@ -37,6 +37,10 @@ struct ReconcilerOptions {
   bool apply_presence = true;
 };
 
+// A network with -o host_ip holds that address in the IPAM (so no container gets it): freed when
+// the network goes, whether dockerd removed it or the reconciler found it gone.
+void ReleaseHostAddress(ipam::IpamApi& ipam, const driver::NetworkRecord& network);
+
 class Reconciler {
  public:
   using Clock = std::function<int64_t()>;  // unix seconds

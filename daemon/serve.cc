@@ -239,6 +239,7 @@ Status Serve(const ServeFlags& flags) {
   services->driver->SetLinkReaper(services->reaper.get());  // after AtStart, which deletes synchronously
 
   api::PluginApi api(*services->driver, *services->ipam, &identity, engine->get());
+  api.SetMacIdentity(flags.mac_identity);
   std::unique_ptr<api::MetricsServer> metrics_server;
   if (!flags.metrics_listen.empty()) {
     auto listening = api::MetricsServer::Listen(flags.metrics_listen, api);

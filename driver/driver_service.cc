@@ -24,25 +24,64 @@ constexpr std::string_view kEndpointLinkPrefix = "smv";
 // may have. Fixed: start-up recognises links of ours (left by a crash) by this shape.
 constexpr size_t kEndpointLinkIdDigits = 11;
 static_assert(kEndpointLinkPrefix.size() + kEndpointLinkIdDigits <= kMaxInterfaceName);
+// The host's link of a network with -o host_ip ('h' is no hex digit: never an endpoint's name).
+constexpr std::string_view kHostLinkPrefix = "smvh";
+static_assert(kHostLinkPrefix.size() + kEndpointLinkIdDigits <= kMaxInterfaceName);
 
 int64_t SystemNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// A MAC derived from the IPv4 address (as Docker's bridge does), so a container that comes
-// back with its address also comes back with its MAC and the LAN's ARP caches stay right.
-std::string MacForAddress(const std::string& address_v4) {
-  std::optional<Prefix> prefix = Prefix::Parse(address_v4);
-  if (prefix && prefix->address().is_v4()) {
-    const auto v = static_cast<uint32_t>(prefix->address().value());
-    return MacAddress({0x02, 0x42, static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
-                       static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)})
-        .ToString();
+// A MAC derived from the endpoint's address, so a container that comes back with its address
+// (sticky by name) also comes back with its MAC, on any host of a fleet, with nothing stored:
+// 02:42 and the IPv4 address (as Docker's bridge does), or for an IPv6-only endpoint 02:42 and
+// 32 bits of a hash of the whole IPv6 address (its low bits alone would repeat across subnets).
+std::string MacForAddress(const std::string& address_v4, const std::string& address_v6) {
+  uint32_t low = 0;
+  if (std::optional<Prefix> v4 = Prefix::Parse(address_v4); v4 && v4->address().is_v4()) {
+    low = static_cast<uint32_t>(v4->address().value());
+  } else if (std::optional<Prefix> v6 = Prefix::Parse(address_v6); v6 && !v6->address().is_v4()) {
+    uint64_t hash = 14695981039346656037ull;  // FNV-1a over the 16 bytes
+    for (int shift = 120; shift >= 0; shift -= 8) {
+      hash = (hash ^ static_cast<uint8_t>(v6->address().value() >> shift)) * 1099511628211ull;
+    }
+    low = static_cast<uint32_t>(hash ^ (hash >> 32));
+  } else {
+    std::random_device rd;
+    low = rd();
   }
-  std::random_device rd;
-  std::array<uint8_t, 6> bytes{0x02, 0x42};
-  for (size_t i = 2; i < 6; ++i) bytes[i] = static_cast<uint8_t>(rd());
-  return MacAddress(bytes).ToString();
+  return MacAddress({0x02, 0x42, static_cast<uint8_t>(low >> 24), static_cast<uint8_t>(low >> 16),
+                     static_cast<uint8_t>(low >> 8), static_cast<uint8_t>(low)})
+      .ToString();
+}
+
+// -o host_ip must be a free address inside one of the network's subnets, on a bridge-mode
+// network (the host's link is a bridge-mode macvlan: it reaches only bridge-mode siblings).
+Status CheckHostIp(const CreateNetworkCall& call, const NetworkOptions& options) {
+  if (!options.host_ip) return OkStatus();
+  const IpAddress& ip = *options.host_ip;
+  auto bad = [&](std::string_view why) {
+    return InvalidArgument(fmt::format("invalid value \"{}\" for option \"host_ip\": {} (example: -o host_ip={})",
+                                       ip.ToString(), why, ip.is_v4() ? "192.0.2.253" : "2001:db8::fd"));
+  };
+  if (options.mode != MacvlanMode::kBridge) {
+    return bad(fmt::format("host access needs macvlan_mode=bridge, this network is {}", MacvlanModeName(options.mode)));
+  }
+  std::string subnets;
+  for (const auto* data : {&call.ipv4, &call.ipv6}) {
+    for (const IpData& d : *data) {
+      if (!d.pool.Contains(ip)) {
+        subnets += (subnets.empty() ? "" : ", ") + d.pool.ToString();
+        continue;
+      }
+      if (d.gateway && *d.gateway == ip) return bad("it is the network's gateway; want another address of the network");
+      if (ip == d.pool.Network() || (ip.is_v4() && ip == d.pool.Last())) {
+        return bad(fmt::format("it is the network or broadcast address of {}", d.pool.ToString()));
+      }
+      return OkStatus();
+    }
+  }
+  return bad(fmt::format("want an address inside the network's subnet ({})", subnets.empty() ? "none" : subnets));
 }
 
 std::string JoinNames(const std::vector<nl::LinkInfo>& links) {
@@ -59,6 +98,10 @@ std::string JoinNames(const std::vector<nl::LinkInfo>& links) {
 
 std::string DriverService::EndpointLinkName(const std::string& endpoint_id) {
   return fmt::format("{}{}", kEndpointLinkPrefix, endpoint_id.substr(0, kEndpointLinkIdDigits));
+}
+
+std::string DriverService::HostLinkName(const std::string& network_id) {
+  return fmt::format("{}{}", kHostLinkPrefix, network_id.substr(0, kEndpointLinkIdDigits));
 }
 
 Result<std::unique_ptr<DriverService>> DriverService::Create(nl::LinkOps& links, NetworkStore& store, Clock clock) {
@@ -223,6 +266,7 @@ Status DriverService::CreateNetwork(const CreateNetworkCall& call, const Admissi
   Result<std::optional<nl::LinkInfo>> vlan_link = std::optional<nl::LinkInfo>();
   if (options.vlan_id) vlan_link = CheckVlanLinkLocked(options, *parent);
   if (!vlan_link.ok()) return vlan_link.status();
+  SMV_RETURN_IF_ERROR(CheckHostIp(call, options));
   if (admit) SMV_RETURN_IF_ERROR(admit(options));  // the last check before the kernel is touched
 
   DriverBatch batch;
@@ -242,11 +286,20 @@ Status DriverService::CreateNetwork(const CreateNetworkCall& call, const Admissi
     record.promisc_by_us = true;
     batch.put_links.push_back(record);
   }
+  bool host_link_now = false;
+  ScopeExit undo_host_link([&] {
+    if (host_link_now) LogIfFailed(links_.Delete(HostLinkName(call.network_id)), "rollback: delete host link");
+  });
+  if (options.host_ip) {
+    SMV_RETURN_IF_ERROR(CreateHostLinkLocked(call.network_id, options));
+    host_link_now = true;
+  }
   NetworkRecord record{call.network_id, call.options, call.ipv4, call.ipv6, call.internal};
   batch.put_networks.push_back(record);
   SMV_RETURN_IF_ERROR(store_.Apply(batch));
   undo_vlan.Release();
   undo_promisc.Release();
+  undo_host_link.Release();
   for (const LinkRecord& link : batch.put_links) link_records_[link.name] = link;
   networks_.emplace(call.network_id, Network{record, options});
   spdlog::info("network created id={} parent={} vlan={} mode={}", ShortId(call.network_id), options.parent,
@@ -307,6 +360,12 @@ Status DriverService::DeleteNetwork(const std::string& network_id) {
     }
     batch.delete_endpoints.push_back(id);
   }
+  if (it->second.options.host_ip) {  // before its VLAN link, which would take it along
+    const std::string host_link = HostLinkName(network_id);
+    if (Status s = links_.Delete(host_link); !s.ok() && s.code() != Code::kNotFound) {
+      spdlog::warn("host link not deleted name={}: {}", host_link, s.message());
+    }
+  }
   DeleteVlanIfLastLocked(it->second, batch);
   RestorePromiscIfLastLocked(it->second, batch);
   batch.delete_networks.push_back(network_id);
@@ -334,7 +393,7 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
     if (!parsed) return InvalidArgument(fmt::format("invalid MAC address \"{}\"", mac));
     mac = parsed->ToString();
   } else {
-    mac = MacForAddress(call.address_v4);
+    mac = MacForAddress(call.address_v4, call.address_v6);
   }
   const NetworkOptions& options = net->second.options;
   const std::string link_name = EndpointLinkName(call.endpoint_id);
@@ -404,8 +463,46 @@ Result<JoinResult> DriverService::Join(const std::string& network_id, const std:
     SMV_RETURN_IF_ERROR(SaveEndpointLocked(updated));
   }
   spdlog::info("endpoint joined id={} sandbox={}", ShortId(endpoint_id), sandbox_key);
+  RouteHostToLocked(network, ep->second, true);
   AnnounceLocked(network, ep->second);
   return result;
+}
+
+Status DriverService::CreateHostLinkLocked(const std::string& network_id, const NetworkOptions& options) {
+  const std::string name = HostLinkName(network_id);
+  // A link of this name can only be a leftover of this network (a crash before its record).
+  if (Status s = links_.Delete(name); s.ok()) spdlog::warn("stale host link replaced name={}", name);
+  // Its MAC comes from host_ip, as a container's from its address: recreated after a reboot or a
+  // deletion, the link keeps its MAC, and the containers' ARP caches stay right.
+  const IpAddress& ip = *options.host_ip;
+  const std::string mac =
+      ip.is_v4() ? MacForAddress(Prefix(ip, 32).ToString(), "") : MacForAddress("", Prefix(ip, 128).ToString());
+  SMV_RETURN_IF_ERROR(links_.CreateMacvlan({name, options.MacvlanParent(), "bridge", options.mtu.value_or(0), mac}));
+  Status made = links_.TuneHostLink(name);
+  if (made.ok()) made = links_.SetUp(name);
+  if (made.ok()) made = links_.AddHostAddress(name, *options.host_ip);
+  if (!made.ok()) {
+    LogIfFailed(links_.Delete(name), "rollback: delete host link");
+    return made.Annotate(fmt::format("host access link {} for host_ip {}", name, options.host_ip->ToString()));
+  }
+  spdlog::info("host link ready name={} address={} parent={}", name, options.host_ip->ToString(),
+               options.MacvlanParent());
+  return OkStatus();
+}
+
+void DriverService::RouteHostToLocked(const Network& network, const EndpointRecord& endpoint, bool add) {
+  if (!network.options.host_ip) return;
+  const std::string link = HostLinkName(network.record.id);
+  // Only the family the host has an address of: the other would route without a source.
+  const std::string& cidr = network.options.host_ip->is_v4() ? endpoint.address_v4 : endpoint.address_v6;
+  std::optional<Prefix> address = Prefix::Parse(cidr);
+  if (!address) return;
+  Status routed =
+      add ? links_.AddHostRoute(address->address(), link) : links_.DeleteHostRoute(address->address(), link);
+  if (!routed.ok() && !(routed.code() == Code::kNotFound && !add)) {
+    spdlog::warn("host route {} {} dev {}: {}", add ? "add" : "delete", address->address().ToString(), link,
+                 routed.message());
+  }
 }
 
 void DriverService::AnnounceLocked(const Network& network, const EndpointRecord& endpoint) {
@@ -433,6 +530,11 @@ Status DriverService::DeleteEndpoint(const std::string& network_id, const std::s
   std::scoped_lock lock(mu_);
   auto ep = endpoints_.find(endpoint_id);
   const std::string link_name = ep != endpoints_.end() ? ep->second.link_name : EndpointLinkName(endpoint_id);
+  if (ep != endpoints_.end()) {
+    if (auto net = networks_.find(ep->second.network_id); net != networks_.end()) {
+      RouteHostToLocked(net->second, ep->second, false);
+    }
+  }
   if (reaper_ == nullptr) {
     if (Status s = links_.Delete(link_name); !s.ok() && s.code() != Code::kNotFound) {
       return s.Annotate(fmt::format("delete link of endpoint {}", ShortId(endpoint_id)));
@@ -479,6 +581,7 @@ void DriverService::RepairNetworkLinksLocked(const std::string& id, const Networ
       }
     }
   }
+  if (options.host_ip) RepairHostAccessLocked(id, options, report);
   if (options.promisc && !(*parent)->promisc) {
     if (Status s = links_.SetPromisc(options.parent, true); !s.ok()) {
       problem(s);
@@ -488,6 +591,25 @@ void DriverService::RepairNetworkLinksLocked(const std::string& id, const Networ
     record.promisc_by_us = true;
     link_records_[record.name] = record;
     batch.put_links.push_back(record);
+  }
+}
+
+void DriverService::RepairHostAccessLocked(const std::string& id, const NetworkOptions& options,
+                                           ReconcileReport& report) {
+  const std::string name = HostLinkName(id);
+  Result<std::optional<nl::LinkInfo>> link = links_.Find(name);
+  if (link.ok() && !link->has_value()) {  // deleted behind our back, or a reboot
+    if (Status s = CreateHostLinkLocked(id, options); !s.ok()) {
+      report.problems.push_back(fmt::format("network {}: {}", ShortId(id), s.message()));
+      return;
+    }
+    ++report.host_links_recreated;
+  }
+  const Network* network = nullptr;
+  if (auto it = networks_.find(id); it != networks_.end()) network = &it->second;
+  if (network == nullptr) return;
+  for (const auto& [endpoint_id, endpoint] : endpoints_) {
+    if (endpoint.network_id == id && !endpoint.sandbox_key.empty()) RouteHostToLocked(*network, endpoint, true);
   }
 }
 
@@ -504,6 +626,7 @@ void DriverService::DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch
         ++it;
         continue;
       }
+      RouteHostToLocked(networks_.at(e.network_id), e, false);
       spdlog::info("endpoint {} torn down at start link={}", ShortId(it->first), e.link_name);
       report.torn_down.push_back(e);
       ++report.orphan_links_deleted;
@@ -526,6 +649,13 @@ void DriverService::DeleteOrphanLinksLocked(ReconcileReport& report) {
     return;
   }
   for (const nl::LinkInfo& link : *all) {
+    if (link.kind == "macvlan" && link.name.starts_with(kHostLinkPrefix)) {
+      bool owned = false;
+      for (const auto& [id, network] : networks_)
+        owned = owned || (network.options.host_ip && HostLinkName(id) == link.name);
+      if (!owned && links_.Delete(link.name).ok()) ++report.orphan_links_deleted;
+      continue;
+    }
     if (link.kind != "macvlan" || !link.name.starts_with(kEndpointLinkPrefix) ||
         link.name.size() != kEndpointLinkPrefix.size() + kEndpointLinkIdDigits) {
       continue;

@@ -54,6 +54,7 @@ struct ReconcileReport {
   int vlan_links_recreated = 0;
   int endpoints_dropped = 0;
   int orphan_links_deleted = 0;
+  int host_links_recreated = 0;
   // Endpoints removed because their link was back in the host after a Join: the container is
   // gone and its teardown was lost (a crash mid-Join, or the plugin down at a stop). The caller
   // frees their addresses.
@@ -96,6 +97,8 @@ class DriverService {
 
   // Host-side name of an endpoint's macvlan link: "smv" + 11 hex digits of the endpoint id.
   static std::string EndpointLinkName(const std::string& endpoint_id);
+  // The host's own macvlan link of a network with -o host_ip: "smvh" + 11 hex digits of its id.
+  static std::string HostLinkName(const std::string& network_id);
 
   // Records the container name learned for an endpoint (kept for reconciliation). Idempotent;
   // kNotFound for an unknown endpoint.
@@ -134,10 +137,14 @@ class DriverService {
   // The three steps of Reconcile.
   void RepairNetworkLinksLocked(const std::string& id, const NetworkOptions& options, ReconcileReport& report,
                                 DriverBatch& batch);
+  void RepairHostAccessLocked(const std::string& id, const NetworkOptions& options, ReconcileReport& report);
   void DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch& batch);
   void DeleteOrphanLinksLocked(ReconcileReport& report);
   void RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch);
   void AnnounceLocked(const Network& network, const EndpointRecord& endpoint);
+  // Host access: the host-side link with host_ip, and a host route to each joined container.
+  Status CreateHostLinkLocked(const std::string& network_id, const NetworkOptions& options);
+  void RouteHostToLocked(const Network& network, const EndpointRecord& endpoint, bool add);
 
   nl::LinkOps& links_;
   NetworkStore& store_;

@@ -8,7 +8,7 @@ namespace smv::driver {
 namespace {
 
 constexpr std::string_view kKnownOptions =
-    "parent, vlan, vlan_name, macvlan_mode (or mode), promisc, mtu, routes, default_route, ipam, "
+    "parent, vlan, vlan_name, macvlan_mode (or mode), promisc, mtu, routes, default_route, ipam, host_ip, "
     "com.docker.network.advertise_addr_nmsgs, com.docker.network.advertise_addr_ms";
 
 std::string_view Trim(std::string_view s) {
@@ -179,6 +179,13 @@ Status ParseIpam(std::string_view key, const std::string& value, Parsing& p) {
   return OkStatus();
 }
 
+Status ParseHostIp(std::string_view key, const std::string& value, Parsing& p) {
+  std::optional<IpAddress> ip = IpAddress::Parse(value);
+  if (!ip) return BadValue(key, value, "an IPv4 or IPv6 address of the network for the host", "host_ip=192.0.2.253");
+  p.out.host_ip = *ip;
+  return OkStatus();
+}
+
 Status ParseAnnounceCount(std::string_view key, const std::string& value, Parsing& p) {
   std::optional<uint64_t> n = ParseNumber(value);
   if (!n || *n > kMaxAnnouncements) {
@@ -217,6 +224,7 @@ const std::map<std::string_view, OptionParser>& OptionParsers() {
       {kOptDefaultRoute, [](std::string_view k, const std::string& v,
                             Parsing& p) { return ParseSwitchOption(k, v, p.out.default_route, "default_route=off"); }},
       {kOptIpam, ParseIpam},
+      {kOptHostIp, ParseHostIp},
       {kOptAnnounceCount, ParseAnnounceCount},
       {kOptAnnounceInterval, ParseAnnounceInterval},
   };

@@ -27,6 +27,7 @@ inline constexpr std::string_view kOptIpam = "ipam";                   // -o ipa
 // Docker 28's names: announcements (gratuitous ARP / unsolicited NA) after each Join.
 inline constexpr std::string_view kOptAnnounceCount = "com.docker.network.advertise_addr_nmsgs";  // 0 .. 10
 inline constexpr std::string_view kOptAnnounceInterval = "com.docker.network.advertise_addr_ms";  // 100 .. 2000
+inline constexpr std::string_view kOptHostIp = "host_ip";        // -o host_ip=192.0.2.253
 inline constexpr std::string_view kIpamOurs = "static-macvlan";  // the default: sticky addresses
 inline constexpr std::string_view kIpamDocker = "docker";        // knowingly on Docker's IPAM
 
@@ -60,6 +61,8 @@ struct NetworkOptions {
   bool default_route = true;  // container's default route via this network's gateway
   // -o ipam=docker: the user knowingly runs this network on Docker's IPAM (no reservations).
   bool docker_ipam = false;
+  // The host's own address on the network (host access): a host-side macvlan link holds it.
+  std::optional<IpAddress> host_ip;
   // After each Join: this many announcements of every address of the container, this far apart.
   uint32_t announce_count = 3;
   uint32_t announce_interval_ms = 1000;

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/metrics/metrics.h"
+#include "daemon/reconciler.h"
 
 namespace smv::api {
 namespace {
@@ -101,15 +102,42 @@ Result<json> PluginApi::CreateNetwork(const json& req) {
   Result<wire::CreateNetworkRequest> request = wire::DecodeCreateNetwork(req);
   if (!request.ok()) return request.status();
   auto has_pool = [this](const Prefix& subnet) { return !ipam_.PoolsOnSubnet(subnet).empty(); };
+  std::optional<std::pair<std::string, IpAddress>> host_lease;  // pool, host_ip: undone if the create fails
   auto admit = [&](const driver::NetworkOptions& options) -> Status {
     SMV_RETURN_IF_ERROR(AdmitIpam(*request, options, has_pool));
     for (const auto* family : {&request->v4, &request->v6}) {
       for (const wire::PoolOrigin& o : *family) SMV_RETURN_IF_ERROR(ipam_.AgreeAuxAddresses(o.data.pool, o.aux));
     }
+    if (options.host_ip && !options.docker_ipam) {
+      Result<std::string> pool = ReserveHostAddress(*request, *options.host_ip);
+      if (!pool.ok()) return pool.status();
+      host_lease.emplace(*pool, *options.host_ip);
+    }
     return OkStatus();
   };
-  SMV_RETURN_IF_ERROR(driver_.CreateNetwork(request->call, admit));
+  Status created = driver_.CreateNetwork(request->call, admit);
+  if (!created.ok() && host_lease) {
+    if (Status s = ipam_.ReleaseAddress(host_lease->first, host_lease->second.ToString()); !s.ok()) {
+      spdlog::warn("rollback: host_ip {} not released: {}", host_lease->second.ToString(), s.message());
+    }
+  }
+  SMV_RETURN_IF_ERROR(created);
   return Empty();
+}
+
+Result<std::string> PluginApi::ReserveHostAddress(const wire::CreateNetworkRequest& request, const IpAddress& host_ip) {
+  for (const auto* family : {&request.v4, &request.v6}) {
+    for (const wire::PoolOrigin& o : *family) {
+      if (!o.data.pool.Contains(host_ip)) continue;
+      const std::vector<std::string> pools = ipam_.PoolsOnSubnet(o.data.pool);
+      if (pools.size() != 1) break;
+      Result<std::string> held = ipam_.RequestAddress({.pool_id = pools.front(), .address = host_ip.ToString()});
+      if (!held.ok()) return held.status().Annotate(fmt::format("option \"host_ip\" ({})", host_ip.ToString()));
+      return pools.front();
+    }
+  }
+  return InvalidArgument(fmt::format(
+      "invalid value \"{}\" for option \"host_ip\": want an address inside the network's subnet", host_ip.ToString()));
 }
 
 Result<json> PluginApi::Join(const json& req) {
@@ -144,9 +172,8 @@ std::vector<std::pair<std::string, Handler>> PluginApi::ActivationRoutes() {
          return json{{"Scope", "local"}, {"ConnectivityScope", "local"}};
        }},
       {"/IpamDriver.GetCapabilities",
-       [](const json&) -> Result<json> {
-         // The MAC arrives in RequestAddress: it identifies containers with a fixed --mac-address.
-         return json{{"RequiresMACAddress", true}, {"RequiresRequestReplay", false}};
+       [this](const json&) -> Result<json> {
+         return json{{"RequiresMACAddress", mac_identity_}, {"RequiresRequestReplay", false}};
        }},
       {"/IpamDriver.GetDefaultAddressSpaces",
        [](const json&) -> Result<json> {
@@ -171,7 +198,9 @@ std::vector<std::pair<std::string, Handler>> PluginApi::DriverRoutes() {
        [this](const json& r) -> Result<json> {
          Result<std::string> id = wire::DecodeNetworkId(r);
          if (!id.ok()) return id.status();
+         const std::optional<driver::NetworkRecord> network = driver_.FindNetwork(*id);
          SMV_RETURN_IF_ERROR(driver_.DeleteNetwork(*id));
+         if (network) daemon::ReleaseHostAddress(ipam_, *network);
          return Empty();
        }},
       {"/NetworkDriver.CreateEndpoint",

@@ -40,6 +40,13 @@ class PluginApi {
   PluginApi(driver::DriverService& driver, ipam::IpamApi& ipam, identity::IdentityService* identity = nullptr,
             engine::EngineApi* engine = nullptr);
 
+  // IpamDriver capability RequiresMACAddress. Off (the default): dockerd sends no MAC unless the
+  // user gave one, and CreateEndpoint answers one derived from the sticky address, so a name keeps
+  // its MAC. On: every RequestAddress carries a MAC, which identifies containers with a fixed
+  // --mac-address, but dockerd invents a random one for every other container at each start.
+  // Set before serving (dockerd reads it once, at activation).
+  void SetMacIdentity(bool on) { mac_identity_ = on; }
+
   // Every path dockerd (and the CLI) may POST, mapped to its handler.
   std::vector<std::pair<std::string, Handler>> Routes();
 
@@ -56,6 +63,8 @@ class PluginApi {
   std::vector<std::pair<std::string, Handler>> CliRoutes();
 
   Result<nlohmann::json> CreateNetwork(const nlohmann::json& req);
+  // -o host_ip: leased in its pool so that no container gets it; returns the pool id.
+  Result<std::string> ReserveHostAddress(const wire::CreateNetworkRequest& request, const IpAddress& host_ip);
   Result<nlohmann::json> Join(const nlohmann::json& req);
   Result<nlohmann::json> RequestAddress(const nlohmann::json& req);
   // The reservations CLI talks to the daemon through these (same socket, same 0600 mode).
@@ -70,6 +79,7 @@ class PluginApi {
   ipam::IpamApi& ipam_;
   identity::IdentityService* identity_;
   engine::EngineApi* engine_;
+  bool mac_identity_ = false;
   std::map<std::string, Handler> table_;
 };
 

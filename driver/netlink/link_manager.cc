@@ -1,13 +1,18 @@
 #include "driver/netlink/link_manager.h"
 
+#include <linux/if_addr.h>
 #include <linux/if_vlan.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netlink/netlink.h>
+#include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/macvlan.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/link/vlan.h>
+#include <netlink/route/route.h>
 
+#include <fstream>
 #include <memory>
 
 namespace smv::nl {
@@ -24,6 +29,8 @@ struct CFree {
 using LinkPtr = std::unique_ptr<rtnl_link, CFree<rtnl_link_put>>;
 using CachePtr = std::unique_ptr<nl_cache, CFree<nl_cache_free>>;
 using AddrPtr = std::unique_ptr<nl_addr, CFree<nl_addr_put>>;
+using RtAddrPtr = std::unique_ptr<rtnl_addr, CFree<rtnl_addr_put>>;
+using RoutePtr = std::unique_ptr<rtnl_route, CFree<rtnl_route_put>>;
 
 // libnl returns negative NLE_* codes (not errno): keep the class, add what we were doing.
 Status NlStatus(int rc, std::string_view what) {
@@ -230,6 +237,97 @@ Status LinkManager::SetPromisc(const std::string& name, bool on) {
 Status LinkManager::SetUp(const std::string& name) {
   std::scoped_lock lock(mu_);
   return ChangeFlagsLocked(name, IFF_UP, 0);
+}
+
+namespace {
+
+// `address` as a host prefix (/32, /128) in libnl's form.
+Result<AddrPtr> HostPrefix(const IpAddress& address) {
+  nl_addr* raw = nullptr;
+  const std::string text = fmt::format("{}/{}", address.ToString(), address.bits());
+  if (int rc = nl_addr_parse(text.c_str(), address.is_v4() ? AF_INET : AF_INET6, &raw); rc < 0) {
+    return NlStatus(rc, fmt::format("parse address \"{}\"", text));
+  }
+  return AddrPtr(raw);
+}
+
+Status WriteSysctl(const std::string& path, std::string_view value) {
+  std::ofstream out(path);
+  out << value;
+  out.close();
+  if (!out) return Internal(fmt::format("write {} to {}", value, path));
+  return OkStatus();
+}
+
+Result<RoutePtr> HostRouteVia(const IpAddress& address, int index) {
+  Result<AddrPtr> dst = HostPrefix(address);
+  if (!dst.ok()) return dst.status();
+  RoutePtr route(rtnl_route_alloc());
+  rtnl_nexthop* hop = rtnl_route_nh_alloc();
+  if (route == nullptr || hop == nullptr) return Internal("allocate route object");
+  rtnl_route_set_family(route.get(), address.is_v4() ? AF_INET : AF_INET6);
+  rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
+  rtnl_route_set_protocol(route.get(), RTPROT_STATIC);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_LINK);
+  rtnl_route_set_type(route.get(), RTN_UNICAST);
+  rtnl_route_set_dst(route.get(), dst->get());
+  rtnl_route_nh_set_ifindex(hop, index);
+  rtnl_route_add_nexthop(route.get(), hop);  // the route owns it now
+  return route;
+}
+
+}  // namespace
+
+Status LinkManager::TuneHostLink(const std::string& name) {
+  const std::string conf = "/proc/sys/net/ipv4/conf/" + name + "/";
+  // ARP flux: the host link answers ARP only for its own address (arp_ignore=1) and uses it as
+  // the source of its own requests (arp_announce=2), never the host's other addresses.
+  SMV_RETURN_IF_ERROR(WriteSysctl(conf + "arp_ignore", "1"));
+  SMV_RETURN_IF_ERROR(WriteSysctl(conf + "arp_announce", "2"));
+  // Loose reverse-path filtering: LAN hosts may reach host_ip through this link while their
+  // return route goes through the parent; strict filtering would drop them.
+  return WriteSysctl(conf + "rp_filter", "2");
+}
+
+Status LinkManager::AddHostAddress(const std::string& link, const IpAddress& address) {
+  std::scoped_lock lock(mu_);
+  Result<int> index = IndexOfLocked(link);
+  if (!index.ok()) return index.status();
+  Result<AddrPtr> local = HostPrefix(address);
+  if (!local.ok()) return local.status();
+  RtAddrPtr addr(rtnl_addr_alloc());
+  if (addr == nullptr) return Internal("allocate address object");
+  rtnl_addr_set_ifindex(addr.get(), *index);
+  rtnl_addr_set_local(addr.get(), local->get());
+  if (!address.is_v4()) rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);  // usable at once
+  const int rc = rtnl_addr_add(sock_, addr.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (rc < 0 && rc != -NLE_EXIST) return NlStatus(rc, fmt::format("add {} to \"{}\"", address.ToString(), link));
+  return OkStatus();
+}
+
+Status LinkManager::AddHostRoute(const IpAddress& address, const std::string& link) {
+  std::scoped_lock lock(mu_);
+  Result<int> index = IndexOfLocked(link);
+  if (!index.ok()) return index.status();
+  Result<RoutePtr> route = HostRouteVia(address, *index);
+  if (!route.ok()) return route.status();
+  // EXCL: never replace a route of the host's own; one through this link already is fine.
+  const int rc = rtnl_route_add(sock_, route->get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (rc < 0 && rc != -NLE_EXIST) {
+    return NlStatus(rc, fmt::format("add route {} dev {}", address.ToString(), link));
+  }
+  return OkStatus();
+}
+
+Status LinkManager::DeleteHostRoute(const IpAddress& address, const std::string& link) {
+  std::scoped_lock lock(mu_);
+  Result<int> index = IndexOfLocked(link);
+  if (!index.ok()) return index.status();
+  Result<RoutePtr> route = HostRouteVia(address, *index);
+  if (!route.ok()) return route.status();
+  const int rc = rtnl_route_delete(sock_, route->get(), 0);
+  if (rc < 0) return NlStatus(rc, fmt::format("delete route {} dev {}", address.ToString(), link));
+  return OkStatus();
 }
 
 Status LinkManager::CreateVethPair(const std::string& name, const std::string& peer) {

@@ -24,6 +24,10 @@ class LinkManager : public LinkOps {
   Status Delete(const std::string& name) override;
   Status SetPromisc(const std::string& name, bool on) override;
   Status SetUp(const std::string& name) override;
+  Status TuneHostLink(const std::string& name) override;
+  Status AddHostAddress(const std::string& link, const IpAddress& address) override;
+  Status AddHostRoute(const IpAddress& address, const std::string& link) override;
+  Status DeleteHostRoute(const IpAddress& address, const std::string& link) override;
 
   // For tests: a veth pair (this kernel has no dummy links).
   Status CreateVethPair(const std::string& name, const std::string& peer);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/ip.h"
 #include "common/status.h"
 
 namespace smv::nl {
@@ -49,6 +50,17 @@ class LinkOps {
   virtual Status Delete(const std::string& name) = 0;
   virtual Status SetPromisc(const std::string& name, bool on) = 0;
   virtual Status SetUp(const std::string& name) = 0;
+
+  // Host access (-o host_ip): the host-side macvlan link answers ARP only for its own address
+  // and accepts traffic whose return route is elsewhere (see TuneHostLink in link_manager.cc).
+  virtual Status TuneHostLink(const std::string& name) = 0;
+  // Gives `link` `address` as a host address (/32, /128: no subnet route; IPv6 without DAD).
+  // Present already: OK.
+  virtual Status AddHostAddress(const std::string& link, const IpAddress& address) = 0;
+  // A host route (/32, /128) to `address` through `link`. Present already: OK.
+  virtual Status AddHostRoute(const IpAddress& address, const std::string& link) = 0;
+  // kNotFound when absent.
+  virtual Status DeleteHostRoute(const IpAddress& address, const std::string& link) = 0;
 };
 
 }  // namespace smv::nl

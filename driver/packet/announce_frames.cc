@@ -19,7 +19,9 @@ void Put16(std::vector<uint8_t>& out, uint16_t v) {
   out.push_back(static_cast<uint8_t>(v >> 8));
   out.push_back(static_cast<uint8_t>(v));
 }
-void PutMac(std::vector<uint8_t>& out, const MacAddress& mac) { out.insert(out.end(), mac.bytes().begin(), mac.bytes().end()); }
+void PutMac(std::vector<uint8_t>& out, const MacAddress& mac) {
+  out.insert(out.end(), mac.bytes().begin(), mac.bytes().end());
+}
 void PutIp(std::vector<uint8_t>& out, const IpAddress& ip) {
   for (int shift = ip.bits() - 8; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(ip.value() >> shift));
 }

@@ -80,12 +80,15 @@ pass "an --ip in use is refused with a clear error"
 d rm -f dup >/dev/null 2>&1 || true
 
 # --- S: same name, same address without --ip, on an engine that does not send names -------
+mac_of() { d inspect -f "{{(index .NetworkSettings.Networks \"$2\").MacAddress}}" "$1"; }
 d run -d --name s-0 --network lan smv-bb sleep 600 >/dev/null
-x=$(ip_of s-0 lan)
+x=$(ip_of s-0 lan); xm=$(mac_of s-0 lan)
 d rm -f s-0 >/dev/null
 d run -d --name filler --network lan smv-bb sleep 600 >/dev/null   # moves the allocator on
 d run -d --name s-0 --network lan smv-bb sleep 600 >/dev/null
 expect_eq "$(ip_of s-0 lan)" "$x" "docker run --name s-0 (no --ip), rm -f, run again: same address"
+expect_eq "$(mac_of s-0 lan) $(d exec s-0 cat /sys/class/net/eth0/address)" "$xm $xm" \
+  "... and the same MAC ($xm), in docker inspect and on the container's interface"
 d rm -f s-0 >/dev/null
 if d run -d --name b-2 --network lan --ip "$x" smv-bb sleep 600 >/dev/null 2>"$E2E_DIR/err"; then
   fail "b-2 took s-0's reserved address $x"
@@ -265,7 +268,7 @@ d network create -d static-macvlan --ipam-driver static-macvlan --ipv6 \
 ip6_of() { d inspect -f "{{(index .NetworkSettings.Networks \"$2\").GlobalIPv6Address}}" "$1"; }
 d run -d --name web6 --network dual smv-bb sleep 600 >/dev/null
 d run -d --name peer6 --network dual smv-bb sleep 600 >/dev/null
-w4=$(ip_of web6 dual); w6=$(ip6_of web6 dual); p6=$(ip6_of peer6 dual)
+w4=$(ip_of web6 dual); w6=$(ip6_of web6 dual); p6=$(ip6_of peer6 dual); wm=$(mac_of web6 dual)
 case "$w4 $w6 $p6" in
   203.0.113.*" 2001:db8:228::"*" 2001:db8:228::"*) pass "containers get an address of each family ($w4, $w6)" ;;
   *) fail "dual-stack addresses: web6 $w4 $w6, peer6 $p6" ;;
@@ -286,7 +289,8 @@ pass "ping6 to a v6 host across the wire"
 d rm -f web6 >/dev/null
 d run -d --name filler6 --network dual smv-bb sleep 600 >/dev/null   # moves both allocators on
 d run -d --name web6 --network dual smv-bb sleep 600 >/dev/null
-expect_eq "$(ip_of web6 dual) $(ip6_of web6 dual)" "$w4 $w6" "docker rm -f + run --name web6: the same v4 and v6 addresses"
+expect_eq "$(ip_of web6 dual) $(ip6_of web6 dual) $(mac_of web6 dual)" "$w4 $w6 $wm" \
+  "docker rm -f + run --name web6: the same v4 and v6 addresses and the same MAC"
 d rm -f web6 >/dev/null
 if d run -d --name other6 --network dual --ip6 "$w6" smv-bb sleep 600 >/dev/null 2>"$E2E_DIR/err"; then
   fail "other6 took web6's reserved v6 address $w6"
@@ -394,6 +398,47 @@ d rm -f old-1 old-2 old-3 old-4 old-5 >/dev/null
 # --- G: network rm removes every link we created and nothing else -------------------------
 d rm -f $(d ps -aq) >/dev/null
 for n in lan lan2 routed dual lan-new; do d network rm $n >/dev/null; done
+# Host access: -o host_ip gives the host an address on the network (a host-side macvlan link)
+# and a route to each container; it survives a plugin restart and the link's deletion.
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/24 --gateway 192.0.2.254 \
+  --ip-range 192.0.2.0/25 -o parent=eth1 -o host_ip=192.0.2.253 hostnet >/dev/null || fail "network create hostnet"
+hostlink=$(in_host ip -o addr show | awk '/inet 192\.0\.2\.253\/32/ {print $2}')
+case "$hostlink" in smvh*) ;; *) fail "no host link holds 192.0.2.253/32: $(in_host ip -o addr show)" ;; esac
+d run -d --name h1 --network hostnet smv-bb sleep 600 >/dev/null
+h1=$(ip_of h1 hostnet)
+both_ways() {  # the host pings h1 and h1 pings the host's address
+  in_host ping -c 1 -W 2 "$h1" >/dev/null && d exec h1 ping -c 1 -W 2 192.0.2.253 >/dev/null
+}
+both_ways || fail "host <-> h1 ($h1): $(in_host ip route get "$h1")"
+pass "host_ip: the host pings a container ($h1) and the container pings the host's 192.0.2.253"
+expect_eq "$(in_host ip route show 192.0.2.0/24) | $(in_host ip route show "$h1")" " | $h1 dev $hostlink proto static scope link " \
+  "host_ip: one host route per container, no subnet route added to the host's table"
+if d run -d --name h2 --network hostnet --ip 192.0.2.253 smv-bb sleep 600 >/dev/null 2>"$E2E_DIR/err"; then
+  fail "a container got host_ip 192.0.2.253"
+fi
+grep -q "address 192.0.2.253 is already in use" "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "host_ip is reserved: a container's --ip of it is refused"
+d rm -f h2 >/dev/null 2>&1 || true
+kill_plugin TERM
+start_plugin
+both_ways || fail "host <-> h1 after a plugin restart"
+pass "host_ip works after a plugin restart"
+kill_plugin TERM
+in_host ip link del "$hostlink"
+start_plugin
+both_ways || fail "host <-> h1 after its link was deleted (reboot): $(in_host ip -o addr show | grep smvh)"
+pass "host_ip works again after the host link was deleted behind the plugin's back (reboot)"
+if d network create -d static-macvlan --ipam-driver static-macvlan --subnet 198.51.100.0/24 \
+  -o parent=eth1 -o host_ip=192.0.2.9 wronghost >/dev/null 2>"$E2E_DIR/err"; then
+  fail "a host_ip outside the subnet was accepted"
+fi
+grep -q 'invalid value "192.0.2.9" for option "host_ip": want an address inside the network.s subnet (198.51.100.0/24)' \
+  "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "a host_ip outside the network's subnet is refused naming the option, the value and the subnet"
+d rm -f h1 >/dev/null
+d network rm hostnet >/dev/null
+expect_eq "$(in_host ip -o link show | grep -c smvh)" "0" "network rm removes the host link"
+
 # Announcements turned off with Docker 28's option: nothing is sent.
 d network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/24 --gateway 192.0.2.254 \
   -o parent=eth1 -o com.docker.network.advertise_addr_nmsgs=0 quiet >/dev/null || fail "network create quiet"
@@ -416,7 +461,10 @@ fi
 grep -q 'invalid value "20" for option "com.docker.network.advertise_addr_ms"' "$E2E_DIR/err" \
   || fail "unclear error: $(cat "$E2E_DIR/err")"
 pass "a wrong announcement interval is refused naming the option and what is allowed"
-d rm -f q1 >/dev/null
+d run -d --name q2 --network quiet --ip 192.0.2.253 smv-bb sleep 600 >/dev/null \
+  || fail "192.0.2.253 is still held after hostnet was removed"
+pass "the host_ip of a removed network is free again"
+d rm -f q1 q2 >/dev/null
 d network rm quiet >/dev/null
 expect_eq "$(host_links)" "$links_before" "network rm leaves exactly the links that were there before"
 expect_eq "$(in_host ip -o link show eth1 | grep -c PROMISC)" "0" "promiscuous mode switched back off"

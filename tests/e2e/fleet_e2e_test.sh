@@ -169,6 +169,7 @@ pass "a different --gateway for the same subnet on another host is refused namin
 # --- a name moves between hosts with its address, reachable across the switch ------------------
 d a run -d --name web --network lan smv-bb sleep 600 >/dev/null || fail "run web on a"
 web=$(ip_of a web)
+web_mac=$(d a inspect -f '{{(index .NetworkSettings.Networks "lan").MacAddress}}' web)
 case "$web" in 192.0.2.*) ;; *) fail "web got \"$web\"" ;; esac
 if d b run -d --name web --network lan smv-bb sleep 600 >/dev/null 2>"$DIR/err"; then
   fail "web started on b while it runs on a"
@@ -179,6 +180,8 @@ d b rm -f web >/dev/null 2>&1 || true
 d a rm -f web >/dev/null
 d b run -d --name web --network lan smv-bb sleep 600 >/dev/null || fail "run web on b after rm on a"
 expect_eq "$(ip_of b web)" "$web" "web removed on a and run on b keeps its address"
+expect_eq "$(d b inspect -f '{{(index .NetworkSettings.Networks "lan").MacAddress}}' web)" "$web_mac" \
+  "... and its MAC ($web_mac): the switch port changes, the MAC does not"
 d a run -d --name probe --network lan smv-bb sleep 600 >/dev/null
 d a exec probe ping -c 1 -W 3 "$web" >/dev/null || fail "a's container cannot ping web on b"
 pass "a container on host a reaches web on host b across the switch"

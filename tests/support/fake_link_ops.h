@@ -4,7 +4,9 @@
 // kNotFound, and VLAN creation can be made to fail as on a kernel without 802.1Q.
 
 #include <map>
+#include <set>
 #include <string>
+#include <utility>
 
 #include "driver/netlink/link_ops.h"
 
@@ -66,8 +68,33 @@ class FakeLinkOps : public nl::LinkOps {
   }
   Status Delete(const std::string& name) override {
     if (links_.erase(name) == 0) return NotFound(fmt::format("interface \"{}\" not found", name));
+    std::erase_if(routes, [&](const auto& r) { return r.second == name; });  // as the kernel does
+    addresses.erase(name);
+    tuned.erase(name);
     return OkStatus();
   }
+  Status TuneHostLink(const std::string& name) override {
+    if (!links_.contains(name)) return NotFound(name);
+    tuned.insert(name);
+    return OkStatus();
+  }
+  Status AddHostAddress(const std::string& link, const IpAddress& address) override {
+    if (!links_.contains(link)) return NotFound(link);
+    addresses[link].insert(address.ToString());
+    return OkStatus();
+  }
+  Status AddHostRoute(const IpAddress& address, const std::string& link) override {
+    if (!links_.contains(link)) return NotFound(link);
+    routes.insert({address.ToString(), link});
+    return OkStatus();
+  }
+  Status DeleteHostRoute(const IpAddress& address, const std::string& link) override {
+    if (routes.erase({address.ToString(), link}) == 0) return NotFound(address.ToString());
+    return OkStatus();
+  }
+  std::map<std::string, std::set<std::string>> addresses;  // link -> host addresses
+  std::set<std::pair<std::string, std::string>> routes;    // (address, link)
+  std::set<std::string> tuned;
   Status SetPromisc(const std::string& name, bool on) override {
     auto it = links_.find(name);
     if (it == links_.end()) return NotFound(name);

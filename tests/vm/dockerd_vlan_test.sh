@@ -23,15 +23,15 @@ in_switch ip link set sw0.228 up
 in_host ip link add link eth1 name eth1.300 type vlan id 300   # not ours: must survive
 
 d network create -d static-macvlan --ipam-driver static-macvlan --subnet 203.0.113.0/24 \
-  --gateway 203.0.113.254 -o parent=eth1 -o vlan=228 v228 >/dev/null || fail "network create v228"
+  --gateway 203.0.113.254 -o parent=eth1 -o vlan=228 -o host_ip=203.0.113.253 v228 >/dev/null || fail "network create v228"
 in_host ip -d link show eth1.228 | grep -q "vlan protocol 802.1Q id 228 <REORDER_HDR" || fail "eth1.228: $(in_host ip -d link show eth1.228)"
 pass "docker network create -o vlan=228 made eth1.228 (802.1Q id 228, REORDER_HDR)"
+in_host tcpdump -i eth1 -e -nn -l -U icmp or arp >"$E2E_DIR/cap.txt" 2>"$E2E_DIR/cap.err" &
+tpid=$!
+for _ in $(seq 100); do grep -q listening "$E2E_DIR/cap.err" && break; sleep 0.1; done
 d run -d --name v-0 --network v228 smv-bb sleep 600 >/dev/null
 d run -d --name v-1 --network v228 smv-bb sleep 600 >/dev/null
 v0=$(ip_of v-0 v228); v1=$(ip_of v-1 v228)
-in_host tcpdump -i eth1 -e -nn -l -U icmp >"$E2E_DIR/cap.txt" 2>"$E2E_DIR/cap.err" &
-tpid=$!
-for _ in $(seq 100); do grep -q listening "$E2E_DIR/cap.err" && break; sleep 0.1; done
 d exec v-0 ping -c 2 -W 3 "$v1" >/dev/null || fail "v-0 cannot ping v-1"
 pass "two containers on VLAN 228 ping each other"
 d exec v-0 ping -c 2 -W 3 203.0.113.254 >/dev/null || fail "v-0 cannot ping the VLAN 228 host behind the wire"
@@ -40,6 +40,19 @@ sleep 1; kill -TERM "$tpid"; wait "$tpid" || true  # TERM: background jobs ignor
 grep -q "vlan 228, p 0, ethertype IPv4 (0x0800), $v0 > 203.0.113.254: ICMP echo request" "$E2E_DIR/cap.txt" \
   || fail "no tagged frame on eth1: $(head -5 "$E2E_DIR/cap.txt")"
 pass "tcpdump -e on eth1 shows the container's frames tagged 228"
+grep -q "vlan 228, p 0, ethertype ARP (0x0806), .*$v0 tell $v0" "$E2E_DIR/cap.txt" \
+  || fail "no tagged gratuitous ARP for $v0: $(grep ARP "$E2E_DIR/cap.txt" | head -5)"
+pass "the container's gratuitous ARP leaves eth1 tagged 228"
+host_both_ways() {
+  in_host ping -c 1 -W 3 "$v0" >/dev/null && d exec v-0 ping -c 1 -W 3 203.0.113.253 >/dev/null
+}
+host_both_ways || fail "host <-> v-0 over the host link on eth1.228"
+pass "host_ip on VLAN 228: the host pings a container and the container pings the host"
+kill_plugin TERM
+in_host ip link del "$(in_host ip -o addr show | awk '/inet 203\.0\.113\.253\/32/ {print $2}' | cut -d@ -f1)"
+start_plugin
+host_both_ways || fail "host <-> v-0 after the host link was deleted and the plugin restarted"
+pass "host_ip on VLAN 228 works again after its link was deleted (reboot)"
 d network create -d static-macvlan --ipam-driver static-macvlan --subnet 198.51.100.0/24 \
   -o parent=eth1 -o vlan=229 v229 >/dev/null || fail "network create v229"
 in_host ip -d link show eth1.229 | grep -q "id 229" || fail "no eth1.229"

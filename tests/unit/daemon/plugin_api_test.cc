@@ -40,6 +40,9 @@ class PluginApiTest : public ::testing::Test {
 TEST_F(PluginApiTest, ActivationCallsTakeEmptyBodies) {
   EXPECT_EQ(Call("/Plugin.Activate", "")["Implements"], json({"NetworkDriver", "IpamDriver"}));
   EXPECT_EQ(Call("/NetworkDriver.GetCapabilities", "")["Scope"], "local");
+  // Off by default: dockerd then invents no MAC, and the driver's derived one is sticky.
+  EXPECT_EQ(Call("/IpamDriver.GetCapabilities", "")["RequiresMACAddress"], false);
+  api_->SetMacIdentity(true);  // serve --mac-identity
   EXPECT_EQ(Call("/IpamDriver.GetCapabilities", "")["RequiresMACAddress"], true);
   EXPECT_TRUE(Call("/IpamDriver.GetDefaultAddressSpaces", "").contains("LocalDefaultAddressSpace"));
 }

@@ -116,8 +116,12 @@ class JoinAnnouncesTest : public ::testing::Test {
   void Join(std::map<std::string, std::string> opts, const std::string& mac) {
     opts["parent"] = "eth1";
     const std::string net(64, '1'), ep(64, 'a');
-    ASSERT_TRUE(driver_->CreateNetwork({net, opts, {{*Prefix::Parse("192.0.2.0/24"), std::nullopt}},
-                                        {{*Prefix::Parse("2001:db8::/64"), std::nullopt}}, false})
+    ASSERT_TRUE(driver_
+                    ->CreateNetwork({net,
+                                     opts,
+                                     {{*Prefix::Parse("192.0.2.0/24"), std::nullopt}},
+                                     {{*Prefix::Parse("2001:db8::/64"), std::nullopt}},
+                                     false})
                     .ok());
     ASSERT_TRUE(driver_->CreateEndpoint({net, ep, "192.0.2.10/24", "2001:db8::a/64", mac}).ok());
     ASSERT_TRUE(driver_->Join(net, ep, "/var/run/docker/netns/x").ok());
@@ -132,7 +136,9 @@ class JoinAnnouncesTest : public ::testing::Test {
 };
 
 TEST_F(JoinAnnouncesTest, JoinAnnouncesBothAddressesWithTheEndpointsMacOnItsVlanLink) {
-  Join({{"vlan", "228"}, {"com.docker.network.advertise_addr_nmsgs", "2"}, {"com.docker.network.advertise_addr_ms", "100"}},
+  Join({{"vlan", "228"},
+        {"com.docker.network.advertise_addr_nmsgs", "2"},
+        {"com.docker.network.advertise_addr_ms", "100"}},
        "02:42:c0:00:02:aa");
   std::vector<RecordingAnnouncer::Sent> sent = announcer_.sent();
   ASSERT_EQ(sent.size(), 4u);

@@ -162,6 +162,23 @@ TEST_F(DriverServiceTest, EndpointLifecycleAndJoinAnswer) {
   EXPECT_EQ(store_.endpoint_count(), 0u);
 }
 
+// The MAC a name gets comes from its (sticky) address: same address, same MAC, on any host.
+TEST_F(DriverServiceTest, AnEndpointWithoutAMacGetsOneDerivedFromItsAddressAlsoOnIpv6Only) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}}).ok());
+  auto mac_of = [&](const std::string& v4, const std::string& v6) {
+    Result<CreateEndpointResult> ep = driver_->CreateEndpoint({kNet1, kEp1, v4, v6, ""});
+    EXPECT_TRUE(ep.ok()) << ep.status().message();
+    EXPECT_TRUE(driver_->DeleteEndpoint(kNet1, kEp1).ok());
+    return ep.ok() ? ep->mac : "";
+  };
+  EXPECT_EQ(mac_of("192.0.2.10/24", "2001:db8::a/64"), "02:42:c0:00:02:0a");
+  const std::string v6_only = mac_of("", "2001:db8:228::a/64");
+  EXPECT_EQ(v6_only.substr(0, 6), "02:42:");
+  EXPECT_EQ(mac_of("", "2001:db8:228::a/64"), v6_only) << "the same address gives the same MAC";
+  EXPECT_NE(mac_of("", "2001:db8:229::a/64"), v6_only) << "another subnet's ::a gives another MAC";
+  EXPECT_NE(mac_of("", "2001:db8:228::b/64"), v6_only);
+}
+
 TEST_F(DriverServiceTest, GivenMacIsUsedAndNotReturned) {
   ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}}).ok());
   Result<CreateEndpointResult> ep = driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", "02:00:00:00:02:28"});
@@ -216,6 +233,76 @@ TEST_F(DriverServiceTest, ReconcileRecreatesVlanDropsStrayEndpointsAndOrphanLink
   EXPECT_TRUE(links_.Exists("smvuserlink"));  // not of our naming: left alone
   ASSERT_TRUE(driver_->DeleteNetwork(kNet1).ok());
   EXPECT_FALSE(links_.Exists("eth1.228"));
+}
+
+}  // namespace
+}  // namespace smv::driver
+
+namespace smv::driver {
+namespace {
+
+// -o host_ip: a host-side bridge-mode macvlan with the address, a host route per joined
+// container, all rebuilt by Reconcile (reboot) and removed with the network.
+TEST_F(DriverServiceTest, HostIpGivesTheHostALinkAndARoutePerContainerRebuiltAtStart) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"vlan", "228"}, {"host_ip", "192.0.2.253"}}).ok());
+  const std::string host_link = DriverService::HostLinkName(kNet1);
+  EXPECT_EQ(host_link, "smvh11111111111");
+  ASSERT_TRUE(links_.Exists(host_link));
+  EXPECT_EQ(links_.Get(host_link).parent_name, "eth1.228");
+  EXPECT_EQ(links_.Get(host_link).macvlan_mode, "bridge");
+  EXPECT_EQ(links_.Get(host_link).mac, "02:42:c0:00:02:fd");  // from host_ip: stable across re-creation
+  EXPECT_TRUE(links_.Get(host_link).up);
+  EXPECT_TRUE(links_.tuned.contains(host_link));
+  EXPECT_EQ(links_.addresses[host_link], std::set<std::string>{"192.0.2.253"});
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
+  EXPECT_TRUE(links_.routes.empty()) << "routed at Join, when the container is there";
+  ASSERT_TRUE(driver_->Join(kNet1, kEp1, "/var/run/docker/netns/a").ok());
+  EXPECT_TRUE(links_.routes.contains({"192.0.2.10", host_link}));
+  ASSERT_TRUE(links_.Delete("smvaaaaaaaaaaa").ok());  // dockerd moved it into the container
+
+  ASSERT_TRUE(links_.Delete(host_link).ok());  // a reboot, or someone deleted it
+  Restart();
+  EXPECT_EQ(driver_->Reconcile().host_links_recreated, 1);
+  EXPECT_EQ(links_.addresses[host_link], std::set<std::string>{"192.0.2.253"});
+  EXPECT_TRUE(links_.routes.contains({"192.0.2.10", host_link}));
+
+  ASSERT_TRUE(driver_->DeleteEndpoint(kNet1, kEp1).ok());
+  EXPECT_TRUE(links_.routes.empty());
+  ASSERT_TRUE(driver_->DeleteNetwork(kNet1).ok());
+  EXPECT_FALSE(links_.Exists(host_link));
+  EXPECT_FALSE(links_.Exists("eth1.228"));
+}
+
+TEST_F(DriverServiceTest, AWrongHostIpIsRefusedNamingItAndLeavesNothingBehind) {
+  const size_t links_before = links_.Count();
+  struct Case {
+    std::map<std::string, std::string> opts;
+    std::string text;
+  } cases[] = {
+      {{{"parent", "eth1"}, {"host_ip", "198.51.100.1"}},
+       "invalid value \"198.51.100.1\" for option \"host_ip\": want an address inside the network's subnet "
+       "(192.0.2.0/24)"},
+      {{{"parent", "eth1"}, {"host_ip", "192.0.2.1"}}, "it is the network's gateway"},
+      {{{"parent", "eth1"}, {"host_ip", "192.0.2.255"}}, "network or broadcast address of 192.0.2.0/24"},
+      {{{"parent", "eth1"}, {"host_ip", "192.0.2.253"}, {"macvlan_mode", "private"}},
+       "host access needs macvlan_mode=bridge, this network is private"},
+      {{{"parent", "eth1"}, {"host_ip", "host"}}, "invalid value \"host\" for option \"host_ip\""},
+  };
+  for (const Case& c : cases) {
+    Status s = Create(kNet1, c.opts);
+    ASSERT_FALSE(s.ok()) << c.text;
+    EXPECT_EQ(s.code(), Code::kInvalidArgument);
+    EXPECT_NE(s.message().find(c.text), std::string::npos) << s.message();
+  }
+  EXPECT_EQ(links_.Count(), links_before);
+  EXPECT_EQ(store_.network_count(), 0u);
+}
+
+TEST_F(DriverServiceTest, AHostLinkNoNetworkOwnsIsSweptAtStart) {
+  links_.AddExisting({.name = "smvh99999999999", .kind = "macvlan", .parent_name = "eth1"});
+  Restart();
+  EXPECT_EQ(driver_->Reconcile().orphan_links_deleted, 1);
+  EXPECT_FALSE(links_.Exists("smvh99999999999"));
 }
 
 }  // namespace
