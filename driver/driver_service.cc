@@ -84,6 +84,9 @@ Status CheckHostIp(const CreateNetworkCall& call, const NetworkOptions& options)
   return bad(fmt::format("want an address inside the network's subnet ({})", subnets.empty() ? "none" : subnets));
 }
 
+// The kinds of link a container gets from us.
+bool IsContainerLinkKind(std::string_view kind) { return kind == "macvlan" || kind == "ipvlan"; }
+
 std::string JoinNames(const std::vector<nl::LinkInfo>& links) {
   std::string out;
   for (const nl::LinkInfo& link : links) {
@@ -160,7 +163,7 @@ Result<nl::LinkInfo> DriverService::CheckParentLocked(const NetworkOptions& opti
                     options.parent, options.parent, all.ok() ? JoinNames(*all) : "unknown"));
   }
   nl::LinkInfo info = **parent;
-  if (info.kind == "macvlan" && info.name.starts_with(kEndpointLinkPrefix)) {
+  if (IsContainerLinkKind(info.kind) && info.name.starts_with(kEndpointLinkPrefix)) {
     return InvalidArgument(
         fmt::format("invalid value \"{}\" for option \"parent\": it is a container link of static-macvlan, "
                     "want the host interface on the LAN (example: -o parent=eth1)",
@@ -387,6 +390,7 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
     return InvalidArgument(fmt::format("invalid EndpointID \"{}\"", call.endpoint_id));
   }
   if (endpoints_.contains(call.endpoint_id)) return CreateEndpointResult{};
+  if (net->second.options.ipvlan) return CreateIpvlanEndpointLocked(call, net->second.options);
   std::string mac = call.mac;
   if (!mac.empty()) {
     std::optional<MacAddress> parsed = MacAddress::Parse(mac);
@@ -416,6 +420,37 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
   spdlog::info("endpoint created id={} network={} link={} mac={} address={}", ShortId(call.endpoint_id),
                ShortId(call.network_id), link_name, mac, call.address_v4);
   return CreateEndpointResult{call.mac.empty() ? mac : ""};
+}
+
+Result<CreateEndpointResult> DriverService::CreateIpvlanEndpointLocked(const CreateEndpointCall& call,
+                                                                       const NetworkOptions& options) {
+  if (!call.mac.empty()) {
+    return InvalidArgument(fmt::format(
+        "--mac-address {}: an ipvlan network (-o ipvlan_mode) gives every container its parent's MAC, so a MAC of "
+        "its own cannot be set; leave --mac-address out or use a macvlan network",
+        call.mac));
+  }
+  Result<std::optional<nl::LinkInfo>> parent = links_.Find(options.MacvlanParent());
+  if (!parent.ok()) return parent.status();
+  if (!parent->has_value()) return NotFound(fmt::format("parent interface \"{}\" not found", options.MacvlanParent()));
+  const std::string link_name = EndpointLinkName(call.endpoint_id);
+  if (Status s = links_.Delete(link_name); s.ok()) spdlog::warn("stale endpoint link replaced name={}", link_name);
+  const std::string mode = *options.ipvlan == IpvlanMode::kL2 ? "l2" : "l3";
+  SMV_RETURN_IF_ERROR(links_.CreateIpvlan(link_name, options.MacvlanParent(), mode, options.mtu.value_or(0))
+                          .Annotate(fmt::format("create ipvlan link for endpoint {} on \"{}\"",
+                                                ShortId(call.endpoint_id), options.MacvlanParent())));
+  ScopeExit undo_link([&] { LogIfFailed(links_.Delete(link_name), "rollback: delete endpoint link"); });
+  // The MAC on the wire is the parent's: kept for the announcements, not returned to dockerd.
+  EndpointRecord record{
+      call.network_id, call.endpoint_id, link_name, (*parent)->mac, call.address_v4, call.address_v6, "", "", clock_()};
+  DriverBatch batch;
+  batch.put_endpoints.push_back(record);
+  SMV_RETURN_IF_ERROR(store_.Apply(batch));
+  undo_link.Release();
+  endpoints_[call.endpoint_id] = record;
+  spdlog::info("endpoint created id={} network={} link={} (ipvlan {}) address={}", ShortId(call.endpoint_id),
+               ShortId(call.network_id), link_name, mode, call.address_v4);
+  return CreateEndpointResult{};
 }
 
 Result<JoinResult> DriverService::Join(const std::string& network_id, const std::string& endpoint_id,
@@ -507,6 +542,8 @@ void DriverService::RouteHostToLocked(const Network& network, const EndpointReco
 
 void DriverService::AnnounceLocked(const Network& network, const EndpointRecord& endpoint) {
   if (announce_ == nullptr || network.options.announce_count == 0) return;
+  // ipvlan l3 keeps the containers' addresses off the LAN's ARP: nothing to announce.
+  if (network.options.ipvlan == IpvlanMode::kL3) return;
   const std::optional<MacAddress> mac = MacAddress::Parse(endpoint.mac);
   if (!mac) return;
   std::vector<Announcement> what;
@@ -621,7 +658,8 @@ void DriverService::DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch
       // container is gone and DeleteEndpoint never reached us. Before Join (no sandbox yet)
       // dockerd may still retry the call, so such links are left to it.
       Result<std::optional<nl::LinkInfo>> link = links_.Find(e.link_name);
-      const bool back_in_host = !e.sandbox_key.empty() && link.ok() && link->has_value() && (*link)->kind == "macvlan";
+      const bool back_in_host =
+          !e.sandbox_key.empty() && link.ok() && link->has_value() && IsContainerLinkKind((*link)->kind);
       if (!back_in_host || !links_.Delete(e.link_name).ok()) {
         ++it;
         continue;
@@ -656,7 +694,7 @@ void DriverService::DeleteOrphanLinksLocked(ReconcileReport& report) {
       if (!owned && links_.Delete(link.name).ok()) ++report.orphan_links_deleted;
       continue;
     }
-    if (link.kind != "macvlan" || !link.name.starts_with(kEndpointLinkPrefix) ||
+    if (!IsContainerLinkKind(link.kind) || !link.name.starts_with(kEndpointLinkPrefix) ||
         link.name.size() != kEndpointLinkPrefix.size() + kEndpointLinkIdDigits) {
       continue;
     }

@@ -141,6 +141,8 @@ class DriverService {
   void DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch& batch);
   void DeleteOrphanLinksLocked(ReconcileReport& report);
   void RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch);
+  Result<CreateEndpointResult> CreateIpvlanEndpointLocked(const CreateEndpointCall& call,
+                                                          const NetworkOptions& options);
   void AnnounceLocked(const Network& network, const EndpointRecord& endpoint);
   // Host access: the host-side link with host_ip, and a host route to each joined container.
   Status CreateHostLinkLocked(const std::string& network_id, const NetworkOptions& options);

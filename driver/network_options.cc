@@ -8,7 +8,8 @@ namespace smv::driver {
 namespace {
 
 constexpr std::string_view kKnownOptions =
-    "parent, vlan, vlan_name, macvlan_mode (or mode), promisc, mtu, routes, default_route, ipam, host_ip, "
+    "parent, vlan, vlan_name, macvlan_mode (or mode), ipvlan_mode, promisc, mtu, routes, default_route, ipam, "
+    "host_ip, "
     "com.docker.network.advertise_addr_nmsgs, com.docker.network.advertise_addr_ms";
 
 std::string_view Trim(std::string_view s) {
@@ -179,6 +180,17 @@ Status ParseIpam(std::string_view key, const std::string& value, Parsing& p) {
   return OkStatus();
 }
 
+Status ParseIpvlanMode(std::string_view key, const std::string& value, Parsing& p) {
+  if (value == "l2") {
+    p.out.ipvlan = IpvlanMode::kL2;
+  } else if (value == "l3") {
+    p.out.ipvlan = IpvlanMode::kL3;
+  } else {
+    return BadValue(key, value, "l2 or l3 (ipvlan links instead of macvlan: one MAC on the wire)", "ipvlan_mode=l2");
+  }
+  return OkStatus();
+}
+
 Status ParseHostIp(std::string_view key, const std::string& value, Parsing& p) {
   std::optional<IpAddress> ip = IpAddress::Parse(value);
   if (!ip) return BadValue(key, value, "an IPv4 or IPv6 address of the network for the host", "host_ip=192.0.2.253");
@@ -225,6 +237,7 @@ const std::map<std::string_view, OptionParser>& OptionParsers() {
                             Parsing& p) { return ParseSwitchOption(k, v, p.out.default_route, "default_route=off"); }},
       {kOptIpam, ParseIpam},
       {kOptHostIp, ParseHostIp},
+      {kOptIpvlanMode, ParseIpvlanMode},
       {kOptAnnounceCount, ParseAnnounceCount},
       {kOptAnnounceInterval, ParseAnnounceInterval},
   };
@@ -288,6 +301,17 @@ Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::stri
                     *p.vlan_name, *p.vlan_name));
   }
   if (p.out.vlan_id) p.out.vlan_link_name = p.vlan_name ? *p.vlan_name : VlanLinkName(p.out.parent, *p.out.vlan_id);
+  if (p.out.ipvlan) {
+    for (std::string_view macvlan_only : {kOptMode, kOptModeAlias, kOptHostIp}) {
+      if (options.contains(std::string(macvlan_only))) {
+        return InvalidArgument(
+            fmt::format("option \"{}\" is for macvlan networks; this one has -o ipvlan_mode={} (give one or the other)",
+                        macvlan_only, options.at(std::string(kOptIpvlanMode))));
+      }
+    }
+    // One MAC on the wire: the parent needs no promiscuous mode unless asked for.
+    if (!options.contains(std::string(kOptPromisc))) p.out.promisc = false;
+  }
   return p.out;
 }
 

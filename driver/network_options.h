@@ -27,9 +27,10 @@ inline constexpr std::string_view kOptIpam = "ipam";                   // -o ipa
 // Docker 28's names: announcements (gratuitous ARP / unsolicited NA) after each Join.
 inline constexpr std::string_view kOptAnnounceCount = "com.docker.network.advertise_addr_nmsgs";  // 0 .. 10
 inline constexpr std::string_view kOptAnnounceInterval = "com.docker.network.advertise_addr_ms";  // 100 .. 2000
-inline constexpr std::string_view kOptHostIp = "host_ip";        // -o host_ip=192.0.2.253
-inline constexpr std::string_view kIpamOurs = "static-macvlan";  // the default: sticky addresses
-inline constexpr std::string_view kIpamDocker = "docker";        // knowingly on Docker's IPAM
+inline constexpr std::string_view kOptHostIp = "host_ip";          // -o host_ip=192.0.2.253
+inline constexpr std::string_view kOptIpvlanMode = "ipvlan_mode";  // -o ipvlan_mode=l2 (Docker's ipvlan name)
+inline constexpr std::string_view kIpamOurs = "static-macvlan";    // the default: sticky addresses
+inline constexpr std::string_view kIpamDocker = "docker";          // knowingly on Docker's IPAM
 
 inline constexpr size_t kMaxInterfaceName = 15;  // IFNAMSIZ - 1
 inline constexpr uint64_t kMinVlanId = 1;
@@ -41,6 +42,8 @@ inline constexpr uint64_t kMinAnnounceIntervalMs = 100;
 inline constexpr uint64_t kMaxAnnounceIntervalMs = 2000;
 
 enum class MacvlanMode { kBridge, kPrivate, kVepa, kPassthru };
+// -o ipvlan_mode: the containers' links are ipvlan (one MAC on the wire: the parent's).
+enum class IpvlanMode { kL2, kL3 };
 std::string_view MacvlanModeName(MacvlanMode mode);
 std::optional<MacvlanMode> MacvlanModeFromName(std::string_view name);
 
@@ -55,8 +58,9 @@ struct NetworkOptions {
   std::optional<uint16_t> vlan_id;  // 802.1Q tag; none: macvlans sit on the parent itself
   std::string vlan_link_name;       // set when vlan_id is: "<parent>.<vlan>" or a short name
   MacvlanMode mode = MacvlanMode::kBridge;
-  bool promisc = true;          // the seed's plugin switched the parent to promiscuous mode
-  std::optional<uint32_t> mtu;  // none: inherit the parent's
+  std::optional<IpvlanMode> ipvlan;  // set: ipvlan links in this mode instead of macvlan
+  bool promisc = true;               // the seed's plugin switched the parent to promiscuous mode
+  std::optional<uint32_t> mtu;       // none: inherit the parent's
   std::vector<Route> routes;
   bool default_route = true;  // container's default route via this network's gateway
   // -o ipam=docker: the user knowingly runs this network on Docker's IPAM (no reservations).

@@ -7,6 +7,7 @@
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/ipvlan.h>
 #include <netlink/route/link/macvlan.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/link/vlan.h>
@@ -72,6 +73,10 @@ LinkInfo ToInfo(rtnl_link* link) {
   } else if (info.kind == "macvlan") {
     char buf[32] = {};
     rtnl_link_macvlan_mode2str(static_cast<int>(rtnl_link_macvlan_get_mode(link)), buf, sizeof buf);
+    info.macvlan_mode = buf;
+  } else if (uint16_t mode = 0; info.kind == "ipvlan" && rtnl_link_ipvlan_get_mode(link, &mode) == 0) {
+    char buf[32] = {};
+    rtnl_link_ipvlan_mode2str(mode, buf, sizeof buf);
     info.macvlan_mode = buf;
   }
   return info;
@@ -199,6 +204,32 @@ Status LinkManager::CreateMacvlan(const MacvlanSpec& spec) {
   if (rc < 0) {
     return NlStatus(rc,
                     fmt::format("create macvlan link \"{}\" (mode {}) on \"{}\"", spec.name, spec.mode, spec.parent));
+  }
+  return OkStatus();
+}
+
+Status LinkManager::CreateIpvlan(const std::string& name, const std::string& parent, const std::string& mode,
+                                 uint32_t mtu) {
+  std::scoped_lock lock(mu_);
+  Result<int> parent_index = IndexOfLocked(parent);
+  if (!parent_index.ok()) return parent_index.status();
+  LinkPtr link(rtnl_link_ipvlan_alloc());
+  if (link == nullptr) return Internal("allocate ipvlan link object");
+  rtnl_link_set_link(link.get(), *parent_index);
+  rtnl_link_set_name(link.get(), name.c_str());
+  const int mode_value = rtnl_link_ipvlan_str2mode(mode.c_str());
+  if (mode_value < 0) return InvalidArgument(fmt::format("ipvlan mode \"{}\": want l2 or l3", mode));
+  if (int rc = rtnl_link_ipvlan_set_mode(link.get(), static_cast<uint16_t>(mode_value)); rc < 0) {
+    return NlStatus(rc, "set ipvlan mode");
+  }
+  if (mtu != 0) rtnl_link_set_mtu(link.get(), mtu);
+  const int rc = rtnl_link_add(sock_, link.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (rc < 0) {
+    Status failed = NlStatus(rc, fmt::format("create ipvlan link \"{}\" (mode {}) on \"{}\"", name, mode, parent));
+    // A kernel without ipvlan answers "operation not supported": say what is missing.
+    if (rc == -NLE_OPNOTSUPP)
+      return FailedPrecondition(failed.message() + ": this kernel has no ipvlan (module ipvlan)");
+    return failed;
   }
   return OkStatus();
 }

@@ -21,6 +21,8 @@ class LinkManager : public LinkOps {
   Result<std::vector<LinkInfo>> List() override;
   Status CreateVlan(const std::string& parent, uint16_t vlan_id, const std::string& name) override;
   Status CreateMacvlan(const MacvlanSpec& spec) override;
+  Status CreateIpvlan(const std::string& name, const std::string& parent, const std::string& mode,
+                      uint32_t mtu) override;
   Status Delete(const std::string& name) override;
   Status SetPromisc(const std::string& name, bool on) override;
   Status SetUp(const std::string& name) override;

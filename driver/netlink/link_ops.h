@@ -46,6 +46,9 @@ class LinkOps {
   virtual Status CreateVlan(const std::string& parent, uint16_t vlan_id, const std::string& name) = 0;
   // Creates a macvlan link (left down: dockerd moves it into the container and brings it up).
   virtual Status CreateMacvlan(const MacvlanSpec& spec) = 0;
+  // Creates an ipvlan link, mode "l2" or "l3" (left down, as above); its MAC is the parent's.
+  virtual Status CreateIpvlan(const std::string& name, const std::string& parent, const std::string& mode,
+                              uint32_t mtu) = 0;
   // kNotFound when absent.
   virtual Status Delete(const std::string& name) = 0;
   virtual Status SetPromisc(const std::string& name, bool on) = 0;

@@ -66,6 +66,18 @@ class FakeLinkOps : public nl::LinkOps {
     AddExisting(info);
     return OkStatus();
   }
+  Status CreateIpvlan(const std::string& name, const std::string& parent, const std::string& mode,
+                      uint32_t mtu) override {
+    if (links_.contains(name)) return AlreadyExists(fmt::format("\"{}\" exists", name));
+    if (!links_.contains(parent)) return NotFound(fmt::format("interface \"{}\" not found", parent));
+    AddExisting({.name = name,
+                 .kind = "ipvlan",
+                 .parent_name = parent,
+                 .macvlan_mode = mode,
+                 .mtu = mtu ? mtu : links_.at(parent).mtu,
+                 .mac = links_.at(parent).mac});
+    return OkStatus();
+  }
   Status Delete(const std::string& name) override {
     if (links_.erase(name) == 0) return NotFound(fmt::format("interface \"{}\" not found", name));
     std::erase_if(routes, [&](const auto& r) { return r.second == name; });  // as the kernel does

@@ -60,6 +60,46 @@ pass "a second network with -o vlan=229 gets eth1.229"
 d network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.0/25 \
   -o parent=eth1.300 v300 >/dev/null || fail "network create on the existing eth1.300"
 pass "a network on an existing VLAN link adopts it"
+# ipvlan (-o ipvlan_mode=l2): the same VLAN handling and sticky addresses, one MAC on the wire.
+in_switch ip link add link sw0 name sw0.230 type vlan id 230
+in_switch ip addr add 192.0.2.254/25 dev sw0.230
+in_switch ip link set sw0.230 up
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 192.0.2.128/25 --gateway 192.0.2.254 \
+  -o parent=eth1 -o vlan=230 -o ipvlan_mode=l2 i230 >/dev/null || fail "network create i230 (ipvlan l2)"
+d run -d --name i-0 --network i230 smv-bb sleep 600 >/dev/null
+d run -d --name i-1 --network i230 smv-bb sleep 600 >/dev/null
+i0=$(ip_of i-0 i230); i1=$(ip_of i-1 i230)
+wire_mac=$(in_host ip -o link show eth1 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
+i0_pid=$(d inspect -f '{{.State.Pid}}' i-0)
+nsenter --net="/proc/$i0_pid/ns/net" ip -d link show eth0 | grep -q "ipvlan *mode l2" \
+  || fail "i-0's eth0 is not ipvlan l2: $(nsenter --net="/proc/$i0_pid/ns/net" ip -d link show eth0)"
+expect_eq "$(d exec i-0 cat /sys/class/net/eth0/address) $(d exec i-1 cat /sys/class/net/eth0/address)" \
+  "$wire_mac $wire_mac" "ipvlan l2: the containers' links are ipvlan with the parent's MAC"
+in_host tcpdump -i eth1 -e -nn -l -U icmp >"$E2E_DIR/icap.txt" 2>"$E2E_DIR/icap.err" &
+tpid=$!
+for _ in $(seq 100); do grep -q listening "$E2E_DIR/icap.err" && break; sleep 0.1; done
+d exec i-0 ping -c 2 -W 3 "$i1" >/dev/null || fail "i-0 cannot ping i-1"
+d exec i-0 ping -c 2 -W 3 192.0.2.254 >/dev/null || fail "i-0 cannot ping the VLAN 230 host behind the wire"
+d exec i-1 ping -c 2 -W 3 192.0.2.254 >/dev/null || fail "i-1 cannot ping the VLAN 230 host behind the wire"
+pass "ipvlan l2 on VLAN 230: two containers ping each other and a host behind the wire"
+sleep 1; kill -TERM "$tpid"; wait "$tpid" || true
+expect_eq "$(grep 'vlan 230, p 0, ethertype IPv4.*> 192.0.2.254: ICMP echo request' "$E2E_DIR/icap.txt" | awk '{print $2}' | sort -u)" \
+  "$wire_mac" "tcpdump -e on eth1: both containers' frames tagged 230 carry one MAC, eth1's"
+d rm -f i-0 >/dev/null
+d run -d --name i-2 --network i230 smv-bb sleep 600 >/dev/null
+d run -d --name i-0 --network i230 smv-bb sleep 600 >/dev/null
+expect_eq "$(ip_of i-0 i230)" "$i0" "ipvlan: docker rm -f + run --name i-0 keeps its address"
+if d run -d --name i-3 --network i230 --mac-address 02:42:00:00:00:03 smv-bb sleep 600 >/dev/null 2>"$E2E_DIR/err"; then
+  fail "an ipvlan container took a --mac-address"
+fi
+grep -q "an ipvlan network (-o ipvlan_mode) gives every container its parent's MAC" "$E2E_DIR/err" \
+  || fail "unclear error: $(cat "$E2E_DIR/err")"
+pass "ipvlan: --mac-address is refused saying why"
+d rm -f i-0 i-1 i-2 i-3 >/dev/null 2>&1 || true
+d network rm i230 >/dev/null
+in_host ip link show eth1.230 >/dev/null 2>&1 && fail "eth1.230 left behind"
+pass "network rm of the ipvlan network deletes eth1.230"
+
 d rm -f v-0 v-1 >/dev/null
 d network rm v228 v229 v300 >/dev/null
 in_host ip link show eth1.228 >/dev/null 2>&1 && fail "eth1.228 left behind"

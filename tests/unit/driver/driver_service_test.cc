@@ -307,3 +307,50 @@ TEST_F(DriverServiceTest, AHostLinkNoNetworkOwnsIsSweptAtStart) {
 
 }  // namespace
 }  // namespace smv::driver
+
+namespace smv::driver {
+namespace {
+
+// -o ipvlan_mode: ipvlan links carrying the parent's MAC, no promiscuous parent, no MAC of their own.
+TEST_F(DriverServiceTest, IpvlanNetworksGiveContainersIpvlanLinksWithTheParentsMac) {
+  links_.AddExisting({.name = "eth7", .kind = "veth", .up = true, .mac = "52:54:00:12:34:56"});
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth7"}, {"ipvlan_mode", "l2"}}).ok());
+  EXPECT_FALSE(links_.Get("eth7").promisc) << "one MAC on the wire needs no promiscuous parent";
+  Result<CreateEndpointResult> ep = driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""});
+  ASSERT_TRUE(ep.ok()) << ep.status().message();
+  EXPECT_EQ(ep->mac, "") << "dockerd keeps the link's own MAC";
+  const nl::LinkInfo& link = links_.Get("smvaaaaaaaaaaa");
+  EXPECT_EQ(link.kind, "ipvlan");
+  EXPECT_EQ(link.macvlan_mode, "l2");
+  EXPECT_EQ(link.parent_name, "eth7");
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->mac, "52:54:00:12:34:56");
+  Result<CreateEndpointResult> with_mac =
+      driver_->CreateEndpoint({kNet1, kEp2, "192.0.2.11/24", "", "02:00:00:00:00:01"});
+  ASSERT_FALSE(with_mac.ok());
+  EXPECT_NE(with_mac.status().message().find("gives every container its parent's MAC"), std::string::npos);
+  EXPECT_FALSE(links_.Exists("smvbbbbbbbbbbb"));
+}
+
+TEST(IpvlanOptionsTest, MacvlanOnlyOptionsAndWrongModesAreRefusedByName) {
+  Result<NetworkOptions> l3 = ParseNetworkOptions({{"parent", "eth1"}, {"ipvlan_mode", "l3"}});
+  ASSERT_TRUE(l3.ok());
+  EXPECT_EQ(l3->ipvlan, IpvlanMode::kL3);
+  EXPECT_FALSE(l3->promisc);
+  Result<NetworkOptions> asked = ParseNetworkOptions({{"parent", "eth1"}, {"ipvlan_mode", "l2"}, {"promisc", "on"}});
+  ASSERT_TRUE(asked.ok());
+  EXPECT_TRUE(asked->promisc);
+  Result<NetworkOptions> bad = ParseNetworkOptions({{"parent", "eth1"}, {"ipvlan_mode", "l4"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("invalid value \"l4\" for option \"ipvlan_mode\": want l2 or l3"),
+            std::string::npos);
+  Result<NetworkOptions> both =
+      ParseNetworkOptions({{"parent", "eth1"}, {"ipvlan_mode", "l2"}, {"macvlan_mode", "bridge"}});
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(
+      both.status().message().find("option \"macvlan_mode\" is for macvlan networks; this one has -o ipvlan_mode=l2"),
+      std::string::npos);
+  EXPECT_FALSE(ParseNetworkOptions({{"parent", "eth1"}, {"ipvlan_mode", "l2"}, {"host_ip", "192.0.2.9"}}).ok());
+}
+
+}  // namespace
+}  // namespace smv::driver
