@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <set>
@@ -747,6 +748,173 @@ TEST_F(DaemonTest, AWrongMetricsListenIsRefusedNamingItBeforeAnythingIsOpened) {
       << Log();
   EXPECT_FALSE(fs::exists(socket_));
   EXPECT_FALSE(fs::exists(dir_.Sub("state"))) << "nothing opened";
+}
+
+}  // namespace
+}  // namespace smv
+
+namespace smv {
+namespace {
+
+// The text blocks of docs/troubleshooting.md, each after a "<!-- message: ID -->" line.
+std::vector<std::pair<std::string, std::string>> QuotedMessages(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string line, id;
+  while (std::getline(in, line)) {
+    if (line.starts_with("<!-- message: ")) {
+      id = line.substr(14, line.find(" -->") - 14);
+    } else if (!id.empty() && line == "```text" && std::getline(in, line)) {
+      out.emplace_back(id, line);
+      id.clear();
+    }
+  }
+  return out;
+}
+
+// `quoted`, where "..." stands for any text, is `said`.
+bool SaysWhatIsQuoted(const std::string& quoted, const std::string& said) {
+  std::vector<std::string> parts;
+  for (size_t from = 0;;) {
+    const size_t dots = quoted.find("...", from);
+    parts.push_back(quoted.substr(from, dots == std::string::npos ? std::string::npos : dots - from));
+    if (dots == std::string::npos) break;
+    from = dots + 3;
+  }
+  if (parts.size() == 1) return said == quoted;
+  if (!said.starts_with(parts.front()) || !said.ends_with(parts.back())) return false;
+  size_t at = parts.front().size();
+  for (size_t i = 1; i + 1 < parts.size(); ++i) {
+    at = said.find(parts[i], at);
+    if (at == std::string::npos) return false;
+    at += parts[i].size();
+  }
+  return at <= said.size() - parts.back().size();
+}
+
+// docs/troubleshooting.md quotes the daemon's messages: each one is produced here, over the
+// socket as dockerd would see it, and must still be what the guide says.
+TEST_F(DaemonTest, TheTroubleshootingGuideQuotesWhatTheDaemonSays) {
+  const auto quoted = QuotedMessages(SMV_DOCS_DIR "/troubleshooting.md");
+  ASSERT_GE(quoted.size(), 10u) << "docs/troubleshooting.md";
+  httplib::Client cli = Client();
+  auto err = [&](const std::string& endpoint, const json& body) {
+    auto [status, answer] = Post(cli, endpoint, body);
+    return answer.is_object() ? answer.value("Err", std::string("(no error, status ") + std::to_string(status) + ")")
+                              : answer.dump();
+  };
+  auto pool = [&](const std::string& subnet, const std::string& range) {
+    auto [status, answer] = Post(cli, "IpamDriver.RequestPool",
+                                 {{"AddressSpace", "static-macvlan-local"},
+                                  {"Pool", subnet},
+                                  {"SubPool", range},
+                                  {"Options", json::object()},
+                                  {"V6", false}});
+    return answer.value("PoolID", "");
+  };
+  auto network = [](const std::string& id, const json& generic, const std::string& subnet, const std::string& gateway,
+                    const std::string& space = "static-macvlan-local") {
+    return json{{"NetworkID", std::string(64, id[0])},
+                {"Options", {{"com.docker.network.generic", generic}}},
+                {"IPv4Data", {{{"AddressSpace", space}, {"Pool", subnet}, {"Gateway", gateway}}}},
+                {"IPv6Data", json::array()}};
+  };
+  const std::string kCreatedOnThisKernel = "(created: this kernel has 802.1Q)";
+  const std::vector<std::pair<std::string, std::function<std::string()>>> produce = {
+      {"parent-missing",
+       [&] {
+         pool("192.0.2.0/24", "");
+         return err("NetworkDriver.CreateNetwork",
+                    network("a", {{"parent", "eth9"}}, "192.0.2.0/24", "192.0.2.254/24"));
+       }},
+      {"no-8021q",
+       [&] {
+         const std::string said = err("NetworkDriver.CreateNetwork", network("b", {{"parent", "eth1"}, {"vlan", "228"}},
+                                                                             "192.0.2.0/24", "192.0.2.254/24"));
+         return said.starts_with("(no error") ? kCreatedOnThisKernel : said;
+       }},
+      {"gateway-outside",
+       [&] {
+         return err("IpamDriver.RequestAddress", {{"PoolID", pool("192.0.2.0/24", "")},
+                                                  {"Address", "198.51.100.1"},
+                                                  {"Options", {{"RequestAddressType", "com.docker.network.gateway"}}}});
+       }},
+      {"reserved-for-another",
+       [&] {
+         const std::string id = pool("192.0.2.0/24", "");
+         auto named = [&](const std::string& name) {
+           return json{
+               {"PoolID", id}, {"Address", "192.0.2.9"}, {"Options", {{"com.docker.network.endpoint.name", name}}}};
+         };
+         err("IpamDriver.RequestAddress", named("s-0"));
+         err("IpamDriver.ReleaseAddress", {{"PoolID", id}, {"Address", "192.0.2.9"}});
+         return err("IpamDriver.RequestAddress", named("b-2"));
+       }},
+      {"pool-full",
+       [&] {
+         const std::string id = pool("198.51.100.0/24", "198.51.100.0/30");
+         std::string said;
+         for (int i = 0; i < 8 && (said.empty() || said.starts_with("(no error")); ++i) {
+           said = err("IpamDriver.RequestAddress", {{"PoolID", id}, {"Address", ""}, {"Options", json::object()}});
+         }
+         return said;
+       }},
+      {"default-ipam",
+       [&] {
+         return err("NetworkDriver.CreateNetwork",
+                    network("c", {{"parent", "eth1"}}, "203.0.113.0/24", "203.0.113.1/24", "LocalDefault"));
+       }},
+      {"unknown-option",
+       [&] {
+         return err("NetworkDriver.CreateNetwork",
+                    network("d", {{"parent", "eth1"}, {"vlna", "5"}}, "192.0.2.0/24", "192.0.2.254/24"));
+       }},
+      {"host-ip-outside",
+       [&] {
+         return err("NetworkDriver.CreateNetwork", network("e", {{"parent", "eth1"}, {"host_ip", "192.0.2.9"}},
+                                                           "198.51.100.0/24", "198.51.100.254/24"));
+       }},
+      {"ipvlan-mac",
+       [&] {
+         pool("203.0.113.0/24", "");
+         const json created =
+             network("f", {{"parent", "eth1"}, {"ipvlan_mode", "l2"}}, "203.0.113.0/24", "203.0.113.254/24");
+         err("NetworkDriver.CreateNetwork", created);
+         return err(
+             "NetworkDriver.CreateEndpoint",
+             {{"NetworkID", created["NetworkID"]},
+              {"EndpointID", std::string(64, '9')},
+              {"Interface", {{"Address", "203.0.113.5/24"}, {"AddressIPv6", ""}, {"MacAddress", "02:42:00:00:00:03"}}},
+              {"Options", json::object()}});
+       }},
+      // Last: the daemon is restarted on an etcd that does not exist.
+      {"etcd-unavailable",
+       [&] {
+         StopDaemon();
+         extra_args_ = {"--store", "etcd://127.0.0.1:1"};
+         StartDaemon();
+         httplib::Client fresh = Client();
+         auto [status, answer] = Post(fresh, "IpamDriver.RequestPool",
+                                      {{"AddressSpace", "static-macvlan-local"},
+                                       {"Pool", "198.18.0.0/24"},
+                                       {"SubPool", ""},
+                                       {"Options", json::object()},
+                                       {"V6", false}});
+         return answer.value("Err", answer.dump());
+       }},
+  };
+  std::set<std::string> checked;
+  for (const auto& [id, run] : produce) {
+    auto q = std::find_if(quoted.begin(), quoted.end(), [&](const auto& m) { return m.first == id; });
+    if (q == quoted.end()) continue;  // the guide no longer quotes it: nothing to hold it to
+    const std::string said = run();
+    checked.insert(id);
+    if (said == kCreatedOnThisKernel) continue;  // the VM tier's kernel has 802.1Q
+    EXPECT_TRUE(SaysWhatIsQuoted(q->second, said)) << id << "\n  guide:  " << q->second << "\n  daemon: " << said;
+  }
+  for (const auto& [id, text] : quoted) {
+    EXPECT_TRUE(checked.contains(id)) << "the guide quotes \"" << id << "\", which this test does not produce";
+  }
 }
 
 }  // namespace
