@@ -409,6 +409,14 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
                        options.mtu.value_or(0), mac};
   SMV_RETURN_IF_ERROR(links_.CreateMacvlan(spec).Annotate(fmt::format(
       "create macvlan link for endpoint {} on \"{}\"", ShortId(call.endpoint_id), options.MacvlanParent())));
+  SMV_RETURN_IF_ERROR(SaveNewEndpointLocked(call, link_name, mac));
+  spdlog::info("endpoint created id={} network={} link={} mac={} address={}", ShortId(call.endpoint_id),
+               ShortId(call.network_id), link_name, mac, call.address_v4);
+  return CreateEndpointResult{call.mac.empty() ? mac : ""};
+}
+
+Status DriverService::SaveNewEndpointLocked(const CreateEndpointCall& call, const std::string& link_name,
+                                            const std::string& mac) {
   ScopeExit undo_link([&] { LogIfFailed(links_.Delete(link_name), "rollback: delete endpoint link"); });
   EndpointRecord record{call.network_id, call.endpoint_id, link_name, mac, call.address_v4, call.address_v6, "", "",
                         clock_()};
@@ -417,9 +425,7 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
   SMV_RETURN_IF_ERROR(store_.Apply(batch));
   undo_link.Release();
   endpoints_[call.endpoint_id] = record;
-  spdlog::info("endpoint created id={} network={} link={} mac={} address={}", ShortId(call.endpoint_id),
-               ShortId(call.network_id), link_name, mac, call.address_v4);
-  return CreateEndpointResult{call.mac.empty() ? mac : ""};
+  return OkStatus();
 }
 
 Result<CreateEndpointResult> DriverService::CreateIpvlanEndpointLocked(const CreateEndpointCall& call,
@@ -439,15 +445,8 @@ Result<CreateEndpointResult> DriverService::CreateIpvlanEndpointLocked(const Cre
   SMV_RETURN_IF_ERROR(links_.CreateIpvlan(link_name, options.MacvlanParent(), mode, options.mtu.value_or(0))
                           .Annotate(fmt::format("create ipvlan link for endpoint {} on \"{}\"",
                                                 ShortId(call.endpoint_id), options.MacvlanParent())));
-  ScopeExit undo_link([&] { LogIfFailed(links_.Delete(link_name), "rollback: delete endpoint link"); });
   // The MAC on the wire is the parent's: kept for the announcements, not returned to dockerd.
-  EndpointRecord record{
-      call.network_id, call.endpoint_id, link_name, (*parent)->mac, call.address_v4, call.address_v6, "", "", clock_()};
-  DriverBatch batch;
-  batch.put_endpoints.push_back(record);
-  SMV_RETURN_IF_ERROR(store_.Apply(batch));
-  undo_link.Release();
-  endpoints_[call.endpoint_id] = record;
+  SMV_RETURN_IF_ERROR(SaveNewEndpointLocked(call, link_name, (*parent)->mac));
   spdlog::info("endpoint created id={} network={} link={} (ipvlan {}) address={}", ShortId(call.endpoint_id),
                ShortId(call.network_id), link_name, mode, call.address_v4);
   return CreateEndpointResult{};

@@ -141,6 +141,8 @@ class DriverService {
   void DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch& batch);
   void DeleteOrphanLinksLocked(ReconcileReport& report);
   void RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch);
+  // Stores the endpoint whose link was just created; deletes that link if storing fails.
+  Status SaveNewEndpointLocked(const CreateEndpointCall& call, const std::string& link_name, const std::string& mac);
   Result<CreateEndpointResult> CreateIpvlanEndpointLocked(const CreateEndpointCall& call,
                                                           const NetworkOptions& options);
   void AnnounceLocked(const Network& network, const EndpointRecord& endpoint);

@@ -337,27 +337,25 @@ Status LinkManager::AddHostAddress(const std::string& link, const IpAddress& add
 }
 
 Status LinkManager::AddHostRoute(const IpAddress& address, const std::string& link) {
+  return ChangeHostRoute(address, link, true);
+}
+
+Status LinkManager::DeleteHostRoute(const IpAddress& address, const std::string& link) {
+  return ChangeHostRoute(address, link, false);
+}
+
+Status LinkManager::ChangeHostRoute(const IpAddress& address, const std::string& link, bool add) {
   std::scoped_lock lock(mu_);
   Result<int> index = IndexOfLocked(link);
   if (!index.ok()) return index.status();
   Result<RoutePtr> route = HostRouteVia(address, *index);
   if (!route.ok()) return route.status();
   // EXCL: never replace a route of the host's own; one through this link already is fine.
-  const int rc = rtnl_route_add(sock_, route->get(), NLM_F_CREATE | NLM_F_EXCL);
-  if (rc < 0 && rc != -NLE_EXIST) {
-    return NlStatus(rc, fmt::format("add route {} dev {}", address.ToString(), link));
+  const int rc =
+      add ? rtnl_route_add(sock_, route->get(), NLM_F_CREATE | NLM_F_EXCL) : rtnl_route_delete(sock_, route->get(), 0);
+  if (rc < 0 && !(add && rc == -NLE_EXIST)) {
+    return NlStatus(rc, fmt::format("{} route {} dev {}", add ? "add" : "delete", address.ToString(), link));
   }
-  return OkStatus();
-}
-
-Status LinkManager::DeleteHostRoute(const IpAddress& address, const std::string& link) {
-  std::scoped_lock lock(mu_);
-  Result<int> index = IndexOfLocked(link);
-  if (!index.ok()) return index.status();
-  Result<RoutePtr> route = HostRouteVia(address, *index);
-  if (!route.ok()) return route.status();
-  const int rc = rtnl_route_delete(sock_, route->get(), 0);
-  if (rc < 0) return NlStatus(rc, fmt::format("delete route {} dev {}", address.ToString(), link));
   return OkStatus();
 }
 

@@ -38,6 +38,7 @@ class LinkManager : public LinkOps {
   explicit LinkManager(nl_sock* sock) : sock_(sock) {}
   Result<int> IndexOfLocked(const std::string& name);
   Status ChangeFlagsLocked(const std::string& name, unsigned set, unsigned clear);
+  Status ChangeHostRoute(const IpAddress& address, const std::string& link, bool add);
 
   std::mutex mu_;  // guards sock_ (a libnl socket is not thread-safe)
   nl_sock* sock_;

@@ -235,12 +235,6 @@ TEST_F(DriverServiceTest, ReconcileRecreatesVlanDropsStrayEndpointsAndOrphanLink
   EXPECT_FALSE(links_.Exists("eth1.228"));
 }
 
-}  // namespace
-}  // namespace smv::driver
-
-namespace smv::driver {
-namespace {
-
 // -o host_ip: a host-side bridge-mode macvlan with the address, a host route per joined
 // container, all rebuilt by Reconcile (reboot) and removed with the network.
 TEST_F(DriverServiceTest, HostIpGivesTheHostALinkAndARoutePerContainerRebuiltAtStart) {
@@ -304,12 +298,6 @@ TEST_F(DriverServiceTest, AHostLinkNoNetworkOwnsIsSweptAtStart) {
   EXPECT_EQ(driver_->Reconcile().orphan_links_deleted, 1);
   EXPECT_FALSE(links_.Exists("smvh99999999999"));
 }
-
-}  // namespace
-}  // namespace smv::driver
-
-namespace smv::driver {
-namespace {
 
 // -o ipvlan_mode: ipvlan links carrying the parent's MAC, no promiscuous parent, no MAC of their own.
 TEST_F(DriverServiceTest, IpvlanNetworksGiveContainersIpvlanLinksWithTheParentsMac) {
