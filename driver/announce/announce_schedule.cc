@@ -50,8 +50,10 @@ void AnnounceSchedule::Run() {
     for (auto it = plans_.begin(); it != plans_.end(); ++it) {
       if (it->second.next < due->second.next) due = it;
     }
-    if (Clock::now() < due->second.next) {
-      changed_.wait_until(lock, due->second.next);
+    if (const Clock::time_point next = due->second.next; Clock::now() < next) {
+      // A copy: the plan may be cancelled (erased) while this waits, and wait_until reads its
+      // deadline again after waking.
+      changed_.wait_until(lock, next);
       continue;  // a plan may have been added or cancelled meanwhile
     }
     const std::string key = due->first;
