@@ -55,6 +55,17 @@ Status Serve(const ServeFlags& flags);
 // Reads the state database (beside a running daemon) and prints every inconsistency; an error
 // when there is one.
 Status Fsck(const ServeFlags& flags);
+// What fsck finds, without printing; `summary` gets the counts line.
+Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::string& summary);
+
+struct DoctorFlags {
+  ServeFlags serve;     // --socket, --state-dir, --store and the etcd flags: where the daemon and its state are
+  std::string network;  // only this network (id, id prefix or name); "" = all
+  bool json = false;
+};
+// One check per line (ok / FAIL, and for each failure the command that fixes it); an error when
+// any check failed.
+Status Doctor(const DoctorFlags& flags);
 
 Status ListReservations(const ReservationFlags& flags);
 Status ReserveAddress(const ReservationFlags& flags);

@@ -118,6 +118,16 @@ int main(int argc, char** argv) {
   AddStoreOptions(*fsck, flags);
   ReservationFlags rflags;
   const ReservationCommands reservations = AddReservationCommands(app, rflags);
+  smv::daemon::DoctorFlags dflags;
+  CLI::App* doctor = app.add_subcommand(
+      "doctor",
+      "check the daemon, the engine, each network's links and the stored state; print the fix of each failure");
+  doctor->add_option("--socket", dflags.serve.socket, "the daemon's socket")->capture_default_str();
+  doctor->add_option("--state-dir", dflags.serve.state_dir, "the daemon's state directory")->capture_default_str();
+  doctor->add_option("--docker-host", dflags.serve.docker_host, "engine API")->capture_default_str();
+  doctor->add_option("--network", dflags.network, "only this network (name, id or id prefix)");
+  doctor->add_flag("--json", dflags.json, "print the checks as JSON");
+  AddStoreOptions(*doctor, dflags.serve);
   smv::daemon::ExecFlags eflags;
   CLI::App* exec = app.add_subcommand(
       "exec", "run a host command in a running container's network namespace: exec CONTAINER -- CMD [ARGS...]");
@@ -135,6 +145,7 @@ int main(int argc, char** argv) {
   if (reservations.exporter->parsed()) status = smv::daemon::ExportReservations(rflags);
   if (reservations.importer->parsed()) status = smv::daemon::ImportReservations(rflags);
   if (exec->parsed()) status = smv::daemon::ExecInContainer(eflags);
+  if (doctor->parsed()) status = smv::daemon::Doctor(dflags);
   if (status.ok()) return 0;
   if (serve->parsed()) {
     spdlog::error("static-macvlan serve: {}", status.message());

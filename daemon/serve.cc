@@ -259,6 +259,19 @@ Status Serve(const ServeFlags& flags) {
 }
 
 Status Fsck(const ServeFlags& flags) {
+  std::string summary;
+  Result<std::vector<std::string>> problems = FsckProblems(flags, summary);
+  if (!problems.ok()) return problems.status();
+  std::printf("%s\n", summary.c_str());
+  for (const std::string& p : *problems) std::printf("problem: %s\n", p.c_str());
+  if (!problems->empty()) {
+    return FailedPrecondition(fmt::format("{} problem(s) in {}{}", problems->size(), flags.state_dir,
+                                          flags.store != "lmdb" ? " and the shared book " + flags.store : ""));
+  }
+  return OkStatus();
+}
+
+Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::string& summary) {
   auto shared_client = SharedStoreClient(flags);
   if (!shared_client.ok()) return shared_client.status();
   auto stores = OpenStores(flags);
@@ -283,16 +296,11 @@ Status Fsck(const ServeFlags& flags) {
   if (!ipam.ok()) return ipam.status();
   auto networks = stores->networks->Load();
   if (!networks.ok()) return networks.status();
-  const std::vector<std::string> problems = CheckState(*ipam, *networks);
-  std::printf("pools=%zu leases=%zu reservations=%zu networks=%zu endpoints=%zu problems=%zu\n", ipam->pools.size(),
-              ipam->leases.size(), ipam->reservations.size(), networks->networks.size(), networks->endpoints.size(),
-              problems.size());
-  for (const std::string& p : problems) std::printf("problem: %s\n", p.c_str());
-  if (!problems.empty()) {
-    return FailedPrecondition(fmt::format("{} problem(s) in {}{}", problems.size(), flags.state_dir,
-                                          *shared_client ? " and the shared book " + flags.store : ""));
-  }
-  return OkStatus();
+  std::vector<std::string> problems = CheckState(*ipam, *networks);
+  summary = fmt::format("pools={} leases={} reservations={} networks={} endpoints={} problems={}", ipam->pools.size(),
+                        ipam->leases.size(), ipam->reservations.size(), networks->networks.size(),
+                        networks->endpoints.size(), problems.size());
+  return problems;
 }
 
 }  // namespace smv::daemon

@@ -51,6 +51,14 @@ Result<std::string> DockerEngine::Get(const std::string& path, Millis timeout) {
 
 bool DockerEngine::Ping(Millis timeout) { return Get("/_ping", timeout).ok(); }
 
+Result<std::string> DockerEngine::Version(Millis timeout) {
+  Result<std::string> body = Get("/version", timeout);
+  if (!body.ok()) return body.status();
+  json j = json::parse(*body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Unavailable("engine API: version is not JSON");
+  return Str(j, "Version");
+}
+
 Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name, Millis timeout) {
   Result<std::string> body = Get("/networks/" + id_or_name, timeout);
   if (!body.ok()) return body.status();

@@ -27,6 +27,8 @@ class DockerEngine : public EngineApi {
   bool InspectAnswers(const std::string& container_id, Millis timeout) override;
   // kNotFound for a container the engine does not know.
   Result<ContainerProcess> InspectContainer(const std::string& id_or_name, Millis timeout);
+  // The engine's version, e.g. "20.10.24" (GET /version).
+  Result<std::string> Version(Millis timeout);
 
  private:
   explicit DockerEngine(std::string socket_path) : socket_path_(std::move(socket_path)) {}

@@ -61,6 +61,8 @@ LinkInfo ToInfo(rtnl_link* link) {
   info.mtu = rtnl_link_get_mtu(link);
   const unsigned flags = rtnl_link_get_flags(link);
   info.up = (flags & IFF_UP) != 0;
+  constexpr unsigned kLowerUp = 1u << 16;  // IFF_LOWER_UP of linux/if.h, which clashes with net/if.h
+  info.carrier = (flags & kLowerUp) != 0;
   info.promisc = (flags & IFF_PROMISC) != 0;
   if (nl_addr* addr = rtnl_link_get_addr(link); addr != nullptr && nl_addr_get_len(addr) == 6) {
     char buf[32] = {};

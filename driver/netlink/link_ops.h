@@ -23,6 +23,7 @@ struct LinkInfo {
   std::string macvlan_mode;  // kind "macvlan" only
   uint32_t mtu = 0;
   bool up = false;
+  bool carrier = false;  // the lower layer is up (IFF_LOWER_UP): a cable, a peer
   bool promisc = false;
   std::string mac;  // "02:42:c0:00:02:0a"
 };

@@ -395,6 +395,38 @@ for i in 1 2 3 4 5; do got+="$(ip_of old-$i lan-new) "; want+="${before[old-$i]}
 expect_eq "$got" "$want" "after migration the 5 containers, re-created without --ip in reverse order, keep their addresses"
 d rm -f old-1 old-2 old-3 old-4 old-5 >/dev/null
 
+# --- Z: static-macvlan doctor, healthy and on broken setups ---------------------------------
+doctor() { in_docker_ns "$SMV" doctor --socket /run/docker/plugins/static-macvlan.sock --state-dir "$E2E_DIR/state" \
+  --docker-host "unix://$DOCKER_SOCK" "$@"; }
+doctor >"$E2E_DIR/doctor.txt" 2>&1 || fail "doctor on a healthy host: $(cat "$E2E_DIR/doctor.txt")"
+grep -q "^ok    engine   Docker 20.10" "$E2E_DIR/doctor.txt" && grep -q "^ok    parent   network lan: eth1 is up" "$E2E_DIR/doctor.txt" \
+  && grep -q "^ok    state    fsck: " "$E2E_DIR/doctor.txt" || fail "doctor's lines: $(cat "$E2E_DIR/doctor.txt")"
+pass "doctor on a healthy host: exit 0, every check ok (daemon, engine 20.10 and its guarantee, state, links)"
+expect_eq "$(doctor --json --network lan | jq -r '[.[] | select(.network == "lan")] | map(.ok) | all')" "true" \
+  "doctor --json --network lan: lan's checks, all ok"
+in_host ip link set eth1 down
+doctor --network lan >"$E2E_DIR/doctor.txt" 2>&1 && fail "doctor passed with eth1 down"
+in_host ip link set eth1 up
+grep -A1 "^FAIL  parent   network lan: eth1 is down" "$E2E_DIR/doctor.txt" | grep -q "fix: ip link set eth1 up" \
+  || fail "doctor with eth1 down: $(cat "$E2E_DIR/doctor.txt")"
+pass "doctor with the parent down: exit 1, FAIL naming eth1 and the fix"
+in_host ip link add eth5 type veth peer name sw5
+in_host ip link set eth5 up
+d network create -d static-macvlan --ipam-driver static-macvlan --subnet 198.18.5.0/24 -o parent=eth5 gone5 >/dev/null \
+  || fail "network create gone5"
+in_host ip link del eth5
+doctor --network gone5 >"$E2E_DIR/doctor.txt" 2>&1 && fail "doctor passed with eth5 gone"
+grep -A1 "^FAIL  parent   network gone5: parent interface eth5 is missing" "$E2E_DIR/doctor.txt" | grep -q "fix: ip -br link" \
+  || fail "doctor with eth5 gone: $(cat "$E2E_DIR/doctor.txt")"
+pass "doctor with the parent missing: exit 1, FAIL naming eth5 and the fix"
+d network rm gone5 >/dev/null
+kill_plugin TERM
+doctor >"$E2E_DIR/doctor.txt" 2>&1 && fail "doctor passed with the daemon down"
+grep -A1 "^FAIL  daemon   no answer on /run/docker/plugins/static-macvlan.sock" "$E2E_DIR/doctor.txt" \
+  | grep -q "fix: systemctl start static-macvlan" || fail "doctor with the daemon down: $(cat "$E2E_DIR/doctor.txt")"
+pass "doctor with the daemon down: exit 1, FAIL and how to start it"
+start_plugin
+
 # --- G: network rm removes every link we created and nothing else -------------------------
 d rm -f $(d ps -aq) >/dev/null
 for n in lan lan2 routed dual lan-new; do d network rm $n >/dev/null; done

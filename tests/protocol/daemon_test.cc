@@ -27,6 +27,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon/state_stores.h"
+#include "ipam/ipam_store.h"
 #include "tests/support/child_process.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/netns_test.h"
@@ -915,6 +917,39 @@ TEST_F(DaemonTest, TheTroubleshootingGuideQuotesWhatTheDaemonSays) {
   for (const auto& [id, text] : quoted) {
     EXPECT_TRUE(checked.contains(id)) << "the guide quotes \"" << id << "\", which this test does not produce";
   }
+}
+
+}  // namespace
+}  // namespace smv
+
+namespace smv {
+namespace {
+
+// doctor on a damaged store: a lease naming a pool that is not stored (written while the daemon
+// is down, as a crash or a hand edit could leave it) is reported with the fix, and so is the
+// daemon that does not answer.
+TEST_F(DaemonTest, DoctorReportsADamagedStoreAndAStoppedDaemonWithTheirFixes) {
+  StopDaemon();
+  {
+    Result<daemon::StateStores> stores = daemon::OpenStateStores(dir_.Sub("state"), size_t{64} << 20);
+    ASSERT_TRUE(stores.ok()) << stores.status().message();
+    ipam::IpamBatch damage;
+    damage.put_leases.push_back({"10.77.0.0/24", *IpAddress::Parse("10.77.0.5"), {}, 0});
+    ASSERT_TRUE(stores->ipam->Apply(damage).ok());
+  }
+  const std::string cmd = std::string(SMV_BINARY) + " doctor --socket " + socket_ + " --state-dir " +
+                          dir_.Sub("state") + " --docker-host unix://" + dir_.Sub("no-engine.sock") + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512] = {};
+  while (fgets(buf, sizeof buf, f) != nullptr) out += buf;
+  const int status = pclose(f);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << out;
+  EXPECT_NE(out.find("FAIL  state    fsck: 1 problem(s), first: lease 10.77.0.5"), std::string::npos) << out;
+  EXPECT_NE(out.find("      fix: static-macvlan fsck   (lists them all; docs/troubleshooting.md)"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("FAIL  daemon   no answer on " + socket_), std::string::npos) << out;
+  EXPECT_NE(out.find("      fix: systemctl start static-macvlan"), std::string::npos) << out;
 }
 
 }  // namespace

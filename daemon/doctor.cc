@@ -1,0 +1,224 @@
+// static-macvlan doctor: the questions asked when a container has no connectivity (is the daemon
+// up, does dockerd answer, is the parent there, up, with carrier, is 802.1Q there, is promiscuous
+// mode as configured, does the MTU fit, do two networks overlap, is host access in place, is the
+// store consistent), answered one per line, each failure with the command that fixes it.
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "daemon/state_stores.h"
+#include "driver/driver_service.h"
+#include "driver/netlink/link_manager.h"
+#include "driver/network_options.h"
+#include "engine/docker_engine.h"
+
+namespace smv::daemon {
+namespace {
+
+using std::chrono::milliseconds;
+constexpr milliseconds kEngineTimeout{3000};
+constexpr int kDockerSendsNames = 29;  // the first major version that sends names to the IPAM
+
+struct Check {
+  std::string what;     // "daemon", "engine", "state", "parent", ...
+  std::string network;  // "" for host-wide checks
+  bool ok = true;
+  std::string detail;
+  std::string fix;  // a command, for failures
+};
+
+Check DaemonAnswers(const std::string& socket) {
+  httplib::Client cli(socket);
+  cli.set_address_family(AF_UNIX);
+  cli.set_connection_timeout(2, 0);
+  cli.set_read_timeout(5, 0);
+  httplib::Result r = cli.Post("/Plugin.Activate", "", "");
+  if (r && r->status == 200) return {"daemon", "", true, "answers on " + socket, ""};
+  return {"daemon", "", false,
+          fmt::format("no answer on {} ({})", socket, r ? "HTTP " + std::to_string(r->status) : httplib::to_string(r.error())),
+          "systemctl start static-macvlan   (or: static-macvlan serve --socket " + socket + " &)"};
+}
+
+Check EngineAnswers(engine::DockerEngine* engine, const std::string& host) {
+  Result<std::string> version = engine != nullptr ? engine->Version(kEngineTimeout) : Unavailable("no engine client");
+  if (!version.ok()) {
+    return {"engine", "", false, fmt::format("Docker does not answer at {}: {}", host, version.status().message()),
+            "systemctl start docker   (the plugin learns container names from it)"};
+  }
+  const int major = std::atoi(version->c_str());
+  const std::string guarantee =
+      major >= kDockerSendsNames
+          ? "names are sent with each request: a name always gets its reservation back"
+          : "names are guessed for one container starting at a time; --ip / ipv4_address always holds (README, Same "
+            "name, same address)";
+  return {"engine", "", true, fmt::format("Docker {} answers at {}; {}", *version, host, guarantee), ""};
+}
+
+Check StoreConsistent(const ServeFlags& flags) {
+  std::string summary;
+  Result<std::vector<std::string>> problems = FsckProblems(flags, summary);
+  if (!problems.ok()) return {"state", "", false, problems.status().message(), "static-macvlan fsck"};
+  if (problems->empty()) return {"state", "", true, "fsck: " + summary, ""};
+  return {"state", "", false, fmt::format("fsck: {} problem(s), first: {}", problems->size(), problems->front()),
+          "static-macvlan fsck   (lists them all; docs/troubleshooting.md)"};
+}
+
+// The link checks of one network, on the kernel as it is now.
+void CheckNetworkLinks(nl::LinkOps& links, const driver::NetworkRecord& record, const driver::NetworkOptions& options,
+                       const std::string& label, std::vector<Check>& out) {
+  auto add = [&](std::string what, bool ok, std::string detail, std::string fix = "") {
+    out.push_back({std::move(what), label, ok, std::move(detail), ok ? "" : std::move(fix)});
+  };
+  Result<std::optional<nl::LinkInfo>> parent = links.Find(options.parent);
+  if (!parent.ok() || !parent->has_value()) {
+    add("parent", false, fmt::format("parent interface {} is missing (\"Link not found\")", options.parent),
+        fmt::format("ip -br link   (then recreate the network with -o parent=<an interface listed there>)"));
+    return;
+  }
+  const nl::LinkInfo& p = **parent;
+  add("parent", p.up, fmt::format("{} is {}", p.name, p.up ? "up" : "down"), "ip link set " + p.name + " up");
+  if (p.up) {
+    add("carrier", p.carrier, fmt::format("{} {}", p.name, p.carrier ? "has carrier" : "has no carrier (NO-CARRIER)"),
+        "check the cable or switch port of " + p.name + "   (ip link show " + p.name + ")");
+  }
+  if (options.vlan_id) {
+    Result<std::optional<nl::LinkInfo>> vlan = links.Find(options.vlan_link_name);
+    const bool present = vlan.ok() && vlan->has_value() && (*vlan)->kind == "vlan";
+    const bool has_8021q = std::filesystem::exists("/proc/net/vlan/config");
+    add("vlan", present,
+        present ? fmt::format("{} is VLAN {} on {}", options.vlan_link_name, *options.vlan_id, options.parent)
+                : fmt::format("VLAN link {} is missing{}", options.vlan_link_name,
+                              has_8021q ? "" : "; this kernel has no 802.1Q (module 8021q not loaded)"),
+        has_8021q ? "systemctl restart static-macvlan   (it recreates the VLAN link)"
+                  : "modprobe 8021q && systemctl restart static-macvlan");
+  }
+  if (options.promisc) {
+    add("promisc", p.promisc, fmt::format("{} is {}promiscuous", p.name, p.promisc ? "" : "not "),
+        "ip link set " + p.name + " promisc on");
+  }
+  if (options.mtu) {
+    add("mtu", *options.mtu <= p.mtu, fmt::format("network MTU {} vs {} MTU {}", *options.mtu, p.name, p.mtu),
+        fmt::format("ip link set {} mtu {}", p.name, *options.mtu));
+  }
+  if (options.host_ip) {
+    const std::string name = driver::DriverService::HostLinkName(record.id);
+    Result<std::optional<nl::LinkInfo>> host = links.Find(name);
+    const bool ready = host.ok() && host->has_value() && (*host)->up;
+    add("host_ip", ready,
+        fmt::format("host link {} for {} is {}", name, options.host_ip->ToString(),
+                    ready ? "up" : (host.ok() && host->has_value() ? "down" : "missing")),
+        "systemctl restart static-macvlan   (it recreates the host link)");
+  }
+}
+
+// Two of our networks on one parent (and VLAN) with overlapping subnets share one wire.
+void CheckOverlaps(const std::vector<std::pair<driver::NetworkRecord, driver::NetworkOptions>>& networks,
+                   const std::function<std::string(const std::string&)>& label, std::vector<Check>& out) {
+  for (size_t i = 0; i < networks.size(); ++i) {
+    for (size_t j = i + 1; j < networks.size(); ++j) {
+      const auto& [a, ao] = networks[i];
+      const auto& [b, bo] = networks[j];
+      if (ao.MacvlanParent() != bo.MacvlanParent()) continue;
+      for (const auto* da : {&a.ipv4, &a.ipv6}) {
+        for (const auto* db : {&b.ipv4, &b.ipv6}) {
+          for (const driver::IpData& x : *da) {
+            for (const driver::IpData& y : *db) {
+              if (x.pool.family() != y.pool.family() || !x.pool.Overlaps(y.pool)) continue;
+              out.push_back({"overlap", label(a.id), false,
+                             fmt::format("{} overlaps {} of {} on {}", x.pool.ToString(), y.pool.ToString(),
+                                         label(b.id), ao.MacvlanParent()),
+                             "docker network rm " + label(b.id)});
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void Print(const std::vector<Check>& checks, bool as_json) {
+  if (as_json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const Check& c : checks) {
+      out.push_back({{"check", c.what}, {"network", c.network}, {"ok", c.ok}, {"detail", c.detail}, {"fix", c.fix}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  for (const Check& c : checks) {
+    std::printf("%-4s  %-8s %s%s\n", c.ok ? "ok" : "FAIL", c.what.c_str(),
+                c.network.empty() ? "" : ("network " + c.network + ": ").c_str(), c.detail.c_str());
+    if (!c.ok) std::printf("      fix: %s\n", c.fix.c_str());
+  }
+}
+
+Status Report(const std::vector<Check>& checks, bool as_json) {
+  Print(checks, as_json);
+  size_t failed = 0;
+  for (const Check& c : checks) failed += c.ok ? 0 : 1;
+  if (failed > 0) return FailedPrecondition(fmt::format("{} check(s) failed", failed));
+  return OkStatus();
+}
+
+}  // namespace
+
+Status Doctor(const DoctorFlags& flags) {
+  std::vector<Check> checks;
+  checks.push_back(DaemonAnswers(flags.serve.socket));
+  Result<std::unique_ptr<engine::DockerEngine>> engine = engine::DockerEngine::Create(flags.serve.docker_host);
+  checks.push_back(EngineAnswers(engine.ok() ? engine->get() : nullptr, flags.serve.docker_host));
+  const bool engine_up = checks.back().ok;
+  // The network records live in the state directory: never create one where there is none.
+  if (!std::filesystem::is_directory(flags.serve.state_dir)) {
+    checks.push_back({"state", "", false, "no state directory " + flags.serve.state_dir,
+                      "static-macvlan doctor --state-dir DIR   (the daemon's --state-dir)"});
+    return Report(checks, flags.json);
+  }
+  checks.push_back(StoreConsistent(flags.serve));
+  Result<StateStores> stores = OpenStateStores(flags.serve.state_dir, flags.serve.db_size_mib << 20);
+  Result<driver::DriverSnapshot> state =
+      stores.ok() ? stores->networks->Load() : Result<driver::DriverSnapshot>(stores.status());
+  Result<std::unique_ptr<nl::LinkManager>> links = nl::LinkManager::Open();
+  if (!state.ok() || !links.ok()) {
+    checks.push_back({"networks", "", false, (!state.ok() ? state.status() : links.status()).message(),
+                      "static-macvlan fsck"});
+  } else {
+    // Docker's name for a network when the engine answers, else its short id.
+    auto label = [&](const std::string& id) {
+      if (engine_up) {
+        if (Result<engine::EngineNetwork> n = (*engine)->InspectNetwork(id, kEngineTimeout); n.ok()) return n->name;
+      }
+      return id.substr(0, 12);
+    };
+    std::vector<std::pair<driver::NetworkRecord, driver::NetworkOptions>> networks;
+    for (const driver::NetworkRecord& record : state->networks) {
+      if (!flags.network.empty() && !record.id.starts_with(flags.network) && label(record.id) != flags.network) {
+        continue;
+      }
+      Result<driver::NetworkOptions> options = driver::ParseNetworkOptions(record.options);
+      if (!options.ok()) {
+        checks.push_back({"options", label(record.id), false, options.status().message(), "docker network rm"});
+        continue;
+      }
+      networks.emplace_back(record, *options);
+      CheckNetworkLinks(**links, record, *options, label(record.id), checks);
+    }
+    if (!flags.network.empty() && networks.empty()) {
+      checks.push_back({"networks", flags.network, false, "no static-macvlan network of that name or id",
+                        "docker network ls --filter driver=static-macvlan"});
+    }
+    CheckOverlaps(networks, label, checks);
+  }
+  return Report(checks, flags.json);
+}
+
+}  // namespace smv::daemon
