@@ -44,7 +44,8 @@ Check DaemonAnswers(const std::string& socket) {
   httplib::Result r = cli.Post("/Plugin.Activate", "", "");
   if (r && r->status == 200) return {"daemon", "", true, "answers on " + socket, ""};
   return {"daemon", "", false,
-          fmt::format("no answer on {} ({})", socket, r ? "HTTP " + std::to_string(r->status) : httplib::to_string(r.error())),
+          fmt::format("no answer on {} ({})", socket,
+                      r ? "HTTP " + std::to_string(r->status) : httplib::to_string(r.error())),
           "systemctl start static-macvlan   (or: static-macvlan serve --socket " + socket + " &)"};
 }
 
@@ -189,8 +190,8 @@ Status Doctor(const DoctorFlags& flags) {
       stores.ok() ? stores->networks->Load() : Result<driver::DriverSnapshot>(stores.status());
   Result<std::unique_ptr<nl::LinkManager>> links = nl::LinkManager::Open();
   if (!state.ok() || !links.ok()) {
-    checks.push_back({"networks", "", false, (!state.ok() ? state.status() : links.status()).message(),
-                      "static-macvlan fsck"});
+    checks.push_back(
+        {"networks", "", false, (!state.ok() ? state.status() : links.status()).message(), "static-macvlan fsck"});
   } else {
     // Docker's name for a network when the engine answers, else its short id.
     auto label = [&](const std::string& id) {
