@@ -1,5 +1,7 @@
 #include "driver/packet/announce_frames.h"
 
+#include <span>
+
 namespace smv::driver {
 namespace {
 
@@ -19,9 +21,11 @@ void Put16(std::vector<uint8_t>& out, uint16_t v) {
   out.push_back(static_cast<uint8_t>(v >> 8));
   out.push_back(static_cast<uint8_t>(v));
 }
-void PutMac(std::vector<uint8_t>& out, const MacAddress& mac) {
-  out.insert(out.end(), mac.bytes().begin(), mac.bytes().end());
+// Byte by byte: GCC 12's -Wstringop-overflow misreads a range insert into a growing vector at -O3.
+void PutBytes(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
+  for (uint8_t b : bytes) out.push_back(b);
 }
+void PutMac(std::vector<uint8_t>& out, const MacAddress& mac) { PutBytes(out, mac.bytes()); }
 void PutIp(std::vector<uint8_t>& out, const IpAddress& ip) {
   for (int shift = ip.bits() - 8; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(ip.value() >> shift));
 }
@@ -93,7 +97,7 @@ std::vector<uint8_t> UnsolicitedNaFrame(const MacAddress& mac, const IpAddress& 
   f.push_back(kNdHopLimit);
   PutIp(f, address);
   PutIp(f, AllNodes());
-  f.insert(f.end(), icmp.begin(), icmp.end());
+  PutBytes(f, icmp);
   return f;
 }
 
