@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -193,12 +194,15 @@ Status Doctor(const DoctorFlags& flags) {
     checks.push_back(
         {"networks", "", false, (!state.ok() ? state.status() : links.status()).message(), "static-macvlan fsck"});
   } else {
-    // Docker's name for a network when the engine answers, else its short id.
-    auto label = [&](const std::string& id) {
+    // Docker's name for a network when the engine answers, else its short id; asked once each.
+    std::map<std::string, std::string> labels;
+    auto label = [&](const std::string& id) -> std::string {
+      if (auto known = labels.find(id); known != labels.end()) return known->second;
+      std::string name = id.substr(0, 12);
       if (engine_up) {
-        if (Result<engine::EngineNetwork> n = (*engine)->InspectNetwork(id, kEngineTimeout); n.ok()) return n->name;
+        if (Result<engine::EngineNetwork> n = (*engine)->InspectNetwork(id, kEngineTimeout); n.ok()) name = n->name;
       }
-      return id.substr(0, 12);
+      return labels[id] = name;
     };
     std::vector<std::pair<driver::NetworkRecord, driver::NetworkOptions>> networks;
     for (const driver::NetworkRecord& record : state->networks) {
