@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -42,6 +43,22 @@ Result<nlohmann::json> AskDaemon(const std::string& socket, const std::string& c
   if (!out.is_object()) return Internal(fmt::format("the daemon at {} answered something that is not JSON", socket));
   return out;
 }
+
+}  // namespace
+
+std::string FindDaemonSocket(const std::string& given) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (given != kDefaultSocket || fs::exists(given, ec)) return given;
+  std::vector<std::string> managed;
+  for (const auto& entry : fs::directory_iterator(fs::path(given).parent_path(), ec)) {
+    const fs::path candidate = entry.path() / kSocketName;
+    if (entry.is_directory(ec) && fs::exists(candidate, ec)) managed.push_back(candidate.string());
+  }
+  return managed.size() == 1 ? managed.front() : given;
+}
+
+namespace {
 
 std::string FormatTime(int64_t unix_seconds) {
   if (unix_seconds == 0) return "-";

@@ -10,6 +10,8 @@
 namespace smv::daemon {
 
 inline constexpr const char* kDefaultSocket = "/run/docker/plugins/static-macvlan.sock";
+// The socket's file name, also inside a managed plugin's directory /run/docker/plugins/<id>/.
+inline constexpr const char* kSocketName = "static-macvlan.sock";
 
 struct ServeFlags {
   std::string socket = kDefaultSocket;
@@ -66,6 +68,10 @@ struct DoctorFlags {
 // One check per line (ok / FAIL, and for each failure the command that fixes it); an error when
 // any check failed.
 Status Doctor(const DoctorFlags& flags);
+
+// Where the CLI finds the daemon: `given` when it was named or exists; otherwise the socket of a
+// managed plugin (/run/docker/plugins/<id>/static-macvlan.sock) when there is exactly one.
+std::string FindDaemonSocket(const std::string& given);
 
 Status ListReservations(const ReservationFlags& flags);
 Status ReserveAddress(const ReservationFlags& flags);

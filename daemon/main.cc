@@ -13,26 +13,36 @@ namespace {
 using smv::daemon::ReservationFlags;
 using smv::daemon::ServeFlags;
 
-// Where the address book is and how to reach it: serve and fsck.
+// Where the address book is and how to reach it: serve and fsck. Each option of a running
+// daemon also reads an SMV_* environment variable: a managed plugin is configured that way
+// (docker plugin set), and the .deb's /etc/default/static-macvlan sets them for the service.
 void AddStoreOptions(CLI::App& command, ServeFlags& flags) {
   command
       .add_option("--store", flags.store,
                   "address book: lmdb (in --state-dir) or etcd://HOST:PORT[,HOST:PORT...] (shared by several hosts; "
                   "networks and endpoints stay in --state-dir)")
-      ->capture_default_str();
-  command.add_option("--etcd-cacert", flags.etcd_cacert, "etcd: speak TLS, trusting the CA certificates in this file");
-  command.add_option("--etcd-cert", flags.etcd_cert, "etcd: TLS client certificate (with --etcd-key)");
-  command.add_option("--etcd-key", flags.etcd_key, "etcd: TLS client key (with --etcd-cert)");
-  command.add_option("--etcd-user", flags.etcd_user,
-                     "etcd: user name (etcdctl auth enable; with --etcd-password-file)");
-  command.add_option("--etcd-password-file", flags.etcd_password_file,
-                     "etcd: file holding --etcd-user's password (kept off the command line)");
+      ->capture_default_str()
+      ->envname("SMV_STORE");
+  command.add_option("--etcd-cacert", flags.etcd_cacert, "etcd: speak TLS, trusting the CA certificates in this file")
+      ->envname("SMV_ETCD_CACERT");
+  command.add_option("--etcd-cert", flags.etcd_cert, "etcd: TLS client certificate (with --etcd-key)")
+      ->envname("SMV_ETCD_CERT");
+  command.add_option("--etcd-key", flags.etcd_key, "etcd: TLS client key (with --etcd-cert)")->envname("SMV_ETCD_KEY");
+  command
+      .add_option("--etcd-user", flags.etcd_user, "etcd: user name (etcdctl auth enable; with --etcd-password-file)")
+      ->envname("SMV_ETCD_USER");
+  command
+      .add_option("--etcd-password-file", flags.etcd_password_file,
+                  "etcd: file holding --etcd-user's password (kept off the command line)")
+      ->envname("SMV_ETCD_PASSWORD_FILE");
 }
 
 void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
   serve.add_option("--socket", flags.socket, "unix socket dockerd connects to")->capture_default_str();
   serve.add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")->capture_default_str();
-  serve.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  serve.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str()
+      ->envname("SMV_LOG_LEVEL");
   serve.add_option("--db-size-mib", flags.db_size_mib, "maximum size of the state database")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
@@ -50,15 +60,21 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
   serve
       .add_option("--allowed-parents", flags.allowed_parents,
                   "only these parent interfaces may carry networks (default: any)")
-      ->delimiter(',');
-  serve.add_option("--metrics-listen", flags.metrics_listen,
-                   "also serve GET /metrics on this TCP ADDRESS:PORT (it is always on the plugin socket)");
-  serve.add_flag("--mac-identity", flags.mac_identity,
-                 "tell dockerd the IPAM needs each container's MAC (RequiresMACAddress): a fixed --mac-address then "
-                 "identifies its container at RequestAddress on engines before Docker 29, but dockerd gives every "
-                 "other container a new random MAC at each start (default off: a name keeps its MAC with its address)");
+      ->delimiter(',')
+      ->envname("SMV_ALLOWED_PARENTS");
+  serve
+      .add_option("--metrics-listen", flags.metrics_listen,
+                  "also serve GET /metrics on this TCP ADDRESS:PORT (it is always on the plugin socket)")
+      ->envname("SMV_METRICS_LISTEN");
+  serve
+      .add_flag("--mac-identity", flags.mac_identity,
+                "tell dockerd the IPAM needs each container's MAC (RequiresMACAddress): a fixed --mac-address then "
+                "identifies its container at RequestAddress on engines before Docker 29, but dockerd gives every "
+                "other container a new random MAC at each start (default off: a name keeps its MAC with its address)")
+      ->envname("SMV_MAC_IDENTITY");
   AddStoreOptions(serve, flags);
-  serve.add_option("--node-name", flags.node_name, "this host's name in a shared address book (default: hostname)");
+  serve.add_option("--node-name", flags.node_name, "this host's name in a shared address book (default: hostname)")
+      ->envname("SMV_NODE_NAME");
 }
 
 struct ReservationCommands {
@@ -134,7 +150,10 @@ int main(int argc, char** argv) {
   exec->add_option("--docker-host", eflags.docker_host, "engine API, to find the container")->capture_default_str();
   exec->add_option("CONTAINER", eflags.container, "container name or id")->required();
   exec->add_option("COMMAND", eflags.command, "the command and its arguments, after --")->required();
+  app.set_version_flag("--version", std::string("static-macvlan ") + SMV_VERSION);
   CLI11_PARSE(app, argc, argv);
+  rflags.socket = smv::daemon::FindDaemonSocket(rflags.socket);
+  dflags.serve.socket = smv::daemon::FindDaemonSocket(dflags.serve.socket);
 
   smv::Status status;
   if (serve->parsed()) status = smv::daemon::Serve(flags);

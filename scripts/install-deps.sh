@@ -5,10 +5,11 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 build=(build-essential cmake pkg-config
        libcpp-httplib-dev nlohmann-json3-dev libnl-3-dev libnl-route-3-dev liblmdb-dev libssl-dev
-       libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev)
+       libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
+       help2man)
 runtime=(iproute2)
 test=(qemu-system-x86 busybox-static tcpdump iputils-ping docker.io docker-compose curl jq util-linux
-      clang libclang-rt-14-dev clang-format-14 lmdb-utils etcd-server etcd-client openssl)
+      clang libclang-rt-14-dev clang-format-14 lmdb-utils etcd-server etcd-client openssl lintian)
 pkgs=("${build[@]}" "${runtime[@]}")
 if [ "${1:-}" = "--test" ]; then pkgs+=("${test[@]}"); fi
 missing=()

@@ -14,6 +14,16 @@ DOCKER_SOCK=$E2E_DIR/docker.sock
 PLUGIN_LOG=$E2E_DIR/plugin.log
 DOCKERD_LOG=$E2E_DIR/dockerd.log
 DOCKER=/usr/bin/docker   # Debian's 20.10 client, matching the daemon
+# With E2E_MANAGED_PLUGIN set, dockerd runs the plugin itself (docker plugin create/enable): its
+# exec root is then the standard /run/docker, a tmpfs private to this test, where dockerd puts a
+# managed plugin's socket at /run/docker/plugins/<id>/static-macvlan.sock.
+if [ -n "${E2E_MANAGED_PLUGIN:-}" ]; then
+  E2E_PRIVATE_RUN=/run/docker
+  E2E_EXEC_ROOT=/run/docker
+else
+  E2E_PRIVATE_RUN=/run/docker/plugins
+  E2E_EXEC_ROOT=$E2E_DIR/exec
+fi
 SMV=${SMV:?set SMV to the static-macvlan binary}
 E2E_PASSED=0
 
@@ -60,7 +70,7 @@ start_dockerd() {
   for attempt in 1 2 3; do
     local from=0; [ -f "$DOCKERD_LOG" ] && from=$(wc -l < "$DOCKERD_LOG")
     in_docker_ns sh -c "exec dockerd --iptables=false --ip6tables=false --bridge=none \
-        --data-root $E2E_DIR/data --exec-root $E2E_DIR/exec --pidfile $E2E_DIR/dockerd.pid \
+        --data-root $E2E_DIR/data --exec-root $E2E_EXEC_ROOT --pidfile $E2E_DIR/dockerd.pid \
         -H unix://$DOCKER_SOCK >>$DOCKERD_LOG 2>&1 & echo \$! > $E2E_DIR/dockerd.pid.launch"
     local pid; pid=$(cat "$E2E_DIR/dockerd.pid.launch")
     local i
@@ -109,14 +119,14 @@ e2e_setup() {
   # and the plugin share; it lives inside the host netns.
   mkdir -p /run/docker/plugins
   in_host unshare --mount --propagation private sh -c \
-    "mount -t tmpfs -o mode=0700 tmpfs /run/docker/plugins && echo \$\$ > $E2E_DIR/supervisor.pid && exec sleep infinity" &
+    "mount -t tmpfs -o mode=0700 tmpfs $E2E_PRIVATE_RUN && echo \$\$ > $E2E_DIR/supervisor.pid && exec sleep infinity" &
   for _ in $(seq 100); do [ -s "$E2E_DIR/supervisor.pid" ] && break; sleep 0.05; done
   sleep 0.2
   # A caller may start what the plugin needs first (bench/docker_start.sh: an etcd cluster).
   if declare -F e2e_before_plugin >/dev/null; then e2e_before_plugin; fi
-  start_plugin
+  if [ -z "${E2E_MANAGED_PLUGIN:-}" ]; then start_plugin; fi
   start_dockerd
-  wait_engine_seen
+  if [ -z "${E2E_MANAGED_PLUGIN:-}" ]; then wait_engine_seen; fi
   # A busybox image: there is no registry here.
   local root=$E2E_DIR/image
   mkdir -p "$root/bin"
@@ -131,7 +141,7 @@ e2e_teardown() {
   if [ "$rc" -ne 0 ]; then e2e_logs; fi
   if [ -n "${E2E_KEEP_LOGS:-}" ]; then cp "$PLUGIN_LOG" "$DOCKERD_LOG" "$E2E_KEEP_LOGS"/ 2>/dev/null; fi
   d ps -aq 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" rm -f >/dev/null 2>&1
-  d network ls -q --filter driver=static-macvlan 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" network rm >/dev/null 2>&1
+  d network ls -q --filter type=custom 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" network rm >/dev/null 2>&1
   stop_dockerd
   [ -f "$E2E_DIR/plugin.pid" ] && kill_plugin TERM
   [ -n "$(supervisor_pid)" ] && kill "$(supervisor_pid)" 2>/dev/null

@@ -1,0 +1,152 @@
+#!/bin/bash
+# The .deb as a Debian user meets it: apt-get install, the daemon answers, an upgrade to a newer
+# package keeps every reservation, remove keeps the state directory, purge leaves no file of the
+# package, no state and no process. Everything runs in a private network namespace and a private
+# mount namespace (tmpfs on /run/docker/plugins), so the host's links and plugin directory are
+# never touched. This host has no systemd, so the package's init script runs the service
+# (through invoke-rc.d). A Docker-built machine's /usr/sbin/policy-rc.d denies every invoke-rc.d
+# action; inside the private mount namespace an allowing one is mounted over it, as on an
+# ordinary Debian host.
+# Usage: tests/package/deb_test.sh build/static-macvlan_VERSION_amd64.deb
+set -euo pipefail
+DEB=$(readlink -f "${1:?usage: deb_test.sh PACKAGE.deb}")
+[ "$(id -u)" -eq 0 ] || { echo "deb_test.sh: needs root (apt-get, namespaces)" >&2; exit 1; }
+if dpkg-query -W -f='${Status}' static-macvlan 2>/dev/null | grep -q installed; then
+  echo "deb_test.sh: static-macvlan is already installed here; this test installs and purges it" >&2
+  exit 1
+fi
+NS=smvdeb$$
+WORK=$(mktemp -d /var/tmp/smv-deb.XXXXXX)
+PASSED=0
+export DEBIAN_FRONTEND=noninteractive
+
+cleanup() {
+  local rc=$?
+  set +e
+  [ -f "$WORK/holder.pid" ] && kill "$(cat "$WORK/holder.pid")" 2>/dev/null
+  if [ -f /run/static-macvlan.pid ]; then kill "$(cat /run/static-macvlan.pid)" 2>/dev/null; rm -f /run/static-macvlan.pid; fi
+  if dpkg-query -W -f='${Status}' static-macvlan 2>/dev/null | grep -q 'ok installed\|config-files'; then
+    apt-get purge -y -qq static-macvlan >/dev/null 2>&1
+  fi
+  ip netns del "$NS" 2>/dev/null
+  [ "$rc" -ne 0 ] && tail -20 /var/log/static-macvlan.log 2>/dev/null >&2
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { PASSED=$((PASSED + 1)); echo "ok $PASSED - $*"; }
+
+# A holder process keeps the private mount namespace (inside the private netns) alive; every
+# step below runs in it.
+ip netns add "$NS"
+nsenter --net="/run/netns/$NS" unshare --mount --propagation private sh -c \
+  "mount -t tmpfs tmpfs /run/docker/plugins && echo \$\$ > $WORK/holder.pid && exec sleep infinity" &
+for _ in $(seq 100); do [ -s "$WORK/holder.pid" ] && break; sleep 0.05; done
+in_ns() { nsenter --target "$(cat "$WORK/holder.pid")" --mount --net "$@"; }
+if [ -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 0\n' > "$WORK/policy-rc.d"
+  chmod 0755 "$WORK/policy-rc.d"
+  in_ns mount --bind "$WORK/policy-rc.d" /usr/sbin/policy-rc.d
+fi
+in_ns ip link set lo up
+in_ns ip link add eth1 type veth peer name eth1sw
+in_ns ip link set eth1 up
+
+SOCK=/run/docker/plugins/static-macvlan.sock
+post() { in_ns curl -sf --unix-socket "$SOCK" -d "$2" "http://plugin/$1"; }
+# A stopped daemon may stay a zombie: it was reparented to this machine's PID 1, which need not
+# reap. Running means any state but Z.
+alive() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$state" ] && [ "$state" != Z ]; }
+daemon_running() { [ -f /run/static-macvlan.pid ] && alive "$(cat /run/static-macvlan.pid)"; }
+# The package (re)starts the service itself; this waits for its socket.
+service_answers() {
+  daemon_running || fail "the package did not start the service"
+  for _ in $(seq 100); do in_ns test -S "$SOCK" && return 0; sleep 0.05; done
+  fail "the daemon did not create $SOCK"
+}
+
+# 0. lintian: no errors (warnings are printed).
+lintian --tag-display-limit 0 --fail-on error "$DEB" > "$WORK/lintian.txt" 2>&1 || { cat "$WORK/lintian.txt" >&2; fail "lintian reports errors"; }
+grep '^[EW]: ' "$WORK/lintian.txt" || true
+pass "lintian: $(grep -c '^E: ' "$WORK/lintian.txt") errors, $(grep -c '^W: ' "$WORK/lintian.txt") warnings"
+
+# 1. Install.
+in_ns apt-get install -y -qq "$DEB" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get install"; }
+version=$(dpkg-query -W -f='${Version}' static-macvlan)
+[ "$(in_ns static-macvlan --version)" = "static-macvlan $version" ] || fail "--version is not the package version $version"
+pass "apt-get install ./$(basename "$DEB"): version $version, static-macvlan --version agrees"
+for f in /usr/bin/static-macvlan /lib/systemd/system/static-macvlan.service /etc/init.d/static-macvlan \
+  /etc/default/static-macvlan /usr/share/man/man8/static-macvlan.8.gz \
+  /usr/share/bash-completion/completions/static-macvlan /var/lib/static-macvlan; do
+  [ -e "$f" ] || fail "$f is missing after install"
+done
+grep -q '^Before=docker.service' /lib/systemd/system/static-macvlan.service || fail "the unit is not ordered before docker"
+bash -n /usr/share/bash-completion/completions/static-macvlan || fail "the bash completion does not parse"
+pass "binary, systemd unit (Before=docker.service), init script, defaults, man page, completion, state directory"
+
+# 2. The daemon answers, with a setting from /etc/default.
+service_answers
+echo "SMV_LOG_LEVEL=debug" >> /etc/default/static-macvlan
+in_ns invoke-rc.d static-macvlan restart >/dev/null
+service_answers
+answer=$(post Plugin.Activate '{}') || fail "Plugin.Activate got no answer"
+[ "$answer" = '{"Implements":["NetworkDriver","IpamDriver"]}' ] || fail "Plugin.Activate answered $answer"
+grep -q '\[debug\]\|debug' /var/log/static-macvlan.log || fail "SMV_LOG_LEVEL=debug from /etc/default was not applied"
+pass "the package started the service; it answers Plugin.Activate on $SOCK and reads /etc/default/static-macvlan"
+
+# A network and a reservation, as dockerd and a user would make them.
+pool=$(post IpamDriver.RequestPool \
+  '{"AddressSpace":"static-macvlan-local","Pool":"192.0.2.0/24","SubPool":"","Options":{},"V6":false}' | jq -r .PoolID)
+post IpamDriver.RequestAddress \
+  "{\"PoolID\":\"$pool\",\"Address\":\"192.0.2.254\",\"Options\":{\"RequestAddressType\":\"com.docker.network.gateway\"}}" >/dev/null
+net=$(printf 'deb%061d' 1)
+post NetworkDriver.CreateNetwork "{\"NetworkID\":\"$net\",\"Options\":{\"com.docker.network.generic\":{\"parent\":\"eth1\"}},
+  \"IPv4Data\":[{\"AddressSpace\":\"static-macvlan-local\",\"Gateway\":\"192.0.2.254/24\",\"Pool\":\"192.0.2.0/24\"}],
+  \"IPv6Data\":[]}" >/dev/null || fail "CreateNetwork"
+in_ns static-macvlan reservations reserve web 192.0.2.10 --network "$net" >/dev/null || fail "reservations reserve"
+reserved() { in_ns static-macvlan reservations ls --json | jq -r '.[] | select(.Name == "web") | .Address'; }
+[ "$(reserved)" = 192.0.2.10 ] || fail "the reservation is not listed"
+pass "a network and the reservation web -> 192.0.2.10 (through the CLI)"
+
+# 3. Upgrade to a newer package: the old daemon is stopped, the book is kept.
+mkdir "$WORK/new"
+dpkg-deb -R "$DEB" "$WORK/new/tree"
+sed -i "s/^Version: .*/Version: $version+upgrade1/" "$WORK/new/tree/DEBIAN/control"
+dpkg-deb --root-owner-group --build "$WORK/new/tree" "$WORK/new/static-macvlan_${version}+upgrade1_amd64.deb" >/dev/null
+old_pid=$(cat /run/static-macvlan.pid)
+in_ns apt-get install -y -qq "$WORK/new/static-macvlan_${version}+upgrade1_amd64.deb" >"$WORK/apt.log" 2>&1 ||
+  { cat "$WORK/apt.log" >&2; fail "apt-get install (upgrade)"; }
+alive "$old_pid" && fail "the upgrade left the old daemon (pid $old_pid) running"
+[ "$(dpkg-query -W -f='${Version}' static-macvlan)" = "$version+upgrade1" ] || fail "the upgrade did not install"
+service_answers
+[ "$(reserved)" = 192.0.2.10 ] || fail "the upgrade lost the reservation"
+grep -q '^SMV_LOG_LEVEL=debug' /etc/default/static-macvlan || fail "the upgrade replaced the edited defaults file"
+pass "upgrade $version -> $version+upgrade1 stopped the old daemon, kept the reservation and the edited defaults"
+
+# 4. remove: no binary, no process; the book stays.
+pid=$(cat /run/static-macvlan.pid)
+in_ns apt-get remove -y -qq static-macvlan >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get remove"; }
+alive "$pid" && fail "apt-get remove left the daemon (pid $pid) running"
+[ -e /usr/bin/static-macvlan ] && fail "apt-get remove left /usr/bin/static-macvlan"
+[ -f /var/lib/static-macvlan/data.mdb ] || fail "apt-get remove deleted the state directory"
+pass "apt-get remove stopped the daemon and kept /var/lib/static-macvlan"
+
+# 5. Re-install finds the book; purge leaves nothing.
+in_ns apt-get install -y -qq "$DEB" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get install (again)"; }
+service_answers
+[ "$(reserved)" = 192.0.2.10 ] || fail "a re-install after remove lost the reservation"
+pass "a re-install after remove finds the reservation"
+dpkg -L static-macvlan | while read -r f; do if [ -f "$f" ]; then echo "$f"; fi; done > "$WORK/files"
+pid=$(cat /run/static-macvlan.pid)
+in_ns apt-get purge -y -qq static-macvlan >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get purge"; }
+alive "$pid" && fail "apt-get purge left the daemon (pid $pid) running"
+left=$(while read -r f; do if [ -e "$f" ]; then echo "$f"; fi; done < "$WORK/files")
+[ -z "$left" ] || fail "apt-get purge left: $left"
+for f in /var/lib/static-macvlan /var/log/static-macvlan.log /run/static-macvlan.pid; do
+  [ -e "$f" ] && fail "apt-get purge left $f"
+done
+ls /etc/rc?.d/*static-macvlan* >/dev/null 2>&1 && fail "apt-get purge left rc.d links"
+dpkg-query -W -f='${Status}' static-macvlan 2>/dev/null | grep -q 'installed\|config-files' && fail "dpkg still knows the package"
+pass "apt-get purge: no daemon, none of the package's $(wc -l < "$WORK/files") files, no state, log or rc.d link"
+echo "deb_test.sh: $PASSED passed"
