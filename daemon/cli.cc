@@ -17,6 +17,7 @@
 
 #include "commands.h"
 #include "common/ip.h"
+#include "daemon/compose_pin.h"
 #include "engine/docker_engine.h"
 
 namespace smv::daemon {
@@ -89,6 +90,7 @@ Status ListReservations(const ReservationFlags& flags) {
     return OkStatus();
   }
   std::printf("%-32s %-16s %-18s %-28s %-22s %s\n", "NAME", "ADDRESS", "MAC", "POOL", "STATE", "SINCE");
+  int drifted = 0;
   for (const nlohmann::json& r : list) {
     std::string state = Text(r, "State");
     if (r.contains("Node")) state += " on " + Text(r, "Node");
@@ -97,6 +99,16 @@ Status ListReservations(const ReservationFlags& flags) {
     std::printf("%-32s %-16s %-18s %-28s %-22s %s\n", Text(r, "Name").c_str(), Text(r, "Address").c_str(),
                 Text(r, "MacAddress").c_str(), Text(r, "Pool").c_str(), state.c_str(),
                 FormatTime(Number(r, "Since")).c_str());
+    if (r.contains("DriftedTo")) ++drifted;
+  }
+  if (drifted > 0) {
+    std::printf(
+        "\n%d name(s) drifted: each started at once with others on an engine that does not tell the IPAM\n"
+        "which container asks (Docker < 29), and got an address reserved for none of them. Each gets its\n"
+        "reservation back at its next start on its own. To keep them from drifting, give them --ip, or for\n"
+        "a compose project: static-macvlan compose pin -p PROJECT -o pin.yaml; docker compose -f "
+        "compose.yaml -f pin.yaml up -d\n",
+        drifted);
   }
   return OkStatus();
 }
@@ -257,6 +269,49 @@ Status ImportReservations(const ReservationFlags& flags) {
   }
   std::printf("imported %zu reservation(s) into network %s (%zu already there)\n", done.size(), flags.network.c_str(),
               wanted->size() - done.size());
+  return OkStatus();
+}
+
+}  // namespace smv::daemon
+
+namespace smv::daemon {
+
+Status ComposePin(const ComposePinFlags& flags) {
+  constexpr auto kEngineTimeout = std::chrono::seconds(10);
+  auto engine = engine::DockerEngine::Create(flags.docker_host);
+  if (!engine.ok()) return engine.status();
+  auto containers = (*engine)->ListContainers(kEngineTimeout);
+  if (!containers.ok()) return containers.status();
+  std::map<std::string, engine::EngineNetwork> networks;
+  for (const engine::EngineContainer& c : *containers) {
+    auto project = c.labels.find("com.docker.compose.project");
+    if (project == c.labels.end() || project->second != flags.project) continue;
+    for (const auto& [name, attachment] : c.networks) {
+      if (networks.contains(name)) continue;
+      auto network = (*engine)->InspectNetwork(name, kEngineTimeout);
+      if (network.ok()) networks.emplace(name, std::move(*network));
+    }
+  }
+  auto listed = AskDaemon(flags.socket, "ListReservations", {{"Network", ""}});
+  if (!listed.ok()) return listed.status();
+  std::vector<PinReservation> reservations;
+  for (const nlohmann::json& r : listed->value("Reservations", nlohmann::json::array())) {
+    reservations.push_back({Text(r, "Name"), Text(r, "Address"), Text(r, "Pool")});
+  }
+  Result<PinnedProject> pin = PinComposeProject(flags.project, *containers, networks, reservations);
+  if (!pin.ok()) return pin.status();
+  const std::string text = pin->override_file.dump(2) + "\n";
+  if (flags.output.empty()) {
+    std::fputs(text.c_str(), stdout);
+  } else {
+    std::ofstream out(flags.output, std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) return Internal(fmt::format("--output \"{}\": cannot write it", flags.output));
+  }
+  for (const std::string& note : pin->notes) std::fprintf(stderr, "note: %s\n", note.c_str());
+  std::fprintf(stderr, "pinned %d address(es) of project %s%s%s\n", pin->pinned, flags.project.c_str(),
+               flags.output.empty() ? "" : " in ", flags.output.c_str());
   return OkStatus();
 }
 

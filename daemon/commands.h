@@ -26,7 +26,8 @@ struct ServeFlags {
   bool mac_identity = false;   // IpamDriver capability RequiresMACAddress (see --mac-identity)
   // "lmdb" (the embedded book in --state-dir) or "etcd://H:P[,H:P...]" (a book shared by hosts).
   std::string store = "lmdb";
-  std::string node_name;  // this host in a shared book; default: the hostname
+  std::string node_name;                         // this host in a shared book; default: the hostname
+  std::string net_sysctl_dir = "/proc/sys/net";  // another path where /proc/sys is read-only (managed plugin)
   // etcd client TLS and user authentication (--store etcd:// only).
   std::string etcd_cacert, etcd_cert, etcd_key;
   std::string etcd_user, etcd_password_file;
@@ -44,6 +45,13 @@ struct ReservationFlags {
   std::string from_docker;
   std::string file;
   std::string docker_host = "unix:///var/run/docker.sock";
+};
+
+struct ComposePinFlags {
+  std::string socket = kDefaultSocket;
+  std::string docker_host = "unix:///var/run/docker.sock";
+  std::string project;
+  std::string output;  // "" = stdout
 };
 
 struct ExecFlags {
@@ -80,6 +88,9 @@ Status ReleaseReservation(const ReservationFlags& flags);
 Status ExportReservations(const ReservationFlags& flags);
 // Reserves name -> address pairs in --network: all of them, or none when any conflicts.
 Status ImportReservations(const ReservationFlags& flags);
+// Writes a compose override giving each service of flags.project its reserved addresses
+// (compose_pin.h says why).
+Status ComposePin(const ComposePinFlags& flags);
 // Runs flags.command in the network namespace of a running container (replaces this process;
 // returns only on failure).
 Status ExecInContainer(const ExecFlags& flags);

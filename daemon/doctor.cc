@@ -60,8 +60,8 @@ Check EngineAnswers(engine::DockerEngine* engine, const std::string& host) {
   const std::string guarantee =
       major >= kDockerSendsNames
           ? "names are sent with each request: a name always gets its reservation back"
-          : "names are guessed for one container starting at a time; --ip / ipv4_address always holds (README, Same "
-            "name, same address)";
+          : "names are guessed for one container starting at a time; --ip / ipv4_address always holds, and "
+            "`static-macvlan compose pin` pins a compose project (README, Same name, same address)";
   return {"engine", "", true, fmt::format("Docker {} answers at {}; {}", *version, host, guarantee), ""};
 }
 

@@ -72,6 +72,12 @@ void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
                 "identifies its container at RequestAddress on engines before Docker 29, but dockerd gives every "
                 "other container a new random MAC at each start (default off: a name keeps its MAC with its address)")
       ->envname("SMV_MAC_IDENTITY");
+  serve
+      .add_option("--net-sysctl-dir", flags.net_sysctl_dir,
+                  "where the host's /proc/sys/net is (a managed plugin, whose /proc/sys is read-only, mounts it "
+                  "elsewhere)")
+      ->capture_default_str()
+      ->envname("SMV_NET_SYSCTL_DIR");
   AddStoreOptions(serve, flags);
   serve.add_option("--node-name", flags.node_name, "this host's name in a shared address book (default: hostname)")
       ->envname("SMV_NODE_NAME");
@@ -150,10 +156,24 @@ int main(int argc, char** argv) {
   exec->add_option("--docker-host", eflags.docker_host, "engine API, to find the container")->capture_default_str();
   exec->add_option("CONTAINER", eflags.container, "container name or id")->required();
   exec->add_option("COMMAND", eflags.command, "the command and its arguments, after --")->required();
+  smv::daemon::ComposePinFlags cflags;
+  CLI::App* compose = app.add_subcommand("compose", "help compose projects keep their addresses");
+  compose->require_subcommand(1);
+  CLI::App* pin = compose->add_subcommand(
+      "pin",
+      "write a compose override giving each service of a project its reserved address (ipv4_address / "
+      "ipv6_address), so that parallel starts on engines before Docker 29 keep every address");
+  pin->add_option("-p,--project", cflags.project, "compose project name")->required();
+  pin->add_option("-o,--output", cflags.output,
+                  "write the override here (a JSON file compose reads as YAML; "
+                  "default: stdout)");
+  pin->add_option("--socket", cflags.socket, "the daemon's socket")->capture_default_str();
+  pin->add_option("--docker-host", cflags.docker_host, "engine API")->capture_default_str();
   app.set_version_flag("--version", std::string("static-macvlan ") + SMV_VERSION);
   CLI11_PARSE(app, argc, argv);
   rflags.socket = smv::daemon::FindDaemonSocket(rflags.socket);
   dflags.serve.socket = smv::daemon::FindDaemonSocket(dflags.serve.socket);
+  cflags.socket = smv::daemon::FindDaemonSocket(cflags.socket);
 
   smv::Status status;
   if (serve->parsed()) status = smv::daemon::Serve(flags);
@@ -165,6 +185,7 @@ int main(int argc, char** argv) {
   if (reservations.importer->parsed()) status = smv::daemon::ImportReservations(rflags);
   if (exec->parsed()) status = smv::daemon::ExecInContainer(eflags);
   if (doctor->parsed()) status = smv::daemon::Doctor(dflags);
+  if (pin->parsed()) status = smv::daemon::ComposePin(cflags);
   if (status.ok()) return 0;
   if (serve->parsed()) {
     spdlog::error("static-macvlan serve: {}", status.message());

@@ -222,6 +222,7 @@ Status Serve(const ServeFlags& flags) {
   if (!book.ok()) return book.status();
   auto links = nl::LinkManager::Open();
   if (!links.ok()) return links.status();
+  (*links)->SetNetSysctlDir(flags.net_sysctl_dir);
   auto services = CreateServices(flags, *stores, *book, **links);
   if (!services.ok()) return services.status();
   const auto loaded_ms = ms_since(started);

@@ -15,6 +15,16 @@ std::string StripSlash(std::string name) {
   return name;
 }
 
+// A "Labels" object of strings; anything else (null, a wrong type) is no labels.
+std::map<std::string, std::string> Labels(const json& j) {
+  std::map<std::string, std::string> out;
+  if (!j.contains("Labels") || !j["Labels"].is_object()) return out;
+  for (const auto& [key, value] : j["Labels"].items()) {
+    if (value.is_string()) out[key] = value.get<std::string>();
+  }
+  return out;
+}
+
 std::string Str(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
   return j[key].get<std::string>();
@@ -64,7 +74,12 @@ Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name
   if (!body.ok()) return body.status();
   json j = json::parse(*body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Unavailable("engine API: network inspect is not JSON");
-  EngineNetwork network{Str(j, "Id"), Str(j, "Name"), {}};
+  EngineNetwork network{Str(j, "Id"), Str(j, "Name"), {}, Labels(j), {}};
+  if (j.contains("IPAM") && j["IPAM"].is_object() && j["IPAM"].contains("Config") && j["IPAM"]["Config"].is_array()) {
+    for (const json& config : j["IPAM"]["Config"]) {
+      if (std::string subnet = Str(config, "Subnet"); !subnet.empty()) network.subnets.push_back(subnet);
+    }
+  }
   if (j.contains("Containers") && j["Containers"].is_object()) {
     for (const auto& [key, entry] : j["Containers"].items()) {
       auto bare = [](std::string cidr) { return cidr.substr(0, cidr.find('/')); };
@@ -84,6 +99,7 @@ Result<std::vector<EngineContainer>> DockerEngine::ListContainers(Millis timeout
   for (const json& c : j) {
     EngineContainer container;
     container.id = Str(c, "Id");
+    container.labels = Labels(c);
     if (c.contains("Names") && c["Names"].is_array() && !c["Names"].empty() && c["Names"][0].is_string()) {
       container.name = StripSlash(c["Names"][0].get<std::string>());
     }

@@ -25,7 +25,9 @@ struct EngineEndpoint {
 struct EngineNetwork {
   std::string id;
   std::string name;
-  std::vector<EngineEndpoint> endpoints;  // listed from Join on
+  std::vector<EngineEndpoint> endpoints;      // listed from Join on
+  std::map<std::string, std::string> labels;  // e.g. com.docker.compose.network (its key in a compose file)
+  std::vector<std::string> subnets;           // IPAM.Config[].Subnet
 };
 
 struct EngineContainerNetwork {
@@ -37,6 +39,7 @@ struct EngineContainer {
   std::string id;
   std::string name;                                        // no leading "/"
   std::map<std::string, EngineContainerNetwork> networks;  // by network name
+  std::map<std::string, std::string> labels;               // e.g. com.docker.compose.service
 };
 
 class EngineApi {

@@ -74,7 +74,16 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
     if (!answers[i].get()) starting.push_back(candidates[i]->name);
   }
   if (starting.size() == 1) return starting.front();
-  spdlog::debug("requester of pool=\"{}\" is ambiguous candidates={}", call.pool_id, starting.size());
+  if (!starting.empty()) {
+    // Visible where users look: these names may come back on an address reserved for none of them.
+    std::string names;
+    for (const std::string& n : starting) names += (names.empty() ? "" : ", ") + n;
+    spdlog::warn(
+        "ambiguous start in pool \"{}\": {} containers without a requested address start at once ({}); the "
+        "engine does not say which asks, so this one gets an address reserved for none of them. Give each "
+        "--ip / ipv4_address, or for a compose project run: static-macvlan compose pin -p PROJECT",
+        call.pool_id, starting.size(), names);
+  }
   return "";
 }
 

@@ -30,3 +30,6 @@ if [ "${1:-}" = "--test" ] && [ ! -x "$promtool" ]; then
   install -D -m 0755 "$tmp/unpacked/usr/bin/promtool" "$promtool"
   rm -rf "$tmp"
 fi
+# The second engine of the e2e tier: Debian trixie's dockerd 26.1 + compose v2, unpacked in a cache
+# directory (the system's sources and packages stay bookworm's).
+if [ "${1:-}" = "--test" ]; then "$(dirname "$0")/fetch-engine.sh" >/dev/null; fi

@@ -21,7 +21,8 @@ build_plugin() {
   local dir=$out/plugin
   rm -rf "$dir"
   mkdir -p "$dir/rootfs/usr/bin" "$dir/rootfs/run/docker/plugins" "$dir/rootfs/var/lib/static-macvlan" \
-    "$dir/rootfs/tmp" "$dir/rootfs/etc" "$dir/rootfs/proc" "$dir/rootfs/sys" "$dir/rootfs/dev"
+    "$dir/rootfs/tmp" "$dir/rootfs/etc" "$dir/rootfs/proc" "$dir/rootfs/sys" "$dir/rootfs/dev" \
+    "$dir/rootfs/host/proc/sys/net"
   install -m 0755 -s "$binary" "$dir/rootfs/usr/bin/static-macvlan"
   local lib
   for lib in $(libraries); do

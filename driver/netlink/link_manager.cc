@@ -312,7 +312,7 @@ Result<RoutePtr> HostRouteVia(const IpAddress& address, int index) {
 }  // namespace
 
 Status LinkManager::TuneHostLink(const std::string& name) {
-  const std::string conf = "/proc/sys/net/ipv4/conf/" + name + "/";
+  const std::string conf = net_sysctl_dir_ + "/ipv4/conf/" + name + "/";
   // ARP flux: the host link answers ARP only for its own address (arp_ignore=1) and uses it as
   // the source of its own requests (arp_announce=2), never the host's other addresses.
   SMV_RETURN_IF_ERROR(WriteSysctl(conf + "arp_ignore", "1"));

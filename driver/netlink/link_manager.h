@@ -31,6 +31,10 @@ class LinkManager : public LinkOps {
   Status AddHostRoute(const IpAddress& address, const std::string& link) override;
   Status DeleteHostRoute(const IpAddress& address, const std::string& link) override;
 
+  // Where the network sysctls are (default /proc/sys/net): a managed plugin's /proc/sys is
+  // read-only, so its config mounts the host's /proc/sys/net elsewhere.
+  void SetNetSysctlDir(std::string dir) { net_sysctl_dir_ = std::move(dir); }
+
   // For tests: a veth pair (this kernel has no dummy links).
   Status CreateVethPair(const std::string& name, const std::string& peer);
 
@@ -42,6 +46,7 @@ class LinkManager : public LinkOps {
 
   std::mutex mu_;  // guards sock_ (a libnl socket is not thread-safe)
   nl_sock* sock_;
+  std::string net_sysctl_dir_ = "/proc/sys/net";
 };
 
 }  // namespace smv::nl

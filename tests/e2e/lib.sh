@@ -13,7 +13,27 @@ SWITCH_NS=$E2E_ID-sw
 DOCKER_SOCK=$E2E_DIR/docker.sock
 PLUGIN_LOG=$E2E_DIR/plugin.log
 DOCKERD_LOG=$E2E_DIR/dockerd.log
-DOCKER=/usr/bin/docker   # Debian's 20.10 client, matching the daemon
+# The engine: E2E_ENGINE=20.10 (Debian bookworm's dockerd, docker client and compose v1) or 26
+# (Debian trixie's dockerd 26.1, client and compose v2, unpacked by scripts/fetch-engine.sh;
+# bookworm's runc stays on PATH).
+E2E_ENGINE=${E2E_ENGINE:-20.10}
+if [ "$E2E_ENGINE" = 26 ]; then
+  ENGINE_ROOT=$("$(dirname "${BASH_SOURCE[0]}")/../../scripts/fetch-engine.sh")
+  DOCKER=$ENGINE_ROOT/usr/bin/docker
+  DOCKERD=$ENGINE_ROOT/usr/sbin/dockerd
+  ENGINE_PATH=$ENGINE_ROOT/usr/sbin:$ENGINE_ROOT/usr/bin:$PATH
+  COMPOSE=$ENGINE_ROOT/usr/libexec/docker/cli-plugins/docker-compose
+elif [ "$E2E_ENGINE" = 20.10 ]; then
+  DOCKER=/usr/bin/docker   # Debian's 20.10 client, matching the daemon
+  DOCKERD=dockerd
+  ENGINE_PATH=$PATH
+  COMPOSE=docker-compose
+else
+  echo "lib.sh: E2E_ENGINE=$E2E_ENGINE: want 20.10 or 26" >&2
+  exit 1
+fi
+# docker compose (v1 or v2) against the private dockerd.
+engine_compose() { DOCKER_HOST="unix://$DOCKER_SOCK" "$COMPOSE" "$@"; }
 # With E2E_MANAGED_PLUGIN set, dockerd runs the plugin itself (docker plugin create/enable): its
 # exec root is then the standard /run/docker, a tmpfs private to this test, where dockerd puts a
 # managed plugin's socket at /run/docker/plugins/<id>/static-macvlan.sock.
@@ -69,7 +89,7 @@ start_dockerd() {
   local attempt
   for attempt in 1 2 3; do
     local from=0; [ -f "$DOCKERD_LOG" ] && from=$(wc -l < "$DOCKERD_LOG")
-    in_docker_ns sh -c "exec dockerd --iptables=false --ip6tables=false --bridge=none \
+    in_docker_ns env PATH="$ENGINE_PATH" sh -c "exec $DOCKERD --iptables=false --ip6tables=false --bridge=none \
         --data-root $E2E_DIR/data --exec-root $E2E_EXEC_ROOT --pidfile $E2E_DIR/dockerd.pid \
         -H unix://$DOCKER_SOCK >>$DOCKERD_LOG 2>&1 & echo \$! > $E2E_DIR/dockerd.pid.launch"
     local pid; pid=$(cat "$E2E_DIR/dockerd.pid.launch")
@@ -104,7 +124,7 @@ stop_dockerd() {
 }
 
 e2e_setup() {
-  command -v dockerd >/dev/null || fail "dockerd is not installed (scripts/install-deps.sh --test)"
+  PATH=$ENGINE_PATH command -v "$DOCKERD" >/dev/null || fail "no $DOCKERD (scripts/install-deps.sh --test)"
   ip netns add "$HOST_NS"
   ip netns add "$SWITCH_NS"
   in_host ip link set lo up

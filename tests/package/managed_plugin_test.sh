@@ -96,4 +96,20 @@ d run -d --name b-0 --network lan smv-bb:latest sleep 3600 >/dev/null || fail "r
 second=$(ip_of b-0 lan)
 [ -n "$second" ] && [ "$second" != "$first" ] || fail "b-0 got \"$second\" next to a-0's $first"
 pass "a new name after the upgrade gets a new address ($second)"
+# Host access from inside the plugin's container: the host link, its sysctls and host routes.
+d network create -d "$P" --ipam-driver "$P" --subnet 198.51.100.0/24 --gateway 198.51.100.254 \
+  -o parent=eth1 -o host_ip=198.51.100.253 hostnet >/dev/null || { plugin_log; fail "network create -o host_ip on $P"; }
+d run -d --name h-0 --network hostnet smv-bb:latest sleep 600 >/dev/null || fail "run h-0"
+h0=$(ip_of h-0 hostnet)
+in_host ping -c1 -W2 "$h0" >/dev/null || { plugin_log; fail "the host cannot reach h-0 at $h0 through the managed plugin's host link"; }
+d exec h-0 ping -c1 -W2 198.51.100.253 >/dev/null || fail "h-0 cannot reach the host's 198.51.100.253"
+pass "-o host_ip under the managed plugin: the host and h-0 ($h0) reach each other"
+# Gratuitous ARPs from inside the plugin need CAP_NET_RAW (its config grants it).
+sleep 2.5  # the default schedule: 3 announcements 1 s apart
+sock=$(in_docker_ns sh -c 'ls /run/docker/plugins/*/static-macvlan.sock')  # the upgraded plugin's
+metrics=$(in_docker_ns curl -sf --unix-socket "$sock" http://plugin/metrics) || fail "GET /metrics on $sock"
+sent=$(echo "$metrics" | awk '/^static_macvlan_announcements_total\{kind="arp",result="ok"\}/ {print $2}')
+failed=$(echo "$metrics" | awk '/^static_macvlan_announcements_total\{kind="arp",result="error"\}/ {print $2}')
+[ "${sent:-0}" != 0 ] && [ -z "$failed" ] || fail "gratuitous ARPs from the plugin: ok=${sent:-0} error=${failed:-0}"
+pass "the managed plugin sends gratuitous ARPs (ok=$sent, no errors)"
 echo "managed_plugin_test.sh: $E2E_PASSED passed"

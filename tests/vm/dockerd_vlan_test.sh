@@ -100,6 +100,21 @@ d network rm i230 >/dev/null
 in_host ip link show eth1.230 >/dev/null 2>&1 && fail "eth1.230 left behind"
 pass "network rm of the ipvlan network deletes eth1.230"
 
+# docs/examples/vlan with compose v1: a second network on VLAN 228 shares eth1.228.
+vlan_example() {
+  IMAGE=smv-bb:latest PARENT=eth1 DOCKER_HOST="unix://$DOCKER_SOCK" \
+    docker-compose -p ex -f "$here/../../docs/examples/vlan/compose.yaml" "$@" >"$E2E_DIR/compose.log" 2>&1 ||
+    { cat "$E2E_DIR/compose.log"; fail "docs/examples/vlan: docker-compose $*"; }
+}
+vlan_example up -d
+expect_eq "$(ip_of ex_app_1 ex_vlan228)" 198.51.100.10 "docs/examples/vlan: app on 198.51.100.10 over VLAN 228"
+vlan_example up -d --force-recreate
+vlan_example down
+in_host ip link show eth1.228 >/dev/null 2>&1 || fail "compose down of the example deleted eth1.228, which v228 uses"
+vlan_example up -d
+expect_eq "$(ip_of ex_app_1 ex_vlan228)" 198.51.100.10 "docs/examples/vlan: same address after --force-recreate and down + up"
+vlan_example down
+
 d rm -f v-0 v-1 >/dev/null
 d network rm v228 v229 v300 >/dev/null
 in_host ip link show eth1.228 >/dev/null 2>&1 && fail "eth1.228 left behind"
