@@ -1,6 +1,7 @@
 #!/bin/bash
-# End-to-end on a real dockerd 20.10: docker network create / run / compose against the plugin,
-# with exact outcomes. Needs root, dockerd and docker-compose (scripts/install-deps.sh --test).
+# End-to-end on a real dockerd (20.10 + compose v1, or with E2E_ENGINE=26 trixie's 26.1 + compose
+# v2): docker network create / run / compose against the plugin, with exact outcomes. Needs root,
+# dockerd and docker-compose (scripts/install-deps.sh --test).
 # Usage: SMV=build/static-macvlan tests/e2e/dockerd_e2e_test.sh
 set -euo pipefail
 here=$(dirname "$(realpath "$0")")
@@ -179,7 +180,7 @@ d run -d --name lost-0 --network lan --ip "$lost" smv-bb sleep 600 >/dev/null ||
 pass "lost teardown: its lease is freed, its reservation kept for the same name"
 d rm -f lost-0 >/dev/null
 
-# --- E: docker-compose v1: up, down, up -> same addresses ---------------------------------
+# --- E: docker compose (v1 or v2): up, down, up -> same addresses ---------------------------------
 mkdir -p "$E2E_DIR/compose"
 cat > "$E2E_DIR/compose/docker-compose.yml" <<'YAML'
 version: "2.4"
@@ -206,17 +207,19 @@ networks:
       config:
         - {subnet: 203.0.113.0/26, gateway: 203.0.113.1, ip_range: 203.0.113.32/27}
 YAML
-compose() { DOCKER_HOST="unix://$DOCKER_SOCK" docker-compose -p smve2e -f "$E2E_DIR/compose/docker-compose.yml" "$@"; }
+compose() { engine_compose -p smve2e -f "$E2E_DIR/compose/docker-compose.yml" "$@"; }
+# compose v1 names containers smve2e_web_1, compose v2 smve2e-web-1.
+svc() { if [ "$E2E_ENGINE" = 26 ]; then echo "smve2e-$1-1"; else echo "smve2e_$1_1"; fi; }
 compose up -d >/dev/null 2>&1 || fail "compose up"
-first="$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan)"
+first="$(ip_of "$(svc web)" smve2e_vlan) $(ip_of "$(svc db)" smve2e_vlan)"
 expect_eq "$first" "203.0.113.10 203.0.113.11" "compose up: ipv4_address per service"
-api=$(ip_of smve2e_api_1 smve2e_vlan)
+api=$(ip_of "$(svc api)" smve2e_vlan)
 compose up -d --force-recreate >/dev/null 2>&1 || fail "compose up --force-recreate"
-expect_eq "$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan) $(ip_of smve2e_api_1 smve2e_vlan)" \
+expect_eq "$(ip_of "$(svc web)" smve2e_vlan) $(ip_of "$(svc db)" smve2e_vlan) $(ip_of "$(svc api)" smve2e_vlan)" \
   "$first $api" "compose --force-recreate keeps every service's address (api has no ipv4_address)"
 compose down >/dev/null 2>&1 || fail "compose down"
 compose up -d >/dev/null 2>&1 || fail "compose up again"
-expect_eq "$(ip_of smve2e_web_1 smve2e_vlan) $(ip_of smve2e_db_1 smve2e_vlan) $(ip_of smve2e_api_1 smve2e_vlan)" \
+expect_eq "$(ip_of "$(svc web)" smve2e_vlan) $(ip_of "$(svc db)" smve2e_vlan) $(ip_of "$(svc api)" smve2e_vlan)" \
   "$first $api" "compose down + up: same addresses"
 compose down >/dev/null 2>&1
 
