@@ -147,6 +147,37 @@ void CheckOverlaps(const std::vector<std::pair<driver::NetworkRecord, driver::Ne
   }
 }
 
+// A network of Docker's own macvlan or ipvlan driver on the same link (its `parent` option names
+// it, VLAN included, e.g. eth1.228) with an overlapping subnet shares our wire and addresses.
+void CheckOverlapsWithDockerDrivers(engine::DockerEngine& engine,
+                                    const std::vector<std::pair<driver::NetworkRecord, driver::NetworkOptions>>& ours,
+                                    const std::function<std::string(const std::string&)>& label,
+                                    std::vector<Check>& out) {
+  Result<std::vector<engine::DockerEngine::NetworkSummary>> all = engine.ListNetworks(kEngineTimeout);
+  if (!all.ok()) return;  // the engine check already says it does not answer
+  for (const auto& other : *all) {
+    if (other.driver != "macvlan" && other.driver != "ipvlan") continue;
+    auto parent = other.options.find("parent");
+    if (parent == other.options.end()) continue;  // on a dummy link of its own: no shared wire
+    for (const auto& [record, options] : ours) {
+      if (options.MacvlanParent() != parent->second) continue;
+      for (const std::string& subnet : other.network.subnets) {
+        std::optional<Prefix> theirs = Prefix::Parse(subnet);
+        if (!theirs) continue;
+        for (const auto* family : {&record.ipv4, &record.ipv6}) {
+          for (const driver::IpData& data : *family) {
+            if (data.pool.family() != theirs->family() || !data.pool.Overlaps(*theirs)) continue;
+            out.push_back({"overlap", label(record.id), false,
+                           fmt::format("{} overlaps {} of Docker's {} network {} on {}", data.pool.ToString(),
+                                       theirs->ToString(), other.driver, other.network.name, parent->second),
+                           "docker network rm " + other.network.name + "   (or move one network to another subnet)"});
+          }
+        }
+      }
+    }
+  }
+}
+
 void Print(const std::vector<Check>& checks, bool as_json) {
   if (as_json) {
     nlohmann::json out = nlohmann::json::array();
@@ -222,6 +253,7 @@ Status Doctor(const DoctorFlags& flags) {
                         "docker network ls --filter driver=static-macvlan"});
     }
     CheckOverlaps(networks, label, checks);
+    if (engine_up) CheckOverlapsWithDockerDrivers(**engine, networks, label, checks);
   }
   return Report(checks, flags.json);
 }

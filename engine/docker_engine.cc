@@ -30,6 +30,17 @@ std::string Str(const json& j, const char* key) {
   return j[key].get<std::string>();
 }
 
+// A network's id, name, labels and subnets (inspect and list share them).
+EngineNetwork NetworkHead(const json& j) {
+  EngineNetwork network{Str(j, "Id"), Str(j, "Name"), {}, Labels(j), {}};
+  if (j.contains("IPAM") && j["IPAM"].is_object() && j["IPAM"].contains("Config") && j["IPAM"]["Config"].is_array()) {
+    for (const json& config : j["IPAM"]["Config"]) {
+      if (std::string subnet = Str(config, "Subnet"); !subnet.empty()) network.subnets.push_back(subnet);
+    }
+  }
+  return network;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<DockerEngine>> DockerEngine::Create(const std::string& docker_host) {
@@ -74,12 +85,7 @@ Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name
   if (!body.ok()) return body.status();
   json j = json::parse(*body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Unavailable("engine API: network inspect is not JSON");
-  EngineNetwork network{Str(j, "Id"), Str(j, "Name"), {}, Labels(j), {}};
-  if (j.contains("IPAM") && j["IPAM"].is_object() && j["IPAM"].contains("Config") && j["IPAM"]["Config"].is_array()) {
-    for (const json& config : j["IPAM"]["Config"]) {
-      if (std::string subnet = Str(config, "Subnet"); !subnet.empty()) network.subnets.push_back(subnet);
-    }
-  }
+  EngineNetwork network = NetworkHead(j);
   if (j.contains("Containers") && j["Containers"].is_object()) {
     for (const auto& [key, entry] : j["Containers"].items()) {
       auto bare = [](std::string cidr) { return cidr.substr(0, cidr.find('/')); };
@@ -88,6 +94,24 @@ Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name
     }
   }
   return network;
+}
+
+Result<std::vector<DockerEngine::NetworkSummary>> DockerEngine::ListNetworks(Millis timeout) {
+  Result<std::string> body = Get("/networks", timeout);
+  if (!body.ok()) return body.status();
+  json j = json::parse(*body, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) return Unavailable("engine API: network list is not JSON");
+  std::vector<NetworkSummary> out;
+  for (const json& n : j) {
+    NetworkSummary summary{NetworkHead(n), Str(n, "Driver"), {}};
+    if (n.contains("Options") && n["Options"].is_object()) {
+      for (const auto& [key, value] : n["Options"].items()) {
+        if (value.is_string()) summary.options[key] = value.get<std::string>();
+      }
+    }
+    out.push_back(std::move(summary));
+  }
+  return out;
 }
 
 Result<std::vector<EngineContainer>> DockerEngine::ListContainers(Millis timeout) {

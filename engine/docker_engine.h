@@ -1,6 +1,8 @@
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/engine_api.h"
 
@@ -27,6 +29,14 @@ class DockerEngine : public EngineApi {
   bool InspectAnswers(const std::string& container_id, Millis timeout) override;
   // kNotFound for a container the engine does not know.
   Result<ContainerProcess> InspectContainer(const std::string& id_or_name, Millis timeout);
+  // Every network the engine has (GET /networks), with its driver, options and subnets; the
+  // endpoints are not listed.
+  struct NetworkSummary {
+    EngineNetwork network;
+    std::string driver;
+    std::map<std::string, std::string> options;
+  };
+  Result<std::vector<NetworkSummary>> ListNetworks(Millis timeout);
   // The engine's version, e.g. "20.10.24" (GET /version).
   Result<std::string> Version(Millis timeout);
 

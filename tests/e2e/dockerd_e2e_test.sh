@@ -402,9 +402,9 @@ d rm -f old-1 old-2 old-3 old-4 old-5 >/dev/null
 doctor() { in_docker_ns "$SMV" doctor --socket /run/docker/plugins/static-macvlan.sock --state-dir "$E2E_DIR/state" \
   --docker-host "unix://$DOCKER_SOCK" "$@"; }
 doctor >"$E2E_DIR/doctor.txt" 2>&1 || fail "doctor on a healthy host: $(cat "$E2E_DIR/doctor.txt")"
-grep -q "^ok    engine   Docker 20.10" "$E2E_DIR/doctor.txt" && grep -q "^ok    parent   network lan: eth1 is up" "$E2E_DIR/doctor.txt" \
+grep -q "^ok    engine   Docker $E2E_ENGINE" "$E2E_DIR/doctor.txt" && grep -q "^ok    parent   network lan: eth1 is up" "$E2E_DIR/doctor.txt" \
   && grep -q "^ok    state    fsck: " "$E2E_DIR/doctor.txt" || fail "doctor's lines: $(cat "$E2E_DIR/doctor.txt")"
-pass "doctor on a healthy host: exit 0, every check ok (daemon, engine 20.10 and its guarantee, state, links)"
+pass "doctor on a healthy host: exit 0, every check ok (daemon, engine $E2E_ENGINE and its guarantee, state, links)"
 expect_eq "$(doctor --json --network lan | jq -r '[.[] | select(.network == "lan")] | map(.ok) | all')" "true" \
   "doctor --json --network lan: lan's checks, all ok"
 in_host ip link set eth1 down
@@ -423,6 +423,14 @@ grep -A1 "^FAIL  parent   network gone5: parent interface eth5 is missing" "$E2E
   || fail "doctor with eth5 gone: $(cat "$E2E_DIR/doctor.txt")"
 pass "doctor with the parent missing: exit 1, FAIL naming eth5 and the fix"
 d network rm gone5 >/dev/null
+# A network of Docker's own macvlan driver on lan's parent with lan's subnet: the same wire.
+lan_subnet=$(d network inspect -f '{{(index .IPAM.Config 0).Subnet}}' lan)
+d network create -d macvlan --subnet "$lan_subnet" -o parent=eth1 builtin-clash >/dev/null || fail "network builtin-clash"
+doctor --network lan >"$E2E_DIR/doctor.txt" 2>&1 && fail "doctor passed with a built-in macvlan network on lan's wire"
+grep -A1 "^FAIL  overlap  network lan: $lan_subnet overlaps $lan_subnet of Docker's macvlan network builtin-clash on eth1" \
+  "$E2E_DIR/doctor.txt" | grep -q "fix: docker network rm builtin-clash" || fail "doctor with builtin-clash: $(cat "$E2E_DIR/doctor.txt")"
+d network rm builtin-clash >/dev/null
+pass "doctor with a built-in macvlan network on the same parent and subnet: FAIL naming it and the fix"
 kill_plugin TERM
 doctor >"$E2E_DIR/doctor.txt" 2>&1 && fail "doctor passed with the daemon down"
 grep -A1 "^FAIL  daemon   no answer on /run/docker/plugins/static-macvlan.sock" "$E2E_DIR/doctor.txt" \

@@ -16,6 +16,7 @@ P=static-macvlan:latest
 
 managed_teardown() {
   local rc=$?
+  set +e  # every step below runs, whatever fails
   d ps -aq 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" rm -f >/dev/null 2>&1
   d network ls -q --filter type=custom 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DOCKER_SOCK" network rm >/dev/null 2>&1
   d plugin disable -f "$P" >/dev/null 2>&1
