@@ -122,6 +122,17 @@ void CheckNetworkLinks(nl::LinkOps& links, const driver::NetworkRecord& record, 
   }
 }
 
+// The pools of `record` (either family) that overlap `other`.
+std::vector<Prefix> PoolsOverlapping(const driver::NetworkRecord& record, const Prefix& other) {
+  std::vector<Prefix> out;
+  for (const auto* family : {&record.ipv4, &record.ipv6}) {
+    for (const driver::IpData& data : *family) {
+      if (data.pool.family() == other.family() && data.pool.Overlaps(other)) out.push_back(data.pool);
+    }
+  }
+  return out;
+}
+
 // Two of our networks on one parent (and VLAN) with overlapping subnets share one wire.
 void CheckOverlaps(const std::vector<std::pair<driver::NetworkRecord, driver::NetworkOptions>>& networks,
                    const std::function<std::string(const std::string&)>& label, std::vector<Check>& out) {
@@ -130,16 +141,13 @@ void CheckOverlaps(const std::vector<std::pair<driver::NetworkRecord, driver::Ne
       const auto& [a, ao] = networks[i];
       const auto& [b, bo] = networks[j];
       if (ao.MacvlanParent() != bo.MacvlanParent()) continue;
-      for (const auto* da : {&a.ipv4, &a.ipv6}) {
-        for (const auto* db : {&b.ipv4, &b.ipv6}) {
-          for (const driver::IpData& x : *da) {
-            for (const driver::IpData& y : *db) {
-              if (x.pool.family() != y.pool.family() || !x.pool.Overlaps(y.pool)) continue;
-              out.push_back({"overlap", label(a.id), false,
-                             fmt::format("{} overlaps {} of {} on {}", x.pool.ToString(), y.pool.ToString(),
-                                         label(b.id), ao.MacvlanParent()),
-                             "docker network rm " + label(b.id)});
-            }
+      for (const auto* db : {&b.ipv4, &b.ipv6}) {
+        for (const driver::IpData& y : *db) {
+          for (const Prefix& x : PoolsOverlapping(a, y.pool)) {
+            out.push_back({"overlap", label(a.id), false,
+                           fmt::format("{} overlaps {} of {} on {}", x.ToString(), y.pool.ToString(), label(b.id),
+                                       ao.MacvlanParent()),
+                           "docker network rm " + label(b.id)});
           }
         }
       }
@@ -164,14 +172,11 @@ void CheckOverlapsWithDockerDrivers(engine::DockerEngine& engine,
       for (const std::string& subnet : other.network.subnets) {
         std::optional<Prefix> theirs = Prefix::Parse(subnet);
         if (!theirs) continue;
-        for (const auto* family : {&record.ipv4, &record.ipv6}) {
-          for (const driver::IpData& data : *family) {
-            if (data.pool.family() != theirs->family() || !data.pool.Overlaps(*theirs)) continue;
-            out.push_back({"overlap", label(record.id), false,
-                           fmt::format("{} overlaps {} of Docker's {} network {} on {}", data.pool.ToString(),
-                                       theirs->ToString(), other.driver, other.network.name, parent->second),
-                           "docker network rm " + other.network.name + "   (or move one network to another subnet)"});
-          }
+        for (const Prefix& pool : PoolsOverlapping(record, *theirs)) {
+          out.push_back({"overlap", label(record.id), false,
+                         fmt::format("{} overlaps {} of Docker's {} network {} on {}", pool.ToString(),
+                                     theirs->ToString(), other.driver, other.network.name, parent->second),
+                         "docker network rm " + other.network.name + "   (or move one network to another subnet)"});
         }
       }
     }

@@ -1,5 +1,6 @@
 #include "engine/docker_engine.h"
 
+#include <fmt/format.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -15,14 +16,26 @@ std::string StripSlash(std::string name) {
   return name;
 }
 
-// A "Labels" object of strings; anything else (null, a wrong type) is no labels.
-std::map<std::string, std::string> Labels(const json& j) {
+// An object of strings such as "Labels" or "Options"; anything else (null, a wrong type) is empty,
+// and a value that is not a string is left out.
+std::map<std::string, std::string> StringMap(const json& j, const char* key) {
   std::map<std::string, std::string> out;
-  if (!j.contains("Labels") || !j["Labels"].is_object()) return out;
-  for (const auto& [key, value] : j["Labels"].items()) {
-    if (value.is_string()) out[key] = value.get<std::string>();
+  if (!j.is_object() || !j.contains(key) || !j[key].is_object()) return out;
+  for (const auto& [name, value] : j[key].items()) {
+    if (value.is_string()) out[name] = value.get<std::string>();
   }
   return out;
+}
+
+enum class Shape { kObject, kArray };
+
+// The engine's answer as JSON of the expected shape; `what` names it in the error.
+Result<json> ParseAnswer(const Result<std::string>& body, Shape shape, const char* what) {
+  if (!body.ok()) return body.status();
+  json j = json::parse(*body, nullptr, false);
+  const bool shaped = shape == Shape::kObject ? j.is_object() : j.is_array();
+  if (j.is_discarded() || !shaped) return Unavailable(fmt::format("engine API: {} is not JSON", what));
+  return j;
 }
 
 std::string Str(const json& j, const char* key) {
@@ -32,7 +45,7 @@ std::string Str(const json& j, const char* key) {
 
 // A network's id, name, labels and subnets (inspect and list share them).
 EngineNetwork NetworkHead(const json& j) {
-  EngineNetwork network{Str(j, "Id"), Str(j, "Name"), {}, Labels(j), {}};
+  EngineNetwork network{Str(j, "Id"), Str(j, "Name"), {}, StringMap(j, "Labels"), {}};
   if (j.contains("IPAM") && j["IPAM"].is_object() && j["IPAM"].contains("Config") && j["IPAM"]["Config"].is_array()) {
     for (const json& config : j["IPAM"]["Config"]) {
       if (std::string subnet = Str(config, "Subnet"); !subnet.empty()) network.subnets.push_back(subnet);
@@ -73,18 +86,16 @@ Result<std::string> DockerEngine::Get(const std::string& path, Millis timeout) {
 bool DockerEngine::Ping(Millis timeout) { return Get("/_ping", timeout).ok(); }
 
 Result<std::string> DockerEngine::Version(Millis timeout) {
-  Result<std::string> body = Get("/version", timeout);
-  if (!body.ok()) return body.status();
-  json j = json::parse(*body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Unavailable("engine API: version is not JSON");
+  Result<json> answer = ParseAnswer(Get("/version", timeout), Shape::kObject, "version");
+  if (!answer.ok()) return answer.status();
+  const json& j = *answer;
   return Str(j, "Version");
 }
 
 Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name, Millis timeout) {
-  Result<std::string> body = Get("/networks/" + id_or_name, timeout);
-  if (!body.ok()) return body.status();
-  json j = json::parse(*body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Unavailable("engine API: network inspect is not JSON");
+  Result<json> answer = ParseAnswer(Get("/networks/" + id_or_name, timeout), Shape::kObject, "network inspect");
+  if (!answer.ok()) return answer.status();
+  const json& j = *answer;
   EngineNetwork network = NetworkHead(j);
   if (j.contains("Containers") && j["Containers"].is_object()) {
     for (const auto& [key, entry] : j["Containers"].items()) {
@@ -97,33 +108,25 @@ Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name
 }
 
 Result<std::vector<DockerEngine::NetworkSummary>> DockerEngine::ListNetworks(Millis timeout) {
-  Result<std::string> body = Get("/networks", timeout);
-  if (!body.ok()) return body.status();
-  json j = json::parse(*body, nullptr, false);
-  if (j.is_discarded() || !j.is_array()) return Unavailable("engine API: network list is not JSON");
+  Result<json> answer = ParseAnswer(Get("/networks", timeout), Shape::kArray, "network list");
+  if (!answer.ok()) return answer.status();
+  const json& j = *answer;
   std::vector<NetworkSummary> out;
   for (const json& n : j) {
-    NetworkSummary summary{NetworkHead(n), Str(n, "Driver"), {}};
-    if (n.contains("Options") && n["Options"].is_object()) {
-      for (const auto& [key, value] : n["Options"].items()) {
-        if (value.is_string()) summary.options[key] = value.get<std::string>();
-      }
-    }
-    out.push_back(std::move(summary));
+    out.push_back({NetworkHead(n), Str(n, "Driver"), StringMap(n, "Options")});
   }
   return out;
 }
 
 Result<std::vector<EngineContainer>> DockerEngine::ListContainers(Millis timeout) {
-  Result<std::string> body = Get("/containers/json?all=1", timeout);
-  if (!body.ok()) return body.status();
-  json j = json::parse(*body, nullptr, false);
-  if (j.is_discarded() || !j.is_array()) return Unavailable("engine API: container list is not JSON");
+  Result<json> answer = ParseAnswer(Get("/containers/json?all=1", timeout), Shape::kArray, "container list");
+  if (!answer.ok()) return answer.status();
+  const json& j = *answer;
   std::vector<EngineContainer> out;
   for (const json& c : j) {
     EngineContainer container;
     container.id = Str(c, "Id");
-    container.labels = Labels(c);
+    container.labels = StringMap(c, "Labels");
     if (c.contains("Names") && c["Names"].is_array() && !c["Names"].empty() && c["Names"][0].is_string()) {
       container.name = StripSlash(c["Names"][0].get<std::string>());
     }
@@ -150,10 +153,10 @@ bool DockerEngine::InspectAnswers(const std::string& container_id, Millis timeou
 }
 
 Result<ContainerProcess> DockerEngine::InspectContainer(const std::string& id_or_name, Millis timeout) {
-  Result<std::string> body = Get("/containers/" + id_or_name + "/json", timeout);
-  if (!body.ok()) return body.status();
-  json j = json::parse(*body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Unavailable("engine API: container inspect is not JSON");
+  Result<json> answer =
+      ParseAnswer(Get("/containers/" + id_or_name + "/json", timeout), Shape::kObject, "container inspect");
+  if (!answer.ok()) return answer.status();
+  const json& j = *answer;
   ContainerProcess out{Str(j, "Id"), StripSlash(Str(j, "Name")), "", 0};
   if (j.contains("State") && j["State"].is_object()) {
     const json& state = j["State"];
