@@ -1,5 +1,5 @@
 // static-macvlan doctor: the questions asked when a container has no connectivity (is the daemon
-// up, does dockerd answer, is the parent there, up, with carrier, is 802.1Q there, is promiscuous
+// up, does dockerd answer and send it its calls, is the parent there, up, with carrier, is 802.1Q there, is promiscuous
 // mode as configured, does the MTU fit, do two networks overlap, is host access in place, is the
 // store consistent), answered one per line, each failure with the command that fixes it.
 
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "daemon/plugin_registration.h"
 #include "daemon/state_stores.h"
 #include "driver/driver_service.h"
 #include "driver/netlink/link_manager.h"
@@ -63,6 +64,14 @@ Check EngineAnswers(engine::DockerEngine* engine, const std::string& host) {
           : "names are guessed for one container starting at a time; --ip / ipv4_address always holds, and "
             "`static-macvlan compose pin` pins a compose project (README, Same name, same address)";
   return {"engine", "", true, fmt::format("Docker {} answers at {}; {}", *version, host, guarantee), ""};
+}
+
+// Whether dockerd sends this daemon its calls (registered legacy plugin, enabled managed one).
+Check DockerdRegistered(engine::DockerEngine& engine, const std::string& socket) {
+  Result<engine::EnginePlugins> plugins = engine.Plugins(kEngineTimeout);
+  if (!plugins.ok()) return {"dockerd", "", false, plugins.status().message(), "docker info"};
+  Registration judged = JudgeRegistration(*plugins, socket);
+  return {"dockerd", "", judged.ok, std::move(judged.detail), std::move(judged.fix)};
 }
 
 Check StoreConsistent(const ServeFlags& flags) {
@@ -215,6 +224,7 @@ Status Doctor(const DoctorFlags& flags) {
   Result<std::unique_ptr<engine::DockerEngine>> engine = engine::DockerEngine::Create(flags.serve.docker_host);
   checks.push_back(EngineAnswers(engine.ok() ? engine->get() : nullptr, flags.serve.docker_host));
   const bool engine_up = checks.back().ok;
+  if (engine_up) checks.push_back(DockerdRegistered(**engine, flags.serve.socket));
   // The network records live in the state directory: never create one where there is none.
   if (!std::filesystem::is_directory(flags.serve.state_dir)) {
     checks.push_back({"state", "", false, "no state directory " + flags.serve.state_dir,

@@ -92,6 +92,26 @@ Result<std::string> DockerEngine::Version(Millis timeout) {
   return Str(j, "Version");
 }
 
+Result<EnginePlugins> DockerEngine::Plugins(Millis timeout) {
+  Result<json> info = ParseAnswer(Get("/info", timeout), Shape::kObject, "info");
+  if (!info.ok()) return info.status();
+  Result<json> plugins = ParseAnswer(Get("/plugins", timeout), Shape::kArray, "plugin list");
+  if (!plugins.ok()) return plugins.status();
+  EnginePlugins out;
+  const json& listed = (*info).contains("Plugins") ? (*info)["Plugins"] : json();
+  if (listed.is_object() && listed.contains("Network") && listed["Network"].is_array()) {
+    for (const json& driver : listed["Network"]) {
+      if (driver.is_string()) out.network_drivers.push_back(driver.get<std::string>());
+    }
+  }
+  for (const json& p : *plugins) {
+    const bool enabled =
+        p.is_object() && p.contains("Enabled") && p["Enabled"].is_boolean() && p["Enabled"].get<bool>();
+    out.managed.push_back({Str(p, "Id"), Str(p, "Name"), enabled});
+  }
+  return out;
+}
+
 Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name, Millis timeout) {
   Result<json> answer = ParseAnswer(Get("/networks/" + id_or_name, timeout), Shape::kObject, "network inspect");
   if (!answer.ok()) return answer.status();

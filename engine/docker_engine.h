@@ -37,6 +37,8 @@ class DockerEngine : public EngineApi {
     std::map<std::string, std::string> options;
   };
   Result<std::vector<NetworkSummary>> ListNetworks(Millis timeout);
+  // The network drivers dockerd has loaded and its managed plugins.
+  Result<EnginePlugins> Plugins(Millis timeout);
   // The engine's version, e.g. "20.10.24" (GET /version).
   Result<std::string> Version(Millis timeout);
 

@@ -42,6 +42,18 @@ struct EngineContainer {
   std::map<std::string, std::string> labels;               // e.g. com.docker.compose.service
 };
 
+// What dockerd says about its plugins (for doctor).
+struct EnginePlugins {
+  std::vector<std::string> network_drivers;  // GET /info Plugins.Network: a legacy plugin is listed once a
+                                             // network uses it, an enabled managed one by its name
+  struct Managed {
+    std::string id;
+    std::string name;  // e.g. "static-macvlan:latest"
+    bool enabled = false;
+  };
+  std::vector<Managed> managed;  // GET /plugins
+};
+
 class EngineApi {
  public:
   virtual ~EngineApi() = default;

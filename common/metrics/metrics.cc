@@ -109,10 +109,11 @@ std::string Render(const std::vector<PoolGauges>& pools) {
   auto& drifted = gauge("static_macvlan_pool_names_drifted",
                         "Names holding another address than their reservation (see reservations ls)");
   for (const PoolGauges& p : pools) {
-    addresses.Add({{"pool", p.pool}}).Set(p.addresses);
-    in_use.Add({{"pool", p.pool}}).Set(p.in_use);
-    reserved.Add({{"pool", p.pool}}).Set(p.reserved_free);
-    drifted.Add({{"pool", p.pool}}).Set(p.drifted);
+    const prometheus::Labels labels{{"network", p.network}, {"pool", p.pool}};
+    addresses.Add(labels).Set(p.addresses);
+    in_use.Add(labels).Set(p.in_use);
+    reserved.Add(labels).Set(p.reserved_free);
+    drifted.Add(labels).Set(p.drifted);
   }
   std::vector<prometheus::MetricFamily> families = Get().registry->Collect();
   for (prometheus::MetricFamily& family : now.Collect()) families.push_back(std::move(family));

@@ -25,6 +25,7 @@ void CountAnnouncement(std::string_view kind, bool ok);
 // A pool as the address book holds it at scrape time.
 struct PoolGauges {
   std::string pool;          // pool id, e.g. "192.0.2.0/24" or "local 192.0.2.0/24"
+  std::string network;       // Docker's short id of the network on it ("a,b" for several, "" for none yet)
   double addresses = 0;      // every address of the subnet
   double in_use = 0;         // leased now
   double reserved_free = 0;  // reserved for a name, not leased now

@@ -392,10 +392,22 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
 }
 
 std::string PluginApi::RenderMetrics() const {
+  // The networks on each subnet, by the short id `docker network ls` shows (ids, not names: the
+  // driver is never told a network's name).
+  std::map<std::string, std::string> networks_on;
+  for (const driver::NetworkRecord& network : driver_.Networks()) {
+    for (const std::vector<driver::IpData>* family : {&network.ipv4, &network.ipv6}) {
+      for (const driver::IpData& data : *family) {
+        std::string& ids = networks_on[data.pool.ToString()];
+        ids += (ids.empty() ? "" : ",") + ShortId(network.id);
+      }
+    }
+  }
   std::map<std::string, metrics::PoolGauges> pools;
   for (const ipam::PoolUsage& usage : ipam_.PoolUsages()) {
     metrics::PoolGauges& p = pools[usage.pool_id];
     p.pool = usage.pool_id;
+    if (auto on = networks_on.find(usage.subnet.ToString()); on != networks_on.end()) p.network = on->second;
     const int host_bits = (usage.subnet.family() == Family::kV4 ? 32 : 128) - usage.subnet.length();
     p.addresses = std::ldexp(1.0, host_bits);
     p.in_use = static_cast<double>(usage.leased);

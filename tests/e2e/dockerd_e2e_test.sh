@@ -403,8 +403,9 @@ doctor() { in_docker_ns "$SMV" doctor --socket /run/docker/plugins/static-macvla
   --docker-host "unix://$DOCKER_SOCK" "$@"; }
 doctor >"$E2E_DIR/doctor.txt" 2>&1 || fail "doctor on a healthy host: $(cat "$E2E_DIR/doctor.txt")"
 grep -q "^ok    engine   Docker $E2E_ENGINE" "$E2E_DIR/doctor.txt" && grep -q "^ok    parent   network lan: eth1 is up" "$E2E_DIR/doctor.txt" \
+  && grep -q "^ok    dockerd  dockerd lists static-macvlan among its network drivers" "$E2E_DIR/doctor.txt" \
   && grep -q "^ok    state    fsck: " "$E2E_DIR/doctor.txt" || fail "doctor's lines: $(cat "$E2E_DIR/doctor.txt")"
-pass "doctor on a healthy host: exit 0, every check ok (daemon, engine $E2E_ENGINE and its guarantee, state, links)"
+pass "doctor on a healthy host: exit 0, every check ok (daemon, engine $E2E_ENGINE and its guarantee, dockerd lists the driver, state, links)"
 expect_eq "$(doctor --json --network lan | jq -r '[.[] | select(.network == "lan")] | map(.ok) | all')" "true" \
   "doctor --json --network lan: lan's checks, all ok"
 in_host ip link set eth1 down

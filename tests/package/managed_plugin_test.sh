@@ -74,8 +74,15 @@ expect_eq "$(ip_of r-0 lan)" 192.0.2.60 "dockerd restart: r-0 keeps 192.0.2.60"
 in_switch ping -c1 -W2 192.0.2.60 >/dev/null || fail "the switch cannot reach r-0 after the dockerd restart"
 pass "r-0 answers the switch after the dockerd restart"
 
+# doctor's dockerd line (and its fix line on FAIL); the CLI finds the plugin's socket itself.
+doctor_dockerd() { in_docker_ns "$SMV" doctor --docker-host "unix://$DOCKER_SOCK" --state-dir "$E2E_DIR/state" \
+  | grep -e "^ok    dockerd " -e "^FAIL  dockerd " -A"$1"; }
+expect_eq "$(doctor_dockerd 0)" "ok    dockerd  dockerd has managed plugin $P enabled among its network drivers" \
+  "doctor: dockerd has the managed plugin enabled"
 d plugin disable -f "$P" >/dev/null || fail "plugin disable"
 expect_eq "$(d plugin ls --format '{{.Enabled}}')" false "docker plugin disable -f"
+expect_eq "$(doctor_dockerd 1 | tr -s ' ')" "FAIL dockerd managed plugin $P is installed but disabled: dockerd sends it nothing
+ fix: docker plugin enable $P" "doctor with the plugin disabled: FAIL and the enable command"
 d plugin enable "$P" >/dev/null || { plugin_log; fail "plugin enable after disable"; }
 d rm -f a-0 >/dev/null
 d run -d --name a-0 --network lan smv-bb:latest sleep 3600 >/dev/null || fail "run a-0 after enable"

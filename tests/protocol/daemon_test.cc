@@ -715,7 +715,8 @@ TEST_F(DaemonTest, MetricsOnTheSocketAndOverTcpCountCallsShowPoolsAndPassPromtoo
   EXPECT_EQ(Sample(text, calls + "\"invalid_argument\"}"), 1) << text;
   EXPECT_EQ(Sample(text, "static_macvlan_api_request_duration_seconds_count{method=\"NetworkDriver.Join\"}"), 2)
       << text;
-  const std::string labels = "{pool=\"" + pool + "\"}";
+  // 02-setup's network d57bf16eded4... on 192.0.2.0/24, by the short id `docker network ls` shows.
+  const std::string labels = "{network=\"d57bf16eded4\",pool=\"" + pool + "\"}";
   EXPECT_EQ(Sample(text, "static_macvlan_pool_addresses" + labels), 256) << text;
   // The containers and the gateway dockerd asked for in this pool (the setup has another network).
   const auto in_pool = std::count_if(addresses_.begin(), addresses_.end(),

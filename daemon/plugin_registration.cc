@@ -1,0 +1,54 @@
+#include "daemon/plugin_registration.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+namespace smv::daemon {
+namespace {
+
+// "static-macvlan", "static-macvlan:latest", "registry.example/static-macvlan:1.0".
+bool NamesUs(const std::string& name) {
+  const std::string base = name.substr(name.rfind('/') == std::string::npos ? 0 : name.rfind('/') + 1);
+  return base == "static-macvlan" || base.starts_with("static-macvlan:");
+}
+
+bool Listed(const engine::EnginePlugins& plugins, const std::string& name) {
+  return std::find(plugins.network_drivers.begin(), plugins.network_drivers.end(), name) !=
+         plugins.network_drivers.end();
+}
+
+}  // namespace
+
+Registration JudgeRegistration(const engine::EnginePlugins& plugins, const std::string& socket) {
+  const std::filesystem::path path(socket);
+  // A managed plugin's socket is /run/docker/plugins/<plugin id>/static-macvlan.sock.
+  const std::string plugin_id = path.parent_path().filename().string();
+  for (const engine::EnginePlugins::Managed& managed : plugins.managed) {
+    if (managed.id != plugin_id && !NamesUs(managed.name)) continue;
+    if (!managed.enabled) {
+      return {false, fmt::format("managed plugin {} is installed but disabled: dockerd sends it nothing", managed.name),
+              "docker plugin enable " + managed.name};
+    }
+    if (Listed(plugins, managed.name)) {
+      return {true, fmt::format("dockerd has managed plugin {} enabled among its network drivers", managed.name), ""};
+    }
+  }
+  for (const std::string& driver : plugins.network_drivers) {
+    if (NamesUs(driver)) return {true, fmt::format("dockerd lists {} among its network drivers", driver), ""};
+  }
+  if (path.parent_path() == std::filesystem::path(kPluginSocketDir).parent_path() && path.extension() == ".sock") {
+    return {true,
+            fmt::format("dockerd finds the driver {} at {} and loads it when a network first uses it",
+                        path.stem().string(), socket),
+            ""};
+  }
+  return {false,
+          fmt::format("the daemon listens on {}, where dockerd does not look: it finds network plugins by their "
+                      "socket in {}",
+                      socket, kPluginSocketDir),
+          fmt::format("static-macvlan serve --socket {}static-macvlan.sock", kPluginSocketDir)};
+}
+
+}  // namespace smv::daemon
