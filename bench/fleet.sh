@@ -9,8 +9,7 @@
 set -euo pipefail
 nodes=${1:-4}; clients=${2:-8}; seconds=${3:-10}; pairs=${4:-2000}
 cd "$(dirname "$0")/.."
-BUILD_DIR=build-bench scripts/build.sh -DSMV_BENCH=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
-B=$(realpath build-bench)
+. bench/build-dir.sh
 work=$(mktemp -d /var/tmp/smv-fleet.XXXXXX)
 ns=smvfleet$$
 pids=()

@@ -9,9 +9,8 @@ quick=${1:-}
 runs=30; par=20; rounds=5; lat=2000; tput=5
 if [ "$quick" = --quick ]; then runs=3; par=3; rounds=1; lat=200; tput=1; fi
 scripts/install-deps.sh --test >/dev/null
-BUILD_DIR=build-bench scripts/build.sh -DSMV_BENCH=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
-B=build-bench
-SMV=$(realpath $B/static-macvlan)
+. bench/build-dir.sh
+SMV=$B/static-macvlan
 work=$(mktemp -d /var/tmp/smv-bench.XXXXXX)
 daemon_pid=
 cleanup() { [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }

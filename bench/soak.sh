@@ -11,9 +11,9 @@
 set -euo pipefail
 runs=${1:-5000}; cycles=${2:-5000}; streams=${3:-4}
 cd "$(dirname "$0")/.."
-BUILD_DIR=build-bench scripts/build.sh -DSMV_BENCH=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
-export SMV=$(realpath build-bench/static-macvlan)
-tool=$(realpath build-bench/bench/bench_tool)
+. bench/build-dir.sh
+export SMV=$B/static-macvlan
+tool=$B/bench/bench_tool
 . tests/e2e/lib.sh
 trap e2e_teardown EXIT
 e2e_setup >/dev/null

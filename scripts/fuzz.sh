@@ -3,12 +3,13 @@
 # seeded from the distinct dockerd 20.10 requests in tests/fixtures/fuzz-seeds.jsonl (one
 # {"endpoint", "request"} per line, taken from the captured calls). Crashes are saved
 # as tests/fuzz/crash-* and fail the run; turn each into a regression test.
-# Usage: scripts/fuzz.sh [SECONDS]     (long run: scripts/fuzz.sh 3600)
+# Usage: scripts/fuzz.sh [SECONDS]     (long run: scripts/fuzz.sh 3600; --build-only: just build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DSMV_FUZZ=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target fuzz_plugin_api fuzz_parsers
+[ "$seconds" = --build-only ] && exit 0
 corpus=build-fuzz/corpus
 mkdir -p "$corpus/api" "$corpus/parsers"
 paths=(Plugin.Activate NetworkDriver.GetCapabilities NetworkDriver.CreateNetwork NetworkDriver.DeleteNetwork
