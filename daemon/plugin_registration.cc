@@ -34,6 +34,9 @@ Registration JudgeRegistration(const engine::EnginePlugins& plugins, const std::
     if (Listed(plugins, managed.name)) {
       return {true, fmt::format("dockerd has managed plugin {} enabled among its network drivers", managed.name), ""};
     }
+    return {false,
+            fmt::format("managed plugin {} is enabled but dockerd lists no network driver of that name", managed.name),
+            fmt::format("docker plugin inspect {}   (its config must declare docker.networkdriver/1.0)", managed.name)};
   }
   for (const std::string& driver : plugins.network_drivers) {
     if (NamesUs(driver)) return {true, fmt::format("dockerd lists {} among its network drivers", driver), ""};

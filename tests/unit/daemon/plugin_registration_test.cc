@@ -42,6 +42,13 @@ TEST(PluginRegistrationTest, AnEnabledManagedPluginIsFoundByTheIdInItsSocketPath
   EXPECT_EQ(r.detail, "dockerd has managed plugin smv:2.0 enabled among its network drivers");
 }
 
+TEST(PluginRegistrationTest, AnEnabledManagedPluginThatIsNoNetworkDriverFails) {
+  const EnginePlugins plugins{kBuiltins, {{"abc123", "static-macvlan:latest", true}}};
+  const Registration r = JudgeRegistration(plugins, "/run/docker/plugins/abc123/static-macvlan.sock");
+  EXPECT_FALSE(r.ok) << r.detail;
+  EXPECT_EQ(r.fix, "docker plugin inspect static-macvlan:latest   (its config must declare docker.networkdriver/1.0)");
+}
+
 TEST(PluginRegistrationTest, ADisabledManagedPluginFailsWithTheEnableCommand) {
   const EnginePlugins plugins{kBuiltins, {{"abc123", "registry.example/static-macvlan:1.0", false}}};
   // Disabled, its socket is gone and doctor may be pointed at the default path: found by name.
