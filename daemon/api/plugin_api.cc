@@ -399,7 +399,8 @@ std::string PluginApi::RenderMetrics() const {
     for (const std::vector<driver::IpData>* family : {&network.ipv4, &network.ipv6}) {
       for (const driver::IpData& data : *family) {
         std::string& ids = networks_on[data.pool.ToString()];
-        ids += (ids.empty() ? "" : ",") + ShortId(network.id);
+        if (!ids.empty()) ids += ',';
+        ids += ShortId(network.id);
       }
     }
   }
