@@ -19,28 +19,14 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 set -o pipefail
-log=$(mktemp) side_log=$(mktemp) side_pid=
-cleanup() {
-  if [ -n "$side_pid" ] && kill -0 "$side_pid" 2>/dev/null; then kill -- "-$side_pid" 2>/dev/null || true; fi
-  rm -f "$log" "$side_log"
-}
-trap cleanup EXIT
-if [ $# -eq 0 ]; then
-  # The sanitizer and fuzzing builds run while ctest does, at the lowest CPU priority, in a process
-  # group of their own (ended if ctest fails): the e2e and VM tiers spend much of their time
-  # waiting on dockerd, etcd and qemu, and the builds take that idle time instead of 7 minutes.
-  setsid bash -c 'BUILD_DIR=build-asan nice -n 19 scripts/build.sh -DSMV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug &&
-                  nice -n 19 scripts/fuzz.sh --build-only' >"$side_log" 2>&1 &
-  side_pid=$!
-fi
+log=$(mktemp); trap 'rm -f "$log"' EXIT
 ctest --test-dir "${BUILD_DIR:-build}" --no-tests=error --output-on-failure -j"$(nproc)" "$@" | tee "$log"
 stage "ctest"
 if [ $# -eq 0 ]; then
-  wait "$side_pid" || { cat "$side_log"; echo "test.sh: the sanitizer or fuzzing build failed" >&2; exit 1; }
-  side_pid=
-  stage "sanitizer and fuzzing builds (overlapping ctest)"
   # The unit, kernel and protocol tiers again under AddressSanitizer + UndefinedBehaviorSanitizer
   # (the protocol tier runs the sanitized daemon, whose exit status the tests check).
+  BUILD_DIR=build-asan scripts/build.sh -DSMV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  stage "sanitizer build"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --no-tests=error --output-on-failure -j"$(nproc)" -L 'unit|netns|protocol' | tee -a "$log"
   # Bounded fuzzing of request decoding and option/CIDR parsing (a long run: scripts/fuzz.sh 3600).
