@@ -27,7 +27,7 @@ namespace smv::daemon {
 namespace {
 
 using std::chrono::milliseconds;
-constexpr milliseconds kEngineTimeout{3000};
+constexpr milliseconds kDoctorEngineTimeout{3000};
 constexpr int kDockerSendsNames = 29;  // the first major version that sends names to the IPAM
 
 struct Check {
@@ -52,7 +52,8 @@ Check DaemonAnswers(const std::string& socket) {
 }
 
 Check EngineAnswers(engine::DockerEngine* engine, const std::string& host) {
-  Result<std::string> version = engine != nullptr ? engine->Version(kEngineTimeout) : Unavailable("no engine client");
+  Result<std::string> version =
+      engine != nullptr ? engine->Version(kDoctorEngineTimeout) : Unavailable("no engine client");
   if (!version.ok()) {
     return {"engine", "", false, fmt::format("Docker does not answer at {}: {}", host, version.status().message()),
             "systemctl start docker   (the plugin learns container names from it)"};
@@ -68,7 +69,7 @@ Check EngineAnswers(engine::DockerEngine* engine, const std::string& host) {
 
 // Whether dockerd sends this daemon its calls (registered legacy plugin, enabled managed one).
 Check DockerdRegistered(engine::DockerEngine& engine, const std::string& socket) {
-  Result<engine::EnginePlugins> plugins = engine.Plugins(kEngineTimeout);
+  Result<engine::EnginePlugins> plugins = engine.Plugins(kDoctorEngineTimeout);
   if (!plugins.ok()) return {"dockerd", "", false, plugins.status().message(), "docker info"};
   Registration judged = JudgeRegistration(*plugins, socket);
   return {"dockerd", "", judged.ok, std::move(judged.detail), std::move(judged.fix)};
@@ -170,7 +171,7 @@ void CheckOverlapsWithDockerDrivers(engine::DockerEngine& engine,
                                     const std::vector<std::pair<driver::NetworkRecord, driver::NetworkOptions>>& ours,
                                     const std::function<std::string(const std::string&)>& label,
                                     std::vector<Check>& out) {
-  Result<std::vector<engine::DockerEngine::NetworkSummary>> all = engine.ListNetworks(kEngineTimeout);
+  Result<std::vector<engine::DockerEngine::NetworkSummary>> all = engine.ListNetworks(kDoctorEngineTimeout);
   if (!all.ok()) return;  // the engine check already says it does not answer
   for (const auto& other : *all) {
     if (other.driver != "macvlan" && other.driver != "ipvlan") continue;
@@ -246,7 +247,8 @@ Status Doctor(const DoctorFlags& flags) {
       if (auto known = labels.find(id); known != labels.end()) return known->second;
       std::string name = id.substr(0, 12);
       if (engine_up) {
-        if (Result<engine::EngineNetwork> n = (*engine)->InspectNetwork(id, kEngineTimeout); n.ok()) name = n->name;
+        if (Result<engine::EngineNetwork> n = (*engine)->InspectNetwork(id, kDoctorEngineTimeout); n.ok())
+          name = n->name;
       }
       return labels[id] = name;
     };

@@ -20,7 +20,7 @@
 namespace smv::daemon {
 namespace {
 
-constexpr std::chrono::seconds kEngineTimeout{10};
+constexpr std::chrono::seconds kExecEngineTimeout{10};
 
 // Docker's container names and ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*; nothing else goes into a path.
 bool IsContainerRef(const std::string& ref) {
@@ -41,7 +41,7 @@ Status ExecInContainer(const ExecFlags& flags) {
   if (flags.command.empty()) return InvalidArgument("no command given: static-macvlan exec CONTAINER -- CMD [ARGS...]");
   auto engine = engine::DockerEngine::Create(flags.docker_host);
   if (!engine.ok()) return engine.status();
-  Result<engine::ContainerProcess> container = (*engine)->InspectContainer(flags.container, kEngineTimeout);
+  Result<engine::ContainerProcess> container = (*engine)->InspectContainer(flags.container, kExecEngineTimeout);
   if (!container.ok()) {
     if (container.status().code() == Code::kNotFound) {
       return NotFound(fmt::format("container \"{}\" is not known to the engine at {} (docker ps -a lists them)",

@@ -4,12 +4,19 @@
 # {"endpoint", "request"} per line, taken from the captured calls). Crashes are saved
 # as tests/fuzz/crash-* and fail the run; turn each into a regression test.
 # Usage: scripts/fuzz.sh [SECONDS]     (long run: scripts/fuzz.sh 3600)
+# SMV_FUZZ_BUILD_DIR=DIR runs the targets of a build already configured with clang and -DSMV_FUZZ=ON
+# (scripts/test.sh's sanitizer build, a Debug build: fewer runs per second, no second compile);
+# without it, a RelWithDebInfo build of its own in build-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -DSMV_FUZZ=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_plugin_api fuzz_parsers
-corpus=build-fuzz/corpus
+build=${SMV_FUZZ_BUILD_DIR:-build-fuzz}
+if [ -z "${SMV_FUZZ_BUILD_DIR:-}" ]; then
+  cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DSMV_FUZZ=ON -DBUILD_TESTING=OFF \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
+cmake --build "$build" -j"$(nproc)" --target fuzz_plugin_api fuzz_parsers
+corpus=$build/corpus
 mkdir -p "$corpus/api" "$corpus/parsers"
 paths=(Plugin.Activate NetworkDriver.GetCapabilities NetworkDriver.CreateNetwork NetworkDriver.DeleteNetwork
        NetworkDriver.CreateEndpoint NetworkDriver.DeleteEndpoint NetworkDriver.EndpointOperInfo NetworkDriver.Join
@@ -39,10 +46,10 @@ status=0
 for target in fuzz_plugin_api fuzz_parsers; do
   dir=$corpus/${target#fuzz_}; [ "$target" = fuzz_plugin_api ] && dir=$corpus/api
   echo "== $target for ${seconds}s (corpus $(ls "$dir" | wc -l) files)"
-  if ! build-fuzz/tests/fuzz/$target "$dir" -max_total_time="$seconds" -rss_limit_mb=2048 \
-        -artifact_prefix=tests/fuzz/crash- -print_final_stats=1 2>build-fuzz/$target.log; then
+  if ! "$build/tests/fuzz/$target" "$dir" -max_total_time="$seconds" -rss_limit_mb=2048 \
+        -artifact_prefix=tests/fuzz/crash- -print_final_stats=1 2>"$build/$target.log"; then
     status=1
   fi
-  grep -E "stat::number_of_executed_units|stat::peak_rss_mb|ERROR|SUMMARY" build-fuzz/$target.log || true
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb|ERROR|SUMMARY" "$build/$target.log" || true
 done
 exit $status

@@ -908,7 +908,8 @@ TEST_F(DaemonTest, TheTroubleshootingGuideQuotesWhatTheDaemonSays) {
   };
   std::set<std::string> checked;
   for (const auto& [id, run] : produce) {
-    auto q = std::find_if(quoted.begin(), quoted.end(), [&](const auto& m) { return m.first == id; });
+    // Clang 14 (the sanitizer build) cannot capture a structured binding, hence a copy.
+    auto q = std::find_if(quoted.begin(), quoted.end(), [&, want = id](const auto& m) { return m.first == want; });
     if (q == quoted.end()) continue;  // the guide no longer quotes it: nothing to hold it to
     const std::string said = run();
     checked.insert(id);
