@@ -10,7 +10,8 @@ namespace {
 
 // "static-macvlan", "static-macvlan:latest", "registry.example/static-macvlan:1.0".
 bool NamesUs(const std::string& name) {
-  const std::string base = name.substr(name.rfind('/') == std::string::npos ? 0 : name.rfind('/') + 1);
+  // rfind gives npos without a '/', and npos + 1 wraps to 0: the whole name.
+  const std::string base = name.substr(name.rfind('/') + 1);
   return base == "static-macvlan" || base.starts_with("static-macvlan:");
 }
 
