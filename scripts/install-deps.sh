@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [--test]   (--test adds what the namespace, VLAN and e2e tiers need)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-build=(build-essential cmake pkg-config
+build=(build-essential cmake ninja-build pkg-config
        libcpp-httplib-dev nlohmann-json3-dev libnl-3-dev libnl-route-3-dev liblmdb-dev libssl-dev
        libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
        help2man)

@@ -60,7 +60,8 @@ e2e_logs() {
   echo "----- dockerd log (tail) -----" >&2; tail -40 "$DOCKERD_LOG" >&2 2>/dev/null
 }
 fail() { echo "FAIL: $*" >&2; e2e_logs; exit 1; }
-pass() { E2E_PASSED=$((E2E_PASSED + 1)); echo "ok $E2E_PASSED - $*"; }
+# Each line carries the seconds since the test began: CI logs then show where an e2e run spends its time.
+pass() { E2E_PASSED=$((E2E_PASSED + 1)); echo "ok $E2E_PASSED - $* [${SECONDS}s]"; }
 expect_eq() { [ "$1" = "$2" ] || fail "$3: got \"$1\", want \"$2\""; pass "$3"; }
 
 # The container's IPv4 address on network $2.
