@@ -5,7 +5,7 @@
 # as tests/fuzz/crash-* and fail the run; turn each into a regression test.
 # Usage: scripts/fuzz.sh [SECONDS]     (long run: scripts/fuzz.sh 3600)
 # SMV_FUZZ_BUILD_DIR=DIR runs the targets of a build already configured with clang and -DSMV_FUZZ=ON
-# (scripts/test.sh's sanitizer build, at -O1: about half the runs per second, no second compile);
+# (scripts/test.sh's sanitizer build, at -O1: 65-95 % of the runs per second, no second compile);
 # without it, a RelWithDebInfo build of its own in build-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
