@@ -14,6 +14,8 @@ TEST(IpAddressTest, ParsesAndFormatsBothFamilies) {
   const Case cases[] = {
       {"192.0.2.10", true, "192.0.2.10"},
       {"0.0.0.0", true, "0.0.0.0"},
+      {"255.255.255.255", true, "255.255.255.255"},
+      {"10.0.128.1", true, "10.0.128.1"},  // each octet in its place, none sign-extended
       {"2001:db8::1", true, "2001:db8::1"},
       {"2001:0db8:0:0::0001", true, "2001:db8::1"},
       {"192.0.2.256", false, ""},
