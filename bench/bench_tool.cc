@@ -1,8 +1,8 @@
 // Benchmark helper for bench/run.sh:
 //   bench_tool fill STATE_DIR SUBNET RESERVATIONS NETWORKS   write a state as the daemon would (offline)
 //   bench_tool inprocess OCCUPANCY_PCT N                    in-process p50/p99 on a /16
-//   bench_tool latency SOCKET POOL_ID N               N RequestAddress+ReleaseAddress pairs:
-//                                                     prints p50 and p99 in microseconds
+//   bench_tool latency N SOCKET=POOL_ID...           N RequestAddress+ReleaseAddress pairs to each
+//                                                     target, in turn: a p50/p99 line (µs) per target
 //   bench_tool throughput SOCKET POOL_ID CLIENTS SECONDS   allocations/s, each durable before reply
 //   bench_tool startup STATE_DIR                      start-up phases of a state (profiling P5)
 //   bench_tool cycles SOCKET N                        N network create/remove cycles as dockerd sends
@@ -102,20 +102,39 @@ bool Release(httplib::Client& c, const std::string& pool, const std::string& add
   return r && r->status == 200;
 }
 
-int Latency(const std::string& socket, const std::string& pool, int n) {
-  httplib::Client c = Connect(socket);
-  std::vector<double> us;
-  for (int i = 0; i < n; ++i) {
-    std::string a;
-    const auto t0 = Clock::now();
-    if (!Allocate(c, pool, &a) || !Release(c, pool, a)) {
-      std::fprintf(stderr, "request failed\n");
-      return 1;
+// P3 over the socket. Targets are "SOCKET=POOL_ID", one daemon each (one per occupancy); the pairs
+// go to them in turn, so a drift of the disk's fsync latency during the run (±10 % between
+// back-to-back runs here) falls on every occupancy alike instead of on whichever ran last.
+int Latency(int n, const std::vector<std::string>& targets) {
+  struct Target {
+    httplib::Client client;
+    std::string pool;
+    std::vector<double> us;
+  };
+  std::vector<Target> ts;
+  for (const std::string& t : targets) {
+    const size_t eq = t.find('=');
+    if (eq == std::string::npos) {
+      std::fprintf(stderr, "latency: target '%s' is not SOCKET=POOL_ID\n", t.c_str());
+      return 2;
     }
-    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    ts.push_back({Connect(t.substr(0, eq)), t.substr(eq + 1), {}});
   }
-  std::sort(us.begin(), us.end());
-  std::printf("p50_us=%.0f p99_us=%.0f\n", us[us.size() / 2], us[us.size() * 99 / 100]);
+  for (int i = 0; i < n; ++i) {
+    for (Target& t : ts) {
+      std::string a;
+      const auto t0 = Clock::now();
+      if (!Allocate(t.client, t.pool, &a) || !Release(t.client, t.pool, a)) {
+        std::fprintf(stderr, "request failed\n");
+        return 1;
+      }
+      t.us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    }
+  }
+  for (Target& t : ts) {
+    std::sort(t.us.begin(), t.us.end());
+    std::printf("p50_us=%.0f p99_us=%.0f\n", t.us[t.us.size() / 2], t.us[t.us.size() * 99 / 100]);
+  }
   return 0;
 }
 
@@ -244,7 +263,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> a(argv + 1, argv + argc);
   if (a.size() == 5 && a[0] == "fill") return Fill(a[1], a[2], std::stoi(a[3]), std::stoi(a[4]));
   if (a.size() == 3 && a[0] == "inprocess") return InProcess(std::stoi(a[1]), std::stoi(a[2]));
-  if (a.size() == 4 && a[0] == "latency") return Latency(a[1], a[2], std::stoi(a[3]));
+  if (a.size() >= 3 && a[0] == "latency") return Latency(std::stoi(a[1]), {a.begin() + 2, a.end()});
   if (a.size() == 2 && a[0] == "startup") return Startup(a[1]);
   if (a.size() == 3 && a[0] == "cycles") return Cycles(a[1], std::stoi(a[2]));
   if (a.size() == 5 && a[0] == "throughput") return Throughput(a[1], a[2], std::stoi(a[3]), std::stod(a[4]));

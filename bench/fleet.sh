@@ -58,7 +58,7 @@ for n in $(seq 0 $((nodes - 1))); do
          sed 's/.*"PoolID":"\([^"]*\)".*/\1/') || { cat "$work/n$n.log" >&2; exit 1; }
 done
 
-echo "FLEET latency nodes=1 $(in_ns "$B/bench/bench_tool" latency "$work/n0.sock" "$pool" "$pairs")"
+echo "FLEET latency nodes=1 $(in_ns "$B/bench/bench_tool" latency "$pairs" "$work/n0.sock=$pool")"
 results=()
 for n in $(seq 0 $((nodes - 1))); do
   in_ns "$B/bench/bench_tool" throughput "$work/n$n.sock" "$pool" "$clients" "$seconds" >"$work/t$n.out" &
