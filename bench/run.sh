@@ -14,7 +14,11 @@ SMV=$B/static-macvlan
 work=$(mktemp -d /var/tmp/smv-bench.XXXXXX)
 daemon_pid=
 p3_pids=()
-cleanup() { kill $daemon_pid "${p3_pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  local pids=($daemon_pid "${p3_pids[@]}")
+  [ "${#pids[@]}" -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null; rm -rf "$work"
+}
 trap cleanup EXIT
 out=$work/results.txt
 
