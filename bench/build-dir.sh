@@ -9,6 +9,6 @@ if [ -n "${SMV_BENCH_BUILD_DIR:-}" ]; then
     exit 1
   }
 else
-  BUILD_DIR=build-bench scripts/build.sh -DSMV_BENCH=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+  BUILD_DIR=build-bench scripts/build.sh -DSMV_BENCH=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release -DSMV_LTO=ON >/dev/null
   B=$(realpath build-bench)
 fi

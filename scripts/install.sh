@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 scripts/install-deps.sh
-BUILD_DIR=build-install scripts/build.sh -DBUILD_TESTING=OFF
+BUILD_DIR=build-install scripts/build.sh -DBUILD_TESTING=OFF -DSMV_LTO=ON
 install -m 0755 build-install/static-macvlan /usr/local/bin/static-macvlan
 if [ -d /run/systemd/system ]; then
   install -m 0644 plugin-config/static-macvlan.service /etc/systemd/system/static-macvlan.service
