@@ -26,10 +26,11 @@ size_t ReservationTable::HashAddress(Uint128 address) {
   return static_cast<size_t>(x ^ (x >> 31));
 }
 
-ReservedName ReservationTable::View(const Slot& slot) const {
+ReservedName ReservationTable::View(uint32_t s) const {
+  const Slot& slot = slots_[s];
   ReservedName view;
   view.name = NameOf(slot);
-  view.address = AddressOf(slot);
+  view.address = AddressOf(s);
   if (slot.has_mac) view.mac = MacAddress(slot.mac).ToString();
   view.since = slot.since;
   view.gone_since = slot.gone_since;
@@ -41,13 +42,13 @@ std::optional<uint32_t> ReservationTable::SlotOfName(std::string_view name) cons
 }
 
 std::optional<uint32_t> ReservationTable::SlotOfAddress(Uint128 address) const {
-  return by_address_.Find(HashAddress(address), [&](uint32_t s) { return AddressOf(slots_[s]) == address; });
+  return by_address_.Find(HashAddress(address), [&](uint32_t s) { return AddressOf(s) == address; });
 }
 
 std::optional<ReservedName> ReservationTable::Find(std::string_view name) const {
   std::optional<uint32_t> slot = SlotOfName(name);
   if (!slot) return std::nullopt;
-  return View(slots_[*slot]);
+  return View(*slot);
 }
 
 std::optional<std::string_view> ReservationTable::NameAt(Uint128 address) const {
@@ -59,7 +60,7 @@ std::optional<std::string_view> ReservationTable::NameAt(Uint128 address) const 
 std::optional<Uint128> ReservationTable::AddressFor(std::string_view name) const {
   std::optional<uint32_t> slot = SlotOfName(name);
   if (!slot) return std::nullopt;
-  return AddressOf(slots_[*slot]);
+  return AddressOf(*slot);
 }
 
 std::string_view ReservationTable::FirstNameWithMac(const MacAddress& mac) const {
@@ -74,7 +75,7 @@ std::string_view ReservationTable::FirstNameWithMac(const MacAddress& mac) const
 void ReservationTable::Put(std::string_view name, Uint128 address, std::string_view mac, int64_t since,
                            int64_t gone_since) {
   const auto name_hash_of = [this](uint32_t s) { return HashName(NameOf(slots_[s])); };
-  const auto address_hash_of = [this](uint32_t s) { return HashAddress(AddressOf(slots_[s])); };
+  const auto address_hash_of = [this](uint32_t s) { return HashAddress(AddressOf(s)); };
   if (std::optional<uint32_t> holder = SlotOfAddress(address); holder && NameOf(slots_[*holder]) != name) {
     EraseSlot(*holder);
   }
@@ -82,26 +83,39 @@ void ReservationTable::Put(std::string_view name, Uint128 address, std::string_v
   bool index_address = true;
   if (std::optional<uint32_t> existing = SlotOfName(name)) {
     s = *existing;
-    index_address = AddressOf(slots_[s]) != address;
-    if (index_address) by_address_.Erase(HashAddress(AddressOf(slots_[s])), s, address_hash_of);
+    index_address = AddressOf(s) != address;
+    if (index_address) by_address_.Erase(HashAddress(AddressOf(s)), s, address_hash_of);
   } else {
     Slot fresh{};
     fresh.name_at = static_cast<uint32_t>(names_.size());
     fresh.name_size = static_cast<uint32_t>(name.size());
     names_.append(name);
     slots_.push_back(fresh);
+    if (!highs_.empty()) highs_.push_back(0);
     s = static_cast<uint32_t>(slots_.size() - 1);
     by_name_.Insert(HashName(name), s, name_hash_of);
   }
+  SetAddress(s, address);
   Slot& entry = slots_[s];
-  entry.address_high = static_cast<uint64_t>(address >> 64);
-  entry.address_low = static_cast<uint64_t>(address);
   entry.since = ClampSeconds(since);
   entry.gone_since = ClampSeconds(gone_since);
   const std::optional<MacAddress> parsed = MacAddress::Parse(mac);
   entry.has_mac = parsed.has_value();
   entry.mac = parsed ? parsed->bytes() : std::array<uint8_t, 6>{};
   if (index_address) by_address_.Insert(HashAddress(address), s, address_hash_of);
+}
+
+void ReservationTable::SetAddress(uint32_t s, Uint128 address) {
+  const auto high = static_cast<uint64_t>(address >> 64);
+  slots_[s].address_low = static_cast<uint64_t>(address);
+  if (!highs_.empty()) {
+    highs_[s] = high;
+  } else if (slots_.size() == 1) {
+    high_ = high;  // the first address of an empty table
+  } else if (high != high_) {
+    highs_.assign(slots_.size(), high_);  // a second high part: from now on, one per slot
+    highs_[s] = high;
+  }
 }
 
 bool ReservationTable::Erase(std::string_view name) {
@@ -113,17 +127,20 @@ bool ReservationTable::Erase(std::string_view name) {
 
 void ReservationTable::EraseSlot(uint32_t slot) {
   const auto name_hash_of = [this](uint32_t s) { return HashName(NameOf(slots_[s])); };
-  const auto address_hash_of = [this](uint32_t s) { return HashAddress(AddressOf(slots_[s])); };
+  const auto address_hash_of = [this](uint32_t s) { return HashAddress(AddressOf(s)); };
   by_name_.Erase(HashName(NameOf(slots_[slot])), slot, name_hash_of);
-  by_address_.Erase(HashAddress(AddressOf(slots_[slot])), slot, address_hash_of);
+  by_address_.Erase(HashAddress(AddressOf(slot)), slot, address_hash_of);
   dead_name_bytes_ += slots_[slot].name_size;
   const uint32_t last = static_cast<uint32_t>(slots_.size() - 1);
   if (slot != last) {  // keep the vector dense: the last slot takes the hole
     by_name_.Renumber(HashName(NameOf(slots_[last])), last, slot);
-    by_address_.Renumber(HashAddress(AddressOf(slots_[last])), last, slot);
+    by_address_.Renumber(HashAddress(AddressOf(last)), last, slot);
     slots_[slot] = slots_[last];
+    if (!highs_.empty()) highs_[slot] = highs_[last];
   }
   slots_.pop_back();
+  if (!highs_.empty()) highs_.pop_back();
+  if (slots_.empty()) highs_ = {};  // the next address sets high_ again
   CompactNamesIfWasteful();
 }
 
@@ -142,11 +159,13 @@ void ReservationTable::CompactNamesIfWasteful() {
 
 void ReservationTable::ShrinkToFit() {
   slots_.shrink_to_fit();
+  highs_.shrink_to_fit();
   names_.shrink_to_fit();
 }
 
 size_t ReservationTable::bytes() const {
-  return slots_.capacity() * sizeof(Slot) + names_.capacity() + by_name_.bytes() + by_address_.bytes();
+  return slots_.capacity() * sizeof(Slot) + highs_.capacity() * sizeof(uint64_t) + names_.capacity() +
+         by_name_.bytes() + by_address_.bytes();
 }
 
 }  // namespace smv::ipam

@@ -1,6 +1,6 @@
 #pragma once
 // The name -> address reservations of one pool, kept compact because a pool can hold tens of
-// thousands of them for the life of the daemon: one 40-byte slot per reservation in a vector,
+// thousands of them for the life of the daemon: one 32-byte slot per reservation in a vector,
 // the names packed in one string, and two open-addressing indexes of 4-byte slot numbers
 // (by name and by address) instead of a node-based map per direction. Lookups are O(1).
 
@@ -106,7 +106,7 @@ class ReservationTable {
   bool empty() const { return slots_.empty(); }
   template <typename Fn>
   void ForEach(Fn fn) const {
-    for (const Slot& slot : slots_) fn(View(slot));
+    for (uint32_t s = 0; s < slots_.size(); ++s) fn(View(s));
   }
 
   // Drops spare capacity (after loading, when the final size is known).
@@ -115,27 +115,33 @@ class ReservationTable {
 
  private:
   struct Slot {
-    uint64_t address_high, address_low;
+    uint64_t address_low;         // the high 64 bits: high_ or highs_
     uint32_t name_at, name_size;  // in names_
     uint32_t since, gone_since;   // unix seconds (an unsigned 32-bit count lasts until 2106)
     std::array<uint8_t, 6> mac;
     bool has_mac;
   };
-  static_assert(sizeof(Slot) == 40);
+  static_assert(sizeof(Slot) == 32);
 
   std::string_view NameOf(const Slot& slot) const { return {names_.data() + slot.name_at, slot.name_size}; }
-  static Uint128 AddressOf(const Slot& slot) {
-    return (static_cast<Uint128>(slot.address_high) << 64) | slot.address_low;
+  Uint128 AddressOf(uint32_t s) const {
+    return (static_cast<Uint128>(highs_.empty() ? high_ : highs_[s]) << 64) | slots_[s].address_low;
   }
+  void SetAddress(uint32_t s, Uint128 address);
   static size_t HashName(std::string_view name);
   static size_t HashAddress(Uint128 address);
-  ReservedName View(const Slot& slot) const;
+  ReservedName View(uint32_t s) const;
   std::optional<uint32_t> SlotOfName(std::string_view name) const;
   std::optional<uint32_t> SlotOfAddress(Uint128 address) const;
   void EraseSlot(uint32_t slot);
   void CompactNamesIfWasteful();
 
   std::vector<Slot> slots_;
+  // The addresses' high 64 bits. A pool's addresses share them (every IPv4 pool, and IPv6 down to
+  // a /64), so the table keeps them once, in high_, and highs_ stays empty; only a table holding
+  // two different ones keeps them per slot, in highs_ (parallel to slots_), until it is empty.
+  uint64_t high_ = 0;
+  std::vector<uint64_t> highs_;
   std::string names_;           // every slot's name, back to back
   size_t dead_name_bytes_ = 0;  // bytes in names_ of erased names
   SlotIndex by_name_, by_address_;
