@@ -1,6 +1,7 @@
 #include "common/ip.h"
 
 #include <arpa/inet.h>
+#include <fmt/compile.h>
 #include <fmt/format.h>
 
 #include <charconv>
@@ -37,7 +38,7 @@ std::string IpAddress::ToString() const {
   if (is_v4()) {
     // Not inet_ntop: glibc formats IPv4 with sprintf, 15 % of an in-process allocation (perf).
     const auto v = static_cast<uint32_t>(value_);
-    return fmt::format("{}.{}.{}.{}", v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
+    return fmt::format(FMT_COMPILE("{}.{}.{}.{}"), v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
   }
   char buf[INET6_ADDRSTRLEN] = {};
   in6_addr v6{};
