@@ -3,12 +3,24 @@
 # (/run/docker/plugins/static-macvlan.sock), with its LMDB state in /var/lib/static-macvlan.
 # Under systemd it installs and enables static-macvlan.service (ordered before docker.service);
 # without systemd it starts the daemon in the background and writes /run/static-macvlan.pid.
+# SMV_PREBUILT_BINARY=PATH installs that binary instead of building one (no packages installed, no
+# build): tests/package/installed_intact_test.sh installs the tier's build this way.
 set -euo pipefail
+prebuilt=${SMV_PREBUILT_BINARY:+$(readlink -f "$SMV_PREBUILT_BINARY")}
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
-scripts/install-deps.sh
-BUILD_DIR=build-install scripts/build.sh -DBUILD_TESTING=OFF -DSMV_LTO=ON
-install -m 0755 build-install/static-macvlan /usr/local/bin/static-macvlan
+if [ -n "${SMV_PREBUILT_BINARY:-}" ]; then
+  if [ ! -f "$prebuilt" ] || [ ! -x "$prebuilt" ]; then
+    echo "install.sh: SMV_PREBUILT_BINARY=$SMV_PREBUILT_BINARY is not an executable file" >&2
+    exit 1
+  fi
+  binary=$prebuilt
+else
+  scripts/install-deps.sh
+  BUILD_DIR=build-install scripts/build.sh -DBUILD_TESTING=OFF -DSMV_LTO=ON
+  binary=build-install/static-macvlan
+fi
+install -m 0755 "$binary" /usr/local/bin/static-macvlan
 if [ -d /run/systemd/system ]; then
   install -m 0644 plugin-config/static-macvlan.service /etc/systemd/system/static-macvlan.service
   systemctl daemon-reload

@@ -1,68 +1,69 @@
 #!/bin/bash
 # The .deb as a Debian user meets it: apt-get install, the daemon answers, an upgrade to a newer
 # package keeps every reservation, remove keeps the state directory, purge leaves no file of the
-# package, no state and no process. Everything runs in a private network namespace and a private
-# mount namespace (tmpfs on /run/docker/plugins), so the host's links and plugin directory are
-# never touched. This host has no systemd, so the package's init script runs the service
-# (through invoke-rc.d). A Docker-built machine's /usr/sbin/policy-rc.d denies every invoke-rc.d
-# action; inside the private mount namespace an allowing one is mounted over it, as on an
-# ordinary Debian host.
+# package, no state and no process. The whole test runs inside a private copy of this machine
+# (private_host.sh): its own network, mount and PID namespaces, /usr /etc /var/lib /var/log
+# /var/cache as overlays that vanish afterwards (the package's files, dpkg's database, the state
+# directory, the log) and a fresh /run (pid file, plugin socket). A static-macvlan installed on
+# this host, by the .deb or by scripts/install.sh, is never seen nor touched: its book, log, pid
+# file, socket and process stay as they are (tests/package/installed_intact_test.sh proves it).
+# An installed .deb is therefore no reason to refuse: inside the namespace it is purged first, so
+# the test starts from a machine without the package. The test refuses when it cannot isolate
+# itself. This host has no systemd, so the package's init script runs the service (through
+# invoke-rc.d). A Docker-built machine's /usr/sbin/policy-rc.d denies every invoke-rc.d action;
+# inside the private copy an allowing one replaces it, as on an ordinary Debian host.
 # Usage: tests/package/deb_test.sh build/static-macvlan_VERSION_amd64.deb
 set -euo pipefail
 DEB=$(readlink -f "${1:?usage: deb_test.sh PACKAGE.deb}")
 [ "$(id -u)" -eq 0 ] || { echo "deb_test.sh: needs root (apt-get, namespaces)" >&2; exit 1; }
-if dpkg-query -W -f='${Status}' static-macvlan 2>/dev/null | grep -q installed; then
-  echo "deb_test.sh: static-macvlan is already installed here; this test installs and purges it" >&2
-  exit 1
+HERE=$(cd "$(dirname "$0")" && pwd)
+if [ -z "${SMV_DEB_TEST_WORK:-}" ]; then
+  # shellcheck source=private_host.sh
+  . "$HERE/private_host.sh"
+  WORK=$(mktemp -d /var/tmp/smv-deb.XXXXXX)
+  trap 'rc=$?; private_host_stop; rm -rf "$WORK"; exit "$rc"' EXIT
+  private_host_start "smvdeb$$" "$WORK"
+  mkdir "$WORK/inner"
+  # The test itself, run again inside the private copy.
+  in_private env SMV_DEB_TEST_WORK="$WORK/inner" "$HERE/deb_test.sh" "$DEB"
+  exit 0
 fi
-NS=smvdeb$$
-WORK=$(mktemp -d /var/tmp/smv-deb.XXXXXX)
+
+WORK=$SMV_DEB_TEST_WORK
 PASSED=0
 export DEBIAN_FRONTEND=noninteractive
-
-cleanup() {
+# Everything here is inside the private copy; its processes end with its PID namespace.
+on_exit() {
   local rc=$?
-  set +e
-  [ -f "$WORK/holder.pid" ] && kill "$(cat "$WORK/holder.pid")" 2>/dev/null
-  if [ -f /run/static-macvlan.pid ]; then kill "$(cat /run/static-macvlan.pid)" 2>/dev/null; rm -f /run/static-macvlan.pid; fi
-  if dpkg-query -W -f='${Status}' static-macvlan 2>/dev/null | grep -q 'ok installed\|config-files'; then
-    apt-get purge -y -qq static-macvlan >/dev/null 2>&1
-  fi
-  ip netns del "$NS" 2>/dev/null
-  [ "$rc" -ne 0 ] && tail -20 /var/log/static-macvlan.log 2>/dev/null >&2
-  rm -rf "$WORK"
+  if [ "$rc" -ne 0 ]; then tail -20 /var/log/static-macvlan.log 2>/dev/null >&2; fi
   exit "$rc"
 }
-trap cleanup EXIT
+trap on_exit EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { PASSED=$((PASSED + 1)); echo "ok $PASSED - $*"; }
 
-# A holder process keeps the private mount namespace (inside the private netns) alive; every
-# step below runs in it.
-ip netns add "$NS"
-nsenter --net="/run/netns/$NS" unshare --mount --propagation private sh -c \
-  "mount -t tmpfs tmpfs /run/docker/plugins && echo \$\$ > $WORK/holder.pid && exec sleep infinity" &
-for _ in $(seq 100); do [ -s "$WORK/holder.pid" ] && break; sleep 0.05; done
-in_ns() { nsenter --target "$(cat "$WORK/holder.pid")" --mount --net "$@"; }
-if [ -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 0\n' > "$WORK/policy-rc.d"
-  chmod 0755 "$WORK/policy-rc.d"
-  in_ns mount --bind "$WORK/policy-rc.d" /usr/sbin/policy-rc.d
+# This host's own installation, seen through the overlays, goes first: a machine without the
+# package. The host keeps its package, book and log (the deletions land in the overlays).
+if dpkg-query -W -f='${Status}' static-macvlan 2>/dev/null | grep -q 'installed\|config-files'; then
+  echo "# static-macvlan is installed on this host: purged inside the private copy only"
+  dpkg --purge static-macvlan >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "dpkg --purge inside the private copy"; }
 fi
-in_ns ip link set lo up
-in_ns ip link add eth1 type veth peer name eth1sw
-in_ns ip link set eth1 up
+rm -rf /var/lib/static-macvlan /var/log/static-macvlan.log
+if [ -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 0\n' > /usr/sbin/policy-rc.d; fi
+ip link set lo up
+ip link add eth1 type veth peer name eth1sw
+ip link set eth1 up
 
 SOCK=/run/docker/plugins/static-macvlan.sock
-post() { in_ns curl -sf --unix-socket "$SOCK" -d "$2" "http://plugin/$1"; }
-# A stopped daemon may stay a zombie: it was reparented to this machine's PID 1, which need not
+post() { curl -sf --unix-socket "$SOCK" -d "$2" "http://plugin/$1"; }
+# A stopped daemon may stay a zombie: it was reparented to the namespace's init, which does not
 # reap. Running means any state but Z.
 alive() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$state" ] && [ "$state" != Z ]; }
 daemon_running() { [ -f /run/static-macvlan.pid ] && alive "$(cat /run/static-macvlan.pid)"; }
 # The package (re)starts the service itself; this waits for its socket.
 service_answers() {
   daemon_running || fail "the package did not start the service"
-  for _ in $(seq 100); do in_ns test -S "$SOCK" && return 0; sleep 0.05; done
+  for _ in $(seq 100); do test -S "$SOCK" && return 0; sleep 0.05; done
   fail "the daemon did not create $SOCK"
 }
 
@@ -72,9 +73,9 @@ grep '^[EW]: ' "$WORK/lintian.txt" || true
 pass "lintian: $(grep -c '^E: ' "$WORK/lintian.txt") errors, $(grep -c '^W: ' "$WORK/lintian.txt") warnings"
 
 # 1. Install.
-in_ns apt-get install -y -qq "$DEB" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get install"; }
+apt-get install -y -qq "$DEB" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get install"; }
 version=$(dpkg-query -W -f='${Version}' static-macvlan)
-[ "$(in_ns static-macvlan --version)" = "static-macvlan $version" ] || fail "--version is not the package version $version"
+[ "$(static-macvlan --version)" = "static-macvlan $version" ] || fail "--version is not the package version $version"
 pass "apt-get install ./$(basename "$DEB"): version $version, static-macvlan --version agrees"
 for f in /usr/bin/static-macvlan /lib/systemd/system/static-macvlan.service /etc/init.d/static-macvlan \
   /etc/default/static-macvlan /usr/share/man/man8/static-macvlan.8.gz \
@@ -88,7 +89,7 @@ pass "binary, systemd unit (Before=docker.service), init script, defaults, man p
 # 2. The daemon answers, with a setting from /etc/default.
 service_answers
 echo "SMV_LOG_LEVEL=debug" >> /etc/default/static-macvlan
-in_ns invoke-rc.d static-macvlan restart >/dev/null
+invoke-rc.d static-macvlan restart >/dev/null
 service_answers
 answer=$(post Plugin.Activate '{}') || fail "Plugin.Activate got no answer"
 [ "$answer" = '{"Implements":["NetworkDriver","IpamDriver"]}' ] || fail "Plugin.Activate answered $answer"
@@ -104,8 +105,8 @@ net=$(printf 'deb%061d' 1)
 post NetworkDriver.CreateNetwork "{\"NetworkID\":\"$net\",\"Options\":{\"com.docker.network.generic\":{\"parent\":\"eth1\"}},
   \"IPv4Data\":[{\"AddressSpace\":\"static-macvlan-local\",\"Gateway\":\"192.0.2.254/24\",\"Pool\":\"192.0.2.0/24\"}],
   \"IPv6Data\":[]}" >/dev/null || fail "CreateNetwork"
-in_ns static-macvlan reservations reserve web 192.0.2.10 --network "$net" >/dev/null || fail "reservations reserve"
-reserved() { in_ns static-macvlan reservations ls --json | jq -r '.[] | select(.Name == "web") | .Address'; }
+static-macvlan reservations reserve web 192.0.2.10 --network "$net" >/dev/null || fail "reservations reserve"
+reserved() { static-macvlan reservations ls --json | jq -r '.[] | select(.Name == "web") | .Address'; }
 [ "$(reserved)" = 192.0.2.10 ] || fail "the reservation is not listed"
 pass "a network and the reservation web -> 192.0.2.10 (through the CLI)"
 
@@ -115,7 +116,7 @@ dpkg-deb -R "$DEB" "$WORK/new/tree"
 sed -i "s/^Version: .*/Version: $version+upgrade1/" "$WORK/new/tree/DEBIAN/control"
 dpkg-deb --root-owner-group --build "$WORK/new/tree" "$WORK/new/static-macvlan_${version}+upgrade1_amd64.deb" >/dev/null
 old_pid=$(cat /run/static-macvlan.pid)
-in_ns apt-get install -y -qq "$WORK/new/static-macvlan_${version}+upgrade1_amd64.deb" >"$WORK/apt.log" 2>&1 ||
+apt-get install -y -qq "$WORK/new/static-macvlan_${version}+upgrade1_amd64.deb" >"$WORK/apt.log" 2>&1 ||
   { cat "$WORK/apt.log" >&2; fail "apt-get install (upgrade)"; }
 alive "$old_pid" && fail "the upgrade left the old daemon (pid $old_pid) running"
 [ "$(dpkg-query -W -f='${Version}' static-macvlan)" = "$version+upgrade1" ] || fail "the upgrade did not install"
@@ -126,20 +127,20 @@ pass "upgrade $version -> $version+upgrade1 stopped the old daemon, kept the res
 
 # 4. remove: no binary, no process; the book stays.
 pid=$(cat /run/static-macvlan.pid)
-in_ns apt-get remove -y -qq static-macvlan >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get remove"; }
+apt-get remove -y -qq static-macvlan >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get remove"; }
 alive "$pid" && fail "apt-get remove left the daemon (pid $pid) running"
 [ -e /usr/bin/static-macvlan ] && fail "apt-get remove left /usr/bin/static-macvlan"
 [ -f /var/lib/static-macvlan/data.mdb ] || fail "apt-get remove deleted the state directory"
 pass "apt-get remove stopped the daemon and kept /var/lib/static-macvlan"
 
 # 5. Re-install finds the book; purge leaves nothing.
-in_ns apt-get install -y -qq "$DEB" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get install (again)"; }
+apt-get install -y -qq "$DEB" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get install (again)"; }
 service_answers
 [ "$(reserved)" = 192.0.2.10 ] || fail "a re-install after remove lost the reservation"
 pass "a re-install after remove finds the reservation"
 dpkg -L static-macvlan | while read -r f; do if [ -f "$f" ]; then echo "$f"; fi; done > "$WORK/files"
 pid=$(cat /run/static-macvlan.pid)
-in_ns apt-get purge -y -qq static-macvlan >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get purge"; }
+apt-get purge -y -qq static-macvlan >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get purge"; }
 alive "$pid" && fail "apt-get purge left the daemon (pid $pid) running"
 left=$(while read -r f; do if [ -e "$f" ]; then echo "$f"; fi; done < "$WORK/files")
 [ -z "$left" ] || fail "apt-get purge left: $left"
