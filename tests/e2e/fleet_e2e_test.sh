@@ -126,6 +126,11 @@ for h in "${HOSTS[@]}"; do
     "mount -t tmpfs -o mode=0700 tmpfs /run/docker/plugins && echo \$\$ > $DIR/$h/supervisor.pid && exec sleep infinity" &
   for _ in $(seq 100); do [ -s "$DIR/$h/supervisor.pid" ] && break; sleep 0.05; done
   sleep 0.2
+  # The default socket path is used only inside that private tmpfs, never an installed plugin's.
+  if [ -z "$(supervisor_pid "$h")" ] || ! on "$h" mountpoint -q /run/docker/plugins ||
+    on "$h" test -e /run/docker/plugins/static-macvlan.sock; then
+    fail "host $h: cannot isolate: no private tmpfs on /run/docker/plugins; refusing to start next to an installed static-macvlan"
+  fi
   on "$h" sh -c "exec $SMV serve --socket /run/docker/plugins/static-macvlan.sock --state-dir $DIR/$h/state \
       --store $ETCD_STORE --node-name host-$h --docker-host unix://$DIR/$h/docker.sock \
       --reconcile-interval 1 --log-level debug >>$DIR/$h/plugin.log 2>&1 & echo \$! > $DIR/$h/plugin.pid"

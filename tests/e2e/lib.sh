@@ -144,6 +144,12 @@ e2e_setup() {
     "mount -t tmpfs -o mode=0700 tmpfs $E2E_PRIVATE_RUN && echo \$\$ > $E2E_DIR/supervisor.pid && exec sleep infinity" &
   for _ in $(seq 100); do [ -s "$E2E_DIR/supervisor.pid" ] && break; sleep 0.05; done
   sleep 0.2
+  # The plugin's default socket path is used only inside that private tmpfs, never an installed
+  # plugin's: without the tmpfs the test refuses to start.
+  if [ -z "$(supervisor_pid)" ] || ! in_docker_ns mountpoint -q "$E2E_PRIVATE_RUN" ||
+    in_docker_ns test -e /run/docker/plugins/static-macvlan.sock; then
+    fail "cannot isolate: no private tmpfs on $E2E_PRIVATE_RUN; refusing to start next to an installed static-macvlan"
+  fi
   # A caller may start what the plugin needs first (bench/docker_start.sh: an etcd cluster).
   if declare -F e2e_before_plugin >/dev/null; then e2e_before_plugin; fi
   if [ -z "${E2E_MANAGED_PLUGIN:-}" ]; then start_plugin; fi
