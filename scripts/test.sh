@@ -21,7 +21,30 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 set -o pipefail
-log=$(mktemp); trap 'rm -f "$log"' EXIT
+# An installed static-macvlan (scripts/install.sh or the .deb) is left alone: every tier uses its
+# own namespaces, sockets, state directories and logs. What it is (daemon PID, the files on the
+# default paths) is taken now and must be the same when the tests end, whatever their result.
+installed_plugin() {
+  local pid f
+  pid=$(cat /run/static-macvlan.pid 2>/dev/null || systemctl show -p MainPID --value static-macvlan 2>/dev/null || true)
+  if [ -z "$pid" ] || [ "$pid" = 0 ] || ! kill -0 "$pid" 2>/dev/null; then pid=none; fi
+  echo -n "daemon pid $pid"
+  for f in /var/lib/static-macvlan/data.mdb /var/log/static-macvlan.log /run/docker/plugins/static-macvlan.sock; do
+    if [ -e "$f" ]; then echo -n ", $f (inode $(stat -c %i "$f"))"; fi
+  done
+}
+installed_before=$(installed_plugin)
+case "$installed_before" in
+  "daemon pid none") ;;
+  *) echo "test.sh: installed static-macvlan here: $installed_before; the tests leave it alone" ;;
+esac
+installed_intact() {
+  local now; now=$(installed_plugin)
+  [ "$now" = "$installed_before" ] && return 0
+  echo "test.sh: the installed static-macvlan changed during the tests: before: $installed_before; now: $now" >&2
+  exit 1
+}
+log=$(mktemp); trap 'rm -f "$log"; installed_intact' EXIT
 ctest --test-dir "${BUILD_DIR:-build}" --no-tests=error --output-on-failure -j"$(nproc)" "$@" | tee "$log"
 stage "ctest"
 if [ $# -eq 0 ]; then

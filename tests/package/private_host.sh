@@ -44,7 +44,7 @@ private_host_start() {
   case "$PH_DIR" in /usr/* | /etc/* | /var/lib/* | /var/log/* | /var/cache/* | /run/*)
     private_host_refuse "the scratch directory $PH_DIR lies in a directory that is overlaid" || return 1 ;;
   esac
-  local dirs; dirs=$(private_host_dirs | tr '\n' ' ')
+  local dirs; dirs=$(private_host_dirs | paste -sd ' ')
   mkdir -p "$PH_DIR/layers"
   # Runs as the namespace's init; exits (and so refuses) at the first mount that fails.
   local setup="set -e; mount -t tmpfs -o mode=0700 smv-private-layers $PH_DIR/layers
