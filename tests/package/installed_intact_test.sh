@@ -4,7 +4,9 @@
 # binary: SMV_PREBUILT_BINARY) and a reservation in its book runs tests/package/deb_test.sh and
 # tests/package/managed_plugin_test.sh; afterwards the installed daemon's book (the reservation
 # is listed, data.mdb is the same file), its log (there, and only grown), its pid file and its
-# process (same PID, same start time, alive, answering on the default socket) are intact.
+# process (same PID, same start time, alive, answering on the default socket) are intact. Then
+# the same with the .deb installed (apt-get install): deb_test.sh runs beside it, and the package
+# stays installed.
 # That machine is itself a private copy of this host (private_host.sh): the installed instance
 # lives on the default paths of its own namespaces, so this test never touches this host's real
 # installation either; everything it started ends with those namespaces.
@@ -28,8 +30,7 @@ cleanup() {
   local rc=$?
   set +e
   # The installed daemon first (by its PID, inside), then the namespaces with all they hold.
-  if [ -n "${pid:-}" ]; then in_private kill "$pid" 2>/dev/null; fi
-  private_host_stop
+  end_machine
   rm -rf "$WORK"
   exit "$rc"
 }
@@ -38,30 +39,38 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { PASSED=$((PASSED + 1)); echo "ok $PASSED - $*"; }
 post() { in_private curl -sf --unix-socket "$SOCK" -d "$2" "http://plugin/$1"; }
 
-private_host_start "smvint$$" "$WORK"
-in_private ip link set lo up
-in_private ip link add eth1 type veth peer name eth1sw
-in_private ip link set eth1 up
+# A private copy of this machine with a NIC (eth1) for the installed plugin's network.
+new_machine() {
+  private_host_start "smvint$$" "$WORK/$1"
+  in_private ip link set lo up
+  in_private ip link add eth1 type veth peer name eth1sw
+  in_private ip link set eth1 up
+}
+end_machine() {
+  if [ -n "${pid:-}" ]; then in_private kill "$pid" 2>/dev/null || true; fi
+  pid=''
+  private_host_stop
+}
 
-# 1. Installed as README says, and used: a network and a reservation in its book.
-in_private env SMV_PREBUILT_BINARY="$SMV" "$REPO/scripts/install.sh" >"$WORK/install.log" 2>&1 ||
-  { cat "$WORK/install.log" >&2; fail "scripts/install.sh"; }
-pid=$(in_private cat /run/static-macvlan.pid)
-pool=$(post IpamDriver.RequestPool \
-  '{"AddressSpace":"static-macvlan-local","Pool":"203.0.113.0/24","SubPool":"","Options":{},"V6":false}' | jq -r .PoolID)
-post IpamDriver.RequestAddress \
-  "{\"PoolID\":\"$pool\",\"Address\":\"203.0.113.254\",\"Options\":{\"RequestAddressType\":\"com.docker.network.gateway\"}}" >/dev/null
-net=$(printf 'installed%055d' 1)
-post NetworkDriver.CreateNetwork "{\"NetworkID\":\"$net\",\"Options\":{\"com.docker.network.generic\":{\"parent\":\"eth1\"}},
-  \"IPv4Data\":[{\"AddressSpace\":\"static-macvlan-local\",\"Gateway\":\"203.0.113.254/24\",\"Pool\":\"203.0.113.0/24\"}],
-  \"IPv6Data\":[]}" >/dev/null || fail "CreateNetwork on the installed daemon"
-in_private static-macvlan reservations reserve installed-web 203.0.113.10 --network "$net" >/dev/null ||
-  fail "reservations reserve on the installed daemon"
-started=$(in_private awk '{print $22}' "/proc/$pid/stat")
-book_inode=$(in_private stat -c %i /var/lib/static-macvlan/data.mdb)
-in_private cat /var/log/static-macvlan.log >"$WORK/log.before"
-[ -s "$WORK/log.before" ] || fail "the installed daemon's log /var/log/static-macvlan.log is empty"
-pass "scripts/install.sh (SMV_PREBUILT_BINARY): daemon pid $pid on $SOCK, installed-web -> 203.0.113.10 in its book"
+# The installed daemon in use: a network and a reservation in its book; then what must stay.
+use_installed() {
+  pid=$(in_private cat /run/static-macvlan.pid)
+  local pool net
+  pool=$(post IpamDriver.RequestPool \
+    '{"AddressSpace":"static-macvlan-local","Pool":"203.0.113.0/24","SubPool":"","Options":{},"V6":false}' | jq -r .PoolID)
+  post IpamDriver.RequestAddress \
+    "{\"PoolID\":\"$pool\",\"Address\":\"203.0.113.254\",\"Options\":{\"RequestAddressType\":\"com.docker.network.gateway\"}}" >/dev/null
+  net=$(printf 'installed%055d' 1)
+  post NetworkDriver.CreateNetwork "{\"NetworkID\":\"$net\",\"Options\":{\"com.docker.network.generic\":{\"parent\":\"eth1\"}},
+    \"IPv4Data\":[{\"AddressSpace\":\"static-macvlan-local\",\"Gateway\":\"203.0.113.254/24\",\"Pool\":\"203.0.113.0/24\"}],
+    \"IPv6Data\":[]}" >/dev/null || fail "CreateNetwork on the installed daemon"
+  in_private static-macvlan reservations reserve installed-web 203.0.113.10 --network "$net" >/dev/null ||
+    fail "reservations reserve on the installed daemon"
+  started=$(in_private awk '{print $22}' "/proc/$pid/stat")
+  book_inode=$(in_private stat -c %i /var/lib/static-macvlan/data.mdb)
+  in_private cat /var/log/static-macvlan.log >"$WORK/log.before"
+  [ -s "$WORK/log.before" ] || fail "the installed daemon's log /var/log/static-macvlan.log is empty"
+}
 
 # Every way the installed instance can be harmed, each named; empty when it is intact.
 harm() {
@@ -97,6 +106,7 @@ run_tier() {
   local name=$1 rc=0 problems
   shift
   in_private "$@" >"$WORK/tier.log" 2>&1 || rc=$?
+  grep '^# ' "$WORK/tier.log" || true  # the tier's own notes
   problems=$(harm)
   if [ "$rc" -ne 0 ]; then
     tail -30 "$WORK/tier.log" >&2
@@ -111,7 +121,27 @@ run_tier() {
   cp "$WORK/log.after" "$WORK/log.before"
 }
 
-# 2. The package tier, run on that machine.
+# 1. Installed as README's install command does it; the package tier runs beside it.
+new_machine install-sh
+in_private env SMV_PREBUILT_BINARY="$SMV" "$REPO/scripts/install.sh" >"$WORK/install.log" 2>&1 ||
+  { cat "$WORK/install.log" >&2; fail "scripts/install.sh"; }
+use_installed
+pass "scripts/install.sh (SMV_PREBUILT_BINARY): daemon pid $pid on $SOCK, installed-web -> 203.0.113.10 in its book"
 run_tier deb_test.sh "$HERE/deb_test.sh" "$DEB"
 run_tier managed_plugin_test.sh env E2E_ENGINE="${E2E_ENGINE:-20.10}" "$HERE/managed_plugin_test.sh" "$SMV" "$PLUGIN_DIR"
+end_machine
+
+# 2. Installed as the .deb: deb_test.sh runs there too (it purges the package inside its own
+# private copy only), and the host's package stays installed.
+new_machine deb
+if in_private test -e /usr/sbin/policy-rc.d; then in_private sh -c 'printf "#!/bin/sh\nexit 0\n" > /usr/sbin/policy-rc.d'; fi
+in_private env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$DEB" >"$WORK/install.log" 2>&1 ||
+  { cat "$WORK/install.log" >&2; fail "apt-get install $DEB"; }
+use_installed
+pass "apt-get install $(basename "$DEB"): daemon pid $pid on $SOCK, installed-web -> 203.0.113.10 in its book"
+run_tier deb_test.sh "$HERE/deb_test.sh" "$DEB"
+status=$(in_private dpkg-query -W -f='${Status} ${Version}' static-macvlan 2>&1) || true
+[ "$status" = "install ok installed $(dpkg-deb -f "$DEB" Version)" ] || fail "after deb_test.sh the installed package is \"$status\""
+pass "the .deb is still installed ($status)"
+end_machine
 echo "installed_intact_test.sh: $PASSED passed"
