@@ -11,6 +11,8 @@
 
 #include "common/log.h"
 #include "common/metrics/metrics.h"
+#include "daemon/api/http_body.h"
+#include "daemon/api/json_depth.h"
 #include "daemon/reconciler.h"
 
 namespace smv::api {
@@ -64,6 +66,17 @@ std::string CorrectedCommand(const wire::CreateNetworkRequest& r) {
     if (key != driver::kOptIpam) cmd += " -o " + ShellWord(key + "=" + value);
   }
   return cmd + " NAME";
+}
+
+// The request as a JSON object; `body` is known not to nest too deeply.
+Result<json> DecodeBody(const std::string& body) {
+  // dockerd sends an empty body (not "{}") for calls without arguments, and no Content-Type.
+  if (body.empty()) return json::object();
+  json request = json::parse(body, nullptr, false);
+  if (request.is_discarded()) return InvalidArgument("request body is not JSON");
+  if (request.is_null()) return json::object();
+  if (!request.is_object()) return InvalidArgument("request body is not a JSON object");
+  return request;
 }
 
 }  // namespace
@@ -372,12 +385,10 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
     return {404, ToWire(json{{"Err", fmt::format("unknown plugin endpoint \"{}\"", path)}})};
   }
   const auto started = std::chrono::steady_clock::now();
-  // dockerd sends an empty body (not "{}") for calls without arguments, and no Content-Type.
-  json request = body.empty() ? json::object() : json::parse(body, nullptr, false);
-  Result<json> out = request.is_discarded() ? Result<json>(InvalidArgument("request body is not JSON"))
-                     : request.is_object() || request.is_null()
-                         ? it->second(request.is_null() ? json::object() : request)
-                         : Result<json>(InvalidArgument("request body is not a JSON object"));
+  // Before parsing: nlohmann::json copies, prints and frees values recursively (json_depth.h).
+  const Status shallow = CheckJsonDepth(body);
+  const Result<json> request = shallow.ok() ? DecodeBody(body) : Result<json>(shallow);
+  Result<json> out = request.ok() ? it->second(*request) : request.status();
   metrics::ObserveApiCall(std::string_view(path).substr(1), CodeName(out.status().code()),
                           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (out.ok()) {
@@ -387,8 +398,13 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
         ToWire(*out));
     return {200, ToWire(*out)};
   }
-  spdlog::warn("{} failed: {}", path.substr(1), out.status().message());  // the only log line
-  return {kErrorStatus, ToWire(json{{"Err", out.status().message()}})};
+  // A body that is not what the path takes at all (too deep; none where an object is wanted): 400.
+  const bool bodiless = body.empty() && out.status().code() == Code::kInvalidArgument;
+  const std::string message = bodiless ? fmt::format("request body is empty: {} wants a JSON object body ({})",
+                                                     path.substr(1), out.status().message())
+                                       : out.status().message();
+  spdlog::warn("{} failed: {}", path.substr(1), message);  // the only log line
+  return {!shallow.ok() || bodiless ? 400 : kErrorStatus, ToWire(json{{"Err", message}})};
 }
 
 std::string PluginApi::RenderMetrics() const {
@@ -426,12 +442,22 @@ std::string PluginApi::RenderMetrics() const {
 
 void InstallRoutes(httplib::Server& server, PluginApi& api) {
   server.set_payload_max_length(kMaxBodyBytes);
-  auto handle = [&api](const httplib::Request& req, httplib::Response& res) {
-    auto [status, body] = api.Dispatch(req.path, req.body);
+  // Every POST (any path) reads its body here, bounded however it is framed (http_body.h).
+  auto handle = [&api](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+    Body body = ReadBody(req, read, kMaxBodyBytes);
+    if (body.outcome != Body::Outcome::kRead) {
+      const bool large = body.outcome == Body::Outcome::kTooLarge;
+      const std::string err = ToWire(json{{"Err", large ? TooLargeMessage(kMaxBodyBytes) : body.problem}});
+      if (body.close) return AnswerAndClose(res, large ? 413 : 400, err, kPluginContentType);
+      res.status = large ? 413 : 400;
+      return res.set_content(err, kPluginContentType);
+    }
+    auto [status, answer] = api.Dispatch(req.path, body.text);
     res.status = status;
-    res.set_content(body, kPluginContentType);
+    if (body.close) return AnswerAndClose(res, status, answer, kPluginContentType);
+    res.set_content(answer, kPluginContentType);
   };
-  server.Post(R"(/.*)", handle);
+  server.Post(R"(.*)", handle);
   server.Get("/metrics", [&api](const httplib::Request&, httplib::Response& res) {
     res.set_content(api.RenderMetrics(), metrics::kContentType);
   });
@@ -441,9 +467,9 @@ void InstallRoutes(httplib::Server& server, PluginApi& api) {
                     kPluginContentType);
   });
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
+    if (!res.body.empty() || res.content_provider_) return;
     const std::string message = res.status == 413
-                                    ? fmt::format("request body larger than {} bytes", kMaxBodyBytes)
+                                    ? TooLargeMessage(kMaxBodyBytes)
                                     : fmt::format("request to \"{}\" failed with HTTP {}", req.path, res.status);
     res.set_content(ToWire(json{{"Err", message}}), kPluginContentType);
   });

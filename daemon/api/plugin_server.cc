@@ -15,13 +15,37 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "common/metrics/metrics.h"
+#include "daemon/api/http_body.h"
 
 namespace smv::api {
 namespace {
+
+// Answers, and closes the connection, before its body is read, a request this server does not
+// take (http_body.h): reading first is what let a body of any size fill memory.
+httplib::Server::HandlerResponse RefuseBeforeBody(const httplib::Request& req, httplib::Response& res,
+                                                  bool post_bodies) {
+  const std::optional<Refusal> refusal = AdmitRequest(req, post_bodies);
+  if (!refusal) {
+    // httplib 0.11 hands its own (non-const) request to this handler as const; the only place
+    // to change how the body will be read.
+    if (post_bodies) TakeOverChunkedBody(const_cast<httplib::Request&>(req));
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  if (post_bodies) {
+    const nlohmann::json err{{"Err", refusal->message}};
+    AnswerAndClose(res, refusal->status, err.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                   kPluginContentType);
+  } else {
+    AnswerAndClose(res, refusal->status, refusal->message + "\n", "text/plain; charset=utf-8");
+  }
+  if (refusal->status == 405) res.set_header("Allow", post_bodies ? "GET, HEAD, POST" : "GET, HEAD");
+  return httplib::Server::HandlerResponse::Handled;
+}
 
 // True when something accepts connections on `path`.
 bool SocketIsLive(const std::string& path) {
@@ -131,6 +155,8 @@ Result<std::unique_ptr<PluginServer>> PluginServer::Bind(const std::string& sock
   int listen_fd = -1;
   http.set_socket_options([&listen_fd](int fd) { listen_fd = fd; });
   InstallRoutes(http, api);
+  http.set_pre_routing_handler(
+      [](const httplib::Request& req, httplib::Response& res) { return RefuseBeforeBody(req, res, true); });
   // The socket is born 0600: no window in which another user could connect.
   const mode_t old_mask = umask(0177);
   const bool bound = http.bind_to_port(socket_path.c_str(), 80);
@@ -184,6 +210,10 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Listen(const std::string& 
   const auto& [host, port] = *parsed;
   std::unique_ptr<MetricsServer> out(new MetricsServer());
   out->server_ = std::make_unique<httplib::Server>();
+  // Nothing here takes a body: POST and the rest are refused unread (a POST body was buffered
+  // whole before its 404).
+  out->server_->set_pre_routing_handler(
+      [](const httplib::Request& req, httplib::Response& res) { return RefuseBeforeBody(req, res, false); });
   out->server_->Get("/metrics", [&api](const httplib::Request&, httplib::Response& res) {
     res.set_content(api.RenderMetrics(), metrics::kContentType);
   });

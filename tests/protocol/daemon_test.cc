@@ -956,3 +956,198 @@ TEST_F(DaemonTest, DoctorReportsADamagedStoreAndAStoppedDaemonWithTheirFixes) {
 
 }  // namespace
 }  // namespace smv
+
+namespace smv {
+namespace {
+
+// Hostile input (issue 27): bodies nested without bound, chunked bodies over the limit, bodies
+// sent where none is read. The daemon answers each at once, stays up, and its memory does not
+// follow the size of what it was sent.
+
+// A field of /proc/PID/status (VmRSS, VmHWM: the peak) in KiB.
+long StatusKib(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with(field + ":")) return std::stol(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+int ConnectTcp(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+  close(fd);
+  return -1;
+}
+
+// Sends `head`, then `body_bytes` of chunked body from another thread (as a client that streams
+// and reads at once), and returns the answer: read until the server closes, or until a whole
+// answer with Content-Length arrived, or `limit` passed.
+std::string StreamChunked(int fd, const std::string& head, size_t body_bytes,
+                          std::chrono::seconds limit = std::chrono::seconds(30)) {
+  timeval tv{.tv_sec = static_cast<time_t>(limit.count()), .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (send(fd, head.data(), head.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(head.size())) return "";
+  std::thread writer([fd, body_bytes] {
+    const std::string chunk = "10000\r\n" + std::string(0x10000, 'x') + "\r\n";
+    for (size_t sent = 0; sent < body_bytes; sent += 0x10000) {
+      if (send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) < 0) return;  // the server closed: expected
+    }
+    (void)send(fd, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+  });
+  std::string answer;
+  const auto until = std::chrono::steady_clock::now() + limit;
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < until) {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    answer.append(buf, n);
+    const size_t end = answer.find("\r\n\r\n");
+    const size_t length_at = answer.find("Content-Length: ");
+    if (end != std::string::npos && length_at != std::string::npos && length_at < end &&
+        answer.size() >= end + 4 + std::stoul(answer.substr(length_at + 16))) {
+      break;
+    }
+  }
+  shutdown(fd, SHUT_RDWR);  // ends the writer if the server did not
+  writer.join();
+  close(fd);
+  return answer;
+}
+
+// Every path the daemon takes a POST on (PluginApi::Routes).
+const char* const kPostPaths[] = {"Plugin.Activate",
+                                  "NetworkDriver.GetCapabilities",
+                                  "IpamDriver.GetCapabilities",
+                                  "IpamDriver.GetDefaultAddressSpaces",
+                                  "NetworkDriver.CreateNetwork",
+                                  "NetworkDriver.DeleteNetwork",
+                                  "NetworkDriver.CreateEndpoint",
+                                  "NetworkDriver.DeleteEndpoint",
+                                  "NetworkDriver.EndpointOperInfo",
+                                  "NetworkDriver.Join",
+                                  "NetworkDriver.Leave",
+                                  "NetworkDriver.ProgramExternalConnectivity",
+                                  "NetworkDriver.RevokeExternalConnectivity",
+                                  "NetworkDriver.DiscoverNew",
+                                  "NetworkDriver.DiscoverDelete",
+                                  "NetworkDriver.AllocateNetwork",
+                                  "NetworkDriver.FreeNetwork",
+                                  "IpamDriver.RequestPool",
+                                  "IpamDriver.ReleasePool",
+                                  "IpamDriver.RequestAddress",
+                                  "IpamDriver.ReleaseAddress",
+                                  "StaticMacvlan.ListReservations",
+                                  "StaticMacvlan.Reserve",
+                                  "StaticMacvlan.Release",
+                                  "StaticMacvlan.ReleaseNode"};
+
+// 400 KB of {"a":[[[...]]]}, 200,000 levels: nlohmann::json copies recursively, and the daemon
+// died of SIGSEGV on the first such POST.
+TEST_F(DaemonTest, ABodyNested200000DeepIs400OnEveryPathAndTheDaemonStaysUp) {
+  const std::string deep = "{\"a\":" + std::string(199999, '[') + std::string(199999, ']') + "}";
+  httplib::Client cli = Client();
+  for (const char* path : kPostPaths) {
+    httplib::Result r = cli.Post((std::string("/") + path).c_str(), deep, "");
+    ASSERT_TRUE(r) << path << ": " << httplib::to_string(r.error()) << "\n" << Log();
+    EXPECT_EQ(r->status, 400) << path;
+    const json answer = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(answer.contains("Err")) << r->body;
+    EXPECT_NE(answer["Err"].get<std::string>().find("more than 64 levels deep, the limit"), std::string::npos)
+        << path << ": " << answer["Err"];
+  }
+  ASSERT_EQ(waitpid(pid_, nullptr, WNOHANG), 0) << "the daemon exited\n" << Log();
+  EXPECT_EQ(Post(cli, "Plugin.Activate", json()).first, 200);
+}
+
+// A chunked body has no Content-Length to hold against the limit: httplib read it whole.
+TEST_F(DaemonTest, ChunkedBodiesOverTheLimitAre413AndTheDaemonDoesNotGrowWithThem) {
+  const long rss_before = StatusKib(pid_, "VmRSS");
+  ASSERT_GT(rss_before, 0);
+  const int fd = ConnectRaw();
+  ASSERT_GE(fd, 0);
+  const std::string answer = StreamChunked(
+      fd, "POST /IpamDriver.RequestPool HTTP/1.1\r\nHost: smv\r\nTransfer-Encoding: chunked\r\n\r\n", size_t{64} << 20);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 413 ")) << answer.substr(0, 300);
+  EXPECT_NE(answer.find("request body larger than 1048576 bytes (1 MiB)"), std::string::npos) << answer;
+  const long peak = StatusKib(pid_, "VmHWM");
+  EXPECT_LT(peak - rss_before, 16 * 1024) << "KiB: the daemon's peak grew with the 64 MiB body";
+  RecordProperty("peak_growth_kib_64mib_chunked", static_cast<int>(peak - rss_before));
+
+  // Just over the limit, from a client that writes all before it reads: it gets the 413 too, and
+  // its connection stays in step for the next call.
+  httplib::Client cli = Client();
+  const std::string big((size_t{1} << 20) + 4096, 'x');
+  httplib::Result r = cli.Post(
+      "/IpamDriver.RequestPool",
+      [&big](size_t offset, httplib::DataSink& sink) {
+        if (offset < big.size()) {
+          sink.write(big.data() + offset, std::min<size_t>(65536, big.size() - offset));
+        } else {
+          sink.done();
+        }
+        return true;
+      },
+      "");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 413) << r->body;
+  EXPECT_EQ(Post(cli, "Plugin.Activate", json()).first, 200);
+  ASSERT_EQ(waitpid(pid_, nullptr, WNOHANG), 0) << Log();
+}
+
+// curl -d sends application/x-www-form-urlencoded, for which httplib had an 8 KiB limit of its
+// own: a 9 KiB JSON body got "larger than 1048576 bytes". The limit is 1 MiB whatever the type.
+TEST_F(DaemonTest, TheBodyLimitIsTheOneThe413StatesForEveryContentType) {
+  httplib::Client cli = Client();
+  const std::string padded = json{{"Pad", std::string(100 << 10, 'x')}}.dump();
+  httplib::Result r = cli.Post("/Plugin.Activate", padded, "application/x-www-form-urlencoded");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  const std::string over = json{{"Pad", std::string(2 << 20, 'x')}}.dump();
+  r = cli.Post("/Plugin.Activate", over, "application/x-www-form-urlencoded");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_NE(r->body.find("request body larger than 1048576 bytes (1 MiB), the limit"), std::string::npos) << r->body;
+}
+
+// `curl -X POST` sends neither a body nor a Content-Length: httplib waited 5 s for the client to
+// hang up, then answered "failed with HTTP 400".
+TEST_F(DaemonTest, APostWithoutABodyIsAnsweredAtOnceNamingWhatThePathWants) {
+  const int fd = ConnectRaw();
+  ASSERT_GE(fd, 0);
+  const auto started = std::chrono::steady_clock::now();
+  const std::string answer =
+      StreamChunked(fd, "POST /IpamDriver.RequestPool HTTP/1.1\r\nHost: smv\r\n\r\n", 0, std::chrono::seconds(3));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 400 ")) << answer;
+  EXPECT_NE(answer.find("request body is empty: IpamDriver.RequestPool wants a JSON object body"), std::string::npos)
+      << answer;
+}
+
+// --metrics-listen serves GET /metrics only; a POST body of any size was read whole before its 404.
+TEST_F(DaemonTest, MetricsListenRefusesABodyUnreadAndKeepsServing) {
+  StopDaemon();
+  ASSERT_EQ(system("ip link set lo up"), 0);
+  extra_args_ = {"--metrics-listen", "127.0.0.1:9415"};
+  StartDaemon();
+  const long rss_before = StatusKib(pid_, "VmRSS");
+  const int fd = ConnectTcp(9415);
+  ASSERT_GE(fd, 0);
+  const std::string answer =
+      StreamChunked(fd, "POST /metrics HTTP/1.1\r\nHost: smv\r\nTransfer-Encoding: chunked\r\n\r\n", size_t{64} << 20);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 405 ")) << answer.substr(0, 300);
+  EXPECT_NE(answer.find("only GET /metrics, with no body"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  const long peak = StatusKib(pid_, "VmHWM");
+  EXPECT_LT(peak - rss_before, 8 * 1024) << "KiB: the daemon's peak grew with the 64 MiB body";
+  RecordProperty("peak_growth_kib_64mib_metrics_post", static_cast<int>(peak - rss_before));
+  httplib::Client tcp("127.0.0.1", 9415);
+  EXPECT_FALSE(GetMetrics(tcp).empty()) << Log();
+}
+
+}  // namespace
+}  // namespace smv
