@@ -278,6 +278,7 @@ Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::stri
   auto stores = OpenStores(flags);
   if (!stores.ok()) return stores.status();
   Result<ipam::IpamSnapshot> ipam = Internal("no address book");
+  std::vector<std::string> unreadable;  // shared book records every load skips
   if (*shared_client) {
     // Read at one revision, without the fence a daemon's load writes: running daemons are not
     // disturbed, and nothing is written.
@@ -285,6 +286,7 @@ Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::stri
     auto book = ipam::EtcdIpamStore::Open(client, {.node = "fsck", .read_only = true});
     if (!book.ok()) return book.status();
     ipam = (*book)->Load();
+    for (const std::string& key : (*book)->undecodable_keys()) unreadable.push_back("undecodable record " + key);
     // Beside the fleet's book, this host's own (--ipam-opt scope=local pools), as the daemon shows both.
     if (ipam.ok()) {
       auto local = stores->ipam->Load();
@@ -298,6 +300,7 @@ Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::stri
   auto networks = stores->networks->Load();
   if (!networks.ok()) return networks.status();
   std::vector<std::string> problems = CheckState(*ipam, *networks);
+  problems.insert(problems.end(), unreadable.begin(), unreadable.end());
   summary = fmt::format("pools={} leases={} reservations={} networks={} endpoints={} problems={}", ipam->pools.size(),
                         ipam->leases.size(), ipam->reservations.size(), networks->networks.size(),
                         networks->endpoints.size(), problems.size());

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -27,6 +28,10 @@ constexpr milliseconds kMinResolveTime{1000};
 
 // Fence attempts before concluding that another process writes this node's commit key.
 constexpr int kFenceAttempts = 5;
+// Starts the value `reservations release --node` leaves in the released node's commit key.
+constexpr std::string_view kReleasedMark = "released by ";
+// Migration transactions: each puts an address/ key and compares it and its reservation.
+constexpr size_t kMigrationPerTxn = 60;
 // How long a reload after a refused commit waits for the mirror to reach the refusal's revision
 // before it reads etcd instead.
 constexpr milliseconds kMirrorWait{500};
@@ -46,57 +51,18 @@ etcd::Compare ExpectAsSeen(const std::string& key, const std::unordered_map<std:
   return Unchanged(key, known == revisions.end() ? 0 : known->second);
 }
 
-// Every write of the batches, in order, one per key (etcd refuses a key twice in a transaction):
-// the last write of a key wins, as it would applied one after the other. nullopt: delete.
-std::map<std::string, std::optional<std::string>> MergeWrites(const std::string& prefix,
-                                                              std::span<const IpamBatch> batches) {
-  std::map<std::string, std::optional<std::string>> writes;
-  const std::string pools = prefix + "pool/", leases = prefix + "lease/", names = prefix + "reservation/";
-  for (const IpamBatch& b : batches) {
-    for (const PoolRecord& p : b.put_pools) writes[pools + records::PoolKey(p.config.id)] = records::EncodePool(p);
-    for (const std::string& id : b.delete_pools) writes[pools + records::PoolKey(id)] = std::nullopt;
-    for (const LeaseRecord& l : b.put_leases) {
-      writes[leases + records::LeaseKey(l.pool_id, l.address)] = records::EncodeLease(l);
-    }
-    for (const auto& [pool_id, address] : b.delete_leases) {
-      writes[leases + records::LeaseKey(pool_id, address)] = std::nullopt;
-    }
-    for (const ReservationRecord& r : b.put_reservations) {
-      writes[names + records::ReservationKey(r.pool_id, r.name)] = records::EncodeReservation(r);
-    }
-    for (const auto& [pool_id, name] : b.delete_reservations) {
-      writes[names + records::ReservationKey(pool_id, name)] = std::nullopt;
-    }
-  }
-  return writes;
-}
-
 // Decodes the book's records, in key order as etcd and the mirror keep them, into a sink that
 // wants pools first (lease/ < node/ < pool/ < reservation/).
+// wants pools first (address/ < layout < lease/ < node/ < pool/ < reservation/). A key that does
+// not decode is reported and skipped: one bad key must not stop every host of the fleet.
 class BookDecoder {
  public:
-  BookDecoder(const std::string& prefix, IpamLoadSink& sink)
-      : pools_(prefix + "pool/"),
-        leases_(prefix + "lease/"),
-        names_(prefix + "reservation/"),
-        where_("etcd " + prefix),
-        sink_(sink) {}
-  Status Add(std::string_view key, const std::string& value) {
-    if (key.starts_with(pools_)) {
-      Result<PoolRecord> r = records::DecodePool(where_ + "pool/", key.substr(pools_.size()), value);
-      if (!r.ok()) return r.status();
-      sink_.OnPool(std::move(r).value());
-    } else if (key.starts_with(leases_)) {
-      Result<LeaseRecord> r = records::DecodeLease(where_ + "lease/", key.substr(leases_.size()), value);
-      if (!r.ok()) return r.status();
-      held_.push_back(std::move(r).value());
-    } else if (key.starts_with(names_)) {
-      Result<ReservationRecord> r =
-          records::DecodeReservation(where_ + "reservation/", key.substr(names_.size()), value);
-      if (!r.ok()) return r.status();
-      reserved_.push_back(std::move(r).value());
-    }  // node/ keys are not address records
-    return OkStatus();
+  BookDecoder(const BookKeys& keys, IpamLoadSink& sink, ReservationIndex& index)
+      : keys_(keys), where_("etcd " + keys.prefix), sink_(sink), index_(index) {}
+  // False when the key was skipped (`why` says why).
+  bool Add(std::string_view key, const std::string& value, Status& why) {
+    why = Decode(key, value);
+    return why.ok();
   }
   void Finish() {
     for (LeaseRecord& l : held_) sink_.OnLease(std::move(l));
@@ -104,8 +70,42 @@ class BookDecoder {
   }
 
  private:
-  const std::string pools_, leases_, names_, where_;
+  Status Decode(std::string_view key, const std::string& value) {
+    if (key.starts_with(keys_.pools)) {
+      Result<PoolRecord> r = records::DecodePool(where_ + "pool/", key.substr(keys_.pools.size()), value);
+      if (!r.ok()) return r.status();
+      sink_.OnPool(std::move(r).value());
+    } else if (key.starts_with(keys_.leases)) {
+      const std::string_view lease_key = key.substr(keys_.leases.size());
+      Result<LeaseRecord> r = records::DecodeLease(where_ + "lease/", lease_key, value);
+      if (!r.ok()) {
+        // Its address stays taken: held by a record no node can read, until fsck's user fixes it.
+        if (auto at = records::ParseLeaseKey(where_ + "lease/", lease_key); at.ok()) {
+          held_.push_back(LeaseRecord{
+              .pool_id = at->first, .address = at->second, .lease = {.node = "(an undecodable record)"}, .since = 0});
+        }
+        return r.status();
+      }
+      held_.push_back(std::move(r).value());
+    } else if (key.starts_with(keys_.reservations)) {
+      Result<ReservationRecord> r =
+          records::DecodeReservation(where_ + "reservation/", key.substr(keys_.reservations.size()), value);
+      if (!r.ok()) return r.status();
+      index_.reserved_at[std::string(key)] = keys_.ReservedAddress(r->pool_id, r->address);
+      reserved_.push_back(std::move(r).value());
+    } else if (key.starts_with(keys_.reserved_addresses)) {
+      Result<std::string> name =
+          records::DecodeReservedAddress(where_ + "address/", key.substr(keys_.reserved_addresses.size()), value);
+      if (!name.ok()) return name.status();
+      index_.name_at[std::string(key)] = std::move(name).value();
+    }  // node/ keys and the layout are not address records
+    return OkStatus();
+  }
+
+  const BookKeys& keys_;
+  const std::string where_;
   IpamLoadSink& sink_;
+  ReservationIndex& index_;
   std::vector<LeaseRecord> held_;
   std::vector<ReservationRecord> reserved_;
 };
@@ -116,8 +116,19 @@ milliseconds Left(Clock::time_point until) {
 
 }  // namespace
 
+std::string BookKeys::Pool(const std::string& pool_id) const { return pools + records::PoolKey(pool_id); }
+std::string BookKeys::Lease(const std::string& pool_id, const IpAddress& address) const {
+  return leases + records::LeaseKey(pool_id, address);
+}
+std::string BookKeys::Reservation(const std::string& pool_id, const std::string& name) const {
+  return reservations + records::ReservationKey(pool_id, name);
+}
+std::string BookKeys::ReservedAddress(const std::string& pool_id, const IpAddress& address) const {
+  return reserved_addresses + records::LeaseKey(pool_id, address);
+}
+
 EtcdIpamStore::EtcdIpamStore(etcd::KvClient& client, EtcdStoreOptions options)
-    : client_(client), options_(std::move(options)) {
+    : client_(client), options_(std::move(options)), keys_(options_.prefix) {
   std::random_device random;
   instance_ = fmt::format("{}-{:08x}{:08x}", getpid(), random(), random());
 }
@@ -129,7 +140,7 @@ Result<std::unique_ptr<EtcdIpamStore>> EtcdIpamStore::Open(etcd::KvClient& clien
   return std::unique_ptr<EtcdIpamStore>(new EtcdIpamStore(client, std::move(options)));
 }
 
-std::string EtcdIpamStore::CommitKey() const { return options_.prefix + "node/" + options_.node + "/commit"; }
+std::string EtcdIpamStore::CommitKey() const { return keys_.Commit(options_.node); }
 
 std::string EtcdIpamStore::NextCommitId() { return fmt::format("{}:{}", instance_, ++commits_); }
 
@@ -145,6 +156,12 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
     if (!applied_id.empty() && !seen->kvs.empty() && seen->kvs.front().value == applied_id) {
       return std::optional<int64_t>(seen_revision);
     }
+    if (!seen->kvs.empty() && seen->kvs.front().value.starts_with(kReleasedMark)) {
+      spdlog::error(
+          "this node ({}) was {}: every address it held was freed in the shared book and may be another host's "
+          "now; its containers' addresses are taken again only where still free",
+          options_.node, seen->kvs.front().value);
+    }
     // If a transaction still in flight applies first, the fence fails and the next read sees it.
     etcd::Txn txn{.compares = {Unchanged(key, seen_revision)}, .success = {etcd::PutOp{key, NextCommitId()}}};
     Result<etcd::TxnResult> fenced = client_.Commit(txn, Left(until));
@@ -152,6 +169,7 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
       revisions_[key] = fenced->revision;
       return std::optional<int64_t>();
     }
+    if (!fenced.ok() && fenced.status().code() != Code::kUnavailable) return fenced.status();  // e.g. NOSPACE
     if (!fenced.ok()) last = fenced.status();  // maybe applied: the next read tells
   }
   if (Clock::now() >= until) return last;
@@ -190,15 +208,84 @@ Status EtcdIpamStore::LoadIntoLocked(IpamLoadSink& sink) {
     if (Result<std::optional<int64_t>> fenced = FenceUnless("", Left(until)); !fenced.ok()) return fenced.status();
     fence_needed_ = false;
   }
-  Result<etcd::RangeResult> all = client_.GetPrefix(options_.prefix, 0, 0, Left(until));
+  Result<etcd::RangeResult> all = ReadBookLocked(until);
   if (!all.ok()) return all.status();
+  std::vector<std::pair<std::string, const std::string*>> kvs;
+  kvs.reserve(all->kvs.size());
   revisions_.clear();
-  BookDecoder decoder(options_.prefix, sink);
   for (const etcd::KeyValue& kv : all->kvs) {
     revisions_[kv.key] = kv.mod_revision;
-    SMV_RETURN_IF_ERROR(decoder.Add(kv.key, kv.value));
+    kvs.emplace_back(kv.key, &kv.value);
+  }
+  DecodeBookLocked(sink, kvs);
+  return OkStatus();
+}
+
+void EtcdIpamStore::DecodeBookLocked(IpamLoadSink& sink,
+                                     const std::vector<std::pair<std::string, const std::string*>>& kvs) {
+  index_ = {};
+  undecodable_.clear();
+  BookDecoder decoder(keys_, sink, index_);
+  for (const auto& [key, value] : kvs) {
+    Status why = OkStatus();
+    if (decoder.Add(key, *value, why)) continue;
+    // Never seen, as far as commits go: a write to it compares "absent" and is refused, so this
+    // node never overwrites a record it could not read.
+    revisions_.erase(key);
+    undecodable_.push_back(fmt::format("{}: {}", key, why.message()));
+    spdlog::error("skipped a record of the shared address book that does not decode (fsck lists it): {}",
+                  why.message());
   }
   decoder.Finish();
+}
+
+Result<etcd::RangeResult> EtcdIpamStore::ReadBookLocked(Clock::time_point until) {
+  for (int attempt = 0;; ++attempt) {
+    Result<etcd::RangeResult> all = client_.GetPrefix(options_.prefix, 0, 0, Left(until));
+    if (!all.ok() || options_.read_only) return all;
+    const auto layout = std::find_if(all->kvs.begin(), all->kvs.end(),
+                                     [&](const etcd::KeyValue& kv) { return kv.key == keys_.layout; });
+    if (layout != all->kvs.end() && layout->value == kBookLayout) return all;
+    if (layout != all->kvs.end() && layout->value > kBookLayout) {
+      return FailedPrecondition(
+          fmt::format("the shared address book under {} has layout {}, newer than this "
+                      "version's ({}): upgrade static-macvlan on this host",
+                      options_.prefix, layout->value, kBookLayout));
+    }
+    Status migrated = MigrateLocked(*all, until);
+    if (!migrated.ok() && (migrated.code() != Code::kAborted || attempt == kFenceAttempts)) return migrated;
+  }
+}
+
+Status EtcdIpamStore::MigrateLocked(const etcd::RangeResult& book, Clock::time_point until) {
+  std::unordered_map<std::string, int64_t> seen;
+  for (const etcd::KeyValue& kv : book.kvs) seen[kv.key] = kv.mod_revision;
+  std::vector<etcd::Txn> txns(1);
+  size_t written = 0;
+  for (const etcd::KeyValue& kv : book.kvs) {
+    if (!kv.key.starts_with(keys_.reservations)) continue;
+    Result<ReservationRecord> r = records::DecodeReservation(
+        "etcd " + keys_.reservations, std::string_view(kv.key).substr(keys_.reservations.size()), kv.value);
+    if (!r.ok()) continue;  // skipped by every load: fsck lists it
+    const std::string address_key = keys_.ReservedAddress(r->pool_id, r->address);
+    if (seen.contains(address_key)) continue;  // indexed, or reserved twice already (fsck lists it)
+    seen[address_key] = 0;
+    if (txns.back().success.size() == kMigrationPerTxn) txns.emplace_back();
+    txns.back().compares.push_back(Unchanged(kv.key, kv.mod_revision));
+    txns.back().compares.push_back(Unchanged(address_key, 0));
+    txns.back().success.push_back(etcd::PutOp{address_key, records::EncodeReservedAddress(r->name)});
+    ++written;
+  }
+  const auto layout = seen.find(keys_.layout);
+  txns.back().compares.push_back(Unchanged(keys_.layout, layout == seen.end() ? 0 : layout->second));
+  txns.back().success.push_back(etcd::PutOp{keys_.layout, std::string(kBookLayout)});
+  for (const etcd::Txn& txn : txns) {
+    Result<etcd::TxnResult> done = client_.Commit(txn, Left(until));
+    if (!done.ok()) return done.status();  // the next load reads what applied
+    if (!done->succeeded) return Aborted("the shared address book changed during its migration");
+  }
+  spdlog::info("migrated the shared address book under {} to layout {}: {} reservation(s) findable by address",
+               options_.prefix, kBookLayout, written);
   return OkStatus();
 }
 
@@ -208,14 +295,15 @@ bool EtcdIpamStore::LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status&
   const bool reached = mirror_moved_.wait_for(
       lock, kMirrorWait, [&] { return stopping_ || (mirror_live_ && mirror_revision_ >= at_least); });
   if (!reached || stopping_) return false;
+  std::vector<std::pair<std::string, const std::string*>> kvs;
+  kvs.reserve(mirror_.size());
   revisions_.clear();
-  BookDecoder decoder(options_.prefix, sink);
   for (const auto& [key, entry] : mirror_) {
     revisions_[key] = entry.mod_revision;
-    decoded = decoder.Add(key, entry.value);
-    if (!decoded.ok()) return true;
+    kvs.emplace_back(key, &entry.value);
   }
-  decoder.Finish();
+  DecodeBookLocked(sink, kvs);
+  decoded = OkStatus();
   ++mirror_loads_;
   return true;
 }
@@ -335,6 +423,15 @@ Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, co
   Result<ReservationRecord> r = records::DecodeReservation(where + "reservation/", reservation_key, **reservation);
   if (!r.ok()) return r.status();
   out.reservation = std::move(r).value();
+  // Who reserves that address, too: a lease this node then decides on compares it as read.
+  const std::string address_key = keys_.ReservedAddress(pool_id, out.reservation->address);
+  Result<std::optional<std::string>> holder = read(address_key);
+  if (!holder.ok()) return holder.status();
+  index_.reserved_at[keys_.Reservation(pool_id, name)] = address_key;
+  if (*holder) {
+    Result<std::string> held_by = records::DecodeReservedAddress(where + "address/", address_key, **holder);
+    if (held_by.ok()) index_.name_at[address_key] = std::move(held_by).value();
+  }
   const std::string lease_key = records::LeaseKey(pool_id, out.reservation->address);
   Result<std::optional<std::string>> lease = read(options_.prefix + "lease/" + lease_key);
   if (!lease.ok()) return lease.status();
@@ -377,27 +474,86 @@ Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   return applied;
 }
 
+std::map<std::string, std::optional<std::string>> EtcdIpamStore::PlanWrites(std::span<const IpamBatch> batches,
+                                                                            ReservationIndex& index) const {
+  std::map<std::string, std::optional<std::string>> writes;
+  // Drops the address/ key of the reservation at `reservation_key`, while it still names `name`.
+  auto unreserve = [&](const std::string& reservation_key, const std::string& name) {
+    auto at = index.reserved_at.find(reservation_key);
+    if (at == index.reserved_at.end()) return;
+    if (auto holder = index.name_at.find(at->second); holder != index.name_at.end() && holder->second == name) {
+      writes[at->second] = std::nullopt;
+      index.name_at.erase(holder);
+    }
+    index.reserved_at.erase(at);
+  };
+  for (const IpamBatch& b : batches) {
+    for (const PoolRecord& p : b.put_pools) writes[keys_.Pool(p.config.id)] = records::EncodePool(p);
+    for (const std::string& id : b.delete_pools) writes[keys_.Pool(id)] = std::nullopt;
+    for (const LeaseRecord& l : b.put_leases) writes[keys_.Lease(l.pool_id, l.address)] = records::EncodeLease(l);
+    for (const auto& [pool_id, address] : b.delete_leases) writes[keys_.Lease(pool_id, address)] = std::nullopt;
+    for (const ReservationRecord& r : b.put_reservations) {
+      const std::string key = keys_.Reservation(r.pool_id, r.name);
+      const std::string address_key = keys_.ReservedAddress(r.pool_id, r.address);
+      if (auto at = index.reserved_at.find(key); at == index.reserved_at.end() || at->second != address_key) {
+        unreserve(key, r.name);
+      }
+      writes[key] = records::EncodeReservation(r);
+      writes[address_key] = records::EncodeReservedAddress(r.name);
+      index.reserved_at[key] = address_key;
+      index.name_at[address_key] = r.name;
+    }
+    for (const auto& [pool_id, name] : b.delete_reservations) {
+      const std::string key = keys_.Reservation(pool_id, name);
+      unreserve(key, name);
+      writes[key] = std::nullopt;
+    }
+  }
+  return writes;
+}
+
+std::vector<std::string> EtcdIpamStore::ReadKeys(std::span<const IpamBatch> batches) const {
+  std::vector<std::string> keys;
+  for (const IpamBatch& b : batches) {
+    for (const std::string& id : b.reads.pools) keys.push_back(keys_.Pool(id));
+    for (const auto& [pool_id, address] : b.reads.leases) keys.push_back(keys_.Lease(pool_id, address));
+    for (const auto& [pool_id, name] : b.reads.reservations) keys.push_back(keys_.Reservation(pool_id, name));
+    for (const auto& [pool_id, address] : b.reads.reserved_addresses) {
+      keys.push_back(keys_.ReservedAddress(pool_id, address));
+    }
+  }
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return keys;
+}
+
 Status EtcdIpamStore::ApplyAllLocked(std::span<const IpamBatch> batches) {
   const auto until = Clock::now() + kCallBudget;
   refused_at_ = 0;
+  ReservationIndex index = index_;  // becomes index_ once the commit holds
+  const std::map<std::string, std::optional<std::string>> writes = PlanWrites(batches, index);
   etcd::Txn txn;
-  for (auto& [key, value] : MergeWrites(options_.prefix, batches)) {
+  for (const auto& [key, value] : writes) {
     if (!value && !revisions_.contains(key)) continue;  // never seen: nothing of ours to delete
     txn.compares.push_back(ExpectAsSeen(key, revisions_));
     if (value) {
-      txn.success.push_back(etcd::PutOp{key, std::move(*value)});
+      txn.success.push_back(etcd::PutOp{key, *value});
     } else {
       txn.success.push_back(etcd::DeleteOp{key});
     }
   }
   if (txn.success.empty()) return OkStatus();
+  for (const std::string& key : ReadKeys(batches)) {
+    if (!writes.contains(key)) txn.compares.push_back(ExpectAsSeen(key, revisions_));
+  }
   const std::string commit_id = NextCommitId();
   txn.compares.push_back(ExpectAsSeen(CommitKey(), revisions_));
   txn.success.push_back(etcd::PutOp{CommitKey(), commit_id});
-  if (txn.success.size() > options_.max_txn_ops) {
+  if (txn.success.size() > options_.max_txn_ops || txn.compares.size() > options_.max_txn_ops) {
     return FailedPrecondition(fmt::format(
-        "one commit of {} writes is more than etcd's --max-txn-ops ({}); start etcd with a larger --max-txn-ops",
-        txn.success.size(), options_.max_txn_ops));
+        "one commit of {} writes and {} compares is more than etcd's --max-txn-ops ({}); start etcd with a larger "
+        "--max-txn-ops",
+        txn.success.size(), txn.compares.size(), options_.max_txn_ops));
   }
 
   int64_t revision = 0;
@@ -430,7 +586,32 @@ Status EtcdIpamStore::ApplyAllLocked(std::span<const IpamBatch> batches) {
       revisions_.erase(std::get<etcd::DeleteOp>(op).key);
     }
   }
+  index_ = std::move(index);
   return OkStatus();
+}
+
+int64_t EtcdIpamStore::LeaseRevision(const std::string& pool_id, const IpAddress& address) {
+  std::scoped_lock lock(mu_);
+  auto it = revisions_.find(keys_.Lease(pool_id, address));
+  return it == revisions_.end() ? 0 : it->second;
+}
+
+Status EtcdIpamStore::FenceNode(const std::string& node) {
+  std::scoped_lock lock(mu_);
+  if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");
+  const std::string key = keys_.Commit(node);
+  const std::string mark = fmt::format(
+      "{}`reservations release --node {}` on node {} at unix time {}", kReleasedMark, node, options_.node,
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  // Unconditional: whatever that node sent last, it must not apply after this.
+  Result<etcd::TxnResult> done = client_.Commit({.compares = {}, .success = {etcd::PutOp{key, mark}}}, kCallBudget);
+  NoteAnswerLocked(done.status());
+  return done.status();
+}
+
+std::vector<std::string> EtcdIpamStore::undecodable_keys() const {
+  std::scoped_lock lock(mu_);
+  return undecodable_;
 }
 
 }  // namespace smv::ipam

@@ -2,11 +2,21 @@
 // IpamStore on etcd: several hosts share one address book. Keys and versioned values are the
 // ones the LMDB store keeps (ipam/records.h), under a prefix:
 //   <prefix>pool/<pool key>  <prefix>lease/<lease key>  <prefix>reservation/<reservation key>
+//   <prefix>address/<lease key>  who reserves that address: {v, name} (layout 2)
 //   <prefix>node/<node>/commit  this node's last commit: fences a commit whose answer was lost
+//   <prefix>layout  "2": every reservation also has its address/ key
 //
-// etcd decides. Each ApplyAll is one transaction that holds only if every key it writes is as this
-// node last saw it (absent, or at the mod revision it read or wrote); otherwise nothing is written
-// and it fails with kAborted, the service reloads and decides again on fresh state. So two nodes
+// etcd decides. Each ApplyAll is one transaction that holds only if every key it writes, and every
+// key its decisions read (IpamBatch::reads, ipam/fleet_rules.h), is as this node last saw it
+// (absent, or at the mod revision it read or wrote); otherwise nothing is written and it fails
+// with kAborted, the service reloads and decides again on fresh state. A reservation is findable
+// by its address as long as it lives (the address/ key, written and deleted with it), so "this
+// address is reserved for another name" is a key a commit compares, not a memory.
+//
+// A book of layout 1 (no address/ keys) is migrated by the first node of the new version that
+// loads it: the missing keys are written, each compared with its reservation, then the layout.
+// Nodes migrating at once are safe (the compares decide); nodes of the old version still running
+// write reservations without address/ keys, so upgrade every node of a fleet before it allocates. So two nodes
 // never both create one address or one name. No key hangs on an etcd lease: a node cut off from
 // etcd but still on the VLAN keeps what it holds.
 //
@@ -33,11 +43,39 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "common/etcd/kv_client.h"
 #include "ipam/ipam_store.h"
 
 namespace smv::ipam {
+
+// The book's key families under one prefix.
+struct BookKeys {
+  explicit BookKeys(std::string p)
+      : prefix(std::move(p)),
+        pools(prefix + "pool/"),
+        leases(prefix + "lease/"),
+        reservations(prefix + "reservation/"),
+        reserved_addresses(prefix + "address/"),
+        nodes(prefix + "node/"),
+        layout(prefix + "layout") {}
+  std::string Pool(const std::string& pool_id) const;
+  std::string Lease(const std::string& pool_id, const IpAddress& address) const;
+  std::string Reservation(const std::string& pool_id, const std::string& name) const;
+  std::string ReservedAddress(const std::string& pool_id, const IpAddress& address) const;
+  std::string Commit(const std::string& node) const { return nodes + node + "/commit"; }
+  std::string prefix, pools, leases, reservations, reserved_addresses, nodes, layout;
+};
+
+// The layout this version writes and needs (the value of BookKeys::layout).
+inline constexpr std::string_view kBookLayout = "2";
+
+// Which reservation is on which address, as this node last saw the book (full keys).
+struct ReservationIndex {
+  std::unordered_map<std::string, std::string> reserved_at;  // reservation key -> address key
+  std::unordered_map<std::string, std::string> name_at;      // address key -> the name it holds
+};
 
 struct EtcdStoreOptions {
   std::string prefix = "/static-macvlan/v1/";
@@ -62,7 +100,13 @@ class EtcdIpamStore : public IpamStore {
   Status ApplyAll(std::span<const IpamBatch> batches) override;
   Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name) override;
   Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) override;
+  int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address) override;
   bool shared() const override { return true; }
+  // Moves `node`'s commit key on, noting who released it: every transaction that node sent or
+  // decided before fails, and its next load tells it (`reservations release --node`).
+  Status FenceNode(const std::string& node) override;
+  // Keys under the prefix the last load could not decode ("key: why"), skipped (fsck, doctor).
+  std::vector<std::string> undecodable_keys() const;
   std::string node() const override { return options_.node; }
   // The commit key takes one operation of each transaction.
   size_t max_writes_per_commit() const override { return options_.max_txn_ops - 1; }
@@ -94,10 +138,22 @@ class EtcdIpamStore : public IpamStore {
   Result<NameRecords> ReadNameLocked(const std::string& pool_id, const std::string& name);
   Result<std::optional<PoolRecord>> ReadPoolLocked(const std::string& pool_id);
   Status ApplyAllLocked(std::span<const IpamBatch> batches);
+  // Every write of the batches, in order, one per key (the last write of a key wins, as applied
+  // one after the other; nullopt: delete), with the address/ keys of their reservations.
+  // `index` is updated as the writes would change it.
+  std::map<std::string, std::optional<std::string>> PlanWrites(std::span<const IpamBatch> batches,
+                                                               ReservationIndex& index) const;
+  std::vector<std::string> ReadKeys(std::span<const IpamBatch> batches) const;
+  // Reads the whole book; migrates it to kBookLayout first when it is older (then reads again).
+  Result<etcd::RangeResult> ReadBookLocked(std::chrono::steady_clock::time_point until);
+  // Writes the address/ keys a layout-1 book lacks, then the layout. kAborted: another node
+  // changed the book meanwhile (read again and retry).
+  Status MigrateLocked(const etcd::RangeResult& book, std::chrono::steady_clock::time_point until);
+  void DecodeBookLocked(IpamLoadSink& sink, const std::vector<std::pair<std::string, const std::string*>>& kvs);
 
   // Reads of one name may come from request threads while a commit is being written: the client
   // and the revisions below are used by one call at a time.
-  std::mutex mu_;
+  mutable std::mutex mu_;
   etcd::KvClient& client_;
   EtcdStoreOptions options_;
   std::string instance_;  // tells this process's commit ids from an earlier run's
@@ -105,6 +161,9 @@ class EtcdIpamStore : public IpamStore {
   // The mod revision of every key this node has read or written; absent: it believes the key
   // does not exist. The commit key is among them.
   std::unordered_map<std::string, int64_t> revisions_;
+  const BookKeys keys_;
+  ReservationIndex index_;
+  std::vector<std::string> undecodable_;
   uint64_t fenced_commits_ = 0;
   // Whether a transaction of this node may still apply (its answer was lost and not read back):
   // the next load must fence. True until the first fence.

@@ -257,7 +257,9 @@ Status IpamService::ReplayJournalLocked() {
     // Only while the releasing node still holds it: a replay after the address was freed (a
     // replay that ran before, `reservations release --node`) and taken again must not free it.
     const Lease* lease = it->second.allocator.FindLease(r.address);
-    if (lease != nullptr && lease->node == r.node) batch.delete_leases.emplace_back(r.pool_id, r.address);
+    if (lease == nullptr || lease->node != r.node) continue;
+    if (r.revision != 0 && store_.LeaseRevision(r.pool_id, r.address) != r.revision) continue;  // a later lease
+    batch.delete_leases.emplace_back(r.pool_id, r.address);
   }
   if (!batch.empty()) {
     SMV_RETURN_IF_ERROR(store_.Apply(batch).Annotate("replay journaled releases"));
@@ -273,17 +275,39 @@ Status IpamService::JournalRelease(const std::string& pool_id, const IpAddress& 
   // Journaled even when memory shows no lease: memory may be older than the store (a start
   // without it) or already changed by the failed commit. Replaying what is not held does nothing.
   std::scoped_lock lock(mu_);
-  const JournaledRelease release{pool_id, address, store_.node()};
+  // The lease this node released, by its revision: a replay must free it and no later one.
+  const JournaledRelease release{pool_id, address, store_.node(), store_.LeaseRevision(pool_id, address)};
   if (Status journaled = journal_->Append(release); !journaled.ok()) {
     return Status(store_error.code(),
                   fmt::format("{}; journaling the release failed too: {}", store_error.message(), journaled.message()));
   }
   if (auto it = pools_.find(pool_id); it != pools_.end()) it->second.allocator.RemoveLease(address);
+  // Memory no longer is the store's state: the next change reloads and replays this first, so
+  // this node cannot take the address again before the release reached the store.
+  reload_pending_ = true;
   spdlog::warn(
       "address release journaled pool=\"{}\" address={}: it is freed in the shared store once that answers "
       "({})",
       pool_id, address.ToString(), store_error.message());
   return OkStatus();
+}
+
+void IpamService::Enqueue(IpamBatch& batch) {
+  const BookView view{
+      .reservation = [this](const std::string& pool_id, const std::string& name) -> std::optional<ReservationRecord> {
+        auto it = pools_.find(pool_id);
+        return it == pools_.end() ? std::nullopt : FindReservation(it->second, name);
+      },
+      .pool = [this](const std::string& pool_id) -> std::optional<PoolRecord> {
+        auto it = pools_.find(pool_id);
+        return it == pools_.end() ? std::nullopt : std::optional<PoolRecord>(it->second.record);
+      }};
+  rules_->Complete(batch, view);
+  commits_.Enqueue(batch);
+}
+
+void IpamService::ReloadForCommandLocked() {
+  if (rules_->CommandsReloadFirst()) reload_pending_ = true;
 }
 
 Status IpamService::CatchUp() {
@@ -343,7 +367,7 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
     }
     IpamBatch batch;
     batch.put_pools.push_back(record);
-    commits_.Enqueue(batch);
+    Enqueue(batch);
     if (store_.shared()) creating_.insert(config->id);  // until CreateNetwork: see AuxOfNetworkBeingCreated
     if (it == pools_.end()) {
       pools_.emplace(config->id, PoolState{record, NewAllocator(record)});
@@ -414,7 +438,7 @@ Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::
       shared.node.clear();
       batch.put_leases.push_back(LeaseRecord{pool_id, *address, shared, clock_()});
     }
-    commits_.Enqueue(batch);
+    Enqueue(batch);
     state.record = record;
     for (const LeaseRecord& l : batch.put_leases) state.allocator.AddLease(l.address, l.lease);
     creating_.erase(pool_id);
@@ -447,7 +471,7 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
     } else {
       batch.put_pools.push_back(record);
     }
-    commits_.Enqueue(batch);
+    Enqueue(batch);
     if (forget) {
       pools_.erase(it);
     } else {
@@ -527,7 +551,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
             batch.put_reservations.push_back(*r);
           }
         }
-        commits_.Enqueue(batch);
+        Enqueue(batch);
         state.allocator.AddLease(choice->address, lease, choice->dynamic);
         for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
         spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice->address.ToString(),
@@ -559,7 +583,7 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     }
     IpamBatch batch;
     batch.delete_leases.emplace_back(pool_id, *ip);
-    commits_.Enqueue(batch);
+    Enqueue(batch);
     state.allocator.RemoveLease(*ip);
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();
@@ -615,7 +639,7 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
       updated.gone_since = 0;
       if (!(updated == *existing)) batch.put_reservations.push_back(updated);
     }
-    if (!batch.empty()) commits_.Enqueue(batch);
+    if (!batch.empty()) Enqueue(batch);
     state.allocator.AddLease(address, named);
     for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
     if (outcome == AttachOutcome::kReserved) {
@@ -703,6 +727,10 @@ Result<bool> IpamService::SubnetInUse(const Prefix& subnet) {
 }
 
 Status IpamService::Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) {
+  {
+    std::scoped_lock lock(mu_);
+    ReloadForCommandLocked();
+  }
   return Durably([&]() -> Status {
     Result<PoolState*> found = ActivePool(pool_id);
     if (!found.ok()) return found.status();
@@ -728,7 +756,7 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
     }
     IpamBatch batch;
     batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, "", clock_(), 0});
-    commits_.Enqueue(batch);
+    Enqueue(batch);
     Remember(state, batch.put_reservations.front());
     spdlog::info("address reserved by a user pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
     return OkStatus();
@@ -736,6 +764,10 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
 }
 
 Result<int> IpamService::Release(const std::string& name_or_address) {
+  {
+    std::scoped_lock lock(mu_);
+    ReloadForCommandLocked();
+  }
   return Durably([&]() -> Result<int> {
     const std::optional<IpAddress> ip = IpAddress::Parse(name_or_address);
     IpamBatch batch;
@@ -747,7 +779,7 @@ Result<int> IpamService::Release(const std::string& name_or_address) {
       }
     }
     if (batch.empty()) return 0;
-    commits_.Enqueue(batch);
+    Enqueue(batch);
     for (const auto& [pool_id, name] : batch.delete_reservations) {
       PoolState& state = pools_.at(pool_id);
       state.allocator.RemoveReservation(name);
@@ -772,10 +804,14 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
                     "run the command on another host of the fleet",
                     node));
   }
+  // First make every commit that node decided on its view fail: it reloads before it decides
+  // again, and learns from its commit key that it was released.
+  if (Status fenced = store_.FenceNode(node); !fenced.ok()) {
+    return Status(fenced.code(), fmt::format("--node {}: {}", node, fenced.message()));
+  }
   {
-    // Decide on the book as it is now, not on this host's last view of it.
     std::scoped_lock lock(mu_);
-    reload_pending_ = true;
+    ReloadForCommandLocked();  // decide on the book as it is now, not on this host's last view of it
   }
   int freed = 0;
   for (;;) {
@@ -785,11 +821,14 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
         const Family family = state.record.config.subnet.family();
         for (const auto& [value, lease] : state.allocator.leases()) {
           if (batch.delete_leases.size() == kLeasesPerCommit) break;
-          if (lease.node == node) batch.delete_leases.emplace_back(id, IpAddress(family, value));
+          // Gateway and aux addresses are the subnet's, which every host's network on it gives.
+          if (lease.node == node && lease.kind == LeaseKind::kEndpoint) {
+            batch.delete_leases.emplace_back(id, IpAddress(family, value));
+          }
         }
       }
       if (batch.empty()) return 0;
-      commits_.Enqueue(batch);
+      Enqueue(batch);
       for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
       return static_cast<int>(batch.delete_leases.size());
     });
@@ -831,7 +870,7 @@ Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<st
       }
     }
     if (batch.empty()) return released;
-    commits_.Enqueue(batch);
+    Enqueue(batch);
     for (const ReservationRecord& r : batch.put_reservations) Remember(pools_.at(r.pool_id), r);
     for (const auto& [pool_id, name] : batch.delete_reservations) {
       PoolState& state = pools_.at(pool_id);

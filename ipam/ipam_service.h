@@ -23,6 +23,7 @@
 #include "common/status.h"
 #include "ipam/allocator.h"
 #include "ipam/commit_queue.h"
+#include "ipam/fleet_rules.h"
 #include "ipam/ipam_api.h"
 #include "ipam/ipam_store.h"
 #include "ipam/pool.h"
@@ -118,6 +119,7 @@ class IpamService : public IpamApi {
 
   IpamService(IpamStore& store, Clock clock, ReleaseJournal* journal)
       : store_(store),
+        rules_(BookRules::For(store.shared())),
         clock_(std::move(clock)),
         journal_(journal),
         commits_(store, [this](const Status& error, std::span<const IpamBatch> sent) {
@@ -156,7 +158,14 @@ class IpamService : public IpamApi {
   // this host's network on it is being created; the answer, or nullopt. Caller holds mu_.
   std::optional<std::string> AuxOfNetworkBeingCreated(const PoolState& state, const AddressCall& call) const;
 
+  // Completes `batch` with what the fleet's rules compare and write (fleet_rules.h), then queues
+  // it for commit. Caller holds mu_; every change goes through here.
+  void Enqueue(IpamBatch& batch);
+  // Before a command a user runs against the whole book: decide on the book as it is now.
+  void ReloadForCommandLocked();
+
   IpamStore& store_;
+  std::unique_ptr<BookRules> rules_;  // chosen once, by whether the book is shared
   Clock clock_;
   ReleaseJournal* journal_;
   mutable std::mutex mu_;  // guards pools_; taken before the commit queue's own mutex

@@ -55,6 +55,16 @@ struct IpamSnapshot {
   std::vector<ReservationRecord> reservations;
 };
 
+// Records a decision read, by what identifies them. `reserved_addresses`: "which name holds a
+// reservation on this address" (a shared book keeps that answer under its own key).
+struct BookReads {
+  std::vector<std::string> pools;
+  std::vector<std::pair<std::string, IpAddress>> leases;              // pool id, address
+  std::vector<std::pair<std::string, std::string>> reservations;      // pool id, name
+  std::vector<std::pair<std::string, IpAddress>> reserved_addresses;  // pool id, address
+  bool empty() const { return pools.empty() && leases.empty() && reservations.empty() && reserved_addresses.empty(); }
+};
+
 // One atomic change. Deletes of absent keys are not errors.
 struct IpamBatch {
   std::vector<PoolRecord> put_pools;
@@ -63,10 +73,16 @@ struct IpamBatch {
   std::vector<std::pair<std::string, IpAddress>> delete_leases;  // pool id, address
   std::vector<ReservationRecord> put_reservations;
   std::vector<std::pair<std::string, std::string>> delete_reservations;  // pool id, name
-  // Keys this batch writes or deletes (an upper bound: batches of one commit may share keys).
+  // Shared books: what the decision behind this batch read and does not write. The commit holds
+  // only while each is as this node saw it (ipam/fleet_rules.h says which decision reads what).
+  BookReads reads;
+  // Operations this batch may take in a shared store's transaction, writes and compares (an upper
+  // bound: batches of one commit may share keys). A reservation also writes who reserves its new
+  // address and deletes its old one's; each read is one compare.
   size_t writes() const {
-    return put_pools.size() + delete_pools.size() + put_leases.size() + delete_leases.size() + put_reservations.size() +
-           delete_reservations.size();
+    return put_pools.size() + delete_pools.size() + put_leases.size() + delete_leases.size() +
+           3 * put_reservations.size() + 2 * delete_reservations.size() + reads.pools.size() + reads.leases.size() +
+           reads.reservations.size() + reads.reserved_addresses.size();
   }
   bool empty() const {
     return put_pools.empty() && delete_pools.empty() && put_leases.empty() && delete_leases.empty() &&
@@ -113,6 +129,13 @@ class IpamStore {
   // Shared stores: the pool record as the store holds it now (nullopt: none), for a look that
   // decides nothing a commit would compare. Others: kFailedPrecondition, as ReadName.
   virtual Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id);
+  // Shared stores: the revision of the lease on `address` as this node last saw or wrote it (0:
+  // none known). A journaled release carries it, so that its replay frees that lease and no later
+  // one. Others: 0.
+  virtual int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address);
+  // Shared stores: makes every commit `node` (another host) decided on its view so far fail, so
+  // that it reloads before it decides again (`reservations release --node`). Others: nothing.
+  virtual Status FenceNode(const std::string& node);
 
  protected:
   // Load() for stores that implement LoadInto: collects what it streams.

@@ -38,6 +38,12 @@ struct StoredReservation {
 
 struct StoredJournaledRelease {
   std::string node;
+  std::optional<int64_t> revision;  // absent: unknown (entries written before it was kept)
+};
+
+// Shared books only: which name holds a reservation on an address (etcd_store.h).
+struct StoredReservedAddress {
+  std::string name;
 };
 
 template <typename F, RecordOf<StoredPool> R>
@@ -72,6 +78,12 @@ void RecordSchema(F& f, R& r) {
 template <typename F, RecordOf<StoredJournaledRelease> R>
 void RecordSchema(F& f, R& r) {
   f("node", r.node, kRequired);
+  f("revision", r.revision);
+}
+
+template <typename F, RecordOf<StoredReservedAddress> R>
+void RecordSchema(F& f, R& r) {
+  f("name", r.name, kRequired);
 }
 
 std::string Join(std::string_view pool_id, std::string_view rest) {
@@ -130,7 +142,9 @@ std::string EncodeReservation(const ReservationRecord& r) {
 }
 
 std::string EncodeJournaledRelease(const JournaledRelease& release) {
-  return smv::records::EncodeRecord(StoredJournaledRelease{.node = release.node}, kVersion);
+  StoredJournaledRelease stored{.node = release.node, .revision = std::nullopt};
+  if (release.revision != 0) stored.revision = release.revision;
+  return smv::records::EncodeRecord(stored, kVersion);
 }
 
 Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::string_view value) {
@@ -155,12 +169,20 @@ Result<PoolRecord> DecodePool(std::string_view db, std::string_view key, std::st
   return pool;
 }
 
-Result<LeaseRecord> DecodeLease(std::string_view db, std::string_view key, std::string_view value) {
+Result<std::pair<std::string, IpAddress>> ParseLeaseKey(std::string_view db, std::string_view key) {
   const Location where{db, key};
   Result<std::pair<std::string, std::string>> parts = Split(where, key);
   if (!parts.ok()) return parts.status();
   std::optional<IpAddress> address = IpAddress::Parse(parts->second);
   if (!address) return Internal(fmt::format("corrupt record {}: key holds no address", smv::records::Describe(where)));
+  return std::pair{std::move(parts->first), *address};
+}
+
+Result<LeaseRecord> DecodeLease(std::string_view db, std::string_view key, std::string_view value) {
+  const Location where{db, key};
+  Result<std::pair<std::string, IpAddress>> parts = ParseLeaseKey(db, key);
+  if (!parts.ok()) return parts.status();
+  const std::optional<IpAddress> address = parts->second;
   StoredLease stored;
   SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
   std::optional<LeaseKind> kind = LeaseKindFromName(stored.kind);
@@ -196,7 +218,18 @@ Result<JournaledRelease> DecodeJournaledRelease(std::string_view db, std::string
   if (!address) return Internal(fmt::format("corrupt record {}: key holds no address", smv::records::Describe(where)));
   StoredJournaledRelease stored;
   SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(where, value, kVersion, stored));
-  return JournaledRelease{.pool_id = parts->first, .address = *address, .node = stored.node};
+  return JournaledRelease{
+      .pool_id = parts->first, .address = *address, .node = stored.node, .revision = stored.revision.value_or(0)};
+}
+
+std::string EncodeReservedAddress(const std::string& name) {
+  return smv::records::EncodeRecord(StoredReservedAddress{.name = name}, kVersion);
+}
+
+Result<std::string> DecodeReservedAddress(std::string_view db, std::string_view key, std::string_view value) {
+  StoredReservedAddress stored;
+  SMV_RETURN_IF_ERROR(smv::records::DecodeRecord(Location{db, key}, value, kVersion, stored));
+  return stored.name;
 }
 
 }  // namespace smv::ipam::records
@@ -221,6 +254,10 @@ Result<NameRecords> IpamStore::ReadName(const std::string&, const std::string&) 
 Result<std::optional<PoolRecord>> IpamStore::ReadPool(const std::string&) {
   return FailedPrecondition("this address book is not shared: memory holds all of it");
 }
+
+int64_t IpamStore::LeaseRevision(const std::string&, const IpAddress&) { return 0; }
+
+Status IpamStore::FenceNode(const std::string&) { return OkStatus(); }
 
 Status IpamStore::LoadInto(IpamLoadSink& sink) {
   Result<IpamSnapshot> snapshot = Load();

@@ -2,8 +2,9 @@
 // Releases a shared address book could not take when dockerd sent them (etcd unreachable or
 // without quorum). dockerd never sees a release fail: the release is kept on this host and
 // replayed when the book answers again. Replay is harmless: it frees an address only while this
-// node still holds it, so replaying twice, or after another node was given the address, changes
-// nothing. Implemented on LMDB (lmdb_store.h) and in memory for tests.
+// node still holds that very lease (same revision), so replaying twice, after another node was
+// given the address, or after this node took it again, changes nothing. Implemented on LMDB (lmdb_store.h) and in
+// memory for tests.
 
 #include <span>
 #include <string>
@@ -18,6 +19,9 @@ struct JournaledRelease {
   std::string pool_id;
   IpAddress address;
   std::string node;  // the node that held the lease and released it
+  // The released lease's revision in the shared book (IpamStore::LeaseRevision); 0: unknown (a
+  // commit whose outcome was unknown, or an entry of an earlier version): any lease `node` holds.
+  int64_t revision = 0;
   friend bool operator==(const JournaledRelease&, const JournaledRelease&) = default;
 };
 

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -460,6 +462,221 @@ TEST_F(EtcdStoreTest, CompactionWhileAWatchIsDownListsTheBookAgainAndNothingIsMi
     EXPECT_FALSE(held_by_a.contains(AddressOf(*got))) << *got << " is a's";
   }
   EXPECT_EQ(Leases().size(), 60u);
+}
+
+// --- Every decision on the shared book is checked in the commit that acts on it. ---
+// Each case has a host that loaded the book, then made no commit while another host changed it:
+// a quiet host, whose memory is stale, and which etcd must correct.
+
+class StaleHostTest : public EtcdStoreTest {
+ protected:
+  // One name's reservation made and its container removed on host A (docker rm -f: the lease
+  // goes, the reservation stays), after host B loaded the book.
+  std::string ReserveAndRemoveOnA(Node& a, const std::string& pool, const std::string& name) {
+    Result<std::string> got = a.Run(pool, name);
+    EXPECT_TRUE(got.ok()) << got.status().message();
+    if (!got.ok()) return "";
+    EXPECT_TRUE(a.service->ReleaseAddress(pool, AddressOf(*got)).ok());
+    return AddressOf(*got);
+  }
+};
+
+TEST_F(StaleHostTest, AQuietHostCannotGiveAnotherNamesReservedAddressAsIp) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  std::unique_ptr<Node> b = MakeNode("host-b");  // loads the book now, then stays quiet
+  const std::string x = ReserveAndRemoveOnA(*a, pool, "x");
+  Result<std::string> y = b->service->RequestAddress({pool, x, false, "y", "", ""});
+  ASSERT_FALSE(y.ok()) << "y got x's reserved address " << *y << " on a host that had not seen x";
+  EXPECT_EQ(y.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(y.status().message().find("reserved for container \"x\""), std::string::npos) << y.status().message();
+  Result<std::string> back = a->Run(pool, "x");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(AddressOf(*back), x);
+}
+
+TEST_F(StaleHostTest, AQuietHostsDynamicAddressesSkipReservationsItHasNotSeen) {
+  constexpr const char* kSmall = "198.18.4.0/28";  // 14 usable addresses
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  Result<PoolResult> pool = a->service->RequestPool({"l", kSmall, "", {}, false});
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  std::set<std::string> reserved;
+  for (int i = 0; i < 7; ++i) reserved.insert(ReserveAndRemoveOnA(*a, pool->pool_id, "x" + std::to_string(i)));
+  std::set<std::string> given;
+  for (int i = 0; i < 14; ++i) {
+    Result<std::string> got = b->service->RequestAddress({pool->pool_id, "", false, "y" + std::to_string(i), "", ""});
+    if (!got.ok()) {
+      EXPECT_EQ(got.status().code(), Code::kResourceExhausted) << got.status().message();
+      break;
+    }
+    EXPECT_FALSE(reserved.contains(AddressOf(*got))) << AddressOf(*got) << " is reserved for a name of host-a";
+    given.insert(AddressOf(*got));
+  }
+  EXPECT_EQ(given.size(), 7u) << "the 7 addresses no name reserves";
+}
+
+TEST_F(StaleHostTest, ANameRunningOnAnotherHostIsRefusedAtJoinOnAQuietHost) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  const std::string x = ReserveAndRemoveOnA(*a, pool, "x");
+  std::unique_ptr<Node> b = MakeNode("host-b");  // knows x's reservation, and that x is stopped
+  ASSERT_EQ(b->Pool(), pool);
+  ASSERT_TRUE(a->Run(pool, "x").ok());  // x runs on host-a again, on its reserved address
+  // An engine that sends no name: an address first, the name at Join.
+  Result<std::string> w = b->Run(pool, "");
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  Result<AttachOutcome> attached = b->service->AttachName(pool, *IpAddress::Parse(AddressOf(*w)), "x");
+  ASSERT_FALSE(attached.ok()) << "x runs on host-a and was attached on host-b too";
+  EXPECT_NE(attached.status().message().find("is running on node host-a"), std::string::npos)
+      << attached.status().message();
+}
+
+TEST_F(StaleHostTest, AQuietHostCannotSetASecondGatewayForTheFleet) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  std::unique_ptr<Node> b = MakeNode("host-b");  // loaded before host-a's gateway
+  ASSERT_TRUE(a->service->RequestAddress({pool, "198.18.3.254", true, "", "", ""}).ok());
+  ASSERT_EQ(b->Pool(), pool);
+  Result<std::string> other = b->service->RequestAddress({pool, "198.18.3.1", true, "", "", ""});
+  ASSERT_FALSE(other.ok()) << "a second gateway " << *other << " for the fleet's subnet";
+  EXPECT_NE(other.status().message().find("gateway 198.18.3.254 (first set on node host-a)"), std::string::npos)
+      << other.status().message();
+}
+
+TEST_F(StaleHostTest, AQuietHostsReserveAndReleaseByAddressSeeTheBookAsItIs) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const std::string x = ReserveAndRemoveOnA(*a, pool, "x");
+  Status reserved = b->service->Reserve(pool, "y", *IpAddress::Parse(x));
+  ASSERT_EQ(reserved.code(), Code::kFailedPrecondition) << reserved.message();
+  EXPECT_NE(reserved.message().find("reserved for container \"x\""), std::string::npos) << reserved.message();
+  Result<int> released = b->service->Release(x);  // `reservations release ADDRESS` on host-b
+  ASSERT_TRUE(released.ok()) << released.status().message();
+  EXPECT_EQ(*released, 1);
+  Result<std::string> y = b->service->RequestAddress({pool, x, false, "y", "", ""});
+  EXPECT_TRUE(y.ok()) << y.status().message();
+}
+
+TEST_F(StaleHostTest, ReleasingANodeKeepsTheSubnetsGatewayAndTheNodeLearnsIt) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  ASSERT_TRUE(a->service->RequestAddress({pool, "198.18.3.254", true, "", "", ""}).ok());
+  Result<std::string> x = a->Run(pool, "x");
+  ASSERT_TRUE(x.ok());
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  ASSERT_EQ(b->Pool(), pool);
+  Result<int> freed = b->service->ReleaseNode("host-a");
+  ASSERT_TRUE(freed.ok()) << freed.status().message();
+  EXPECT_EQ(*freed, 1) << "only x's address: the gateway is the subnet's";
+  Result<std::string> on_gateway = b->service->RequestAddress({pool, "198.18.3.254", false, "y", "", ""});
+  ASSERT_FALSE(on_gateway.ok()) << "the router's address was given to a container";
+  EXPECT_NE(on_gateway.status().message().find("gateway"), std::string::npos) << on_gateway.status().message();
+
+  // host-a was only cut off: its commit key says who released it, and its next decision is made
+  // on the book as it is now (x's address is free, not held by host-a).
+  etcd::KvClient reader({.endpoints = cluster_.endpoints()});
+  auto commit = reader.Get(std::string(kPrefix) + "node/host-a/commit");
+  ASSERT_TRUE(commit.ok() && !commit->kvs.empty());
+  EXPECT_EQ(commit->kvs.front().value.rfind("released by `reservations release --node host-a` on node host-b", 0), 0u)
+      << commit->kvs.front().value;
+  Result<std::string> z = a->Run(pool, "z");
+  ASSERT_TRUE(z.ok()) << z.status().message();
+  EXPECT_EQ(a->service->LeaseCount(pool), 2u) << "the gateway and z: host-a no longer believes it holds x's address";
+}
+
+// The release journal frees exactly the lease that was released: after this host took the
+// address again (a new lease), a late replay of the old release changes nothing.
+TEST_F(StaleHostTest, AJournaledReleaseNeverFreesALaterLeaseOfTheSameAddress) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  Result<std::string> x = a->Run(pool, "x");
+  ASSERT_TRUE(x.ok());
+  const IpAddress address = *IpAddress::Parse(AddressOf(*x));
+  const int64_t released_revision = a->store->LeaseRevision(pool, address);
+  ASSERT_GT(released_revision, 0);
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*x)).ok());
+  ASSERT_TRUE(a->Run(pool, "x").ok());  // the same address again: a new lease
+  ASSERT_NE(a->store->LeaseRevision(pool, address), released_revision);
+  ASSERT_TRUE(a->journal->Append({pool, address, "host-a", released_revision}).ok());
+  auto restarted = IpamService::Create(*a->store, nullptr, a->journal.get());  // replays the journal
+  ASSERT_TRUE(restarted.ok()) << restarted.status().message();
+  EXPECT_EQ(a->Journaled(), 0u);
+  EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*x), "x"}})) << "the running x keeps its lease";
+}
+
+// A book of layout 1 (before reservations were findable by address) is migrated by the first
+// node that loads it, and its reservations then hold against quiet hosts too.
+TEST_F(StaleHostTest, ALayoutOneBookIsMigratedOnFirstLoad) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  const std::string x = ReserveAndRemoveOnA(*a, pool, "x");
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  const std::string address_key = std::string(kPrefix) + "address/" + records::LeaseKey(pool, *IpAddress::Parse(x));
+  // Back to layout 1: no address/ key, no layout key.
+  ASSERT_TRUE(raw.Commit({.compares = {},
+                          .success = {etcd::DeleteOp{address_key}, etcd::DeleteOp{std::string(kPrefix) + "layout"}}})
+                  .ok());
+  std::unique_ptr<Node> b = MakeNode("host-b");  // migrates at its load
+  auto layout = raw.Get(std::string(kPrefix) + "layout");
+  ASSERT_TRUE(layout.ok() && !layout->kvs.empty());
+  EXPECT_EQ(layout->kvs.front().value, "2");
+  auto index = raw.Get(address_key);
+  ASSERT_TRUE(index.ok() && !index->kvs.empty());
+  EXPECT_EQ(index->kvs.front().value, records::EncodeReservedAddress("x"));
+  std::unique_ptr<Node> c = MakeNode("host-c");
+  ASSERT_TRUE(a->service->ReleasePool(pool).ok());  // keeps x's reservation (and the pool record)
+  Result<std::string> y = c->service->RequestAddress({pool, x, false, "y", "", ""});
+  EXPECT_FALSE(y.ok());
+}
+
+// A record that does not decode is skipped and named, not fatal to every host.
+TEST_F(StaleHostTest, AnUndecodableKeyIsSkippedAndNamed) {
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  const std::string bad = std::string(kPrefix) + "lease/" + records::LeaseKey(kSubnet, *IpAddress::Parse("198.18.0.9"));
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::PutOp{bad, "{not json"}}}).ok());
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  ASSERT_NE(a->service, nullptr);
+  const std::string pool = a->Pool();
+  EXPECT_TRUE(a->Run(pool, "web").ok());
+  ASSERT_EQ(a->store->undecodable_keys().size(), 1u);
+  EXPECT_EQ(a->store->undecodable_keys()[0].rfind(bad + ": ", 0), 0u) << a->store->undecodable_keys()[0];
+  Result<std::string> on_bad = a->service->RequestAddress({pool, "198.18.0.9", false, "db", "", ""});
+  ASSERT_FALSE(on_bad.ok()) << "an address whose record could not be read was overwritten";
+  EXPECT_EQ(on_bad.status().code(), Code::kAlreadyExists) << on_bad.status().message();
+}
+
+// The etcd key layout, pinned as the LMDB golden files pin the local one: the keys and values a
+// fixed sequence writes (a network with a gateway, a named container, a user's reservation)
+// must stay what tests/golden/etcd-layout-2.txt holds. Commit keys carry a process id: masked.
+// A deliberate change of the layout writes a new file (SMV_WRITE_GOLDEN=1) and migrates old books.
+TEST_F(StaleHostTest, TheEtcdKeyLayoutIsPinnedByAGoldenFile) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  auto fixed = IpamService::Create(
+      *a->store, [] { return int64_t{1700000000}; }, a->journal.get());
+  ASSERT_TRUE(fixed.ok()) << fixed.status().message();
+  IpamService& service = **fixed;
+  Result<PoolResult> pool = service.RequestPool({"l", kSubnet, "", {}, false});
+  ASSERT_TRUE(pool.ok());
+  ASSERT_TRUE(service.RequestAddress({pool->pool_id, "198.18.3.254", true, "", "", ""}).ok());
+  ASSERT_TRUE(service.RequestAddress({pool->pool_id, "198.18.0.10", false, "web", "", "02:42:c6:12:00:0a"}).ok());
+  ASSERT_TRUE(service.Reserve(pool->pool_id, "db", *IpAddress::Parse("198.18.0.20")).ok());
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  auto all = raw.GetPrefix(kPrefix);
+  ASSERT_TRUE(all.ok());
+  std::string dump;
+  for (const etcd::KeyValue& kv : all->kvs) {
+    std::string key = kv.key.substr(std::string(kPrefix).size());
+    std::replace(key.begin(), key.end(), '\0', '|');
+    dump += key + " = " + (key.starts_with("node/") ? "<commit id>" : kv.value) + "\n";
+  }
+  const std::string path = std::string(SMV_GOLDEN_DIR) + "/etcd-layout-2.txt";
+  if (std::getenv("SMV_WRITE_GOLDEN") != nullptr) std::ofstream(path) << dump;
+  std::ifstream in(path);
+  ASSERT_TRUE(in.is_open()) << path << " is missing: write it with SMV_WRITE_GOLDEN=1";
+  const std::string golden((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(dump, golden);
 }
 
 }  // namespace
