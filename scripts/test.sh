@@ -27,7 +27,8 @@ set -o pipefail
 installed_plugin() {
   local pid f
   pid=$(cat /run/static-macvlan.pid 2>/dev/null || systemctl show -p MainPID --value static-macvlan 2>/dev/null || true)
-  if [ -z "$pid" ] || [ "$pid" = 0 ] || ! kill -0 "$pid" 2>/dev/null; then pid=none; fi
+  # Running: any state but Z (a zombie is a daemon that ended).
+  if [ -z "$pid" ] || [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo Z)" = Z ]; then pid=none; fi
   echo -n "daemon pid $pid"
   for f in /var/lib/static-macvlan/data.mdb /var/log/static-macvlan.log /run/docker/plugins/static-macvlan.sock; do
     if [ -e "$f" ]; then echo -n ", $f (inode $(stat -c %i "$f"))"; fi
