@@ -37,7 +37,9 @@ void LinkReaper::Run() {
     queue_.pop_front();
     busy_ = true;
     lock.unlock();
-    if (Status s = links_->Delete(name); !s.ok() && s.code() != Code::kNotFound) {
+    if (Status s = links_->Delete(name); s.code() == Code::kFailedPrecondition) {
+      spdlog::warn("{}", s.message());  // another instance's link (link_ops.h): not ours to delete
+    } else if (!s.ok() && s.code() != Code::kNotFound) {
       spdlog::warn("link {} not deleted (the next start sweeps it): {}", name, s.message());
     }
     lock.lock();

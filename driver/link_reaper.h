@@ -25,7 +25,8 @@ class LinkReaper {
   LinkReaper(const LinkReaper&) = delete;
   LinkReaper& operator=(const LinkReaper&) = delete;
 
-  // Queues `name` for deletion; an absent link is not an error.
+  // Queues `name` for deletion; an absent link is not an error. A link another instance tagged
+  // is left alone (its LinkOps' Delete refuses it).
   void Delete(std::string name);
   // Returns once every link queued so far is deleted (or failed, which is logged).
   void Drain();

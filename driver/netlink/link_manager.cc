@@ -69,6 +69,7 @@ LinkInfo ToInfo(rtnl_link* link) {
     nl_addr2str(addr, buf, sizeof buf);
     info.mac = buf;
   }
+  if (const char* alias = rtnl_link_get_ifalias(link); alias != nullptr) info.alias = alias;
   if (info.kind == "vlan") {
     info.vlan_id = static_cast<uint16_t>(rtnl_link_vlan_get_id(link));
     info.reorder_hdr = (rtnl_link_vlan_get_flags(link) & VLAN_FLAG_REORDER_HDR) != 0;
@@ -170,6 +171,7 @@ Status LinkManager::CreateVlan(const std::string& parent, uint16_t vlan_id, cons
                     name, parent));
   }
   if (rc < 0) return NlStatus(rc, fmt::format("create VLAN link \"{}\" on \"{}\"", name, parent));
+  SMV_RETURN_IF_ERROR(TagNewLinkLocked(name, "VLAN link"));
   // Up in a second step: the kernel refuses an up VLAN link on a down parent (ENETDOWN), and
   // that must not leave a half-made link behind.
   if (Status up = ChangeFlagsLocked(name, IFF_UP, 0); !up.ok()) {
@@ -207,7 +209,7 @@ Status LinkManager::CreateMacvlan(const MacvlanSpec& spec) {
     return NlStatus(rc,
                     fmt::format("create macvlan link \"{}\" (mode {}) on \"{}\"", spec.name, spec.mode, spec.parent));
   }
-  return OkStatus();
+  return TagNewLinkLocked(spec.name, "macvlan link");
 }
 
 Status LinkManager::CreateIpvlan(const std::string& name, const std::string& parent, const std::string& mode,
@@ -233,6 +235,26 @@ Status LinkManager::CreateIpvlan(const std::string& name, const std::string& par
       return FailedPrecondition(failed.message() + ": this kernel has no ipvlan (module ipvlan)");
     return failed;
   }
+  return TagNewLinkLocked(name, "ipvlan link");
+}
+
+Status LinkManager::TagNewLinkLocked(const std::string& name, std::string_view what) {
+  if (owner_tag_.empty()) return OkStatus();
+  rtnl_link* raw = nullptr;
+  int rc = rtnl_link_get_kernel(sock_, 0, name.c_str(), &raw);
+  if (rc == 0) {
+    LinkPtr made(raw);
+    LinkPtr change(rtnl_link_alloc());
+    if (change == nullptr) return Internal("allocate link object");
+    rtnl_link_set_ifalias(change.get(), owner_tag_.c_str());
+    rc = rtnl_link_change(sock_, made.get(), change.get(), 0);
+  }
+  if (rc < 0) {
+    LinkPtr doomed(rtnl_link_alloc());
+    rtnl_link_set_name(doomed.get(), name.c_str());
+    rtnl_link_delete(sock_, doomed.get());
+    return NlStatus(rc, fmt::format("tag {} \"{}\" with its owner \"{}\"", what, name, owner_tag_));
+  }
   return OkStatus();
 }
 
@@ -240,7 +262,24 @@ Status LinkManager::Delete(const std::string& name) {
   std::scoped_lock lock(mu_);
   LinkPtr link(rtnl_link_alloc());
   if (link == nullptr) return Internal("allocate link object");
-  rtnl_link_set_name(link.get(), name.c_str());
+  if (owner_tag_.empty()) {
+    rtnl_link_set_name(link.get(), name.c_str());
+  } else {
+    // Read the tag first, then delete that very link (by index, not by a name that could change hands).
+    rtnl_link* raw = nullptr;
+    if (int rc = rtnl_link_get_kernel(sock_, 0, name.c_str(), &raw); rc < 0) {
+      return NlStatus(rc, fmt::format("delete interface \"{}\"", name));
+    }
+    LinkPtr found(raw);
+    const char* alias = rtnl_link_get_ifalias(found.get());
+    if (alias != nullptr && TaggedByAnother(alias, owner_tag_)) {
+      return FailedPrecondition(fmt::format(
+          "interface \"{}\" left alone: it belongs to another static-macvlan instance (its alias is \"{}\", "
+          "this instance's \"{}\")",
+          name, alias, owner_tag_));
+    }
+    rtnl_link_set_ifindex(link.get(), rtnl_link_get_ifindex(found.get()));
+  }
   const int rc = rtnl_link_delete(sock_, link.get());
   if (rc < 0) return NlStatus(rc, fmt::format("delete interface \"{}\"", name));
   return OkStatus();

@@ -34,6 +34,10 @@ class LinkManager : public LinkOps {
   // Where the network sysctls are (default /proc/sys/net): a managed plugin's /proc/sys is
   // read-only, so its config mounts the host's /proc/sys/net elsewhere.
   void SetNetSysctlDir(std::string dir) { net_sysctl_dir_ = std::move(dir); }
+  // The owner tag (link_ops.h) this manager puts on the links it creates and checks before a
+  // deletion; "" (the default): no tag, no check. Set before use.
+  void SetOwnerTag(std::string tag) { owner_tag_ = std::move(tag); }
+  const std::string& owner_tag() const { return owner_tag_; }
 
   // For tests: a veth pair (this kernel has no dummy links).
   Status CreateVethPair(const std::string& name, const std::string& peer);
@@ -43,10 +47,14 @@ class LinkManager : public LinkOps {
   Result<int> IndexOfLocked(const std::string& name);
   Status ChangeFlagsLocked(const std::string& name, unsigned set, unsigned clear);
   Status ChangeHostRoute(const IpAddress& address, const std::string& link, bool add);
+  // Puts the owner tag on the link just created as `name`; deletes the link if that fails (the
+  // kernel takes no alias in a create request, hence this second step).
+  Status TagNewLinkLocked(const std::string& name, std::string_view what);
 
   std::mutex mu_;  // guards sock_ (a libnl socket is not thread-safe)
   nl_sock* sock_;
   std::string net_sysctl_dir_ = "/proc/sys/net";
+  std::string owner_tag_;
 };
 
 }  // namespace smv::nl

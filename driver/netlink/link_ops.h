@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/ip.h"
@@ -25,8 +26,21 @@ struct LinkInfo {
   bool up = false;
   bool carrier = false;  // the lower layer is up (IFF_LOWER_UP): a cable, a peer
   bool promisc = false;
-  std::string mac;  // "02:42:c0:00:02:0a"
+  std::string mac;    // "02:42:c0:00:02:0a"
+  std::string alias;  // IFLA_IFALIAS: the owner tag on links a daemon made ("" when none)
 };
+
+// Links a daemon creates carry its owner tag as their alias: kOwnerTagPrefix and the instance id
+// of its state directory. Two daemons in one network namespace (two state directories) then never
+// delete each other's links at start-up or in the reaper.
+inline constexpr std::string_view kOwnerTagPrefix = "static-macvlan:";
+
+// True when `alias` is another instance's owner tag. Untagged links (made before links had tags,
+// or by hand) belong to nobody and stay deletable, so an upgrade still sweeps old orphans; a
+// LinkOps without a tag of its own (tests, tools) checks nothing.
+inline bool TaggedByAnother(std::string_view alias, std::string_view own_tag) {
+  return !own_tag.empty() && alias.starts_with(kOwnerTagPrefix) && alias != own_tag;
+}
 
 struct MacvlanSpec {
   std::string name;
@@ -36,6 +50,8 @@ struct MacvlanSpec {
   std::string mac;   // "": the kernel picks one
 };
 
+// With an owner tag set (LinkManager::SetOwnerTag), every Create* tags the link it makes, and
+// Delete refuses a link tagged by another instance.
 class LinkOps {
  public:
   virtual ~LinkOps() = default;
@@ -50,7 +66,7 @@ class LinkOps {
   // Creates an ipvlan link, mode "l2" or "l3" (left down, as above); its MAC is the parent's.
   virtual Status CreateIpvlan(const std::string& name, const std::string& parent, const std::string& mode,
                               uint32_t mtu) = 0;
-  // kNotFound when absent.
+  // kNotFound when absent; kFailedPrecondition, leaving it, when another instance's tag is on it.
   virtual Status Delete(const std::string& name) = 0;
   virtual Status SetPromisc(const std::string& name, bool on) = 0;
   virtual Status SetUp(const std::string& name) = 0;

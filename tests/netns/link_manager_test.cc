@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "driver/driver_service.h"
 #include "tests/support/memory_network_store.h"
 #include "tests/support/netns_test.h"
@@ -239,6 +241,76 @@ TEST_F(DriverNetnsTest, AdoptedVlanLinkIsKeptAndClashIsRefused) {
   EXPECT_TRUE((*links_->Find("eth1.10"))->up);
   Status s = CreateNetwork(kNet, {{"parent", "eth1"}, {"vlan", "12"}});
   EXPECT_NE(s.message().find("exists but is not VLAN 12"), std::string::npos) << s.message();
+}
+
+// Owner tags (link_ops.h): what a tagged manager creates carries its tag as the kernel link alias,
+// read back by Find and List.
+TEST_F(NetnsTest, OwnerTagIsSetOnCreatedLinksAndReadBack) {
+  const std::string tag = "static-macvlan:00000000000000a1";
+  links_->SetOwnerTag(tag);
+  ASSERT_TRUE(links_->SetUp("eth1").ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"smv0000000000a", "eth1", "bridge", 0, ""}).ok());
+  EXPECT_EQ((*links_->Find("smv0000000000a"))->alias, tag);
+  std::vector<std::string> tagged = {"smv0000000000a"};
+  if (Status ipvlan = links_->CreateIpvlan("smv0000000000b", "eth1", "l2", 0); ipvlan.ok()) {
+    EXPECT_EQ((*links_->Find("smv0000000000b"))->alias, tag);
+    tagged.push_back("smv0000000000b");
+  } else {
+    EXPECT_EQ(ipvlan.code(), Code::kFailedPrecondition) << ipvlan.message();  // a kernel without ipvlan
+  }
+  if (KernelHasVlan()) {
+    ASSERT_TRUE(links_->CreateVlan("eth1", 228, "eth1.228").ok());
+    EXPECT_EQ((*links_->Find("eth1.228"))->alias, tag);
+    EXPECT_TRUE((*links_->Find("eth1.228"))->up);
+    tagged.push_back("eth1.228");
+  }
+  Result<std::vector<LinkInfo>> all = links_->List();
+  ASSERT_TRUE(all.ok());
+  for (const LinkInfo& l : *all) {
+    const bool ours = std::find(tagged.begin(), tagged.end(), l.name) != tagged.end();
+    EXPECT_EQ(l.alias, ours ? tag : "") << l.name;  // eth1, sw0 and lo were not made tagged
+  }
+}
+
+// Two instances in one network namespace: neither deletes the other's links, directly or through
+// its reaper; an untagged link (an older version's) is still deleted, so upgrades sweep orphans.
+TEST_F(NetnsTest, ALinkTaggedByAnotherInstanceIsNeverDeleted) {
+  auto mine = nl::LinkManager::Open();
+  auto theirs = nl::LinkManager::Open();
+  ASSERT_TRUE(mine.ok() && theirs.ok());
+  (*mine)->SetOwnerTag("static-macvlan:00000000000000a1");
+  (*theirs)->SetOwnerTag("static-macvlan:00000000000000b2");
+  ASSERT_TRUE((*theirs)->CreateMacvlan({"smv0000000000b", "eth1", "bridge", 0, ""}).ok());
+  Status refused = (*mine)->Delete("smv0000000000b");
+  EXPECT_EQ(refused.code(), Code::kFailedPrecondition) << refused.message();
+  EXPECT_NE(refused.message().find("belongs to another static-macvlan instance"), std::string::npos);
+  EXPECT_TRUE(links_->Find("smv0000000000b")->has_value());
+
+  ASSERT_TRUE(links_->CreateMacvlan({"smv0000000000c", "eth1", "bridge", 0, ""}).ok());  // untagged
+  {
+    driver::LinkReaper reaper(std::move(mine).value());
+    reaper.Delete("smv0000000000b");
+    reaper.Delete("smv0000000000c");
+  }
+  EXPECT_TRUE(links_->Find("smv0000000000b")->has_value());
+  EXPECT_FALSE(links_->Find("smv0000000000c")->has_value());
+  EXPECT_TRUE((*theirs)->Delete("smv0000000000b").ok());
+  EXPECT_EQ((*theirs)->Delete("smv0000000000b").code(), Code::kNotFound);
+}
+
+// Start-up reconcile of one instance leaves another instance's endpoint and host links alone.
+TEST_F(DriverNetnsTest, ReconcileLeavesAnotherInstancesLinks) {
+  links_->SetOwnerTag("static-macvlan:00000000000000a1");
+  auto theirs = nl::LinkManager::Open();
+  ASSERT_TRUE(theirs.ok());
+  (*theirs)->SetOwnerTag("static-macvlan:00000000000000b2");
+  ASSERT_TRUE((*theirs)->CreateMacvlan({"smv0123456789b", "eth1", "bridge", 0, ""}).ok());
+  ASSERT_TRUE((*theirs)->CreateMacvlan({"smvh0123456789", "eth1", "bridge", 0, ""}).ok());
+  ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}}).ok());
+  Restart();
+  EXPECT_EQ(driver_->Reconcile().orphan_links_deleted, 0);
+  EXPECT_TRUE(links_->Find("smv0123456789b")->has_value());
+  EXPECT_TRUE(links_->Find("smvh0123456789")->has_value());
 }
 
 }  // namespace

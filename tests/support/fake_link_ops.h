@@ -1,7 +1,8 @@
 #pragma once
 // LinkOps in memory, for driver logic tests that need no root. Behaves like the kernel where
 // the driver depends on it: names are unique, EXCL creates, deletes of absent links fail with
-// kNotFound, and VLAN creation can be made to fail as on a kernel without 802.1Q.
+// kNotFound, created links carry `owner_tag` and Delete refuses another instance's (link_ops.h),
+// and VLAN creation can be made to fail as on a kernel without 802.1Q.
 
 #include <map>
 #include <set>
@@ -16,6 +17,7 @@ class FakeLinkOps : public nl::LinkOps {
  public:
   bool vlan_supported = true;
   int next_index = 2;
+  std::string owner_tag;  // put on created links, checked by Delete ("": neither)
 
   nl::LinkInfo& AddExisting(nl::LinkInfo info) {
     if (info.index == 0) info.index = next_index++;
@@ -49,7 +51,8 @@ class FakeLinkOps : public nl::LinkOps {
                       .vlan_id = vlan_id,
                       .reorder_hdr = true,
                       .mtu = links_.at(parent).mtu,
-                      .up = true};
+                      .up = true,
+                      .alias = owner_tag};
     AddExisting(info);
     return OkStatus();
   }
@@ -62,7 +65,8 @@ class FakeLinkOps : public nl::LinkOps {
                       .parent_name = spec.parent,
                       .macvlan_mode = spec.mode,
                       .mtu = spec.mtu ? spec.mtu : links_.at(spec.parent).mtu,
-                      .mac = spec.mac};
+                      .mac = spec.mac,
+                      .alias = owner_tag};
     AddExisting(info);
     return OkStatus();
   }
@@ -75,11 +79,17 @@ class FakeLinkOps : public nl::LinkOps {
                  .parent_name = parent,
                  .macvlan_mode = mode,
                  .mtu = mtu ? mtu : links_.at(parent).mtu,
-                 .mac = links_.at(parent).mac});
+                 .mac = links_.at(parent).mac,
+                 .alias = owner_tag});
     return OkStatus();
   }
   Status Delete(const std::string& name) override {
-    if (links_.erase(name) == 0) return NotFound(fmt::format("interface \"{}\" not found", name));
+    auto it = links_.find(name);
+    if (it == links_.end()) return NotFound(fmt::format("interface \"{}\" not found", name));
+    if (nl::TaggedByAnother(it->second.alias, owner_tag)) {
+      return FailedPrecondition(fmt::format("interface \"{}\" belongs to another instance", name));
+    }
+    links_.erase(it);
     std::erase_if(routes, [&](const auto& r) { return r.second == name; });  // as the kernel does
     addresses.erase(name);
     tuned.erase(name);

@@ -292,6 +292,31 @@ TEST_F(DriverServiceTest, AWrongHostIpIsRefusedNamingItAndLeavesNothingBehind) {
   EXPECT_EQ(store_.network_count(), 0u);
 }
 
+// Two daemons (two state directories) in one network namespace: start-up reconcile deletes only
+// orphans of its own or untagged ones (an older version's), never another instance's links.
+TEST_F(DriverServiceTest, ReconcileSweepsOnlyItsOwnAndUntaggedOrphans) {
+  links_.owner_tag = "static-macvlan:00000000000000a1";
+  links_.AddExisting({.name = "smvh99999999999",
+                      .kind = "macvlan",
+                      .parent_name = "eth1",
+                      .alias = "static-macvlan:00000000000000b2"});
+  links_.AddExisting(
+      {.name = "smvccccccccccc", .kind = "macvlan", .parent_name = "eth1", .alias = "static-macvlan:00000000000000b2"});
+  links_.AddExisting(
+      {.name = "smvddddddddddd", .kind = "macvlan", .parent_name = "eth1", .alias = "static-macvlan:00000000000000a1"});
+  links_.AddExisting({.name = "smveeeeeeeeeee", .kind = "ipvlan", .parent_name = "eth1"});
+  Restart();
+  EXPECT_EQ(driver_->Reconcile().orphan_links_deleted, 2);
+  EXPECT_TRUE(links_.Exists("smvh99999999999"));
+  EXPECT_TRUE(links_.Exists("smvccccccccccc"));
+  EXPECT_FALSE(links_.Exists("smvddddddddddd"));
+  EXPECT_FALSE(links_.Exists("smveeeeeeeeeee"));
+  // What this instance creates carries its tag.
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
+  EXPECT_EQ(links_.Get("smvaaaaaaaaaaa").alias, "static-macvlan:00000000000000a1");
+}
+
 TEST_F(DriverServiceTest, AHostLinkNoNetworkOwnsIsSweptAtStart) {
   links_.AddExisting({.name = "smvh99999999999", .kind = "macvlan", .parent_name = "eth1"});
   Restart();
