@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
 #include <thread>
 #include <utility>
 
@@ -14,6 +15,8 @@ namespace smv::etcd {
 namespace {
 
 using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
 constexpr std::string_view kScheme = "etcd://";
 constexpr int kMaxPort = 65535;
@@ -73,12 +76,34 @@ Result<KeyValue> DecodeKeyValue(const json& kv) {
   out.create_revision = Int64(kv, "create_revision");
   out.mod_revision = Int64(kv, "mod_revision");
   out.version = Int64(kv, "version");
+  out.lease = Int64(kv, "lease");
   return out;
+}
+
+// A string field of an answer, or `otherwise` (etcd's JSON is never trusted to have the type).
+std::string StringField(const json& object, const char* field, std::string otherwise = "") {
+  auto it = object.find(field);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : otherwise;
+}
+
+// The changes of one watch answer, in order.
+Result<std::vector<WatchEvent>> DecodeEvents(const json& events) {
+  std::vector<WatchEvent> batch;
+  for (const json& event : events) {
+    if (!event.is_object())
+      return Internal(fmt::format("etcd answered a watch event that is not an object: {}", event.dump()));
+    auto kv = DecodeKeyValue(event.value("kv", json::object()));
+    if (!kv.ok()) return kv.status();
+    batch.push_back({.deleted = StringField(event, "type") == "DELETE", .kv = std::move(kv).value()});
+  }
+  return batch;
 }
 
 json EncodeOp(const Op& op) {
   if (const auto* put = std::get_if<PutOp>(&op)) {
-    return {{"request_put", {{"key", Base64(put->key)}, {"value", Base64(put->value)}}}};
+    json request = {{"key", Base64(put->key)}, {"value", Base64(put->value)}};
+    if (put->lease != 0) request["lease"] = std::to_string(put->lease);
+    return {{"request_put", std::move(request)}};
   }
   return {{"request_delete_range", {{"key", Base64(std::get<DeleteOp>(op).key)}}}};
 }
@@ -114,6 +139,205 @@ std::unique_ptr<httplib::Client> HttpClient(const Endpoint& e, const TlsFiles& t
 Status UnavailableCluster(const std::string& detail) {
   return Unavailable(fmt::format("shared address store unavailable (etcd: {})", detail));
 }
+
+milliseconds Left(Clock::time_point until) {
+  return std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(until - Clock::now()));
+}
+
+std::string MemberName(const Endpoint& e) { return fmt::format("{}:{}", e.host, e.port); }
+
+// What one POST to one member came to.
+struct Reply {
+  std::string member;     // "host:port"
+  bool answered = false;  // an HTTP answer came: `status` and `body`
+  bool sent = false;      // no answer, but the request went out: its outcome is unknown
+  int status = 0;
+  std::string body;
+  httplib::Error error = httplib::Error::Success;
+  milliseconds waited{0};
+};
+
+// POSTs `body` to `path` on `e`, waiting at most `wait` for the answer.
+Reply PostOnce(const Endpoint& e, const TlsFiles& tls, const std::string& path, const std::string& body,
+               const std::string& token, milliseconds connect, milliseconds wait) {
+  Reply reply{.member = MemberName(e)};
+  std::unique_ptr<httplib::Client> http = HttpClient(e, tls);
+  http->set_connection_timeout(connect);
+  http->set_read_timeout(wait);
+  http->set_write_timeout(wait);
+  httplib::Request request;
+  request.method = "POST";
+  request.path = path;
+  request.body = body;
+  request.set_header("Content-Type", "application/json");
+  if (!token.empty()) request.set_header("Authorization", token);
+  // etcd's gateway sends every error answer chunked with a trailer, which this HTTP library
+  // cannot parse (it reports a read error after the body). The body arrives through the
+  // receiver first, so an error status with a body is still etcd's answer.
+  request.content_receiver = [&reply](const char* data, size_t size, uint64_t, uint64_t) {
+    reply.body.append(data, size);
+    return true;
+  };
+  httplib::Response response;
+  const auto sent_at = Clock::now();
+  const bool received = http->send(request, response, reply.error);
+  reply.waited = std::chrono::duration_cast<milliseconds>(Clock::now() - sent_at);
+  reply.answered = received || (reply.error == httplib::Error::Read && response.status >= 400 && !reply.body.empty());
+  reply.sent = !reply.answered && reply.error == httplib::Error::Read;
+  reply.status = response.status;
+  return reply;
+}
+
+// etcd's error answer: {"error": "...", "message": "...", "code": gRPC code}.
+struct EtcdError {
+  std::string message;
+  int64_t code = 0;
+};
+EtcdError ParseError(const std::string& body) {
+  const json err = json::parse(body, nullptr, false);
+  if (!err.is_object()) return {.message = body.substr(0, 200)};
+  return {.message = StringField(err, "message", StringField(err, "error", body.substr(0, 200))),
+          .code = Int64(err, "code")};
+}
+
+constexpr int64_t kGrpcNotFound = 5;
+constexpr int64_t kGrpcResourceExhausted = 8;
+
+// "etcdserver: mvcc: database space exceeded": the NOSPACE alarm is raised and etcd takes no
+// write that adds data until an operator frees space and disarms it.
+bool OutOfSpace(const EtcdError& err) {
+  return err.message.find("database space exceeded") != std::string::npos ||
+         (err.code == kGrpcResourceExhausted && err.message.find("space") != std::string::npos);
+}
+
+// What an answer other than 200 means: OK to go on to the next member (a member without quorum
+// answers 503, one too far behind 429), or the call's error.
+Status Refusal(const Reply& reply, const std::string& path, const ClientOptions& options) {
+  const EtcdError err = ParseError(reply.body);
+  if (OutOfSpace(err)) {
+    return ResourceExhausted(fmt::format(
+        "etcd is out of space (alarm NOSPACE, its --quota-backend-bytes is reached; {} refused {}: {}): compact "
+        "and defragment it (etcdctl compact, etcdctl defrag), then `etcdctl alarm disarm`",
+        reply.member, path, err.message));
+  }
+  // etcd answers a missing user (auth enabled) and wrong credentials with 400, not 401.
+  if (reply.status == 401 || reply.status == 403 || err.message.find("user name is empty") != std::string::npos ||
+      err.message.find("authentication failed") != std::string::npos) {
+    return PermissionDenied(fmt::format(
+        "etcd {} refused {}{}: {}", reply.member, path,
+        options.user.empty() ? " (it wants a user: --etcd-user)" : fmt::format(" to user \"{}\"", options.user),
+        err.message));
+  }
+  if (err.message.find("CommonName") != std::string::npos) {
+    return InvalidArgument(fmt::format(
+        "etcd {} refused {}: {} (members that check client certificates want one without a Common Name from "
+        "clients of their JSON gateway: issue --etcd-cert without CN and name the user with --etcd-user)",
+        reply.member, path, err.message));
+  }
+  if (err.code == kGrpcNotFound)
+    return NotFound(fmt::format("etcd {} answered {}: {}", reply.member, path, err.message));
+  if (reply.status < 500 && reply.status != 429) {
+    return Internal(fmt::format("etcd {} refused {}: {}", reply.member, path, err.message));
+  }
+  return OkStatus();
+}
+
+// Why a member gave no usable answer, for the error once every member failed.
+std::string Describe(const Reply& reply, const TlsFiles& tls, const Endpoint& e) {
+  if (reply.answered) return fmt::format("{}: {}", reply.member, ParseError(reply.body).message);
+  if (reply.sent) return fmt::format("{}: no answer in {} ms", reply.member, reply.waited.count());
+  std::string out = fmt::format("{}: {}", reply.member, httplib::to_string(reply.error));
+  if (reply.error == httplib::Error::SSLConnection || reply.error == httplib::Error::SSLServerVerification ||
+      reply.error == httplib::Error::SSLLoadingCerts) {
+    out += fmt::format(
+        " (TLS: the member's certificate must be signed by --etcd-cacert \"{}\" and name {}; a member started "
+        "with --client-cert-auth wants --etcd-cert and --etcd-key signed by its CA)",
+        tls.ca_file, e.host);
+  }
+  return out;
+}
+
+// POST /v3/watch: every key under `prefix` from `start_revision` on.
+httplib::Request WatchRequest(std::string_view prefix, int64_t start_revision, const std::string& token) {
+  const json create = {{"create_request",
+                        {{"key", Base64(prefix)},
+                         {"range_end", Base64(PrefixEnd(prefix))},
+                         {"start_revision", std::to_string(start_revision)}}}};
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v3/watch";
+  request.body = create.dump();
+  request.set_header("Content-Type", "application/json");
+  if (!token.empty()) request.set_header("Authorization", token);
+  return request;
+}
+
+// A canceled watch whose token etcd refused (expired, or forgotten by a restarted member).
+bool TokenRefused(const std::string& reason) {
+  return reason.find("Unauthenticated") != std::string::npos || reason.find("invalid auth token") != std::string::npos;
+}
+
+// The watch's stream of JSON lines (one per answer of etcd), fed in pieces as they arrive: the
+// line reader hands each whole line to the decoder, which passes changes to the receiver.
+class WatchStream {
+ public:
+  WatchStream(std::string member, int64_t start_revision, const WatchReceiver& receive)
+      : member_(std::move(member)), start_revision_(start_revision), receive_(receive) {}
+
+  // The next piece of the stream; false ends the watch.
+  bool Feed(const char* data, size_t size) {
+    pending_.append(data, size);
+    for (size_t eol; receiving_ && (eol = pending_.find('\n')) != std::string::npos;) {
+      const json line = json::parse(std::string_view(pending_).substr(0, eol), nullptr, false);
+      pending_.erase(0, eol + 1);
+      OnLine(line);
+    }
+    return receiving_;
+  }
+  bool receiving() const { return receiving_; }
+  const Status& ended() const { return ended_; }  // why the stream said to end (OK: the receiver did)
+  bool delivered() const { return delivered_; }
+  bool token_refused() const { return token_refused_; }
+
+ private:
+  void OnLine(const json& line) {
+    const json result = line.is_object() ? line.value("result", json()) : json();
+    if (!result.is_object()) {
+      const std::string said = line.is_object() ? line.value("error", json()).dump() : "not JSON";
+      return End(UnavailableCluster(fmt::format("{}: the watch ended: {}", member_, said)));
+    }
+    if (const int64_t compacted = Int64(result, "compact_revision"); compacted > 0) {
+      return End(Aborted(fmt::format("etcd {} compacted its history to revision {}, past the watch's start {}", member_,
+                                     compacted, start_revision_)));
+    }
+    if (result.value("canceled", false)) {
+      const std::string reason = StringField(result, "cancel_reason");
+      token_refused_ = TokenRefused(reason);
+      return End(token_refused_
+                     ? PermissionDenied(fmt::format("etcd {} refused the watch's token: {}", member_, reason))
+                     : UnavailableCluster(fmt::format("{} canceled the watch: {}", member_, reason)));
+    }
+    auto events = result.find("events");
+    if (events == result.end() || !events->is_array() || events->empty()) return;  // created, or progress
+    Result<std::vector<WatchEvent>> batch = DecodeEvents(*events);
+    if (!batch.ok()) return End(batch.status());
+    delivered_ = true;
+    receiving_ = receive_(std::move(batch).value());
+  }
+  void End(Status why) {
+    ended_ = std::move(why);
+    receiving_ = false;
+  }
+
+  const std::string member_;
+  const int64_t start_revision_;
+  const WatchReceiver& receive_;
+  std::string pending_;  // a line not complete yet
+  bool receiving_ = true;
+  bool delivered_ = false;
+  bool token_refused_ = false;
+  Status ended_;
+};
 
 }  // namespace
 
@@ -159,117 +383,62 @@ KvClient::~KvClient() = default;
 
 const Endpoint& KvClient::preferred() const { return options_.endpoints.at(preferred_); }
 
+void KvClient::Rotate() { preferred_ = (preferred_ + 1) % options_.endpoints.size(); }
+
 Result<std::string> KvClient::Call(const std::string& path, const std::string& body, bool idempotent,
                                    Deadline deadline) {
-  using Clock = std::chrono::steady_clock;
   const auto until = Clock::now() + deadline.value_or(options_.deadline);
   const bool authenticating = path == kAuthenticatePath;
-  if (!options_.user.empty() && token_.empty() && !authenticating) SMV_RETURN_IF_ERROR(Authenticate(deadline));
+  if (!options_.user.empty() && token_.empty() && !authenticating) SMV_RETURN_IF_ERROR(Authenticate(Left(until)));
   bool token_renewed = false;
-  std::string last_error = "no member configured";
-  for (size_t attempt = 0; Clock::now() < until && !options_.endpoints.empty(); ++attempt) {
-    const size_t index = (preferred_ + attempt) % options_.endpoints.size();
-    const Endpoint& e = options_.endpoints[index];
-    const std::string member = fmt::format("{}:{}", e.host, e.port);
-    std::unique_ptr<httplib::Client> http = HttpClient(e, options_.tls);
-    // No attempt outlives the call's deadline.
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
-    const auto connect = std::min(options_.connect_timeout, left);
-    const auto request = std::min(options_.request_timeout, left);
-    http->set_connection_timeout(connect);
-    http->set_read_timeout(request);
-    http->set_write_timeout(request);
-    httplib::Request request_out;
-    request_out.method = "POST";
-    request_out.path = path;
-    request_out.body = body;
-    request_out.set_header("Content-Type", "application/json");
-    if (!token_.empty() && !authenticating) request_out.set_header("Authorization", token_);
-    // etcd's gateway sends every error answer chunked with a trailer, which this HTTP library
-    // cannot parse (it reports a read error after the body). The body arrives through the
-    // receiver first, so an error status with a body is still etcd's answer.
-    std::string answer;
-    request_out.content_receiver = [&answer](const char* data, size_t size, uint64_t, uint64_t) {
-      answer.append(data, size);
-      return true;
-    };
-    httplib::Response response;
-    httplib::Error error = httplib::Error::Success;
-    const auto sent_at = Clock::now();
-    const bool received = http->send(request_out, response, error) ||
-                          (error == httplib::Error::Read && response.status >= 400 && !answer.empty());
-    if (!received) {
-      const bool sent = error == httplib::Error::Read;
-      if (sent && !idempotent) {
-        preferred_ = (index + 1) % options_.endpoints.size();  // the read-back goes elsewhere
-        const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent_at);
-        return Unavailable(
-            fmt::format("shared address store unavailable (etcd: {} took the request but gave no answer in {} ms; "
-                        "its outcome is unknown)",
-                        member, waited.count()));
-      }
-      last_error = fmt::format("{}: {}", member, httplib::to_string(error));
-      if (error == httplib::Error::SSLConnection || error == httplib::Error::SSLServerVerification ||
-          error == httplib::Error::SSLLoadingCerts) {
-        last_error += fmt::format(
-            " (TLS: the member's certificate must be signed by --etcd-cacert \"{}\" and name {}; a member started "
-            "with --client-cert-auth wants --etcd-cert and --etcd-key signed by its CA)",
-            options_.tls.ca_file, e.host);
-      }
-    } else if (response.status == 200) {
-      preferred_ = index;
-      return answer;
-    } else {
-      // A member without quorum answers 503 ("etcdserver: request timed out" and the like).
-      const json err = json::parse(answer, nullptr, false);
-      const std::string message =
-          err.is_object() ? err.value("message", err.value("error", answer)) : answer.substr(0, 200);
-      // An expired or unknown token is refused before anything is proposed: renew it, send again.
-      if (response.status == 401 && !authenticating && !options_.user.empty() && !token_renewed) {
-        token_renewed = true;
-        token_.clear();
-        SMV_RETURN_IF_ERROR(Authenticate(deadline));
-        --attempt;  // the same member again
-        continue;
-      }
-      // etcd answers a missing user (auth enabled) and wrong credentials with 400, not 401.
-      const bool auth_refused = response.status == 401 || response.status == 403 ||
-                                message.find("user name is empty") != std::string::npos ||
-                                message.find("authentication failed") != std::string::npos;
-      if (auth_refused) {
-        return PermissionDenied(fmt::format(
-            "etcd {} refused {}{}: {}", member, path,
-            options_.user.empty() ? " (it wants a user: --etcd-user)" : fmt::format(" to user \"{}\"", options_.user),
-            message));
-      }
-      if (message.find("CommonName") != std::string::npos) {
-        return InvalidArgument(fmt::format(
-            "etcd {} refused {}: {} (members that check client certificates want one without a Common Name from "
-            "clients of their JSON gateway: issue --etcd-cert without CN and name the user with --etcd-user)",
-            member, path, message));
-      }
-      if (response.status < 500) return Internal(fmt::format("etcd {} refused {}: {}", member, path, message));
-      last_error = fmt::format("{}: {}", member, message);
-      if (!idempotent) return UnavailableCluster(last_error + "; outcome unknown");
+  std::string last_error = options_.endpoints.empty() ? "no member configured" : "no time left to ask a member";
+  for (size_t failed = 0; Clock::now() < until && !options_.endpoints.empty();) {
+    const Endpoint& e = options_.endpoints[preferred_];
+    // No attempt outlives the call's deadline, and none takes more than request_timeout.
+    const milliseconds left = Left(until);
+    Reply reply = PostOnce(e, options_.tls, path, body, authenticating ? "" : token_,
+                           std::min(options_.connect_timeout, left), std::min(options_.request_timeout, left));
+    if (reply.answered && reply.status == 200) return std::move(reply.body);
+    // An expired token, or one a restarted member forgot, is refused before anything is
+    // proposed: renew it, send again.
+    if (reply.answered && reply.status == 401 && !authenticating && !options_.user.empty() && !token_renewed) {
+      token_renewed = true;
+      token_.clear();
+      SMV_RETURN_IF_ERROR(Authenticate(Left(until)));
+      continue;
     }
-    if ((attempt + 1) % options_.endpoints.size() == 0) {
-      std::this_thread::sleep_for(kPauseAfterEveryMemberFailed);  // before asking them all again
+    if (reply.answered) SMV_RETURN_IF_ERROR(Refusal(reply, path, options_));
+    Rotate();  // this member failed: the rest of this call and the calls after it ask the next one
+    if (!idempotent && reply.sent) {
+      return Unavailable(
+          fmt::format("shared address store unavailable (etcd: {} took the request but gave no answer in {} ms; "
+                      "its outcome is unknown)",
+                      reply.member, reply.waited.count()));
+    }
+    last_error = Describe(reply, options_.tls, e);
+    if (!idempotent && reply.answered) return UnavailableCluster(last_error + "; outcome unknown");
+    if (++failed % options_.endpoints.size() == 0) {
+      std::this_thread::sleep_for(std::min(kPauseAfterEveryMemberFailed, Left(until)));  // before asking them all again
     }
   }
   return UnavailableCluster(last_error);
 }
 
+Result<json> KvClient::CallJson(const std::string& path, const json& request, bool idempotent, Deadline deadline) {
+  auto body = Call(path, request.dump(), idempotent, deadline);
+  if (!body.ok()) return body.status();
+  return ParseAnswer(*body);
+}
+
 Status KvClient::Authenticate(Deadline deadline) {
   const json request = {{"name", options_.user}, {"password", options_.password}};
-  auto body = Call(kAuthenticatePath, request.dump(), true, deadline);
-  if (!body.ok()) {
-    if (body.status().code() == Code::kUnavailable) return body.status();
-    return PermissionDenied(
-        fmt::format("etcd refused the credentials of --etcd-user \"{}\": {}", options_.user, body.status().message()));
+  auto answer = CallJson(kAuthenticatePath, request, true, deadline);
+  if (!answer.ok()) {
+    if (answer.status().code() == Code::kUnavailable) return answer.status();
+    return PermissionDenied(fmt::format("etcd refused the credentials of --etcd-user \"{}\": {}", options_.user,
+                                        answer.status().message()));
   }
-  auto answer = ParseAnswer(*body);
-  if (!answer.ok()) return answer.status();
-  token_ = answer->value("token", "");
+  token_ = StringField(*answer, "token");
   if (token_.empty()) return Internal("etcd answered the authentication without a token");
   return OkStatus();
 }
@@ -288,9 +457,7 @@ Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, 
 }
 
 Result<RangeResult> KvClient::Range(const nlohmann::json& request, Deadline deadline) {
-  auto body = Call("/v3/kv/range", request.dump(), true, deadline);
-  if (!body.ok()) return body.status();
-  auto answer = ParseAnswer(*body);
+  auto answer = CallJson("/v3/kv/range", request, true, deadline);
   if (!answer.ok()) return answer.status();
   RangeResult out;
   out.revision = Int64(answer->value("header", json::object()), "revision");
@@ -308,109 +475,162 @@ Result<TxnResult> KvClient::Commit(const Txn& txn, Deadline deadline) {
   for (const Compare& c : txn.compares) request["compare"].push_back(EncodeCompare(c));
   for (const Op& op : txn.success) request["success"].push_back(EncodeOp(op));
   for (const Op& op : txn.failure) request["failure"].push_back(EncodeOp(op));
-  auto body = Call("/v3/kv/txn", request.dump(), false, deadline);
-  if (!body.ok()) return body.status();
-  auto answer = ParseAnswer(*body);
+  auto answer = CallJson("/v3/kv/txn", request, false, deadline);
   if (!answer.ok()) return answer.status();
   return TxnResult{.succeeded = answer->value("succeeded", false),
                    .revision = Int64(answer->value("header", json::object()), "revision")};
 }
 
+Result<int64_t> KvClient::GrantLease(std::chrono::seconds ttl, Deadline deadline) {
+  // Sent again when its answer is lost: the lease nobody heard of expires by itself.
+  auto answer = CallJson("/v3/lease/grant", {{"TTL", std::to_string(ttl.count())}}, true, deadline);
+  if (!answer.ok()) return answer.status();
+  const int64_t id = Int64(*answer, "ID");
+  if (id == 0) return Internal(fmt::format("etcd granted no lease: {}", StringField(*answer, "error", answer->dump())));
+  return id;
+}
+
+Status KvClient::KeepLeaseAlive(int64_t lease, Deadline deadline) {
+  // The gateway's keepalive stream answers one request with one line and ends.
+  auto answer = CallJson("/v3/lease/keepalive", {{"ID", std::to_string(lease)}}, true, deadline);
+  if (!answer.ok()) return answer.status();
+  if (Int64(answer->value("result", json::object()), "TTL") <= 0) {
+    return NotFound(fmt::format("etcd lease {:x} has expired", lease));
+  }
+  return OkStatus();
+}
+
+Result<int64_t> KvClient::LeaseTimeToLive(int64_t lease, Deadline deadline) {
+  auto answer = CallJson("/v3/lease/timetolive", {{"ID", std::to_string(lease)}}, true, deadline);
+  if (!answer.ok()) return answer.status();
+  const int64_t ttl = Int64(*answer, "TTL");
+  if (ttl < 0) return NotFound(fmt::format("etcd lease {:x} has expired", lease));
+  return ttl;
+}
+
+Status KvClient::RevokeLease(int64_t lease, Deadline deadline) {
+  auto answer = CallJson("/v3/lease/revoke", {{"ID", std::to_string(lease)}}, true, deadline);
+  if (!answer.ok() && answer.status().code() != Code::kNotFound) return answer.status();
+  return OkStatus();
+}
+
+struct KvClient::WatchEnd {
+  Status status;               // OK: stopped, or ended by the receiver
+  bool delivered = false;      // a batch reached the receiver: a new watch starts after it
+  bool token_refused = false;  // etcd refused the token before anything was delivered
+  bool member_failed = false;  // the next watch asks the next member
+};
+
 Status KvClient::Watch(std::string_view prefix, int64_t start_revision, const WatchReceiver& receive) {
   if (options_.endpoints.empty()) return UnavailableCluster("no member configured");
-  if (!options_.user.empty() && token_.empty()) SMV_RETURN_IF_ERROR(Authenticate(std::nullopt));
+  // Until a batch is delivered, a watch whose member failed or refused the token starts again at
+  // once: on the next member, or with a new token.
+  bool token_renewed = false;
+  for (size_t failed = 0;;) {
+    if (!options_.user.empty() && token_.empty()) SMV_RETURN_IF_ERROR(Authenticate(std::nullopt));
+    WatchEnd end = WatchOnce(prefix, start_revision, receive);
+    if (end.token_refused && !token_renewed) {
+      token_renewed = true;
+      token_.clear();
+      continue;
+    }
+    if (end.member_failed) Rotate();
+    if (end.status.ok() || end.delivered || !end.member_failed || ++failed >= options_.endpoints.size()) {
+      return end.status;
+    }
+  }
+}
+
+KvClient::WatchEnd KvClient::WatchOnce(std::string_view prefix, int64_t start_revision, const WatchReceiver& receive) {
   const Endpoint& e = options_.endpoints[preferred_];
-  const std::string member = fmt::format("{}:{}", e.host, e.port);
   std::unique_ptr<httplib::Client> http = HttpClient(e, options_.tls);
   http->set_connection_timeout(options_.connect_timeout);
-  // A quiet book sends nothing for hours: the stream is ended by StopWatch, not by a timeout.
+  // A quiet book sends nothing for hours: the stream is ended by StopWatch or by the check of its
+  // member, not by a timeout.
   http->set_read_timeout(std::chrono::hours(24));
   {
     std::scoped_lock lock(watch_mu_);
-    if (watch_stopped_) return OkStatus();
+    if (watch_stopped_) return {};
     watching_ = http.get();
-    watch_interrupted_ = false;
+    watch_interrupted_ = watched_member_hung_ = false;
     ++watch_generation_;
   }
-  const json create = {{"create_request",
-                        {{"key", Base64(prefix)},
-                         {"range_end", Base64(PrefixEnd(prefix))},
-                         {"start_revision", std::to_string(start_revision)}}}};
-  httplib::Request request;
-  request.method = "POST";
-  request.path = "/v3/watch";
-  request.body = create.dump();
-  request.set_header("Content-Type", "application/json");
-  if (!token_.empty()) request.set_header("Authorization", token_);
-  std::string pending;  // a line not complete yet
-  Status ended = OkStatus();
-  bool receiving = true;
-  request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
-    pending.append(data, size);
-    for (size_t eol; receiving && (eol = pending.find('\n')) != std::string::npos;) {
-      const json line = json::parse(pending.substr(0, eol), nullptr, false);
-      pending.erase(0, eol + 1);
-      const json result = line.is_object() ? line.value("result", json()) : json();
-      if (!result.is_object()) {
-        const std::string said = line.is_object() ? line.value("error", json()).dump() : "not JSON";
-        ended = UnavailableCluster(fmt::format("{}: the watch ended: {}", member, said));
-        receiving = false;
-      } else if (const int64_t compacted = Int64(result, "compact_revision"); compacted > 0) {
-        ended = Aborted(fmt::format("etcd {} compacted its history to revision {}, past the watch's start {}", member,
-                                    compacted, start_revision));
-        receiving = false;
-      } else if (result.value("canceled", false)) {
-        ended = UnavailableCluster(fmt::format("{} canceled the watch: {}", member, result.value("cancel_reason", "")));
-        receiving = false;
-      } else if (auto events = result.find("events"); events != result.end() && !events->empty()) {
-        std::vector<WatchEvent> batch;
-        for (const json& event : *events) {
-          auto kv = DecodeKeyValue(event.value("kv", json::object()));
-          if (!kv.ok()) {
-            ended = kv.status();
-            receiving = false;
-            break;
-          }
-          batch.push_back({.deleted = event.value("type", "") == "DELETE", .kv = std::move(kv).value()});
-        }
-        if (receiving) receiving = receive(std::move(batch));
-      }
-    }
-    return receiving;
+  httplib::Request request = WatchRequest(prefix, start_revision, token_);
+  WatchStream stream(MemberName(e), start_revision, receive);
+  request.content_receiver = [&stream](const char* data, size_t size, uint64_t, uint64_t) {
+    return stream.Feed(data, size);
   };
+  // The check reads the watched key itself: a linearizable read, which a member cut off from the
+  // quorum cannot answer either.
+  const json probe = {{"key", Base64(prefix)}, {"limit", "1"}, {"keys_only", true}};
+  std::jthread check;
+  if (options_.watch_check_interval.count() > 0) {
+    check = std::jthread([this, e, token = token_, probe = probe.dump()](std::stop_token stop) {
+      CheckWatchedMember(stop, e, token, probe);
+    });
+  }
   httplib::Response response;
   httplib::Error error = httplib::Error::Success;
   const bool done = http->send(request, response, error);
-  bool stopped = false, interrupted = false;
+  bool stopped = false, interrupted = false, hung = false;
   {
     std::scoped_lock lock(watch_mu_);
     watching_ = nullptr;
     stopped = watch_stopped_;
     interrupted = std::exchange(watch_interrupted_, false);
+    hung = std::exchange(watched_member_hung_, false);
   }
-  if (stopped || interrupted || (!receiving && ended.ok())) return OkStatus();
-  if (!ended.ok()) return ended;
-  preferred_ = (preferred_ + 1) % options_.endpoints.size();  // the next watch asks another member
-  if (!done) return UnavailableCluster(fmt::format("{}: the watch broke: {}", member, httplib::to_string(error)));
-  return UnavailableCluster(fmt::format("{}: the watch ended (HTTP {})", member, response.status));
+  check = {};  // stops and joins the check
+  WatchEnd end{.delivered = stream.delivered(), .token_refused = stream.token_refused()};
+  if (stopped || interrupted || (!stream.receiving() && stream.ended().ok())) return end;
+  end.member_failed = true;
+  if (hung) {
+    end.status =
+        UnavailableCluster(fmt::format("{}: the watched member stopped answering (no answer to a read in {} ms)",
+                                       MemberName(e), options_.request_timeout.count()));
+  } else if (!stream.ended().ok()) {
+    end.status = stream.ended();
+    end.member_failed = end.status.code() == Code::kUnavailable;
+  } else if (!done) {
+    end.status = UnavailableCluster(fmt::format("{}: the watch broke: {}", MemberName(e), httplib::to_string(error)));
+  } else {
+    end.status = UnavailableCluster(fmt::format("{}: the watch ended (HTTP {})", MemberName(e), response.status));
+  }
+  return end;
 }
 
-void KvClient::InterruptWatch() { EndWatch(false); }
+void KvClient::CheckWatchedMember(std::stop_token stop, Endpoint member, std::string token, std::string probe) {
+  std::mutex mu;
+  std::condition_variable_any wake;
+  std::unique_lock lock(mu);
+  while (!wake.wait_for(lock, stop, options_.watch_check_interval, [] { return false; }) && !stop.stop_requested()) {
+    const Reply reply = PostOnce(member, options_.tls, "/v3/kv/range", probe, token, options_.connect_timeout,
+                                 options_.request_timeout);
+    // Any answer but a member's own failure (5xx) shows it alive: a refused token does not end
+    // the stream, which etcd checked once at its start.
+    if (reply.answered && reply.status < 500) continue;
+    if (stop.stop_requested()) return;
+    EndWatch(WatchStop::kMemberHung);
+    return;
+  }
+}
 
-void KvClient::StopWatch() { EndWatch(true); }
+void KvClient::InterruptWatch() { EndWatch(WatchStop::kOnce); }
 
-void KvClient::EndWatch(bool for_good) {
+void KvClient::StopWatch() { EndWatch(WatchStop::kForGood); }
+
+void KvClient::EndWatch(WatchStop why) {
   // A stop that comes before the request is on the wire does nothing to it: ask again until the
   // Watch it was meant for has returned.
   std::unique_lock lock(watch_mu_);
-  if (for_good) watch_stopped_ = true;
+  if (why == WatchStop::kForGood) watch_stopped_ = true;
   const uint64_t generation = watch_generation_;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (watching_ != nullptr && watch_generation_ == generation && std::chrono::steady_clock::now() < until) {
-    watch_interrupted_ = true;
+  const auto until = Clock::now() + std::chrono::seconds(5);
+  while (watching_ != nullptr && watch_generation_ == generation && Clock::now() < until) {
+    (why == WatchStop::kMemberHung ? watched_member_hung_ : watch_interrupted_) = true;
     watching_->stop();
     lock.unlock();
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(milliseconds(10));
     lock.lock();
   }
 }

@@ -6,7 +6,13 @@
 //
 // Failure is never silent: an unreachable cluster or one without quorum is Code::kUnavailable
 // with a message that says so, and a transaction whose request went out but whose answer did not
-// come back is reported as such (its outcome is unknown: read back, never guess).
+// come back is reported as such (its outcome is unknown: read back, never guess). etcd out of
+// space (its NOSPACE alarm) is Code::kResourceExhausted naming the alarm and the fix.
+//
+// Liveness: one attempt waits at most request_timeout for a member; a member that does not answer
+// in time (hung, cut off) or refuses the connection costs that attempt, and the call, and every
+// call after it, goes on to the next member. A read is sent again there; a transaction that went
+// out is not (its outcome is unknown), but the read-back that settles it goes to the next member.
 
 #include <chrono>
 #include <cstdint>
@@ -14,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -44,6 +51,7 @@ struct KeyValue {
   int64_t create_revision = 0;
   int64_t mod_revision = 0;
   int64_t version = 0;
+  int64_t lease = 0;  // the lease the key lives with (0: none): it goes when the lease does
 };
 
 struct RangeResult {
@@ -64,6 +72,7 @@ struct Compare {
 struct PutOp {
   std::string key;
   std::string value;
+  int64_t lease = 0;  // GrantLease's id: the key is deleted when that lease expires or is revoked
 };
 struct DeleteOp {
   std::string key;
@@ -110,9 +119,14 @@ struct ClientOptions {
   // How long one call may take across every member it tries; then it is Unavailable.
   std::chrono::milliseconds deadline{10000};
   std::chrono::milliseconds connect_timeout{1000};
-  // Long enough for etcd to answer itself after electing a new leader (its own limit is about
-  // 5 s + 2 election timeouts): an answer that never came leaves a write's outcome unknown.
-  std::chrono::milliseconds request_timeout{9000};
+  // How long one attempt waits for a member's answer before the call goes on to the next member:
+  // well below the deadline, so that a hung or cut-off member costs one attempt, not the call. A
+  // healthy member answers in milliseconds, and an election (one --election-timeout, 1 s by
+  // default) mostly fits; a transaction not answered in time has an unknown outcome (see above).
+  std::chrono::milliseconds request_timeout{1500};
+  // How often a Watch checks that its member still answers (a hung member sends nothing, as a
+  // quiet book does): a member that does not answer a read within request_timeout ends the watch.
+  std::chrono::milliseconds watch_check_interval{2000};
 };
 
 class KvClient {
@@ -130,10 +144,21 @@ class KvClient {
                                 Deadline deadline = std::nullopt);
   Result<TxnResult> Commit(const Txn& txn, Deadline deadline = std::nullopt);
 
+  // etcd leases (keys put with one go when it expires or is revoked). GrantLease answers its id.
+  Result<int64_t> GrantLease(std::chrono::seconds ttl, Deadline deadline = std::nullopt);
+  // Renews the lease for its whole TTL; kNotFound once it has expired or was revoked.
+  Status KeepLeaseAlive(int64_t lease, Deadline deadline = std::nullopt);
+  // Seconds the lease has left (kNotFound: expired or revoked).
+  Result<int64_t> LeaseTimeToLive(int64_t lease, Deadline deadline = std::nullopt);
+  // Ends the lease and deletes its keys; a lease that is gone already is OK.
+  Status RevokeLease(int64_t lease, Deadline deadline = std::nullopt);
+
   // Follows every key under `prefix` from `start_revision` on, on one member (POST /v3/watch,
   // a stream of JSON lines), until the receiver returns false or StopWatch is called (OK), or
-  // the stream breaks or no member answers (kUnavailable: watch again from the next revision).
-  // A start revision etcd has compacted away is kAborted: list again, then watch from there.
+  // the stream breaks, its member stops answering or no member answers (kUnavailable: watch
+  // again from the next revision; the next watch asks the next member). A refused auth token is
+  // renewed and the watch sent again. A start revision etcd has compacted away is kAborted: list
+  // again, then watch from there.
   // Only one Watch at a time, and not beside other calls: give a watch its own client.
   Status Watch(std::string_view prefix, int64_t start_revision, const WatchReceiver& receive);
   // From another thread: ends the Watch in progress, and any started after.
@@ -142,25 +167,39 @@ class KvClient {
   void InterruptWatch();
 
   const ClientOptions& options() const { return options_; }
-  // The member the next call goes to first (the last one that answered).
+  // The member the next call goes to first (the last one that answered, or the one after the
+  // last that failed).
   const Endpoint& preferred() const;
 
  private:
+  struct WatchEnd;
   // POSTs `body` to `path`, trying members from the preferred one until the deadline.
   // `idempotent`: a request whose answer was lost may be sent again to another member.
   Result<std::string> Call(const std::string& path, const std::string& body, bool idempotent, Deadline deadline);
+  // Call with a JSON request and answer.
+  Result<nlohmann::json> CallJson(const std::string& path, const nlohmann::json& request, bool idempotent,
+                                  Deadline deadline);
+  void Rotate();  // the next call goes to the next member first
   Result<RangeResult> Range(const nlohmann::json& request, Deadline deadline);
   // Asks etcd for a token for options_.user (kPermissionDenied for wrong credentials).
   Status Authenticate(Deadline deadline);
+  // One watch on the preferred member.
+  WatchEnd WatchOnce(std::string_view prefix, int64_t start_revision, const WatchReceiver& receive);
+  // Ends the watch in progress when its member stops answering reads (runs beside WatchOnce).
+  void CheckWatchedMember(std::stop_token stop, Endpoint member, std::string token, std::string probe);
 
   ClientOptions options_;
   size_t preferred_ = 0;
-  std::mutex watch_mu_;                  // guards the two below: StopWatch comes from another thread
+  std::mutex watch_mu_;                  // guards the ones below: StopWatch comes from another thread
   httplib::Client* watching_ = nullptr;  // the connection of the Watch in progress
   bool watch_stopped_ = false;
   bool watch_interrupted_ = false;
-  uint64_t watch_generation_ = 0;  // Watch calls so far
-  void EndWatch(bool for_good);
+  bool watched_member_hung_ = false;  // the check ended the watch in progress
+  uint64_t watch_generation_ = 0;     // Watch calls so far
+  // Stops the watch in progress: for good (StopWatch), once (InterruptWatch), or because its
+  // member stopped answering (the watch then returns kUnavailable).
+  enum class WatchStop { kForGood, kOnce, kMemberHung };
+  void EndWatch(WatchStop why);
   std::string token_;  // etcd's auth token; empty: none yet, or none needed
 };
 

@@ -1,10 +1,14 @@
 // The etcd client against a real 3-member etcd 3.4 cluster (tests/support/etcd_cluster.h):
 // create-if-absent, compare-and-swap under contention, reads at a revision, a killed member,
-// and a cluster without quorum (fail closed, then recover).
+// a hung member, a cluster without quorum (fail closed, then recover), a watch that outlives
+// hung and killed members and expired tokens, and etcd out of space.
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +17,7 @@
 
 #include "common/etcd/kv_client.h"
 #include "tests/support/etcd_cluster.h"
+#include "tests/support/etcd_security.h"
 
 namespace smv::etcd {
 namespace {
@@ -265,6 +270,182 @@ TEST_F(KvClientTest, AWatchSeesEveryChangeUnderItsPrefixInOrderAndSaysWhenItsSta
   ended = late.Watch("/w/", first, [](std::vector<WatchEvent>) { return true; });
   EXPECT_EQ(ended.code(), Code::kAborted) << ended.message();
   EXPECT_NE(ended.message().find("compacted"), std::string::npos) << ended.message();
+}
+
+int MemberOf(const Endpoint& e) { return (e.port - EtcdCluster::kFirstPort) / 2; }
+
+// The member the client used last hangs (SIGSTOP) while the other two keep a quorum: it costs
+// one attempt (request_timeout), after which every call goes to a live member. A write it took
+// has an unknown outcome; as the store does, the writer reads back before it writes again.
+TEST_F(KvClientTest, AHungMemberCostsOneAttemptAndCallsGoOnWithP99UnderTwoSeconds) {
+  const int leader = cluster_.Leader();
+  ASSERT_GE(leader, 0) << cluster_.Logs();
+  const int follower = (leader + 1) % kMembers;
+  std::vector<Endpoint> endpoints = cluster_.endpoints();
+  std::rotate(endpoints.begin(), endpoints.begin() + follower, endpoints.end());
+  KvClient client({.endpoints = endpoints});
+  ASSERT_TRUE(MustCommit(client, CreateIfAbsent("warm", "1")).succeeded);
+  ASSERT_EQ(MemberOf(client.preferred()), follower);
+  cluster_.Pause(follower);
+  std::vector<milliseconds> took;
+  int unknown_outcomes = 0;
+  const auto timed = [&took](auto call) {
+    const auto started = std::chrono::steady_clock::now();
+    auto result = call();
+    took.push_back(std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started));
+    return result;
+  };
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "hung/" + std::to_string(i);
+    auto put = timed([&] {
+      auto r = client.Commit(CreateIfAbsent(key, "v"));
+      if (r.ok() || r.status().code() != Code::kUnavailable) return r;
+      ++unknown_outcomes;  // read back, then write again only if it did not apply
+      auto back = client.Get(key);
+      if (back.ok() && back->kvs.size() == 1) return Result<TxnResult>(TxnResult{.succeeded = true});
+      return client.Commit(CreateIfAbsent(key, "v"));
+    });
+    ASSERT_TRUE(put.ok()) << "write " << i << ": " << put.status().message();
+    auto got = timed([&] { return client.Get(key); });
+    ASSERT_TRUE(got.ok()) << "read " << i << ": " << got.status().message();
+    ASSERT_EQ(got->kvs.size(), 1u) << key;
+  }
+  cluster_.Resume(follower);
+  std::sort(took.begin(), took.end());
+  const milliseconds p99 = took[took.size() * 99 / 100], slowest = took.back();
+  std::printf("hung member: %zu calls, p99 %lld ms, slowest %lld ms, %d unknown outcome(s)\n", took.size(),
+              static_cast<long long>(p99.count()), static_cast<long long>(slowest.count()), unknown_outcomes);
+  RecordProperty("p99_ms", static_cast<int>(p99.count()));
+  RecordProperty("slowest_ms", static_cast<int>(slowest.count()));
+  EXPECT_LT(p99, milliseconds(2000));
+  EXPECT_LT(slowest, milliseconds(5000)) << "a hung member costs one attempt, not the call's deadline";
+  EXPECT_LE(unknown_outcomes, 1) << "only the write in flight when it hung";
+  EXPECT_NE(MemberOf(client.preferred()), follower);
+}
+
+// Simple auth tokens that expire after a second of disuse on each member (as a quiet watch's
+// token does after etcd's default 300 s), and members that hang or restart under the watch.
+class EtcdWatchAuthTest : public EtcdTest {
+ protected:
+  void ConfigureCluster() override { cluster_.AddFlags({"--auth-token-ttl=1"}); }
+  void SetUp() override {
+    EtcdTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_NO_FATAL_FAILURE(smv::testing::EnableEtcdAuth(cluster_, "smv", "smv-secret", "/smv-test/"));
+  }
+  ClientOptions Options(int first_member) {
+    std::vector<Endpoint> endpoints = cluster_.endpoints();
+    std::rotate(endpoints.begin(), endpoints.begin() + first_member, endpoints.end());
+    return {.endpoints = endpoints, .user = "smv", .password = "smv-secret", .deadline = std::chrono::seconds(5)};
+  }
+};
+
+// The watch is followed as the store's mirror follows it (watch again from the next revision when
+// it ends). It keeps delivering when its member hangs (the check notices and the watch moves on,
+// where its token has expired: renewed) and when its next member is killed and restarted.
+TEST_F(EtcdWatchAuthTest, AWatchKeepsDeliveringThroughAHungMemberAKilledOneAndExpiredTokens) {
+  KvClient watcher(Options(0));
+  KvClient writer(Options(1));
+  const auto write = [&writer](const std::string& key) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (writer.Commit({.success = {PutOp{key, "1"}}}).ok()) return true;  // a put again is harmless
+    }
+    return false;
+  };
+  ASSERT_TRUE(write("/smv-test/w/start"));
+  auto start = writer.Get("/smv-test/w/start");
+  ASSERT_TRUE(start.ok()) << start.status().message();
+  std::mutex mu;
+  std::set<std::string> seen;
+  std::vector<std::string> ends;
+  int64_t next = start->revision + 1;
+  std::atomic<bool> done = false;
+  std::thread follow([&] {
+    while (!done) {
+      int64_t from = 0;
+      {
+        std::scoped_lock lock(mu);
+        from = next;
+      }
+      Status ended = watcher.Watch("/smv-test/w/", from, [&](std::vector<WatchEvent> batch) {
+        std::scoped_lock lock(mu);
+        for (const WatchEvent& e : batch) {
+          seen.insert(e.kv.key);
+          next = std::max(next, e.kv.mod_revision + 1);
+        }
+        return true;
+      });
+      if (ended.ok()) continue;
+      std::scoped_lock lock(mu);
+      ends.push_back(ended.message());
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+  });
+  const auto sees = [&](const std::string& key) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < until) {
+      {
+        std::scoped_lock lock(mu);
+        if (seen.contains(key)) return true;
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    return false;
+  };
+  const auto stop = [&] {
+    done = true;
+    watcher.StopWatch();
+    follow.join();
+  };
+  ASSERT_TRUE(write("/smv-test/w/a"));
+  EXPECT_TRUE(sees("/smv-test/w/a"));
+  ASSERT_EQ(MemberOf(watcher.preferred()), 0);
+  cluster_.Pause(0);                                     // the watched member hangs: its stream just goes quiet
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // the token expires on the other members
+  EXPECT_TRUE(write("/smv-test/w/hung"));
+  EXPECT_TRUE(sees("/smv-test/w/hung")) << "the watch stayed on the hung member";
+  cluster_.Resume(0);
+  const int watched = MemberOf(watcher.preferred());
+  EXPECT_NE(watched, 0);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  cluster_.Kill(watched);  // the stream breaks; the next member has forgotten the token's use
+  EXPECT_TRUE(write("/smv-test/w/killed"));
+  EXPECT_TRUE(sees("/smv-test/w/killed")) << "the watch did not come back after its member died";
+  cluster_.Start(watched);
+  ASSERT_TRUE(cluster_.Healthy(watched, std::chrono::seconds(30))) << cluster_.Logs();
+  EXPECT_TRUE(write("/smv-test/w/restarted"));
+  EXPECT_TRUE(sees("/smv-test/w/restarted"));
+  stop();
+  std::printf("the watch ended %zu time(s) on the way:\n", ends.size());
+  for (const std::string& e : ends) std::printf("  %s\n", e.c_str());
+}
+
+// etcd with a small --quota-backend-bytes fills up and raises its NOSPACE alarm: writes are
+// kResourceExhausted naming the alarm and the fix, reads still work.
+class EtcdNoSpaceTest : public EtcdTest {
+ protected:
+  void ConfigureCluster() override { cluster_.AddFlags({"--quota-backend-bytes=" + std::to_string(1 << 20)}); }
+};
+
+TEST_F(EtcdNoSpaceTest, AFullEtcdIsResourceExhaustedNamingTheAlarmAndTheFix) {
+  KvClient client({.endpoints = cluster_.endpoints()});
+  const std::string big(64 << 10, 'x');
+  Result<TxnResult> put = TxnResult{};
+  int written = 0;
+  for (; written < 100 && put.ok(); ++written) {
+    put = client.Commit({.success = {PutOp{"/full/" + std::to_string(written), big}}});
+  }
+  ASSERT_FALSE(put.ok()) << "etcd took " << written << " x 64 KiB with a 1 MiB quota";
+  EXPECT_EQ(put.status().code(), Code::kResourceExhausted) << put.status().message();
+  for (const char* part : {"NOSPACE", "--quota-backend-bytes", "compact", "defrag", "etcdctl alarm disarm"}) {
+    EXPECT_NE(put.status().message().find(part), std::string::npos) << part << ": " << put.status().message();
+  }
+  auto again = client.Commit(CreateIfAbsent("/small", "1"));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), Code::kResourceExhausted) << again.status().message();
+  auto read = client.Get("/full/0");
+  ASSERT_TRUE(read.ok()) << read.status().message();
+  EXPECT_EQ(read->kvs.size(), 1u);
 }
 
 }  // namespace

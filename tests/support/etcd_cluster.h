@@ -40,6 +40,8 @@ class EtcdCluster {
   EtcdCluster(std::string dir, int members) : dir_(std::move(dir)), pids_(static_cast<size_t>(members), -1) {}
   // Before the first Start: clients then speak https and must show a certificate signed by `tls.ca`.
   void UseTls(EtcdTlsFiles tls) { tls_ = std::move(tls); }
+  // Before a Start: more etcd flags for every member (--quota-backend-bytes=..., --auth-token-ttl=...).
+  void AddFlags(std::vector<std::string> flags) { extra_flags_.insert(extra_flags_.end(), flags.begin(), flags.end()); }
   // "etcd://127.0.0.1:P,..." as serve's --store wants it.
   std::string StoreSpec() const {
     std::string spec = "etcd://";
@@ -79,6 +81,7 @@ class EtcdCluster {
         args.push_back(std::move(flag));
       }
     }
+    args.insert(args.end(), extra_flags_.begin(), extra_flags_.end());
     pids_[static_cast<size_t>(i)] = SpawnLogged(args, dir_ + "/" + name + ".log");
   }
   void StartAll() {
@@ -170,6 +173,7 @@ class EtcdCluster {
   std::string dir_;
   std::vector<pid_t> pids_;
   std::optional<EtcdTlsFiles> tls_;
+  std::vector<std::string> extra_flags_;
 };
 
 // Each test case runs in its own process (gtest_discover_tests) and enters a fresh network

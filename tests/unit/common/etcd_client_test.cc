@@ -1,12 +1,75 @@
-// The etcd client's parts that need no cluster: the --store address, prefix ranges, and the
-// error when no member answers (tests/etcd has the rest, against a real cluster).
+// The etcd client's parts that need no cluster: the --store address, prefix ranges, the error
+// when no member answers, and how answers are classified and members passed over, against a
+// member that takes connections but never answers (a hung one) and a stand-in that answers as
+// etcd's gateway does (tests/etcd has the rest, against a real cluster).
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include "common/etcd/kv_client.h"
 
 namespace smv::etcd {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A member that is hung (SIGSTOP): the kernel completes its connections and takes requests into
+// the socket buffer, and nothing ever answers.
+class HungMember {
+ public:
+  HungMember() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~HungMember() { close(fd_); }
+  Endpoint endpoint() const { return {.host = "127.0.0.1", .port = port_}; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// Answers POSTs as etcd's gateway would: `status` and `body` for every path; counts requests.
+class AnsweringMember {
+ public:
+  AnsweringMember(int status, std::string body) {
+    server_.Post(".*", [this, status, body](const httplib::Request& req, httplib::Response& res) {
+      if (req.path == "/v3/kv/txn") ++txns;
+      res.status = status;
+      res.set_content(body, "application/json");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~AnsweringMember() {
+    server_.stop();
+    thread_.join();
+  }
+  Endpoint endpoint() const { return {.host = "127.0.0.1", .port = port_}; }
+  std::atomic<int> txns = 0;
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+constexpr const char* kEmptyRange = R"({"header":{"revision":"7"},"kvs":[]})";
 
 TEST(EtcdEndpointsTest, ParsesEveryMember) {
   auto e = ParseEndpoints("etcd://10.0.0.1:2379,etcd-b:2381,[2001:db8::1]:2379", "--store");
@@ -42,6 +105,58 @@ TEST(EtcdClientTest, NoMemberAnsweringIsUnavailableAndNamesTheMember) {
   EXPECT_EQ(r.status().code(), Code::kUnavailable);
   EXPECT_NE(r.status().message().find("shared address store unavailable (etcd: 127.0.0.1:1"), std::string::npos)
       << r.status().message();
+}
+
+// A hung member costs one attempt (request_timeout, 1.5 s), not the call's 10 s deadline, and
+// the calls after it go to the member that answered.
+TEST(EtcdClientTest, AHungMemberCostsOneAttemptAndLaterCallsGoToTheNextMember) {
+  HungMember hung;
+  AnsweringMember answering(200, kEmptyRange);
+  KvClient client({.endpoints = {hung.endpoint(), answering.endpoint()}});
+  const auto started = Clock::now();
+  auto got = client.Get("x");
+  const auto took = Clock::now() - started;
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(got->revision, 7);
+  EXPECT_LT(took, milliseconds(3000)) << "one attempt, not the call's deadline";
+  EXPECT_EQ(client.preferred(), answering.endpoint());
+  const auto again = Clock::now();
+  ASSERT_TRUE(client.Get("x").ok());
+  EXPECT_LT(Clock::now() - again, milliseconds(1000)) << "the hung member is not asked first again";
+}
+
+// A transaction the hung member took is never sent again (its outcome is unknown), it is reported
+// as such within one attempt, and the read-back that settles it goes to the next member.
+TEST(EtcdClientTest, ATransactionAHungMemberTookIsReportedUnknownAndNotSentAgain) {
+  HungMember hung;
+  AnsweringMember answering(200, R"({"header":{"revision":"8"},"succeeded":true})");
+  KvClient client({.endpoints = {hung.endpoint(), answering.endpoint()}});
+  const auto started = Clock::now();
+  auto put = client.Commit({.success = {PutOp{"k", "v"}}});
+  const auto took = Clock::now() - started;
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.status().code(), Code::kUnavailable);
+  EXPECT_NE(put.status().message().find("its outcome is unknown"), std::string::npos) << put.status().message();
+  EXPECT_LT(took, milliseconds(3000));
+  EXPECT_EQ(answering.txns, 0) << "a transaction that went out is never sent again blindly";
+  EXPECT_EQ(client.preferred(), answering.endpoint());
+}
+
+// etcd's NOSPACE alarm (the gateway answers 429 with gRPC code 8) names the alarm and the fix, in
+// every call.
+TEST(EtcdClientTest, OutOfSpaceIsResourceExhaustedNamingTheAlarmAndTheFix) {
+  AnsweringMember full(429, R"({"error":"etcdserver: mvcc: database space exceeded",)"
+                            R"("message":"etcdserver: mvcc: database space exceeded","code":8})");
+  KvClient client({.endpoints = {full.endpoint()}});
+  auto put = client.Commit({.success = {PutOp{"k", "v"}}});
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.status().code(), Code::kResourceExhausted) << put.status().message();
+  auto lease = client.GrantLease(std::chrono::seconds(10));
+  ASSERT_FALSE(lease.ok());
+  EXPECT_EQ(lease.status().code(), Code::kResourceExhausted) << lease.status().message();
+  for (const char* part : {"out of space", "NOSPACE", "--quota-backend-bytes", "defrag", "etcdctl alarm disarm"}) {
+    EXPECT_NE(put.status().message().find(part), std::string::npos) << part << ": " << put.status().message();
+  }
 }
 
 }  // namespace
