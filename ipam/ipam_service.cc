@@ -588,7 +588,10 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();
   });
-  if (released.code() != Code::kUnavailable || journal_ == nullptr) return released;
+  // Journaled while the shared store takes no write: unreachable, or out of space (NOSPACE).
+  const bool store_takes_no_write =
+      released.code() == Code::kUnavailable || (released.code() == Code::kResourceExhausted && rules_->shared());
+  if (!store_takes_no_write || journal_ == nullptr) return released;
   return JournalRelease(pool_id, *ip, released);
 }
 

@@ -16,6 +16,7 @@ class MemoryIpamStore : public ipam::IpamStore {
   bool shared_book = false;     // behave as a book other nodes write to
   std::string node_name;        // node() of a shared book
   bool down = false;            // every call fails as etcd without quorum does (kUnavailable)
+  bool out_of_space = false;    // every commit fails as etcd with its NOSPACE alarm does
   // The next commit applies, but its answer is lost and cannot be read back (kUnavailable).
   bool apply_and_lose_answer = false;
   int applies = 0;
@@ -43,6 +44,7 @@ class MemoryIpamStore : public ipam::IpamStore {
   }
   Status ApplyAll(std::span<const ipam::IpamBatch> batches) override {
     if (down) return Unavailable("injected: shared address store unavailable");
+    if (out_of_space) return ResourceExhausted("injected: etcd is out of space (alarm NOSPACE)");
     if (fail_next_apply) {
       fail_next_apply = false;
       return Internal("injected store failure");

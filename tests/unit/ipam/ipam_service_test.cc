@@ -217,6 +217,24 @@ TEST_F(SharedBookOutageTest, ReleasesAreJournaledAndReplayedAllocationsFailClose
   EXPECT_EQ(*again, *web);
 }
 
+// etcd out of space (its NOSPACE alarm) takes no write, releases included: they are journaled and
+// replayed once it takes writes again, never lost; allocations are refused naming the alarm.
+TEST_F(SharedBookOutageTest, ReleasesWhileEtcdIsOutOfSpaceAreJournaledNotLost) {
+  Result<std::string> web = Ask("web");
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  store_.out_of_space = true;
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, Bare(*web)).ok());
+  ASSERT_EQ(journal_.entries.size(), 1u);
+  EXPECT_EQ(store_.lease_count(), 1u);
+  Result<std::string> refused = Ask("db");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("NOSPACE"), std::string::npos) << refused.status().message();
+  store_.out_of_space = false;
+  ASSERT_TRUE(service_->CatchUp().ok());
+  EXPECT_EQ(store_.lease_count(), 0u);
+  EXPECT_TRUE(journal_.entries.empty());
+}
+
 // etcd applied a commit whose answer never came and could not be read back: dockerd was told
 // "refused", so nothing may stay leased for it. Its container address is journaled as released
 // and freed by the replay that follows the next load; the name keeps its reservation.
