@@ -27,6 +27,7 @@
 #include "identity/identity_service.h"
 #include "ipam/etcd_store.h"
 #include "ipam/ipam_service.h"
+#include "ipam/node_claim.h"
 #include "ipam/split_ipam.h"
 
 namespace smv::daemon {
@@ -38,6 +39,7 @@ Result<StateStores> OpenStores(const ServeFlags& flags) {
 
 // The address book of --store: LMDB's in the state directory, or etcd's shared by several hosts.
 struct AddressBook {
+  std::unique_ptr<ipam::NodeClaim> claim;  // this daemon's --node-name in the fleet: revoked last
   std::unique_ptr<etcd::KvClient> client;
   std::unique_ptr<ipam::EtcdIpamStore> shared;
   std::unique_ptr<ipam::LmdbReleaseJournal> journal;  // releases etcd could not take yet, kept locally
@@ -125,6 +127,11 @@ Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::optional<etcd:
   book.client = std::make_unique<etcd::KvClient>(*std::move(client));
   auto shared = ipam::EtcdIpamStore::Open(*book.client, {.node = node});
   if (!shared.ok()) return shared.status();
+  // One live daemon per --node-name: claimed before this one writes to the book (node_claim.h).
+  auto claim = ipam::NodeClaim::Take(book.client->options(),
+                                     {.node = node, .holder = ipam::ClaimHolder::ThisProcess(flags.socket)});
+  if (!claim.ok()) return claim.status();
+  book.claim = std::move(claim).value();
   book.shared = std::move(shared).value();
   book.shared->StartWatch();  // a mirror of the book for reloads after a refused commit
   book.store = book.shared.get();
