@@ -343,6 +343,70 @@ class EtcdWatchAuthTest : public EtcdTest {
 // The watch is followed as the store's mirror follows it (watch again from the next revision when
 // it ends). It keeps delivering when its member hangs (the check notices and the watch moves on,
 // where its token has expired: renewed) and when its next member is killed and restarted.
+// Follows a watch as the store's mirror does: when it ends, it watches again from the revision
+// after the last change it saw.
+class WatchFollower {
+ public:
+  WatchFollower(KvClient& watcher, std::string prefix, int64_t from)
+      : watcher_(watcher), prefix_(std::move(prefix)), next_(from), thread_([this] { Follow(); }) {}
+  ~WatchFollower() {
+    done_ = true;
+    watcher_.StopWatch();
+    thread_.join();
+    std::printf("the watch ended %zu time(s) on the way:\n", ends_.size());
+    for (const std::string& e : ends_) std::printf("  %s\n", e.c_str());
+  }
+  // True once a change of `key` arrived (within 20 s).
+  bool Sees(const std::string& key) {
+    for (const auto until = std::chrono::steady_clock::now() + seconds(20); std::chrono::steady_clock::now() < until;) {
+      {
+        std::scoped_lock lock(mu_);
+        if (seen_.contains(key)) return true;
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    return false;
+  }
+  int member() {  // the member that delivered the last change
+    std::scoped_lock lock(mu_);
+    return member_;
+  }
+
+ private:
+  void Follow() {
+    while (!done_) {
+      int64_t from = 0;
+      {
+        std::scoped_lock lock(mu_);
+        from = next_;
+      }
+      Status ended = watcher_.Watch(prefix_, from, [&](std::vector<WatchEvent> batch) {
+        std::scoped_lock lock(mu_);
+        for (const WatchEvent& e : batch) {
+          seen_.insert(e.kv.key);
+          next_ = std::max(next_, e.kv.mod_revision + 1);
+        }
+        member_ = MemberOf(watcher_.preferred());
+        return true;
+      });
+      if (ended.ok()) continue;
+      std::scoped_lock lock(mu_);
+      ends_.push_back(ended.message());
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+  }
+
+  KvClient& watcher_;
+  const std::string prefix_;
+  std::mutex mu_;
+  std::set<std::string> seen_;
+  std::vector<std::string> ends_;
+  int64_t next_;
+  int member_ = -1;
+  std::atomic<bool> done_ = false;
+  std::thread thread_;
+};
+
 TEST_F(EtcdWatchAuthTest, AWatchKeepsDeliveringThroughAHungMemberAKilledOneAndExpiredTokens) {
   KvClient watcher(Options(0));
   KvClient writer(Options(1));
@@ -355,69 +419,25 @@ TEST_F(EtcdWatchAuthTest, AWatchKeepsDeliveringThroughAHungMemberAKilledOneAndEx
   ASSERT_TRUE(write("/smv-test/w/start"));
   auto start = writer.Get("/smv-test/w/start");
   ASSERT_TRUE(start.ok()) << start.status().message();
-  std::mutex mu;
-  std::set<std::string> seen;
-  std::vector<std::string> ends;
-  int64_t next = start->revision + 1;
-  std::atomic<bool> done = false;
-  std::thread follow([&] {
-    while (!done) {
-      int64_t from = 0;
-      {
-        std::scoped_lock lock(mu);
-        from = next;
-      }
-      Status ended = watcher.Watch("/smv-test/w/", from, [&](std::vector<WatchEvent> batch) {
-        std::scoped_lock lock(mu);
-        for (const WatchEvent& e : batch) {
-          seen.insert(e.kv.key);
-          next = std::max(next, e.kv.mod_revision + 1);
-        }
-        return true;
-      });
-      if (ended.ok()) continue;
-      std::scoped_lock lock(mu);
-      ends.push_back(ended.message());
-      std::this_thread::sleep_for(milliseconds(200));
-    }
-  });
-  const auto sees = [&](const std::string& key) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < until) {
-      {
-        std::scoped_lock lock(mu);
-        if (seen.contains(key)) return true;
-      }
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    return false;
-  };
-  const auto stop = [&] {
-    done = true;
-    watcher.StopWatch();
-    follow.join();
-  };
+  WatchFollower follower(watcher, "/smv-test/w/", start->revision + 1);
   ASSERT_TRUE(write("/smv-test/w/a"));
-  EXPECT_TRUE(sees("/smv-test/w/a"));
-  ASSERT_EQ(MemberOf(watcher.preferred()), 0);
-  cluster_.Pause(0);                                     // the watched member hangs: its stream just goes quiet
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // the token expires on the other members
+  EXPECT_TRUE(follower.Sees("/smv-test/w/a"));
+  ASSERT_EQ(follower.member(), 0);
+  cluster_.Pause(0);                        // the watched member hangs: its stream just goes quiet
+  std::this_thread::sleep_for(seconds(2));  // the token expires on the other members
   EXPECT_TRUE(write("/smv-test/w/hung"));
-  EXPECT_TRUE(sees("/smv-test/w/hung")) << "the watch stayed on the hung member";
+  EXPECT_TRUE(follower.Sees("/smv-test/w/hung")) << "the watch stayed on the hung member";
   cluster_.Resume(0);
-  const int watched = MemberOf(watcher.preferred());
-  EXPECT_NE(watched, 0);
-  std::this_thread::sleep_for(std::chrono::seconds(2));
-  cluster_.Kill(watched);  // the stream breaks; the next member has forgotten the token's use
+  const int watched = follower.member();
+  ASSERT_NE(watched, 0);
+  std::this_thread::sleep_for(seconds(2));
+  cluster_.Kill(watched);  // the stream breaks; the token has expired on the next member
   EXPECT_TRUE(write("/smv-test/w/killed"));
-  EXPECT_TRUE(sees("/smv-test/w/killed")) << "the watch did not come back after its member died";
-  cluster_.Start(watched);
-  ASSERT_TRUE(cluster_.Healthy(watched, std::chrono::seconds(30))) << cluster_.Logs();
+  EXPECT_TRUE(follower.Sees("/smv-test/w/killed")) << "the watch did not come back after its member died";
+  cluster_.Start(watched);  // it knows no token any more
+  ASSERT_TRUE(cluster_.Healthy(watched, seconds(30))) << cluster_.Logs();
   EXPECT_TRUE(write("/smv-test/w/restarted"));
-  EXPECT_TRUE(sees("/smv-test/w/restarted"));
-  stop();
-  std::printf("the watch ended %zu time(s) on the way:\n", ends.size());
-  for (const std::string& e : ends) std::printf("  %s\n", e.c_str());
+  EXPECT_TRUE(follower.Sees("/smv-test/w/restarted"));
 }
 
 // etcd with a small --quota-backend-bytes fills up and raises its NOSPACE alarm: writes are
