@@ -55,6 +55,34 @@ void Reconciler::ReleaseNetworkPools(const driver::NetworkRecord& network) {
   }
 }
 
+void Reconciler::KeepRunningAddresses(PassReport& report) {
+  for (const driver::EndpointRecord& endpoint : driver_.Endpoints()) {
+    if (endpoint.sandbox_key.empty()) continue;  // not joined: no container uses it yet
+    for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
+      const std::optional<Prefix> address = Prefix::Parse(cidr);
+      if (!address) continue;
+      const std::vector<std::string> pools = ipam_.PoolsOnSubnet(Prefix(address->Network(), address->length()));
+      if (pools.size() != 1) continue;
+      Result<ipam::HeldOutcome> kept =
+          ipam_.KeepHeld(pools.front(), address->address(), endpoint.container_name, endpoint.mac);
+      if (!kept.ok() || kept->kind == ipam::HeldOutcome::Kind::kHeld) continue;
+      if (kept->kind == ipam::HeldOutcome::Kind::kRetaken) {
+        ++report.addresses_retaken;
+        spdlog::warn(
+            "address {} of container {} had been freed in the shared book (reservations release --node?) "
+            "and was still free: taken again",
+            address->address().ToString(), endpoint.container_name);
+        continue;
+      }
+      ++report.addresses_given_away;
+      spdlog::error(
+          "address {} of container {} (endpoint {}) was freed in the shared book while this host was cut off and "
+          "is now another's: {}; the same address is on the wire twice until you stop or disconnect this container",
+          address->address().ToString(), endpoint.container_name, ShortId(endpoint.endpoint_id), kept->holder);
+    }
+  }
+}
+
 driver::ReconcileReport Reconciler::AtStart() {
   driver::ReconcileReport report = driver_.Reconcile();
   for (const driver::EndpointRecord& e : report.torn_down) ReleaseEndpointLeases(e);
@@ -134,6 +162,7 @@ Reconciler::PassReport Reconciler::PassOnce() {
       spdlog::warn("the address store does not answer: {}", caught_up.message());
     }
   }
+  if (caught_up.ok()) KeepRunningAddresses(report);
   Result<std::vector<engine::EngineContainer>> containers =
       engine_.Ping(options_.ping_timeout)
           ? engine_.ListContainers(options_.list_timeout)

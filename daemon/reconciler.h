@@ -59,8 +59,10 @@ class Reconciler {
     bool engine_answered = false;
     int names_learned = 0;
     int reservations_released = 0;
-    int endpoints_cleaned = 0;  // lost DeleteEndpoint/ReleaseAddress made up for
-    int networks_cleaned = 0;   // lost DeleteNetwork/ReleasePool made up for
+    int endpoints_cleaned = 0;     // lost DeleteEndpoint/ReleaseAddress made up for
+    int networks_cleaned = 0;      // lost DeleteNetwork/ReleasePool made up for
+    int addresses_retaken = 0;     // freed in the shared book behind this host's back, taken again
+    int addresses_given_away = 0;  // freed behind its back and now another's: still in use here
   };
   PassReport PassOnce();
 
@@ -76,6 +78,9 @@ class Reconciler {
   // The cross-service halves: free what the IPAM still holds for a removed endpoint or network.
   void ReleaseEndpointLeases(const driver::EndpointRecord& endpoint);
   void ReleaseNetworkPools(const driver::NetworkRecord& network);
+  // A shared book may have freed this host's addresses (`reservations release --node` while it
+  // was only cut off): each running container's address is taken again, or reported as given away.
+  void KeepRunningAddresses(PassReport& report);
 
   engine::EngineApi& engine_;
   ipam::IpamApi& ipam_;

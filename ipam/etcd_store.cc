@@ -609,6 +609,18 @@ Status EtcdIpamStore::FenceNode(const std::string& node) {
   return done.status();
 }
 
+Result<bool> EtcdIpamStore::CommitKeyMoved() {
+  const uint64_t seen = unavailable_answers_;
+  std::scoped_lock lock(mu_);
+  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  Result<etcd::RangeResult> got = client_.Get(CommitKey(), kCallBudget);
+  NoteAnswerLocked(got.status());
+  if (!got.ok()) return got.status();
+  auto known = revisions_.find(CommitKey());
+  const int64_t now = got->kvs.empty() ? 0 : got->kvs.front().mod_revision;
+  return now != (known == revisions_.end() ? 0 : known->second);
+}
+
 std::vector<std::string> EtcdIpamStore::undecodable_keys() const {
   std::scoped_lock lock(mu_);
   return undecodable_;

@@ -105,6 +105,7 @@ class EtcdIpamStore : public IpamStore {
   // Moves `node`'s commit key on, noting who released it: every transaction that node sent or
   // decided before fails, and its next load tells it (`reservations release --node`).
   Status FenceNode(const std::string& node) override;
+  Result<bool> CommitKeyMoved() override;
   // Keys under the prefix the last load could not decode ("key: why"), skipped (fsck, doctor).
   std::vector<std::string> undecodable_keys() const;
   std::string node() const override { return options_.node; }

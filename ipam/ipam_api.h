@@ -45,6 +45,12 @@ struct ReservationView {
   std::string node;                     // in a shared book: the host whose lease holds the address
 };
 
+// Whether this host still holds the address of a running container (KeepHeld).
+struct HeldOutcome {
+  enum class Kind { kHeld, kRetaken, kGivenAway } kind = Kind::kHeld;
+  std::string holder;  // kGivenAway: who has it now, as the refusal said
+};
+
 // A pool and how many of its addresses are leased now (metrics).
 struct PoolUsage {
   std::string pool_id;
@@ -79,6 +85,11 @@ class IpamApi {
   virtual std::vector<PoolUsage> PoolUsages() const = 0;
   virtual bool HasActivePool(const std::string& pool_id) const = 0;
   virtual std::optional<PoolConfig> FindPool(const std::string& pool_id) const = 0;
+  // A running container of this host uses `address`: in a shared book that freed it behind this
+  // host's back (`reservations release --node` while the host was only cut off), it is taken
+  // again where still free; kGivenAway when another node or name has it now. A local book: kHeld.
+  virtual Result<HeldOutcome> KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
+                                       const std::string& mac) = 0;
 };
 
 }  // namespace smv::ipam

@@ -311,7 +311,39 @@ void IpamService::ReloadForCommandLocked() {
 }
 
 Status IpamService::CatchUp() {
+  if (rules_->shared()) {
+    // Released by another host while this one was cut off (its commit key was moved): reload,
+    // so that what it believes it holds is what the book says.
+    Result<bool> moved = store_.CommitKeyMoved();
+    if (moved.ok() && *moved) {
+      std::scoped_lock lock(mu_);
+      reload_pending_ = true;
+    }
+  }
   return Durably([] { return OkStatus(); });
+}
+
+Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
+                                          const std::string& mac) {
+  if (!rules_->shared()) return HeldOutcome{};
+  {
+    std::scoped_lock lock(mu_);
+    auto it = pools_.find(pool_id);
+    if (it == pools_.end()) return HeldOutcome{};  // not this book's to judge
+    const Lease* lease = it->second.allocator.FindLease(address);
+    if (lease != nullptr && lease->node == store_.node()) return HeldOutcome{};
+    if (lease != nullptr) {
+      return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway,
+                         .holder = fmt::format("node {}{}", lease->node,
+                                               lease->name.empty() ? "" : " (container \"" + lease->name + "\")")};
+    }
+  }
+  Result<std::string> again = RequestAddress({pool_id, address.ToString(), false, name, "", mac});
+  if (again.ok()) return HeldOutcome{.kind = HeldOutcome::Kind::kRetaken, .holder = ""};
+  if (IsRefusal(again.status())) {
+    return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway, .holder = again.status().message()};
+  }
+  return again.status();
 }
 
 Status IpamService::SameGatewayAsTheFleet(const PoolState& state, const IpAddress& wanted) {

@@ -95,6 +95,8 @@ class IpamService : public IpamApi {
   std::vector<PoolUsage> PoolUsages() const override;
   bool HasActivePool(const std::string& pool_id) const override;
   std::optional<PoolConfig> FindPool(const std::string& pool_id) const override;
+  Result<HeldOutcome> KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
+                               const std::string& mac) override;
 
  private:
   struct PoolState {

@@ -136,6 +136,9 @@ class IpamStore {
   // Shared stores: makes every commit `node` (another host) decided on its view so far fail, so
   // that it reloads before it decides again (`reservations release --node`). Others: nothing.
   virtual Status FenceNode(const std::string& node);
+  // Shared stores: whether another process wrote this node's commit key since this node last
+  // did (FenceNode): this node's view is then older than what it holds. Others: false.
+  virtual Result<bool> CommitKeyMoved();
 
  protected:
   // Load() for stores that implement LoadInto: collects what it streams.

@@ -259,6 +259,8 @@ int64_t IpamStore::LeaseRevision(const std::string&, const IpAddress&) { return 
 
 Status IpamStore::FenceNode(const std::string&) { return OkStatus(); }
 
+Result<bool> IpamStore::CommitKeyMoved() { return false; }
+
 Status IpamStore::LoadInto(IpamLoadSink& sink) {
   Result<IpamSnapshot> snapshot = Load();
   if (!snapshot.ok()) return snapshot.status();

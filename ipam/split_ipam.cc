@@ -184,4 +184,10 @@ IpamSnapshot MergeLocalBook(IpamSnapshot shared, IpamSnapshot local) {
   return shared;
 }
 
+Result<HeldOutcome> SplitIpam::KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
+                                        const std::string& mac) {
+  auto [book, id] = Route(pool_id);
+  return book->KeepHeld(id, address, name, mac);
+}
+
 }  // namespace smv::ipam

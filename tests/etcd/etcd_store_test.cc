@@ -586,6 +586,32 @@ TEST_F(StaleHostTest, ReleasingANodeKeepsTheSubnetsGatewayAndTheNodeLearnsIt) {
   EXPECT_EQ(a->service->LeaseCount(pool), 2u) << "the gateway and z: host-a no longer believes it holds x's address";
 }
 
+// A host released with `reservations release --node` while it was only cut off: at its next pass
+// it learns it (its commit key moved), takes its running containers' addresses again where still
+// free, and is told which were given away meanwhile.
+TEST_F(StaleHostTest, AReleasedHostTakesItsRunningAddressesBackOrLearnsTheyWereGivenAway) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  Result<std::string> x = a->Run(pool, "x");       // a named container
+  Result<std::string> unnamed = a->Run(pool, "");  // an engine that sends no name
+  ASSERT_TRUE(x.ok() && unnamed.ok());
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  ASSERT_EQ(b->Pool(), pool);
+  ASSERT_EQ(*b->service->ReleaseNode("host-a"), 2);
+  const IpAddress given = *IpAddress::Parse(AddressOf(*unnamed));
+  ASSERT_TRUE(b->service->RequestAddress({pool, AddressOf(*unnamed), false, "z", "", ""}).ok());
+
+  ASSERT_TRUE(a->service->CatchUp().ok());  // the reconciler's pass: reloads, the key moved
+  Result<HeldOutcome> kept = a->service->KeepHeld(pool, *IpAddress::Parse(AddressOf(*x)), "x", "");
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  EXPECT_EQ(kept->kind, HeldOutcome::Kind::kRetaken);
+  Result<HeldOutcome> lost = a->service->KeepHeld(pool, given, "", "");
+  ASSERT_TRUE(lost.ok()) << lost.status().message();
+  EXPECT_EQ(lost->kind, HeldOutcome::Kind::kGivenAway);
+  EXPECT_NE(lost->holder.find("host-b"), std::string::npos) << lost->holder;
+  EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*x), "x"}, {AddressOf(*unnamed), "z"}}));
+}
+
 // The release journal frees exactly the lease that was released: after this host took the
 // address again (a new lease), a late replay of the old release changes nothing.
 TEST_F(StaleHostTest, AJournaledReleaseNeverFreesALaterLeaseOfTheSameAddress) {

@@ -12,17 +12,19 @@ namespace smv::testing {
 class MemoryIpamStore : public ipam::IpamStore {
  public:
   bool fail_next_apply = false;
-  int refuse_next_applies = 0;  // as a shared store refuses a commit another node beat (kAborted)
-  bool shared_book = false;     // behave as a book other nodes write to
-  std::string node_name;        // node() of a shared book
-  bool down = false;            // every call fails as etcd without quorum does (kUnavailable)
-  bool out_of_space = false;    // every commit fails as etcd with its NOSPACE alarm does
+  int refuse_next_applies = 0;    // as a shared store refuses a commit another node beat (kAborted)
+  bool shared_book = false;       // behave as a book other nodes write to
+  std::string node_name;          // node() of a shared book
+  bool down = false;              // every call fails as etcd without quorum does (kUnavailable)
+  bool out_of_space = false;      // every commit fails as etcd with its NOSPACE alarm does
+  bool commit_key_moved = false;  // another host released this node (CommitKeyMoved, once)
   // The next commit applies, but its answer is lost and cannot be read back (kUnavailable).
   bool apply_and_lose_answer = false;
   int applies = 0;
   int loads = 0;
 
   bool shared() const override { return shared_book; }
+  Result<bool> CommitKeyMoved() override { return std::exchange(commit_key_moved, false); }
   std::string node() const override { return node_name; }
   // Another node's lease, written behind the service's back.
   void PutLease(const ipam::LeaseRecord& lease) { leases_[{lease.pool_id, lease.address.ToString()}] = lease; }

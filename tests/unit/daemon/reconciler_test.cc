@@ -124,5 +124,35 @@ TEST_F(ReconcilerTest, UnsureEngineCleansNothing) {
   EXPECT_TRUE(driver_->FindNetwork(kNet).has_value());
 }
 
+// A book shared by hosts freed this host's addresses behind its back (`reservations release
+// --node` while it was only cut off): each pass takes a running container's address again while
+// it is free, and reports it when another node has it now.
+TEST_F(ReconcilerTest, ARunningContainersAddressFreedBehindThisHostsBackIsTakenAgainOrReported) {
+  Result<std::string> web = Start(kEp1, "web");
+  ASSERT_TRUE(web.ok());
+  const std::string address = web->substr(0, web->find('/'));
+  ipam_store_.ForgetLease(pool_, address);  // released by another host
+  ipam_store_.shared_book = true;
+  ipam_store_.node_name = "host-a";
+  auto shared = ipam::IpamService::Create(ipam_store_, [this] { return now_; });
+  ASSERT_TRUE(shared.ok());
+  daemon::Reconciler reconciler(engine_, **shared, *driver_, *identity_,
+                                daemon::ReconcilerOptions{.apply_presence = false}, [this] { return now_; });
+  engine_.containers.push_back(EngineContainer{"c1", "web", {}});
+  EXPECT_EQ(reconciler.PassOnce().addresses_retaken, 1);
+  ASSERT_NE(ipam_store_.FindLease(pool_, address), nullptr);
+  EXPECT_EQ(ipam_store_.FindLease(pool_, address)->lease.node, "host-a");
+  EXPECT_EQ(reconciler.PassOnce().addresses_retaken, 0);  // held: nothing to do
+
+  ipam::LeaseRecord other = *ipam_store_.FindLease(pool_, address);
+  other.lease.node = "host-b";
+  other.lease.name = "z";
+  ipam_store_.PutLease(other);  // freed again and given to another host's container
+  ipam_store_.commit_key_moved = true;
+  const daemon::Reconciler::PassReport report = reconciler.PassOnce();
+  EXPECT_EQ(report.addresses_given_away, 1);
+  EXPECT_EQ(ipam_store_.FindLease(pool_, address)->lease.node, "host-b") << "never taken from the other host";
+}
+
 }  // namespace
 }  // namespace smv::identity
