@@ -19,6 +19,7 @@
 #include "daemon/api/plugin_server.h"
 #include "daemon/reconciler.h"
 #include "daemon/state_check.h"
+#include "daemon/state_lock.h"
 #include "daemon/state_stores.h"
 #include "driver/driver_service.h"
 #include "driver/netlink/link_manager.h"
@@ -144,6 +145,22 @@ Result<AddressBook> OpenAddressBook(const ServeFlags& flags, std::optional<etcd:
   return book;
 }
 
+// The one writer of a state directory (state_lock.h): its lock, held until serve returns, and the
+// owner tag of its links. Refused while another daemon serves the socket or holds the directory.
+struct OneWriter {
+  std::unique_ptr<StateLock> lock;
+  std::string link_owner_tag;
+};
+
+Result<OneWriter> TakeStateDirectory(const ServeFlags& flags) {
+  SMV_RETURN_IF_ERROR(RefuseIfSocketServed(flags.socket));
+  auto lock = StateLock::Acquire(flags.state_dir, flags.socket);
+  if (!lock.ok()) return lock.status();
+  auto instance_id = LoadOrCreateInstanceId(flags.state_dir);
+  if (!instance_id.ok()) return instance_id.status();
+  return OneWriter{std::move(lock).value(), LinkOwnerTag(*instance_id)};
+}
+
 // Blocks SIGTERM/SIGINT in every thread started after this, so only StopOnSignal receives them.
 sigset_t BlockStopSignals() {
   sigset_t stop_signals;
@@ -204,6 +221,7 @@ Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, Ad
   s.driver->SetAnnounceSchedule(s.announce.get());
   auto reaper_links = nl::LinkManager::Open();  // its own netlink socket: see link_reaper.h
   if (!reaper_links.ok()) return reaper_links.status();
+  (*reaper_links)->SetOwnerTag(links.owner_tag());
   s.reaper = std::make_unique<driver::LinkReaper>(std::move(reaper_links).value());
   return s;
 }
@@ -223,6 +241,8 @@ Status Serve(const ServeFlags& flags) {
   // Start-up order: open the store, reconcile the kernel with it, then listen.
   auto shared_client = SharedStoreClient(flags);
   if (!shared_client.ok()) return shared_client.status();
+  auto writer = TakeStateDirectory(flags);  // before anything is opened or changed
+  if (!writer.ok()) return writer.status();
   auto stores = OpenStores(flags);
   if (!stores.ok()) return stores.status();
   auto book = OpenAddressBook(flags, std::move(shared_client).value(), *stores);
@@ -230,6 +250,7 @@ Status Serve(const ServeFlags& flags) {
   auto links = nl::LinkManager::Open();
   if (!links.ok()) return links.status();
   (*links)->SetNetSysctlDir(flags.net_sysctl_dir);
+  (*links)->SetOwnerTag(writer->link_owner_tag);  // so that other instances leave our links alone
   auto services = CreateServices(flags, *stores, *book, **links);
   if (!services.ok()) return services.status();
   const auto loaded_ms = ms_since(started);

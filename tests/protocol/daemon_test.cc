@@ -1151,3 +1151,149 @@ TEST_F(DaemonTest, MetricsListenRefusesABodyUnreadAndKeepsServing) {
 
 }  // namespace
 }  // namespace smv
+
+namespace smv {
+namespace {
+
+// One writer (daemon/state_lock.h): a second serve on a live daemon's state directory or socket is
+// refused naming the holder and changes nothing; a daemon on a state directory of its own in the
+// same network namespace never deletes the first one's links (they carry its owner tag).
+class OneWriterTest : public DaemonTest {
+ protected:
+  static constexpr const char* kNetwork = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+  static constexpr const char* kHostLink = "smvhccccccccccc";
+  static constexpr const char* kEndpointLink = "smveeeeeeeeeee";
+
+  // The first daemon's network with host access (its host link) and an endpoint created but not
+  // joined yet: a container start in flight, its link still in the host.
+  void CreateNetworkWithHostLinkAndEndpoint() {
+    httplib::Client cli = Client();
+    auto [s1, pool] = Post(cli, "IpamDriver.RequestPool",
+                           {{"AddressSpace", "static-macvlan-local"},
+                            {"Pool", "192.0.2.0/24"},
+                            {"SubPool", ""},
+                            {"Options", json::object()},
+                            {"V6", false}});
+    ASSERT_EQ(s1, 200) << pool;
+    auto [s2, net] =
+        Post(cli, "NetworkDriver.CreateNetwork",
+             {{"NetworkID", kNetwork},
+              {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}, {"host_ip", "192.0.2.253"}}}}},
+              {"IPv4Data",
+               {{{"AddressSpace", "static-macvlan-local"}, {"Pool", "192.0.2.0/24"}, {"Gateway", "192.0.2.254/24"}}}},
+              {"IPv6Data", json::array()}});
+    ASSERT_EQ(s2, 200) << net << Log();
+    auto [s3, address] = Post(cli, "IpamDriver.RequestAddress",
+                              {{"PoolID", pool["PoolID"]},
+                               {"Address", "192.0.2.20"},
+                               {"Options", {{"com.docker.network.endpoint.name", "web-1"}}}});
+    ASSERT_EQ(s3, 200) << address;
+    auto [s4, endpoint] = Post(cli, "NetworkDriver.CreateEndpoint",
+                               {{"NetworkID", kNetwork},
+                                {"EndpointID", std::string(64, 'e')},
+                                {"Interface", {{"Address", "192.0.2.20/24"}, {"MacAddress", ""}}}});
+    ASSERT_EQ(s4, 200) << endpoint;
+    ASSERT_TRUE(links_->Find(kHostLink)->has_value()) << Log();
+    ASSERT_TRUE(links_->Find(kEndpointLink)->has_value()) << Log();
+  }
+
+  // A second serve with `args`, killed with the test if it is still running then.
+  struct Second {
+    pid_t pid = -1;
+    ~Second() {
+      if (pid > 0 && kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
+    }
+  };
+  void StartSecond(Second& second, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {SMV_BINARY, "serve", "--log-level", "debug"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    second.pid = testing::SpawnLogged(argv, dir_.Sub("second.log"));
+  }
+  // Its exit status once it has stopped by itself; -1 when it still serves after 15 s.
+  int ExitStatusOf(Second& second) {
+    for (int i = 0; i < 300; ++i) {
+      int status = 0;
+      if (waitpid(second.pid, &status, WNOHANG) == second.pid) {
+        second.pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+  std::string SecondLog() const {
+    std::ifstream in(dir_.Sub("second.log"));
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  static std::string FileText(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  void ExpectFirstDaemonIntact() {
+    EXPECT_TRUE(links_->Find(kHostLink)->has_value()) << "the first daemon's host link was deleted\n" << SecondLog();
+    EXPECT_TRUE(links_->Find(kEndpointLink)->has_value()) << "the first daemon's endpoint link was deleted\n"
+                                                          << SecondLog();
+    httplib::Client cli = Client();
+    EXPECT_EQ(Post(cli, "Plugin.Activate", nullptr).first, 200) << "the first daemon no longer answers";
+  }
+};
+
+TEST_F(OneWriterTest, ASecondServeOnTheSameStateDirIsRefusedNamingTheHolderAndTouchesNothing) {
+  CreateNetworkWithHostLinkAndEndpoint();
+  const std::string book_before = FileText(dir_.Sub("state/data.mdb"));
+  Second second;
+  StartSecond(second, {"--socket", dir_.Sub("second.sock"), "--state-dir", dir_.Sub("state")});
+  EXPECT_EQ(ExitStatusOf(second), 1) << "a second daemon serves the same state directory\n" << SecondLog();
+  const std::string said = SecondLog();
+  EXPECT_NE(said.find("--state-dir \"" + dir_.Sub("state") + "\" is held by another static-macvlan serve (PID " +
+                      std::to_string(pid_) + ", socket " + socket_ + ")"),
+            std::string::npos)
+      << said;
+  EXPECT_FALSE(fs::exists(dir_.Sub("second.sock")));
+  EXPECT_EQ(FileText(dir_.Sub("state/data.mdb")), book_before) << "the first daemon's LMDB was written";
+  ExpectFirstDaemonIntact();
+}
+
+TEST_F(OneWriterTest, ASecondServeOnTheLiveSocketIsRefusedBeforeItsReconcile) {
+  CreateNetworkWithHostLinkAndEndpoint();
+  Second second;
+  StartSecond(second, {"--socket", socket_, "--state-dir", dir_.Sub("state2")});
+  EXPECT_EQ(ExitStatusOf(second), 1) << SecondLog();
+  const std::string said = SecondLog();
+  EXPECT_NE(said.find("--socket " + socket_ + " is served by another process (PID " + std::to_string(pid_)),
+            std::string::npos)
+      << said;
+  EXPECT_FALSE(fs::exists(dir_.Sub("state2"))) << "the refused daemon created its state directory";
+  ExpectFirstDaemonIntact();
+}
+
+TEST_F(OneWriterTest, ADaemonOnAnotherStateDirLeavesTheFirstsLinksAndSweepsUntaggedOrphans) {
+  CreateNetworkWithHostLinkAndEndpoint();
+  // An older version's orphan (no owner tag): still swept, so upgrades lose nothing.
+  ASSERT_TRUE(links_->CreateMacvlan({"smv0ddba11cafe", "eth1", "bridge", 0, ""}).ok());
+  Second second;
+  StartSecond(second, {"--socket", dir_.Sub("second.sock"), "--state-dir", dir_.Sub("state2")});
+  httplib::Client cli(dir_.Sub("second.sock"));
+  cli.set_address_family(AF_UNIX);
+  bool answered = false;
+  for (int i = 0; i < 600 && !answered; ++i) {  // it answers once its start-up reconcile is done
+    answered = static_cast<bool>(cli.Post("/Plugin.Activate", "", ""));
+    if (!answered) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(answered) << SecondLog();
+  EXPECT_FALSE(links_->Find("smv0ddba11cafe")->has_value()) << SecondLog();
+  ExpectFirstDaemonIntact();
+  kill(second.pid, SIGTERM);
+  EXPECT_EQ(ExitStatusOf(second), 0) << SecondLog();
+  // What kept them: the first daemon's owner tag, made of its state directory's instance id.
+  const std::string id = FileText(dir_.Sub("state/instance-id"));
+  ASSERT_EQ(id.size(), 17u) << id;
+  for (const char* link : {kHostLink, kEndpointLink}) {
+    Result<std::optional<nl::LinkInfo>> found = links_->Find(link);
+    ASSERT_TRUE(found.ok() && found->has_value()) << link;
+    EXPECT_EQ((*found)->alias, "static-macvlan:" + id.substr(0, 16)) << link;
+  }
+}
+
+}  // namespace
+}  // namespace smv
