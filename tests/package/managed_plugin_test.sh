@@ -120,4 +120,16 @@ sent=$(echo "$metrics" | awk '/^static_macvlan_announcements_total\{kind="arp",r
 failed=$(echo "$metrics" | awk '/^static_macvlan_announcements_total\{kind="arp",result="error"\}/ {print $2}')
 [ "${sent:-0}" != 0 ] && [ -z "$failed" ] || fail "gratuitous ARPs from the plugin: ok=${sent:-0} error=${failed:-0}"
 pass "the managed plugin sends gratuitous ARPs (ok=$sent, no errors)"
+
+# One writer per host (README, Daemon): a serve on the enabled plugin's state directory, as the
+# .deb service would start beside it, is refused naming the managed plugin, and changes nothing.
+refused=$(in_docker_ns timeout 20 "$SMV" serve --socket "$E2E_DIR/beside.sock" --state-dir "$E2E_DIR/state" \
+  --docker-host "unix://$DOCKER_SOCK" 2>&1) && fail "a serve on the managed plugin's state directory started"
+case "$refused" in
+  *"is held by another static-macvlan serve (PID "*"the managed plugin "*"One of them per host: the .deb service or the managed plugin"*) ;;
+  *) fail "serve beside the managed plugin, not refused as one of them per host: $refused" ;;
+esac
+[ ! -e "$E2E_DIR/beside.sock" ] || fail "the refused serve left its socket"
+d exec a-0 true && [ "$(ip_of a-0 lan)" = "$first" ] || fail "the plugin's a-0 lost $first beside the refused serve"
+pass "a serve on the managed plugin's state directory is refused: one of them per host"
 echo "managed_plugin_test.sh: $E2E_PASSED passed"
