@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -246,10 +247,17 @@ class PartitionTest : public ::testing::Test {
     return host;
   }
 
-  Call Allocate(PluginHost& host, const std::string& name) {
-    Operation op{.kind = OpKind::kAllocate, .start_us = history_.Now(), .node = host.node().name(), .name = name};
+  // `want`: the address asked for (docker run --ip); empty: any.
+  Call Allocate(PluginHost& host, const std::string& name, const std::string& want = "") {
+    Operation op{.kind = OpKind::kAllocate,
+                 .start_us = history_.Now(),
+                 .node = host.node().name(),
+                 .name = name,
+                 .address = want};
+    json request = testing::AddressRequest(pool_, name);
+    if (!want.empty()) request["Address"] = want;
     httplib::Client cli = host.node().Client();
-    const json answer = host.node().Post(cli, "IpamDriver.RequestAddress", testing::AddressRequest(pool_, name));
+    const json answer = host.node().Post(cli, "IpamDriver.RequestAddress", request);
     return Record(std::move(op), answer);
   }
   Call Release(PluginHost& host, const std::string& name, const std::string& address) {
@@ -579,7 +587,8 @@ TEST_F(PartitionTest, AWallClockJumpOfAnHourOnOneHostChangesNothing) {
 #endif
 
 // Everything in turn while eight clients move names between four hosts (one of which reaches
-// etcd only through answer-losing proxies): a minority member's side cut off, a host cut off
+// etcd only through answer-losing proxies) and a fifth, quiet host asks for other names'
+// addresses now and then: a minority member's side cut off, a host cut off
 // from etcd, the member a host talks to hung, the leader's port down, a host SIGKILLed and
 // restarted. Sizes: SMV_PARTITION_ALLOCATIONS (default 300), SMV_PARTITION_FAULT_SECONDS
 // (default 3); scripts/chaos.sh runs 10,000 allocations with 10 s faults.
@@ -593,18 +602,26 @@ class PartitionChaos : public PartitionTest {
   };
 
   // One client: each name in turn leaves its host (release, until answered) and runs on
-  // another (allocate); refused: it stays out until its next turn.
+  // another (allocate); refused: it stays out until its next turn. One in six leaves for good
+  // and a new name takes its turns.
   void MoveNames(int client, int names, int target, std::atomic<int>& allocated, const std::atomic<bool>& faults_done) {
     std::mt19937 random(seed_ * 1000 + static_cast<uint32_t>(client));
     std::vector<int> host_of(static_cast<size_t>(names), -1);
-    std::vector<std::string> address_of(static_cast<size_t>(names));
+    std::vector<std::string> address_of(static_cast<size_t>(names)), name_of;
+    for (int n = 0; n < names; ++n) name_of.push_back("c" + std::to_string(client) + "-" + std::to_string(n));
+    int renamed = 0;
     while (allocated < target || !faults_done) {
       for (int n = 0; n < names; ++n) {
-        const std::string name = "c" + std::to_string(client) + "-" + std::to_string(n);
+        std::string& name = name_of[static_cast<size_t>(n)];
         int& at = host_of[static_cast<size_t>(n)];
         if (at >= 0 && Release(*hosts_[static_cast<size_t>(at)], name, address_of[static_cast<size_t>(n)]).outcome !=
                            Outcome::kOk) {
           continue;  // not answered: released again next turn
+        }
+        // Now and then a container is removed for good (its name keeps its reservation) and a new
+        // name comes: a host whose view is stale must not give it a reserved address.
+        if (at >= 0 && random() % 6 == 0) {
+          name = "c" + std::to_string(client) + "-" + std::to_string(n) + "-" + std::to_string(++renamed);
         }
         const int previous = at;
         at = static_cast<int>(random() % kHosts);
@@ -622,6 +639,33 @@ class PartitionChaos : public PartitionTest {
         ++allocated;
       }
     }
+  }
+
+  // The address of the name reserved last among those not running now (their last call was an
+  // answered release): what a host that loaded the book before may not know is reserved.
+  std::string NewestStoppedReservation() const {
+    struct Seen {
+      int64_t first_answer = -1;
+      std::string address;
+      bool running = false;
+    };
+    std::map<std::string, Seen> names;
+    std::vector<Operation> ops = history_.operations();
+    std::sort(ops.begin(), ops.end(), [](const Operation& a, const Operation& b) { return a.end_us < b.end_us; });
+    for (const Operation& op : ops) {
+      if (op.outcome != Outcome::kOk || op.name.starts_with("quiet-")) continue;
+      Seen& seen = names[op.name];
+      if (op.kind == OpKind::kAllocate && seen.first_answer < 0)
+        seen.first_answer = op.end_us, seen.address = op.address;
+      seen.running = op.kind == OpKind::kAllocate;
+    }
+    const Seen* newest = nullptr;
+    for (const auto& [name, seen] : names) {
+      if (!seen.running && seen.first_answer >= 0 && (!newest || seen.first_answer > newest->first_answer)) {
+        newest = &seen;
+      }
+    }
+    return newest ? newest->address : "";
   }
 
   // A new name on `host` right after a cut: refused within the budget, naming etcd.
@@ -707,6 +751,9 @@ TEST_F(PartitionChaos, NamesMovingUnderPartitionsHungMembersAndLostAnswersAreNev
   AddHost("host-1", cluster_->StoreSpec({1, 2, 0}));
   AddHost("host-2", cluster_->StoreSpec({kHungMember, 0, 1}));
   AddHost("host-3", proxied);
+  // A quiet host: now and then a new name asks for (--ip) an address another name was answered,
+  // while the fleet's book moves on under it (issue 27, Why 1): always refused.
+  PluginHost& quiet = AddHost("host-quiet", cluster_->StoreSpec());
   ASSERT_FALSE(HasFailure());
 
   const auto start = Clock::now();
@@ -716,6 +763,15 @@ TEST_F(PartitionChaos, NamesMovingUnderPartitionsHungMembersAndLostAnswersAreNev
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] { MoveNames(c, 16, target, allocated, faults_done); });
   }
+  clients.emplace_back([&] {  // asks for other names' reserved addresses: each must be refused
+    for (int i = 0; !faults_done; ++i) {
+      std::this_thread::sleep_for(milliseconds(700));
+      const std::string name = "quiet-" + std::to_string(i);
+      const std::string taken = NewestStoppedReservation();
+      const Call call = Allocate(quiet, name, taken);
+      if (call.outcome == Outcome::kOk) Release(quiet, name, call.address);
+    }
+  });
   Figures figures;
   do {
     RunFaults(fault, between, figures);
@@ -738,6 +794,18 @@ TEST_F(PartitionChaos, NamesMovingUnderPartitionsHungMembersAndLostAnswersAreNev
       static_cast<long long>(max_of(figures.heal_ms)), figures.hung_latency_ms.size(), static_cast<long long>(hung_p99),
       static_cast<long long>(kHungP99BudgetMs), static_cast<long long>(max_of(figures.hung_latency_ms)), dropped.load(),
       txns.load());
+  int quiet_asked = 0, quiet_given = 0;
+  std::string quiet_refusal;
+  for (const Operation& op : history_.operations()) {
+    if (op.node != "host-quiet" || op.kind != OpKind::kAllocate) continue;
+    ++quiet_asked;
+    quiet_given += op.outcome == Outcome::kOk ? 1 : 0;
+    if (op.outcome != Outcome::kOk) quiet_refusal = op.detail;  // the last one
+  }
+  std::printf(
+      "chaos-partition: the quiet host asked for %d reserved addresses of stopped names, was given %d "
+      "(last refusal: %s)\n",
+      quiet_asked, quiet_given, quiet_refusal.c_str());
   EXPECT_LT(hung_p99, kHungP99BudgetMs) << "allocation p99 on the host of a hung member";
   CheckEverything("chaos-partition");
 }
