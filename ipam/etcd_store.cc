@@ -246,10 +246,11 @@ Result<etcd::RangeResult> EtcdIpamStore::ReadBookLocked(Clock::time_point until)
     const auto layout = std::find_if(all->kvs.begin(), all->kvs.end(),
                                      [&](const etcd::KeyValue& kv) { return kv.key == keys_.layout; });
     if (layout != all->kvs.end() && layout->value == kBookLayout) return all;
-    if (layout != all->kvs.end() && layout->value > kBookLayout) {
+    // Absent or "1" is migrated; anything else is a later layout (or not ours): never rewritten.
+    if (layout != all->kvs.end() && layout->value != "1") {
       return FailedPrecondition(
-          fmt::format("the shared address book under {} has layout {}, newer than this "
-                      "version's ({}): upgrade static-macvlan on this host",
+          fmt::format("the shared address book under {} has layout \"{}\"; this version "
+                      "reads layout {} and migrates 1: upgrade static-macvlan on this host",
                       options_.prefix, layout->value, kBookLayout));
     }
     Status migrated = MigrateLocked(*all, until);
@@ -564,6 +565,8 @@ Status EtcdIpamStore::ApplyAllLocked(std::span<const IpamBatch> batches) {
       return Aborted("the shared address book changed under this commit: another node wrote first");
     }
     revision = done->revision;
+  } else if (done.status().code() == Code::kResourceExhausted) {
+    return done.status();  // etcd out of space refused it: not applied, and a fence would be refused too
   } else {
     // The answer was lost: read back. Not applied means fenced off, so it never will apply.
     Result<std::optional<int64_t>> applied = FenceUnless(commit_id, Left(until));

@@ -230,9 +230,19 @@ Status IpamService::LoadLocked() {
     }
     void OnReservation(ReservationRecord r) override {
       auto it = loaded.find(r.pool_id);
+      // A shared book's pool deleted by a host that had not seen this reservation yet: the pool
+      // is kept as removed (as ReleasePool keeps one with reservations), never the name lost.
+      if (it == loaded.end() && service.rules_->shared()) it = KeepRemovedPool(r.pool_id);
       if (it == loaded.end()) return;
       Remember(it->second, r);
       ++reservations;
+    }
+    std::map<std::string, PoolState>::iterator KeepRemovedPool(const std::string& pool_id) {
+      const std::optional<Prefix> subnet = Prefix::Parse(pool_id);  // a shared pool's id is its subnet
+      if (!subnet || subnet->HasHostBits()) return loaded.end();
+      PoolRecord record{.config = {.id = pool_id, .subnet = *subnet}, .users = 0};
+      PoolAllocator allocator = service.NewAllocator(record);
+      return loaded.emplace(pool_id, PoolState{std::move(record), std::move(allocator)}).first;
     }
     const IpamService& service;
     std::map<std::string, PoolState> loaded;
@@ -250,24 +260,32 @@ Status IpamService::ReplayJournalLocked() {
   Result<std::vector<JournaledRelease>> journaled = journal_->List();
   if (!journaled.ok()) return journaled.status().Annotate("read the release journal");
   if (journaled->empty()) return OkStatus();
-  IpamBatch batch;
-  for (const JournaledRelease& r : *journaled) {
-    auto it = pools_.find(r.pool_id);
-    if (it == pools_.end()) continue;
-    // Only while the releasing node still holds it: a replay after the address was freed (a
-    // replay that ran before, `reservations release --node`) and taken again must not free it.
-    const Lease* lease = it->second.allocator.FindLease(r.address);
-    if (lease == nullptr || lease->node != r.node) continue;
-    if (r.revision != 0 && store_.LeaseRevision(r.pool_id, r.address) != r.revision) continue;  // a later lease
-    batch.delete_leases.emplace_back(r.pool_id, r.address);
+  // In commits etcd takes (--max-txn-ops), each chunk's entries removed once it is written.
+  const size_t chunk = std::max<size_t>(1, std::min(kLeasesPerCommit, store_.max_writes_per_commit()));
+  size_t freed = 0;
+  for (size_t from = 0; from < journaled->size(); from += chunk) {
+    const std::span<const JournaledRelease> entries =
+        std::span<const JournaledRelease>(*journaled).subspan(from, std::min(chunk, journaled->size() - from));
+    IpamBatch batch;
+    for (const JournaledRelease& r : entries) {
+      auto it = pools_.find(r.pool_id);
+      if (it == pools_.end()) continue;
+      // Only while the releasing node still holds that very lease: a replay after the address was
+      // freed (a replay that ran before, `reservations release --node`) and taken again frees nothing.
+      const Lease* lease = it->second.allocator.FindLease(r.address);
+      if (lease == nullptr || lease->node != r.node) continue;
+      if (r.revision != 0 && store_.LeaseRevision(r.pool_id, r.address) != r.revision) continue;  // a later lease
+      batch.delete_leases.emplace_back(r.pool_id, r.address);
+    }
+    if (!batch.empty()) {
+      SMV_RETURN_IF_ERROR(store_.Apply(batch).Annotate("replay journaled releases"));
+      for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
+    }
+    // A crash before this line replays again after restart: the checks above make that harmless.
+    SMV_RETURN_IF_ERROR(journal_->Remove(entries).Annotate("clear the release journal"));
+    freed += batch.delete_leases.size();
   }
-  if (!batch.empty()) {
-    SMV_RETURN_IF_ERROR(store_.Apply(batch).Annotate("replay journaled releases"));
-    for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
-  }
-  // A crash before this line replays again after restart: the check above makes that harmless.
-  SMV_RETURN_IF_ERROR(journal_->Remove(*journaled).Annotate("clear the release journal"));
-  spdlog::info("replayed {} journaled release(s): {} address(es) freed", journaled->size(), batch.delete_leases.size());
+  spdlog::info("replayed {} journaled release(s): {} address(es) freed", journaled->size(), freed);
   return OkStatus();
 }
 
@@ -344,6 +362,29 @@ Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAd
     return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway, .holder = again.status().message()};
   }
   return again.status();
+}
+
+Status IpamService::NameRunsNowhereElse(const PoolState& state, std::string_view name) const {
+  if (!rules_->shared()) return OkStatus();
+  const Family family = state.record.config.subnet.family();
+  for (const auto& [value, lease] : state.allocator.leases()) {
+    if (lease.name == name && lease.node != store_.node()) {
+      return NameRunningOnAnotherNode(name, lease.node, IpAddress(family, value));
+    }
+  }
+  return OkStatus();
+}
+
+Status IpamService::NameRunsNowhere(const PoolState& state, std::string_view name) {
+  const Family family = state.record.config.subnet.family();
+  for (const auto& [value, lease] : state.allocator.leases()) {
+    if (lease.name != name) continue;
+    return FailedPrecondition(fmt::format(
+        "container \"{}\" is running on node {} with address {}: its reservation keeps the name off other hosts "
+        "of the shared book; remove the container (docker rm) before releasing it",
+        name, lease.node, IpAddress(family, value).ToString()));
+  }
+  return OkStatus();
 }
 
 Status IpamService::SameGatewayAsTheFleet(const PoolState& state, const IpAddress& wanted) {
@@ -479,6 +520,11 @@ Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::
 }
 
 Status IpamService::ReleasePool(const std::string& pool_id) {
+  {
+    // Whether the pool may be forgotten depends on every host's reservations in it.
+    std::scoped_lock lock(mu_);
+    ReloadForCommandLocked();
+  }
   return Durably([&]() -> Status {
     creating_.erase(pool_id);
     auto it = pools_.find(pool_id);
@@ -493,17 +539,30 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
       record.aux_set_by.clear();
     }
     const bool forget = last_user && state.allocator.reservations().empty();
+    std::vector<std::pair<std::string, IpAddress>> freed;
     if (last_user) {
       for (const auto& [value, lease] : state.allocator.leases()) {
-        batch.delete_leases.emplace_back(pool_id, IpAddress(state.record.config.subnet.family(), value));
+        freed.emplace_back(pool_id, IpAddress(state.record.config.subnet.family(), value));
       }
     }
+    // The leases in batches a shared store takes in one transaction each, the pool last.
+    for (size_t from = 0; from < freed.size(); from += kLeasesPerCommit) {
+      IpamBatch leases;
+      leases.delete_leases.assign(
+          freed.begin() + static_cast<std::ptrdiff_t>(from),
+          freed.begin() + static_cast<std::ptrdiff_t>(std::min(freed.size(), from + kLeasesPerCommit)));
+      Enqueue(leases);
+    }
+    batch.delete_leases = std::move(freed);  // for memory below
     if (forget) {
       batch.delete_pools.push_back(pool_id);
     } else {
       batch.put_pools.push_back(record);
     }
-    Enqueue(batch);
+    IpamBatch pool_change;
+    pool_change.delete_pools = batch.delete_pools;
+    pool_change.put_pools = batch.put_pools;
+    Enqueue(pool_change);
     if (forget) {
       pools_.erase(it);
     } else {
@@ -557,6 +616,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
           }
           request.preferred = *ip;
         }
+        if (!call.name.empty()) SMV_RETURN_IF_ERROR(NameRunsNowhereElse(state, call.name));
         Result<Choice> choice = state.allocator.Choose(request);
         if (!choice.ok()) return choice.status();
         if (call.gateway && store_.shared()) SMV_RETURN_IF_ERROR(SameGatewayAsTheFleet(state, choice->address));
@@ -613,6 +673,13 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
                    LeaseKindName(lease->kind), pool_id, ip->ToString());
       return OkStatus();
     }
+    if (rules_->shared() && lease->node != store_.node()) {
+      // Freed behind this host's back and another host's now (`reservations release --node`):
+      // this host's container stopping must not free it.
+      spdlog::warn("address {} pool=\"{}\" is node {}'s now, not this host's: its release here frees nothing",
+                   ip->ToString(), pool_id, lease->node);
+      return OkStatus();
+    }
     IpamBatch batch;
     batch.delete_leases.emplace_back(pool_id, *ip);
     Enqueue(batch);
@@ -637,16 +704,9 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
     if (lease == nullptr) {
       return NotFound(fmt::format("address {} is not leased in pool \"{}\"", address.ToString(), pool_id));
     }
-    if (store_.shared()) {
-      // Engines that send no name (Docker < 29) reveal it only here, at Join: a name already
-      // running on another host is refused now, and the failed Join undoes this container.
-      const Family family = state.record.config.subnet.family();
-      for (const auto& [value, other] : state.allocator.leases()) {
-        if (other.name == name && other.node != store_.node()) {
-          return NameRunningOnAnotherNode(name, other.node, IpAddress(family, value));
-        }
-      }
-    }
+    // Engines that send no name (Docker < 29) reveal it only here, at Join: a name already
+    // running on another host is refused now, and the failed Join undoes this container.
+    SMV_RETURN_IF_ERROR(NameRunsNowhereElse(state, name));
     const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
     if (owner && *owner != name) {
       return FailedPrecondition(
@@ -697,15 +757,24 @@ void IpamService::RefreshName(const std::string& pool_id, const std::string& nam
   }
   Result<NameRecords> fresh = store_.ReadName(pool_id, name);
   std::scoped_lock lock(mu_);
+  // The store notes what it read as seen, so a read memory does not take in (failed half way,
+  // or older than a commit of this node since) leaves memory behind the store's revisions: the
+  // next change reloads instead of deciding on it.
   if (!fresh.ok()) {
     spdlog::debug("reading name {} of pool \"{}\" from the shared store: {}", name, pool_id, fresh.status().message());
     if (fresh.status().code() == Code::kUnavailable) NoteUnavailableLocked(fresh.status());
+    reload_pending_ = true;
     return;
   }
-  // A commit of this node since the read may have changed these keys: memory is newer then.
-  if (commits_.last_pending_ticket() != 0 || commits_.commits() != commits_before || reload_pending_) return;
+  if (commits_.last_pending_ticket() != 0 || commits_.commits() != commits_before || reload_pending_) {
+    reload_pending_ = true;
+    return;
+  }
   auto it = pools_.find(pool_id);
-  if (it == pools_.end()) return;
+  if (it == pools_.end()) {
+    reload_pending_ = true;
+    return;
+  }
   PoolState& state = it->second;
   if (!fresh->reservation) {
     state.allocator.RemoveReservation(name);
@@ -809,6 +878,8 @@ Result<int> IpamService::Release(const std::string& name_or_address) {
     for (const auto& [id, state] : pools_) {
       for (const ReservationRecord& record : AllReservations(id, state)) {
         if (record.name == name_or_address || (ip && record.address == *ip)) {
+          // In a shared book a running name's reservation is what keeps it off other hosts.
+          if (rules_->shared()) SMV_RETURN_IF_ERROR(NameRunsNowhere(state, record.name));
           batch.delete_reservations.emplace_back(id, record.name);
         }
       }

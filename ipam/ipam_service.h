@@ -113,6 +113,10 @@ class IpamService : public IpamApi {
   void RebuildAllocator(PoolState& state) const;
   // In a shared book one subnet has one gateway: refuses `wanted` when another is leased.
   static Status SameGatewayAsTheFleet(const PoolState& state, const IpAddress& wanted);
+  // Shared book: refuses `name` while another node holds a lease for it (at any address).
+  Status NameRunsNowhereElse(const PoolState& state, std::string_view name) const;
+  // Refuses `name` while any node holds a lease for it (releasing its reservation in a shared book).
+  static Status NameRunsNowhere(const PoolState& state, std::string_view name);
 
   // How often a change is decided again after a shared store refused it (another node first).
   static constexpr int kAttemptsOnConflict = 20;

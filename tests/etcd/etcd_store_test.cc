@@ -705,5 +705,278 @@ TEST_F(StaleHostTest, TheEtcdKeyLayoutIsPinnedByAGoldenFile) {
   EXPECT_EQ(dump, golden);
 }
 
+// Forwards to an etcd store; runs a hook once right after a ReadName returned (what another
+// request thread of the same daemon may do in that window).
+class HookedStore : public IpamStore {
+ public:
+  explicit HookedStore(EtcdIpamStore& inner) : inner_(inner) {}
+  Result<IpamSnapshot> Load() override { return inner_.Load(); }
+  Status LoadInto(IpamLoadSink& sink) override { return inner_.LoadInto(sink); }
+  Status ApplyAll(std::span<const IpamBatch> batches) override { return inner_.ApplyAll(batches); }
+  bool shared() const override { return true; }
+  std::string node() const override { return inner_.node(); }
+  size_t max_writes_per_commit() const override { return inner_.max_writes_per_commit(); }
+  Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name) override {
+    Result<NameRecords> read = inner_.ReadName(pool_id, name);
+    if (after_read_name) {
+      std::function<void()> hook = std::move(after_read_name);
+      after_read_name = nullptr;
+      hook();
+    }
+    return read;
+  }
+  Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) override { return inner_.ReadPool(pool_id); }
+  int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address) override {
+    return inner_.LeaseRevision(pool_id, address);
+  }
+  Status FenceNode(const std::string& node) override { return inner_.FenceNode(node); }
+  Result<bool> CommitKeyMoved() override { return inner_.CommitKeyMoved(); }
+  std::function<void()> after_read_name;
+
+ private:
+  EtcdIpamStore& inner_;
+};
+
+using FleetReviewTest = StaleHostTest;  // cases a reviewer found, each failed before its fix
+
+// F1: RefreshName reads a guessed name's keys (ReadNameLocked writes their revisions into the
+// store's revisions_ and index_ at once), then discards the answer because this node committed
+// meanwhile. Memory stays stale, but the store now "has seen" the keys at their current revision:
+// a decision on the stale memory passes the compare.
+TEST_F(FleetReviewTest, ADiscardedNameReadLetsAQuietHostTakeAnAddressRunningOnAnotherHost) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  etcd::KvClient b_client({.endpoints = cluster_.endpoints(), .request_timeout = milliseconds(9000)});
+  std::unique_ptr<EtcdIpamStore> b_store =
+      std::move(EtcdIpamStore::Open(b_client, {.prefix = kPrefix, .node = "host-b"}).value());
+  HookedStore hooked(*b_store);
+  auto created = IpamService::Create(hooked, nullptr, nullptr);
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  std::unique_ptr<IpamService> b = std::move(created).value();
+  ASSERT_TRUE(b->RequestPool({"l", kSubnet, "", {}, false}).ok());  // b's view is current now
+  Result<std::string> web = a->Run(pool, "web");                    // b does not see it: quiet
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  const std::string w = AddressOf(*web);
+
+  // An engine without names (hint "web"); another request on host-b commits while that read is
+  // on its way back, so RefreshName drops what it read.
+  hooked.after_read_name = [&] {
+    Result<std::string> other = b->RequestAddress({pool, "198.18.2.200", false, "", "", ""});
+    EXPECT_TRUE(other.ok()) << other.status().message();
+  };
+  Result<std::string> hinted = b->RequestAddress({pool, "", false, "", "web", ""});
+  ASSERT_TRUE(hinted.ok()) << hinted.status().message();
+  std::printf("b's memory: %zu leases; b's store believes it saw lease %s at revision %lld\n", b->LeaseCount(pool),
+              w.c_str(), static_cast<long long>(b_store->LeaseRevision(pool, *IpAddress::Parse(w))));
+
+  // web runs on host-a with w. host-b gives w to y.
+  Result<std::string> y = b->RequestAddress({pool, w, false, "y", "", ""});
+  EXPECT_FALSE(y.ok()) << "y got " << *y << ", which web holds on host-a";
+  EXPECT_EQ(Leases()[w], "web") << "web's lease was overwritten";
+}
+
+// F2: "runs on no other node" is compared through the name's reservation key, so a running name's
+// reservation cannot be released (`reservations release x`): a quiet host would attach x at Join.
+TEST_F(FleetReviewTest, ARunningNameWhoseReservationWasReleasedIsAttachedOnAQuietHost) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  ASSERT_EQ(b->Pool(), pool);  // b current, then quiet
+  Result<std::string> x = a->Run(pool, "x");
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  Result<int> released = a->service->Release("x");  // refused: x runs, and its reservation keeps it off b
+  ASSERT_EQ(released.status().code(), Code::kFailedPrecondition) << "a running name's reservation was released";
+  Result<std::string> w = b->Run(pool, "");  // engine without names: the name comes at Join
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  Result<AttachOutcome> attached = b->service->AttachName(pool, *IpAddress::Parse(AddressOf(*w)), "x");
+  EXPECT_FALSE(attached.ok()) << "x runs on host-a (" << *x << ") and was attached on host-b (" << *w << ")";
+}
+
+// F2b: the same with a name sent at RequestAddress, on a host whose view is current.
+TEST_F(FleetReviewTest, ARunningNameWhoseReservationWasReleasedStartsOnAnotherHost) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  Result<std::string> x = a->Run(pool, "x");
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  ASSERT_EQ(a->service->Release("x").status().code(), Code::kFailedPrecondition)
+      << "a running name's reservation was released";
+  std::unique_ptr<Node> b = MakeNode("host-b");  // loads now: sees x's lease on host-a
+  ASSERT_EQ(b->Pool(), pool);
+  Result<std::string> again = b->Run(pool, "x");
+  EXPECT_FALSE(again.ok()) << "x runs on host-a (" << *x << ") and got " << *again << " on host-b";
+}
+
+// F2c: a name runs on host-a on an address other than its reservation (its reserved address is
+// held by an unnamed container): Choose only looks at the lease on the reserved address.
+TEST_F(FleetReviewTest, ANameRunningAwayFromItsReservedAddressStartsOnASecondHost) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  Result<std::string> x = a->Run(pool, "x");
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*x)).ok());  // x stopped, keeps its reservation
+  // An unnamed --ip (an --aux-address looks the same on the wire, or an engine without names)
+  Result<std::string> unnamed = a->service->RequestAddress({pool, AddressOf(*x), false, "", "", ""});
+  ASSERT_TRUE(unnamed.ok()) << unnamed.status().message();
+  Result<std::string> x_on_a = a->Run(pool, "x");
+  ASSERT_TRUE(x_on_a.ok()) << x_on_a.status().message();
+  std::unique_ptr<Node> b = MakeNode("host-b");  // current view
+  ASSERT_EQ(b->Pool(), pool);
+  Result<std::string> x_on_b = b->Run(pool, "x");
+  EXPECT_FALSE(x_on_b.ok()) << "x runs on host-a (" << *x_on_a << ") and got " << *x_on_b << " on host-b";
+}
+
+// F3: the release journal is replayed as one batch: more releases than one etcd transaction
+// takes (--max-txn-ops 128) fail every replay, so the daemon cannot start (and a running one
+// refuses every change: each reload replays first).
+TEST_F(FleetReviewTest, MoreJournaledReleasesThanOneTransactionTakesStillReplay) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  for (int i = 0; i < 130; ++i) {
+    Result<std::string> got = a->Run(pool, "");
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    const IpAddress address = *IpAddress::Parse(AddressOf(*got));
+    ASSERT_TRUE(a->journal->Append({pool, address, "host-a", a->store->LeaseRevision(pool, address)}).ok());
+  }
+  // The running daemon: any reload (here the one a user's command makes) replays first.
+  Status reserved = a->service->Reserve(pool, "r", *IpAddress::Parse("198.18.3.3"));
+  EXPECT_TRUE(reserved.ok()) << "running daemon: " << reserved.message();
+  Result<std::string> later = a->Run(pool, "later");
+  EXPECT_TRUE(later.ok()) << "running daemon, next start: " << later.status().message();
+  auto restarted = IpamService::Create(*a->store, nullptr, a->journal.get());
+  EXPECT_TRUE(restarted.ok()) << "restart: " << restarted.status().message();
+}
+
+// F4: a quiet host removes the subnet's last network: its memory has no reservation, so it
+// deletes the pool record ("forget"), though another host reserved an address meanwhile. A host
+// that loads while the pool record is gone drops that reservation from memory but keeps its keys
+// as seen; it creates the pool again and gives the reserved address to another name.
+TEST_F(FleetReviewTest, AStaleLastReleasePoolOrphansAReservationThenItsAddressIsGivenAway) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const IpAddress z = *IpAddress::Parse("198.18.0.77");
+  ASSERT_TRUE(b->service->Reserve(pool, "z", z).ok());  // `reservations reserve z 198.18.0.77` on host-b
+  ASSERT_TRUE(a->service->ReleasePool(pool).ok());      // docker network rm on host-a: last user
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  auto pool_key = raw.GetPrefix(std::string(kPrefix) + "pool/");
+  auto reservation_keys = raw.GetPrefix(std::string(kPrefix) + "reservation/");
+  ASSERT_TRUE(pool_key.ok() && reservation_keys.ok());
+  std::printf("after host-a's ReleasePool: %zu pool key(s), %zu reservation key(s)\n", pool_key->kvs.size(),
+              reservation_keys->kvs.size());
+  EXPECT_FALSE(pool_key->kvs.empty()) << "the pool record was deleted while z's reservation lives";
+  std::unique_ptr<Node> d = MakeNode("host-d");  // loads now
+  ASSERT_EQ(d->Pool(), pool);
+  Result<std::string> y = d->service->RequestAddress({pool, z.ToString(), false, "y", "", ""});
+  EXPECT_FALSE(y.ok()) << "y got z's reserved address " << *y;
+  auto after = raw.GetPrefix(std::string(kPrefix) + "reservation/");
+  ASSERT_TRUE(after.ok());
+  int on_z = 0;
+  for (const etcd::KeyValue& kv : after->kvs) {
+    if (kv.value.find("198.18.0.77") != std::string::npos) ++on_z;
+  }
+  EXPECT_LE(on_z, 1) << "two reservations on one address";
+}
+
+// F5: the layout is compared as a string: "10" < "2", so a book of a later layout is "migrated"
+// back to "2" by this version instead of being refused.
+TEST_F(FleetReviewTest, ABookOfALaterLayoutIsRefusedNotRewritten) {
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::PutOp{std::string(kPrefix) + "layout", "10"}}}).ok());
+  etcd::KvClient client({.endpoints = cluster_.endpoints()});
+  auto store = EtcdIpamStore::Open(client, {.prefix = kPrefix, .node = "host-a"});
+  ASSERT_TRUE(store.ok());
+  Result<IpamSnapshot> loaded = (*store)->Load();
+  EXPECT_EQ(loaded.status().code(), Code::kFailedPrecondition) << loaded.status().message();
+  auto layout = raw.Get(std::string(kPrefix) + "layout");
+  ASSERT_TRUE(layout.ok() && !layout->kvs.empty());
+  EXPECT_EQ(layout->kvs.front().value, "10") << "a later layout was overwritten";
+}
+
+// F6 (pre-existing): the last network's ReleasePool deletes every lease of the subnet in one
+// batch; more than one transaction takes and it fails every time.
+TEST_F(FleetReviewTest, TheLastReleasePoolOfABigSubnetSucceeds) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  for (int i = 0; i < 130; ++i) ASSERT_TRUE(a->Run(pool, "").ok());
+  Status released = a->service->ReleasePool(pool);
+  EXPECT_TRUE(released.ok()) << released.message();
+}
+
+// IPv6: the quiet-host --ip theft, on a v6 pool.
+TEST_F(FleetReviewTest, V6AQuietHostCannotGiveAnotherNamesReservedAddressAsIp) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  Result<PoolResult> pool = a->service->RequestPool({"l", "2001:db8:5::/64", "", {}, true});
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const std::string x = ReserveAndRemoveOnA(*a, pool->pool_id, "x");
+  Result<std::string> y = b->service->RequestAddress({pool->pool_id, x, false, "y", "", ""});
+  EXPECT_FALSE(y.ok()) << "y got x's reserved address " << *y;
+  Result<std::string> back = a->Run(pool->pool_id, "x");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(AddressOf(*back), x);
+}
+
+// F10: dockerd's ReleaseAddress deletes whatever lease is on the address after a reload, also
+// another node's. A node released by `release --node` (only cut off) comes back; when its
+// container stops, it frees the address a third host was given meanwhile.
+TEST_F(FleetReviewTest, AReleaseNeverFreesAnotherNodesLease) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  Result<std::string> x = a->Run(pool, "x");
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  const std::string p = AddressOf(*x);
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  ASSERT_EQ(b->Pool(), pool);
+  Result<int> freed = b->service->ReleaseNode("host-a");
+  ASSERT_TRUE(freed.ok() && *freed == 1);
+  std::unique_ptr<Node> c = MakeNode("host-c");
+  ASSERT_EQ(c->Pool(), pool);
+  Result<std::string> on_c = c->Run(pool, "x");  // x moves to host-c, as release --node is for
+  ASSERT_TRUE(on_c.ok()) << on_c.status().message();
+  ASSERT_EQ(AddressOf(*on_c), p);
+  // host-a is back; x stops there (docker stop): dockerd releases x's address.
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, p).ok());
+  EXPECT_EQ(Leases()[p], "x") << "host-a freed host-c's lease of " << p;
+  std::unique_ptr<Node> d = MakeNode("host-d");
+  ASSERT_EQ(d->Pool(), pool);
+  Result<std::string> on_d = d->service->RequestAddress({pool, p, false, "", "", ""});
+  EXPECT_FALSE(on_d.ok()) << p << " given again while x runs with it on host-c";
+}
+
+// Migration raced by several nodes of the new version starting at once on a layout-1 book of
+// more reservations than one migration transaction holds.
+TEST_F(FleetReviewTest, NodesMigratingALayoutOneBookAtOnceAllStartAndIndexEveryReservation) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  constexpr int kReserved = 200;
+  for (int i = 0; i < kReserved; ++i) {
+    const IpAddress at = *IpAddress::Parse("198.18." + std::to_string(1 + i / 200) + "." + std::to_string(1 + i % 200));
+    ASSERT_TRUE(a->service->Reserve(pool, "r" + std::to_string(i), at).ok());
+  }
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  auto addresses = raw.GetPrefix(std::string(kPrefix) + "address/");
+  ASSERT_TRUE(addresses.ok());
+  ASSERT_EQ(addresses->kvs.size(), static_cast<size_t>(kReserved));
+  etcd::Txn drop;
+  for (const etcd::KeyValue& kv : addresses->kvs) {
+    drop.success.push_back(etcd::DeleteOp{kv.key});
+    if (drop.success.size() == 100) {
+      ASSERT_TRUE(raw.Commit(drop).ok());
+      drop = {};
+    }
+  }
+  drop.success.push_back(etcd::DeleteOp{std::string(kPrefix) + "layout"});
+  ASSERT_TRUE(raw.Commit(drop).ok());
+  std::vector<std::unique_ptr<Node>> nodes(4);
+  std::vector<std::thread> starts;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    starts.emplace_back([&, i] { nodes[i] = MakeNode("host-m" + std::to_string(i)); });
+  }
+  for (std::thread& t : starts) t.join();
+  for (auto& n : nodes) EXPECT_NE(n->service, nullptr) << "a node failed to start while others migrated";
+  auto after = raw.GetPrefix(std::string(kPrefix) + "address/");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->kvs.size(), static_cast<size_t>(kReserved));
+}
 }  // namespace
 }  // namespace smv::ipam
