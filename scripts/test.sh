@@ -61,7 +61,7 @@ if [ $# -eq 0 ]; then
   # Bounded fuzzing of request decoding and option/CIDR parsing (a long run: scripts/fuzz.sh 3600).
   SMV_FUZZ_BUILD_DIR=build-asan scripts/fuzz.sh "${SMV_FUZZ_SECONDS:-30}"
   stage "fuzz"
-  fuzz_targets=2
+  fuzz_targets=3  # scripts/fuzz.sh runs fuzz_plugin_api, fuzz_parsers, fuzz_http_body
 fi
 # Reaching this line means every tier passed (set -e): one closing line for all of them.
 total=$(grep -o 'tests failed out of [0-9]*' "$log" | awk '{s += $5} END {print s + 0}')
