@@ -296,6 +296,10 @@ bool EtcdIpamStore::LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status&
   const bool reached = mirror_moved_.wait_for(
       lock, kMirrorWait, [&] { return stopping_ || (mirror_live_ && mirror_revision_ >= at_least); });
   if (!reached || stopping_) return false;
+  // Released by another host (its mark in this node's commit key): the full load fences, and says so.
+  if (auto own = mirror_.find(CommitKey()); own != mirror_.end() && own->second.value.starts_with(kReleasedMark)) {
+    return false;
+  }
   std::vector<std::pair<std::string, const std::string*>> kvs;
   kvs.reserve(mirror_.size());
   revisions_.clear();

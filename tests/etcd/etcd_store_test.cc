@@ -15,6 +15,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "common/etcd/kv_client.h"
 #include "ipam/etcd_store.h"
@@ -978,5 +980,29 @@ TEST_F(FleetReviewTest, NodesMigratingALayoutOneBookAtOnceAllStartAndIndexEveryR
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->kvs.size(), static_cast<size_t>(kReserved));
 }
+// F9: a node with the watched mirror, released by another host: its refused commit's reload does
+// not come from the mirror (which would take the release mark as seen without reading it).
+TEST_F(FleetReviewTest, AWatchingNodeReleasedByAnotherHostLearnsIt) {
+  auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4000);
+  spdlog::default_logger()->sinks().push_back(ring);
+  std::unique_ptr<Node> a = MakeWatchingNode("host-a");
+  const std::string pool = a->Pool();
+  ASSERT_TRUE(a->Run(pool, "x").ok());
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  ASSERT_EQ(b->Pool(), pool);
+  Result<int> freed = b->service->ReleaseNode("host-a");
+  ASSERT_TRUE(freed.ok() && *freed == 1);
+  Result<std::string> z = a->Run(pool, "z");
+  ASSERT_TRUE(z.ok()) << z.status().message();
+  bool learned = false, sink_works = false;
+  for (const std::string& line : ring->last_formatted()) {
+    sink_works = sink_works || line.find("released every address held by node host-a") != std::string::npos;
+    learned = learned || line.find("this node (host-a) was released by") != std::string::npos;
+  }
+  spdlog::default_logger()->sinks().pop_back();
+  ASSERT_TRUE(sink_works);
+  EXPECT_TRUE(learned) << "host-a decided again without learning it was released";
+}
+
 }  // namespace
 }  // namespace smv::ipam
