@@ -3,8 +3,10 @@
 // of) reading one. cpp-httplib 0.11 holds its payload limit against Content-Length only: a chunked
 // body was read whole into memory, as was the body of any request its routes did not take (a
 // 512 MiB chunked POST to --metrics-listen made a server 1 GB), and its chunk reader keeps a
-// chunk-size line of any length. Here every byte read is counted, every line is bounded, and a
-// connection whose remaining bytes will not be read is closed after the answer.
+// chunk-size line of any length. Here every body byte read is counted, every chunk line is
+// bounded, and a connection whose remaining bytes will not be read is closed after the answer.
+// Not covered: httplib still reads the request line and each header line up to its newline
+// before any check (an 8 KiB header limit is applied only after).
 
 #include <cstddef>
 #include <optional>
