@@ -25,12 +25,14 @@ tests="$build/tests/etcd_test"
 
 partition_run() {
   local allocations=${CHAOS_PARTITION_ALLOCATIONS:-10000}
-  echo "== partitions, hung members, lost answers and moves: $allocations allocations, faults of 10 s"
+  local log=${TMPDIR:-/tmp}/chaos-partition-$(date +%Y%m%d-%H%M%S).log
+  local report='^\[ +(OK|FAILED) |^partition: seed|^(chaos-partition|minority|cut-off|cut-off-host|hung member|lost answers|clock jump):|Failure|actual|violations|^  (address|name|lost|stray)'
+  echo "== partitions, hung members, lost answers and moves: $allocations allocations, faults of 10 s (full output: $log)"
   SMV_PARTITION_ALLOCATIONS=$allocations SMV_PARTITION_FAULT_SECONDS=10 "$tests" --gtest_filter='PartitionChaos.*' 2>&1 |
-    grep -E '^\[ +(OK|FAILED) |^partition: seed|^chaos-partition:|Failure|actual|violations|^  (address|name|lost|stray)' || failed=1
+    tee "$log" | grep -E "$report" || failed=1
   echo "== partition cases: minority side, host cut off, hung member (20 s), lost answers, clock jump"
-  SMV_HUNG_SECONDS=20 "$tests" --gtest_filter='PartitionCases.*:PartitionTest.*' 2>&1 |
-    grep -E '^\[ +(OK|FAILED) |^(minority|cut-off-host|hung member|lost answers|clock jump):|Failure|actual|violations|^  (address|name|lost|stray)' || failed=1
+  SMV_HUNG_SECONDS=20 "$tests" --gtest_filter='PartitionCases.*:PartitionTest.*' 2>&1 | tee -a "$log" |
+    grep -E "$report" || failed=1
 }
 failed=0
 partition_run
