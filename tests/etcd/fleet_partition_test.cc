@@ -247,6 +247,40 @@ class PartitionTest : public ::testing::Test {
     return host;
   }
 
+  // Client `client` of `clients`: its share of `names` run on a random host of `hosts`, then
+  // removed there (the release sent again until answered, as the next run of the name needs it).
+  void RunAndRemove(int client, int clients, int names, const std::vector<PluginHost*>& hosts,
+                    const std::atomic<bool>& stop, std::atomic<int>& allocated, std::atomic<int>& refused) {
+    std::mt19937 random(seed_ * 100 + static_cast<uint32_t>(client));
+    while (!stop) {
+      for (int n = client; n < names && !stop; n += clients) {
+        const std::string name = "lost-" + std::to_string(n);
+        PluginHost& host = *hosts[random() % hosts.size()];
+        const Call call = Allocate(host, name);
+        if (call.outcome != Outcome::kOk) {
+          ++refused;
+          continue;
+        }
+        ++allocated;
+        for (int attempt = 0; attempt < 40 && Release(host, name, call.address).outcome != Outcome::kOk; ++attempt) {
+          std::this_thread::sleep_for(milliseconds(250));
+        }
+      }
+    }
+  }
+
+  // A LossyProxy in front of each member (on the test's station, ports 24790 on) that drops
+  // every `drop_every`th transaction's answer; the store spec that goes through them.
+  std::string ProxiedStore(int drop_every, std::atomic<int>& txns, std::atomic<int>& dropped) {
+    std::string spec = "etcd://";
+    for (int i = 0; i < kMembers; ++i) {
+      proxies_.push_back(std::make_unique<LossyProxy>(kTestAddress, 24790 + i, PartitionedEtcd::Address(i),
+                                                      PartitionedEtcd::kClientPort, txns, drop_every, dropped));
+      spec += (i ? "," : "") + std::string(kTestAddress) + ":" + std::to_string(24790 + i);
+    }
+    return spec;
+  }
+
   // `want`: the address asked for (docker run --ip); empty: any.
   Call Allocate(PluginHost& host, const std::string& name, const std::string& want = "") {
     Operation op{.kind = OpKind::kAllocate,
@@ -467,12 +501,7 @@ TEST_F(PartitionTest, AHungMemberCostsItsHostNoMoreThanTwoSecondsAtP99) {
 // SIGKILLed and restarted (its calls in flight get no answer; the journal is replayed at start).
 TEST_F(PartitionTest, AnswersLostAfterCommitNeitherDuplicateNorLoseAnAddress) {
   std::atomic<int> txns = 0, dropped = 0;
-  std::string proxied = "etcd://";
-  for (int i = 0; i < kMembers; ++i) {
-    proxies_.push_back(std::make_unique<LossyProxy>(kTestAddress, 24790 + i, PartitionedEtcd::Address(i),
-                                                    PartitionedEtcd::kClientPort, txns, 4, dropped));
-    proxied += (i ? "," : "") + std::string(kTestAddress) + ":" + std::to_string(24790 + i);
-  }
+  const std::string proxied = ProxiedStore(4, txns, dropped);
   PluginHost& a = AddHost("host-a", proxied);
   PluginHost& b = AddHost("host-b", cluster_->StoreSpec());
   ASSERT_FALSE(HasFailure());
@@ -483,32 +512,14 @@ TEST_F(PartitionTest, AnswersLostAfterCommitNeitherDuplicateNorLoseAnAddress) {
   std::atomic<bool> stop = false;
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&, c] {
-      std::mt19937 random(seed_ * 100 + static_cast<uint32_t>(c));
-      while (!stop) {
-        for (int n = c; n < names && !stop; n += kClients) {
-          const std::string name = "lost-" + std::to_string(n);
-          PluginHost& host = random() % 2 ? a : b;
-          const Call call = Allocate(host, name);
-          if (call.outcome != Outcome::kOk) {
-            ++refused;
-            continue;
-          }
-          ++allocated;
-          // docker rm: sent again until answered, as the next docker run of the name needs it.
-          for (int attempt = 0; attempt < 40 && Release(host, name, call.address).outcome != Outcome::kOk; ++attempt) {
-            std::this_thread::sleep_for(milliseconds(250));
-          }
-        }
-      }
-    });
+    clients.emplace_back([&, c] { RunAndRemove(c, kClients, names, {&a, &b}, stop, allocated, refused); });
   }
   std::this_thread::sleep_for(phase);
   // A container stopped on host-a while it cannot reach etcd: the release is journaled.
   Call journaled = Allocate(a, "journaled");
   for (int retry = 0; journaled.outcome != Outcome::kOk && retry < 10; ++retry) journaled = Allocate(a, "journaled");
-  ASSERT_EQ(journaled.outcome, Outcome::kOk) << journaled.error;
-  lan_->Partition({a.station()}, {self_});  // host-a's way to the proxies
+  EXPECT_EQ(journaled.outcome, Outcome::kOk) << journaled.error;  // no ASSERT: the clients run
+  lan_->Partition({a.station()}, {self_});                        // host-a's way to the proxies
   EXPECT_EQ(Release(a, "journaled", journaled.address).outcome, Outcome::kOk) << "journaled and answered";
   std::this_thread::sleep_for(phase);
   lan_->HealAll();
@@ -641,6 +652,30 @@ class PartitionChaos : public PartitionTest {
     }
   }
 
+  // Every 0.7 s until `done`, a new name asks `quiet` for the newest stopped name's address.
+  void AskForStoppedReservations(PluginHost& quiet, const std::atomic<bool>& done) {
+    for (int i = 0; !done; ++i) {
+      std::this_thread::sleep_for(milliseconds(700));
+      const std::string name = "quiet-" + std::to_string(i);
+      const Call call = Allocate(quiet, name, NewestStoppedReservation());
+      if (call.outcome == Outcome::kOk) Release(quiet, name, call.address);
+    }
+  }
+  void ReportQuietHost() const {
+    int asked = 0, given = 0;
+    std::string refusal;
+    for (const Operation& op : history_.operations()) {
+      if (op.node != "host-quiet" || op.kind != OpKind::kAllocate) continue;
+      ++asked;
+      given += op.outcome == Outcome::kOk ? 1 : 0;
+      if (op.outcome != Outcome::kOk) refusal = op.detail;  // the last one
+    }
+    std::printf(
+        "chaos-partition: the quiet host asked for %d reserved addresses of stopped names, was given %d "
+        "(last refusal: %s)\n",
+        asked, given, refusal.c_str());
+  }
+
   // The address of the name reserved last among those not running now (their last call was an
   // answered release): what a host that loaded the book before may not know is reserved.
   std::string NewestStoppedReservation() const {
@@ -741,12 +776,7 @@ TEST_F(PartitionChaos, NamesMovingUnderPartitionsHungMembersAndLostAnswersAreNev
   const seconds fault(SizeFromEnv("SMV_PARTITION_FAULT_SECONDS", 3));
   const seconds between = fault / 2;
   std::atomic<int> txns = 0, dropped = 0;
-  std::string proxied = "etcd://";
-  for (int i = 0; i < kMembers; ++i) {
-    proxies_.push_back(std::make_unique<LossyProxy>(kTestAddress, 24790 + i, PartitionedEtcd::Address(i),
-                                                    PartitionedEtcd::kClientPort, txns, 10, dropped));
-    proxied += (i ? "," : "") + std::string(kTestAddress) + ":" + std::to_string(24790 + i);
-  }
+  const std::string proxied = ProxiedStore(10, txns, dropped);
   AddHost("host-0", cluster_->StoreSpec({0, 1, 2}));
   AddHost("host-1", cluster_->StoreSpec({1, 2, 0}));
   AddHost("host-2", cluster_->StoreSpec({kHungMember, 0, 1}));
@@ -763,15 +793,7 @@ TEST_F(PartitionChaos, NamesMovingUnderPartitionsHungMembersAndLostAnswersAreNev
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] { MoveNames(c, 16, target, allocated, faults_done); });
   }
-  clients.emplace_back([&] {  // asks for other names' reserved addresses: each must be refused
-    for (int i = 0; !faults_done; ++i) {
-      std::this_thread::sleep_for(milliseconds(700));
-      const std::string name = "quiet-" + std::to_string(i);
-      const std::string taken = NewestStoppedReservation();
-      const Call call = Allocate(quiet, name, taken);
-      if (call.outcome == Outcome::kOk) Release(quiet, name, call.address);
-    }
-  });
+  clients.emplace_back([&] { AskForStoppedReservations(quiet, faults_done); });
   Figures figures;
   do {
     RunFaults(fault, between, figures);
@@ -794,19 +816,12 @@ TEST_F(PartitionChaos, NamesMovingUnderPartitionsHungMembersAndLostAnswersAreNev
       static_cast<long long>(max_of(figures.heal_ms)), figures.hung_latency_ms.size(), static_cast<long long>(hung_p99),
       static_cast<long long>(kHungP99BudgetMs), static_cast<long long>(max_of(figures.hung_latency_ms)), dropped.load(),
       txns.load());
-  int quiet_asked = 0, quiet_given = 0;
-  std::string quiet_refusal;
-  for (const Operation& op : history_.operations()) {
-    if (op.node != "host-quiet" || op.kind != OpKind::kAllocate) continue;
-    ++quiet_asked;
-    quiet_given += op.outcome == Outcome::kOk ? 1 : 0;
-    if (op.outcome != Outcome::kOk) quiet_refusal = op.detail;  // the last one
+  ReportQuietHost();
+  // Under 100 samples (CI's short faults) a p99 is the slowest call: AHungMember... holds the
+  // budget with a thousand; here it is held at full size.
+  if (figures.hung_latency_ms.size() >= 100) {
+    EXPECT_LT(hung_p99, kHungP99BudgetMs) << "allocation p99 while a follower hung";
   }
-  std::printf(
-      "chaos-partition: the quiet host asked for %d reserved addresses of stopped names, was given %d "
-      "(last refusal: %s)\n",
-      quiet_asked, quiet_given, quiet_refusal.c_str());
-  EXPECT_LT(hung_p99, kHungP99BudgetMs) << "allocation p99 on the host of a hung member";
   CheckEverything("chaos-partition");
 }
 
