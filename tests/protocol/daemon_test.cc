@@ -1064,6 +1064,21 @@ TEST_F(DaemonTest, ABodyNested200000DeepIs400OnEveryPathAndTheDaemonStaysUp) {
   EXPECT_EQ(Post(cli, "Plugin.Activate", json()).first, 200);
 }
 
+// AddressSanitizer keeps freed memory in quarantine and maps shadow memory: a sanitized daemon's
+// peak grows with what it read and threw away. Its bounds are looser, still far below the 128 MiB
+// the unbounded reading of a 64 MiB body took.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr long kRssBoundFactor = 3;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr long kRssBoundFactor = 3;
+#else
+constexpr long kRssBoundFactor = 1;
+#endif
+#else
+constexpr long kRssBoundFactor = 1;
+#endif
+
 // A chunked body has no Content-Length to hold against the limit: httplib read it whole.
 TEST_F(DaemonTest, ChunkedBodiesOverTheLimitAre413AndTheDaemonDoesNotGrowWithThem) {
   const long rss_before = StatusKib(pid_, "VmRSS");
@@ -1075,7 +1090,7 @@ TEST_F(DaemonTest, ChunkedBodiesOverTheLimitAre413AndTheDaemonDoesNotGrowWithThe
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 413 ")) << answer.substr(0, 300);
   EXPECT_NE(answer.find("request body larger than 1048576 bytes (1 MiB)"), std::string::npos) << answer;
   const long peak = StatusKib(pid_, "VmHWM");
-  EXPECT_LT(peak - rss_before, 16 * 1024) << "KiB: the daemon's peak grew with the 64 MiB body";
+  EXPECT_LT(peak - rss_before, kRssBoundFactor * 16 * 1024) << "KiB: the daemon's peak grew with the 64 MiB body";
   RecordProperty("peak_growth_kib_64mib_chunked", static_cast<int>(peak - rss_before));
 
   // Just over the limit, from a client that writes all before it reads: it gets the 413 too, and
@@ -1143,7 +1158,7 @@ TEST_F(DaemonTest, MetricsListenRefusesABodyUnreadAndKeepsServing) {
   EXPECT_NE(answer.find("only GET /metrics, with no body"), std::string::npos) << answer;
   EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
   const long peak = StatusKib(pid_, "VmHWM");
-  EXPECT_LT(peak - rss_before, 8 * 1024) << "KiB: the daemon's peak grew with the 64 MiB body";
+  EXPECT_LT(peak - rss_before, kRssBoundFactor * 8 * 1024) << "KiB: the daemon's peak grew with the 64 MiB body";
   RecordProperty("peak_growth_kib_64mib_metrics_post", static_cast<int>(peak - rss_before));
   httplib::Client tcp("127.0.0.1", 9415);
   EXPECT_FALSE(GetMetrics(tcp).empty()) << Log();
