@@ -13,8 +13,16 @@
 #include <netlink/route/link/vlan.h>
 #include <netlink/route/route.h>
 
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <memory>
+#include <set>
+#include <thread>
 
 namespace smv::nl {
 namespace {
@@ -398,6 +406,88 @@ Status LinkManager::ChangeHostRoute(const IpAddress& address, const std::string&
     return NlStatus(rc, fmt::format("{} route {} dev {}", add ? "add" : "delete", address.ToString(), link));
   }
   return OkStatus();
+}
+
+namespace {
+
+// `address` in network byte order, as libnl holds it.
+std::vector<unsigned char> AddressBytes(const IpAddress& address) {
+  std::vector<unsigned char> out(static_cast<size_t>(address.bits() / 8));
+  Uint128 value = address.value();
+  for (auto it = out.rbegin(); it != out.rend(); ++it) {
+    *it = static_cast<unsigned char>(value & 0xff);
+    value >>= 8;
+  }
+  return out;
+}
+
+bool Carries(rtnl_addr* addr, const std::vector<unsigned char>& want) {
+  nl_addr* local = rtnl_addr_get_local(addr);
+  return local != nullptr && nl_addr_get_len(local) == want.size() &&
+         std::memcmp(nl_addr_get_binary_addr(local), want.data(), want.size()) == 0;
+}
+
+}  // namespace
+
+Result<NamespaceLinkDown> LinkManager::SetLinkDownInNamespace(const std::string& netns_path, const IpAddress& address) {
+  const int ns = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ns < 0 && errno == ENOENT) return NamespaceLinkDown::kNoNamespace;
+  if (ns < 0) {
+    return PermissionDenied(fmt::format("open network namespace {}: {}", netns_path, std::strerror(errno)));
+  }
+  Result<NamespaceLinkDown> outcome = Internal("no answer from the namespace thread");
+  // setns moves the calling thread only: a thread of its own enters, opens a socket there and
+  // ends, so no other thread of the daemon ever runs in the container's namespace.
+  std::thread([&] {
+    if (setns(ns, CLONE_NEWNET) != 0) {
+      // EINVAL: not a namespace (any more): dockerd unmounts a stopped container's before removing the file.
+      outcome = errno == EINVAL ? Result<NamespaceLinkDown>(NamespaceLinkDown::kNoNamespace)
+                                : PermissionDenied(fmt::format("enter network namespace {}: {} (needs CAP_SYS_ADMIN)",
+                                                               netns_path, std::strerror(errno)));
+      return;
+    }
+    Result<std::unique_ptr<LinkManager>> inside = Open();
+    outcome = inside.ok() ? (*inside)->SetDownLinksCarrying(address) : Result<NamespaceLinkDown>(inside.status());
+  }).join();
+  close(ns);
+  return outcome;
+}
+
+Result<NamespaceLinkDown> LinkManager::SetDownLinksCarrying(const IpAddress& address) {
+  std::scoped_lock lock(mu_);
+  nl_cache* raw = nullptr;
+  int rc = 0;
+  for (int attempt = 0; attempt < 5; ++attempt) {  // as List: retry a dump a change interrupted
+    rc = rtnl_addr_alloc_cache(sock_, &raw);
+    if (rc != -NLE_DUMP_INTR) break;
+  }
+  if (rc < 0) return NlStatus(rc, "list addresses");
+  CachePtr cache(raw);
+  const std::vector<unsigned char> want = AddressBytes(address);
+  std::set<int> carriers;
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj != nullptr; obj = nl_cache_get_next(obj)) {
+    auto* addr = reinterpret_cast<rtnl_addr*>(obj);
+    if (Carries(addr, want)) carriers.insert(rtnl_addr_get_ifindex(addr));
+  }
+  if (carriers.empty()) return NamespaceLinkDown::kNoSuchLink;
+  NamespaceLinkDown outcome = NamespaceLinkDown::kAlreadyDown;
+  for (int index : carriers) {
+    rtnl_link* found = nullptr;
+    if (rc = rtnl_link_get_kernel(sock_, index, nullptr, &found); rc < 0) {
+      if (rc == -NLE_OBJ_NOTFOUND || rc == -NLE_NODEV) continue;  // gone meanwhile: sends nothing
+      return NlStatus(rc, fmt::format("look up interface {}", index));
+    }
+    LinkPtr orig(found);
+    if ((rtnl_link_get_flags(orig.get()) & IFF_UP) == 0) continue;
+    LinkPtr change(rtnl_link_alloc());
+    if (change == nullptr) return Internal("allocate link object");
+    rtnl_link_unset_flags(change.get(), IFF_UP);
+    if (rc = rtnl_link_change(sock_, orig.get(), change.get(), 0); rc < 0) {
+      return NlStatus(rc, fmt::format("set interface \"{}\" down", rtnl_link_get_name(orig.get())));
+    }
+    outcome = NamespaceLinkDown::kSetDown;
+  }
+  return outcome;
 }
 
 Status LinkManager::CreateVethPair(const std::string& name, const std::string& peer) {

@@ -30,6 +30,7 @@ class LinkManager : public LinkOps {
   Status AddHostAddress(const std::string& link, const IpAddress& address) override;
   Status AddHostRoute(const IpAddress& address, const std::string& link) override;
   Status DeleteHostRoute(const IpAddress& address, const std::string& link) override;
+  Result<NamespaceLinkDown> SetLinkDownInNamespace(const std::string& netns_path, const IpAddress& address) override;
 
   // Where the network sysctls are (default /proc/sys/net): a managed plugin's /proc/sys is
   // read-only, so its config mounts the host's /proc/sys/net elsewhere.
@@ -47,6 +48,8 @@ class LinkManager : public LinkOps {
   Result<int> IndexOfLocked(const std::string& name);
   Status ChangeFlagsLocked(const std::string& name, unsigned set, unsigned clear);
   Status ChangeHostRoute(const IpAddress& address, const std::string& link, bool add);
+  // SetLinkDownInNamespace's work, on a manager opened inside that namespace.
+  Result<NamespaceLinkDown> SetDownLinksCarrying(const IpAddress& address);
   // Puts the owner tag on the link just created as `name`; deletes the link if that fails (the
   // kernel takes no alias in a create request, hence this second step).
   Status TagNewLinkLocked(const std::string& name, std::string_view what);

@@ -50,6 +50,14 @@ struct MacvlanSpec {
   std::string mac;   // "": the kernel picks one
 };
 
+// What SetLinkDownInNamespace found in the other namespace.
+enum class NamespaceLinkDown {
+  kSetDown,      // a link there carried the address and was up: it is down now
+  kAlreadyDown,  // the links there that carry it were down already
+  kNoSuchLink,   // no link there carries the address
+  kNoNamespace,  // no network namespace at that path (the container stopped, or the path is not visible here)
+};
+
 // With an owner tag set (LinkManager::SetOwnerTag), every Create* tags the link it makes, and
 // Delete refuses a link tagged by another instance.
 class LinkOps {
@@ -81,6 +89,11 @@ class LinkOps {
   virtual Status AddHostRoute(const IpAddress& address, const std::string& link) = 0;
   // kNotFound when absent.
   virtual Status DeleteHostRoute(const IpAddress& address, const std::string& link) = 0;
+
+  // In the network namespace at `netns_path` (a container's sandbox key), sets down every link
+  // that carries `address`; the address stays on it. No packet from that address leaves, and
+  // `ip link set ... up` or a container restart undoes it. The caller's own namespace is untouched.
+  virtual Result<NamespaceLinkDown> SetLinkDownInNamespace(const std::string& netns_path, const IpAddress& address) = 0;
 };
 
 }  // namespace smv::nl

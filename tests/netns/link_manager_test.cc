@@ -2,7 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 
 #include "driver/driver_service.h"
 #include "tests/support/memory_network_store.h"
@@ -12,6 +19,59 @@ namespace smv::nl {
 namespace {
 
 using smv::testing::NetnsTest;
+
+// A container's network namespace: a child that unshared one and waits, killed at the end.
+class ContainerNetns {
+ public:
+  ContainerNetns() {
+    int ready[2];
+    if (pipe(ready) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (unshare(CLONE_NEWNET) != 0) _exit(1);
+      (void)!write(ready[1], "x", 1);
+      for (;;) pause();
+    }
+    close(ready[1]);
+    char byte = 0;
+    if (pid_ <= 0 || read(ready[0], &byte, 1) != 1) pid_ = -1;
+    close(ready[0]);
+  }
+  ContainerNetns(const ContainerNetns&) = delete;
+  ContainerNetns& operator=(const ContainerNetns&) = delete;
+  ~ContainerNetns() { End(); }
+  void End() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  bool ok() const { return pid_ > 0; }
+  std::string path() const { return "/proc/" + std::to_string(pid_) + "/ns/net"; }
+  std::string pid() const { return std::to_string(pid_); }
+  // `command` run inside: its exit code, and its output appended to `output` when given.
+  int Run(const std::string& command, std::string* output = nullptr) const {
+    FILE* pipe = popen(("nsenter --net=" + path() + " " + command + " 2>&1").c_str(), "r");
+    if (pipe == nullptr) return -1;
+    char buf[512];
+    std::string out;
+    while (fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
+    if (output != nullptr) *output = out;
+    return pclose(pipe);
+  }
+  // True when the link is administratively up (UP among its flags, as `ip link` shows them).
+  bool Up(const std::string& link) const {
+    std::string out;
+    if (Run("ip -o link show dev " + link, &out) != 0) ADD_FAILURE() << out;
+    const size_t open = out.find('<');
+    const std::string flags = "," + out.substr(open + 1, out.find('>') - open - 1) + ",";
+    return flags.find(",UP,") != std::string::npos;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
 
 TEST_F(NetnsTest, FindReportsKindMtuAndParent) {
   Result<std::optional<LinkInfo>> eth1 = links_->Find("eth1");
@@ -313,6 +373,66 @@ TEST_F(DriverNetnsTest, ReconcileLeavesAnotherInstancesLinks) {
   EXPECT_EQ(driver_->Reconcile().orphan_links_deleted, 0);
   EXPECT_TRUE(links_->Find("smv0123456789b")->has_value());
   EXPECT_TRUE(links_->Find("smvh0123456789")->has_value());
+}
+
+// A container's address given away: its link inside the container's namespace goes down, the
+// address stays on it, and a link of the daemon's own namespace with the same address stays up.
+TEST_F(NetnsTest, SetLinkDownInNamespaceSetsDownOnlyTheContainersLinkCarryingTheAddress) {
+  ContainerNetns container;
+  ASSERT_TRUE(container.ok());
+  ASSERT_TRUE(links_->SetUp("eth1").ok());
+  for (const char* name : {"mvc", "mvd", "mvh"})
+    ASSERT_TRUE(links_->CreateMacvlan({name, "eth1", "bridge", 0, ""}).ok());
+  ASSERT_EQ(std::system(("ip link set dev mvc netns " + container.pid()).c_str()), 0);
+  ASSERT_EQ(std::system(("ip link set dev mvd netns " + container.pid()).c_str()), 0);
+  ASSERT_EQ(container.Run("ip addr add 192.0.2.10/24 dev mvc"), 0);
+  ASSERT_EQ(container.Run("ip addr add 2001:db8::10/64 dev mvd nodad"), 0);
+  ASSERT_EQ(container.Run("ip link set dev mvc up"), 0);
+  ASSERT_EQ(container.Run("ip link set dev mvd up"), 0);
+  ASSERT_TRUE(links_->AddHostAddress("mvh", *IpAddress::Parse("192.0.2.10")).ok());
+  ASSERT_TRUE(links_->SetUp("mvh").ok());
+  ASSERT_TRUE(container.Up("mvc") && container.Up("mvd"));
+
+  Result<NamespaceLinkDown> down = links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("192.0.2.10"));
+  ASSERT_TRUE(down.ok()) << down.status().message();
+  EXPECT_EQ(*down, NamespaceLinkDown::kSetDown);
+  EXPECT_FALSE(container.Up("mvc"));
+  EXPECT_TRUE(container.Up("mvd")) << "carries no such address";
+  std::string addresses;
+  EXPECT_EQ(container.Run("ip -o addr show dev mvc", &addresses), 0);
+  EXPECT_NE(addresses.find("192.0.2.10/24"), std::string::npos) << "down, not stripped";
+  EXPECT_TRUE((*links_->Find("mvh"))->up) << "the daemon's own namespace is left alone";
+  EXPECT_EQ(*links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("192.0.2.10")),
+            NamespaceLinkDown::kAlreadyDown);
+  EXPECT_EQ(*links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("2001:db8::10")),
+            NamespaceLinkDown::kSetDown);
+  EXPECT_FALSE(container.Up("mvd"));
+  EXPECT_EQ(*links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("192.0.2.99")),
+            NamespaceLinkDown::kNoSuchLink);
+}
+
+// A stopped container: nothing at its sandbox path, a plain file there (unmounted, not yet
+// removed), or its namespace gone. None is an error.
+TEST_F(NetnsTest, SetLinkDownInNamespaceWithoutANamespaceIsNoError) {
+  const IpAddress address = *IpAddress::Parse("192.0.2.10");
+  Result<NamespaceLinkDown> missing = links_->SetLinkDownInNamespace("/nonexistent/netns/0123456789ab", address);
+  ASSERT_TRUE(missing.ok()) << missing.status().message();
+  EXPECT_EQ(*missing, NamespaceLinkDown::kNoNamespace);
+  char plain[] = "/tmp/smv-netns-XXXXXX";
+  const int fd = mkstemp(plain);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  Result<NamespaceLinkDown> unmounted = links_->SetLinkDownInNamespace(plain, address);
+  unlink(plain);
+  ASSERT_TRUE(unmounted.ok()) << unmounted.status().message();
+  EXPECT_EQ(*unmounted, NamespaceLinkDown::kNoNamespace);
+  ContainerNetns container;
+  ASSERT_TRUE(container.ok());
+  const std::string path = container.path();
+  container.End();
+  Result<NamespaceLinkDown> gone = links_->SetLinkDownInNamespace(path, address);
+  ASSERT_TRUE(gone.ok()) << gone.status().message();
+  EXPECT_EQ(*gone, NamespaceLinkDown::kNoNamespace);
 }
 
 }  // namespace

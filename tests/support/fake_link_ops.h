@@ -4,10 +4,12 @@
 // kNotFound, created links carry `owner_tag` and Delete refuses another instance's (link_ops.h),
 // and VLAN creation can be made to fail as on a kernel without 802.1Q.
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "driver/netlink/link_ops.h"
 
@@ -114,6 +116,16 @@ class FakeLinkOps : public nl::LinkOps {
     if (routes.erase({address.ToString(), link}) == 0) return NotFound(address.ToString());
     return OkStatus();
   }
+  // Records each call; answers `namespace_outcome` (kSetDown the first time for a pair, then kAlreadyDown).
+  Result<nl::NamespaceLinkDown> SetLinkDownInNamespace(const std::string& netns_path,
+                                                       const IpAddress& address) override {
+    namespace_downs.push_back({netns_path, address.ToString()});
+    if (namespace_outcome != nl::NamespaceLinkDown::kSetDown) return namespace_outcome;
+    const bool first = std::count(namespace_downs.begin(), namespace_downs.end(), namespace_downs.back()) == 1;
+    return first ? nl::NamespaceLinkDown::kSetDown : nl::NamespaceLinkDown::kAlreadyDown;
+  }
+  std::vector<std::pair<std::string, std::string>> namespace_downs;  // (netns path, address)
+  nl::NamespaceLinkDown namespace_outcome = nl::NamespaceLinkDown::kSetDown;
   std::map<std::string, std::set<std::string>> addresses;  // link -> host addresses
   std::set<std::pair<std::string, std::string>> routes;    // (address, link)
   std::set<std::string> tuned;
