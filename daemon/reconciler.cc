@@ -56,6 +56,7 @@ void Reconciler::ReleaseNetworkPools(const driver::NetworkRecord& network) {
 }
 
 void Reconciler::KeepRunningAddresses(PassReport& report) {
+  std::set<std::string> still_given_away;  // handled keys to remember for the next pass
   for (const driver::EndpointRecord& endpoint : driver_.Endpoints()) {
     if (endpoint.sandbox_key.empty()) continue;  // not joined: no container uses it yet
     for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
@@ -63,8 +64,10 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
       if (!address) continue;
       const std::vector<std::string> pools = ipam_.PoolsOnSubnet(Prefix(address->Network(), address->length()));
       if (pools.size() != 1) continue;
+      const std::string key = endpoint.endpoint_id + " " + address->address().ToString();
       Result<ipam::HeldOutcome> kept =
           ipam_.KeepHeld(pools.front(), address->address(), endpoint.container_name, endpoint.mac);
+      if (!kept.ok() && given_away_handled_.contains(key)) still_given_away.insert(key);  // unsure: keep it
       if (!kept.ok() || kept->kind == ipam::HeldOutcome::Kind::kHeld) continue;
       if (kept->kind == ipam::HeldOutcome::Kind::kRetaken) {
         ++report.addresses_retaken;
@@ -75,11 +78,48 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
         continue;
       }
       ++report.addresses_given_away;
-      spdlog::error(
-          "address {} of container {} (endpoint {}) was freed in the shared book while this host was cut off and "
-          "is now another's: {}; the same address is on the wire twice until you stop or disconnect this container",
-          address->address().ToString(), endpoint.container_name, ShortId(endpoint.endpoint_id), kept->holder);
+      still_given_away.insert(key);
+      if (given_away_handled_.insert(key).second) {
+        SetGivenAwayAddressDown(endpoint, address->address(), kept->holder, report);
+      }
     }
+  }
+  given_away_handled_ = std::move(still_given_away);  // a restarted container gets a new endpoint
+}
+
+void Reconciler::SetGivenAwayAddressDown(const driver::EndpointRecord& endpoint, const IpAddress& address,
+                                         const std::string& holder, PassReport& report) {
+  const std::string what = fmt::format(
+      "address {} of container \"{}\" (endpoint {}) was freed in the shared book while this host was cut off "
+      "(reservations release --node?) and is now another's: {}",
+      address.ToString(), endpoint.container_name, ShortId(endpoint.endpoint_id), holder);
+  const std::string fix = fmt::format("`docker restart {}` makes it request an address again", endpoint.container_name);
+  Result<nl::NamespaceLinkDown> down = driver_.SetAddressDownInContainer(endpoint.endpoint_id, address);
+  if (!down.ok()) {
+    spdlog::error(
+        "{}; its interface in the container could not be set down ({}): the address is on the wire twice "
+        "until you stop the container; {}",
+        what, down.status().message(), fix);
+    return;
+  }
+  switch (*down) {
+    case nl::NamespaceLinkDown::kSetDown:
+      ++report.links_set_down;
+      spdlog::error("{}; its interface in the container is down now, so the address is not on the wire twice; {}", what,
+                    fix);
+      break;
+    case nl::NamespaceLinkDown::kAlreadyDown:
+      spdlog::error("{}; its interface in the container was down already; {}", what, fix);
+      break;
+    case nl::NamespaceLinkDown::kNoSuchLink:
+      spdlog::warn("{}; no interface in the container carries it any more: nothing sends from it here", what);
+      break;
+    case nl::NamespaceLinkDown::kNoNamespace:
+      spdlog::warn(
+          "{}; the container's network namespace {} is not there (stopped, or not visible to this plugin): "
+          "if it still runs, the address is on the wire twice; {}",
+          what, endpoint.sandbox_key, fix);
+      break;
   }
 }
 

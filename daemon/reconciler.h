@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "driver/driver_service.h"
@@ -62,7 +63,8 @@ class Reconciler {
     int endpoints_cleaned = 0;     // lost DeleteEndpoint/ReleaseAddress made up for
     int networks_cleaned = 0;      // lost DeleteNetwork/ReleasePool made up for
     int addresses_retaken = 0;     // freed in the shared book behind this host's back, taken again
-    int addresses_given_away = 0;  // freed behind its back and now another's: still in use here
+    int addresses_given_away = 0;  // freed behind its back and now another's (each pass it still is)
+    int links_set_down = 0;        // container interfaces set down for such an address (once each)
   };
   PassReport PassOnce();
 
@@ -79,8 +81,11 @@ class Reconciler {
   void ReleaseEndpointLeases(const driver::EndpointRecord& endpoint);
   void ReleaseNetworkPools(const driver::NetworkRecord& network);
   // A shared book may have freed this host's addresses (`reservations release --node` while it
-  // was only cut off): each running container's address is taken again, or reported as given away.
+  // was only cut off): each running container's address is taken again, or, given away, the
+  // container's interface carrying it goes down (once; logged once).
   void KeepRunningAddresses(PassReport& report);
+  void SetGivenAwayAddressDown(const driver::EndpointRecord& endpoint, const IpAddress& address,
+                               const std::string& holder, PassReport& report);
 
   engine::EngineApi& engine_;
   ipam::IpamApi& ipam_;
@@ -92,6 +97,9 @@ class Reconciler {
   // When each stored network was first found unknown to the engine, in this run (reset when the
   // engine knows it again; a restart only delays a cleanup).
   std::map<std::string, int64_t> network_unknown_since_;
+  // "<endpoint id> <address>" of given-away addresses already acted on (pass thread only): once
+  // each, not every pass; forgotten when the endpoint or the conflict goes.
+  std::set<std::string> given_away_handled_;
   std::mutex mu_;  // guards stop_ (with cv_)
   std::condition_variable cv_;
   bool stop_ = false;

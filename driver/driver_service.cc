@@ -730,6 +730,25 @@ Status DriverService::SetEndpointName(const std::string& endpoint_id, const std:
   return SaveEndpointLocked(updated);
 }
 
+Result<nl::NamespaceLinkDown> DriverService::SetAddressDownInContainer(const std::string& endpoint_id,
+                                                                       const IpAddress& address) {
+  const std::optional<EndpointRecord> endpoint = FindEndpoint(endpoint_id);
+  if (!endpoint || endpoint->sandbox_key.empty()) {
+    return NotFound(fmt::format("endpoint {} is not joined to a container", ShortId(endpoint_id)));
+  }
+  bool own = false;
+  for (const std::string& cidr : {endpoint->address_v4, endpoint->address_v6}) {
+    const std::optional<Prefix> mine = Prefix::Parse(cidr);
+    own = own || (mine && mine->address() == address);
+  }
+  if (!own) {
+    return InvalidArgument(
+        fmt::format("address {} is not one of endpoint {}'s", address.ToString(), ShortId(endpoint_id)));
+  }
+  // Outside mu_: the container's namespace is none of the driver's state, and Join need not wait.
+  return links_.SetLinkDownInNamespace(endpoint->sandbox_key, address);
+}
+
 Status DriverService::SaveEndpointLocked(const EndpointRecord& record) {
   DriverBatch batch;
   batch.put_endpoints.push_back(record);

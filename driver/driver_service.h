@@ -103,6 +103,10 @@ class DriverService {
   // Records the container name learned for an endpoint (kept for reconciliation). Idempotent;
   // kNotFound for an unknown endpoint.
   Status SetEndpointName(const std::string& endpoint_id, const std::string& name);
+  // One of a joined endpoint's addresses is another's now (a shared book gave it away): the links
+  // carrying it in the container's namespace go down (nl::LinkOps::SetLinkDownInNamespace).
+  // kNotFound for an unknown or unjoined endpoint, kInvalidArgument for an address not its own.
+  Result<nl::NamespaceLinkDown> SetAddressDownInContainer(const std::string& endpoint_id, const IpAddress& address);
   // Ids of the networks with an IPv4 or IPv6 pool equal to `subnet`.
   std::vector<std::string> NetworksOnSubnet(const Prefix& subnet) const;
 

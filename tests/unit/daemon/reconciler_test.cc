@@ -149,9 +149,47 @@ TEST_F(ReconcilerTest, ARunningContainersAddressFreedBehindThisHostsBackIsTakenA
   other.lease.name = "z";
   ipam_store_.PutLease(other);  // freed again and given to another host's container
   ipam_store_.commit_key_moved = true;
+  EXPECT_TRUE(links_.namespace_downs.empty());
   const daemon::Reconciler::PassReport report = reconciler.PassOnce();
   EXPECT_EQ(report.addresses_given_away, 1);
+  EXPECT_EQ(report.links_set_down, 1);
   EXPECT_EQ(ipam_store_.FindLease(pool_, address)->lease.node, "host-b") << "never taken from the other host";
+  // The container's interface carrying it goes down, in its own namespace, once: not every pass.
+  const std::vector<std::pair<std::string, std::string>> down_once = {{"/sandbox", address}};
+  EXPECT_EQ(links_.namespace_downs, down_once);
+  const daemon::Reconciler::PassReport again = reconciler.PassOnce();
+  EXPECT_EQ(again.addresses_given_away, 1) << "still another's";
+  EXPECT_EQ(again.links_set_down, 0);
+  EXPECT_EQ(links_.namespace_downs, down_once);
+}
+
+// The container restarts with a new endpoint (same name, same address given back): a later give-away of it
+// is acted on again, and a namespace already gone is no error and no retry.
+TEST_F(ReconcilerTest, AGivenAwayAddressIsActedOnOncePerEndpoint) {
+  Result<std::string> web = Start(kEp1, "web");
+  ASSERT_TRUE(web.ok());
+  const std::string address = web->substr(0, web->find('/'));
+  ipam_store_.shared_book = true;
+  ipam_store_.node_name = "host-a";
+  ipam::LeaseRecord other = *ipam_store_.FindLease(pool_, address);
+  other.lease.node = "host-b";
+  ipam_store_.PutLease(other);
+  auto shared = ipam::IpamService::Create(ipam_store_, [this] { return now_; });
+  ASSERT_TRUE(shared.ok());
+  daemon::Reconciler reconciler(engine_, **shared, *driver_, *identity_,
+                                daemon::ReconcilerOptions{.apply_presence = false}, [this] { return now_; });
+  links_.namespace_outcome = nl::NamespaceLinkDown::kNoNamespace;
+  EXPECT_EQ(reconciler.PassOnce().links_set_down, 0);
+  EXPECT_EQ(reconciler.PassOnce().addresses_given_away, 1);
+  EXPECT_EQ(links_.namespace_downs.size(), 1u);
+  ASSERT_TRUE(driver_->DeleteEndpoint(kNet, kEp1).ok());  // the old container went; a new one has the address
+  EXPECT_TRUE(driver_->CreateEndpoint({kNet, kEp2, *web, "", ""}).ok());
+  EXPECT_TRUE(driver_->Join(kNet, kEp2, "/sandbox2").ok());
+  ASSERT_TRUE(driver_->SetEndpointName(kEp2, "web").ok());
+  links_.namespace_outcome = nl::NamespaceLinkDown::kSetDown;
+  EXPECT_EQ(reconciler.PassOnce().links_set_down, 1);
+  ASSERT_EQ(links_.namespace_downs.size(), 2u);
+  EXPECT_EQ(links_.namespace_downs.back(), std::make_pair(std::string("/sandbox2"), address));
 }
 
 }  // namespace
