@@ -7,6 +7,10 @@
 
 #include "common/status.h"
 
+namespace smv::ipam {
+struct UndecodableKey;
+}
+
 namespace smv::daemon {
 
 inline constexpr const char* kDefaultSocket = "/run/docker/plugins/static-macvlan.sock";
@@ -65,8 +69,11 @@ Status Serve(const ServeFlags& flags);
 // Reads the state database (beside a running daemon) and prints every inconsistency; an error
 // when there is one.
 Status Fsck(const ServeFlags& flags);
-// What fsck finds, without printing; `summary` gets the counts line.
-Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::string& summary);
+// What fsck finds, without printing; `summary` gets the counts line. The shared book's records
+// that do not decode go to `undecodable` when given (doctor shows each with its fix), else among
+// the problems.
+Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::string& summary,
+                                              std::vector<ipam::UndecodableKey>* undecodable = nullptr);
 
 struct DoctorFlags {
   ServeFlags serve;     // --socket, --state-dir, --store and the etcd flags: where the daemon and its state are

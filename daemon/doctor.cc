@@ -22,6 +22,7 @@
 #include "driver/netlink/link_manager.h"
 #include "driver/network_options.h"
 #include "engine/docker_engine.h"
+#include "ipam/etcd_store.h"
 
 namespace smv::daemon {
 namespace {
@@ -75,13 +76,30 @@ Check DockerdRegistered(engine::DockerEngine& engine, const std::string& socket)
   return {"dockerd", "", judged.ok, std::move(judged.detail), std::move(judged.fix)};
 }
 
-Check StoreConsistent(const ServeFlags& flags) {
+// fsck's answer on one line, and each record of the shared book that no node can decode on one
+// of its own, with the command that deletes it.
+void CheckStoreConsistent(const ServeFlags& flags, std::vector<Check>& out) {
   std::string summary;
-  Result<std::vector<std::string>> problems = FsckProblems(flags, summary);
-  if (!problems.ok()) return {"state", "", false, problems.status().message(), "static-macvlan fsck"};
-  if (problems->empty()) return {"state", "", true, "fsck: " + summary, ""};
-  return {"state", "", false, fmt::format("fsck: {} problem(s), first: {}", problems->size(), problems->front()),
-          "static-macvlan fsck   (lists them all; docs/troubleshooting.md)"};
+  std::vector<ipam::UndecodableKey> undecodable;
+  Result<std::vector<std::string>> problems = FsckProblems(flags, summary, &undecodable);
+  if (!problems.ok()) {
+    out.push_back({"state", "", false, problems.status().message(), "static-macvlan fsck"});
+    return;
+  }
+  if (!problems->empty()) {
+    out.push_back({"state", "", false,
+                   fmt::format("fsck: {} problem(s), first: {}", problems->size(), problems->front()),
+                   "static-macvlan fsck   (lists them all; docs/troubleshooting.md)"});
+  } else if (undecodable.empty()) {
+    out.push_back({"state", "", true, "fsck: " + summary, ""});
+  }
+  for (const ipam::UndecodableKey& bad : undecodable) {
+    out.push_back({"state", "", false,
+                   fmt::format("the shared book's record {} does not decode; every node skips it: {}",
+                               ipam::PrintableKey(bad.key), bad.why),
+                   fmt::format("{}   (look at it first: {}; or restore it from a backup)",
+                               ipam::EtcdctlCommand("del", bad.key), ipam::EtcdctlCommand("get", bad.key))});
+  }
 }
 
 // The link checks of one network, on the kernel as it is now.
@@ -232,7 +250,7 @@ Status Doctor(const DoctorFlags& flags) {
                       "static-macvlan doctor --state-dir DIR   (the daemon's --state-dir)"});
     return Report(checks, flags.json);
   }
-  checks.push_back(StoreConsistent(flags.serve));
+  CheckStoreConsistent(flags.serve, checks);
   Result<StateStores> stores = OpenStateStores(flags.serve.state_dir, flags.serve.db_size_mib << 20);
   Result<driver::DriverSnapshot> state =
       stores.ok() ? stores->networks->Load() : Result<driver::DriverSnapshot>(stores.status());

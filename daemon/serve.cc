@@ -300,7 +300,8 @@ Status Fsck(const ServeFlags& flags) {
   return OkStatus();
 }
 
-Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::string& summary) {
+Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::string& summary,
+                                              std::vector<ipam::UndecodableKey>* undecodable) {
   auto shared_client = SharedStoreClient(flags);
   if (!shared_client.ok()) return shared_client.status();
   auto stores = OpenStores(flags);
@@ -314,7 +315,14 @@ Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::stri
     auto book = ipam::EtcdIpamStore::Open(client, {.node = "fsck", .read_only = true});
     if (!book.ok()) return book.status();
     ipam = (*book)->Load();
-    for (const std::string& key : (*book)->undecodable_keys()) unreadable.push_back("undecodable record " + key);
+    for (ipam::UndecodableKey& bad : (*book)->undecodable_keys()) {
+      if (undecodable != nullptr) {
+        undecodable->push_back(std::move(bad));
+        continue;
+      }
+      unreadable.push_back(fmt::format("undecodable record {}: {}; every node skips it (delete it with: {})",
+                                       ipam::PrintableKey(bad.key), bad.why, ipam::EtcdctlCommand("del", bad.key)));
+    }
     // Beside the fleet's book, this host's own (--ipam-opt scope=local pools), as the daemon shows both.
     if (ipam.ok()) {
       auto local = stores->ipam->Load();

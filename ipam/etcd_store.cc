@@ -110,11 +110,44 @@ class BookDecoder {
   std::vector<ReservationRecord> reserved_;
 };
 
+// What the record at `key` is to a user: "the reservation of name \"web\" in pool \"...\"".
+std::string RecordAt(const BookKeys& keys, std::string_view key) {
+  const std::pair<std::string_view, std::string_view> families[] = {{keys.reservations, "the reservation of name"},
+                                                                    {keys.leases, "the lease of address"},
+                                                                    {keys.reserved_addresses, "the holder of address"},
+                                                                    {keys.pools, "the pool record"}};
+  for (const auto& [family, what] : families) {
+    if (!key.starts_with(family)) continue;
+    const std::string_view rest = key.substr(family.size());
+    const size_t nul = rest.find('\0');
+    if (nul == std::string_view::npos) return fmt::format("{} \"{}\"", what, PrintableKey(rest));
+    return fmt::format("{} \"{}\" in pool \"{}\"", what, PrintableKey(rest.substr(nul + 1)),
+                       PrintableKey(rest.substr(0, nul)));
+  }
+  return "a record";
+}
+
 milliseconds Left(Clock::time_point until) {
   return std::max(kMinResolveTime, std::chrono::duration_cast<milliseconds>(until - Clock::now()));
 }
 
 }  // namespace
+
+std::string PrintableKey(std::string_view key) {
+  std::string out;
+  for (const char c : key) {
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '\'') {
+      out.push_back(c);
+    } else {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    }
+  }
+  return out;
+}
+
+std::string EtcdctlCommand(std::string_view request, std::string_view key) {
+  return fmt::format("printf '\\n{} \"%s\"\\n\\n\\n' '{}' | etcdctl txn", request, PrintableKey(key));
+}
 
 std::string BookKeys::Pool(const std::string& pool_id) const { return pools + records::PoolKey(pool_id); }
 std::string BookKeys::Lease(const std::string& pool_id, const IpAddress& address) const {
@@ -224,19 +257,21 @@ Status EtcdIpamStore::LoadIntoLocked(IpamLoadSink& sink) {
 void EtcdIpamStore::DecodeBookLocked(IpamLoadSink& sink,
                                      const std::vector<std::pair<std::string, const std::string*>>& kvs) {
   index_ = {};
-  undecodable_.clear();
+  std::map<std::string, std::string> undecodable;
   BookDecoder decoder(keys_, sink, index_);
   for (const auto& [key, value] : kvs) {
     Status why = OkStatus();
     if (decoder.Add(key, *value, why)) continue;
     // Never seen, as far as commits go: a write to it compares "absent" and is refused, so this
-    // node never overwrites a record it could not read.
+    // node never overwrites a record it could not read (CheckDecodable refuses it before).
     revisions_.erase(key);
-    undecodable_.push_back(fmt::format("{}: {}", key, why.message()));
+    undecodable[key] = why.message();
     spdlog::error("skipped a record of the shared address book that does not decode (fsck lists it): {}",
                   why.message());
   }
   decoder.Finish();
+  std::scoped_lock lock(undecodable_mu_);
+  undecodable_ = std::move(undecodable);
 }
 
 Result<etcd::RangeResult> EtcdIpamStore::ReadBookLocked(Clock::time_point until) {
@@ -532,6 +567,32 @@ std::vector<std::string> EtcdIpamStore::ReadKeys(std::span<const IpamBatch> batc
   return keys;
 }
 
+std::vector<std::string> EtcdIpamStore::PutOrReadKeys(const IpamBatch& batch) const {
+  std::vector<std::string> keys = ReadKeys({&batch, 1});
+  for (const PoolRecord& p : batch.put_pools) keys.push_back(keys_.Pool(p.config.id));
+  for (const LeaseRecord& l : batch.put_leases) keys.push_back(keys_.Lease(l.pool_id, l.address));
+  for (const ReservationRecord& r : batch.put_reservations) {
+    keys.push_back(keys_.Reservation(r.pool_id, r.name));
+    keys.push_back(keys_.ReservedAddress(r.pool_id, r.address));
+  }
+  return keys;
+}
+
+Status EtcdIpamStore::CheckDecodable(const IpamBatch& batch) const {
+  std::scoped_lock lock(undecodable_mu_);
+  if (undecodable_.empty()) return OkStatus();
+  for (const std::string& key : PutOrReadKeys(batch)) {
+    auto bad = undecodable_.find(key);
+    if (bad == undecodable_.end()) continue;
+    return FailedPrecondition(fmt::format(
+        "{} cannot be written: its record {} in the shared address book does not decode ({}), and no node "
+        "overwrites a record it could not read; nothing was written. `static-macvlan fsck` lists it. Look at it "
+        "with: {}; then restore it, or delete it with: {}",
+        RecordAt(keys_, key), PrintableKey(key), bad->second, EtcdctlCommand("get", key), EtcdctlCommand("del", key)));
+  }
+  return OkStatus();
+}
+
 Status EtcdIpamStore::ApplyAllLocked(std::span<const IpamBatch> batches) {
   const auto until = Clock::now() + kCallBudget;
   refused_at_ = 0;
@@ -628,9 +689,11 @@ Result<bool> EtcdIpamStore::CommitKeyMoved() {
   return now != (known == revisions_.end() ? 0 : known->second);
 }
 
-std::vector<std::string> EtcdIpamStore::undecodable_keys() const {
-  std::scoped_lock lock(mu_);
-  return undecodable_;
+std::vector<UndecodableKey> EtcdIpamStore::undecodable_keys() const {
+  std::scoped_lock lock(undecodable_mu_);
+  std::vector<UndecodableKey> out;
+  for (const auto& [key, why] : undecodable_) out.push_back({key, why});
+  return out;
 }
 
 }  // namespace smv::ipam

@@ -71,6 +71,19 @@ struct BookKeys {
 // The layout this version writes and needs (the value of BookKeys::layout).
 inline constexpr std::string_view kBookLayout = "2";
 
+// A key under the book's prefix that the last load could not decode, and why: every load skips it.
+struct UndecodableKey {
+  std::string key;
+  std::string why;
+};
+
+// `key` as etcdctl txn reads a quoted key: the NUL between a pool and a name, other control and
+// non-ASCII bytes, quotes and backslashes written \xNN, so a terminal and a shell pass it intact.
+std::string PrintableKey(std::string_view key);
+// The shell command that runs `request` ("get", "del") on `key`. Keys hold a NUL, which no
+// command-line argument carries: etcdctl txn reads the key quoted, from its input.
+std::string EtcdctlCommand(std::string_view request, std::string_view key);
+
 // Which reservation is on which address, as this node last saw the book (full keys).
 struct ReservationIndex {
   std::unordered_map<std::string, std::string> reserved_at;  // reservation key -> address key
@@ -106,8 +119,11 @@ class EtcdIpamStore : public IpamStore {
   // decided before fails, and its next load tells it (`reservations release --node`).
   Status FenceNode(const std::string& node) override;
   Result<bool> CommitKeyMoved() override;
-  // Keys under the prefix the last load could not decode ("key: why"), skipped (fsck, doctor).
-  std::vector<std::string> undecodable_keys() const;
+  // Keys under the prefix the last load could not decode, skipped (fsck, doctor).
+  std::vector<UndecodableKey> undecodable_keys() const;
+  // A commit writing or comparing such a key compares "absent" with a key that exists: etcd would
+  // refuse it every time. kFailedPrecondition naming the record, why and the fix instead.
+  Status CheckDecodable(const IpamBatch& batch) const override;
   std::string node() const override { return options_.node; }
   // The commit key takes one operation of each transaction.
   size_t max_writes_per_commit() const override { return options_.max_txn_ops - 1; }
@@ -145,6 +161,8 @@ class EtcdIpamStore : public IpamStore {
   std::map<std::string, std::optional<std::string>> PlanWrites(std::span<const IpamBatch> batches,
                                                                ReservationIndex& index) const;
   std::vector<std::string> ReadKeys(std::span<const IpamBatch> batches) const;
+  // The keys a commit of `batch` puts or compares (a delete of a key never read sends nothing).
+  std::vector<std::string> PutOrReadKeys(const IpamBatch& batch) const;
   // Reads the whole book; migrates it to kBookLayout first when it is older (then reads again).
   Result<etcd::RangeResult> ReadBookLocked(std::chrono::steady_clock::time_point until);
   // Writes the address/ keys a layout-1 book lacks, then the layout. kAborted: another node
@@ -164,7 +182,9 @@ class EtcdIpamStore : public IpamStore {
   std::unordered_map<std::string, int64_t> revisions_;
   const BookKeys keys_;
   ReservationIndex index_;
-  std::vector<std::string> undecodable_;
+  // Taken alone, never with mu_ held by a commit in flight: a decision never waits for etcd.
+  mutable std::mutex undecodable_mu_;
+  std::map<std::string, std::string> undecodable_;  // key -> why it does not decode
   uint64_t fenced_commits_ = 0;
   // Whether a transaction of this node may still apply (its answer was lost and not read back):
   // the next load must fence. True until the first fence.

@@ -311,6 +311,11 @@ Status IpamService::JournalRelease(const std::string& pool_id, const IpAddress& 
 }
 
 void IpamService::Enqueue(IpamBatch& batch) {
+  CompleteReads(batch);
+  commits_.Enqueue(batch);
+}
+
+void IpamService::CompleteReads(IpamBatch& batch) {
   const BookView view{
       .reservation = [this](const std::string& pool_id, const std::string& name) -> std::optional<ReservationRecord> {
         auto it = pools_.find(pool_id);
@@ -321,7 +326,6 @@ void IpamService::Enqueue(IpamBatch& batch) {
         return it == pools_.end() ? std::nullopt : std::optional<PoolRecord>(it->second.record);
       }};
   rules_->Complete(batch, view);
-  commits_.Enqueue(batch);
 }
 
 void IpamService::ReloadForCommandLocked() {
@@ -643,7 +647,10 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
             batch.put_reservations.push_back(*r);
           }
         }
-        Enqueue(batch);
+        // A record no load could decode is compared as absent: etcd would refuse this commit every time.
+        CompleteReads(batch);
+        SMV_RETURN_IF_ERROR(store_.CheckDecodable(batch));
+        commits_.Enqueue(batch);
         state.allocator.AddLease(choice->address, lease, choice->dynamic);
         for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
         spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice->address.ToString(),

@@ -165,8 +165,10 @@ class IpamService : public IpamApi {
   std::optional<std::string> AuxOfNetworkBeingCreated(const PoolState& state, const AddressCall& call) const;
 
   // Completes `batch` with what the fleet's rules compare and write (fleet_rules.h), then queues
-  // it for commit. Caller holds mu_; every change goes through here.
+  // it for commit. Caller holds mu_; every change goes through here (RequestAddress through both
+  // halves, to check the completed batch with IpamStore::CheckDecodable before it queues it).
   void Enqueue(IpamBatch& batch);
+  void CompleteReads(IpamBatch& batch);
   // Before a command a user runs against the whole book: decide on the book as it is now.
   void ReloadForCommandLocked();
 

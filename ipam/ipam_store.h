@@ -139,6 +139,10 @@ class IpamStore {
   // Shared stores: whether another process wrote this node's commit key since this node last
   // did (FenceNode): this node's view is then older than what it holds. Others: false.
   virtual Result<bool> CommitKeyMoved();
+  // Shared stores: whether a commit of `batch` (its reads completed) can hold; kFailedPrecondition
+  // when it would write or compare a record the last load skipped because it does not decode.
+  // Others: OK.
+  virtual Status CheckDecodable(const IpamBatch& batch) const;
 
  protected:
   // Load() for stores that implement LoadInto: collects what it streams.

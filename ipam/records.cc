@@ -260,6 +260,7 @@ int64_t IpamStore::LeaseRevision(const std::string&, const IpAddress&) { return 
 Status IpamStore::FenceNode(const std::string&) { return OkStatus(); }
 
 Result<bool> IpamStore::CommitKeyMoved() { return false; }
+Status IpamStore::CheckDecodable(const IpamBatch&) const { return OkStatus(); }
 
 Status IpamStore::LoadInto(IpamLoadSink& sink) {
   Result<IpamSnapshot> snapshot = Load();

@@ -5,6 +5,7 @@
 // commit whose answer was lost is fenced off instead of guessed.
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -669,7 +670,9 @@ TEST_F(StaleHostTest, AnUndecodableKeyIsSkippedAndNamed) {
   const std::string pool = a->Pool();
   EXPECT_TRUE(a->Run(pool, "web").ok());
   ASSERT_EQ(a->store->undecodable_keys().size(), 1u);
-  EXPECT_EQ(a->store->undecodable_keys()[0].rfind(bad + ": ", 0), 0u) << a->store->undecodable_keys()[0];
+  EXPECT_EQ(a->store->undecodable_keys()[0].key, bad);
+  EXPECT_NE(a->store->undecodable_keys()[0].why.find("not a JSON object"), std::string::npos)
+      << a->store->undecodable_keys()[0].why;
   Result<std::string> on_bad = a->service->RequestAddress({pool, "198.18.0.9", false, "db", "", ""});
   ASSERT_FALSE(on_bad.ok()) << "an address whose record could not be read was overwritten";
   EXPECT_EQ(on_bad.status().code(), Code::kAlreadyExists) << on_bad.status().message();
@@ -714,7 +717,10 @@ class HookedStore : public IpamStore {
   explicit HookedStore(EtcdIpamStore& inner) : inner_(inner) {}
   Result<IpamSnapshot> Load() override { return inner_.Load(); }
   Status LoadInto(IpamLoadSink& sink) override { return inner_.LoadInto(sink); }
-  Status ApplyAll(std::span<const IpamBatch> batches) override { return inner_.ApplyAll(batches); }
+  Status ApplyAll(std::span<const IpamBatch> batches) override {
+    ++commits;
+    return inner_.ApplyAll(batches);
+  }
   bool shared() const override { return true; }
   std::string node() const override { return inner_.node(); }
   size_t max_writes_per_commit() const override { return inner_.max_writes_per_commit(); }
@@ -733,7 +739,9 @@ class HookedStore : public IpamStore {
   }
   Status FenceNode(const std::string& node) override { return inner_.FenceNode(node); }
   Result<bool> CommitKeyMoved() override { return inner_.CommitKeyMoved(); }
+  Status CheckDecodable(const IpamBatch& batch) const override { return inner_.CheckDecodable(batch); }
   std::function<void()> after_read_name;
+  std::atomic<int> commits = 0;  // ApplyAll calls: the transactions the service asked for
 
  private:
   EtcdIpamStore& inner_;
@@ -1002,6 +1010,75 @@ TEST_F(FleetReviewTest, AWatchingNodeReleasedByAnotherHostLearnsIt) {
   spdlog::default_logger()->sinks().pop_back();
   ASSERT_TRUE(sink_works);
   EXPECT_TRUE(learned) << "host-a decided again without learning it was released";
+}
+
+// Issue 27: a name whose reservation record does not decode. This node sees no reservation, and
+// a commit writing one compares "absent" with a key that exists: etcd would refuse it every time
+// (20 tries, then kAborted). The request is refused at once instead, naming the name, the key,
+// why and the fix; no transaction is sent and nothing is left behind. Once the record is deleted
+// (the fix), the name gets an address.
+TEST_F(FleetReviewTest, ANameWhoseReservationDoesNotDecodeIsRefusedAtOnceWithItsFix) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  const std::string bad = std::string(kPrefix) + "reservation/" + records::ReservationKey(pool, "web");
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::PutOp{bad, "{not json"}}}).ok());
+  const int64_t planted_at = raw.Get(bad).value().kvs.front().mod_revision;
+
+  etcd::KvClient b_client({.endpoints = cluster_.endpoints(), .request_timeout = milliseconds(9000)});
+  std::unique_ptr<EtcdIpamStore> b_store =
+      std::move(EtcdIpamStore::Open(b_client, {.prefix = kPrefix, .node = "host-b"}).value());
+  HookedStore hooked(*b_store);
+  auto created = IpamService::Create(hooked, nullptr, nullptr);  // its load skips the bad key
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  std::unique_ptr<IpamService> b = std::move(created).value();
+  ASSERT_EQ(b_store->undecodable_keys().size(), 1u);
+
+  Result<std::string> web = b->RequestAddress({pool, "", false, "web", "", ""});
+  ASSERT_FALSE(web.ok()) << "web got " << *web << " over a reservation no node can read";
+  const std::string said = web.status().message();
+  EXPECT_EQ(web.status().code(), Code::kFailedPrecondition) << said;
+  EXPECT_EQ(hooked.commits, 0) << "transactions etcd refuses every time were sent: " << said;
+  for (const std::string& part :
+       std::vector<std::string>{"name \"web\"", "reservation/198.18.0.0/22\\x00web", "not a JSON object",
+                                "static-macvlan fsck", "printf '\\ndel \"%s\"\\n\\n\\n' '" + std::string(kPrefix)}) {
+    EXPECT_NE(said.find(part), std::string::npos) << "no \"" << part << "\" in: " << said;
+  }
+  // Nothing behind: the record as planted, no lease in etcd or in b's memory.
+  auto kept = raw.Get(bad);
+  ASSERT_TRUE(kept.ok() && kept->kvs.size() == 1);
+  EXPECT_EQ(kept->kvs.front().mod_revision, planted_at) << "a record this node could not read was overwritten";
+  EXPECT_TRUE(Leases().empty());
+  EXPECT_EQ(b->LeaseCount(pool), 0u);
+
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::DeleteOp{bad}}}).ok());
+  Result<std::string> fixed = b->RequestAddress({pool, "", false, "web", "", ""});
+  ASSERT_TRUE(fixed.ok()) << fixed.status().message();
+  EXPECT_EQ(Leases()[AddressOf(*fixed)], "web");
+}
+
+// The same for the address/ key (who reserves an address) of a requested address: its commit
+// would compare that key as absent.
+TEST_F(FleetReviewTest, AnAddressWhoseHolderRecordDoesNotDecodeIsRefusedAtOnce) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  const std::string bad = std::string(kPrefix) + "address/" + records::LeaseKey(pool, *IpAddress::Parse("198.18.0.9"));
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::PutOp{bad, "{not json"}}}).ok());
+  etcd::KvClient b_client({.endpoints = cluster_.endpoints(), .request_timeout = milliseconds(9000)});
+  std::unique_ptr<EtcdIpamStore> b_store =
+      std::move(EtcdIpamStore::Open(b_client, {.prefix = kPrefix, .node = "host-b"}).value());
+  HookedStore hooked(*b_store);
+  auto created = IpamService::Create(hooked, nullptr, nullptr);
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  std::unique_ptr<IpamService> b = std::move(created).value();
+
+  Result<std::string> db = b->RequestAddress({pool, "198.18.0.9", false, "db", "", ""});
+  ASSERT_FALSE(db.ok()) << "db got " << *db << " over a record no node can read";
+  EXPECT_EQ(db.status().code(), Code::kFailedPrecondition) << db.status().message();
+  EXPECT_EQ(hooked.commits, 0) << db.status().message();
+  EXPECT_NE(db.status().message().find("address \"198.18.0.9\""), std::string::npos) << db.status().message();
+  EXPECT_TRUE(Leases().empty());
 }
 
 }  // namespace

@@ -271,6 +271,40 @@ TEST_F(FleetSocketTest, FsckChecksTheSharedBookWithoutWritingToIt) {
   EXPECT_NE(bad_text.find("and the shared book etcd://"), std::string::npos) << bad_text;
 }
 
+// Issue 27: a record of the shared book that does not decode is skipped by every node; doctor
+// names each one (its key, printable, and why) with the command that looks at it and deletes it.
+TEST_F(FleetSocketTest, DoctorNamesEachUndecodableRecordOfTheSharedBookWithItsFix) {
+  Node a(dir_.path(), "host-a", Store());
+  ASSERT_TRUE(a.Ready()) << a.Log();
+  etcd::KvClient etcd_client({.endpoints = cluster_.endpoints()});
+  const std::string bad = "/static-macvlan/v1/reservation/198.18.0.0/18" + std::string(1, '\0') + "web";
+  ASSERT_TRUE(etcd_client.Commit({.success = {etcd::PutOp{bad, "{not json"}}}).ok());
+  const std::string doctor = std::string(SMV_BINARY) + " doctor --socket " + a.socket() + " --state-dir " +
+                             a.state_dir() + " --store " + Store() + " --docker-host unix://" + dir_.path() +
+                             "/no-engine.sock";
+  auto [code, text] = RunCommand(doctor + " 2>&1");
+  EXPECT_EQ(code, 1) << text;
+  const std::string printable = "/static-macvlan/v1/reservation/198.18.0.0/18\\x00web";
+  EXPECT_NE(text.find("FAIL  state    the shared book's record " + printable + " does not decode"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("not a JSON object"), std::string::npos) << text;
+  EXPECT_NE(text.find("ok    daemon   answers on " + a.socket()), std::string::npos) << text;
+  // The fix doctor prints, run as printed, deletes the record: etcdctl txn reads the key quoted,
+  // its NUL written \x00 (no command-line argument can carry a NUL).
+  const size_t fix = text.find("      fix: printf '\\ndel \"%s\"\\n\\n\\n' '" + printable + "' | etcdctl txn");
+  ASSERT_NE(fix, std::string::npos) << text;
+  const std::string line = text.substr(fix, text.find('\n', fix) - fix);
+  const std::string command = line.substr(line.find("printf"), line.find("   (") - line.find("printf"));
+  std::ofstream(dir_.path() + "/fix.sh") << "export ETCDCTL_API=3 ETCDCTL_ENDPOINTS=127.0.0.1:"
+                                         << EtcdCluster::ClientPort(0) << "\n"
+                                         << command << "\n";
+  auto [fix_code, fix_text] = RunCommand("sh " + dir_.path() + "/fix.sh 2>&1");
+  EXPECT_EQ(fix_code, 0) << command << "\n" << fix_text;
+  EXPECT_TRUE(etcd_client.Get(bad).value().kvs.empty()) << command << "\n" << fix_text;
+  auto [after_code, after] = RunCommand(doctor + " 2>&1");
+  EXPECT_EQ(after.find("does not decode"), std::string::npos) << after;
+}
+
 // --ipam-opt scope=local on a daemon of the fleet: the pool lives in this host's own book, so
 // two hosts may each have one on a subnet, nothing of it reaches etcd, and it allocates while
 // etcd has no quorum. One subnet is never in both books.

@@ -106,6 +106,7 @@ class Node {
   }
   const std::string& name() const { return name_; }
   std::string state_dir() const { return Path(".state"); }
+  std::string socket() const { return Path(".sock"); }
 
  private:
   std::string Path(const std::string& suffix) const { return dir_ + "/" + name_ + suffix; }
