@@ -188,6 +188,12 @@ Reply PostOnce(const Endpoint& e, const TlsFiles& tls, const std::string& path, 
   return reply;
 }
 
+// No connection was made: the request never went out.
+bool Unreachable(const Reply& reply) {
+  return !reply.answered && !reply.sent &&
+         (reply.error == httplib::Error::Connection || reply.error == httplib::Error::ConnectionTimeout);
+}
+
 // etcd's error answer: {"error": "...", "message": "...", "code": gRPC code}.
 struct EtcdError {
   std::string message;
@@ -392,6 +398,11 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
   if (!options_.user.empty() && token_.empty() && !authenticating) SMV_RETURN_IF_ERROR(Authenticate(Left(until)));
   bool token_renewed = false;
   std::string last_error = options_.endpoints.empty() ? "no member configured" : "no time left to ask a member";
+  // Members that could not even be connected to, one after the other: once that is every member,
+  // this host is cut off from the cluster (or it is down). Waiting out the deadline would only
+  // delay the refusal; the next call asks again. (A member that answers or takes the request,
+  // as during an election, keeps the call going until its deadline.)
+  size_t unreachable_in_a_row = 0;
   for (size_t failed = 0; Clock::now() < until && !options_.endpoints.empty();) {
     const Endpoint& e = options_.endpoints[preferred_];
     // No attempt outlives the call's deadline, and none takes more than request_timeout.
@@ -417,6 +428,10 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
     }
     last_error = Describe(reply, options_.tls, e);
     if (!idempotent && reply.answered) return UnavailableCluster(last_error + "; outcome unknown");
+    unreachable_in_a_row = Unreachable(reply) ? unreachable_in_a_row + 1 : 0;
+    if (unreachable_in_a_row == options_.endpoints.size()) {
+      return UnavailableCluster(fmt::format("no member reachable; {}", last_error));
+    }
     if (++failed % options_.endpoints.size() == 0) {
       std::this_thread::sleep_for(std::min(kPauseAfterEveryMemberFailed, Left(until)));  // before asking them all again
     }
