@@ -210,22 +210,12 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
                              options_.node));
 }
 
-Status EtcdIpamStore::UnavailableSinceLocked(uint64_t seen) const {
-  return unavailable_answers_ != seen ? last_unavailable_ : OkStatus();
-}
-
-void EtcdIpamStore::NoteAnswerLocked(const Status& answer) {
-  if (answer.code() != Code::kUnavailable) return;
-  last_unavailable_ = answer;
-  ++unavailable_answers_;
-}
-
 Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
-  const uint64_t seen = unavailable_answers_;
-  std::scoped_lock lock(mu_);
-  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  const uint64_t seen = unavailable_.seen();
+  std::unique_lock lock(mu_, std::defer_lock);
+  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
   Status loaded = LoadIntoLocked(sink);
-  NoteAnswerLocked(loaded);
+  unavailable_.Note(loaded);
   return loaded;
 }
 
@@ -433,11 +423,11 @@ EtcdIpamStore::~EtcdIpamStore() {
 Result<IpamSnapshot> EtcdIpamStore::Load() { return CollectLoad(); }
 
 Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const std::string& name) {
-  const uint64_t seen = unavailable_answers_;
-  std::scoped_lock lock(mu_);
-  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  const uint64_t seen = unavailable_.seen();
+  std::unique_lock lock(mu_, std::defer_lock);
+  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
   Result<NameRecords> read = ReadNameLocked(pool_id, name);
-  NoteAnswerLocked(read.status());
+  unavailable_.Note(read.status());
   return read;
 }
 
@@ -484,11 +474,11 @@ Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, co
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& pool_id) {
-  const uint64_t seen = unavailable_answers_;
-  std::scoped_lock lock(mu_);
-  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  const uint64_t seen = unavailable_.seen();
+  std::unique_lock lock(mu_, std::defer_lock);
+  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
   Result<std::optional<PoolRecord>> read = ReadPoolLocked(pool_id);
-  NoteAnswerLocked(read.status());
+  unavailable_.Note(read.status());
   return read;
 }
 
@@ -504,13 +494,13 @@ Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPoolLocked(const std::strin
 }
 
 Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
-  const uint64_t seen = unavailable_answers_;
-  std::scoped_lock lock(mu_);
   if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");
+  const uint64_t seen = unavailable_.seen();
+  std::unique_lock lock(mu_, std::defer_lock);
   // Refused before anything is sent: this commit's outcome is known (not applied).
-  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
   Status applied = ApplyAllLocked(batches);
-  NoteAnswerLocked(applied);
+  unavailable_.Note(applied);
   return applied;
 }
 
@@ -673,16 +663,16 @@ Status EtcdIpamStore::FenceNode(const std::string& node) {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   // Unconditional: whatever that node sent last, it must not apply after this.
   Result<etcd::TxnResult> done = client_.Commit({.compares = {}, .success = {etcd::PutOp{key, mark}}}, kCallBudget);
-  NoteAnswerLocked(done.status());
+  unavailable_.Note(done.status());
   return done.status();
 }
 
 Result<bool> EtcdIpamStore::CommitKeyMoved() {
-  const uint64_t seen = unavailable_answers_;
-  std::scoped_lock lock(mu_);
-  SMV_RETURN_IF_ERROR(UnavailableSinceLocked(seen));
+  const uint64_t seen = unavailable_.seen();
+  std::unique_lock lock(mu_, std::defer_lock);
+  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
   Result<etcd::RangeResult> got = client_.Get(CommitKey(), kCallBudget);
-  NoteAnswerLocked(got.status());
+  unavailable_.Note(got.status());
   if (!got.ok()) return got.status();
   auto known = revisions_.find(CommitKey());
   const int64_t now = got->kvs.empty() ? 0 : got->kvs.front().mod_revision;

@@ -47,6 +47,7 @@
 
 #include "common/etcd/kv_client.h"
 #include "ipam/ipam_store.h"
+#include "ipam/unavailable_gate.h"
 
 namespace smv::ipam {
 
@@ -146,11 +147,6 @@ class EtcdIpamStore : public IpamStore {
   // kUnavailable while etcd does not answer within `budget`.
   Result<std::optional<int64_t>> FenceUnless(std::string_view applied_id, std::chrono::milliseconds budget);
 
-  // A call that waited for mu_ while another call found etcd unreachable or without quorum
-  // gets that answer at once (`seen`: unavailable_answers_ before it waited), instead of asking
-  // etcd and waiting a budget of its own: a refusal never waits behind a chain of timeouts.
-  Status UnavailableSinceLocked(uint64_t seen) const;
-  void NoteAnswerLocked(const Status& answer);
   Status LoadIntoLocked(IpamLoadSink& sink);
   Result<NameRecords> ReadNameLocked(const std::string& pool_id, const std::string& name);
   Result<std::optional<PoolRecord>> ReadPoolLocked(const std::string& pool_id);
@@ -172,7 +168,7 @@ class EtcdIpamStore : public IpamStore {
 
   // Reads of one name may come from request threads while a commit is being written: the client
   // and the revisions below are used by one call at a time.
-  mutable std::mutex mu_;
+  mutable std::timed_mutex mu_;
   etcd::KvClient& client_;
   EtcdStoreOptions options_;
   std::string instance_;  // tells this process's commit ids from an earlier run's
@@ -191,9 +187,9 @@ class EtcdIpamStore : public IpamStore {
   bool fence_needed_ = true;
   // The revision etcd refused the last commit at; 0: the next load reads etcd.
   int64_t refused_at_ = 0;
-  // How many calls found etcd unreachable or without quorum, and the last one's answer.
-  std::atomic<uint64_t> unavailable_answers_ = 0;
-  Status last_unavailable_;
+  // A call that waits for mu_ while another call finds etcd unreachable or without quorum gets
+  // that answer at once, instead of asking etcd and waiting a budget of its own.
+  UnavailableGate unavailable_;
 
   // Serves LoadInto from the mirror once it reached `at_least`; false: read etcd instead.
   bool LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status& decoded);

@@ -61,15 +61,15 @@ Result<std::unique_ptr<IpamService>> IpamService::Create(IpamStore& store, Clock
 
 template <typename Change>
 auto IpamService::Durably(Change change, std::optional<uint64_t> seen) -> decltype(change()) {
-  const uint64_t unavailable_before = seen ? *seen : unavailable_answers_.load();
+  const uint64_t unavailable_before = seen ? *seen : unavailable_.seen();
   bool reloaded = false;  // this call has decided on a view read from the store for it
   for (int attempt = 1;;) {
     uint64_t ticket = 0;
     uint64_t drain = 0;
     bool stale_refusal = false;
     auto result = [&]() -> decltype(change()) {
-      std::scoped_lock lock(mu_);
-      if (unavailable_answers_ != unavailable_before) return RefusingToAllocate(last_unavailable_);
+      std::unique_lock lock(mu_, std::defer_lock);
+      if (Status since = unavailable_.Acquire(lock, unavailable_before); !since.ok()) return RefusingToAllocate(since);
       reloaded = reloaded || reload_pending_;
       // A reload reads the store and may write to it (the journal): not while a commit decided
       // before is still queued or in flight. None queues meanwhile: every change reloads first.
@@ -112,22 +112,15 @@ Status IpamService::ReloadIfNeededLocked() {
   Status loaded = LoadLocked();
   if (loaded.ok()) loaded = ReplayJournalLocked();
   reload_pending_ = !loaded.ok();
-  if (loaded.code() == Code::kUnavailable) NoteUnavailableLocked(loaded);
+  unavailable_.Note(loaded);
   return RefusingToAllocate(loaded);
 }
 
-void IpamService::NoteUnavailableLocked(const Status& answer) {
-  last_unavailable_ = answer;
-  ++unavailable_answers_;
-}
-
 void IpamService::ReloadAfterFailedCommit(const Status& error, std::span<const IpamBatch> sent) {
+  unavailable_.Note(error);  // before the mutex: callers waiting for it are answered now
   std::scoped_lock lock(mu_);
   commits_.FailQueuedLocked(error);
-  if (error.code() == Code::kUnavailable) {
-    NoteUnavailableLocked(error);
-    JournalLeasesOfUnknownCommitLocked(sent);
-  }
+  if (error.code() == Code::kUnavailable) JournalLeasesOfUnknownCommitLocked(sent);
   if (error.code() == Code::kAborted) {
     spdlog::info("the shared address store refused a commit; reloading and deciding again: {}", error.message());
   } else {
@@ -595,7 +588,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   // A guessed name's reservation decides the address, but its commit compares no key of that
   // reservation: read it as the shared store holds it now. (A sent name's reservation is
   // compared by the commit: a stale view is refused and decided again.)
-  const uint64_t unavailable_before = unavailable_answers_;
+  const uint64_t unavailable_before = unavailable_.seen();
   if (call.name.empty()) RefreshName(call.pool_id, call.hint_name, unavailable_before);
   return Durably(
       [&]() -> Result<std::string> {
@@ -758,21 +751,21 @@ void IpamService::RefreshName(const std::string& pool_id, const std::string& nam
   if (!store_.shared() || name.empty()) return;
   uint64_t commits_before = 0;
   {
-    std::scoped_lock lock(mu_);
-    if (commits_.last_pending_ticket() != 0 || unavailable_answers_ != seen) return;
+    std::unique_lock lock(mu_, std::defer_lock);
+    if (!unavailable_.Acquire(lock, seen).ok() || commits_.last_pending_ticket() != 0) return;
     commits_before = commits_.commits();
   }
   Result<NameRecords> fresh = store_.ReadName(pool_id, name);
-  std::scoped_lock lock(mu_);
   // The store notes what it read as seen, so a read memory does not take in (failed half way,
   // or older than a commit of this node since) leaves memory behind the store's revisions: the
   // next change reloads instead of deciding on it.
   if (!fresh.ok()) {
     spdlog::debug("reading name {} of pool \"{}\" from the shared store: {}", name, pool_id, fresh.status().message());
-    if (fresh.status().code() == Code::kUnavailable) NoteUnavailableLocked(fresh.status());
+    unavailable_.Note(fresh.status());  // without the mutex: the change that follows refuses at once
     reload_pending_ = true;
     return;
   }
+  std::scoped_lock lock(mu_);
   if (commits_.last_pending_ticket() != 0 || commits_.commits() != commits_before || reload_pending_) {
     reload_pending_ = true;
     return;
@@ -796,7 +789,7 @@ void IpamService::RefreshName(const std::string& pool_id, const std::string& nam
 }
 
 bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) {
-  RefreshName(pool_id, name, unavailable_answers_);
+  RefreshName(pool_id, name, unavailable_.seen());
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
   return it != pools_.end() && it->second.allocator.ReservationOf(name).has_value();

@@ -28,6 +28,7 @@
 #include "ipam/ipam_store.h"
 #include "ipam/pool.h"
 #include "ipam/release_journal.h"
+#include "ipam/unavailable_gate.h"
 
 namespace smv::ipam {
 
@@ -139,14 +140,12 @@ class IpamService : public IpamApi {
   Status JournalRelease(const std::string& pool_id, const IpAddress& address, const Status& store_error);
   // Runs `change` under the mutex (it applies its change to memory and queues the batch), then
   // waits until everything it queued or saw is durable: returns the commit's error otherwise.
-  // `seen`: unavailable_answers_ when the call began (default: now). A call during which the
+  // `seen`: unavailable_.seen() when the call began (default: now). A call during which the
   // shared store was found unavailable (by this call or by one it waited for) is refused with
   // that answer at once instead of asking the store again: each call waits for at most one
   // store timeout, never for a chain of them.
   template <typename Change>
   auto Durably(Change change, std::optional<uint64_t> seen = std::nullopt) -> decltype(change());
-  // Caller holds mu_: the store answered "unavailable".
-  void NoteUnavailableLocked(const Status& answer);
   void ReloadAfterFailedCommit(const Status& error, std::span<const IpamBatch> sent);
   // A commit etcd may still apply (its answer was lost and could not be read back) was refused to
   // its callers: the container addresses it leases are journaled as released, so that the replay
@@ -176,12 +175,13 @@ class IpamService : public IpamApi {
   std::unique_ptr<BookRules> rules_;  // chosen once, by whether the book is shared
   Clock clock_;
   ReleaseJournal* journal_;
-  mutable std::mutex mu_;  // guards pools_; taken before the commit queue's own mutex
+  mutable std::timed_mutex mu_;  // guards pools_; taken before the commit queue's own mutex
   std::map<std::string, PoolState> pools_;
-  bool reload_pending_ = false;  // memory is not the store's state: reload before any change
-  // How often the store answered "unavailable" (read without mu_), and the last such answer.
-  std::atomic<uint64_t> unavailable_answers_ = 0;
-  Status last_unavailable_;  // guarded by mu_
+  // Memory is not the store's state: reload before any change. Set without mu_ too (by a read
+  // that failed); read under it.
+  std::atomic<bool> reload_pending_ = false;
+  // The store's "unavailable" answers: a change refuses at once with one noted since it began.
+  UnavailableGate unavailable_;
   // Shared book: pools this host asked for whose network is not created yet (RequestPool to
   // CreateNetwork), when dockerd asks for aux addresses. Guarded by mu_.
   std::set<std::string> creating_;

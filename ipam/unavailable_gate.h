@@ -1,0 +1,57 @@
+#pragma once
+// The one "unavailable" gate of a store's callers. A call to a shared store that does not answer
+// takes its whole budget; every caller queued behind it gets that answer at once instead of
+// asking again and waiting a budget of its own. A caller notes seen() when it begins; a lock it
+// waits for is given up as soon as an unavailable answer is noted after that, even while another
+// caller holds the lock. (Waiting for the lock and checking after was not enough: a mutex is not
+// fair, and under load a waiter was overtaken by a caller that began after the failure and
+// started a reload of its own: the refusal came after two budgets, 14 s, not one.)
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
+#include "common/status.h"
+
+namespace smv::ipam {
+
+class UnavailableGate {
+ public:
+  uint64_t seen() const { return noted_.load(); }
+
+  // Notes `answer` when it is kUnavailable; any other answer is ignored.
+  void Note(const Status& answer) {
+    if (answer.code() != Code::kUnavailable) return;
+    std::scoped_lock lock(mu_);
+    last_ = answer;
+    noted_.fetch_add(1);
+  }
+
+  // The unavailable answer noted after `seen`; OK when there is none.
+  Status Since(uint64_t seen) const {
+    if (noted_.load() == seen) return OkStatus();
+    std::scoped_lock lock(mu_);
+    return last_;
+  }
+
+  // Locks `lock` (made with std::defer_lock on a timed mutex) unless an unavailable answer is
+  // noted after `seen` first: then that answer, and `lock` is not held. OK: `lock` is held.
+  template <class TimedLock>
+  Status Acquire(TimedLock& lock, uint64_t seen) const {
+    while (!lock.try_lock_for(kPoll)) {
+      if (Status since = Since(seen); !since.ok()) return since;
+    }
+    return Since(seen);  // noted while the lock was being taken: it holds for this caller too
+  }
+
+ private:
+  // How often a waiter looks at the gate: short next to a store call's budget (seconds).
+  static constexpr std::chrono::milliseconds kPoll{20};
+
+  std::atomic<uint64_t> noted_ = 0;
+  mutable std::mutex mu_;  // guards last_
+  Status last_;
+};
+
+}  // namespace smv::ipam
