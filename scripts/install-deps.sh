@@ -1,6 +1,8 @@
 #!/bin/bash
 # Installs every Debian bookworm package the build, the tests and the plugin need.
 # Usage: scripts/install-deps.sh [--test]   (--test adds what the namespace, VLAN and e2e tiers need)
+#        scripts/install-deps.sh --check    (installs nothing, needs no root: fails naming the missing
+#                                            build packages; scripts/test.sh as a normal user)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 build=(build-essential cmake ninja-build pkg-config
@@ -16,6 +18,12 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+if [ "${1:-}" = "--check" ]; then
+  [ ${#missing[@]} -eq 0 ] && exit 0
+  echo "install-deps.sh: missing to build and run the unit tier: ${missing[*]}" >&2
+  echo "install-deps.sh: install them with: sudo scripts/install-deps.sh" >&2
+  exit 1
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
