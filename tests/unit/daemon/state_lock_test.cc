@@ -127,14 +127,38 @@ TEST(StateLockTest, AServedSocketIsRefusedNamingItsProcessAndAStaleOneIsNot) {
   EXPECT_TRUE(RefuseIfSocketServed(path).ok());  // a socket file nobody listens on: a crash's leftover
 }
 
-// A state directory on a read-only filesystem: a clear error naming it and the fix. Needs a
-// private mount namespace (root); the mount goes with this test's process.
+// Writes TEXT to a /proc file of this process; false when it cannot.
+bool WriteProcFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  out.close();
+  return out.good();
+}
+
+// A mount namespace of this process's own, where it may mount: as root directly; as another
+// user inside a user namespace that maps the user's ids to themselves (files keep their owner),
+// so the unit tier needs no root. Must run before any thread starts.
+bool EnterPrivateMountNamespace() {
+  if (geteuid() != 0) {
+    const std::string uid = std::to_string(geteuid()), gid = std::to_string(getegid());
+    if (unshare(CLONE_NEWUSER) != 0 || !WriteProcFile("/proc/self/setgroups", "deny") ||
+        !WriteProcFile("/proc/self/uid_map", uid + " " + uid + " 1") ||
+        !WriteProcFile("/proc/self/gid_map", gid + " " + gid + " 1")) {
+      return false;
+    }
+  }
+  return unshare(CLONE_NEWNS) == 0 && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+}
+
+// A state directory on a read-only filesystem: a clear error naming it and the fix. The mount is
+// in a private mount namespace and goes with this test's process.
 TEST(StateLockTest, AReadOnlyStateDirectoryIsAClearError) {
   testing::TempDir dir;
   const std::string state = dir.Sub("ro");
   ASSERT_EQ(mkdir(state.c_str(), 0700), 0);
-  if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    GTEST_SKIP() << "no private mount namespace (" << std::strerror(errno) << "); run as root";
+  if (!EnterPrivateMountNamespace()) {
+    GTEST_SKIP() << "no private mount namespace (" << std::strerror(errno)
+                 << "): run as root or where user namespaces are allowed";
   }
   ASSERT_EQ(mount("tmpfs", state.c_str(), "tmpfs", MS_RDONLY, nullptr), 0) << std::strerror(errno);
   auto refused = StateLock::Acquire(state, "/run/test.sock");
