@@ -140,7 +140,7 @@ void CheckNetworkLinks(nl::LinkOps& links, const driver::NetworkRecord& record, 
         fmt::format("ip link set {} mtu {}", p.name, *options.mtu));
   }
   if (options.host_ip) {
-    const std::string name = driver::DriverService::HostLinkName(record.id);
+    const std::string name = driver::HostLinkName(record.id);
     Result<std::optional<nl::LinkInfo>> host = links.Find(name);
     const bool ready = host.ok() && host->has_value() && (*host)->up;
     add("host_ip", ready,

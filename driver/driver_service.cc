@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <random>
 
 #include "common/log.h"
 #include "common/scope_exit.h"
@@ -19,40 +18,8 @@ void LogIfFailed(const Status& s, std::string_view what) {
   if (!s.ok()) spdlog::warn("{}: {}", what, s.message());
 }
 
-constexpr std::string_view kEndpointLinkPrefix = "smv";
-// Hex digits of the endpoint id in its link's name: "smv" + 11 = 14 bytes, within the 15 a name
-// may have. Fixed: start-up recognises links of ours (left by a crash) by this shape.
-constexpr size_t kEndpointLinkIdDigits = 11;
-static_assert(kEndpointLinkPrefix.size() + kEndpointLinkIdDigits <= kMaxInterfaceName);
-// The host's link of a network with -o host_ip ('h' is no hex digit: never an endpoint's name).
-constexpr std::string_view kHostLinkPrefix = "smvh";
-static_assert(kHostLinkPrefix.size() + kEndpointLinkIdDigits <= kMaxInterfaceName);
-
 int64_t SystemNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// A MAC derived from the endpoint's address, so a container that comes back with its address
-// (sticky by name) also comes back with its MAC, on any host of a fleet, with nothing stored:
-// 02:42 and the IPv4 address (as Docker's bridge does), or for an IPv6-only endpoint 02:42 and
-// 32 bits of a hash of the whole IPv6 address (its low bits alone would repeat across subnets).
-std::string MacForAddress(const std::string& address_v4, const std::string& address_v6) {
-  uint32_t low = 0;
-  if (std::optional<Prefix> v4 = Prefix::Parse(address_v4); v4 && v4->address().is_v4()) {
-    low = static_cast<uint32_t>(v4->address().value());
-  } else if (std::optional<Prefix> v6 = Prefix::Parse(address_v6); v6 && !v6->address().is_v4()) {
-    uint64_t hash = 14695981039346656037ull;  // FNV-1a over the 16 bytes
-    for (int shift = 120; shift >= 0; shift -= 8) {
-      hash = (hash ^ static_cast<uint8_t>(v6->address().value() >> shift)) * 1099511628211ull;
-    }
-    low = static_cast<uint32_t>(hash ^ (hash >> 32));
-  } else {
-    std::random_device rd;
-    low = rd();
-  }
-  return MacAddress({0x02, 0x42, static_cast<uint8_t>(low >> 24), static_cast<uint8_t>(low >> 16),
-                     static_cast<uint8_t>(low >> 8), static_cast<uint8_t>(low)})
-      .ToString();
 }
 
 // -o host_ip must be a free address inside one of the network's subnets, on a bridge-mode
@@ -84,9 +51,6 @@ Status CheckHostIp(const CreateNetworkCall& call, const NetworkOptions& options)
   return bad(fmt::format("want an address inside the network's subnet ({})", subnets.empty() ? "none" : subnets));
 }
 
-// The kinds of link a container gets from us.
-bool IsContainerLinkKind(std::string_view kind) { return kind == "macvlan" || kind == "ipvlan"; }
-
 std::string JoinNames(const std::vector<nl::LinkInfo>& links) {
   std::string out;
   for (const nl::LinkInfo& link : links) {
@@ -98,14 +62,6 @@ std::string JoinNames(const std::vector<nl::LinkInfo>& links) {
 }
 
 }  // namespace
-
-std::string DriverService::EndpointLinkName(const std::string& endpoint_id) {
-  return fmt::format("{}{}", kEndpointLinkPrefix, endpoint_id.substr(0, kEndpointLinkIdDigits));
-}
-
-std::string DriverService::HostLinkName(const std::string& network_id) {
-  return fmt::format("{}{}", kHostLinkPrefix, network_id.substr(0, kEndpointLinkIdDigits));
-}
 
 Result<std::unique_ptr<DriverService>> DriverService::Create(nl::LinkOps& links, NetworkStore& store, Clock clock) {
   std::unique_ptr<DriverService> service(new DriverService(links, store, clock ? clock : SystemNow));
@@ -163,7 +119,7 @@ Result<nl::LinkInfo> DriverService::CheckParentLocked(const NetworkOptions& opti
                     options.parent, options.parent, all.ok() ? JoinNames(*all) : "unknown"));
   }
   nl::LinkInfo info = **parent;
-  if (IsContainerLinkKind(info.kind) && info.name.starts_with(kEndpointLinkPrefix)) {
+  if (IsContainerLinkKind(info.kind) && HasOurLinkPrefix(info.name)) {
     return InvalidArgument(
         fmt::format("invalid value \"{}\" for option \"parent\": it is a container link of static-macvlan, "
                     "want the host interface on the LAN (example: -o parent=eth1)",
@@ -386,7 +342,7 @@ Result<CreateEndpointResult> DriverService::CreateEndpoint(const CreateEndpointC
   if (net == networks_.end()) {
     return NotFound(fmt::format("network {} is not known to static-macvlan", ShortId(call.network_id)));
   }
-  if (call.endpoint_id.size() < kEndpointLinkIdDigits) {
+  if (call.endpoint_id.size() < kLinkIdDigits) {
     return InvalidArgument(fmt::format("invalid EndpointID \"{}\"", call.endpoint_id));
   }
   if (endpoints_.contains(call.endpoint_id)) return CreateEndpointResult{};
@@ -686,15 +642,14 @@ void DriverService::DeleteOrphanLinksLocked(ReconcileReport& report) {
     return;
   }
   for (const nl::LinkInfo& link : *all) {
-    if (link.kind == "macvlan" && link.name.starts_with(kHostLinkPrefix)) {
+    if (link.kind == "macvlan" && HasHostLinkShape(link.name)) {
       bool owned = false;
       for (const auto& [id, network] : networks_)
         owned = owned || (network.options.host_ip && HostLinkName(id) == link.name);
       if (!owned && links_.Delete(link.name).ok()) ++report.orphan_links_deleted;
       continue;
     }
-    if (!IsContainerLinkKind(link.kind) || !link.name.starts_with(kEndpointLinkPrefix) ||
-        link.name.size() != kEndpointLinkPrefix.size() + kEndpointLinkIdDigits) {
+    if (!IsContainerLinkKind(link.kind) || !HasEndpointLinkShape(link.name)) {
       continue;
     }
     bool owned = false;

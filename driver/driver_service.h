@@ -15,6 +15,7 @@
 #include "common/ip.h"
 #include "common/status.h"
 #include "driver/announce/announce_schedule.h"
+#include "driver/link_names.h"
 #include "driver/link_reaper.h"
 #include "driver/netlink/link_ops.h"
 #include "driver/network_options.h"
@@ -94,11 +95,6 @@ class DriverService {
   // With a schedule, each Join announces the container's addresses on the LAN (see
   // announce_schedule.h) as its network's options say. Set before serving; must outlive the service.
   void SetAnnounceSchedule(AnnounceSchedule* schedule) { announce_ = schedule; }
-
-  // Host-side name of an endpoint's macvlan link: "smv" + 11 hex digits of the endpoint id.
-  static std::string EndpointLinkName(const std::string& endpoint_id);
-  // The host's own macvlan link of a network with -o host_ip: "smvh" + 11 hex digits of its id.
-  static std::string HostLinkName(const std::string& network_id);
 
   // Records the container name learned for an endpoint (kept for reconciliation). Idempotent;
   // kNotFound for an unknown endpoint.

@@ -239,7 +239,7 @@ TEST_F(DriverServiceTest, ReconcileRecreatesVlanDropsStrayEndpointsAndOrphanLink
 // container, all rebuilt by Reconcile (reboot) and removed with the network.
 TEST_F(DriverServiceTest, HostIpGivesTheHostALinkAndARoutePerContainerRebuiltAtStart) {
   ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"vlan", "228"}, {"host_ip", "192.0.2.253"}}).ok());
-  const std::string host_link = DriverService::HostLinkName(kNet1);
+  const std::string host_link = HostLinkName(kNet1);
   EXPECT_EQ(host_link, "smvh11111111111");
   ASSERT_TRUE(links_.Exists(host_link));
   EXPECT_EQ(links_.Get(host_link).parent_name, "eth1.228");
