@@ -192,6 +192,76 @@ Result<std::vector<NameAddress>> ReadDockerNetwork(const ReservationFlags& flags
   return out;
 }
 
+// What --network holds: address -> name, and each name's address per family (one of each).
+struct HeldReservations {
+  std::map<std::string, std::string> name_at;
+  std::map<std::pair<std::string, int>, std::string> address_of;
+};
+
+int FamilyOf(const std::string& address) {
+  const std::optional<IpAddress> ip = IpAddress::Parse(address);
+  return ip ? static_cast<int>(ip->family()) : -1;
+}
+
+HeldReservations ReadHeld(const nlohmann::json& listed) {
+  HeldReservations held;
+  for (const nlohmann::json& r : listed.value("Reservations", nlohmann::json::array())) {
+    held.name_at[Text(r, "Address")] = Text(r, "Name");
+    held.address_of[{Text(r, "Name"), FamilyOf(Text(r, "Address"))}] = Text(r, "Address");
+  }
+  return held;
+}
+
+// The reservations still to make. Every conflict is listed before anything is reserved: all or nothing.
+Result<std::vector<NameAddress>> PlanImport(const std::vector<NameAddress>& wanted, const HeldReservations& held,
+                                            const std::string& network) {
+  std::vector<std::string> conflicts;
+  std::vector<NameAddress> todo;
+  std::map<std::string, std::string> asked;  // address -> name, within this import
+  for (const NameAddress& e : wanted) {
+    if (auto [it, fresh] = asked.emplace(e.address, e.name); !fresh && it->second != e.name) {
+      conflicts.push_back(fmt::format("{}: asked for both {} and {}", e.address, it->second, e.name));
+      continue;
+    }
+    if (auto it = held.name_at.find(e.address); it != held.name_at.end()) {
+      if (it->second != e.name)
+        conflicts.push_back(fmt::format("{}: reserved for {}, not {}", e.address, it->second, e.name));
+      continue;  // already reserved as wanted
+    }
+    if (auto at = held.address_of.find({e.name, FamilyOf(e.address)}); at != held.address_of.end()) {
+      conflicts.push_back(fmt::format("{}: already reserved at {}, not {}", e.name, at->second, e.address));
+      continue;
+    }
+    todo.push_back(e);
+  }
+  if (conflicts.empty()) return todo;
+  std::string list;
+  for (const std::string& c : conflicts) list += "\n  " + c;
+  return FailedPrecondition(
+      fmt::format("nothing imported into network \"{}\": {} conflict(s) (release them with "
+                  "static-macvlan reservations release, or leave them out):{}",
+                  network, conflicts.size(), list));
+}
+
+// Reserves each in turn; on a refusal, releases what this import reserved. Returns how many it reserved.
+Result<size_t> ReserveAll(const ReservationFlags& flags, const std::vector<NameAddress>& todo) {
+  std::vector<std::string> done;
+  for (const NameAddress& e : todo) {
+    auto reserved =
+        AskDaemon(flags.socket, "Reserve", {{"Name", e.name}, {"Address", e.address}, {"Network", flags.network}});
+    if (!reserved.ok()) {
+      for (const std::string& address : done)
+        static_cast<void>(AskDaemon(flags.socket, "Release", {{"Target", address}}));
+      return Status(reserved.status().code(),
+                    fmt::format("nothing imported into network \"{}\" ({} {}): {}", flags.network, e.name, e.address,
+                                reserved.status().message()));
+    }
+    done.push_back(e.address);
+    std::printf("%s reserved for %s\n", e.address.c_str(), e.name.c_str());
+  }
+  return done.size();
+}
+
 }  // namespace
 
 Status ExportReservations(const ReservationFlags& flags) {
@@ -214,61 +284,12 @@ Status ImportReservations(const ReservationFlags& flags) {
   if (!wanted.ok()) return wanted.status();
   auto listed = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
   if (!listed.ok()) return listed.status();
-  // What --network holds: address -> name, and each name's address per family (one of each).
-  auto family_of = [](const std::string& address) {
-    const std::optional<IpAddress> ip = IpAddress::Parse(address);
-    return ip ? static_cast<int>(ip->family()) : -1;
-  };
-  std::map<std::string, std::string> name_at;
-  std::map<std::pair<std::string, int>, std::string> address_of;
-  for (const nlohmann::json& r : listed->value("Reservations", nlohmann::json::array())) {
-    name_at[Text(r, "Address")] = Text(r, "Name");
-    address_of[{Text(r, "Name"), family_of(Text(r, "Address"))}] = Text(r, "Address");
-  }
-  // Every conflict is listed before anything is reserved: all or nothing.
-  std::vector<std::string> conflicts;
-  std::vector<NameAddress> todo;
-  std::map<std::string, std::string> asked;  // address -> name, within this import
-  for (const NameAddress& e : *wanted) {
-    if (auto [it, fresh] = asked.emplace(e.address, e.name); !fresh && it->second != e.name) {
-      conflicts.push_back(fmt::format("{}: asked for both {} and {}", e.address, it->second, e.name));
-      continue;
-    }
-    if (auto it = name_at.find(e.address); it != name_at.end()) {
-      if (it->second != e.name)
-        conflicts.push_back(fmt::format("{}: reserved for {}, not {}", e.address, it->second, e.name));
-      continue;  // already reserved as wanted
-    }
-    if (auto held = address_of.find({e.name, family_of(e.address)}); held != address_of.end()) {
-      conflicts.push_back(fmt::format("{}: already reserved at {}, not {}", e.name, held->second, e.address));
-      continue;
-    }
-    todo.push_back(e);
-  }
-  if (!conflicts.empty()) {
-    std::string list;
-    for (const std::string& c : conflicts) list += "\n  " + c;
-    return FailedPrecondition(
-        fmt::format("nothing imported into network \"{}\": {} conflict(s) (release them with "
-                    "static-macvlan reservations release, or leave them out):{}",
-                    flags.network, conflicts.size(), list));
-  }
-  std::vector<std::string> done;
-  for (const NameAddress& e : todo) {
-    auto reserved =
-        AskDaemon(flags.socket, "Reserve", {{"Name", e.name}, {"Address", e.address}, {"Network", flags.network}});
-    if (!reserved.ok()) {
-      for (const std::string& address : done)
-        static_cast<void>(AskDaemon(flags.socket, "Release", {{"Target", address}}));
-      return Status(reserved.status().code(),
-                    fmt::format("nothing imported into network \"{}\" ({} {}): {}", flags.network, e.name, e.address,
-                                reserved.status().message()));
-    }
-    done.push_back(e.address);
-    std::printf("%s reserved for %s\n", e.address.c_str(), e.name.c_str());
-  }
-  std::printf("imported %zu reservation(s) into network %s (%zu already there)\n", done.size(), flags.network.c_str(),
-              wanted->size() - done.size());
+  Result<std::vector<NameAddress>> todo = PlanImport(*wanted, ReadHeld(*listed), flags.network);
+  if (!todo.ok()) return todo.status();
+  Result<size_t> reserved = ReserveAll(flags, *todo);
+  if (!reserved.ok()) return reserved.status();
+  std::printf("imported %zu reservation(s) into network %s (%zu already there)\n", *reserved, flags.network.c_str(),
+              wanted->size() - *reserved);
   return OkStatus();
 }
 

@@ -124,6 +124,45 @@ ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flag
   return {ls, reserve, release, exporter, importer};
 }
 
+CLI::App* AddDoctorCommand(CLI::App& app, smv::daemon::DoctorFlags& flags) {
+  CLI::App* doctor = app.add_subcommand(
+      "doctor",
+      "check the daemon, the engine, each network's links and the stored state; print the fix of each failure");
+  doctor->add_option("--socket", flags.serve.socket, "the daemon's socket")->capture_default_str();
+  doctor->add_option("--state-dir", flags.serve.state_dir, "the daemon's state directory")->capture_default_str();
+  doctor->add_option("--docker-host", flags.serve.docker_host, "engine API")->capture_default_str();
+  doctor->add_option("--network", flags.network, "only this network (name, id or id prefix)");
+  doctor->add_flag("--json", flags.json, "print the checks as JSON");
+  AddStoreOptions(*doctor, flags.serve);
+  return doctor;
+}
+
+CLI::App* AddExecCommand(CLI::App& app, smv::daemon::ExecFlags& flags) {
+  CLI::App* exec = app.add_subcommand(
+      "exec", "run a host command in a running container's network namespace: exec CONTAINER -- CMD [ARGS...]");
+  exec->add_option("--docker-host", flags.docker_host, "engine API, to find the container")->capture_default_str();
+  exec->add_option("CONTAINER", flags.container, "container name or id")->required();
+  exec->add_option("COMMAND", flags.command, "the command and its arguments, after --")->required();
+  return exec;
+}
+
+// Adds "compose" and returns its one subcommand, "pin".
+CLI::App* AddComposePinCommand(CLI::App& app, smv::daemon::ComposePinFlags& flags) {
+  CLI::App* compose = app.add_subcommand("compose", "help compose projects keep their addresses");
+  compose->require_subcommand(1);
+  CLI::App* pin = compose->add_subcommand(
+      "pin",
+      "write a compose override giving each service of a project its reserved address (ipv4_address / "
+      "ipv6_address), so that parallel starts on engines before Docker 29 keep every address");
+  pin->add_option("-p,--project", flags.project, "compose project name")->required();
+  pin->add_option("-o,--output", flags.output,
+                  "write the override here (a JSON file compose reads as YAML; "
+                  "default: stdout)");
+  pin->add_option("--socket", flags.socket, "the daemon's socket")->capture_default_str();
+  pin->add_option("--docker-host", flags.docker_host, "engine API")->capture_default_str();
+  return pin;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,34 +180,11 @@ int main(int argc, char** argv) {
   ReservationFlags rflags;
   const ReservationCommands reservations = AddReservationCommands(app, rflags);
   smv::daemon::DoctorFlags dflags;
-  CLI::App* doctor = app.add_subcommand(
-      "doctor",
-      "check the daemon, the engine, each network's links and the stored state; print the fix of each failure");
-  doctor->add_option("--socket", dflags.serve.socket, "the daemon's socket")->capture_default_str();
-  doctor->add_option("--state-dir", dflags.serve.state_dir, "the daemon's state directory")->capture_default_str();
-  doctor->add_option("--docker-host", dflags.serve.docker_host, "engine API")->capture_default_str();
-  doctor->add_option("--network", dflags.network, "only this network (name, id or id prefix)");
-  doctor->add_flag("--json", dflags.json, "print the checks as JSON");
-  AddStoreOptions(*doctor, dflags.serve);
+  CLI::App* doctor = AddDoctorCommand(app, dflags);
   smv::daemon::ExecFlags eflags;
-  CLI::App* exec = app.add_subcommand(
-      "exec", "run a host command in a running container's network namespace: exec CONTAINER -- CMD [ARGS...]");
-  exec->add_option("--docker-host", eflags.docker_host, "engine API, to find the container")->capture_default_str();
-  exec->add_option("CONTAINER", eflags.container, "container name or id")->required();
-  exec->add_option("COMMAND", eflags.command, "the command and its arguments, after --")->required();
+  CLI::App* exec = AddExecCommand(app, eflags);
   smv::daemon::ComposePinFlags cflags;
-  CLI::App* compose = app.add_subcommand("compose", "help compose projects keep their addresses");
-  compose->require_subcommand(1);
-  CLI::App* pin = compose->add_subcommand(
-      "pin",
-      "write a compose override giving each service of a project its reserved address (ipv4_address / "
-      "ipv6_address), so that parallel starts on engines before Docker 29 keep every address");
-  pin->add_option("-p,--project", cflags.project, "compose project name")->required();
-  pin->add_option("-o,--output", cflags.output,
-                  "write the override here (a JSON file compose reads as YAML; "
-                  "default: stdout)");
-  pin->add_option("--socket", cflags.socket, "the daemon's socket")->capture_default_str();
-  pin->add_option("--docker-host", cflags.docker_host, "engine API")->capture_default_str();
+  CLI::App* pin = AddComposePinCommand(app, cflags);
   app.set_version_flag("--version", std::string("static-macvlan ") + SMV_VERSION);
   CLI11_PARSE(app, argc, argv);
   rflags.socket = smv::daemon::FindDaemonSocket(rflags.socket);

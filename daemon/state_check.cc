@@ -7,12 +7,15 @@
 
 namespace smv::daemon {
 
-std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver::DriverSnapshot& driver) {
-  std::vector<std::string> problems;
-  std::map<std::string, const ipam::PoolRecord*> pools;
-  for (const ipam::PoolRecord& p : ipam.pools) pools[p.config.id] = &p;
+namespace {
 
-  std::map<std::pair<std::string, std::string>, std::string> leased;  // (subnet, address) -> pool
+using Problems = std::vector<std::string>;
+using PoolsById = std::map<std::string, const ipam::PoolRecord*>;
+using Leased = std::map<std::pair<std::string, std::string>, std::string>;  // (subnet, address) -> pool
+
+// Each lease in an active pool, inside its subnet, and no address leased twice. Returns what is leased.
+Leased CheckLeases(const ipam::IpamSnapshot& ipam, const PoolsById& pools, Problems& problems) {
+  Leased leased;
   for (const ipam::LeaseRecord& l : ipam.leases) {
     auto p = pools.find(l.pool_id);
     if (p == pools.end() || p->second->users == 0) {
@@ -31,7 +34,11 @@ std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver
                                      it->second, l.pool_id));
     }
   }
-  // A shared book: a name runs on one node at a time.
+  return leased;
+}
+
+// A shared book: a name runs on one node at a time.
+void CheckNamesOnOneNode(const ipam::IpamSnapshot& ipam, Problems& problems) {
   std::map<std::pair<std::string, std::string>, const ipam::LeaseRecord*> held_by;  // (pool, name) -> lease
   for (const ipam::LeaseRecord& l : ipam.leases) {
     if (l.lease.name.empty() || l.lease.node.empty()) continue;
@@ -42,6 +49,9 @@ std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver
                                      l.address.ToString(), l.lease.node));
     }
   }
+}
+
+void CheckReservations(const ipam::IpamSnapshot& ipam, const PoolsById& pools, Problems& problems) {
   std::set<std::pair<std::string, std::string>> reserved;  // (pool, address)
   for (const ipam::ReservationRecord& r : ipam.reservations) {
     auto p = pools.find(r.pool_id);
@@ -59,6 +69,10 @@ std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver
           fmt::format("address {} is reserved for two names in pool \"{}\"", r.address.ToString(), r.pool_id));
     }
   }
+}
+
+// Each endpoint in a stored network, its IPv4 address leased.
+void CheckEndpoints(const driver::DriverSnapshot& driver, const Leased& leased, Problems& problems) {
   std::set<std::string> networks;
   for (const driver::NetworkRecord& n : driver.networks) networks.insert(n.id);
   for (const driver::EndpointRecord& e : driver.endpoints) {
@@ -75,6 +89,18 @@ std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver
       }
     }
   }
+}
+
+}  // namespace
+
+std::vector<std::string> CheckState(const ipam::IpamSnapshot& ipam, const driver::DriverSnapshot& driver) {
+  Problems problems;
+  PoolsById pools;
+  for (const ipam::PoolRecord& p : ipam.pools) pools[p.config.id] = &p;
+  const Leased leased = CheckLeases(ipam, pools, problems);
+  CheckNamesOnOneNode(ipam, problems);
+  CheckReservations(ipam, pools, problems);
+  CheckEndpoints(driver, leased, problems);
   return problems;
 }
 
