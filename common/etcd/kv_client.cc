@@ -430,7 +430,7 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
     if (!idempotent && reply.answered) return UnavailableCluster(last_error + "; outcome unknown");
     unreachable_in_a_row = Unreachable(reply) ? unreachable_in_a_row + 1 : 0;
     if (unreachable_in_a_row == options_.endpoints.size()) {
-      return UnavailableCluster(fmt::format("no member reachable; {}", last_error));
+      return UnavailableCluster(fmt::format("{}; no member reachable", last_error));
     }
     if (++failed % options_.endpoints.size() == 0) {
       std::this_thread::sleep_for(std::min(kPauseAfterEveryMemberFailed, Left(until)));  // before asking them all again

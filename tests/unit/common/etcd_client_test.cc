@@ -107,6 +107,28 @@ TEST(EtcdClientTest, NoMemberAnsweringIsUnavailableAndNamesTheMember) {
       << r.status().message();
 }
 
+// A host that reaches no member at all (cut off, or the cluster is down) is refused after one
+// round, not after the call's deadline: the next call asks again.
+TEST(EtcdClientTest, NoMemberReachableInAFullRoundEndsTheCallAtOnce) {
+  KvClient client({.endpoints = {{.host = "127.0.0.1", .port = 1}, {.host = "127.0.0.1", .port = 2}},
+                   .deadline = std::chrono::seconds(600)});
+  auto r = client.Get("x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  EXPECT_NE(r.status().message().find("; no member reachable"), std::string::npos) << r.status().message();
+}
+
+// A member that answers (503: no leader, as during an election) keeps the call going until its
+// deadline, next to one that cannot be reached.
+TEST(EtcdClientTest, AMemberThatAnswersKeepsTheCallGoingUntilItsDeadline) {
+  AnsweringMember electing(503, R"({"error":"etcdserver: no leader","code":14})");
+  KvClient client({.endpoints = {{.host = "127.0.0.1", .port = 1}, electing.endpoint()},
+                   .deadline = std::chrono::milliseconds(800)});
+  auto r = client.Get("x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message().find("no member reachable"), std::string::npos) << r.status().message();
+}
+
 // A hung member costs one attempt (request_timeout, 1.5 s), not the call's 10 s deadline, and
 // the calls after it go to the member that answered.
 TEST(EtcdClientTest, AHungMemberCostsOneAttemptAndLaterCallsGoToTheNextMember) {
