@@ -145,7 +145,21 @@ class IpamService : public IpamApi {
   // that answer at once instead of asking the store again: each call waits for at most one
   // store timeout, never for a chain of them.
   template <typename Change>
-  auto Durably(Change change, std::optional<uint64_t> seen = std::nullopt) -> decltype(change());
+  auto Durably(Change change, std::optional<uint64_t> seen = std::nullopt) -> decltype(change()) {
+    std::optional<decltype(change())> changed;
+    const Status failed = RunDurably([&] { return StatusOf(changed.emplace(change())); }, seen);
+    if (!failed.ok()) return failed;
+    return std::move(*changed);
+  }
+  // Durably without the answer's type: OK when the change's own (last) answer stands, or why not.
+  Status RunDurably(const std::function<Status()>& change, std::optional<uint64_t> seen);
+  static const Status& StatusOf(const Status& s) { return s; }
+  template <typename T>
+  static Status StatusOf(const Result<T>& r) {
+    return r.status();
+  }
+  // Answers that depend on what others hold, as opposed to what the request says.
+  static bool IsRefusal(const Status& s);
   void ReloadAfterFailedCommit(const Status& error, std::span<const IpamBatch> sent);
   // A commit etcd may still apply (its answer was lost and could not be read back) was refused to
   // its callers: the container addresses it leases are journaled as released, so that the replay
@@ -155,6 +169,11 @@ class IpamService : public IpamApi {
   // Reloads when the last reload failed (a store that did not answer); its error otherwise.
   Status ReloadIfNeededLocked();
   Result<PoolState*> ActivePool(const std::string& pool_id);
+  // What the allocator is asked for `call` (its --ip parsed and checked against the subnet).
+  static Result<AddressRequest> AllocatorRequest(const PoolConfig& config, const AddressCall& call,
+                                                 const std::string& node);
+  // Leases `choice` to `call` (and reserves it for its name), in memory and queued for commit.
+  Status LeaseChoiceLocked(PoolState& state, const AddressCall& call, const Choice& choice);
   // In a shared book: brings memory's view of `name` (its reservation, the lease on its address)
   // up to what the store holds, for decisions no commit compares, such as which reserved address
   // a guessed name gets. Best effort: on any error, or when a commit ran meanwhile, memory stays.

@@ -1,0 +1,385 @@
+// IpamDriver's verbs on pools and addresses (RequestPool .. ReleaseAddress), and what the
+// engine and the driver ask of pools. Every change goes through Durably (ipam_service.cc).
+#include "ipam/ipam_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <map>
+#include <string>
+
+namespace smv::ipam {
+
+Status IpamService::SameGatewayAsTheFleet(const PoolState& state, const IpAddress& wanted) {
+  const Family family = state.record.config.subnet.family();
+  for (const auto& [value, lease] : state.allocator.leases()) {
+    const IpAddress address(family, value);
+    if (lease.kind != LeaseKind::kGateway || address == wanted) continue;
+    return FailedPrecondition(fmt::format(
+        "--gateway {}: subnet {} is one pool for every host sharing the address book, and its networks use gateway "
+        "{}{}; give every host's network --gateway {}",
+        wanted.ToString(), state.record.config.subnet.ToString(), address.ToString(),
+        lease.node.empty() ? "" : fmt::format(" (first set on node {})", lease.node), address.ToString()));
+  }
+  return OkStatus();
+}
+
+Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
+  Result<PoolConfig> config = ParsePoolRequest(request);
+  if (!config.ok()) return config.status();
+  if (ScopeOf(request).value() == PoolScope::kShared && !store_.shared()) {
+    return FailedPrecondition(
+        fmt::format("--ipam-opt {}=shared: this daemon keeps its address book in lmdb, on this host only; start "
+                    "it with --store etcd://HOST:PORT[,...] to share pools between hosts, or drop the option",
+                    kOptScope));
+  }  // In a shared book a subnet is one pool for every host (one key per address and per name), and
+  // a host's --ip-range is only where its dynamic addresses come from.
+  std::optional<Prefix> node_range;
+  if (store_.shared()) {
+    node_range = config->range;
+    config->range.reset();
+    config->id = PoolIdFor(config->subnet, std::nullopt);
+  }
+  return Durably([&]() -> Result<PoolResult> {
+    auto it = pools_.find(config->id);
+    PoolRecord record{.config = *config, .users = 1, .node_ranges = {}, .aux = {}, .aux_set_by = ""};
+    if (it != pools_.end()) {
+      const PoolRecord& existing = it->second.record;
+      if (existing.users > 0 && existing.config.options != config->options) {
+        return FailedPrecondition(
+            fmt::format("subnet {} is already in use by another network{} with different --ipam-opt values; "
+                        "use the same options or another subnet",
+                        config->id, store_.shared() ? " (on this or another host)" : ""));
+      }
+      record.users = existing.users + 1;
+      record.node_ranges = existing.node_ranges;
+      record.aux = existing.aux;
+      record.aux_set_by = existing.aux_set_by;
+    }
+    if (node_range) {
+      record.node_ranges[store_.node()] = node_range->ToString();
+    } else if (store_.shared()) {
+      record.node_ranges.erase(store_.node());
+    }
+    IpamBatch batch;
+    batch.put_pools.push_back(record);
+    Enqueue(batch);
+    if (store_.shared()) creating_.insert(config->id);  // until CreateNetwork: see AuxOfNetworkBeingCreated
+    if (it == pools_.end()) {
+      pools_.emplace(config->id, PoolState{record, NewAllocator(record)});
+    } else {
+      const bool range_changed = it->second.record.node_ranges != record.node_ranges;
+      it->second.record = record;
+      if (range_changed) RebuildAllocator(it->second);
+    }
+    spdlog::info("pool requested id=\"{}\" users={}", config->id, record.users);
+    return PoolResult{config->id, config->subnet.ToString()};
+  });
+}
+
+namespace {
+
+std::string AuxFlags(const std::map<std::string, std::string>& aux) {
+  if (aux.empty()) return "no --aux-address";
+  std::string out;
+  for (const auto& [name, address] : aux)
+    out += fmt::format("{}--aux-address {}={}", out.empty() ? "" : " ", name, address);
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> IpamService::AuxOfNetworkBeingCreated(const PoolState& state,
+                                                                 const AddressCall& call) const {
+  if (!store_.shared() || call.gateway || !call.name.empty() || call.address.empty() ||
+      !creating_.contains(call.pool_id)) {
+    return std::nullopt;
+  }
+  const std::optional<IpAddress> asked = IpAddress::Parse(call.address);
+  const Lease* lease = asked ? state.allocator.FindLease(*asked) : nullptr;
+  if (lease == nullptr || lease->kind != LeaseKind::kAux) return std::nullopt;
+  // dockerd asks for a network's aux addresses between RequestPool and CreateNetwork, before any
+  // container can ask: this host's network is being created with the subnet's aux address.
+  return fmt::format("{}/{}", asked->ToString(), state.record.config.subnet.length());
+}
+
+Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux) {
+  if (!store_.shared()) return OkStatus();
+  const std::string pool_id = PoolIdFor(subnet, std::nullopt);
+  return Durably([&]() -> Status {
+    auto it = pools_.find(pool_id);
+    if (it == pools_.end()) return OkStatus();
+    PoolState& state = it->second;
+    if (!state.record.aux_set_by.empty() && state.record.aux != aux) {
+      return FailedPrecondition(fmt::format(
+          "--aux-address: subnet {} is one pool for every host sharing the address book, and its networks give {} "
+          "(first set on node {}); this network gives {}: give every host's network the same",
+          subnet.ToString(), AuxFlags(state.record.aux), state.record.aux_set_by, AuxFlags(aux)));
+    }
+    // Written even when it agrees: the commit compares the pool's key, so a view older than
+    // another host's first network is refused and decided again.
+    PoolRecord record = state.record;
+    record.aux = aux;
+    if (record.aux_set_by.empty()) record.aux_set_by = store_.node();
+    IpamBatch batch;
+    batch.put_pools.push_back(record);
+    // The first host's aux addresses were leased like a container's --ip: they become the
+    // subnet's, so that the other hosts' networks may ask for them too.
+    for (const auto& [name, text] : aux) {
+      const std::optional<IpAddress> address = IpAddress::Parse(text);
+      const Lease* lease = address ? state.allocator.FindLease(*address) : nullptr;
+      if (lease == nullptr || lease->kind != LeaseKind::kEndpoint || !lease->name.empty()) continue;
+      Lease shared = *lease;
+      shared.kind = LeaseKind::kAux;
+      shared.node.clear();
+      batch.put_leases.push_back(LeaseRecord{pool_id, *address, shared, clock_()});
+    }
+    Enqueue(batch);
+    state.record = record;
+    for (const LeaseRecord& l : batch.put_leases) state.allocator.AddLease(l.address, l.lease);
+    creating_.erase(pool_id);
+    return OkStatus();
+  });
+}
+
+Status IpamService::ReleasePool(const std::string& pool_id) {
+  {
+    // Whether the pool may be forgotten depends on every host's reservations in it.
+    std::scoped_lock lock(mu_);
+    ReloadForCommandLocked();
+  }
+  return Durably([&]() -> Status {
+    creating_.erase(pool_id);
+    auto it = pools_.find(pool_id);
+    if (it == pools_.end() || it->second.record.users == 0) return OkStatus();
+    PoolState& state = it->second;
+    PoolRecord record = state.record;
+    record.users -= 1;
+    IpamBatch batch;
+    const bool last_user = record.users == 0;
+    if (last_user) {  // the next network on this subnet sets them anew
+      record.aux.clear();
+      record.aux_set_by.clear();
+    }
+    const bool forget = last_user && state.allocator.reservations().empty();
+    std::vector<std::pair<std::string, IpAddress>> freed;
+    if (last_user) {
+      for (const auto& [value, lease] : state.allocator.leases()) {
+        freed.emplace_back(pool_id, IpAddress(state.record.config.subnet.family(), value));
+      }
+    }
+    // The leases in batches a shared store takes in one transaction each, the pool last.
+    for (size_t from = 0; from < freed.size(); from += kLeasesPerCommit) {
+      IpamBatch leases;
+      leases.delete_leases.assign(
+          freed.begin() + static_cast<std::ptrdiff_t>(from),
+          freed.begin() + static_cast<std::ptrdiff_t>(std::min(freed.size(), from + kLeasesPerCommit)));
+      Enqueue(leases);
+    }
+    batch.delete_leases = std::move(freed);  // for memory below
+    if (forget) {
+      batch.delete_pools.push_back(pool_id);
+    } else {
+      batch.put_pools.push_back(record);
+    }
+    IpamBatch pool_change;
+    pool_change.delete_pools = batch.delete_pools;
+    pool_change.put_pools = batch.put_pools;
+    Enqueue(pool_change);
+    if (forget) {
+      pools_.erase(it);
+    } else {
+      state.record = record;
+      if (last_user) {
+        for (const auto& [pool, address] : batch.delete_leases) state.allocator.RemoveLease(address);
+      }
+    }
+    spdlog::info("pool released id=\"{}\" users={}", pool_id, record.users);
+    return OkStatus();
+  });
+}
+
+Result<IpamService::PoolState*> IpamService::ActivePool(const std::string& pool_id) {
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end() || it->second.record.users == 0) {
+    return NotFound(
+        fmt::format("unknown pool \"{}\": the network's address pool is not known to static-macvlan (was the "
+                    "network created while the plugin used another --state-dir?)",
+                    pool_id));
+  }
+  return &it->second;
+}
+
+Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
+  // A guessed name's reservation decides the address, but its commit compares no key of that
+  // reservation: read it as the shared store holds it now. (A sent name's reservation is
+  // compared by the commit: a stale view is refused and decided again.)
+  const uint64_t unavailable_before = unavailable_.seen();
+  if (call.name.empty()) RefreshName(call.pool_id, call.hint_name, unavailable_before);
+  return Durably(
+      [&]() -> Result<std::string> {
+        Result<PoolState*> found = ActivePool(call.pool_id);
+        if (!found.ok()) return found.status();
+        PoolState& state = **found;
+        if (std::optional<std::string> aux = AuxOfNetworkBeingCreated(state, call)) return *aux;
+        Result<AddressRequest> request = AllocatorRequest(state.record.config, call, store_.node());
+        if (!request.ok()) return request.status();
+        if (!call.name.empty()) SMV_RETURN_IF_ERROR(NameRunsNowhereElse(state, call.name));
+        Result<Choice> choice = state.allocator.Choose(*request);
+        if (!choice.ok()) return choice.status();
+        if (call.gateway && store_.shared()) SMV_RETURN_IF_ERROR(SameGatewayAsTheFleet(state, choice->address));
+        const std::string answer =
+            fmt::format("{}/{}", choice->address.ToString(), state.record.config.subnet.length());
+        if (choice->already_leased_as_gateway) return answer;
+        SMV_RETURN_IF_ERROR(LeaseChoiceLocked(state, call, *choice));
+        return answer;
+      },
+      unavailable_before);
+}
+
+Result<AddressRequest> IpamService::AllocatorRequest(const PoolConfig& config, const AddressCall& call,
+                                                     const std::string& node) {
+  AddressRequest request;
+  request.gateway = call.gateway;
+  request.name = call.name;
+  request.hint_name = call.hint_name;
+  request.node = node;
+  if (call.address.empty()) return request;
+  std::optional<IpAddress> ip = IpAddress::Parse(call.address);
+  if (!ip || ip->family() != config.subnet.family()) {
+    return InvalidArgument(fmt::format("invalid address \"{}\": want an {} address inside {}", call.address,
+                                       config.subnet.family() == Family::kV4 ? "IPv4" : "IPv6",
+                                       config.subnet.ToString()));
+  }
+  request.preferred = *ip;
+  return request;
+}
+
+Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call, const Choice& choice) {
+  const int64_t now = clock_();
+  Lease lease;
+  // An --aux-address request looks exactly like a container's --ip on the wire, so both are
+  // endpoint leases; either way the address is held until dockerd releases it.
+  lease.kind = call.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint;
+  lease.name = call.name;
+  lease.mac = call.mac;
+  lease.node = store_.node();
+  IpamBatch batch;
+  batch.put_leases.push_back(LeaseRecord{call.pool_id, choice.address, lease, now});
+  if (choice.reserve_for_name) {
+    batch.put_reservations.push_back(ReservationRecord{call.pool_id, call.name, choice.address, call.mac, now, 0});
+  } else if (!call.name.empty()) {
+    // Re-using the reservation: note that the container is back.
+    if (std::optional<ReservationRecord> r = FindReservation(state, call.name); r && r->gone_since != 0) {
+      r->gone_since = 0;
+      batch.put_reservations.push_back(*r);
+    }
+  }
+  // A record no load could decode is compared as absent: etcd would refuse this commit every time.
+  CompleteReads(batch);
+  SMV_RETURN_IF_ERROR(store_.CheckDecodable(batch));
+  commits_.Enqueue(batch);
+  state.allocator.AddLease(choice.address, lease, choice.dynamic);
+  for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
+  spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice.address.ToString(),
+               LeaseKindName(lease.kind), call.name.empty() ? "" : fmt::format(" name={}", call.name));
+  return OkStatus();
+}
+
+Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string& address) {
+  std::optional<IpAddress> ip = IpAddress::Parse(address);
+  if (!ip) {
+    // dockerd sends the address without a prefix length, but accept one.
+    std::optional<Prefix> prefix = Prefix::Parse(address);
+    if (!prefix) return InvalidArgument(fmt::format("invalid address \"{}\"", address));
+    ip = prefix->address();
+  }
+  Status released = Durably([&]() -> Status {
+    auto it = pools_.find(pool_id);
+    if (it == pools_.end()) return OkStatus();
+    PoolState& state = it->second;
+    const Lease* lease = state.allocator.FindLease(*ip);
+    if (lease == nullptr) return OkStatus();
+    if ((lease->kind == LeaseKind::kGateway || lease->kind == LeaseKind::kAux) && store_.shared()) {
+      // Every host's network on this subnet has it: it goes with the pool.
+      spdlog::info("{} kept pool=\"{}\" address={}: shared by the hosts' networks on this subnet",
+                   LeaseKindName(lease->kind), pool_id, ip->ToString());
+      return OkStatus();
+    }
+    if (rules_->shared() && lease->node != store_.node()) {
+      // Freed behind this host's back and another host's now (`reservations release --node`):
+      // this host's container stopping must not free it.
+      spdlog::warn("address {} pool=\"{}\" is node {}'s now, not this host's: its release here frees nothing",
+                   ip->ToString(), pool_id, lease->node);
+      return OkStatus();
+    }
+    IpamBatch batch;
+    batch.delete_leases.emplace_back(pool_id, *ip);
+    Enqueue(batch);
+    state.allocator.RemoveLease(*ip);
+    spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
+    return OkStatus();
+  });
+  // Journaled while the shared store takes no write: unreachable, or out of space (NOSPACE).
+  const bool store_takes_no_write =
+      released.code() == Code::kUnavailable || (released.code() == Code::kResourceExhausted && rules_->shared());
+  if (!store_takes_no_write || journal_ == nullptr) return released;
+  return JournalRelease(pool_id, *ip, released);
+}
+
+std::vector<std::string> IpamService::PoolsLeasing(const IpAddress& address) const {
+  std::scoped_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, state] : pools_) {
+    if (state.record.users > 0 && state.allocator.FindLease(address) != nullptr) out.push_back(id);
+  }
+  return out;
+}
+
+std::vector<std::string> IpamService::PoolsOnSubnet(const Prefix& subnet) const {
+  std::scoped_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, state] : pools_) {
+    if (state.record.users > 0 && state.record.config.subnet == subnet) out.push_back(id);
+  }
+  return out;
+}
+
+Result<bool> IpamService::SubnetInUse(const Prefix& subnet) {
+  if (!store_.shared()) return !PoolsOnSubnet(subnet).empty();
+  // Other hosts create pools this host has not loaded: ask the store.
+  Result<std::optional<PoolRecord>> pool = store_.ReadPool(PoolIdFor(subnet, std::nullopt));
+  if (!pool.ok()) return pool.status();
+  return pool->has_value() && (*pool)->users > 0;
+}
+
+size_t IpamService::LeaseCount(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  return it == pools_.end() ? 0 : it->second.allocator.leases().size();
+}
+
+std::vector<PoolUsage> IpamService::PoolUsages() const {
+  std::scoped_lock lock(mu_);
+  std::vector<PoolUsage> out;
+  for (const auto& [id, state] : pools_) {
+    out.push_back({id, state.record.config.subnet, state.allocator.leases().size()});
+  }
+  return out;
+}
+
+bool IpamService::HasActivePool(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  return it != pools_.end() && it->second.record.users > 0;
+}
+
+std::optional<PoolConfig> IpamService::FindPool(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end()) return std::nullopt;
+  return it->second.record.config;
+}
+
+}  // namespace smv::ipam
