@@ -11,7 +11,7 @@ build=(build-essential cmake ninja-build pkg-config
        help2man)
 runtime=(iproute2)
 test=(qemu-system-x86 busybox-static tcpdump iputils-ping docker.io docker-compose curl jq util-linux
-      clang libclang-rt-14-dev clang-format-14 lmdb-utils etcd-server etcd-client openssl lintian)
+      clang libclang-rt-14-dev clang-format-14 clang-tidy-14 lmdb-utils etcd-server etcd-client openssl lintian)
 pkgs=("${build[@]}" "${runtime[@]}")
 if [ "${1:-}" = "--test" ]; then pkgs+=("${test[@]}"); fi
 missing=()

@@ -28,10 +28,13 @@ else
     exit 1
   fi
 fi
-if [ $root = yes ] || command -v clang-format-14 >/dev/null; then
+# The format and the 60-line function limit (clang-tidy, on a configure-only build directory).
+if [ $root = yes ] || { command -v clang-format-14 && command -v clang-tidy-14; } >/dev/null; then
   scripts/check-format.sh
+  stage "format and function-length check"
 else
-  echo "test.sh: no clang-format-14 here: the format check is left to CI (sudo scripts/install-deps.sh --test)"
+  echo "test.sh: no clang-format-14 or clang-tidy-14 here: the format and function-length checks are left to CI" \
+    "(sudo scripts/install-deps.sh --test)"
 fi
 # The benchmarks are built too: CI's tiny benchmark runs reuse this build (bench/build-dir.sh).
 # A unity build (one translation unit per target) halves the compile time; the sanitizer build
