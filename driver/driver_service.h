@@ -60,6 +60,7 @@ struct ReconcileReport {
   // gone and its teardown was lost (a crash mid-Join, or the plugin down at a stop). The caller
   // frees their addresses.
   std::vector<EndpointRecord> torn_down;
+  // Each repair, lookup or deletion that failed (a link another instance owns is no failure).
   std::vector<std::string> problems;
 };
 
@@ -134,12 +135,18 @@ class DriverService {
   // Stores an updated endpoint record, then keeps it in memory.
   Status SaveEndpointLocked(const EndpointRecord& record);
   void DeleteVlanIfLastLocked(const Network& network, DriverBatch& batch);
-  // The three steps of Reconcile.
+  // The three steps of Reconcile (reconcile.cc); each failed lookup or deletion is a problem in `report`.
   void RepairNetworkLinksLocked(const std::string& id, const NetworkOptions& options, ReconcileReport& report,
                                 DriverBatch& batch);
+  void RepairVlanLinkLocked(const std::string& id, const NetworkOptions& options, ReconcileReport& report,
+                            DriverBatch& batch);
   void RepairHostAccessLocked(const std::string& id, const NetworkOptions& options, ReconcileReport& report);
   void DropDeadEndpointsLocked(ReconcileReport& report, DriverBatch& batch);
+  // True when the joined endpoint's link was back in the host and is deleted now.
+  bool TearDownIfBackInHostLocked(const EndpointRecord& endpoint, ReconcileReport& report);
   void DeleteOrphanLinksLocked(ReconcileReport& report);
+  // Whether a record owns the link `name` (a network's host link, or an endpoint's link).
+  bool OwnedLocked(const std::string& name, bool host_link) const;
   void RestorePromiscIfLastLocked(const Network& network, DriverBatch& batch);
   // Stores the endpoint whose link was just created; deletes that link if storing fails.
   Status SaveNewEndpointLocked(const CreateEndpointCall& call, const std::string& link_name, const std::string& mac);
@@ -148,7 +155,8 @@ class DriverService {
   void AnnounceLocked(const Network& network, const EndpointRecord& endpoint);
   // Host access: the host-side link with host_ip, and a host route to each joined container.
   Status CreateHostLinkLocked(const std::string& network_id, const NetworkOptions& options);
-  void RouteHostToLocked(const Network& network, const EndpointRecord& endpoint, bool add);
+  // OK when there is nothing to route, or the route to delete is gone already.
+  Status RouteHostToLocked(const Network& network, const EndpointRecord& endpoint, bool add);
 
   nl::LinkOps& links_;
   NetworkStore& store_;

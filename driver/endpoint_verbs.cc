@@ -128,7 +128,7 @@ Result<JoinResult> DriverService::Join(const std::string& network_id, const std:
     SMV_RETURN_IF_ERROR(SaveEndpointLocked(updated));
   }
   spdlog::info("endpoint joined id={} sandbox={}", ShortId(endpoint_id), sandbox_key);
-  RouteHostToLocked(network, ep->second, true);
+  if (Status s = RouteHostToLocked(network, ep->second, true); !s.ok()) spdlog::warn("{}", s.message());
   AnnounceLocked(network, ep->second);
   return result;
 }
@@ -146,7 +146,7 @@ Status DriverService::DeleteEndpoint(const std::string& network_id, const std::s
   const std::string link_name = ep != endpoints_.end() ? ep->second.link_name : EndpointLinkName(endpoint_id);
   if (ep != endpoints_.end()) {
     if (auto net = networks_.find(ep->second.network_id); net != networks_.end()) {
-      RouteHostToLocked(net->second, ep->second, false);
+      if (Status s = RouteHostToLocked(net->second, ep->second, false); !s.ok()) spdlog::warn("{}", s.message());
     }
   }
   if (reaper_ == nullptr) {

@@ -33,19 +33,18 @@ Status DriverService::CreateHostLinkLocked(const std::string& network_id, const 
   return OkStatus();
 }
 
-void DriverService::RouteHostToLocked(const Network& network, const EndpointRecord& endpoint, bool add) {
-  if (!network.options.host_ip) return;
+Status DriverService::RouteHostToLocked(const Network& network, const EndpointRecord& endpoint, bool add) {
+  if (!network.options.host_ip) return OkStatus();
   const std::string link = HostLinkName(network.record.id);
   // Only the family the host has an address of: the other would route without a source.
   const std::string& cidr = network.options.host_ip->is_v4() ? endpoint.address_v4 : endpoint.address_v6;
   std::optional<Prefix> address = Prefix::Parse(cidr);
-  if (!address) return;
+  if (!address) return OkStatus();
   Status routed =
       add ? links_.AddHostRoute(address->address(), link) : links_.DeleteHostRoute(address->address(), link);
-  if (!routed.ok() && !(routed.code() == Code::kNotFound && !add)) {
-    spdlog::warn("host route {} {} dev {}: {}", add ? "add" : "delete", address->address().ToString(), link,
-                 routed.message());
-  }
+  if (routed.code() == Code::kNotFound && !add) return OkStatus();  // gone already
+  return routed.Annotate(
+      fmt::format("host route {} {} dev {}", add ? "add" : "delete", address->address().ToString(), link));
 }
 
 void DriverService::AnnounceLocked(const Network& network, const EndpointRecord& endpoint) {

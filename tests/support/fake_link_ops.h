@@ -32,11 +32,13 @@ class FakeLinkOps : public nl::LinkOps {
   size_t Count() const { return links_.size(); }
 
   Result<std::optional<nl::LinkInfo>> Find(const std::string& name) override {
+    if (fail_find.contains(name)) return Internal(fmt::format("injected lookup failure of \"{}\"", name));
     auto it = links_.find(name);
     if (it == links_.end()) return std::optional<nl::LinkInfo>();
     return std::optional<nl::LinkInfo>(it->second);
   }
   Result<std::vector<nl::LinkInfo>> List() override {
+    if (fail_list) return Internal("injected list failure");
     std::vector<nl::LinkInfo> out;
     for (const auto& [name, info] : links_) out.push_back(info);
     return out;
@@ -86,6 +88,7 @@ class FakeLinkOps : public nl::LinkOps {
     return OkStatus();
   }
   Status Delete(const std::string& name) override {
+    if (fail_delete.contains(name)) return Internal(fmt::format("injected deletion failure of \"{}\"", name));
     auto it = links_.find(name);
     if (it == links_.end()) return NotFound(fmt::format("interface \"{}\" not found", name));
     if (nl::TaggedByAnother(it->second.alias, owner_tag)) {
@@ -143,6 +146,9 @@ class FakeLinkOps : public nl::LinkOps {
   }
 
   bool fail_macvlan = false;
+  std::set<std::string> fail_find;    // Find of these names fails (kInternal), as on a netlink error
+  std::set<std::string> fail_delete;  // Delete of these names fails (kInternal)
+  bool fail_list = false;
 
  private:
   std::map<std::string, nl::LinkInfo> links_;

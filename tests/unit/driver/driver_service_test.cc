@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tests/support/fake_link_ops.h"
 #include "tests/support/memory_network_store.h"
 
@@ -306,7 +308,9 @@ TEST_F(DriverServiceTest, ReconcileSweepsOnlyItsOwnAndUntaggedOrphans) {
       {.name = "smvddddddddddd", .kind = "macvlan", .parent_name = "eth1", .alias = "static-macvlan:00000000000000a1"});
   links_.AddExisting({.name = "smveeeeeeeeeee", .kind = "ipvlan", .parent_name = "eth1"});
   Restart();
-  EXPECT_EQ(driver_->Reconcile().orphan_links_deleted, 2);
+  ReconcileReport report = driver_->Reconcile();
+  EXPECT_EQ(report.orphan_links_deleted, 2);
+  EXPECT_TRUE(report.problems.empty()) << "another instance's links are no failure";
   EXPECT_TRUE(links_.Exists("smvh99999999999"));
   EXPECT_TRUE(links_.Exists("smvccccccccccc"));
   EXPECT_FALSE(links_.Exists("smvddddddddddd"));
@@ -322,6 +326,70 @@ TEST_F(DriverServiceTest, AHostLinkNoNetworkOwnsIsSweptAtStart) {
   Restart();
   EXPECT_EQ(driver_->Reconcile().orphan_links_deleted, 1);
   EXPECT_FALSE(links_.Exists("smvh99999999999"));
+}
+
+// Every lookup that fails at start is a problem in the report, and what it could not see is
+// left as it was (no VLAN link made over one that may exist, no endpoint dropped).
+TEST_F(DriverServiceTest, ReconcileReportsEveryLookupThatFails) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}, {"vlan", "228"}, {"host_ip", "192.0.2.253"}}).ok());
+  ASSERT_TRUE(Create(kNet2, {{"parent", "eth2"}}, {V4("198.51.100.0/24", nullptr)}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet1, kEp1, "/var/run/docker/netns/a").ok());
+  ASSERT_TRUE(links_.Delete("eth1.228").ok());  // would be recreated, were its lookup not failing
+  links_.fail_find = {"eth1.228", HostLinkName(kNet1), "smvaaaaaaaaaaa", "eth2"};
+  Restart();
+  ReconcileReport report = driver_->Reconcile();
+  ASSERT_EQ(report.problems.size(), 4u) << ::testing::PrintToString(report.problems);
+  for (const std::string& name : std::vector<std::string>{"eth1.228", HostLinkName(kNet1), "smvaaaaaaaaaaa", "eth2"}) {
+    const std::string quoted = fmt::format("\"{}\" could not be looked up: injected lookup failure", name);
+    EXPECT_TRUE(std::any_of(report.problems.begin(), report.problems.end(),
+                            [&](const std::string& p) { return p.find(quoted) != std::string::npos; }))
+        << name << ": " << ::testing::PrintToString(report.problems);
+  }
+  EXPECT_EQ(report.vlan_links_recreated, 0);
+  EXPECT_FALSE(links_.Exists("eth1.228"));
+  EXPECT_TRUE(report.torn_down.empty());
+  EXPECT_TRUE(driver_->FindEndpoint(kEp1).has_value());
+}
+
+TEST_F(DriverServiceTest, ReconcileReportsEveryDeletionThatFails) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
+  // Joined, and its link is still in the host: the container is gone, its teardown was lost.
+  ASSERT_TRUE(driver_->Join(kNet1, kEp1, "/var/run/docker/netns/a").ok());
+  links_.AddExisting({.name = "smvccccccccccc", .kind = "macvlan", .parent_name = "eth1"});   // an orphan
+  links_.AddExisting({.name = "smvh99999999999", .kind = "macvlan", .parent_name = "eth1"});  // an orphan host link
+  links_.fail_delete = {"smvaaaaaaaaaaa", "smvccccccccccc", "smvh99999999999"};
+  Restart();
+  ReconcileReport report = driver_->Reconcile();
+  ASSERT_EQ(report.problems.size(), 3u) << ::testing::PrintToString(report.problems);
+  EXPECT_NE(
+      report.problems[0].find("link smvaaaaaaaaaaa is back in the host but not deleted: injected deletion failure"),
+      std::string::npos);
+  EXPECT_NE(report.problems[1].find("orphan link smvccccccccccc not deleted: injected deletion failure"),
+            std::string::npos);
+  EXPECT_NE(report.problems[2].find("orphan link smvh99999999999 not deleted: injected deletion failure"),
+            std::string::npos);
+  EXPECT_EQ(report.orphan_links_deleted, 0);
+  EXPECT_TRUE(report.torn_down.empty());
+  EXPECT_TRUE(driver_->FindEndpoint(kEp1).has_value());  // kept: its link is still there
+
+  links_.fail_delete.clear();  // the next start succeeds
+  Restart();
+  report = driver_->Reconcile();
+  EXPECT_TRUE(report.problems.empty()) << ::testing::PrintToString(report.problems);
+  EXPECT_EQ(report.orphan_links_deleted, 3);
+  EXPECT_EQ(report.torn_down.size(), 1u);
+}
+
+TEST_F(DriverServiceTest, ReconcileReportsALinkListThatFails) {
+  links_.AddExisting({.name = "smvccccccccccc", .kind = "macvlan", .parent_name = "eth1"});
+  links_.fail_list = true;
+  Restart();
+  ReconcileReport report = driver_->Reconcile();
+  ASSERT_EQ(report.problems.size(), 1u);
+  EXPECT_NE(report.problems[0].find("links not listed, no orphan swept: injected list failure"), std::string::npos);
+  EXPECT_TRUE(links_.Exists("smvccccccccccc"));
 }
 
 // -o ipvlan_mode: ipvlan links carrying the parent's MAC, no promiscuous parent, no MAC of their own.
