@@ -138,6 +138,36 @@ class EtcdIpamStore : public IpamStore {
   void PauseWatch(bool paused);
 
  private:
+  // What the store's files (etcd_store.cc, etcd_book_load.cc, etcd_book_commit.cc) share.
+  using Clock = std::chrono::steady_clock;
+  // One call of this store (a load with its fence, a commit with its read-back) takes about this
+  // long at most (plus kMinResolveTime for a read-back): with etcd down or without quorum, an
+  // allocation that waits behind at most one such call is refused within 10 s.
+  static constexpr std::chrono::milliseconds kCallBudget{7000};
+  // Leaves the read-back of a commit whose answer was lost at least this much time.
+  static constexpr std::chrono::milliseconds kMinResolveTime{1000};
+
+  // Fence attempts before concluding that another process writes this node's commit key.
+  static constexpr int kFenceAttempts = 5;
+  // Starts the value `reservations release --node` leaves in the released node's commit key.
+  static constexpr std::string_view kReleasedMark = "released by ";
+  // Migration transactions: each puts an address/ key and compares it and its reservation.
+  static constexpr size_t kMigrationPerTxn = 60;
+  // How long a reload after a refused commit waits for the mirror to reach the refusal's revision
+  // before it reads etcd instead.
+  static constexpr std::chrono::milliseconds kMirrorWait{500};
+  // Pauses of the watch thread after a failed list or a broken watch.
+  static constexpr std::chrono::milliseconds kRelistPause{500};
+  static constexpr std::chrono::milliseconds kRewatchPause{200};
+  // Holds while `key` is as it was at mod revision `revision`; 0: while it does not exist.
+  static etcd::Compare Unchanged(const std::string& key, int64_t revision);
+  // Holds while `key` is as this node last saw it (absent if it never saw it).
+  static etcd::Compare ExpectAsSeen(const std::string& key, const std::unordered_map<std::string, int64_t>& revisions);
+  // What the record at `key` is to a user: "the reservation of name \"web\" in pool \"...\"".
+  static std::string RecordAt(const BookKeys& keys, std::string_view key);
+  // Time left until `until`, never under kMinResolveTime (a read-back always gets its chance).
+  static std::chrono::milliseconds Left(Clock::time_point until);
+
   EtcdIpamStore(etcd::KvClient& client, EtcdStoreOptions options);
   std::string CommitKey() const;
   std::string NextCommitId();
@@ -151,6 +181,11 @@ class EtcdIpamStore : public IpamStore {
   Result<NameRecords> ReadNameLocked(const std::string& pool_id, const std::string& name);
   Result<std::optional<PoolRecord>> ReadPoolLocked(const std::string& pool_id);
   Status ApplyAllLocked(std::span<const IpamBatch> batches);
+  // A put or delete of each key in `writes`, each compared as this node last saw it.
+  etcd::Txn WritesAsSeenLocked(const std::map<std::string, std::optional<std::string>>& writes) const;
+  // Sends `txn` and settles a lost answer by reading `commit_id` back (or fencing): the revision
+  // it applied at, or why not (kAborted: refused or fenced off; decide again).
+  Result<int64_t> CommitLocked(const etcd::Txn& txn, const std::string& commit_id, Clock::time_point until);
   // Every write of the batches, in order, one per key (the last write of a key wins, as applied
   // one after the other; nullopt: delete), with the address/ keys of their reservations.
   // `index` is updated as the writes would change it.
