@@ -22,13 +22,8 @@ using std::chrono::milliseconds;
 
 Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");
-  const uint64_t seen = unavailable_.seen();
-  std::unique_lock lock(mu_, std::defer_lock);
   // Refused before anything is sent: this commit's outcome is known (not applied).
-  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
-  Status applied = ApplyAllLocked(batches);
-  unavailable_.Note(applied);
-  return applied;
+  return unavailable_.Run(mu_, [&] { return ApplyAllLocked(batches); });
 }
 
 std::map<std::string, std::optional<std::string>> EtcdIpamStore::PlanWrites(std::span<const IpamBatch> batches,

@@ -83,12 +83,7 @@ class BookDecoder {
 }  // namespace
 
 Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
-  const uint64_t seen = unavailable_.seen();
-  std::unique_lock lock(mu_, std::defer_lock);
-  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
-  Status loaded = LoadIntoLocked(sink);
-  unavailable_.Note(loaded);
-  return loaded;
+  return unavailable_.Run(mu_, [&] { return LoadIntoLocked(sink); });
 }
 
 Status EtcdIpamStore::LoadIntoLocked(IpamLoadSink& sink) {

@@ -139,12 +139,7 @@ EtcdIpamStore::~EtcdIpamStore() {
 Result<IpamSnapshot> EtcdIpamStore::Load() { return CollectLoad(); }
 
 Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const std::string& name) {
-  const uint64_t seen = unavailable_.seen();
-  std::unique_lock lock(mu_, std::defer_lock);
-  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
-  Result<NameRecords> read = ReadNameLocked(pool_id, name);
-  unavailable_.Note(read.status());
-  return read;
+  return unavailable_.Run(mu_, [&] { return ReadNameLocked(pool_id, name); });
 }
 
 Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, const std::string& name) {
@@ -190,12 +185,7 @@ Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, co
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& pool_id) {
-  const uint64_t seen = unavailable_.seen();
-  std::unique_lock lock(mu_, std::defer_lock);
-  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
-  Result<std::optional<PoolRecord>> read = ReadPoolLocked(pool_id);
-  unavailable_.Note(read.status());
-  return read;
+  return unavailable_.Run(mu_, [&] { return ReadPoolLocked(pool_id); });
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPoolLocked(const std::string& pool_id) {
@@ -229,15 +219,13 @@ Status EtcdIpamStore::FenceNode(const std::string& node) {
 }
 
 Result<bool> EtcdIpamStore::CommitKeyMoved() {
-  const uint64_t seen = unavailable_.seen();
-  std::unique_lock lock(mu_, std::defer_lock);
-  SMV_RETURN_IF_ERROR(unavailable_.Acquire(lock, seen));
-  Result<etcd::RangeResult> got = client_.Get(CommitKey(), kCallBudget);
-  unavailable_.Note(got.status());
-  if (!got.ok()) return got.status();
-  auto known = revisions_.find(CommitKey());
-  const int64_t now = got->kvs.empty() ? 0 : got->kvs.front().mod_revision;
-  return now != (known == revisions_.end() ? 0 : known->second);
+  return unavailable_.Run(mu_, [&]() -> Result<bool> {
+    Result<etcd::RangeResult> got = client_.Get(CommitKey(), kCallBudget);
+    if (!got.ok()) return got.status();
+    auto known = revisions_.find(CommitKey());
+    const int64_t now = got->kvs.empty() ? 0 : got->kvs.front().mod_revision;
+    return now != (known == revisions_.end() ? 0 : known->second);
+  });
 }
 
 std::vector<UndecodableKey> EtcdIpamStore::undecodable_keys() const {

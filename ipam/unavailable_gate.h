@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <type_traits>
 
 #include "common/status.h"
 
@@ -33,6 +34,22 @@ class UnavailableGate {
     if (noted_.load() == seen) return OkStatus();
     std::scoped_lock lock(mu_);
     return last_;
+  }
+
+  // Runs `call` holding `mu` (a timed mutex), unless an unavailable answer is noted after the
+  // caller began and before it got `mu`: then that answer. Notes `call`'s own answer.
+  template <class TimedMutex, class Call>
+  auto Run(TimedMutex& mu, Call call) -> decltype(call()) {
+    const uint64_t before = seen();
+    std::unique_lock lock(mu, std::defer_lock);
+    if (Status since = Acquire(lock, before); !since.ok()) return since;
+    auto answer = call();
+    if constexpr (std::is_same_v<decltype(answer), Status>) {
+      Note(answer);
+    } else {
+      Note(answer.status());
+    }
+    return answer;
   }
 
   // Locks `lock` (made with std::defer_lock on a timed mutex) unless an unavailable answer is

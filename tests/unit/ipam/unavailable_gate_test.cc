@@ -55,5 +55,32 @@ TEST(UnavailableGateTest, AnAnswerNotedBeforeTheCallerGotTheLockStillRefusesIt) 
   EXPECT_TRUE(fresh.owns_lock());
 }
 
+TEST(UnavailableGateTest, RunNotesTheCallsAnswerAndSkipsTheCallWhenAnswerWasNotedMeanwhile) {
+  UnavailableGate gate;
+  std::timed_mutex mu;
+  const uint64_t before = gate.seen();
+  Result<int> failed = gate.Run(mu, []() -> Result<int> { return Unavailable("etcd: no quorum"); });
+  EXPECT_EQ(failed.status().code(), Code::kUnavailable);
+  EXPECT_EQ(gate.Since(before).message(), "etcd: no quorum") << "the call's own answer is noted";
+  EXPECT_TRUE(gate.Run(mu, [] { return OkStatus(); }).ok()) << "a caller that began after it is not refused";
+
+  // A caller waiting for the lock while another call fails is answered without running.
+  std::unique_lock holder(mu);
+  bool ran = false;
+  auto waiter = std::async(std::launch::async, [&] {
+    return gate.Run(mu, [&] {
+      ran = true;
+      return OkStatus();
+    });
+  });
+  std::this_thread::sleep_for(milliseconds(300));  // the waiter is at the lock by now
+  gate.Note(Unavailable("etcd: cut off"));
+  const bool answered = waiter.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  holder.unlock();  // never leave the waiter blocked, whatever happened
+  EXPECT_TRUE(answered) << "still waiting for the lock";
+  EXPECT_EQ(waiter.get().message(), "etcd: cut off");
+  EXPECT_FALSE(ran);
+}
+
 }  // namespace
 }  // namespace smv::ipam
