@@ -107,10 +107,12 @@ Status IpamService::RunDurably(const std::function<Status()>& change, std::optio
 }
 
 Status IpamService::ReloadIfNeededLocked() {
-  if (!reload_pending_) return OkStatus();
+  // Cleared before the load: a request for a reload made while this one runs (RefreshName sets
+  // the flag without the mutex) stays, and the next change reloads again.
+  if (!reload_pending_.exchange(false)) return OkStatus();
   Status loaded = LoadLocked();
   if (loaded.ok()) loaded = ReplayJournalLocked();
-  reload_pending_ = !loaded.ok();
+  if (!loaded.ok()) reload_pending_ = true;
   unavailable_.Note(loaded);
   return RefusingToAllocate(loaded);
 }
@@ -296,9 +298,8 @@ void IpamService::RefreshName(const std::string& pool_id, const std::string& nam
     commits_before = commits_.commits();
   }
   Result<NameRecords> fresh = store_.ReadName(pool_id, name);
-  // The store notes what it read as seen, so a read memory does not take in (failed half way,
-  // or older than a commit of this node since) leaves memory behind the store's revisions: the
-  // next change reloads instead of deciding on it.
+  // What the read saw becomes what commits compare only when memory takes it in (AdoptRead):
+  // until then a commit decided before the read still compares the revisions of its own view.
   if (!fresh.ok()) {
     spdlog::debug("reading name {} of pool \"{}\" from the shared store: {}", name, pool_id, fresh.status().message());
     unavailable_.Note(fresh.status());  // without the mutex: the change that follows refuses at once
@@ -316,6 +317,7 @@ void IpamService::RefreshName(const std::string& pool_id, const std::string& nam
     return;
   }
   PoolState& state = it->second;
+  store_.AdoptRead(*fresh);
   if (!fresh->reservation) {
     state.allocator.RemoveReservation(name);
     return;
