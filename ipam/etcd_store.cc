@@ -145,18 +145,15 @@ Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const st
 Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, const std::string& name) {
   const auto until = Clock::now() + kCallBudget;
   const std::string where = "etcd " + options_.prefix;
-  // Reads one key and notes its revision (absent: this node now believes it does not exist).
+  NameRecords out;
+  // Reads one key and keeps its revision in `out` (0: absent) for AdoptRead.
   auto read = [&](const std::string& key) -> Result<std::optional<std::string>> {
     Result<etcd::RangeResult> got = client_.Get(key, Left(until));
     if (!got.ok()) return got.status();
-    if (got->kvs.empty()) {
-      revisions_.erase(key);
-      return std::optional<std::string>();
-    }
-    revisions_[key] = got->kvs.front().mod_revision;
+    out.revisions.emplace_back(key, got->kvs.empty() ? 0 : got->kvs.front().mod_revision);
+    if (got->kvs.empty()) return std::optional<std::string>();
     return std::optional<std::string>(got->kvs.front().value);
   };
-  NameRecords out;
   const std::string reservation_key = records::ReservationKey(pool_id, name);
   Result<std::optional<std::string>> reservation = read(options_.prefix + "reservation/" + reservation_key);
   if (!reservation.ok()) return reservation.status();
@@ -168,10 +165,10 @@ Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, co
   const std::string address_key = keys_.ReservedAddress(pool_id, out.reservation->address);
   Result<std::optional<std::string>> holder = read(address_key);
   if (!holder.ok()) return holder.status();
-  index_.reserved_at[keys_.Reservation(pool_id, name)] = address_key;
+  out.reserved_at.emplace(keys_.Reservation(pool_id, name), address_key);
   if (*holder) {
     Result<std::string> held_by = records::DecodeReservedAddress(where + "address/", address_key, **holder);
-    if (held_by.ok()) index_.name_at[address_key] = std::move(held_by).value();
+    if (held_by.ok()) out.holder = std::move(held_by).value();
   }
   const std::string lease_key = records::LeaseKey(pool_id, out.reservation->address);
   Result<std::optional<std::string>> lease = read(options_.prefix + "lease/" + lease_key);
@@ -182,6 +179,20 @@ Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, co
     out.lease = std::move(l).value();
   }
   return out;
+}
+
+void EtcdIpamStore::AdoptRead(const NameRecords& read) {
+  std::scoped_lock lock(mu_);
+  for (const auto& [key, revision] : read.revisions) {
+    if (revision == 0) {
+      revisions_.erase(key);
+    } else {
+      revisions_[key] = revision;
+    }
+  }
+  if (!read.reserved_at) return;
+  index_.reserved_at[read.reserved_at->first] = read.reserved_at->second;
+  if (read.holder) index_.name_at[read.reserved_at->second] = *read.holder;
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& pool_id) {

@@ -113,6 +113,7 @@ class EtcdIpamStore : public IpamStore {
   Status LoadInto(IpamLoadSink& sink) override;
   Status ApplyAll(std::span<const IpamBatch> batches) override;
   Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name) override;
+  void AdoptRead(const NameRecords& read) override;
   Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) override;
   int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address) override;
   bool shared() const override { return true; }

@@ -8,6 +8,8 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/ip.h"
@@ -28,6 +30,10 @@ struct PoolRecord {
   std::map<std::string, std::string> aux;
   std::string aux_set_by;
 };
+
+// The holder of a lease whose record does not decode: the address stays taken, but nobody is
+// known to hold it (so nothing acts as if another host did).
+inline constexpr std::string_view kUndecodableHolder = "(an undecodable record)";
 
 struct LeaseRecord {
   std::string pool_id;
@@ -94,6 +100,11 @@ struct IpamBatch {
 struct NameRecords {
   std::optional<ReservationRecord> reservation;
   std::optional<LeaseRecord> lease;  // on the reserved address
+  // The store's bookkeeping of the read, taken in by AdoptRead only: each key read and its mod
+  // revision (0: absent), and which address key the reservation holds and who that key names.
+  std::vector<std::pair<std::string, int64_t>> revisions;
+  std::optional<std::pair<std::string, std::string>> reserved_at;  // reservation key -> address key
+  std::optional<std::string> holder;                               // the name the address key holds
 };
 
 // Receives every stored record at start-up: all pools first, then leases, then reservations.
@@ -126,6 +137,10 @@ class IpamStore {
   // decision that no commit would compare (another node may have written them since the last
   // load). Others hold nothing memory does not: kFailedPrecondition.
   virtual Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name);
+  // Shared stores: from now on commits compare the keys of `read` at the revisions it saw. Called
+  // only when memory takes `read` in (under the service's mutex, no commit pending): a read that
+  // moved the compares on by itself would let a decision made on older memory pass them.
+  virtual void AdoptRead(const NameRecords& read);
   // Shared stores: the pool record as the store holds it now (nullopt: none), for a look that
   // decides nothing a commit would compare. Others: kFailedPrecondition, as ReadName.
   virtual Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id);

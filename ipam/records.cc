@@ -251,6 +251,8 @@ Result<NameRecords> IpamStore::ReadName(const std::string&, const std::string&) 
   return FailedPrecondition("this address book is not shared: memory holds all of it");
 }
 
+void IpamStore::AdoptRead(const NameRecords&) {}
+
 Result<std::optional<PoolRecord>> IpamStore::ReadPool(const std::string&) {
   return FailedPrecondition("this address book is not shared: memory holds all of it");
 }

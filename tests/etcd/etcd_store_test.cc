@@ -498,6 +498,33 @@ TEST_F(StaleHostTest, AQuietHostCannotGiveAnotherNamesReservedAddressAsIp) {
   EXPECT_EQ(AddressOf(*back), x);
 }
 
+// A read of one name (RefreshName for a guessed name) that memory has not taken in yet must not
+// move what commits compare: a commit decided on the view before the read, sent after it, is
+// still refused. (Before, the read moved the compares on, and such a commit put y's lease on
+// x's reserved address.)
+TEST_F(StaleHostTest, ANameReadNotTakenInLeavesTheComparesAtTheViewsRevisions) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  std::unique_ptr<Node> b = MakeNode("host-b");  // loads the book now, then stays quiet
+  const std::string x = ReserveAndRemoveOnA(*a, pool, "x");
+  Result<NameRecords> read = b->store->ReadName(pool, "x");
+  ASSERT_TRUE(read.ok()) << read.status().message();
+  ASSERT_TRUE(read->reservation.has_value());
+  EXPECT_EQ(read->reservation->address.ToString(), x);
+  // Decided on the view before the read: x's address free and reserved for nobody.
+  const IpAddress ip = *IpAddress::Parse(x);
+  IpamBatch batch;
+  batch.put_leases.push_back(LeaseRecord{pool, ip, Lease{LeaseKind::kEndpoint, "y", "", "host-b"}, 0});
+  batch.reads.reserved_addresses.emplace_back(pool, ip);
+  const Status sent = b->store->ApplyAll({&batch, 1});
+  EXPECT_EQ(sent.code(), Code::kAborted) << "a decision on the view before the read passed: " << sent.message();
+  EXPECT_FALSE(Leases().contains(x)) << "y holds x's reserved address";
+  // Taken in by memory and the compares together (RefreshName), x's reservation holds on b.
+  EXPECT_TRUE(b->service->HasReservation(pool, "x"));
+  Result<std::string> y = b->service->RequestAddress({pool, x, false, "y", "", ""});
+  EXPECT_FALSE(y.ok()) << "y got x's reserved address " << *y;
+}
+
 TEST_F(StaleHostTest, AQuietHostsDynamicAddressesSkipReservationsItHasNotSeen) {
   constexpr const char* kSmall = "198.18.4.0/28";  // 14 usable addresses
   std::unique_ptr<Node> a = MakeNode("host-a");
