@@ -51,8 +51,10 @@ class BookDecoder {
       if (!r.ok()) {
         // Its address stays taken: held by a record no node can read, until fsck's user fixes it.
         if (auto at = records::ParseLeaseKey(where_ + "lease/", lease_key); at.ok()) {
-          held_.push_back(LeaseRecord{
-              .pool_id = at->first, .address = at->second, .lease = {.node = "(an undecodable record)"}, .since = 0});
+          held_.push_back(LeaseRecord{.pool_id = at->first,
+                                      .address = at->second,
+                                      .lease = {.node = std::string(kUndecodableHolder)},
+                                      .since = 0});
         }
         return r.status();
       }

@@ -69,6 +69,10 @@ Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAd
     if (it == pools_.end()) return HeldOutcome{};  // not this book's to judge
     const Lease* lease = it->second.allocator.FindLease(address);
     if (lease != nullptr && lease->node == store_.node()) return HeldOutcome{};
+    // Nobody known holds it: unsure, asked again next pass (never acted on as given away).
+    if (lease != nullptr && lease->node == kUndecodableHolder) {
+      return FailedPrecondition(fmt::format("the lease record of {} does not decode", address.ToString()));
+    }
     if (lease != nullptr) {
       return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway,
                          .holder = fmt::format("node {}{}", lease->node,
@@ -77,7 +81,9 @@ Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAd
   }
   Result<std::string> again = RequestAddress({pool_id, address.ToString(), false, name, "", mac});
   if (again.ok()) return HeldOutcome{.kind = HeldOutcome::Kind::kRetaken, .holder = ""};
-  if (IsRefusal(again.status())) {
+  // Another name holds or reserves it. A full pool or etcd out of space (kResourceExhausted)
+  // says nothing about the address: unsure, asked again next pass.
+  if (IsRefusal(again.status()) && again.status().code() != Code::kResourceExhausted) {
     return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway, .holder = again.status().message()};
   }
   return again.status();

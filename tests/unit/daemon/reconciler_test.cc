@@ -163,6 +163,34 @@ TEST_F(ReconcilerTest, ARunningContainersAddressFreedBehindThisHostsBackIsTakenA
   EXPECT_EQ(links_.namespace_downs, down_once);
 }
 
+// Freed behind this host's back while etcd is out of space (or the pool is full), or held by a
+// record nobody can read: nobody is known to hold the address, so it is not "given away" and the
+// container's interface stays up; the next pass asks again.
+TEST_F(ReconcilerTest, AnAddressNotKnownToBeAnothersIsNeverActedOnAsGivenAway) {
+  Result<std::string> web = Start(kEp1, "web");
+  ASSERT_TRUE(web.ok());
+  const std::string address = web->substr(0, web->find('/'));
+  ipam_store_.ForgetLease(pool_, address);  // released by another host
+  ipam_store_.shared_book = true;
+  ipam_store_.node_name = "host-a";
+  auto shared = ipam::IpamService::Create(ipam_store_, [this] { return now_; });
+  ASSERT_TRUE(shared.ok());
+  daemon::Reconciler reconciler(engine_, **shared, *driver_, *identity_,
+                                daemon::ReconcilerOptions{.apply_presence = false}, [this] { return now_; });
+  ipam_store_.out_of_space = true;
+  EXPECT_EQ(reconciler.PassOnce().addresses_given_away, 0);
+  EXPECT_TRUE(links_.namespace_downs.empty()) << "set down while nobody else holds its address";
+  ipam_store_.out_of_space = false;
+  EXPECT_EQ(reconciler.PassOnce().addresses_retaken, 1);
+
+  ipam::LeaseRecord unreadable = *ipam_store_.FindLease(pool_, address);
+  unreadable.lease.node = std::string(ipam::kUndecodableHolder);
+  ipam_store_.PutLease(unreadable);
+  ipam_store_.commit_key_moved = true;  // reloads: memory now holds the placeholder
+  EXPECT_EQ(reconciler.PassOnce().addresses_given_away, 0);
+  EXPECT_TRUE(links_.namespace_downs.empty());
+}
+
 // The container restarts with a new endpoint (same name, same address given back): a later give-away of it
 // is acted on again, and a namespace already gone is no error and no retry.
 TEST_F(ReconcilerTest, AGivenAwayAddressIsActedOnOncePerEndpoint) {
