@@ -428,7 +428,9 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
     }
     last_error = Describe(reply, options_.tls, e);
     if (!idempotent && reply.answered) return UnavailableCluster(last_error + "; outcome unknown");
-    unreachable_in_a_row = Unreachable(reply) ? unreachable_in_a_row + 1 : 0;
+    // A connect the call's own deadline cut short says nothing about the member.
+    const bool cut_short = reply.error == httplib::Error::ConnectionTimeout && left < options_.connect_timeout;
+    unreachable_in_a_row = Unreachable(reply) && !cut_short ? unreachable_in_a_row + 1 : 0;
     if (unreachable_in_a_row == options_.endpoints.size()) {
       return UnavailableCluster(fmt::format("{}; no member reachable", last_error));
     }

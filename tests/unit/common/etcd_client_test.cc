@@ -11,6 +11,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -42,6 +43,37 @@ class HungMember {
  private:
   int fd_ = -1;
   int port_ = 0;
+};
+
+// A member whose listen queue is full: the kernel drops new connections' SYNs, so a connect
+// neither completes nor is refused; it times out (as through a partition that drops packets).
+class FullMember {
+ public:
+  FullMember() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(fd_, 0), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    // Fill the queue: connections that are never accepted.
+    for (int i = 0; i < 4; ++i) {
+      const int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      fillers_.push_back(c);
+    }
+  }
+  ~FullMember() {
+    for (int c : fillers_) close(c);
+    close(fd_);
+  }
+  Endpoint endpoint() const { return {.host = "127.0.0.1", .port = port_}; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::vector<int> fillers_;
 };
 
 // Answers POSTs as etcd's gateway would: `status` and `body` for every path; counts requests.
@@ -126,6 +158,26 @@ TEST(EtcdClientTest, AMemberThatAnswersKeepsTheCallGoingUntilItsDeadline) {
                    .deadline = std::chrono::milliseconds(800)});
   auto r = client.Get("x");
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message().find("no member reachable"), std::string::npos) << r.status().message();
+}
+
+// A member that cannot be connected to within connect_timeout is unreachable; a connect that
+// only the call's own deadline cut short is not taken as a sign that none is reachable.
+TEST(EtcdClientTest, OnlyAConnectGivenItsFullTimeCountsAsUnreachable) {
+  FullMember full;
+  KvClient timed_out(
+      {.endpoints = {full.endpoint()}, .deadline = std::chrono::seconds(600), .connect_timeout = milliseconds(200)});
+  const auto started = Clock::now();
+  auto r = timed_out.Get("x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("; no member reachable"), std::string::npos) << r.status().message();
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(5)) << "one round, not the deadline";
+
+  KvClient cut_short(
+      {.endpoints = {full.endpoint()}, .deadline = milliseconds(300), .connect_timeout = milliseconds(1000)});
+  r = cut_short.Get("x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
   EXPECT_EQ(r.status().message().find("no member reachable"), std::string::npos) << r.status().message();
 }
 
