@@ -9,6 +9,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -22,7 +23,6 @@ using std::chrono::milliseconds;
 namespace {
 
 // Decodes the book's records, in key order as etcd and the mirror keep them, into a sink that
-// wants pools first (lease/ < node/ < pool/ < reservation/).
 // wants pools first (address/ < layout < lease/ < node/ < pool/ < reservation/). A key that does
 // not decode is reported and skipped: one bad key must not stop every host of the fleet.
 class BookDecoder {
@@ -35,6 +35,7 @@ class BookDecoder {
     return why.ok();
   }
   void Finish() {
+    KeepUnreadableReservationsTaken();
     for (LeaseRecord& l : held_) sink_.OnLease(std::move(l));
     for (ReservationRecord& r : reserved_) sink_.OnReservation(std::move(r));
   }
@@ -62,7 +63,10 @@ class BookDecoder {
     } else if (key.starts_with(keys_.reservations)) {
       Result<ReservationRecord> r =
           records::DecodeReservation(where_ + "reservation/", key.substr(keys_.reservations.size()), value);
-      if (!r.ok()) return r.status();
+      if (!r.ok()) {
+        unreadable_reservations_.emplace(key);
+        return r.status();
+      }
       index_.reserved_at[std::string(key)] = keys_.ReservedAddress(r->pool_id, r->address);
       reserved_.push_back(std::move(r).value());
     } else if (key.starts_with(keys_.reserved_addresses)) {
@@ -74,12 +78,31 @@ class BookDecoder {
     return OkStatus();
   }
 
+  // A reservation no node can read still has its address/ key, which names the address: that
+  // address stays taken (by kUndecodableHolder), so no node gives it to another name before the
+  // record is fixed. (A lease on it, if any, keeps it taken already.)
+  void KeepUnreadableReservationsTaken() {
+    if (unreadable_reservations_.empty()) return;
+    for (const auto& [address_key, name] : index_.name_at) {
+      auto at = records::ParseLeaseKey(where_ + "address/",
+                                       std::string_view(address_key).substr(keys_.reserved_addresses.size()));
+      if (!at.ok() || !unreadable_reservations_.contains(keys_.Reservation(at->first, name))) continue;
+      const bool leased = std::any_of(held_.begin(), held_.end(), [&](const LeaseRecord& l) {
+        return l.pool_id == at->first && l.address == at->second;
+      });
+      if (leased) continue;
+      held_.push_back(LeaseRecord{
+          .pool_id = at->first, .address = at->second, .lease = {.node = std::string(kUndecodableHolder)}, .since = 0});
+    }
+  }
+
   const BookKeys& keys_;
   const std::string where_;
   IpamLoadSink& sink_;
   ReservationIndex& index_;
   std::vector<LeaseRecord> held_;
   std::vector<ReservationRecord> reserved_;
+  std::set<std::string> unreadable_reservations_;  // reservation/ keys that did not decode
 };
 
 }  // namespace

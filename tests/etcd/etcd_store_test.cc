@@ -1084,6 +1084,40 @@ TEST_F(FleetReviewTest, ANameWhoseReservationDoesNotDecodeIsRefusedAtOnceWithIts
   EXPECT_EQ(Leases()[AddressOf(*fixed)], "web");
 }
 
+// A reservation whose record does not decode keeps its address taken: its address/ key names the
+// address, so no node gives that address to another name (as --ip or dynamically) before the
+// record is fixed; once it is deleted, the address is free again.
+TEST_F(FleetReviewTest, AnUndecodableReservationKeepsItsAddressFromOtherNames) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  Result<std::string> x = a->Run(pool, "x");
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*x)).ok());  // docker rm -f x: the reservation stays
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  const std::string bad = std::string(kPrefix) + "reservation/" + records::ReservationKey(pool, "x");
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::PutOp{bad, "{not json"}}}).ok());
+
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  ASSERT_EQ(b->store->undecodable_keys().size(), 1u);
+  Result<std::string> as_ip = b->service->RequestAddress({pool, AddressOf(*x), false, "y", "", ""});
+  ASSERT_FALSE(as_ip.ok()) << "y got x's reserved address " << *as_ip;
+  EXPECT_EQ(as_ip.status().code(), Code::kAlreadyExists) << as_ip.status().message();
+  for (int i = 0; i < 3; ++i) {
+    Result<std::string> dynamic = b->Run(pool, "d" + std::to_string(i));
+    ASSERT_TRUE(dynamic.ok()) << dynamic.status().message();
+    EXPECT_NE(AddressOf(*dynamic), AddressOf(*x)) << "handed out dynamically while reserved for x";
+  }
+
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::DeleteOp{bad}}}).ok());  // the fix
+  ASSERT_TRUE(raw.Commit({.compares = {},
+                          .success = {etcd::DeleteOp{std::string(kPrefix) + "address/" +
+                                                     records::LeaseKey(pool, *IpAddress::Parse(AddressOf(*x)))}}})
+                  .ok());
+  std::unique_ptr<Node> c = MakeNode("host-c");
+  Result<std::string> freed = c->service->RequestAddress({pool, AddressOf(*x), false, "y", "", ""});
+  EXPECT_TRUE(freed.ok()) << freed.status().message();
+}
+
 // The same for the address/ key (who reserves an address) of a requested address: its commit
 // would compare that key as absent.
 TEST_F(FleetReviewTest, AnAddressWhoseHolderRecordDoesNotDecodeIsRefusedAtOnce) {
