@@ -57,6 +57,9 @@ void Reconciler::ReleaseNetworkPools(const driver::NetworkRecord& network) {
 
 void Reconciler::KeepRunningAddresses(PassReport& report) {
   std::set<std::string> still_given_away;  // handled keys to remember for the next pass
+  // Read before the list: dockerd deletes an endpoint before it releases its address, so a
+  // container that leaves after this shows as a release since, and is not given its address back.
+  const uint64_t releases = ipam_.LocalReleases();
   for (const driver::EndpointRecord& endpoint : driver_.Endpoints()) {
     if (endpoint.sandbox_key.empty()) continue;  // not joined: no container uses it yet
     for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
@@ -66,7 +69,7 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
       if (pools.size() != 1) continue;
       const std::string key = endpoint.endpoint_id + " " + address->address().ToString();
       Result<ipam::HeldOutcome> kept =
-          ipam_.KeepHeld(pools.front(), address->address(), endpoint.container_name, endpoint.mac);
+          ipam_.KeepHeld(pools.front(), address->address(), endpoint.container_name, endpoint.mac, releases);
       if (!kept.ok() && given_away_handled_.contains(key)) still_given_away.insert(key);  // unsure: keep it
       if (!kept.ok() || kept->kind == ipam::HeldOutcome::Kind::kHeld) continue;
       if (kept->kind == ipam::HeldOutcome::Kind::kRetaken) {

@@ -27,6 +27,8 @@ struct AddressCall {
   std::string name;       // com.docker.network.endpoint.name (Docker >= 29), may be ""
   std::string hint_name;  // best-effort identity on older engines: see AddressRequest
   std::string mac;        // com.docker.network.endpoint.macaddress, may be ""
+  // Refused (kAborted) when this host has released any address since LocalReleases() said this.
+  std::optional<uint64_t> unless_released_since;
 };
 
 // How a name learned after the fact relates to its reservation.
@@ -88,8 +90,13 @@ class IpamApi {
   // A running container of this host uses `address`: in a shared book that freed it behind this
   // host's back (`reservations release --node` while the host was only cut off), it is taken
   // again where still free; kGivenAway when another node or name has it now. A local book: kHeld.
+  // `releases_seen` is LocalReleases() read before the caller listed its running containers: when
+  // this host has released an address since (a container that stopped meanwhile), nothing is taken
+  // again (kAborted, asked again next time), so a container that left never gets its address back.
   virtual Result<HeldOutcome> KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
-                                       const std::string& mac) = 0;
+                                       const std::string& mac, uint64_t releases_seen) = 0;
+  // How many addresses this host has released so far (KeepHeld's guard).
+  virtual uint64_t LocalReleases() const = 0;
 };
 
 }  // namespace smv::ipam

@@ -97,7 +97,8 @@ class IpamService : public IpamApi {
   bool HasActivePool(const std::string& pool_id) const override;
   std::optional<PoolConfig> FindPool(const std::string& pool_id) const override;
   Result<HeldOutcome> KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
-                               const std::string& mac) override;
+                               const std::string& mac, uint64_t releases_seen) override;
+  uint64_t LocalReleases() const override;
 
  private:
   struct PoolState {
@@ -204,6 +205,7 @@ class IpamService : public IpamApi {
   // Shared book: pools this host asked for whose network is not created yet (RequestPool to
   // CreateNetwork), when dockerd asks for aux addresses. Guarded by mu_.
   std::set<std::string> creating_;
+  uint64_t local_releases_ = 0;  // addresses this host released (KeepHeld's guard); guarded by mu_
   CommitQueue commits_;
 };
 

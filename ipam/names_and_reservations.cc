@@ -60,8 +60,13 @@ Status IpamService::NameRunsNowhere(const PoolState& state, std::string_view nam
   return OkStatus();
 }
 
+uint64_t IpamService::LocalReleases() const {
+  std::scoped_lock lock(mu_);
+  return local_releases_;
+}
+
 Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
-                                          const std::string& mac) {
+                                          const std::string& mac, uint64_t releases_seen) {
   if (!rules_->shared()) return HeldOutcome{};
   {
     std::scoped_lock lock(mu_);
@@ -79,7 +84,7 @@ Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAd
                                                lease->name.empty() ? "" : " (container \"" + lease->name + "\")")};
     }
   }
-  Result<std::string> again = RequestAddress({pool_id, address.ToString(), false, name, "", mac});
+  Result<std::string> again = RequestAddress({pool_id, address.ToString(), false, name, "", mac, releases_seen});
   if (again.ok()) return HeldOutcome{.kind = HeldOutcome::Kind::kRetaken, .holder = ""};
   // Another name holds or reserves it. A full pool or etcd out of space (kResourceExhausted)
   // says nothing about the address: unsure, asked again next pass.

@@ -222,6 +222,9 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
         Result<PoolState*> found = ActivePool(call.pool_id);
         if (!found.ok()) return found.status();
         PoolState& state = **found;
+        if (call.unless_released_since && *call.unless_released_since != local_releases_) {
+          return Aborted("an address was released on this host meanwhile: asked again next time");
+        }
         if (std::optional<std::string> aux = AuxOfNetworkBeingCreated(state, call)) return *aux;
         Result<AddressRequest> request = AllocatorRequest(state.record.config, call, store_.node());
         if (!request.ok()) return request.status();
@@ -318,6 +321,7 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     batch.delete_leases.emplace_back(pool_id, *ip);
     Enqueue(batch);
     state.allocator.RemoveLease(*ip);
+    ++local_releases_;
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();
   });

@@ -185,9 +185,14 @@ IpamSnapshot MergeLocalBook(IpamSnapshot shared, IpamSnapshot local) {
 }
 
 Result<HeldOutcome> SplitIpam::KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
-                                        const std::string& mac) {
+                                        const std::string& mac, uint64_t releases_seen) {
   auto [book, id] = Route(pool_id);
-  return book->KeepHeld(id, address, name, mac);
+  // The guard counts both books' releases; the book asked compares its own count.
+  const uint64_t other = book == &shared_ ? local_.LocalReleases() : shared_.LocalReleases();
+  if (releases_seen < other) return Aborted("an address was released on this host meanwhile: asked again next time");
+  return book->KeepHeld(id, address, name, mac, releases_seen - other);
 }
+
+uint64_t SplitIpam::LocalReleases() const { return shared_.LocalReleases() + local_.LocalReleases(); }
 
 }  // namespace smv::ipam

@@ -51,7 +51,8 @@ class SplitIpam : public IpamApi {
   bool HasActivePool(const std::string& pool_id) const override;
   std::optional<PoolConfig> FindPool(const std::string& pool_id) const override;
   Result<HeldOutcome> KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
-                               const std::string& mac) override;
+                               const std::string& mac, uint64_t releases_seen) override;
+  uint64_t LocalReleases() const override;
 
  private:
   // The book that holds `pool_id`, and the id as that book knows it.

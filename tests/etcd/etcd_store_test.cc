@@ -632,10 +632,11 @@ TEST_F(StaleHostTest, AReleasedHostTakesItsRunningAddressesBackOrLearnsTheyWereG
   ASSERT_TRUE(b->service->RequestAddress({pool, AddressOf(*unnamed), false, "z", "", ""}).ok());
 
   ASSERT_TRUE(a->service->CatchUp().ok());  // the reconciler's pass: reloads, the key moved
-  Result<HeldOutcome> kept = a->service->KeepHeld(pool, *IpAddress::Parse(AddressOf(*x)), "x", "");
+  Result<HeldOutcome> kept =
+      a->service->KeepHeld(pool, *IpAddress::Parse(AddressOf(*x)), "x", "", a->service->LocalReleases());
   ASSERT_TRUE(kept.ok()) << kept.status().message();
   EXPECT_EQ(kept->kind, HeldOutcome::Kind::kRetaken);
-  Result<HeldOutcome> lost = a->service->KeepHeld(pool, given, "", "");
+  Result<HeldOutcome> lost = a->service->KeepHeld(pool, given, "", "", a->service->LocalReleases());
   ASSERT_TRUE(lost.ok()) << lost.status().message();
   EXPECT_EQ(lost->kind, HeldOutcome::Kind::kGivenAway);
   EXPECT_NE(lost->holder.find("host-b"), std::string::npos) << lost->holder;

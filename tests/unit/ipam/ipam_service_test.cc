@@ -281,6 +281,35 @@ TEST_F(SharedBookOutageTest, AReplayNeverFreesWhatThisNodeNoLongerHolds) {
 }
 
 // A host rebooted while etcd is down comes up, journals releases, and recovers by itself.
+// The reconciler lists running containers, then asks KeepHeld for each. A container that stops
+// in between has its endpoint deleted and its address released by this host: that address must
+// not be taken again for it (a lease nobody would ever release). Any release since the count the
+// caller read makes KeepHeld take nothing (kAborted); the next pass, with a fresh count, decides.
+TEST_F(SharedBookOutageTest, KeepHeldTakesNothingBackAfterAReleaseHereSinceTheCallerLooked) {
+  Result<std::string> web = Ask("web");
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  const IpAddress address = *IpAddress::Parse(web->substr(0, web->find('/')));
+  const uint64_t seen = service_->LocalReleases();
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, address.ToString()).ok());  // web stopped meanwhile
+  Result<HeldOutcome> kept = service_->KeepHeld(pool_, address, "web", "", seen);
+  ASSERT_FALSE(kept.ok());
+  EXPECT_EQ(kept.status().code(), Code::kAborted) << kept.status().message();
+  EXPECT_EQ(store_.FindLease(pool_, address.ToString()), nullptr) << "the stopped container's address taken again";
+
+  // Freed behind this host's back, with no release here since the caller looked: taken again.
+  Result<std::string> db = Ask("db");
+  ASSERT_TRUE(db.ok()) << db.status().message();
+  const std::string db_address = db->substr(0, db->find('/'));
+  store_.ForgetLease(pool_, db_address);  // `reservations release --node host-a` elsewhere
+  store_.commit_key_moved = true;
+  ASSERT_TRUE(service_->CatchUp().ok());
+  Result<HeldOutcome> retaken =
+      service_->KeepHeld(pool_, *IpAddress::Parse(db_address), "db", "", service_->LocalReleases());
+  ASSERT_TRUE(retaken.ok()) << retaken.status().message();
+  EXPECT_EQ(retaken->kind, HeldOutcome::Kind::kRetaken);
+  EXPECT_NE(store_.FindLease(pool_, db_address), nullptr);
+}
+
 TEST_F(SharedBookOutageTest, AServiceStartsWithoutItsStoreAndCatchesUpLater) {
   Result<std::string> web = Ask("web");
   ASSERT_TRUE(web.ok());
