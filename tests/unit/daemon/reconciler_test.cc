@@ -10,7 +10,33 @@ namespace {
 using testing_world::kEp1;
 using testing_world::kEp2;
 using testing_world::kNet;
-using ReconcilerTest = testing_world::IdentityWorld;
+
+class ReconcilerTest : public testing_world::IdentityWorld {
+ protected:
+  // This host ("host-a") of a shared book, running "web" on kEp1: its IPAM service and
+  // reconciler, read from the store as it is when this is called.
+  struct SharedHost {
+    std::string address;  // web's
+    std::unique_ptr<ipam::IpamService> service;
+    std::unique_ptr<daemon::Reconciler> reconciler;
+  };
+  std::string StartWeb() {
+    Result<std::string> web = Start(kEp1, "web");
+    EXPECT_TRUE(web.ok()) << web.status().message();
+    return web.ok() ? web->substr(0, web->find('/')) : "";
+  }
+  SharedHost OnASharedBook(const std::string& address) {
+    ipam_store_.shared_book = true;
+    ipam_store_.node_name = "host-a";
+    auto shared = ipam::IpamService::Create(ipam_store_, [this] { return now_; });
+    EXPECT_TRUE(shared.ok()) << shared.status().message();
+    SharedHost host{.address = address, .service = std::move(shared).value(), .reconciler = nullptr};
+    host.reconciler = std::make_unique<daemon::Reconciler>(engine_, *host.service, *driver_, *identity_,
+                                                           daemon::ReconcilerOptions{.apply_presence = false},
+                                                           [this] { return now_; });
+    return host;
+  }
+};
 
 TEST_F(ReconcilerTest, BackgroundPassLearnsNamesMissedDuringEngineStartUp) {
   engine_.answering = false;
@@ -128,16 +154,10 @@ TEST_F(ReconcilerTest, UnsureEngineCleansNothing) {
 // --node` while it was only cut off): each pass takes a running container's address again while
 // it is free, and reports it when another node has it now.
 TEST_F(ReconcilerTest, ARunningContainersAddressFreedBehindThisHostsBackIsTakenAgainOrReported) {
-  Result<std::string> web = Start(kEp1, "web");
-  ASSERT_TRUE(web.ok());
-  const std::string address = web->substr(0, web->find('/'));
+  const std::string address = StartWeb();
   ipam_store_.ForgetLease(pool_, address);  // released by another host
-  ipam_store_.shared_book = true;
-  ipam_store_.node_name = "host-a";
-  auto shared = ipam::IpamService::Create(ipam_store_, [this] { return now_; });
-  ASSERT_TRUE(shared.ok());
-  daemon::Reconciler reconciler(engine_, **shared, *driver_, *identity_,
-                                daemon::ReconcilerOptions{.apply_presence = false}, [this] { return now_; });
+  SharedHost host = OnASharedBook(address);
+  daemon::Reconciler& reconciler = *host.reconciler;
   engine_.containers.push_back(EngineContainer{"c1", "web", {}});
   EXPECT_EQ(reconciler.PassOnce().addresses_retaken, 1);
   ASSERT_NE(ipam_store_.FindLease(pool_, address), nullptr);
@@ -167,16 +187,10 @@ TEST_F(ReconcilerTest, ARunningContainersAddressFreedBehindThisHostsBackIsTakenA
 // record nobody can read: nobody is known to hold the address, so it is not "given away" and the
 // container's interface stays up; the next pass asks again.
 TEST_F(ReconcilerTest, AnAddressNotKnownToBeAnothersIsNeverActedOnAsGivenAway) {
-  Result<std::string> web = Start(kEp1, "web");
-  ASSERT_TRUE(web.ok());
-  const std::string address = web->substr(0, web->find('/'));
+  const std::string address = StartWeb();
   ipam_store_.ForgetLease(pool_, address);  // released by another host
-  ipam_store_.shared_book = true;
-  ipam_store_.node_name = "host-a";
-  auto shared = ipam::IpamService::Create(ipam_store_, [this] { return now_; });
-  ASSERT_TRUE(shared.ok());
-  daemon::Reconciler reconciler(engine_, **shared, *driver_, *identity_,
-                                daemon::ReconcilerOptions{.apply_presence = false}, [this] { return now_; });
+  SharedHost host = OnASharedBook(address);
+  daemon::Reconciler& reconciler = *host.reconciler;
   ipam_store_.out_of_space = true;
   EXPECT_EQ(reconciler.PassOnce().addresses_given_away, 0);
   EXPECT_TRUE(links_.namespace_downs.empty()) << "set down while nobody else holds its address";
@@ -194,24 +208,18 @@ TEST_F(ReconcilerTest, AnAddressNotKnownToBeAnothersIsNeverActedOnAsGivenAway) {
 // The container restarts with a new endpoint (same name, same address given back): a later give-away of it
 // is acted on again, and a namespace already gone is no error and no retry.
 TEST_F(ReconcilerTest, AGivenAwayAddressIsActedOnOncePerEndpoint) {
-  Result<std::string> web = Start(kEp1, "web");
-  ASSERT_TRUE(web.ok());
-  const std::string address = web->substr(0, web->find('/'));
-  ipam_store_.shared_book = true;
-  ipam_store_.node_name = "host-a";
+  const std::string address = StartWeb();
   ipam::LeaseRecord other = *ipam_store_.FindLease(pool_, address);
   other.lease.node = "host-b";
   ipam_store_.PutLease(other);
-  auto shared = ipam::IpamService::Create(ipam_store_, [this] { return now_; });
-  ASSERT_TRUE(shared.ok());
-  daemon::Reconciler reconciler(engine_, **shared, *driver_, *identity_,
-                                daemon::ReconcilerOptions{.apply_presence = false}, [this] { return now_; });
+  SharedHost host = OnASharedBook(address);
+  daemon::Reconciler& reconciler = *host.reconciler;
   links_.namespace_outcome = nl::NamespaceLinkDown::kNoNamespace;
   EXPECT_EQ(reconciler.PassOnce().links_set_down, 0);
   EXPECT_EQ(reconciler.PassOnce().addresses_given_away, 1);
   EXPECT_EQ(links_.namespace_downs.size(), 1u);
   ASSERT_TRUE(driver_->DeleteEndpoint(kNet, kEp1).ok());  // the old container went; a new one has the address
-  EXPECT_TRUE(driver_->CreateEndpoint({kNet, kEp2, *web, "", ""}).ok());
+  EXPECT_TRUE(driver_->CreateEndpoint({kNet, kEp2, address + "/24", "", ""}).ok());
   EXPECT_TRUE(driver_->Join(kNet, kEp2, "/sandbox2").ok());
   ASSERT_TRUE(driver_->SetEndpointName(kEp2, "web").ok());
   links_.namespace_outcome = nl::NamespaceLinkDown::kSetDown;
