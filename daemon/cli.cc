@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "common/ip.h"
 #include "daemon/compose_pin.h"
+#include "daemon/daemon_socket.h"
 #include "engine/docker_engine.h"
 
 namespace smv::daemon {
@@ -33,8 +34,13 @@ Result<nlohmann::json> AskDaemon(const std::string& socket, const std::string& c
       client.Post(("/StaticMacvlan." + call).c_str(),
                   body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
   if (!r) {
-    return Unavailable(fmt::format("cannot reach the static-macvlan daemon at {} ({}); is it running?", socket,
-                                   httplib::to_string(r.error())));
+    // httplib says only "Connection": the kernel's reason (no file, not root, nothing listening) names the fix.
+    if (Status cause = WhyDaemonSocketUnreachable(socket); !cause.ok()) return cause;
+    if (r.error() == httplib::Error::Read) {
+      return Unavailable(
+          fmt::format("the static-macvlan daemon at {} gave no answer within {} s", socket, kDaemonReadTimeoutSeconds));
+    }
+    return Unavailable(fmt::format("the static-macvlan daemon at {}: {}", socket, httplib::to_string(r.error())));
   }
   nlohmann::json out = nlohmann::json::parse(r->body, nullptr, false);
   if (r->status != 200) {

@@ -1,0 +1,56 @@
+#include "daemon/daemon_socket.h"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace smv::daemon {
+namespace {
+
+constexpr const char* kStartFix = "start it: systemctl start static-macvlan, or give --socket where it serves";
+
+// errno of one connect() to `socket`; 0 when it connected.
+int ConnectError(const std::string& socket) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket.size() >= sizeof addr.sun_path) return ENAMETOOLONG;
+  std::memcpy(addr.sun_path, socket.data(), socket.size());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  const int error = connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 ? 0 : errno;
+  close(fd);
+  return error;
+}
+
+}  // namespace
+
+Status WhyDaemonSocketUnreachable(const std::string& socket) {
+  const int error = ConnectError(socket);
+  switch (error) {
+    case 0: return OkStatus();
+    case EACCES:
+    case EPERM:
+      return PermissionDenied(fmt::format("permission denied on {}: run as root (the socket is 0600 root)", socket));
+    case ENOENT:
+    case ENOTDIR:
+      return Unavailable(
+          fmt::format("no socket at {}: the static-macvlan daemon is not running there; {}", socket, kStartFix));
+    case ECONNREFUSED: {
+      struct stat st {};
+      if (stat(socket.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        return FailedPrecondition(fmt::format("{} is not a socket (give --socket the daemon's socket)", socket));
+      }
+      return Unavailable(
+          fmt::format("connection refused on {}: no daemon listens there (the file is left from one that stopped); {}",
+                      socket, kStartFix));
+    }
+    default: return Unavailable(fmt::format("cannot connect to {}: {}", socket, std::strerror(error)));
+  }
+}
+
+}  // namespace smv::daemon

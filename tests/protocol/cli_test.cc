@@ -1,0 +1,127 @@
+// The built binary's command line: what it says, and its exit status, when it cannot reach the
+// daemon, when a command is mistyped, and when a flag comes both from the command line and SMV_*.
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/temp_dir.h"
+
+extern char** environ;
+
+namespace smv {
+namespace {
+
+constexpr uid_t kNobody = 65534;
+
+struct Ran {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// The environment of a child: this process's without any SMV_* variable, plus `more`.
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& more) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "SMV_", 4) != 0) env.emplace_back(*e);
+  }
+  env.insert(env.end(), more.begin(), more.end());
+  return env;
+}
+
+// Runs the binary with `args` as user `uid` (0: root), with `env` added to its environment.
+Ran RunCli(const std::vector<std::string>& args, const std::vector<std::string>& env = {}, uid_t uid = 0) {
+  std::vector<std::string> argv_text = {SMV_BINARY};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  const std::vector<std::string> env_text = ChildEnvironment(env);
+  std::vector<char*> argv, envp;
+  for (const std::string& a : argv_text) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& e : env_text) envp.push_back(const_cast<char*>(e.c_str()));
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+  int out[2];
+  EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    if (uid != 0 && (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0))
+      _exit(126);
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  close(out[1]);
+  Ran ran;
+  char buf[4096];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) ran.output.append(buf, n);
+  close(out[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ran.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return ran;
+}
+
+bool Says(const Ran& ran, const std::string& text) { return ran.output.find(text) != std::string::npos; }
+
+// A unix socket bound at `path`, listening or (a stopped daemon's leftover) not.
+class BoundSocket {
+ public:
+  BoundSocket(const std::string& path, bool listening) : fd_(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+    if (listening) {
+      EXPECT_EQ(listen(fd_, 8), 0);
+    }
+    EXPECT_EQ(chmod(path.c_str(), 0600), 0);  // as the daemon makes it
+  }
+  ~BoundSocket() { close(fd_); }
+
+ private:
+  int fd_;
+};
+
+TEST(CliTest, AUserWithoutRootIsToldPermissionDeniedNotThatTheRunningDaemonIsDown) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: the socket is root's, the CLI runs as nobody";
+  testing::TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);  // only the socket's own 0600 refuses
+  const std::string socket = dir.Sub("smv.sock");
+  BoundSocket daemon(socket, true);
+  const Ran ran = RunCli({"reservations", "--socket", socket, "ls"}, {}, kNobody);
+  EXPECT_EQ(ran.exit_code, 1) << ran.output;
+  EXPECT_EQ(ran.output, "static-macvlan: permission denied on " + socket + ": run as root (the socket is 0600 root)\n");
+}
+
+TEST(CliTest, NoSocketFileSaysSoAndHowToStartTheDaemon) {
+  testing::TempDir dir;
+  const Ran ran = RunCli({"reservations", "--socket", dir.Sub("none.sock"), "ls"});
+  EXPECT_EQ(ran.exit_code, 1) << ran.output;
+  EXPECT_TRUE(Says(ran, "no socket at " + dir.Sub("none.sock") +
+                            ": the static-macvlan daemon is not running there; "
+                            "start it: systemctl start static-macvlan"))
+      << ran.output;
+  EXPECT_FALSE(Says(ran, "(Connection)")) << ran.output;
+}
+
+TEST(CliTest, ASocketNobodyListensOnSaysConnectionRefused) {
+  testing::TempDir dir;
+  BoundSocket stale(dir.Sub("stale.sock"), false);
+  const Ran ran = RunCli({"reservations", "--socket", dir.Sub("stale.sock"), "export"});
+  EXPECT_EQ(ran.exit_code, 1) << ran.output;
+  EXPECT_TRUE(Says(ran, "connection refused on " + dir.Sub("stale.sock") + ": no daemon listens there")) << ran.output;
+  EXPECT_FALSE(Says(ran, "(Connection)")) << ran.output;
+}
+
+}  // namespace
+}  // namespace smv

@@ -1,0 +1,106 @@
+#include "daemon/daemon_socket.h"
+
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "tests/support/temp_dir.h"
+
+namespace smv::daemon {
+namespace {
+
+constexpr uid_t kNobody = 65534;
+
+// A unix socket bound at `path`; listening when `listen_on` (else the file a stopped daemon left).
+int BindAt(const std::string& path, bool listen_on) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  if (listen_on) {
+    EXPECT_EQ(listen(fd, 4), 0);
+  }
+  return fd;
+}
+
+// What WhyDaemonSocketUnreachable says to a process running as `uid` (code, then the message).
+std::string AskAs(uid_t uid, const std::string& socket) {
+  int out[2];
+  EXPECT_EQ(pipe(out), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(out[0]);
+    if (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) _exit(3);
+    const Status said = WhyDaemonSocketUnreachable(socket);
+    const std::string text = std::to_string(static_cast<int>(said.code())) + " " + said.message();
+    (void)!write(out[1], text.data(), text.size());
+    _exit(0);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[512];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, n);
+  close(out[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  return text;
+}
+
+TEST(DaemonSocketTest, AListeningSocketIsReachable) {
+  testing::TempDir dir;
+  const int fd = BindAt(dir.Sub("d.sock"), true);
+  EXPECT_TRUE(WhyDaemonSocketUnreachable(dir.Sub("d.sock")).ok());
+  close(fd);
+}
+
+TEST(DaemonSocketTest, AMissingSocketFileSaysTheDaemonIsNotRunningThereAndHowToStartIt) {
+  testing::TempDir dir;
+  const Status said = WhyDaemonSocketUnreachable(dir.Sub("none.sock"));
+  EXPECT_EQ(said.code(), Code::kUnavailable);
+  EXPECT_EQ(said.message(), "no socket at " + dir.Sub("none.sock") +
+                                ": the static-macvlan daemon is not running there; start it: systemctl start "
+                                "static-macvlan, or give --socket where it serves");
+}
+
+TEST(DaemonSocketTest, ASocketFileNobodyListensOnIsConnectionRefused) {
+  testing::TempDir dir;
+  const int fd = BindAt(dir.Sub("stale.sock"), false);
+  const Status said = WhyDaemonSocketUnreachable(dir.Sub("stale.sock"));
+  close(fd);
+  EXPECT_EQ(said.code(), Code::kUnavailable);
+  EXPECT_EQ(said.message().rfind("connection refused on " + dir.Sub("stale.sock") + ": no daemon listens there", 0), 0u)
+      << said.message();
+}
+
+TEST(DaemonSocketTest, AFileThatIsNoSocketIsNamedSo) {
+  testing::TempDir dir;
+  std::ofstream(dir.Sub("plain")) << "x";
+  const Status said = WhyDaemonSocketUnreachable(dir.Sub("plain"));
+  EXPECT_EQ(said.message(), dir.Sub("plain") + " is not a socket (give --socket the daemon's socket)");
+}
+
+TEST(DaemonSocketTest, AUserOtherThanRootIsToldToRunAsRootNotThatTheDaemonIsDown) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to open a socket as root and ask as nobody";
+  testing::TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);  // the directory is open: the socket's own 0600 refuses
+  const std::string path = dir.Sub("root-only.sock");
+  const int fd = BindAt(path, true);
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  const std::string said = AskAs(kNobody, path);
+  EXPECT_EQ(AskAs(0, path), "0 ") << "root reaches it";
+  close(fd);
+  EXPECT_EQ(said, std::to_string(static_cast<int>(Code::kPermissionDenied)) + " permission denied on " + path +
+                      ": run as root (the socket is 0600 root)");
+}
+
+}  // namespace
+}  // namespace smv::daemon
