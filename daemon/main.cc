@@ -1,7 +1,12 @@
 // static-macvlan: a Docker NetworkDriver + IpamDriver plugin for macvlan on VLANs with sticky
 // addresses. main only declares the command line and calls the command (commands.h).
 
+#include <algorithm>
 #include <csignal>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -12,6 +17,71 @@ namespace {
 
 using smv::daemon::ReservationFlags;
 using smv::daemon::ServeFlags;
+
+// The documented exit codes: 0 done, 1 the command failed, 2 the command line is wrong.
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+std::vector<const CLI::App*> CommandsOf(const CLI::App& app) {
+  return app.get_subcommands(std::function<bool(const CLI::App*)>());
+}
+
+std::string CommandNames(const CLI::App& app) {
+  std::string names;
+  for (const CLI::App* command : CommandsOf(app)) names += (names.empty() ? "" : ", ") + command->get_name();
+  return names;
+}
+
+// The option `word` (--name, -n or --name=value) names in `app` or a command above it; nullptr if none.
+const CLI::Option* OptionNamed(const CLI::App& app, const std::string& word) {
+  const std::string name = word.substr(0, word.find('='));
+  for (const CLI::App* at = &app; at != nullptr; at = at->get_parent()) {
+    if (const CLI::Option* option = at->get_option_no_throw(name)) return option;
+  }
+  return nullptr;
+}
+
+// When `args` name no command where one is wanted (a misspelt one, or none), the line that says
+// so with the commands there; "" when the mistake is elsewhere (CLI11's message says it then).
+std::string CommandMistake(const CLI::App& app, const std::vector<std::string>& args) {
+  const CLI::App* at = &app;
+  std::string given;  // the commands so far, e.g. "reservations "
+  for (size_t i = 0; i < args.size() && !CommandsOf(*at).empty(); ++i) {
+    const std::string& word = args[i];
+    if (word == "--") break;
+    if (word.starts_with('-')) {
+      const CLI::Option* option = OptionNamed(*at, word);
+      if (option != nullptr && option->get_type_size() != 0 && word.find('=') == std::string::npos) ++i;  // its value
+      continue;
+    }
+    const std::vector<const CLI::App*> commands = CommandsOf(*at);
+    auto named = std::find_if(commands.begin(), commands.end(), [&](const CLI::App* c) { return c->check_name(word); });
+    if (named == commands.end()) {
+      return fmt::format("unknown command \"{}{}\"; {}commands: {}", given, word, given, CommandNames(*at));
+    }
+    at = *named;
+    given += word + " ";
+  }
+  if (CommandsOf(*at).empty()) return "";
+  if (given.empty()) return "a command is wanted; commands: " + CommandNames(*at);
+  return fmt::format("\"{}\" wants a command; {}commands: {}", given.substr(0, given.size() - 1), given,
+                     CommandNames(*at));
+}
+
+// Parses the command line; an exit code when the program ends here (help, version, a usage
+// error: 2 with one line saying what is wrong), else nullopt.
+std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return std::nullopt;
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    const std::string mistake = CommandMistake(app, std::vector<std::string>(argv + 1, argv + argc));
+    std::fprintf(stderr, "static-macvlan: %s\nRun with --help for more information.\n",
+                 mistake.empty() ? e.what() : mistake.c_str());
+    return kExitUsage;
+  }
+}
 
 // Where the address book is and how to reach it: serve and fsck. Each option of a running
 // daemon also reads an SMV_* environment variable: a managed plugin is configured that way
@@ -186,7 +256,7 @@ int main(int argc, char** argv) {
   smv::daemon::ComposePinFlags cflags;
   CLI::App* pin = AddComposePinCommand(app, cflags);
   app.set_version_flag("--version", std::string("static-macvlan ") + SMV_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> done = ParseCommandLine(app, argc, argv)) return *done;
   rflags.socket = smv::daemon::FindDaemonSocket(rflags.socket);
   dflags.serve.socket = smv::daemon::FindDaemonSocket(dflags.serve.socket);
   cflags.socket = smv::daemon::FindDaemonSocket(cflags.socket);
@@ -208,5 +278,5 @@ int main(int argc, char** argv) {
   } else {
     std::fprintf(stderr, "static-macvlan: %s\n", status.message().c_str());
   }
-  return 1;
+  return kExitFailure;
 }

@@ -123,5 +123,39 @@ TEST(CliTest, ASocketNobodyListensOnSaysConnectionRefused) {
   EXPECT_FALSE(Says(ran, "(Connection)")) << ran.output;
 }
 
+// Exit codes: 0 done, 1 the command failed, 2 the command line is wrong (not CLI11's 105-114).
+TEST(CliTest, AnUnknownCommandIsNamedWithTheCommandsThereAndExits2) {
+  const Ran top = RunCli({"bogus"});
+  EXPECT_EQ(top.exit_code, 2) << top.output;
+  EXPECT_EQ(top.output,
+            "static-macvlan: unknown command \"bogus\"; commands: serve, fsck, reservations, doctor, exec, compose\n"
+            "Run with --help for more information.\n");
+  const Ran nested = RunCli({"reservations", "--socket", "/nowhere.sock", "lss"});
+  EXPECT_EQ(nested.exit_code, 2) << nested.output;
+  EXPECT_TRUE(Says(nested,
+                   "unknown command \"reservations lss\"; reservations commands: ls, reserve, release, "
+                   "export, import\n"))
+      << nested.output;
+  const Ran none = RunCli({});
+  EXPECT_EQ(none.exit_code, 2) << none.output;
+  EXPECT_TRUE(Says(none, "a command is wanted; commands: serve, fsck,")) << none.output;
+}
+
+TEST(CliTest, EveryUsageErrorExits2AndHelpAndVersionExit0) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"reservations", "ls", "--bogus"},
+           {"reservations", "reserve", "web"},
+           {"serve", "--db-size-mib", "0"},
+           {"compose", "pin"},
+           {"compose"},
+       }) {
+    const Ran ran = RunCli(args);
+    EXPECT_EQ(ran.exit_code, 2) << args.front() << " " << args.back() << ": " << ran.output;
+    EXPECT_TRUE(ran.output.starts_with("static-macvlan: ")) << ran.output;
+  }
+  EXPECT_EQ(RunCli({"--version"}).exit_code, 0);
+  EXPECT_EQ(RunCli({"reservations", "ls", "--help"}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace smv
