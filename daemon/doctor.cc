@@ -96,9 +96,9 @@ void CheckStoreConsistent(const ServeFlags& flags, std::vector<Check>& out) {
   for (const ipam::UndecodableKey& bad : undecodable) {
     out.push_back({"state", "", false,
                    fmt::format("the shared book's record {} does not decode; every node skips it: {}",
-                               ipam::PrintableKey(bad.key), bad.why),
+                               ipam::PrintableKey(bad.key), ipam::PrintableWhy(bad.why)),
                    fmt::format("{}   (look at it first: {}; or restore it from a backup)",
-                               ipam::EtcdctlCommand("del", bad.key), ipam::EtcdctlCommand("get", bad.key))});
+                               ipam::EtcdctlDeleteCommand(bad), ipam::EtcdctlGetCommand(bad))});
   }
 }
 

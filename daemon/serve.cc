@@ -320,8 +320,10 @@ Result<std::vector<std::string>> FsckProblems(const ServeFlags& flags, std::stri
         undecodable->push_back(std::move(bad));
         continue;
       }
-      unreadable.push_back(fmt::format("undecodable record {}: {}; every node skips it (delete it with: {})",
-                                       ipam::PrintableKey(bad.key), bad.why, ipam::EtcdctlCommand("del", bad.key)));
+      unreadable.push_back(fmt::format(
+          "undecodable record {}: {}; every node skips it (look at it with: {}; delete it, as read, with: {})",
+          ipam::PrintableKey(bad.key), ipam::PrintableWhy(bad.why), ipam::EtcdctlGetCommand(bad),
+          ipam::EtcdctlDeleteCommand(bad)));
     }
     // Beside the fleet's book, this host's own (--ipam-opt scope=local pools), as the daemon shows both.
     if (ipam.ok()) {

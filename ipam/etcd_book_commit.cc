@@ -100,7 +100,8 @@ Status EtcdIpamStore::CheckDecodable(const IpamBatch& batch) const {
         "{} cannot be written: its record {} in the shared address book does not decode ({}), and no node "
         "overwrites a record it could not read; nothing was written. `static-macvlan fsck` lists it. Look at it "
         "with: {}; then restore it, or delete it with: {}",
-        RecordAt(keys_, key), PrintableKey(key), bad->second, EtcdctlCommand("get", key), EtcdctlCommand("del", key)));
+        RecordAt(keys_, key), PrintableKey(key), PrintableWhy(bad->second.why), EtcdctlGetCommand(bad->second),
+        EtcdctlDeleteCommand(bad->second)));
   }
   return OkStatus();
 }

@@ -139,17 +139,22 @@ Status EtcdIpamStore::LoadIntoLocked(IpamLoadSink& sink) {
 void EtcdIpamStore::DecodeBookLocked(IpamLoadSink& sink,
                                      const std::vector<std::pair<std::string, const std::string*>>& kvs) {
   index_ = {};
-  std::map<std::string, std::string> undecodable;
+  std::map<std::string, UndecodableKey> undecodable;
+  const std::string cluster = EtcdctlCluster(client_.options());
   BookDecoder decoder(keys_, sink, index_);
   for (const auto& [key, value] : kvs) {
     Status why = OkStatus();
     if (decoder.Add(key, *value, why)) continue;
+    auto seen = revisions_.find(key);
+    undecodable[key] = {.key = key,
+                        .why = why.message(),
+                        .mod_revision = seen == revisions_.end() ? 0 : seen->second,
+                        .cluster = cluster};
     // Never seen, as far as commits go: a write to it compares "absent" and is refused, so this
     // node never overwrites a record it could not read (CheckDecodable refuses it before).
-    revisions_.erase(key);
-    undecodable[key] = why.message();
+    if (seen != revisions_.end()) revisions_.erase(seen);
     spdlog::error("skipped a record of the shared address book that does not decode (fsck lists it): {}",
-                  why.message());
+                  PrintableWhy(why.message()));
   }
   decoder.Finish();
   std::scoped_lock lock(undecodable_mu_);

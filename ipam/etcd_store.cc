@@ -1,10 +1,12 @@
 #include "ipam/etcd_store.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -29,8 +31,59 @@ std::string PrintableKey(std::string_view key) {
   return out;
 }
 
-std::string EtcdctlCommand(std::string_view request, std::string_view key) {
-  return fmt::format("printf '\\n{} \"%s\"\\n\\n\\n' '{}' | etcdctl txn", request, PrintableKey(key));
+std::string PrintableWhy(std::string_view why) {
+  std::string out;
+  for (const char c : why.substr(0, kWhyShown)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(c);
+    } else {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    }
+  }
+  if (why.size() > kWhyShown) out += fmt::format("... ({} more bytes)", why.size() - kWhyShown);
+  return out;
+}
+
+namespace {
+
+// `text` as one shell word: single-quoted unless it is made of characters no shell reads specially.
+std::string ShellWord(std::string_view text) {
+  const bool plain = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("_./:,=@+-").find(c) != std::string_view::npos;
+  });
+  if (plain) return std::string(text);
+  std::string out = "'";
+  for (const char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+std::string EtcdctlCluster(const etcd::ClientOptions& options) {
+  std::vector<std::string> urls;
+  for (const etcd::Endpoint& e : options.endpoints) {
+    const bool bare_ipv6 = e.host.find(':') != std::string::npos && !e.host.starts_with('[');
+    urls.push_back(fmt::format("{}://{}{}{}:{}", options.tls.enabled() ? "https" : "http", bare_ipv6 ? "[" : "", e.host,
+                               bare_ipv6 ? "]" : "", e.port));
+  }
+  std::string flags = "--endpoints=" + ShellWord(fmt::format("{}", fmt::join(urls, ",")));
+  if (!options.tls.ca_file.empty()) flags += " --cacert=" + ShellWord(options.tls.ca_file);
+  if (!options.tls.cert_file.empty()) flags += " --cert=" + ShellWord(options.tls.cert_file);
+  if (!options.tls.key_file.empty()) flags += " --key=" + ShellWord(options.tls.key_file);
+  // The password stays out of logs and terminals: the user fills it in.
+  if (!options.user.empty()) flags += " --user=" + ShellWord(options.user) + " --password=...";
+  return flags;
+}
+
+std::string EtcdctlGetCommand(const UndecodableKey& bad) {
+  return fmt::format("printf '\\nget \"%s\"\\n\\n\\n' '{}' | etcdctl {} txn", PrintableKey(bad.key), bad.cluster);
+}
+
+std::string EtcdctlDeleteCommand(const UndecodableKey& bad) {
+  const std::string key = PrintableKey(bad.key);
+  return fmt::format("printf 'mod(\"%s\") = \"{}\"\\n\\ndel \"%s\"\\n\\n\\n' '{}' '{}' | etcdctl {} txn",
+                     bad.mod_revision, key, key, bad.cluster);
 }
 
 std::string BookKeys::Pool(const std::string& pool_id) const { return pools + records::PoolKey(pool_id); }
@@ -242,7 +295,7 @@ Result<bool> EtcdIpamStore::CommitKeyMoved() {
 std::vector<UndecodableKey> EtcdIpamStore::undecodable_keys() const {
   std::scoped_lock lock(undecodable_mu_);
   std::vector<UndecodableKey> out;
-  for (const auto& [key, why] : undecodable_) out.push_back({key, why});
+  for (const auto& [key, bad] : undecodable_) out.push_back(bad);
   return out;
 }
 

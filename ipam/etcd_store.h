@@ -75,15 +75,30 @@ inline constexpr std::string_view kBookLayout = "2";
 // A key under the book's prefix that the last load could not decode, and why: every load skips it.
 struct UndecodableKey {
   std::string key;
+  // The decoder's words, which may quote the stored bytes: shown through PrintableWhy.
   std::string why;
+  // The record as it was read: the printed delete deletes that and not a record written since.
+  int64_t mod_revision = 0;
+  // etcdctl's flags that reach the cluster it was read from (EtcdctlCluster).
+  std::string cluster;
 };
 
 // `key` as etcdctl txn reads a quoted key: the NUL between a pool and a name, other control and
 // non-ASCII bytes, quotes and backslashes written \xNN, so a terminal and a shell pass it intact.
 std::string PrintableKey(std::string_view key);
-// The shell command that runs `request` ("get", "del") on `key`. Keys hold a NUL, which no
-// command-line argument carries: etcdctl txn reads the key quoted, from its input.
-std::string EtcdctlCommand(std::string_view request, std::string_view key);
+// `why` for a terminal or a log line: a stored value may hold escape sequences, newlines and any
+// length. Control and non-ASCII bytes written \xNN (a key in it is escaped already), at most
+// kWhyShown bytes of it.
+inline constexpr size_t kWhyShown = 300;
+std::string PrintableWhy(std::string_view why);
+// etcdctl's flags for the cluster `options` reach: its endpoints, its TLS files, and the user with
+// a placeholder for the password (never printed).
+std::string EtcdctlCluster(const etcd::ClientOptions& options);
+// Shell commands that show, and delete, `bad`. Keys hold a NUL, which no command-line argument
+// carries: etcdctl txn reads the key quoted, from its input. The delete compares the record's mod
+// revision: a record rewritten since it was read is kept (etcdctl prints FAILURE).
+std::string EtcdctlGetCommand(const UndecodableKey& bad);
+std::string EtcdctlDeleteCommand(const UndecodableKey& bad);
 
 // Which reservation is on which address, as this node last saw the book (full keys).
 struct ReservationIndex {
@@ -216,7 +231,7 @@ class EtcdIpamStore : public IpamStore {
   ReservationIndex index_;
   // Taken alone, never with mu_ held by a commit in flight: a decision never waits for etcd.
   mutable std::mutex undecodable_mu_;
-  std::map<std::string, std::string> undecodable_;  // key -> why it does not decode
+  std::map<std::string, UndecodableKey> undecodable_;  // by key
   uint64_t fenced_commits_ = 0;
   // Whether a transaction of this node may still apply (its answer was lost and not read back):
   // the next load must fence. True until the first fence.

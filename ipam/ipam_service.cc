@@ -259,6 +259,13 @@ void IpamService::Enqueue(IpamBatch& batch) {
   commits_.Enqueue(batch);
 }
 
+Status IpamService::EnqueueDecodable(IpamBatch& batch) {
+  CompleteReads(batch);
+  SMV_RETURN_IF_ERROR(store_.CheckDecodable(batch));
+  commits_.Enqueue(batch);
+  return OkStatus();
+}
+
 void IpamService::CompleteReads(IpamBatch& batch) {
   const BookView view{
       .reservation = [this](const std::string& pool_id, const std::string& name) -> std::optional<ReservationRecord> {

@@ -184,10 +184,13 @@ class IpamService : public IpamApi {
   std::optional<std::string> AuxOfNetworkBeingCreated(const PoolState& state, const AddressCall& call) const;
 
   // Completes `batch` with what the fleet's rules compare and write (fleet_rules.h), then queues
-  // it for commit. Caller holds mu_; every change goes through here (RequestAddress through both
-  // halves, to check the completed batch with IpamStore::CheckDecodable before it queues it).
+  // it for commit. Caller holds mu_; every change goes through here.
   void Enqueue(IpamBatch& batch);
   void CompleteReads(IpamBatch& batch);
+  // Enqueue, unless the completed batch writes or compares a record no load could decode
+  // (IpamStore::CheckDecodable): etcd would refuse that commit every time, so it is refused at
+  // once, naming the record and its fix, and nothing is queued. Before memory changes.
+  [[nodiscard]] Status EnqueueDecodable(IpamBatch& batch);
   // Before a command a user runs against the whole book: decide on the book as it is now.
   void ReloadForCommandLocked();
 

@@ -134,7 +134,7 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
       updated.gone_since = 0;
       if (!(updated == *existing)) batch.put_reservations.push_back(updated);
     }
-    if (!batch.empty()) Enqueue(batch);
+    if (!batch.empty()) SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
     state.allocator.AddLease(address, named);
     for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
     if (outcome == AttachOutcome::kReserved) {
@@ -193,7 +193,7 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
     }
     IpamBatch batch;
     batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, "", clock_(), 0});
-    Enqueue(batch);
+    SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
     Remember(state, batch.put_reservations.front());
     spdlog::info("address reserved by a user pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
     return OkStatus();
@@ -218,7 +218,7 @@ Result<int> IpamService::Release(const std::string& name_or_address) {
       }
     }
     if (batch.empty()) return 0;
-    Enqueue(batch);
+    SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
     for (const auto& [pool_id, name] : batch.delete_reservations) {
       PoolState& state = pools_.at(pool_id);
       state.allocator.RemoveReservation(name);
@@ -267,7 +267,7 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
         }
       }
       if (batch.empty()) return 0;
-      Enqueue(batch);
+      SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
       for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
       return static_cast<int>(batch.delete_leases.size());
     });
@@ -309,7 +309,7 @@ Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<st
       }
     }
     if (batch.empty()) return released;
-    Enqueue(batch);
+    SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
     for (const ReservationRecord& r : batch.put_reservations) Remember(pools_.at(r.pool_id), r);
     for (const auto& [pool_id, name] : batch.delete_reservations) {
       PoolState& state = pools_.at(pool_id);

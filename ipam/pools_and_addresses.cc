@@ -280,9 +280,7 @@ Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call,
     }
   }
   // A record no load could decode is compared as absent: etcd would refuse this commit every time.
-  CompleteReads(batch);
-  SMV_RETURN_IF_ERROR(store_.CheckDecodable(batch));
-  commits_.Enqueue(batch);
+  SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
   state.allocator.AddLease(choice.address, lease, choice.dynamic);
   for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
   spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice.address.ToString(),
