@@ -191,6 +191,10 @@ ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flag
                    "a Docker network (e.g. built-in macvlan): each container's name gets its current address")
       ->excludes(file);
   importer->add_option("--docker-host", flags.docker_host, "engine API, for --from-docker")->capture_default_str();
+  // Also after the command (reservations ls --socket X), where every other command takes it.
+  for (CLI::App* command : {ls, reserve, release, exporter, importer}) {
+    command->add_option("--socket", flags.socket, "the daemon's socket")->capture_default_str();
+  }
   return {ls, reserve, release, exporter, importer};
 }
 

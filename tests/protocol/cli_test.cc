@@ -157,5 +157,23 @@ TEST(CliTest, EveryUsageErrorExits2AndHelpAndVersionExit0) {
   EXPECT_EQ(RunCli({"reservations", "ls", "--help"}).exit_code, 0);
 }
 
+// --socket is taken after the command as well as before it: each reaches (and names) that socket.
+TEST(CliTest, SocketIsTakenAfterEachReservationsCommandToo) {
+  testing::TempDir dir;
+  const std::string socket = dir.Sub("none.sock");
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"reservations", "ls", "--socket", socket},
+           {"reservations", "export", "--socket", socket},
+           {"reservations", "reserve", "web", "192.0.2.10", "--network", "n", "--socket", socket},
+           {"reservations", "release", "web", "--socket", socket},
+           {"reservations", "release", "--node", "host-b", "--socket=" + socket},
+           {"reservations", "--socket", socket, "ls"},
+       }) {
+    const Ran ran = RunCli(args);
+    EXPECT_EQ(ran.exit_code, 1) << args[1] << ": " << ran.output;
+    EXPECT_TRUE(Says(ran, "no socket at " + socket + ":")) << args[1] << ": " << ran.output;
+  }
+}
+
 }  // namespace
 }  // namespace smv
