@@ -20,7 +20,8 @@ libraries() { ldd "$binary" | awk '/=> \//{print $3} /^\t\/lib/{print $1}'; }
 build_plugin() {
   local dir=$out/plugin
   rm -rf "$dir"
-  mkdir -p "$dir/rootfs/usr/bin" "$dir/rootfs/run/docker/plugins" "$dir/rootfs/var/lib/static-macvlan" \
+  # Mount points: the host's /var/lib (serve creates static-macvlan/ in it) and /proc/sys/net.
+  mkdir -p "$dir/rootfs/usr/bin" "$dir/rootfs/run/docker/plugins" "$dir/rootfs/host/var/lib" \
     "$dir/rootfs/tmp" "$dir/rootfs/etc" "$dir/rootfs/proc" "$dir/rootfs/sys" "$dir/rootfs/dev" \
     "$dir/rootfs/host/proc/sys/net"
   install -m 0755 -s "$binary" "$dir/rootfs/usr/bin/static-macvlan"

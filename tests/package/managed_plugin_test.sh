@@ -1,9 +1,11 @@
 #!/bin/bash
 # The managed plugin as a Docker user meets it, on a private dockerd: docker plugin create from
-# build/plugin, set, enable; a network on static-macvlan:latest; a name keeps its address through
-# rm + run, through a dockerd restart (a --restart=always container comes back with it), through
-# plugin disable + enable, and through an upgrade (the plugin removed and created again from a
-# new plugin directory); the CLI finds the plugin's socket by itself.
+# build/plugin and enable with the default mounts on a host that never had static-macvlan (its
+# /var/lib holds no static-macvlan/, which the plugin creates for its book); a network on
+# static-macvlan:latest; a name keeps its address through rm + run, through a dockerd restart (a
+# --restart=always container comes back with it), through plugin disable + enable, and through an
+# upgrade (the plugin removed and created again from a new plugin directory); the CLI finds the
+# plugin's socket by itself.
 # Usage: tests/package/managed_plugin_test.sh build/static-macvlan build/plugin
 set -euo pipefail
 SMV=$(readlink -f "${1:?usage: managed_plugin_test.sh STATIC-MACVLAN-BINARY PLUGIN-DIR}")
@@ -25,17 +27,31 @@ managed_teardown() {
   e2e_teardown
 }
 trap managed_teardown EXIT
+# The host's /var/lib, as dockerd and the plugin see it: a fresh empty directory bound over /var/lib
+# in their private mount namespace, before dockerd starts, so that the default state-parent mount
+# (the host's /var/lib) is used as a new user's would be, and this host's /var/lib is never seen.
+VAR_LIB=$E2E_DIR/varlib
+BOOK=$VAR_LIB/static-macvlan  # the plugin's --state-dir, seen from here
+e2e_before_plugin() {
+  case "$E2E_DIR/" in /var/lib/*) fail "E2E_DIR $E2E_DIR is under /var/lib, which the test hides" ;; esac
+  mkdir "$VAR_LIB"
+  touch "$VAR_LIB/.smv-e2e-var-lib"
+  in_docker_ns mount --bind "$VAR_LIB" /var/lib || fail "bind $VAR_LIB over /var/lib in the private namespace"
+  in_docker_ns test -e /var/lib/.smv-e2e-var-lib && [ ! -e /var/lib/.smv-e2e-var-lib ] ||
+    fail "cannot isolate: /var/lib of the private namespace is not $VAR_LIB alone"
+}
 e2e_setup
-plugin_log() { grep 'plugin=' "$DOCKERD_LOG" | tail -40 >&2; }
+plugin_log() { grep 'plugin=' "$DOCKERD_LOG" | tail -40 >&2 || true; }  # none yet: no exit under set -e
 
-create_plugin() {  # create_plugin DIR
+create_plugin() {  # create_plugin DIR [SETTING...]
   d plugin create "$P" "$1" >/dev/null || fail "docker plugin create $P $1"
-  d plugin set "$P" state.source="$E2E_DIR/state" engine.source="$DOCKER_SOCK" SMV_LOG_LEVEL=debug ||
-    fail "docker plugin set"
+  d plugin set "$P" engine.source="$DOCKER_SOCK" SMV_LOG_LEVEL=debug "${@:2}" || fail "docker plugin set ${*:2}"
   d plugin enable "$P" >/dev/null || { plugin_log; fail "docker plugin enable"; }
 }
-mkdir -p "$E2E_DIR/state"
-create_plugin "$PLUGIN_DIR"
+[ ! -e "$BOOK" ] || fail "$BOOK exists before the first enable"
+create_plugin "$PLUGIN_DIR"  # state-parent as shipped: the host's /var/lib
+[ -d "$BOOK" ] || fail "enable on a /var/lib without static-macvlan/ created no $BOOK"
+expect_eq "$(stat -c '%a %U' "$BOOK")" "700 root" "the first enable creates the host's /var/lib/static-macvlan, mode 0700"
 expect_eq "$(d plugin ls --format '{{.Name}} {{.Enabled}}')" "$P true" "docker plugin ls shows $P enabled"
 expect_eq "$(d plugin inspect -f '{{.Config.Interface.Types}}' "$P")" \
   "[docker.networkdriver/1.0 docker.ipamdriver/1.0]" "the plugin implements the network and IPAM interfaces"
@@ -60,8 +76,13 @@ d run -d --name r-0 --restart=always --network lan --ip 192.0.2.60 smv-bb:latest
 # The CLI on the host finds /run/docker/plugins/<id>/static-macvlan.sock without --socket.
 sock=$(in_docker_ns sh -c 'ls /run/docker/plugins/*/static-macvlan.sock')
 [ -n "$sock" ] || fail "no managed plugin socket under /run/docker/plugins/<id>/"
-listed=$(in_docker_ns "$SMV" reservations ls --json | jq -r '.[] | select(.Name == "a-0") | .Address')
-expect_eq "$listed" "$first" "reservations ls (no --socket) reaches the plugin at $sock"
+# The address the plugin's book reserves for a name (the CLI finds the plugin's socket itself).
+reserved_for() {
+  in_docker_ns "$SMV" reservations ls --json | jq -r --arg name "$1" '.[] | select(.Name == $name) | .Address'
+}
+expect_eq "$(reserved_for a-0)" "$first" "reservations ls (no --socket) reaches the plugin at $sock"
+[ -s "$BOOK/data.mdb" ] || fail "no address book $BOOK/data.mdb"
+pass "the book is in the host's /var/lib/static-macvlan/data.mdb"
 
 stop_dockerd
 start_dockerd
@@ -75,29 +96,34 @@ in_switch ping -c1 -W2 192.0.2.60 >/dev/null || fail "the switch cannot reach r-
 pass "r-0 answers the switch after the dockerd restart"
 
 # doctor's dockerd line (and its fix line on FAIL); the CLI finds the plugin's socket itself.
-doctor_dockerd() { in_docker_ns "$SMV" doctor --docker-host "unix://$DOCKER_SOCK" --state-dir "$E2E_DIR/state" \
+doctor_dockerd() { in_docker_ns "$SMV" doctor --docker-host "unix://$DOCKER_SOCK" --state-dir "$BOOK" \
   | grep -e "^ok    dockerd " -e "^FAIL  dockerd " -A"$1"; }
 expect_eq "$(doctor_dockerd 0)" "ok    dockerd  dockerd has managed plugin $P enabled among its network drivers" \
   "doctor: dockerd has the managed plugin enabled"
+# a-0 is removed first: from then on only the book holds its address, through disable + enable.
+d rm -f a-0 >/dev/null
 d plugin disable -f "$P" >/dev/null || fail "plugin disable"
 expect_eq "$(d plugin ls --format '{{.Enabled}}')" false "docker plugin disable -f"
 expect_eq "$(doctor_dockerd 1 | tr -s ' ')" "FAIL dockerd managed plugin $P is installed but disabled: dockerd sends it nothing
  fix: docker plugin enable $P" "doctor with the plugin disabled: FAIL and the enable command"
 d plugin enable "$P" >/dev/null || { plugin_log; fail "plugin enable after disable"; }
-d rm -f a-0 >/dev/null
+expect_eq "$(reserved_for a-0)" "$first" "disable + enable: the book still reserves $first for a-0, which does not exist"
 d run -d --name a-0 --network lan smv-bb:latest sleep 3600 >/dev/null || fail "run a-0 after enable"
 expect_eq "$(ip_of a-0 lan)" "$first" "disable + enable: the reservation is kept, a-0 gets $first"
 
-# Upgrade: a new plugin directory (its rootfs marks it as another build) replaces the old plugin.
+# Upgrade: a new plugin directory (its rootfs marks it as another build) replaces the old plugin;
+# its state-parent is set to the same directory by its path here (the setting names the
+# directory that holds static-macvlan/).
 cp -a "$PLUGIN_DIR" "$E2E_DIR/plugin-new"
 echo "upgrade-test" >> "$E2E_DIR/plugin-new/rootfs/etc/static-macvlan-version"
+d rm -f a-0 >/dev/null
 old_id=$(d plugin inspect -f '{{.Id}}' "$P")
 d plugin disable -f "$P" >/dev/null || fail "plugin disable before the upgrade"
 d plugin rm -f "$P" >/dev/null || fail "plugin rm before the upgrade"
-create_plugin "$E2E_DIR/plugin-new"
+create_plugin "$E2E_DIR/plugin-new" state-parent.source="$VAR_LIB"
 new_id=$(d plugin inspect -f '{{.Id}}' "$P")
 [ "$old_id" != "$new_id" ] || fail "the upgraded plugin has the old id $old_id"
-d rm -f a-0 >/dev/null
+expect_eq "$(reserved_for a-0)" "$first" "upgrade: the book still reserves $first for a-0, which does not exist"
 d run -d --name a-0 --network lan smv-bb:latest sleep 3600 >/dev/null || fail "run a-0 after the upgrade"
 expect_eq "$(ip_of a-0 lan)" "$first" "upgrade (plugin rm + create from a new directory): a-0 gets $first"
 d run -d --name b-0 --network lan smv-bb:latest sleep 3600 >/dev/null || fail "run b-0 after the upgrade"
@@ -123,7 +149,7 @@ pass "the managed plugin sends gratuitous ARPs (ok=$sent, no errors)"
 
 # One writer per host (README, Daemon): a serve on the enabled plugin's state directory, as the
 # .deb service would start beside it, is refused naming the managed plugin, and changes nothing.
-refused=$(in_docker_ns timeout 20 "$SMV" serve --socket "$E2E_DIR/beside.sock" --state-dir "$E2E_DIR/state" \
+refused=$(in_docker_ns timeout 20 "$SMV" serve --socket "$E2E_DIR/beside.sock" --state-dir "$BOOK" \
   --docker-host "unix://$DOCKER_SOCK" 2>&1) && fail "a serve on the managed plugin's state directory started"
 case "$refused" in
   *"is held by another static-macvlan serve (PID "*"the managed plugin "*"One of them per host: the .deb service or the managed plugin"*) ;;
