@@ -90,9 +90,30 @@ std::vector<std::string> EtcdIpamStore::PutOrReadKeys(const IpamBatch& batch) co
   return keys;
 }
 
+// The address/ key is compared as seen, and it still names the name whose record no node can
+// read: without this, a host that freed the address in memory (its lease released) would give
+// it to another name, and fixing the record would put two reservations on one address.
+Status EtcdIpamStore::CheckNotReservedUnreadablyLocked(const IpamBatch& batch) const {
+  if (reserved_unreadably_.empty()) return OkStatus();
+  auto check = [&](const std::string& pool_id, const IpAddress& address, const std::string& name) -> Status {
+    auto held = reserved_unreadably_.find(keys_.ReservedAddress(pool_id, address));
+    if (held == reserved_unreadably_.end() || held->second == name) return OkStatus();
+    auto bad = undecodable_.find(keys_.Reservation(pool_id, held->second));
+    return FailedPrecondition(fmt::format(
+        "address {} is reserved for name \"{}\" by a record in the shared address book that does not decode{}; "
+        "no node gives it to another name until that record is fixed: `static-macvlan fsck` lists it",
+        address.ToString(), PrintableWhy(held->second),
+        bad == undecodable_.end() ? "" : fmt::format(" ({})", PrintableKey(bad->first))));
+  };
+  for (const LeaseRecord& l : batch.put_leases) SMV_RETURN_IF_ERROR(check(l.pool_id, l.address, l.lease.name));
+  for (const ReservationRecord& r : batch.put_reservations) SMV_RETURN_IF_ERROR(check(r.pool_id, r.address, r.name));
+  return OkStatus();
+}
+
 Status EtcdIpamStore::CheckDecodable(const IpamBatch& batch) const {
   std::scoped_lock lock(undecodable_mu_);
   if (undecodable_.empty()) return OkStatus();
+  SMV_RETURN_IF_ERROR(CheckNotReservedUnreadablyLocked(batch));
   for (const std::string& key : PutOrReadKeys(batch)) {
     auto bad = undecodable_.find(key);
     if (bad == undecodable_.end()) continue;

@@ -34,6 +34,8 @@ class BookDecoder {
     why = Decode(key, value);
     return why.ok();
   }
+  // address/ key -> the name whose reservation of that address does not decode (filled by Finish).
+  std::map<std::string, std::string> reserved_unreadably_;
   void Finish() {
     KeepUnreadableReservationsTaken();
     for (LeaseRecord& l : held_) sink_.OnLease(std::move(l));
@@ -87,6 +89,7 @@ class BookDecoder {
       auto at = records::ParseLeaseKey(where_ + "address/",
                                        std::string_view(address_key).substr(keys_.reserved_addresses.size()));
       if (!at.ok() || !unreadable_reservations_.contains(keys_.Reservation(at->first, name))) continue;
+      reserved_unreadably_[address_key] = name;
       const bool leased = std::any_of(held_.begin(), held_.end(), [&](const LeaseRecord& l) {
         return l.pool_id == at->first && l.address == at->second;
       });
@@ -159,6 +162,7 @@ void EtcdIpamStore::DecodeBookLocked(IpamLoadSink& sink,
   decoder.Finish();
   std::scoped_lock lock(undecodable_mu_);
   undecodable_ = std::move(undecodable);
+  reserved_unreadably_ = std::move(decoder.reserved_unreadably_);
 }
 
 Result<etcd::RangeResult> EtcdIpamStore::ReadBookLocked(Clock::time_point until) {

@@ -154,6 +154,8 @@ class EtcdIpamStore : public IpamStore {
   void PauseWatch(bool paused);
 
  private:
+  // Caller holds undecodable_mu_.
+  Status CheckNotReservedUnreadablyLocked(const IpamBatch& batch) const;
   // What the store's files (etcd_store.cc, etcd_book_load.cc, etcd_book_commit.cc) share.
   using Clock = std::chrono::steady_clock;
   // One call of this store (a load with its fence, a commit with its read-back) takes about this
@@ -232,6 +234,9 @@ class EtcdIpamStore : public IpamStore {
   // Taken alone, never with mu_ held by a commit in flight: a decision never waits for etcd.
   mutable std::mutex undecodable_mu_;
   std::map<std::string, UndecodableKey> undecodable_;  // by key
+  // address/ key -> the name whose reservation record there does not decode: that address goes
+  // to no other name (a lease or a reservation), even once memory no longer holds it taken.
+  std::map<std::string, std::string> reserved_unreadably_;
   uint64_t fenced_commits_ = 0;
   // Whether a transaction of this node may still apply (its answer was lost and not read back):
   // the next load must fence. True until the first fence.

@@ -297,6 +297,9 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     ip = prefix->address();
   }
   Status released = Durably([&]() -> Status {
+    // Every release counts, also of an address memory does not hold (freed behind this host's
+    // back): KeepHeld must not take it back for a container that just stopped.
+    ++local_releases_;
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return OkStatus();
     PoolState& state = it->second;
@@ -319,7 +322,6 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     batch.delete_leases.emplace_back(pool_id, *ip);
     Enqueue(batch);
     state.allocator.RemoveLease(*ip);
-    ++local_releases_;
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();
   });

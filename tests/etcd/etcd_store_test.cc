@@ -1169,6 +1169,41 @@ TEST_F(FleetReviewTest, AnUndecodableReservationKeepsItsAddressFromOtherNames) {
   EXPECT_TRUE(freed.ok()) << freed.status().message();
 }
 
+// The same when the host loaded the book while the name ran (its lease held the address, so no
+// hold was added) and then released it: the address/ key still names x, and no other name gets
+// the address; restoring x's record (doctor's advice) then leaves one reservation on it.
+TEST_F(FleetReviewTest, AnUndecodableReservationsAddressReleasedHereStillGoesToNoOtherName) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  Result<std::string> x = a->Run(pool, "x");
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  const std::string bad = std::string(kPrefix) + "reservation/" + records::ReservationKey(pool, "x");
+  auto original = raw.Get(bad);
+  ASSERT_TRUE(original.ok() && original->kvs.size() == 1);
+  const std::string saved = original->kvs.front().value;
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::PutOp{bad, "{not json"}}}).ok());
+  a.reset();
+  std::unique_ptr<Node> restarted = MakeNode("host-a");  // the daemon restarts while x runs
+  ASSERT_EQ(restarted->store->undecodable_keys().size(), 1u);
+  ASSERT_TRUE(restarted->service->ReleaseAddress(pool, AddressOf(*x)).ok());  // docker stop x
+
+  Result<std::string> y = restarted->service->RequestAddress({pool, AddressOf(*x), false, "y", "", ""});
+  ASSERT_FALSE(y.ok()) << "y got x's reserved address " << *y;
+  EXPECT_TRUE(y.status().code() == Code::kAlreadyExists || y.status().code() == Code::kFailedPrecondition)
+      << y.status().message();
+  for (int i = 0; i < 3; ++i) {
+    Result<std::string> dynamic = restarted->Run(pool, "d" + std::to_string(i));
+    ASSERT_TRUE(dynamic.ok()) << dynamic.status().message();
+    EXPECT_NE(AddressOf(*dynamic), AddressOf(*x)) << "handed out dynamically while reserved for x";
+  }
+  ASSERT_TRUE(raw.Commit({.compares = {}, .success = {etcd::PutOp{bad, saved}}}).ok());  // restored
+  std::unique_ptr<Node> c = MakeNode("host-c");
+  int on_x = 0;
+  for (const ReservationView& r : c->service->ListReservations()) on_x += r.record.address.ToString() == AddressOf(*x);
+  EXPECT_EQ(on_x, 1) << "two reservations on one address after the record was restored";
+}
+
 // The same for the address/ key (who reserves an address) of a requested address: its commit
 // would compare that key as absent.
 TEST_F(FleetReviewTest, AnAddressWhoseHolderRecordDoesNotDecodeIsRefusedAtOnce) {

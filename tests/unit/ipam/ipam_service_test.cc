@@ -308,6 +308,22 @@ TEST_F(SharedBookOutageTest, KeepHeldTakesNothingBackAfterAReleaseHereSinceTheCa
   ASSERT_TRUE(retaken.ok()) << retaken.status().message();
   EXPECT_EQ(retaken->kind, HeldOutcome::Kind::kRetaken);
   EXPECT_NE(store_.FindLease(pool_, db_address), nullptr);
+
+  // Freed behind this host's back, and the container stops before the re-take: its release
+  // frees nothing here (memory holds no lease), but it still counts.
+  Result<std::string> cache = Ask("cache");
+  ASSERT_TRUE(cache.ok()) << cache.status().message();
+  const std::string cache_address = cache->substr(0, cache->find('/'));
+  store_.ForgetLease(pool_, cache_address);
+  store_.commit_key_moved = true;
+  ASSERT_TRUE(service_->CatchUp().ok());
+  const uint64_t before_stop = service_->LocalReleases();
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, cache_address).ok());  // cache stopped meanwhile
+  Result<HeldOutcome> after_stop =
+      service_->KeepHeld(pool_, *IpAddress::Parse(cache_address), "cache", "", before_stop);
+  ASSERT_FALSE(after_stop.ok());
+  EXPECT_EQ(after_stop.status().code(), Code::kAborted) << after_stop.status().message();
+  EXPECT_EQ(store_.FindLease(pool_, cache_address), nullptr) << "a stopped container's address taken again";
 }
 
 TEST_F(SharedBookOutageTest, AServiceStartsWithoutItsStoreAndCatchesUpLater) {
