@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "common/log.h"
 #include "daemon/plugin_registration.h"
 #include "daemon/state_stores.h"
 #include "driver/driver_service.h"
@@ -263,7 +264,7 @@ Status Doctor(const DoctorFlags& flags) {
     std::map<std::string, std::string> labels;
     auto label = [&](const std::string& id) -> std::string {
       if (auto known = labels.find(id); known != labels.end()) return known->second;
-      std::string name = id.substr(0, 12);
+      std::string name = ShortId(id);
       if (engine_up) {
         if (Result<engine::EngineNetwork> n = (*engine)->InspectNetwork(id, kDoctorEngineTimeout); n.ok())
           name = n->name;

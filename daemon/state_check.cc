@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
+
 namespace smv::daemon {
 
 namespace {
@@ -77,14 +79,14 @@ void CheckEndpoints(const driver::DriverSnapshot& driver, const Leased& leased, 
   for (const driver::NetworkRecord& n : driver.networks) networks.insert(n.id);
   for (const driver::EndpointRecord& e : driver.endpoints) {
     if (!networks.contains(e.network_id)) {
-      problems.push_back(fmt::format("endpoint {} belongs to network {}, which is not stored",
-                                     e.endpoint_id.substr(0, 12), e.network_id.substr(0, 12)));
+      problems.push_back(fmt::format("endpoint {} belongs to network {}, which is not stored", ShortId(e.endpoint_id),
+                                     ShortId(e.network_id)));
     }
     if (std::optional<Prefix> address = Prefix::Parse(e.address_v4)) {
       bool found = false;
       for (const auto& [key, pool] : leased) found = found || key.second == address->address().ToString();
       if (!found) {
-        problems.push_back(fmt::format("endpoint {} has address {}, which is not leased", e.endpoint_id.substr(0, 12),
+        problems.push_back(fmt::format("endpoint {} has address {}, which is not leased", ShortId(e.endpoint_id),
                                        address->address().ToString()));
       }
     }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/log.h"
 #include "common/metrics/metrics.h"
 
 namespace smv::driver {
@@ -68,7 +69,7 @@ void AnnounceSchedule::Run() {
       const Status sent = announcer_.Send(a);
       metrics::CountAnnouncement(a.address.is_v4() ? "arp" : "na", sent.ok());
       if (!sent.ok()) {
-        spdlog::warn("announcing {} of endpoint {} on {} failed: {}", a.address.ToString(), key.substr(0, 12), a.link,
+        spdlog::warn("announcing {} of endpoint {} on {} failed: {}", a.address.ToString(), ShortId(key), a.link,
                      sent.message());
       }
     }
