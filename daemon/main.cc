@@ -83,10 +83,18 @@ std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv) {
   }
 }
 
+// CLI11 reads the SMV_* variables of every command's options, also of commands not given, where a
+// value out of range (SMV_DB_SIZE_MIB=0) would fail another command. With a parse-complete
+// callback, a command's options read the environment only when the command is given.
+void ReadEnvironmentOnlyWhenGiven(CLI::App& command) {
+  command.parse_complete_callback([] {});
+}
+
 // Where the address book is and how to reach it: serve and fsck. Each option of a running
 // daemon also reads an SMV_* environment variable: a managed plugin is configured that way
 // (docker plugin set), and the .deb's /etc/default/static-macvlan sets them for the service.
 void AddStoreOptions(CLI::App& command, ServeFlags& flags) {
+  ReadEnvironmentOnlyWhenGiven(command);
   command
       .add_option("--store", flags.store,
                   "address book: lmdb (in --state-dir) or etcd://HOST:PORT[,HOST:PORT...] (shared by several hosts; "
@@ -108,25 +116,34 @@ void AddStoreOptions(CLI::App& command, ServeFlags& flags) {
 }
 
 void AddServeOptions(CLI::App& serve, ServeFlags& flags) {
-  serve.add_option("--socket", flags.socket, "unix socket dockerd connects to")->capture_default_str();
-  serve.add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")->capture_default_str();
+  serve.add_option("--socket", flags.socket, "unix socket dockerd connects to")
+      ->capture_default_str()
+      ->envname("SMV_SOCKET");
+  serve.add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")
+      ->capture_default_str()
+      ->envname("SMV_STATE_DIR");
   serve.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->envname("SMV_LOG_LEVEL");
   serve.add_option("--db-size-mib", flags.db_size_mib, "maximum size of the state database")
       ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
-  serve.add_option("--docker-host", flags.docker_host, "engine API, to learn container names")->capture_default_str();
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->envname("SMV_DB_SIZE_MIB");
+  serve.add_option("--docker-host", flags.docker_host, "engine API, to learn container names")
+      ->capture_default_str()
+      ->envname("SMV_DOCKER_HOST");
   serve
       .add_option("--reconcile-interval", flags.reconcile_seconds,
                   "seconds between background passes over the engine API")
       ->capture_default_str()
-      ->check(CLI::Range(1u, 3600u));
+      ->check(CLI::Range(1u, 3600u))
+      ->envname("SMV_RECONCILE_INTERVAL");
   serve
       .add_option("--stale-after", flags.stale_after_seconds,
                   "seconds after which an endpoint or network the engine does not know is a lost teardown")
       ->capture_default_str()
-      ->check(CLI::Range(1u, 86400u));
+      ->check(CLI::Range(1u, 86400u))
+      ->envname("SMV_STALE_AFTER");
   serve
       .add_option("--allowed-parents", flags.allowed_parents,
                   "only these parent interfaces may carry networks (default: any)")
@@ -245,12 +262,17 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"static-macvlan: Docker network + IPAM plugin: macvlan on VLANs, sticky addresses"};
   app.require_subcommand(1);
+  // Each command its own flags: options of two commands on one variable let one command's SMV_*
+  // value overwrite the other's flag from the command line (SMV_STORE beat serve --store).
   ServeFlags flags;
   CLI::App* serve = app.add_subcommand("serve", "serve the plugin API on a unix socket");
   AddServeOptions(*serve, flags);
+  ServeFlags fsck_flags;
   CLI::App* fsck = app.add_subcommand("fsck", "check the stored state for inconsistencies");
-  fsck->add_option("--state-dir", flags.state_dir, "directory of the LMDB state database")->capture_default_str();
-  AddStoreOptions(*fsck, flags);
+  fsck->add_option("--state-dir", fsck_flags.state_dir, "directory of the LMDB state database")
+      ->capture_default_str()
+      ->envname("SMV_STATE_DIR");
+  AddStoreOptions(*fsck, fsck_flags);
   ReservationFlags rflags;
   const ReservationCommands reservations = AddReservationCommands(app, rflags);
   smv::daemon::DoctorFlags dflags;
@@ -267,7 +289,7 @@ int main(int argc, char** argv) {
 
   smv::Status status;
   if (serve->parsed()) status = smv::daemon::Serve(flags);
-  if (fsck->parsed()) status = smv::daemon::Fsck(flags);
+  if (fsck->parsed()) status = smv::daemon::Fsck(fsck_flags);
   if (reservations.ls->parsed()) status = smv::daemon::ListReservations(rflags);
   if (reservations.reserve->parsed()) status = smv::daemon::ReserveAddress(rflags);
   if (reservations.release->parsed()) status = smv::daemon::ReleaseReservation(rflags);
