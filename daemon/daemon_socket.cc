@@ -8,6 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+
+#include "commands.h"
 
 namespace smv::daemon {
 namespace {
@@ -51,6 +54,24 @@ Status WhyDaemonSocketUnreachable(const std::string& socket) {
     }
     default: return Unavailable(fmt::format("cannot connect to {}: {}", socket, std::strerror(error)));
   }
+}
+
+Status CheckSocketDirectory(const std::string& socket) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(socket).parent_path();
+  if (dir.empty() || dir == fs::path(kDefaultSocket).parent_path()) return OkStatus();
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (fs::is_directory(st)) return OkStatus();
+  if (st.type() == fs::file_type::not_found) {
+    return InvalidArgument(
+        fmt::format("--socket \"{}\": directory \"{}\" does not exist (create it first: serve makes no directory "
+                    "but the default's, {})",
+                    socket, dir.string(), fs::path(kDefaultSocket).parent_path().string()));
+  }
+  if (ec)
+    return InvalidArgument(fmt::format("--socket \"{}\": directory \"{}\": {}", socket, dir.string(), ec.message()));
+  return InvalidArgument(fmt::format("--socket \"{}\": \"{}\" is not a directory", socket, dir.string()));
 }
 
 }  // namespace smv::daemon

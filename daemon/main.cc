@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "daemon/daemon_socket.h"
 
 namespace {
 
@@ -288,7 +289,10 @@ int main(int argc, char** argv) {
   cflags.socket = smv::daemon::FindDaemonSocket(cflags.socket);
 
   smv::Status status;
-  if (serve->parsed()) status = smv::daemon::Serve(flags);
+  if (serve->parsed()) {
+    status = smv::daemon::CheckSocketDirectory(flags.socket);
+    if (status.ok()) status = smv::daemon::Serve(flags);
+  }
   if (fsck->parsed()) status = smv::daemon::Fsck(fsck_flags);
   if (reservations.ls->parsed()) status = smv::daemon::ListReservations(rflags);
   if (reservations.reserve->parsed()) status = smv::daemon::ReserveAddress(rflags);

@@ -265,5 +265,16 @@ TEST_F(CliTest, ServeReadsSocketStateDirAndDbSizeFromTheEnvironment) {
   EXPECT_TRUE(Says(size, "--db-size-mib: Value 0 not in range")) << size.output;
 }
 
+TEST_F(CliTest, ServeRefusesASocketInAMissingDirectoryAndCreatesNothing) {
+  testing::TempDir dir;
+  const std::string socket = dir.Sub("missing/smv.sock");
+  const Ran ran = RunCli({"serve", "--socket", socket, "--state-dir", dir.Sub("state")});
+  EXPECT_EQ(ran.exit_code, 1) << ran.output;
+  EXPECT_TRUE(Says(ran, "--socket \"" + socket + "\": directory \"" + dir.Sub("missing") + "\" does not exist"))
+      << ran.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("missing")));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("state")));
+}
+
 }  // namespace
 }  // namespace smv

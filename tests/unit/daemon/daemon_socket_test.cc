@@ -102,5 +102,23 @@ TEST(DaemonSocketTest, AUserOtherThanRootIsToldToRunAsRootNotThatTheDaemonIsDown
                       ": run as root (the socket is 0600 root)");
 }
 
+TEST(DaemonSocketTest, ServeRefusesASocketInAMissingDirectoryNamingBoth) {
+  testing::TempDir dir;
+  const Status said = CheckSocketDirectory(dir.Sub("missing/smv.sock"));
+  EXPECT_EQ(said.code(), Code::kInvalidArgument);
+  EXPECT_EQ(said.message().rfind("--socket \"" + dir.Sub("missing/smv.sock") + "\": directory \"" + dir.Sub("missing") +
+                                     "\" does not exist",
+                                 0),
+            0u)
+      << said.message();
+  std::ofstream(dir.Sub("file")) << "x";
+  EXPECT_EQ(CheckSocketDirectory(dir.Sub("file/smv.sock")).message(),
+            "--socket \"" + dir.Sub("file/smv.sock") + "\": \"" + dir.Sub("file") + "\" is not a directory");
+  EXPECT_TRUE(CheckSocketDirectory(dir.Sub("smv.sock")).ok());
+  EXPECT_TRUE(CheckSocketDirectory("relative.sock").ok());
+  // dockerd's plugin directory may not exist yet when the daemon starts first.
+  EXPECT_TRUE(CheckSocketDirectory("/run/docker/plugins/static-macvlan.sock").ok());
+}
+
 }  // namespace
 }  // namespace smv::daemon
