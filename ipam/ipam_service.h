@@ -208,7 +208,7 @@ class IpamService : public IpamApi {
   // Shared book: pools this host asked for whose network is not created yet (RequestPool to
   // CreateNetwork), when dockerd asks for aux addresses. Guarded by mu_.
   std::set<std::string> creating_;
-  uint64_t local_releases_ = 0;  // addresses this host released (KeepHeld's guard); guarded by mu_
+  std::atomic<uint64_t> local_releases_ = 0;  // ReleaseAddress calls so far (KeepHeld's guard)
   CommitQueue commits_;
 };
 

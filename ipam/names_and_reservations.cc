@@ -60,10 +60,7 @@ Status IpamService::NameRunsNowhere(const PoolState& state, std::string_view nam
   return OkStatus();
 }
 
-uint64_t IpamService::LocalReleases() const {
-  std::scoped_lock lock(mu_);
-  return local_releases_;
-}
+uint64_t IpamService::LocalReleases() const { return local_releases_.load(); }
 
 Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
                                           const std::string& mac, uint64_t releases_seen) {

@@ -296,10 +296,11 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     if (!prefix) return InvalidArgument(fmt::format("invalid address \"{}\"", address));
     ip = prefix->address();
   }
+  // Every release counts, before anything else: also one of an address memory does not hold
+  // (freed behind this host's back) and one journaled while the store does not answer. KeepHeld
+  // must not take the address back for a container that just stopped.
+  local_releases_.fetch_add(1);
   Status released = Durably([&]() -> Status {
-    // Every release counts, also of an address memory does not hold (freed behind this host's
-    // back): KeepHeld must not take it back for a container that just stopped.
-    ++local_releases_;
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return OkStatus();
     PoolState& state = it->second;

@@ -326,6 +326,23 @@ TEST_F(SharedBookOutageTest, KeepHeldTakesNothingBackAfterAReleaseHereSinceTheCa
   EXPECT_EQ(store_.FindLease(pool_, cache_address), nullptr) << "a stopped container's address taken again";
 }
 
+// The same when the container's release is journaled because the store did not answer: it
+// never reached the book's code, and still counts.
+TEST_F(SharedBookOutageTest, AReleaseJournaledWhileTheStoreIsDownStillStopsKeepHeld) {
+  Result<std::string> web = Ask("web");
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  const std::string address = web->substr(0, web->find('/'));
+  const uint64_t seen = service_->LocalReleases();
+  store_.down = true;
+  EXPECT_FALSE(Ask("db").ok());                                // etcd does not answer: a reload waits
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, address).ok());  // web stops: journaled
+  store_.down = false;
+  Result<HeldOutcome> kept = service_->KeepHeld(pool_, *IpAddress::Parse(address), "web", "", seen);
+  ASSERT_FALSE(kept.ok()) << "kind " << static_cast<int>(kept->kind);
+  EXPECT_EQ(kept.status().code(), Code::kAborted) << kept.status().message();
+  EXPECT_EQ(store_.FindLease(pool_, address), nullptr) << "the stopped container's address taken again";
+}
+
 TEST_F(SharedBookOutageTest, AServiceStartsWithoutItsStoreAndCatchesUpLater) {
   Result<std::string> web = Ask("web");
   ASSERT_TRUE(web.ok());
