@@ -52,7 +52,8 @@ std::string CommandMistake(const CLI::App& app, const std::vector<std::string>& 
     if (word == "--") break;
     if (word.starts_with('-')) {
       const CLI::Option* option = OptionNamed(*at, word);
-      if (option != nullptr && option->get_type_size() != 0 && word.find('=') == std::string::npos) ++i;  // its value
+      if (option == nullptr) return "";  // an option not taken here: CLI11's message names it
+      if (option->get_type_size() != 0 && word.find('=') == std::string::npos) ++i;  // skip its value
       continue;
     }
     const std::vector<const CLI::App*> commands = CommandsOf(*at);
@@ -183,6 +184,8 @@ ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flag
   CLI::App* reservations = app.add_subcommand("reservations", "see and manage name -> address reservations");
   reservations->require_subcommand(1);
   reservations->add_option("--socket", flags.socket, "the daemon's socket")->capture_default_str();
+  reservations->add_option("--docker-host", flags.docker_host, "engine API, for import --from-docker")
+      ->capture_default_str();
   CLI::App* ls = reservations->add_subcommand("ls", "list reservations");
   ls->add_option("--network", flags.network, "only this Docker network (name or id)");
   ls->add_flag("--json", flags.json, "JSON output");
@@ -242,6 +245,9 @@ CLI::App* AddExecCommand(CLI::App& app, smv::daemon::ExecFlags& flags) {
 CLI::App* AddComposePinCommand(CLI::App& app, smv::daemon::ComposePinFlags& flags) {
   CLI::App* compose = app.add_subcommand("compose", "help compose projects keep their addresses");
   compose->require_subcommand(1);
+  // Before "pin" as well as after it, as for reservations.
+  compose->add_option("--socket", flags.socket, "the daemon's socket")->capture_default_str();
+  compose->add_option("--docker-host", flags.docker_host, "engine API")->capture_default_str();
   CLI::App* pin = compose->add_subcommand(
       "pin",
       "write a compose override giving each service of a project its reserved address (ipv4_address / "

@@ -276,5 +276,22 @@ TEST_F(CliTest, ServeRefusesASocketInAMissingDirectoryAndCreatesNothing) {
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("state")));
 }
 
+// --docker-host too, before or after the command: each run refuses the address it was given.
+TEST_F(CliTest, DockerHostAndSocketAreTakenBeforeAndAfterTheCommand) {
+  testing::TempDir dir;
+  const std::string engine = "tcp://engine.invalid:2375";
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"reservations", "import", "--network", "n", "--from-docker", "bridge", "--docker-host", engine},
+           {"reservations", "--docker-host", engine, "import", "--network", "n", "--from-docker", "bridge"},
+           {"compose", "pin", "-p", "web", "--docker-host", engine},
+           {"compose", "--docker-host", engine, "--socket", dir.Sub("none.sock"), "pin", "-p", "web"},
+       }) {
+    const Ran ran = RunCli(args);
+    EXPECT_EQ(ran.exit_code, 1) << args[0] << " " << args[1] << ": " << ran.output;
+    EXPECT_TRUE(Says(ran, "invalid value \"" + engine + "\" for --docker-host"))
+        << args[0] << " " << args[1] << ": " << ran.output;
+  }
+}
+
 }  // namespace
 }  // namespace smv
