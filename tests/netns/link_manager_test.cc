@@ -2,14 +2,20 @@
 
 #include <gtest/gtest.h>
 
+#include <linux/capability.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "driver/driver_service.h"
 #include "tests/support/memory_network_store.h"
@@ -409,6 +415,99 @@ TEST_F(NetnsTest, SetLinkDownInNamespaceSetsDownOnlyTheContainersLinkCarryingThe
   EXPECT_FALSE(container.Up("mvd"));
   EXPECT_EQ(*links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("192.0.2.99")),
             NamespaceLinkDown::kNoSuchLink);
+}
+
+// The capabilities the .deb's systemd unit keeps (CapabilityBoundingSet=) are enough to set a
+// container's link down, and without CAP_SYS_ADMIN (setns) they are not. Each try runs in a
+// child process holding only those capabilities.
+std::vector<int> UnitCapabilities() {
+  std::ifstream unit(SMV_SERVICE_UNIT);
+  std::vector<int> caps;
+  for (std::string line; std::getline(unit, line);) {
+    if (!line.starts_with("CapabilityBoundingSet=")) continue;
+    std::istringstream names(line.substr(line.find('=') + 1));
+    for (std::string name; names >> name;) {
+      if (name == "CAP_NET_ADMIN") caps.push_back(CAP_NET_ADMIN);
+      if (name == "CAP_NET_RAW") caps.push_back(CAP_NET_RAW);
+      if (name == "CAP_SYS_ADMIN") caps.push_back(CAP_SYS_ADMIN);
+    }
+  }
+  return caps;
+}
+
+// A network namespace bind-mounted on a file of a fresh temp directory, as dockerd's sandbox keys.
+class BoundNetns {
+ public:
+  explicit BoundNetns(const std::string& ns) {
+    char dir[] = "/tmp/smv-test-nsfs-XXXXXX";
+    if (mkdtemp(dir) == nullptr) return;
+    dir_ = dir;
+    path_ = dir_ + "/sandbox";
+    std::ofstream(path_).put('\0');
+    mounted_ = mount(ns.c_str(), path_.c_str(), nullptr, MS_BIND, nullptr) == 0;
+  }
+  BoundNetns(const BoundNetns&) = delete;
+  BoundNetns& operator=(const BoundNetns&) = delete;
+  ~BoundNetns() {
+    if (mounted_) umount2(path_.c_str(), MNT_DETACH);
+    if (!path_.empty()) unlink(path_.c_str());
+    if (!dir_.empty()) rmdir(dir_.c_str());
+  }
+  bool ok() const { return mounted_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+  bool mounted_ = false;
+};
+
+// Exit status of a child that keeps only `keep` and sets the link of `address` down: 0 when it
+// went down, 1 when the call failed, 2 when the capabilities could not be set.
+int SetDownWithOnly(const std::vector<int>& keep, const std::string& netns, const std::string& address) {
+  const pid_t child = fork();
+  if (child == 0) {
+    for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+      if (std::find(keep.begin(), keep.end(), cap) == keep.end()) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    }
+    __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    __user_cap_data_struct data[2] = {};
+    for (int cap : keep) {
+      data[cap / 32].effective |= 1u << (cap % 32);
+      data[cap / 32].permitted |= 1u << (cap % 32);
+    }
+    if (syscall(SYS_capset, &header, data) != 0) _exit(2);
+    auto links = nl::LinkManager::Open();
+    if (!links.ok()) _exit(1);
+    Result<NamespaceLinkDown> down = (*links)->SetLinkDownInNamespace(netns, *IpAddress::Parse(address));
+    _exit(down.ok() && *down == NamespaceLinkDown::kSetDown ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 3;
+}
+
+TEST_F(NetnsTest, TheServiceUnitsCapabilitiesAreEnoughToSetAContainersLinkDown) {
+  const std::vector<int> unit = UnitCapabilities();
+  ASSERT_FALSE(unit.empty()) << "no CapabilityBoundingSet= in " << SMV_SERVICE_UNIT;
+  ContainerNetns container;
+  ASSERT_TRUE(container.ok());
+  ASSERT_TRUE(links_->SetUp("eth1").ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"mvc", "eth1", "bridge", 0, ""}).ok());
+  ASSERT_EQ(std::system(("ip link set dev mvc netns " + container.pid()).c_str()), 0);
+  ASSERT_EQ(container.Run("ip addr add 192.0.2.10/24 dev mvc"), 0);
+  ASSERT_EQ(container.Run("ip link set dev mvc up"), 0);
+  // As dockerd keeps it: the namespace bind-mounted on a file (opening /proc/PID/ns/net of a
+  // process with more capabilities would need CAP_SYS_PTRACE, which dockerd's files do not).
+  BoundNetns sandbox(container.path());
+  ASSERT_TRUE(sandbox.ok());
+
+  std::vector<int> without_sys_admin = unit;
+  std::erase(without_sys_admin, CAP_SYS_ADMIN);
+  EXPECT_EQ(SetDownWithOnly(without_sys_admin, sandbox.path(), "192.0.2.10"), 1) << "needed no CAP_SYS_ADMIN";
+  EXPECT_TRUE(container.Up("mvc"));
+  EXPECT_EQ(SetDownWithOnly(unit, sandbox.path(), "192.0.2.10"), 0)
+      << "the unit's capabilities cannot set a container's link down";
+  EXPECT_FALSE(container.Up("mvc"));
 }
 
 // A stopped container: nothing at its sandbox path, a plain file there (unmounted, not yet
