@@ -22,6 +22,32 @@ constexpr std::string_view kScheme = "etcd://";
 constexpr int kMaxPort = 65535;
 constexpr std::chrono::milliseconds kPauseAfterEveryMemberFailed{100};
 constexpr const char* kAuthenticatePath = "/v3/auth/authenticate";
+// How long every member in turn may refuse connections before a call gives up: long enough to
+// ride out a member's restart (a one-member cluster's too), short against a partition's refusal.
+constexpr std::chrono::milliseconds kUnreachableGrace{3000};
+
+// Members that could not even be connected to, one after the other. Once that is every member,
+// for kUnreachableGrace, this host is cut off from the cluster (or it is down): waiting out the
+// deadline would only delay the refusal; the next call asks again. A member that answers or takes
+// the request (as during an election) ends the streak and keeps the call going to its deadline.
+class UnreachableStreak {
+ public:
+  explicit UnreachableStreak(size_t members) : members_(members) {}
+  // True when the call should end now. `attempt_began`: when the failed attempt was made.
+  bool Note(bool unreachable, Clock::time_point attempt_began) {
+    if (!unreachable) {
+      in_a_row_ = 0;
+      return false;
+    }
+    if (in_a_row_++ == 0) since_ = attempt_began;
+    return in_a_row_ >= members_ && Clock::now() - since_ >= kUnreachableGrace;
+  }
+
+ private:
+  size_t members_;
+  size_t in_a_row_ = 0;
+  Clock::time_point since_;
+};
 
 // The gateway carries keys and values as base64 (proto bytes) and 64-bit numbers as strings.
 std::string Base64(std::string_view raw) {
@@ -398,15 +424,12 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
   if (!options_.user.empty() && token_.empty() && !authenticating) SMV_RETURN_IF_ERROR(Authenticate(Left(until)));
   bool token_renewed = false;
   std::string last_error = options_.endpoints.empty() ? "no member configured" : "no time left to ask a member";
-  // Members that could not even be connected to, one after the other: once that is every member,
-  // this host is cut off from the cluster (or it is down). Waiting out the deadline would only
-  // delay the refusal; the next call asks again. (A member that answers or takes the request,
-  // as during an election, keeps the call going until its deadline.)
-  size_t unreachable_in_a_row = 0;
+  UnreachableStreak unreachable(options_.endpoints.size());
   for (size_t failed = 0; Clock::now() < until && !options_.endpoints.empty();) {
     const Endpoint& e = options_.endpoints[preferred_];
     // No attempt outlives the call's deadline, and none takes more than request_timeout.
     const milliseconds left = Left(until);
+    const auto attempt_began = Clock::now();
     Reply reply = PostOnce(e, options_.tls, path, body, authenticating ? "" : token_,
                            std::min(options_.connect_timeout, left), std::min(options_.request_timeout, left));
     if (reply.answered && reply.status == 200) return std::move(reply.body);
@@ -430,8 +453,7 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
     if (!idempotent && reply.answered) return UnavailableCluster(last_error + "; outcome unknown");
     // A connect the call's own deadline cut short says nothing about the member.
     const bool cut_short = reply.error == httplib::Error::ConnectionTimeout && left < options_.connect_timeout;
-    unreachable_in_a_row = Unreachable(reply) && !cut_short ? unreachable_in_a_row + 1 : 0;
-    if (unreachable_in_a_row == options_.endpoints.size()) {
+    if (unreachable.Note(Unreachable(reply) && !cut_short, attempt_began)) {
       return UnavailableCluster(fmt::format("{}; no member reachable", last_error));
     }
     if (++failed % options_.endpoints.size() == 0) {

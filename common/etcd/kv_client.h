@@ -13,6 +13,8 @@
 // in time (hung, cut off) or refuses the connection costs that attempt, and the call, and every
 // call after it, goes on to the next member. A read is sent again there; a transaction that went
 // out is not (its outcome is unknown), but the read-back that settles it goes to the next member.
+// When no member can even be connected to, one after the other, for 3 s (a member's restart is
+// ridden out), the call ends then rather than at its deadline: "no member reachable".
 
 #include <chrono>
 #include <cstdint>

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -96,8 +97,26 @@ class EtcdCluster {
     waitpid(pid, nullptr, 0);
     pid = -1;
   }
-  void Pause(int i) { kill(pids_[static_cast<size_t>(i)], SIGSTOP); }
+  // SIGSTOP is delivered asynchronously: on a loaded machine the member could still answer a
+  // request sent right after kill() returns. Waits until the kernel shows it stopped (up to 5 s).
+  void Pause(int i) {
+    const pid_t pid = pids_[static_cast<size_t>(i)];
+    kill(pid, SIGSTOP);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!Stopped(pid) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
   void Resume(int i) { kill(pids_[static_cast<size_t>(i)], SIGCONT); }
+
+  // The state field of /proc/PID/stat (after the parenthesised command name): T when stopped.
+  static bool Stopped(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && (line[close + 2] == 'T' || line[close + 2] == 't');
+  }
 
   // True once member i reports itself healthy (it has a leader and can serve) within `limit`.
   bool Healthy(int i, std::chrono::seconds limit) const {
