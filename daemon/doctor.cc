@@ -17,6 +17,7 @@
 
 #include "commands.h"
 #include "common/log.h"
+#include "daemon/daemon_socket.h"
 #include "daemon/plugin_registration.h"
 #include "daemon/state_stores.h"
 #include "driver/driver_service.h"
@@ -47,10 +48,17 @@ Check DaemonAnswers(const std::string& socket) {
   cli.set_read_timeout(5, 0);
   httplib::Result r = cli.Post("/Plugin.Activate", "", "");
   if (r && r->status == 200) return {"daemon", "", true, "answers on " + socket, ""};
-  return {"daemon", "", false,
-          fmt::format("no answer on {} ({})", socket,
-                      r ? "HTTP " + std::to_string(r->status) : httplib::to_string(r.error())),
-          "systemctl start static-macvlan   (or: static-macvlan serve --socket " + socket + " &)"};
+  // httplib only says it could not connect: ask the kernel why (missing, root's, nobody listening).
+  const Status why = r ? OkStatus() : WhyDaemonSocketUnreachable(socket);
+  if (why.code() == Code::kPermissionDenied) {
+    return {"daemon", "", false, fmt::format("no answer on {} ({})", socket, why.message()),
+            "sudo static-macvlan doctor   (the socket is 0600 root by design)"};
+  }
+  return {
+      "daemon", "", false,
+      fmt::format("no answer on {} ({})", socket,
+                  r ? "HTTP " + std::to_string(r->status) : (why.ok() ? httplib::to_string(r.error()) : why.message())),
+      "systemctl start static-macvlan   (or: static-macvlan serve --socket " + socket + " &)"};
 }
 
 Check EngineAnswers(engine::DockerEngine* engine, const std::string& host) {

@@ -131,6 +131,24 @@ TEST_F(CliTest, AUserWithoutRootIsToldPermissionDeniedNotThatTheRunningDaemonIsD
   EXPECT_EQ(ran.output, "static-macvlan: permission denied on " + socket + ": run as root (the socket is 0600 root)\n");
 }
 
+// doctor as a user without root: the daemon check names the permission, and the fix is to run
+// doctor as root, not to start a daemon that is running.
+TEST_F(CliTest, DoctorWithoutRootSaysPermissionDeniedNotThatTheDaemonIsDown) {
+  testing::TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);
+  const std::string socket = dir.Sub("smv.sock");
+  BoundSocket daemon(socket, true);
+  const Ran ran =
+      RunCli({"doctor", "--socket", socket, "--state-dir", dir.Sub("none"), "--docker-host", "unix://" + dir.Sub("no")},
+             {}, kNobody);
+  EXPECT_EQ(ran.exit_code, 1) << ran.output;
+  EXPECT_TRUE(Says(ran, "FAIL  daemon   no answer on " + socket + " (permission denied on " + socket +
+                            ": run as root (the socket is 0600 root))"))
+      << ran.output;
+  EXPECT_TRUE(Says(ran, "fix: sudo static-macvlan doctor")) << ran.output;
+  EXPECT_FALSE(Says(ran, "systemctl start static-macvlan")) << ran.output;
+}
+
 TEST_F(CliTest, NoSocketFileSaysSoAndHowToStartTheDaemon) {
   testing::TempDir dir;
   const Ran ran = RunCli({"reservations", "--socket", dir.Sub("none.sock"), "ls"});
