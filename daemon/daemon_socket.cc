@@ -11,29 +11,17 @@
 #include <filesystem>
 
 #include "commands.h"
+#include "common/unix_socket.h"
 
 namespace smv::daemon {
 namespace {
 
 constexpr const char* kStartFix = "start it: systemctl start static-macvlan, or give --socket where it serves";
 
-// errno of one connect() to `socket`; 0 when it connected.
-int ConnectError(const std::string& socket) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket.size() >= sizeof addr.sun_path) return ENAMETOOLONG;
-  std::memcpy(addr.sun_path, socket.data(), socket.size());
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return errno;
-  const int error = connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 ? 0 : errno;
-  close(fd);
-  return error;
-}
-
 }  // namespace
 
 Status WhyDaemonSocketUnreachable(const std::string& socket) {
-  const int error = ConnectError(socket);
+  const int error = UnixConnectError(socket);
   switch (error) {
     case 0: return OkStatus();
     case EACCES:

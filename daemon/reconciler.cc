@@ -206,11 +206,12 @@ Reconciler::PassReport Reconciler::PassOnce() {
     }
   }
   if (caught_up.ok()) KeepRunningAddresses(report);
-  Result<std::vector<engine::EngineContainer>> containers =
-      engine_.Ping(options_.ping_timeout)
-          ? engine_.ListContainers(options_.list_timeout)
-          : Result<std::vector<engine::EngineContainer>>(Unavailable("engine API does not answer"));
-  identity_.NoteEngineAnswered(containers.ok());
+  // A short ping first: while dockerd starts, its API may accept and not answer for a long time.
+  const Status pinged = engine_.Ping(options_.ping_timeout);
+  Result<std::vector<engine::EngineContainer>> containers = pinged.ok()
+                                                                ? engine_.ListContainers(options_.list_timeout)
+                                                                : Result<std::vector<engine::EngineContainer>>(pinged);
+  NoteEngineAnswered(containers.status());
   if (!containers.ok()) return report;
   report.engine_answered = true;
   report.names_learned = identity_.LearnPendingNames();
@@ -229,6 +230,22 @@ Reconciler::PassReport Reconciler::PassOnce() {
     spdlog::warn("reservation lifetime not applied: {}", released.status().message());
   }
   return report;
+}
+
+// Logged when it changes, not at every pass: a warning when the engine stops answering (names of
+// new containers are learned, and lost teardowns cleaned, once it answers again), info when back.
+void Reconciler::NoteEngineAnswered(const Status& answered) {
+  identity_.NoteEngineAnswered(answered.ok());
+  if (answered.ok() == engine_answering_) return;
+  engine_answering_ = answered.ok();
+  if (answered.ok()) {
+    spdlog::info("the Docker engine answers again");
+  } else {
+    spdlog::warn(
+        "the Docker engine does not answer ({}): container names are learned, and lost teardowns cleaned up, once "
+        "it does",
+        answered.message());
+  }
 }
 
 void Reconciler::StartBackground() {

@@ -84,12 +84,14 @@ class Reconciler {
   // was only cut off): each running container's address is taken again, or, given away, the
   // container's interface carrying it goes down (once; logged once).
   void KeepRunningAddresses(PassReport& report);
+  void NoteEngineAnswered(const Status& answered);
   void SetGivenAwayAddressDown(const driver::EndpointRecord& endpoint, const IpAddress& address,
                                const std::string& holder, PassReport& report);
 
   engine::EngineApi& engine_;
   ipam::IpamApi& ipam_;
   bool address_book_current_ = true;  // the last CatchUp succeeded (pass thread only)
+  bool engine_answering_ = true;      // the last pass's engine call was answered (pass thread only)
   driver::DriverService& driver_;
   identity::IdentityService& identity_;
   ReconcilerOptions options_;

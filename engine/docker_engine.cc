@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/metrics/metrics.h"
+#include "common/unix_socket.h"
 
 namespace smv::engine {
 namespace {
@@ -76,14 +77,16 @@ Result<std::string> DockerEngine::Get(const std::string& path, Millis timeout) {
   httplib::Result r = client.Get(path.c_str(), httplib::Headers{{"Host", "docker"}});
   metrics::CountEngineCall(r && (r->status == 200 || r->status == 404));
   if (!r) {
-    return Unavailable(fmt::format("engine API {}: {}", path, httplib::to_string(r.error())));
+    // httplib says only "Connection": the kernel tells why (no socket file, root's, nobody listening).
+    const std::string why = r.error() == httplib::Error::Connection ? UnixConnectProblem(socket_path_) : "";
+    return Unavailable(fmt::format("engine API {}: {}", path, why.empty() ? httplib::to_string(r.error()) : why));
   }
   if (r->status == 404) return NotFound(fmt::format("engine API {}: not found", path));
   if (r->status != 200) return Unavailable(fmt::format("engine API {}: HTTP {}", path, r->status));
   return r->body;
 }
 
-bool DockerEngine::Ping(Millis timeout) { return Get("/_ping", timeout).ok(); }
+Status DockerEngine::Ping(Millis timeout) { return Get("/_ping", timeout).status(); }
 
 Result<std::string> DockerEngine::Version(Millis timeout) {
   Result<json> answer = ParseAnswer(Get("/version", timeout), Shape::kObject, "version");

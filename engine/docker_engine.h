@@ -23,7 +23,7 @@ class DockerEngine : public EngineApi {
   // `docker_host`: "unix:///var/run/docker.sock" (the only scheme supported).
   static Result<std::unique_ptr<DockerEngine>> Create(const std::string& docker_host);
 
-  bool Ping(Millis timeout) override;
+  Status Ping(Millis timeout) override;
   Result<EngineNetwork> InspectNetwork(const std::string& id_or_name, Millis timeout) override;
   Result<std::vector<EngineContainer>> ListContainers(Millis timeout) override;
   bool InspectAnswers(const std::string& container_id, Millis timeout) override;

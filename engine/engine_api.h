@@ -57,7 +57,8 @@ struct EnginePlugins {
 class EngineApi {
  public:
   virtual ~EngineApi() = default;
-  virtual bool Ping(Millis timeout) = 0;
+  // OK when the engine answers GET /_ping within `timeout`; else why not.
+  virtual Status Ping(Millis timeout) = 0;
   // GET /networks/<id-or-name>; never blocks on starting containers.
   virtual Result<EngineNetwork> InspectNetwork(const std::string& id_or_name, Millis timeout) = 0;
   // GET /containers/json?all=1; never blocks, shows a snapshot from before a start began.

@@ -19,9 +19,9 @@ class FakeEngine : public engine::EngineApi {
   std::set<std::string> starting;  // container ids whose inspect blocks
   std::atomic<int> calls{0};
 
-  bool Ping(engine::Millis) override {
+  Status Ping(engine::Millis) override {
     ++calls;
-    return answering;
+    return answering ? OkStatus() : Unavailable("engine API /_ping: injected: not answering");
   }
   Result<engine::EngineNetwork> InspectNetwork(const std::string& id, engine::Millis) override {
     ++calls;

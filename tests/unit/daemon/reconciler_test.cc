@@ -1,6 +1,8 @@
 #include "daemon/reconciler.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "tests/support/identity_world.h"
 
@@ -138,6 +140,32 @@ TEST_F(ReconcilerTest, ANetworkTheEngineHasNotStoredYetIsKept) {
   now_ += 31;
   EXPECT_EQ(reconciler_->PassOnce().networks_cleaned, 1);
   EXPECT_FALSE(driver_->FindNetwork(kNet).has_value());
+}
+
+// The engine going away and coming back is logged once each, with the cause: not at every pass,
+// and not silently (metrics alone once counted 379 failed calls).
+TEST_F(ReconcilerTest, AnEngineThatStopsAnsweringIsLoggedOnceWithItsCauseAndAgainWhenBack) {
+  auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
+  spdlog::default_logger()->sinks().push_back(ring);
+  const spdlog::level::level_enum level = spdlog::get_level();
+  spdlog::set_level(spdlog::level::info);
+  auto count = [&](const std::string& text) {
+    int n = 0;
+    for (const std::string& line : ring->last_formatted()) n += line.find(text) != std::string::npos;
+    return n;
+  };
+  reconciler_->PassOnce();
+  engine_.answering = false;
+  reconciler_->PassOnce();
+  reconciler_->PassOnce();
+  reconciler_->PassOnce();
+  engine_.answering = true;
+  reconciler_->PassOnce();
+  reconciler_->PassOnce();
+  spdlog::set_level(level);
+  spdlog::default_logger()->sinks().pop_back();
+  EXPECT_EQ(count("the Docker engine does not answer (engine API /_ping: injected: not answering)"), 1);
+  EXPECT_EQ(count("the Docker engine answers again"), 1);
 }
 
 TEST_F(ReconcilerTest, UnsureEngineCleansNothing) {
