@@ -16,6 +16,19 @@ namespace {
 
 constexpr uint32_t kEthernetMtu = 1500;  // the example an MTU error suggests
 
+// An example host_ip inside the network's own first subnet of `family` (not its gateway): near
+// the end of an IPv4 subnet (.253 of a /24), ::fd of an IPv6 one.
+std::string ExampleHostIp(const CreateNetworkCall& call, Family family) {
+  for (const IpData& d : family == Family::kV4 ? call.ipv4 : call.ipv6) {
+    if (d.pool.family() != family) continue;
+    const Uint128 base = family == Family::kV4 ? d.pool.Last().value() - 2 : d.pool.Network().value() + 0xfd;
+    IpAddress example(family, base);
+    if (d.gateway && *d.gateway == example) example = IpAddress(family, family == Family::kV4 ? base - 1 : base + 1);
+    if (d.pool.Contains(example)) return example.ToString();
+  }
+  return family == Family::kV4 ? "192.0.2.253" : "2001:db8::fd";
+}
+
 // -o host_ip must be a free address inside one of the network's subnets, on a bridge-mode
 // network (the host's link is a bridge-mode macvlan: it reaches only bridge-mode siblings).
 Status CheckHostIp(const CreateNetworkCall& call, const NetworkOptions& options) {
@@ -23,7 +36,7 @@ Status CheckHostIp(const CreateNetworkCall& call, const NetworkOptions& options)
   const IpAddress& ip = *options.host_ip;
   auto bad = [&](std::string_view why) {
     return InvalidArgument(fmt::format("invalid value \"{}\" for option \"host_ip\": {} (example: -o host_ip={})",
-                                       ip.ToString(), why, ip.is_v4() ? "192.0.2.253" : "2001:db8::fd"));
+                                       ip.ToString(), why, ExampleHostIp(call, ip.family())));
   };
   if (options.mode != MacvlanMode::kBridge) {
     return bad(fmt::format("host access needs macvlan_mode=bridge, this network is {}", MacvlanModeName(options.mode)));

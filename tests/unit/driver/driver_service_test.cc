@@ -292,6 +292,14 @@ TEST_F(DriverServiceTest, AWrongHostIpIsRefusedNamingItAndLeavesNothingBehind) {
   }
   EXPECT_EQ(links_.Count(), links_before);
   EXPECT_EQ(store_.network_count(), 0u);
+  // The example is an address of the user's own subnet, not the documentation's.
+  Status other =
+      Create(kNet1, {{"parent", "eth1"}, {"host_ip", "192.0.2.9"}}, {V4("198.51.100.0/24", "198.51.100.254")});
+  EXPECT_NE(other.message().find("(example: -o host_ip=198.51.100.253)"), std::string::npos) << other.message();
+  Status at_gateway =
+      Create(kNet1, {{"parent", "eth1"}, {"host_ip", "203.0.113.253"}}, {V4("203.0.113.0/24", "203.0.113.253")});
+  EXPECT_NE(at_gateway.message().find("(example: -o host_ip=203.0.113.252)"), std::string::npos)
+      << at_gateway.message();
 }
 
 // Two daemons (two state directories) in one network namespace: start-up reconcile deletes only
