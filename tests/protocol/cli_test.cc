@@ -22,6 +22,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/bound_unix_socket.h"
 #include "tests/support/temp_dir.h"
 
 extern char** environ;
@@ -102,30 +103,13 @@ class CliTest : public ::testing::Test {
 
 bool Says(const Ran& ran, const std::string& text) { return ran.output.find(text) != std::string::npos; }
 
-// A unix socket bound at `path`, listening or (a stopped daemon's leftover) not.
-class BoundSocket {
- public:
-  BoundSocket(const std::string& path, bool listening) : fd_(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
-    if (listening) {
-      EXPECT_EQ(listen(fd_, 8), 0);
-    }
-    EXPECT_EQ(chmod(path.c_str(), 0600), 0);  // as the daemon makes it
-  }
-  ~BoundSocket() { close(fd_); }
-
- private:
-  int fd_;
-};
+using testing::BoundUnixSocket;
 
 TEST_F(CliTest, AUserWithoutRootIsToldPermissionDeniedNotThatTheRunningDaemonIsDown) {
   testing::TempDir dir;
   ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);  // only the socket's own 0600 refuses
   const std::string socket = dir.Sub("smv.sock");
-  BoundSocket daemon(socket, true);
+  BoundUnixSocket daemon(socket, true);
   const Ran ran = RunCli({"reservations", "--socket", socket, "ls"}, {}, kNobody);
   EXPECT_EQ(ran.exit_code, 1) << ran.output;
   EXPECT_EQ(ran.output, "static-macvlan: permission denied on " + socket + ": run as root (the socket is 0600 root)\n");
@@ -137,7 +121,7 @@ TEST_F(CliTest, DoctorWithoutRootSaysPermissionDeniedNotThatTheDaemonIsDown) {
   testing::TempDir dir;
   ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);
   const std::string socket = dir.Sub("smv.sock");
-  BoundSocket daemon(socket, true);
+  BoundUnixSocket daemon(socket, true);
   const Ran ran =
       RunCli({"doctor", "--socket", socket, "--state-dir", dir.Sub("none"), "--docker-host", "unix://" + dir.Sub("no")},
              {}, kNobody);
@@ -162,7 +146,7 @@ TEST_F(CliTest, NoSocketFileSaysSoAndHowToStartTheDaemon) {
 
 TEST_F(CliTest, ASocketNobodyListensOnSaysConnectionRefused) {
   testing::TempDir dir;
-  BoundSocket stale(dir.Sub("stale.sock"), false);
+  BoundUnixSocket stale(dir.Sub("stale.sock"), false);
   const Ran ran = RunCli({"reservations", "--socket", dir.Sub("stale.sock"), "export"});
   EXPECT_EQ(ran.exit_code, 1) << ran.output;
   EXPECT_TRUE(Says(ran, "connection refused on " + dir.Sub("stale.sock") + ": no daemon listens there")) << ran.output;
@@ -268,7 +252,7 @@ TEST_F(CliTest, EveryServeAndFsckOptionReadsAnEnvironmentVariable) {
 
 TEST_F(CliTest, ServeReadsSocketStateDirAndDbSizeFromTheEnvironment) {
   testing::TempDir dir;
-  BoundSocket other(dir.Sub("other.sock"), true);
+  BoundUnixSocket other(dir.Sub("other.sock"), true);
   std::ofstream(dir.Sub("plain")) << "x";  // a --state-dir that stops serve just after its socket check
   const Ran socket = RunCli({"serve", "--state-dir", dir.Sub("plain")}, {"SMV_SOCKET=" + dir.Sub("other.sock")});
   EXPECT_EQ(socket.exit_code, 1) << socket.output;

@@ -1,7 +1,9 @@
 #pragma once
-// A unix socket bound at a path, listening (a live server) or not (a stopped server's leftover).
+// A unix socket bound at a path, listening (a live server) or not (a stopped server's leftover);
+// mode 0600, as the daemon makes its socket.
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -19,7 +21,10 @@ class BoundUnixSocket {
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
     EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    if (listening) EXPECT_EQ(listen(fd_, 4), 0);
+    if (listening) {
+      EXPECT_EQ(listen(fd_, 8), 0);
+    }
+    EXPECT_EQ(chmod(path.c_str(), 0600), 0);
   }
   BoundUnixSocket(const BoundUnixSocket&) = delete;
   BoundUnixSocket& operator=(const BoundUnixSocket&) = delete;

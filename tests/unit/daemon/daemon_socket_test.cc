@@ -11,25 +11,13 @@
 #include <cstring>
 #include <fstream>
 
+#include "tests/support/bound_unix_socket.h"
 #include "tests/support/temp_dir.h"
 
 namespace smv::daemon {
 namespace {
 
 constexpr uid_t kNobody = 65534;
-
-// A unix socket bound at `path`; listening when `listen_on` (else the file a stopped daemon left).
-int BindAt(const std::string& path, bool listen_on) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
-  if (listen_on) {
-    EXPECT_EQ(listen(fd, 4), 0);
-  }
-  return fd;
-}
 
 // What WhyDaemonSocketUnreachable says to a process running as `uid` (code, then the message).
 std::string AskAs(uid_t uid, const std::string& socket) {
@@ -57,9 +45,8 @@ std::string AskAs(uid_t uid, const std::string& socket) {
 
 TEST(DaemonSocketTest, AListeningSocketIsReachable) {
   testing::TempDir dir;
-  const int fd = BindAt(dir.Sub("d.sock"), true);
+  testing::BoundUnixSocket daemon(dir.Sub("d.sock"), true);
   EXPECT_TRUE(WhyDaemonSocketUnreachable(dir.Sub("d.sock")).ok());
-  close(fd);
 }
 
 TEST(DaemonSocketTest, AMissingSocketFileSaysTheDaemonIsNotRunningThereAndHowToStartIt) {
@@ -73,9 +60,8 @@ TEST(DaemonSocketTest, AMissingSocketFileSaysTheDaemonIsNotRunningThereAndHowToS
 
 TEST(DaemonSocketTest, ASocketFileNobodyListensOnIsConnectionRefused) {
   testing::TempDir dir;
-  const int fd = BindAt(dir.Sub("stale.sock"), false);
+  testing::BoundUnixSocket stale(dir.Sub("stale.sock"), false);
   const Status said = WhyDaemonSocketUnreachable(dir.Sub("stale.sock"));
-  close(fd);
   EXPECT_EQ(said.code(), Code::kUnavailable);
   EXPECT_EQ(said.message().rfind("connection refused on " + dir.Sub("stale.sock") + ": no daemon listens there", 0), 0u)
       << said.message();
@@ -93,11 +79,9 @@ TEST(DaemonSocketTest, AUserOtherThanRootIsToldToRunAsRootNotThatTheDaemonIsDown
   testing::TempDir dir;
   ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);  // the directory is open: the socket's own 0600 refuses
   const std::string path = dir.Sub("root-only.sock");
-  const int fd = BindAt(path, true);
-  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  testing::BoundUnixSocket daemon(path, true);  // 0600, as the daemon makes it
   const std::string said = AskAs(kNobody, path);
   EXPECT_EQ(AskAs(0, path), "0 ") << "root reaches it";
-  close(fd);
   EXPECT_EQ(said, std::to_string(static_cast<int>(Code::kPermissionDenied)) + " permission denied on " + path +
                       ": run as root (the socket is 0600 root)");
 }
