@@ -60,6 +60,15 @@ post() { curl -sf --unix-socket "$SOCK" -d "$2" "http://plugin/$1"; }
 # reap. Running means any state but Z.
 alive() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$state" ] && [ "$state" != Z ]; }
 daemon_running() { [ -f /run/static-macvlan.pid ] && alive "$(cat /run/static-macvlan.pid)"; }
+# The init script's rc.d links: started in runlevels 2-5, stopped in 0, 1 and 6.
+rc_links() { ls /etc/rc?.d/[SK][0-9][0-9]static-macvlan 2>/dev/null; }
+rc_links_exist() {
+  local level
+  for level in 2 3 4 5; do ls /etc/rc$level.d/S[0-9][0-9]static-macvlan >/dev/null 2>&1 || return 1; done
+  for level in 0 1 6; do ls /etc/rc$level.d/K[0-9][0-9]static-macvlan >/dev/null 2>&1 || return 1; done
+}
+# The start number of a script's link in runlevel 2 (boot order: lower starts first).
+start_number() { local link; link=$(ls /etc/rc2.d/S[0-9][0-9]"$1" 2>/dev/null) || return 1; basename "$link" | cut -c2-3; }
 # The package (re)starts the service itself; this waits for its socket.
 service_answers() {
   daemon_running || fail "the package did not start the service"
@@ -85,6 +94,10 @@ done
 grep -q '^Before=docker.service' /lib/systemd/system/static-macvlan.service || fail "the unit is not ordered before docker"
 bash -n /usr/share/bash-completion/completions/static-macvlan || fail "the bash completion does not parse"
 pass "binary, systemd unit (Before=docker.service), init script, defaults, man page, completion, state directory"
+# Without insserv (this host: no sysvinit) update-rc.d links the init script as S01 in the
+# runlevels that start it and K01 in those that stop it.
+rc_links_exist || fail "no rc.d links after install: $(ls /etc/rc?.d/*static-macvlan 2>&1 | paste -sd ' ')"
+pass "update-rc.d linked the init script: $(rc_links | paste -sd ' ')"
 
 # 2. The daemon answers, with a setting from /etc/default.
 service_answers
@@ -94,7 +107,9 @@ service_answers
 answer=$(post Plugin.Activate '{}') || fail "Plugin.Activate got no answer"
 [ "$answer" = '{"Implements":["NetworkDriver","IpamDriver"]}' ] || fail "Plugin.Activate answered $answer"
 grep -q '\[debug\]\|debug' /var/log/static-macvlan.log || fail "SMV_LOG_LEVEL=debug from /etc/default was not applied"
-pass "the package started the service; it answers Plugin.Activate on $SOCK and reads /etc/default/static-macvlan"
+[ "$(grep -c 'ready in' /var/log/static-macvlan.log)" -ge 2 ] ||
+  fail "/var/log/static-macvlan.log does not hold the two starts' \"ready in\" lines: $(tail -5 /var/log/static-macvlan.log)"
+pass "the package started the service; it answers Plugin.Activate on $SOCK, reads /etc/default/static-macvlan, logs to /var/log/static-macvlan.log"
 
 # A network and a reservation, as dockerd and a user would make them.
 pool=$(post IpamDriver.RequestPool \
@@ -150,4 +165,24 @@ done
 ls /etc/rc?.d/*static-macvlan* >/dev/null 2>&1 && fail "apt-get purge left rc.d links"
 dpkg-query -W -f='${Status}' static-macvlan 2>/dev/null | grep -q 'installed\|config-files' && fail "dpkg still knows the package"
 pass "apt-get purge: no daemon, none of the package's $(wc -l < "$WORK/files") files, no state, log or rc.d link"
+
+# 6. A sysvinit host: sysv-rc depends on insserv, and with it update-rc.d orders the boot by the
+# LSB headers: X-Start-Before: docker puts the plugin's start before dockerd's.
+insserv_deb=$(ls /var/cache/static-macvlan-test/insserv_*.deb 2>/dev/null | tail -1) ||
+  fail "no insserv .deb in /var/cache/static-macvlan-test (scripts/install-deps.sh --test keeps one)"
+dpkg -i "$insserv_deb" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "dpkg -i $insserv_deb"; }
+if [ ! -e /etc/init.d/docker ]; then  # docker.io ships one; a stand-in with its LSB header
+  printf '#!/bin/sh\n### BEGIN INIT INFO\n# Provides: docker\n# Required-Start: $remote_fs\n# Required-Stop: $remote_fs\n# Default-Start: 2 3 4 5\n# Default-Stop: 0 1 6\n### END INIT INFO\n' >/etc/init.d/docker
+  chmod 0755 /etc/init.d/docker
+fi
+update-rc.d docker defaults >/dev/null 2>&1 || true
+apt-get install -y -qq "$DEB" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get install (with insserv)"; }
+rc_links_exist || fail "no rc.d links with insserv: $(ls /etc/rc?.d/*static-macvlan 2>&1 | paste -sd ' ')"
+ours=$(start_number static-macvlan) || fail "no start link of static-macvlan in /etc/rc2.d"
+docker=$(start_number docker) || fail "no start link of docker in /etc/rc2.d"
+[ "$((10#$ours))" -lt "$((10#$docker))" ] || fail "at boot static-macvlan (S$ours) does not start before docker (S$docker)"
+pass "with insserv (a sysvinit host) static-macvlan starts at boot before docker: S$ours < S$docker in /etc/rc2.d"
+apt-get purge -y -qq static-macvlan >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; fail "apt-get purge (with insserv)"; }
+ls /etc/rc?.d/*static-macvlan* >/dev/null 2>&1 && fail "apt-get purge (with insserv) left rc.d links"
+pass "apt-get purge (with insserv) removed the rc.d links"
 echo "deb_test.sh: $PASSED passed"
