@@ -10,7 +10,8 @@
 # An installed .deb is therefore no reason to refuse: inside the namespace it is purged first, so
 # the test starts from a machine without the package. The test refuses when it cannot isolate
 # itself. This host has no systemd, so the package's init script runs the service (through
-# invoke-rc.d). A Docker-built machine's /usr/sbin/policy-rc.d denies every invoke-rc.d action;
+# invoke-rc.d): its rc.d links, its log /var/log/static-macvlan.log, and with insserv installed in
+# the private copy (from scripts/install-deps.sh --test's cache) its boot order before docker. A Docker-built machine's /usr/sbin/policy-rc.d denies every invoke-rc.d action;
 # inside the private copy an allowing one replaces it, as on an ordinary Debian host.
 # Usage: tests/package/deb_test.sh build/static-macvlan_VERSION_amd64.deb
 set -euo pipefail

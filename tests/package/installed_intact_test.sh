@@ -1,12 +1,14 @@
 #!/bin/bash
-# The package tier leaves an installed plugin alone. A machine with static-macvlan installed the
-# way README's install command does it (scripts/install.sh, here with the tier's already built
-# binary: SMV_PREBUILT_BINARY) and a reservation in its book runs tests/package/deb_test.sh and
-# tests/package/managed_plugin_test.sh; afterwards the installed daemon's book (the reservation
-# is listed, data.mdb is the same file), its log (there, and only grown), its pid file and its
-# process (same PID, same start time, alive, answering on the default socket) are intact. Then
-# the same with the .deb installed (apt-get install): deb_test.sh runs beside it, and the package
-# stays installed.
+# README's install command and the package tier beside an installed plugin. A machine with an
+# earlier install.sh's installation (the binary in /usr/local/bin, a background daemon) and a
+# reservation in its book runs scripts/install.sh, here with the tier's .deb (SMV_PREBUILT_DEB)
+# instead of a build of its own: the .deb is installed, the earlier binary and daemon are gone,
+# the package's daemon answers on the same book, logs to /var/log/static-macvlan.log and has
+# rc.d links; install.sh run again (the upgrade) restarts it. Then tests/package/deb_test.sh and
+# tests/package/managed_plugin_test.sh run there; afterwards the installed daemon's book (the
+# reservation is listed, data.mdb is the same file), its log (there, and only grown), its pid file
+# and its process (same PID, same start time, alive, answering on the default socket) are intact,
+# and the package is still installed.
 # That machine is itself a private copy of this host (private_host.sh): the installed instance
 # lives on the default paths of its own namespaces, so this test never touches this host's real
 # installation either; everything it started ends with those namespaces.
@@ -74,6 +76,12 @@ use_installed() {
     \"IPv6Data\":[]}" >/dev/null || fail "CreateNetwork on the installed daemon"
   in_private static-macvlan reservations reserve installed-web 203.0.113.10 --network "$net" >/dev/null ||
     fail "reservations reserve on the installed daemon"
+  baseline_installed
+}
+
+# What harm() compares against: the running daemon (pid file), its book's inode, its log.
+baseline_installed() {
+  pid=$(in_private cat /run/static-macvlan.pid)
   started=$(in_private awk '{print $22}' "/proc/$pid/stat")
   book_inode=$(in_private stat -c %i /var/lib/static-macvlan/data.mdb)
   in_private cat /var/log/static-macvlan.log >"$WORK/log.before"
@@ -129,27 +137,54 @@ run_tier() {
   cp "$WORK/log.after" "$WORK/log.before"
 }
 
-# 1. Installed as README's install command does it; the package tier runs beside it.
+# 1. An earlier install.sh's installation: /usr/local/bin/static-macvlan, a background daemon with
+# /run/static-macvlan.pid and its log; a reservation in its book.
 new_machine install-sh
-in_private env SMV_PREBUILT_BINARY="$SMV" "$REPO/scripts/install.sh" >"$WORK/install.log" 2>&1 ||
-  { cat "$WORK/install.log" >&2; fail "scripts/install.sh"; }
+in_private install -m 0755 "$SMV" /usr/local/bin/static-macvlan
+in_private sh -c 'nohup /usr/local/bin/static-macvlan serve >>/var/log/static-macvlan.log 2>&1 & echo $! >/run/static-macvlan.pid'
+for _ in $(seq 100); do in_private test -S "$SOCK" && break; sleep 0.05; done
 use_installed
-pass "scripts/install.sh (SMV_PREBUILT_BINARY): daemon pid $pid on $SOCK, installed-web -> 203.0.113.10 in its book"
+old_pid=$pid
+pass "an earlier install.sh's binary install: daemon pid $pid, installed-web -> 203.0.113.10 in its book"
+
+# 2. README's install command (scripts/install.sh, with the tier's .deb instead of a build of its
+# own: SMV_PREBUILT_DEB) replaces it with the .deb. This host, like a Docker-built one, has a
+# /usr/sbin/policy-rc.d that forbids invoke-rc.d and no runlevel: install.sh starts the service.
+in_private env SMV_PREBUILT_DEB="$DEB" "$REPO/scripts/install.sh" >"$WORK/install.log" 2>&1 ||
+  { cat "$WORK/install.log" >&2; fail "scripts/install.sh"; }
+version=$(dpkg-deb -f "$DEB" Version)
+status=$(in_private dpkg-query -W -f='${Status} ${Version}' static-macvlan 2>&1) || true
+[ "$status" = "install ok installed $version" ] || fail "after install.sh the package is \"$status\""
+in_private test -e /usr/local/bin/static-macvlan && fail "install.sh left the earlier /usr/local/bin/static-macvlan"
+in_private kill -0 "$old_pid" 2>/dev/null && [ "$(in_private awk '{print $3}' "/proc/$old_pid/stat")" != Z ] &&
+  fail "install.sh left the earlier daemon (pid $old_pid) running"
+pid=$(in_private cat /run/static-macvlan.pid) || fail "no /run/static-macvlan.pid after install.sh"
+[ "$(in_private readlink "/proc/$pid/exe")" = /usr/bin/static-macvlan ] ||
+  fail "the daemon (pid $pid) is not the package's /usr/bin/static-macvlan: $(in_private readlink "/proc/$pid/exe")"
+reserved=$(in_private static-macvlan reservations ls --json | jq -r '.[] | select(.Name == "installed-web") | .Address')
+[ "$reserved" = 203.0.113.10 ] || fail "after install.sh the book does not list installed-web -> 203.0.113.10 (got \"$reserved\")"
+[ "$(in_private grep -c 'ready in' /var/log/static-macvlan.log)" -ge 2 ] ||
+  fail "/var/log/static-macvlan.log holds no \"ready in\" line of the package's daemon"
+in_private sh -c 'ls /etc/rc2.d/S[0-9][0-9]static-macvlan /etc/rc0.d/K[0-9][0-9]static-macvlan' >/dev/null ||
+  fail "install.sh left no rc.d links of the init script (it would not start at boot)"
+grep -q 'log: /var/log/static-macvlan.log' "$WORK/install.log" || fail "install.sh does not name the log file"
+pass "scripts/install.sh (SMV_PREBUILT_DEB): package $version installed, the earlier binary and daemon replaced," \
+  "daemon pid $pid runs /usr/bin/static-macvlan, book kept, log in /var/log/static-macvlan.log, rc.d links"
+
+# 3. Running install.sh again (the upgrade) restarts the daemon on the same book.
+in_private env SMV_PREBUILT_DEB="$DEB" "$REPO/scripts/install.sh" >"$WORK/install.log" 2>&1 ||
+  { cat "$WORK/install.log" >&2; fail "scripts/install.sh (again)"; }
+new_pid=$(in_private cat /run/static-macvlan.pid)
+[ "$new_pid" != "$pid" ] || fail "install.sh again left the daemon of the replaced binary (pid $pid) running"
+[ "$(in_private readlink "/proc/$new_pid/exe")" = /usr/bin/static-macvlan ] || fail "after install.sh again no daemon runs the package's binary"
+pass "scripts/install.sh again: the daemon restarted (pid $pid -> $new_pid) on the installed binary"
+baseline_installed
+
+# 4. The package tier runs beside it; the package stays installed.
 run_tier deb_test.sh "$HERE/deb_test.sh" "$DEB"
 run_tier managed_plugin_test.sh env E2E_ENGINE="${E2E_ENGINE:-20.10}" "$HERE/managed_plugin_test.sh" "$SMV" "$PLUGIN_DIR"
-end_machine
-
-# 2. Installed as the .deb: deb_test.sh runs there too (it purges the package inside its own
-# private copy only), and the host's package stays installed.
-new_machine deb
-if in_private test -e /usr/sbin/policy-rc.d; then in_private sh -c 'printf "#!/bin/sh\nexit 0\n" > /usr/sbin/policy-rc.d'; fi
-in_private env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$DEB" >"$WORK/install.log" 2>&1 ||
-  { cat "$WORK/install.log" >&2; fail "apt-get install $DEB"; }
-use_installed
-pass "apt-get install $(basename "$DEB"): daemon pid $pid on $SOCK, installed-web -> 203.0.113.10 in its book"
-run_tier deb_test.sh "$HERE/deb_test.sh" "$DEB"
 status=$(in_private dpkg-query -W -f='${Status} ${Version}' static-macvlan 2>&1) || true
-[ "$status" = "install ok installed $(dpkg-deb -f "$DEB" Version)" ] || fail "after deb_test.sh the installed package is \"$status\""
+[ "$status" = "install ok installed $version" ] || fail "after the package tier the installed package is \"$status\""
 pass "the .deb is still installed ($status)"
 end_machine
 echo "installed_intact_test.sh: $PASSED passed"
