@@ -57,31 +57,17 @@ build_deb() {
     install -D -m 0644 /dev/stdin "$stage/lib/systemd/system/static-macvlan.service"
   install -D -m 0755 plugin-config/static-macvlan.init "$stage/etc/init.d/static-macvlan"
   install -D -m 0644 plugin-config/default "$stage/etc/default/static-macvlan"
-  install -D -m 0644 plugin-config/static-macvlan.bash-completion \
-    "$stage/usr/share/bash-completion/completions/static-macvlan"
+  # The man page and the completion, from the binary's own --help (every command and option).
+  scripts/cli-docs.sh completion "$binary" |
+    install -D -m 0644 /dev/stdin "$stage/usr/share/bash-completion/completions/static-macvlan"
   install -D -m 0644 plugin-config/debian/copyright "$stage/usr/share/doc/static-macvlan/copyright"
   # A native package's changelog: the version and where its history is.
   mkdir -p "$stage/usr/share/man/man8"
   printf 'static-macvlan (%s) unstable; urgency=medium\n\n  * Release %s; the change history is the git log.\n\n -- static-macvlan maintainers <maintainers@static-macvlan.invalid>  %s\n' \
     "$version" "$version" "$(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")" |
     gzip -9n > "$stage/usr/share/doc/static-macvlan/changelog.gz"
-  # The man page: the top-level --help, then each command's --help.
-  local commands=$stage.commands cmd
-  {
-    echo "[COMMANDS]"
-    for cmd in serve fsck doctor exec "reservations ls" "reservations reserve" "reservations release" \
-      "reservations export" "reservations import"; do
-      echo ".SS $cmd"
-      echo ".nf"
-      # shellcheck disable=SC2086
-      "$binary" $cmd --help | sed "s|$binary|static-macvlan|; s/\\\\/\\\\e/g; s/^\\./\\\\\\\&./"
-      echo ".fi"
-    done
-  } > "$commands"
-  help2man --no-info --section=8 --version-string="$version" --include="$commands" \
-    --name="Docker network and IPAM plugin: macvlan on VLANs with sticky addresses" "$binary" |
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s) scripts/cli-docs.sh man "$binary" "$version" |
     gzip -9n > "$stage/usr/share/man/man8/static-macvlan.8.gz"
-  rm -f "$commands"
   mkdir -p "$stage/DEBIAN"
   install -m 0755 plugin-config/debian/postinst plugin-config/debian/prerm plugin-config/debian/postrm "$stage/DEBIAN/"
   printf '/etc/default/static-macvlan\n/etc/init.d/static-macvlan\n' > "$stage/DEBIAN/conffiles"
