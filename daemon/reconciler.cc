@@ -83,45 +83,43 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
       ++report.addresses_given_away;
       still_given_away.insert(key);
       if (given_away_handled_.insert(key).second) {
-        SetGivenAwayAddressDown(endpoint, address->address(), kept->holder, report);
+        DeleteGivenAwayLink(endpoint, address->address(), kept->holder, report);
       }
     }
   }
   given_away_handled_ = std::move(still_given_away);  // a restarted container gets a new endpoint
 }
 
-void Reconciler::SetGivenAwayAddressDown(const driver::EndpointRecord& endpoint, const IpAddress& address,
-                                         const std::string& holder, PassReport& report) {
+void Reconciler::DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, const IpAddress& address,
+                                     const std::string& holder, PassReport& report) {
   const std::string what = fmt::format(
       "address {} of container \"{}\" (endpoint {}) was freed in the shared book while this host was cut off "
       "(reservations release --node?) and is now another's: {}",
       address.ToString(), endpoint.container_name, ShortId(endpoint.endpoint_id), holder);
-  const std::string fix = fmt::format("`docker restart {}` makes it request an address again", endpoint.container_name);
-  Result<nl::NamespaceLinkDown> down = driver_.SetAddressDownInContainer(endpoint.endpoint_id, address);
-  if (!down.ok()) {
+  const std::string fix = fmt::format("`docker restart {}` gives it a new interface and makes it request an address",
+                                      endpoint.container_name);
+  Result<nl::ContainerLinkDeletion> deleted = driver_.DeleteContainerLinkCarrying(endpoint.endpoint_id, address);
+  if (!deleted.ok()) {
     spdlog::error(
-        "{}; its interface in the container could not be set down ({}): the address is on the wire twice "
+        "{}; its interface in the container could not be deleted ({}): the address is on the wire twice "
         "until you stop the container; {}",
-        what, down.status().message(), fix);
+        what, deleted.status().message(), fix);
     return;
   }
-  switch (*down) {
-    case nl::NamespaceLinkDown::kSetDown:
-      ++report.links_set_down;
-      spdlog::error("{}; its interface in the container is down now, so the address is not on the wire twice; {}", what,
+  switch (*deleted) {
+    case nl::ContainerLinkDeletion::kDeleted:
+      ++report.links_deleted;
+      spdlog::error("{}; its interface in the container is deleted, so the address is not on the wire twice; {}", what,
                     fix);
       break;
-    case nl::NamespaceLinkDown::kAlreadyDown:
-      spdlog::error("{}; its interface in the container was down already; {}", what, fix);
+    case nl::ContainerLinkDeletion::kNoSuchLink:
+      spdlog::warn("{}; the container's interface carries it no more: nothing sends from it here", what);
       break;
-    case nl::NamespaceLinkDown::kNoSuchLink:
-      spdlog::warn("{}; no interface in the container carries it any more: nothing sends from it here", what);
-      break;
-    case nl::NamespaceLinkDown::kNoNamespace:
+    case nl::ContainerLinkDeletion::kNoNamespace:
       spdlog::warn(
-          "{}; the container's network namespace {} is not there (stopped, or not visible to this plugin): "
-          "if it still runs, the address is on the wire twice; {}",
-          what, endpoint.sandbox_key, fix);
+          "{}; no container on this host has the endpoint's interface (MAC {}) any more (stopped): nothing sends "
+          "from it here; if the container still runs, the address is on the wire twice; {}",
+          what, endpoint.mac, fix);
       break;
   }
 }

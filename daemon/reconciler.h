@@ -64,7 +64,7 @@ class Reconciler {
     int networks_cleaned = 0;      // lost DeleteNetwork/ReleasePool made up for
     int addresses_retaken = 0;     // freed in the shared book behind this host's back, taken again
     int addresses_given_away = 0;  // freed behind its back and now another's (each pass it still is)
-    int links_set_down = 0;        // container interfaces set down for such an address (once each)
+    int links_deleted = 0;         // container interfaces deleted for such an address (once each)
   };
   PassReport PassOnce();
 
@@ -82,11 +82,11 @@ class Reconciler {
   void ReleaseNetworkPools(const driver::NetworkRecord& network);
   // A shared book may have freed this host's addresses (`reservations release --node` while it
   // was only cut off): each running container's address is taken again, or, given away, the
-  // container's interface carrying it goes down (once; logged once).
+  // container's interface carrying it is deleted (once; logged once).
   void KeepRunningAddresses(PassReport& report);
   void NoteEngineAnswered(const Status& answered);
-  void SetGivenAwayAddressDown(const driver::EndpointRecord& endpoint, const IpAddress& address,
-                               const std::string& holder, PassReport& report);
+  void DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, const IpAddress& address, const std::string& holder,
+                           PassReport& report);
 
   engine::EngineApi& engine_;
   ipam::IpamApi& ipam_;

@@ -100,10 +100,12 @@ class DriverService {
   // Records the container name learned for an endpoint (kept for reconciliation). Idempotent;
   // kNotFound for an unknown endpoint.
   Status SetEndpointName(const std::string& endpoint_id, const std::string& name);
-  // One of a joined endpoint's addresses is another's now (a shared book gave it away): the links
-  // carrying it in the container's namespace go down (nl::LinkOps::SetLinkDownInNamespace).
-  // kNotFound for an unknown or unjoined endpoint, kInvalidArgument for an address not its own.
-  Result<nl::NamespaceLinkDown> SetAddressDownInContainer(const std::string& endpoint_id, const IpAddress& address);
+  // One of a joined endpoint's addresses is another's now (a shared book gave it away): the
+  // container's link carrying it, found by the endpoint's MAC, is deleted
+  // (nl::LinkOps::DeleteContainerLink). kNotFound for an unknown or unjoined endpoint,
+  // kInvalidArgument for an address not its own.
+  Result<nl::ContainerLinkDeletion> DeleteContainerLinkCarrying(const std::string& endpoint_id,
+                                                                const IpAddress& address);
   // Ids of the networks with an IPv4 or IPv6 pool equal to `subnet`.
   std::vector<std::string> NetworksOnSubnet(const Prefix& subnet) const;
 

@@ -179,8 +179,8 @@ Status DriverService::SetEndpointName(const std::string& endpoint_id, const std:
   return SaveEndpointLocked(updated);
 }
 
-Result<nl::NamespaceLinkDown> DriverService::SetAddressDownInContainer(const std::string& endpoint_id,
-                                                                       const IpAddress& address) {
+Result<nl::ContainerLinkDeletion> DriverService::DeleteContainerLinkCarrying(const std::string& endpoint_id,
+                                                                             const IpAddress& address) {
   const std::optional<EndpointRecord> endpoint = FindEndpoint(endpoint_id);
   if (!endpoint || endpoint->sandbox_key.empty()) {
     return NotFound(fmt::format("endpoint {} is not joined to a container", ShortId(endpoint_id)));
@@ -195,7 +195,9 @@ Result<nl::NamespaceLinkDown> DriverService::SetAddressDownInContainer(const std
         fmt::format("address {} is not one of endpoint {}'s", address.ToString(), ShortId(endpoint_id)));
   }
   // Outside mu_: the container's namespace is none of the driver's state, and Join need not wait.
-  return links_.SetLinkDownInNamespace(endpoint->sandbox_key, address);
+  // The MAC names the endpoint's link wherever dockerd moved it (dockerd sets the MAC this driver
+  // answered on the link in the container; an ipvlan link has its parent's, as recorded).
+  return links_.DeleteContainerLink(endpoint->mac, address);
 }
 
 Status DriverService::SaveEndpointLocked(const EndpointRecord& record) {

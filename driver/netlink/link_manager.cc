@@ -4,6 +4,8 @@
 #include <linux/if_vlan.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <netlink/attr.h>
+#include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
@@ -13,16 +15,20 @@
 #include <netlink/route/link/vlan.h>
 #include <netlink/route/route.h>
 
-#include <fcntl.h>
-#include <sched.h>
+#include <linux/net_namespace.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <set>
-#include <thread>
 
 namespace smv::nl {
 namespace {
@@ -410,7 +416,7 @@ Status LinkManager::ChangeHostRoute(const IpAddress& address, const std::string&
 
 namespace {
 
-// `address` in network byte order, as libnl holds it.
+// `address` in network byte order, as the kernel sends it.
 std::vector<unsigned char> AddressBytes(const IpAddress& address) {
   std::vector<unsigned char> out(static_cast<size_t>(address.bits() / 8));
   Uint128 value = address.value();
@@ -421,71 +427,229 @@ std::vector<unsigned char> AddressBytes(const IpAddress& address) {
   return out;
 }
 
-bool Carries(rtnl_addr* addr, const std::vector<unsigned char>& want) {
-  nl_addr* local = rtnl_addr_get_local(addr);
-  return local != nullptr && nl_addr_get_len(local) == want.size() &&
-         std::memcmp(nl_addr_get_binary_addr(local), want.data(), want.size()) == 0;
+// DeleteContainerLink speaks rtnetlink through libnl's message layer: libnl's link and address
+// objects cannot name another namespace (a target netnsid).
+using MsgPtr = std::unique_ptr<nl_msg, CFree<nlmsg_free>>;
+using CallbackPtr = std::unique_ptr<nl_cb, CFree<nl_cb_put>>;
+using OnAnswer = std::function<void(nlmsghdr*)>;
+template <typename T>
+using Parse = std::function<std::optional<T>(nlmsghdr*)>;
+
+int PassAnswer(nl_msg* msg, void* on_answer) {
+  (*static_cast<OnAnswer*>(on_answer))(nlmsg_hdr(msg));
+  return NL_OK;
 }
+
+// A dump's error arrives in its NLMSG_DONE, which libnl does not read: kept here.
+int KeepDumpError(nl_msg* msg, void* error) {
+  nlmsghdr* hdr = nlmsg_hdr(msg);
+  if (hdr->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) *static_cast<int*>(error) = *static_cast<int*>(nlmsg_data(hdr));
+  return NL_STOP;
+}
+
+// A request of `type` with its fixed header and, when `nsid` is set, the target netnsid `attr`.
+template <typename Header>
+MsgPtr Request(int type, int flags, Header header, int attr = 0, std::optional<int32_t> nsid = std::nullopt) {
+  MsgPtr msg(nlmsg_alloc_simple(type, flags));
+  if (msg == nullptr || nlmsg_append(msg.get(), &header, sizeof header, NLMSG_ALIGNTO) < 0) return nullptr;
+  if (nsid && nla_put_s32(msg.get(), attr, *nsid) < 0) return nullptr;
+  return msg;
+}
+
+// Sends what `build` makes and keeps what `parse` makes of each answer. A dump a concurrent change
+// interrupted is asked again (as List); a dump naming a netnsid that is no namespace (any more) is
+// kNotFound.
+template <typename T>
+Result<std::vector<T>> Ask(nl_sock* sock, const std::function<MsgPtr()>& build, const Parse<T>& parse,
+                           const std::string& what) {
+  int rc = 0;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::vector<T> answers;
+    OnAnswer collect = [&](nlmsghdr* hdr) {
+      if (std::optional<T> answer = parse(hdr)) answers.push_back(std::move(*answer));
+    };
+    int dump_error = 0;
+    CallbackPtr callbacks(nl_cb_alloc(NL_CB_DEFAULT));
+    MsgPtr request = build();
+    if (callbacks == nullptr || request == nullptr) return Internal(what + ": out of memory");
+    nl_cb_set(callbacks.get(), NL_CB_VALID, NL_CB_CUSTOM, PassAnswer, &collect);
+    nl_cb_set(callbacks.get(), NL_CB_FINISH, NL_CB_CUSTOM, KeepDumpError, &dump_error);
+    const bool dump = (nlmsg_hdr(request.get())->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
+    rc = nl_send_auto(sock, request.get());  // asks for an ACK too (libnl's auto-ack)
+    if (rc >= 0) rc = nl_recvmsgs(sock, callbacks.get());
+    // A dump ends with NLMSG_DONE; a single answer is followed by the ACK, read here so that the
+    // next request's answers are not taken for this one's.
+    if (rc >= 0 && !dump) rc = nl_wait_for_ack(sock);
+    if (rc == -NLE_DUMP_INTR) continue;
+    if (rc < 0) return NlStatus(rc, what);
+    if (dump_error == -EINVAL) return NotFound(what + ": no such network namespace (any more)");
+    if (dump_error == -EPERM || dump_error == -EACCES) {
+      return PermissionDenied(fmt::format("{}: {} (needs CAP_NET_ADMIN)", what, std::strerror(-dump_error)));
+    }
+    if (dump_error < 0) return Internal(fmt::format("{}: {}", what, std::strerror(-dump_error)));
+    return answers;
+  }
+  return NlStatus(rc, what);
+}
+
+std::optional<int32_t> ParseNsid(nlmsghdr* hdr) {
+  nlattr* tb[NETNSA_MAX + 1] = {};
+  if (nlmsg_parse(hdr, sizeof(rtgenmsg), tb, NETNSA_MAX, nullptr) < 0 || tb[NETNSA_NSID] == nullptr) {
+    return std::nullopt;
+  }
+  return nla_get_s32(tb[NETNSA_NSID]);
+}
+
+// The netnsids the namespace of `sock` has for other namespaces (RTM_GETNSID). Its own id is left
+// out: a dump of a peer's links gives the caller's namespace an id in itself (IFLA_LINK_NETNSID).
+Result<std::vector<int32_t>> PeerNamespaceIds(nl_sock* sock) {
+  const rtgenmsg header{.rtgen_family = AF_UNSPEC};
+  Result<std::vector<int32_t>> ids = Ask<int32_t>(
+      sock, [&] { return Request(RTM_GETNSID, NLM_F_DUMP, header); }, ParseNsid,
+      "list the ids of other network namespaces");
+  if (!ids.ok()) return ids;
+  // The daemon's process is in the namespace its sockets are in.
+  Result<std::vector<int32_t>> own = Ask<int32_t>(
+      sock,
+      [&] {
+        MsgPtr msg = Request(RTM_GETNSID, 0, header);
+        if (msg != nullptr && nla_put_u32(msg.get(), NETNSA_PID, static_cast<uint32_t>(getpid())) < 0) return MsgPtr();
+        return msg;
+      },
+      ParseNsid, "look up the id of this network namespace");
+  if (!own.ok()) return own;
+  std::erase_if(*ids, [&](int32_t id) { return id < 0 || std::find(own->begin(), own->end(), id) != own->end(); });
+  return ids;
+}
+
+struct PeerLink {
+  int index = 0;
+  std::string mac;  // as MacAddress::ToString
+  std::string alias;
+};
+
+// A link of the namespace `nsid`, from a dump that named it. A kernel that ignored the target
+// would list the caller's own links: only answers carrying the target count.
+std::optional<PeerLink> ParsePeerLink(nlmsghdr* hdr, int32_t nsid) {
+  nlattr* tb[IFLA_MAX + 1] = {};
+  if (nlmsg_parse(hdr, sizeof(ifinfomsg), tb, IFLA_MAX, nullptr) < 0) return std::nullopt;
+  if (tb[IFLA_TARGET_NETNSID] == nullptr || nla_get_s32(tb[IFLA_TARGET_NETNSID]) != nsid) return std::nullopt;
+  PeerLink link{.index = static_cast<ifinfomsg*>(nlmsg_data(hdr))->ifi_index};
+  if (tb[IFLA_ADDRESS] != nullptr && nla_len(tb[IFLA_ADDRESS]) == 6) {
+    std::array<uint8_t, 6> bytes{};
+    std::memcpy(bytes.data(), nla_data(tb[IFLA_ADDRESS]), bytes.size());
+    link.mac = MacAddress(bytes).ToString();
+  }
+  if (tb[IFLA_IFALIAS] != nullptr) link.alias = nla_get_string(tb[IFLA_IFALIAS]);
+  return link;
+}
+
+Result<std::vector<PeerLink>> LinksIn(nl_sock* sock, int32_t nsid) {
+  return Ask<PeerLink>(
+      sock, [&] { return Request(RTM_GETLINK, NLM_F_DUMP, ifinfomsg{}, IFLA_TARGET_NETNSID, nsid); },
+      [&](nlmsghdr* hdr) { return ParsePeerLink(hdr, nsid); },
+      fmt::format("list the interfaces of network namespace {}", nsid));
+}
+
+// The indexes of the links of namespace `nsid` that carry `address` (only answers naming the target
+// count, as in ParsePeerLink).
+Result<std::set<int>> IndexesCarrying(nl_sock* sock, int32_t nsid, const IpAddress& address) {
+  const ifaddrmsg header{.ifa_family = static_cast<uint8_t>(address.is_v4() ? AF_INET : AF_INET6)};
+  const std::vector<unsigned char> want = AddressBytes(address);
+  const Parse<int> carrier = [&](nlmsghdr* hdr) -> std::optional<int> {
+    nlattr* tb[IFA_MAX + 1] = {};
+    if (nlmsg_parse(hdr, sizeof(ifaddrmsg), tb, IFA_MAX, nullptr) < 0) return std::nullopt;
+    if (tb[IFA_TARGET_NETNSID] == nullptr || nla_get_s32(tb[IFA_TARGET_NETNSID]) != nsid) return std::nullopt;
+    nlattr* local = tb[IFA_LOCAL] != nullptr ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];  // IPv6: IFA_ADDRESS only
+    if (local == nullptr || static_cast<size_t>(nla_len(local)) != want.size() ||
+        std::memcmp(nla_data(local), want.data(), want.size()) != 0) {
+      return std::nullopt;
+    }
+    return static_cast<int>(static_cast<ifaddrmsg*>(nlmsg_data(hdr))->ifa_index);
+  };
+  Result<std::vector<int>> found = Ask<int>(
+      sock, [&] { return Request(RTM_GETADDR, NLM_F_DUMP, header, IFA_TARGET_NETNSID, nsid); }, carrier,
+      fmt::format("list the addresses of network namespace {}", nsid));
+  if (!found.ok()) return found.status();
+  return std::set<int>(found->begin(), found->end());
+}
+
+// Address dumps honour IFA_TARGET_NETNSID only with strict checking (Linux 4.20 and later); without
+// it they answer for the caller's own namespace. On for DeleteContainerLink only: libnl's own
+// address dumps send a short header that strict checking refuses.
+class StrictChecking {
+ public:
+  explicit StrictChecking(nl_sock* sock) : fd_(nl_socket_get_fd(sock)) {
+    const int on = 1;
+    on_ = setsockopt(fd_, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &on, sizeof on) == 0;
+  }
+  StrictChecking(const StrictChecking&) = delete;
+  StrictChecking& operator=(const StrictChecking&) = delete;
+  ~StrictChecking() {
+    const int off = 0;
+    if (on_) setsockopt(fd_, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &off, sizeof off);
+  }
+  bool on() const { return on_; }
+
+ private:
+  int fd_;
+  bool on_ = false;
+};
 
 }  // namespace
 
-Result<NamespaceLinkDown> LinkManager::SetLinkDownInNamespace(const std::string& netns_path, const IpAddress& address) {
-  const int ns = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (ns < 0 && errno == ENOENT) return NamespaceLinkDown::kNoNamespace;
-  if (ns < 0) {
-    return PermissionDenied(fmt::format("open network namespace {}: {}", netns_path, std::strerror(errno)));
+// What rtnetlink does with another namespace's netnsid (checked on Linux 6.18; the VM tier runs the
+// netns tests on 6.1): RTM_GETLINK dumps and RTM_DELLINK honour IFLA_TARGET_NETNSID; RTM_GETADDR dumps
+// honour IFA_TARGET_NETNSID with strict checking only. RTM_SETLINK and RTM_NEWLINK look the link up in
+// the caller's namespace and read the target as where to move it, and RTM_DELADDR ignores the target:
+// setting a container's link down or taking its address away that way would act on the host's own
+// links. Deleting the link is the one change that reaches into the container without setns.
+Result<ContainerLinkDeletion> LinkManager::DeleteContainerLink(const std::string& mac, const IpAddress& address) {
+  const std::optional<MacAddress> want = MacAddress::Parse(mac);
+  if (!want) return InvalidArgument(fmt::format("invalid MAC address \"{}\"", mac));
+  std::scoped_lock lock(mu_);
+  StrictChecking strict(sock_);
+  if (!strict.on()) {
+    return FailedPrecondition(fmt::format(
+        "take {} off the wire in a container: this kernel cannot list another network namespace's addresses "
+        "(NETLINK_GET_STRICT_CHK: {}); Linux 4.20 or later can",
+        address.ToString(), std::strerror(errno)));
   }
-  Result<NamespaceLinkDown> outcome = Internal("no answer from the namespace thread");
-  // setns moves the calling thread only: a thread of its own enters, opens a socket there and
-  // ends, so no other thread of the daemon ever runs in the container's namespace.
-  std::thread([&] {
-    if (setns(ns, CLONE_NEWNET) != 0) {
-      // EINVAL: not a namespace (any more): dockerd unmounts a stopped container's before removing the file.
-      outcome = errno == EINVAL ? Result<NamespaceLinkDown>(NamespaceLinkDown::kNoNamespace)
-                                : PermissionDenied(fmt::format("enter network namespace {}: {} (needs CAP_SYS_ADMIN)",
-                                                               netns_path, std::strerror(errno)));
-      return;
-    }
-    Result<std::unique_ptr<LinkManager>> inside = Open();
-    outcome = inside.ok() ? (*inside)->SetDownLinksCarrying(address) : Result<NamespaceLinkDown>(inside.status());
-  }).join();
-  close(ns);
-  return outcome;
+  Result<std::vector<int32_t>> peers = PeerNamespaceIds(sock_);
+  if (!peers.ok()) return peers.status();
+  bool has_mac = false;
+  bool deleted = false;
+  for (int32_t nsid : *peers) {
+    Result<PeerOutcome> peer = DeleteCarrierInPeerLocked(nsid, want->ToString(), address);
+    if (!peer.ok()) return peer.status();
+    has_mac = has_mac || peer->has_mac;
+    deleted = deleted || peer->deleted;
+  }
+  if (deleted) return ContainerLinkDeletion::kDeleted;
+  return has_mac ? ContainerLinkDeletion::kNoSuchLink : ContainerLinkDeletion::kNoNamespace;
 }
 
-Result<NamespaceLinkDown> LinkManager::SetDownLinksCarrying(const IpAddress& address) {
-  std::scoped_lock lock(mu_);
-  nl_cache* raw = nullptr;
-  int rc = 0;
-  for (int attempt = 0; attempt < 5; ++attempt) {  // as List: retry a dump a change interrupted
-    rc = rtnl_addr_alloc_cache(sock_, &raw);
-    if (rc != -NLE_DUMP_INTR) break;
-  }
-  if (rc < 0) return NlStatus(rc, "list addresses");
-  CachePtr cache(raw);
-  const std::vector<unsigned char> want = AddressBytes(address);
-  std::set<int> carriers;
-  for (nl_object* obj = nl_cache_get_first(cache.get()); obj != nullptr; obj = nl_cache_get_next(obj)) {
-    auto* addr = reinterpret_cast<rtnl_addr*>(obj);
-    if (Carries(addr, want)) carriers.insert(rtnl_addr_get_ifindex(addr));
-  }
-  if (carriers.empty()) return NamespaceLinkDown::kNoSuchLink;
-  NamespaceLinkDown outcome = NamespaceLinkDown::kAlreadyDown;
-  for (int index : carriers) {
-    rtnl_link* found = nullptr;
-    if (rc = rtnl_link_get_kernel(sock_, index, nullptr, &found); rc < 0) {
-      if (rc == -NLE_OBJ_NOTFOUND || rc == -NLE_NODEV) continue;  // gone meanwhile: sends nothing
-      return NlStatus(rc, fmt::format("look up interface {}", index));
-    }
-    LinkPtr orig(found);
-    if ((rtnl_link_get_flags(orig.get()) & IFF_UP) == 0) continue;
-    LinkPtr change(rtnl_link_alloc());
-    if (change == nullptr) return Internal("allocate link object");
-    rtnl_link_unset_flags(change.get(), IFF_UP);
-    if (rc = rtnl_link_change(sock_, orig.get(), change.get(), 0); rc < 0) {
-      return NlStatus(rc, fmt::format("set interface \"{}\" down", rtnl_link_get_name(orig.get())));
-    }
-    outcome = NamespaceLinkDown::kSetDown;
+Result<LinkManager::PeerOutcome> LinkManager::DeleteCarrierInPeerLocked(int32_t nsid, const std::string& mac,
+                                                                        const IpAddress& address) {
+  Result<std::vector<PeerLink>> links = LinksIn(sock_, nsid);
+  if (!links.ok())
+    return links.status().code() == Code::kNotFound ? Result<PeerOutcome>(PeerOutcome{}) : links.status();
+  std::erase_if(*links, [&](const PeerLink& l) { return l.mac != mac || TaggedByAnother(l.alias, owner_tag_); });
+  if (links->empty()) return PeerOutcome{};
+  Result<std::set<int>> carriers = IndexesCarrying(sock_, nsid, address);
+  if (!carriers.ok())
+    return carriers.status().code() == Code::kNotFound ? Result<PeerOutcome>(PeerOutcome{}) : carriers.status();
+  PeerOutcome outcome{.has_mac = true};
+  for (const PeerLink& link : *links) {
+    if (!carriers->contains(link.index)) continue;
+    // By index, never by name: RTM_DELLINK looks a name up in the caller's own namespace whatever
+    // the target. The kernel that answered the address dump above (4.20+) honours the target here.
+    MsgPtr request = Request(RTM_DELLINK, NLM_F_ACK, ifinfomsg{.ifi_index = link.index}, IFLA_TARGET_NETNSID, nsid);
+    if (request == nullptr) return Internal("allocate netlink message");
+    const int rc = nl_send_sync(sock_, request.release());                          // frees the message
+    if (rc == -NLE_NODEV || rc == -NLE_OBJ_NOTFOUND || rc == -NLE_INVAL) continue;  // gone meanwhile, or its namespace
+    if (rc < 0) return NlStatus(rc, fmt::format("delete interface {} in network namespace {}", link.index, nsid));
+    outcome.deleted = true;
   }
   return outcome;
 }

@@ -2,6 +2,7 @@
 // LinkOps on the kernel through libnl (route netlink). One netlink socket, bound to the network
 // namespace the manager was opened in; calls are serialized by a mutex.
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 
@@ -30,7 +31,7 @@ class LinkManager : public LinkOps {
   Status AddHostAddress(const std::string& link, const IpAddress& address) override;
   Status AddHostRoute(const IpAddress& address, const std::string& link) override;
   Status DeleteHostRoute(const IpAddress& address, const std::string& link) override;
-  Result<NamespaceLinkDown> SetLinkDownInNamespace(const std::string& netns_path, const IpAddress& address) override;
+  Result<ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address) override;
 
   // Where the network sysctls are (default /proc/sys/net): a managed plugin's /proc/sys is
   // read-only, so its config mounts the host's /proc/sys/net elsewhere.
@@ -48,8 +49,13 @@ class LinkManager : public LinkOps {
   Result<int> IndexOfLocked(const std::string& name);
   Status ChangeFlagsLocked(const std::string& name, unsigned set, unsigned clear);
   Status ChangeHostRoute(const IpAddress& address, const std::string& link, bool add);
-  // SetLinkDownInNamespace's work, on a manager opened inside that namespace.
-  Result<NamespaceLinkDown> SetDownLinksCarrying(const IpAddress& address);
+  // DeleteContainerLink's work in the namespace of netnsid `nsid`: whether a link with `mac` is
+  // there, and whether one carrying `address` was deleted.
+  struct PeerOutcome {
+    bool has_mac = false;
+    bool deleted = false;
+  };
+  Result<PeerOutcome> DeleteCarrierInPeerLocked(int32_t nsid, const std::string& mac, const IpAddress& address);
   // Puts the owner tag on the link just created as `name`; deletes the link if that fails (the
   // kernel takes no alias in a create request, hence this second step).
   Status TagNewLinkLocked(const std::string& name, std::string_view what);

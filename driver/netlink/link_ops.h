@@ -50,12 +50,11 @@ struct MacvlanSpec {
   std::string mac;   // "": the kernel picks one
 };
 
-// What SetLinkDownInNamespace found in the other namespace.
-enum class NamespaceLinkDown {
-  kSetDown,      // a link there carried the address and was up: it is down now
-  kAlreadyDown,  // the links there that carry it were down already
-  kNoSuchLink,   // no link there carries the address
-  kNoNamespace,  // no network namespace at that path (the container stopped, or the path is not visible here)
+// What DeleteContainerLink found in the other network namespaces.
+enum class ContainerLinkDeletion {
+  kDeleted,      // a link there with that MAC carried the address: it is deleted
+  kNoSuchLink,   // the link with that MAC is there, but carries no such address
+  kNoNamespace,  // no other namespace holds a link with that MAC (the container stopped)
 };
 
 // With an owner tag set (LinkManager::SetOwnerTag), every Create* tags the link it makes, and
@@ -90,10 +89,14 @@ class LinkOps {
   // kNotFound when absent.
   virtual Status DeleteHostRoute(const IpAddress& address, const std::string& link) = 0;
 
-  // In the network namespace at `netns_path` (a container's sandbox key), sets down every link
-  // that carries `address`; the address stays on it. No packet from that address leaves, and
-  // `ip link set ... up` or a container restart undoes it. The caller's own namespace is untouched.
-  virtual Result<NamespaceLinkDown> SetLinkDownInNamespace(const std::string& netns_path, const IpAddress& address) = 0;
+  // A container's address another host now holds (a fleet): in the network namespaces other than
+  // the caller's that the caller's namespace knows by a netnsid (those its links were moved to, by
+  // dockerd: the containers'), deletes each link with MAC `mac` that carries `address`. Never a
+  // link of the caller's namespace, never one tagged by another instance. Needs CAP_NET_ADMIN only:
+  // no path to the namespace, no setns (the managed plugin has neither). Deleted, not set down:
+  // rtnetlink deletes a link in another namespace but cannot change one (RTM_SETLINK takes no target
+  // netnsid). `docker restart` gives the container a new link.
+  virtual Result<ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address) = 0;
 };
 
 }  // namespace smv::nl

@@ -10,9 +10,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -381,45 +387,176 @@ TEST_F(DriverNetnsTest, ReconcileLeavesAnotherInstancesLinks) {
   EXPECT_TRUE(links_->Find("smvh0123456789")->has_value());
 }
 
-// A container's address given away: its link inside the container's namespace goes down, the
-// address stays on it, and a link of the daemon's own namespace with the same address stays up.
-TEST_F(NetnsTest, SetLinkDownInNamespaceSetsDownOnlyTheContainersLinkCarryingTheAddress) {
+// A container's address given away: exactly the link with the endpoint's MAC that carries it is
+// deleted in the container's namespace (IPv4 and IPv6); a link with that MAC carrying other
+// addresses is "no such link", a link tagged by another instance is none of ours.
+TEST_F(NetnsTest, DeleteContainerLinkDeletesOnlyTheLinkWithTheMacCarryingTheAddress) {
   ContainerNetns container;
   ASSERT_TRUE(container.ok());
+  links_->SetOwnerTag("static-macvlan:00000000000000a1");
   ASSERT_TRUE(links_->SetUp("eth1").ok());
-  for (const char* name : {"mvc", "mvd", "mvh"})
-    ASSERT_TRUE(links_->CreateMacvlan({name, "eth1", "bridge", 0, ""}).ok());
-  ASSERT_EQ(std::system(("ip link set dev mvc netns " + container.pid()).c_str()), 0);
-  ASSERT_EQ(std::system(("ip link set dev mvd netns " + container.pid()).c_str()), 0);
+  ASSERT_TRUE(links_->CreateMacvlan({"mvc", "eth1", "bridge", 0, "02:42:c0:00:02:0a"}).ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"mvd", "eth1", "bridge", 0, "02:42:c0:00:02:0b"}).ok());
+  auto theirs = nl::LinkManager::Open();
+  ASSERT_TRUE(theirs.ok());
+  (*theirs)->SetOwnerTag("static-macvlan:00000000000000b2");
+  ASSERT_TRUE((*theirs)->CreateMacvlan({"mvt", "eth1", "bridge", 0, "02:42:c0:00:02:0c"}).ok());
+  for (const char* link : {"mvc", "mvd", "mvt"}) {
+    ASSERT_EQ(std::system(("ip link set dev " + std::string(link) + " netns " + container.pid()).c_str()), 0);
+    ASSERT_EQ(container.Run(std::string("ip link set dev ") + link + " up"), 0);
+  }
   ASSERT_EQ(container.Run("ip addr add 192.0.2.10/24 dev mvc"), 0);
   ASSERT_EQ(container.Run("ip addr add 2001:db8::10/64 dev mvd nodad"), 0);
-  ASSERT_EQ(container.Run("ip link set dev mvc up"), 0);
-  ASSERT_EQ(container.Run("ip link set dev mvd up"), 0);
-  ASSERT_TRUE(links_->AddHostAddress("mvh", *IpAddress::Parse("192.0.2.10")).ok());
-  ASSERT_TRUE(links_->SetUp("mvh").ok());
-  ASSERT_TRUE(container.Up("mvc") && container.Up("mvd"));
+  ASSERT_EQ(container.Run("ip addr add 192.0.2.12/24 dev mvt"), 0);
+  // In the caller's own namespace, with the same MAC and address: never a container's. (After the
+  // first peer link dump, the kernel has given the caller's namespace an id in itself too.)
+  ASSERT_TRUE(links_->CreateVethPair("hx", "hy").ok());
+  ASSERT_EQ(std::system("ip link set dev hx address 02:42:c0:00:02:0a"), 0);
+  ASSERT_TRUE(links_->AddHostAddress("hx", *IpAddress::Parse("192.0.2.10")).ok());
+  ASSERT_TRUE(links_->SetUp("hx").ok());
+  auto delete_link = [&](const char* mac, const char* address) {
+    Result<ContainerLinkDeletion> deleted = links_->DeleteContainerLink(mac, *IpAddress::Parse(address));
+    EXPECT_TRUE(deleted.ok()) << deleted.status().message();
+    return deleted.ok() ? *deleted : ContainerLinkDeletion::kNoNamespace;
+  };
+  auto present = [&](const std::string& link) { return container.Run("ip link show dev " + link) == 0; };
 
-  Result<NamespaceLinkDown> down = links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("192.0.2.10"));
-  ASSERT_TRUE(down.ok()) << down.status().message();
-  EXPECT_EQ(*down, NamespaceLinkDown::kSetDown);
-  EXPECT_FALSE(container.Up("mvc"));
-  EXPECT_TRUE(container.Up("mvd")) << "carries no such address";
-  std::string addresses;
-  EXPECT_EQ(container.Run("ip -o addr show dev mvc", &addresses), 0);
-  EXPECT_NE(addresses.find("192.0.2.10/24"), std::string::npos) << "down, not stripped";
-  EXPECT_TRUE((*links_->Find("mvh"))->up) << "the daemon's own namespace is left alone";
-  EXPECT_EQ(*links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("192.0.2.10")),
-            NamespaceLinkDown::kAlreadyDown);
-  EXPECT_EQ(*links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("2001:db8::10")),
-            NamespaceLinkDown::kSetDown);
-  EXPECT_FALSE(container.Up("mvd"));
-  EXPECT_EQ(*links_->SetLinkDownInNamespace(container.path(), *IpAddress::Parse("192.0.2.99")),
-            NamespaceLinkDown::kNoSuchLink);
+  EXPECT_EQ(delete_link("02:42:c0:00:02:0b", "192.0.2.10"), ContainerLinkDeletion::kNoSuchLink);
+  EXPECT_EQ(delete_link("02:42:c0:00:02:0a", "2001:db8::10"), ContainerLinkDeletion::kNoSuchLink);
+  EXPECT_EQ(delete_link("02:42:c0:00:02:0c", "192.0.2.12"), ContainerLinkDeletion::kNoNamespace)
+      << "another instance's link";
+  EXPECT_TRUE(present("mvc") && present("mvd") && present("mvt"));
+  EXPECT_EQ(delete_link("02:42:C0:00:02:0B", "2001:db8::10"), ContainerLinkDeletion::kDeleted);
+  EXPECT_FALSE(present("mvd"));
+  EXPECT_TRUE(container.Up("mvc"));
+  EXPECT_EQ(delete_link("02:42:c0:00:02:0a", "192.0.2.10"), ContainerLinkDeletion::kDeleted);
+  EXPECT_FALSE(present("mvc"));
+  EXPECT_TRUE(container.Up("mvt"));
+  EXPECT_EQ(delete_link("02:42:c0:00:02:0a", "192.0.2.10"), ContainerLinkDeletion::kNoNamespace) << "gone already";
+  ASSERT_TRUE(links_->Find("hx")->has_value()) << "a link of the caller's own namespace was deleted";
+  EXPECT_TRUE((*links_->Find("hx"))->up);
+  EXPECT_EQ(links_->DeleteContainerLink("02:42", *IpAddress::Parse("192.0.2.10")).status().code(),
+            Code::kInvalidArgument);
 }
 
-// The capabilities the .deb's systemd unit keeps (CapabilityBoundingSet=) are enough to set a
-// container's link down, and without CAP_SYS_ADMIN (setns) they are not. Each try runs in a
-// child process holding only those capabilities.
+// The managed plugin's capabilities, as plugin-config/config.json grants them (linux.capabilities),
+// next to the service unit. An unknown name fails the test rather than being left out.
+std::vector<int> PluginCapabilities() {
+  const std::filesystem::path config = std::filesystem::path(SMV_SERVICE_UNIT).parent_path() / "config.json";
+  std::ifstream in(config);
+  const nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+  std::vector<int> caps;
+  if (json.is_discarded()) {
+    ADD_FAILURE() << "cannot read " << config;
+    return caps;
+  }
+  const std::map<std::string, int> known = {{"CAP_NET_ADMIN", CAP_NET_ADMIN},
+                                            {"CAP_NET_RAW", CAP_NET_RAW},
+                                            {"CAP_SYS_ADMIN", CAP_SYS_ADMIN},
+                                            {"CAP_SYS_PTRACE", CAP_SYS_PTRACE},
+                                            {"CAP_DAC_OVERRIDE", CAP_DAC_OVERRIDE}};
+  for (const nlohmann::json& name : json["linux"]["capabilities"]) {
+    auto cap = known.find(name.get<std::string>());
+    if (cap == known.end()) {
+      ADD_FAILURE() << config << ": capability " << name << " unknown to this test";
+      continue;
+    }
+    caps.push_back(cap->second);
+  }
+  return caps;
+}
+
+// Exit codes of AsManagedPlugin's child.
+constexpr int kTookItOff = 0, kCallFailed = 1, kNoCapset = 2, kOtherOutcome = 3, kSawAPath = 4;
+
+// Runs `act` in a child that is placed as the managed plugin is: in the caller's (host's) network
+// namespace, its own mount namespace with no view of any namespace file (a fresh tmpfs over /proc,
+// /run and /tmp), and only `keep` of the capabilities. `netns_path` must not open there.
+int AsManagedPlugin(const std::vector<int>& keep, const std::string& netns_path, const std::function<int()>& act) {
+  const pid_t child = fork();
+  if (child == 0) {
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(kNoCapset);
+    for (const char* dir : {"/proc", "/run", "/tmp"}) {
+      if (mount("none", dir, "tmpfs", 0, nullptr) != 0) _exit(kNoCapset);
+    }
+    for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+      if (std::find(keep.begin(), keep.end(), cap) == keep.end()) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    }
+    __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    __user_cap_data_struct data[2] = {};
+    for (int cap : keep) {
+      data[cap / 32].effective |= 1u << (cap % 32);
+      data[cap / 32].permitted |= 1u << (cap % 32);
+    }
+    if (syscall(SYS_capset, &header, data) != 0) _exit(kNoCapset);
+    if (const int fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) _exit(kSawAPath);
+    _exit(act());
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+}
+
+// The fleet case of issue 27 on the managed plugin: a container's address was given away, and the
+// plugin (host network, CAP_NET_ADMIN + CAP_NET_RAW, no path to dockerd's namespaces) takes it off
+// the wire: exactly the container's link with the endpoint's MAC that carries it, not another
+// namespace's link with the same address and another MAC, not a link of its own namespace.
+TEST_F(NetnsTest, TheManagedPluginTakesTheGivenAwayAddressOffTheWireInTheContainer) {
+  const std::vector<int> plugin = PluginCapabilities();
+  ASSERT_FALSE(plugin.empty());
+  ContainerNetns container, elsewhere;
+  ASSERT_TRUE(container.ok() && elsewhere.ok());
+  links_->SetOwnerTag("static-macvlan:00000000000000a1");
+  ASSERT_TRUE(links_->SetUp("eth1").ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"mvc", "eth1", "bridge", 0, "02:42:c0:00:02:0a"}).ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"mvd", "eth1", "bridge", 0, "02:42:c0:00:02:0b"}).ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"mvo", "eth1", "bridge", 0, "02:42:c0:00:02:99"}).ok());
+  ASSERT_EQ(std::system(("ip link set dev mvc netns " + container.pid()).c_str()), 0);
+  ASSERT_EQ(std::system(("ip link set dev mvd netns " + container.pid()).c_str()), 0);
+  ASSERT_EQ(std::system(("ip link set dev mvo netns " + elsewhere.pid()).c_str()), 0);
+  ASSERT_EQ(container.Run("ip addr add 192.0.2.10/24 dev mvc"), 0);
+  ASSERT_EQ(container.Run("ip addr add 2001:db8::10/64 dev mvc nodad"), 0);
+  ASSERT_EQ(container.Run("ip addr add 192.0.2.11/24 dev mvd"), 0);
+  ASSERT_EQ(elsewhere.Run("ip addr add 192.0.2.10/24 dev mvo"), 0);
+  for (const auto& [ns, link] : {std::pair(&container, "mvc"), {&container, "mvd"}, {&elsewhere, "mvo"}}) {
+    ASSERT_EQ(ns->Run(std::string("ip link set dev ") + link + " up"), 0);
+  }
+  // The plugin's own namespace: a link with the same MAC and address stays.
+  ASSERT_TRUE(links_->CreateVethPair("hx", "hy").ok());
+  ASSERT_EQ(std::system("ip link set dev hx address 02:42:c0:00:02:0a"), 0);
+  ASSERT_TRUE(links_->AddHostAddress("hx", *IpAddress::Parse("192.0.2.10")).ok());
+  ASSERT_TRUE(links_->SetUp("hx").ok());
+
+  auto take_off = [&](const std::string& address) {
+    return [address] {
+      auto links = nl::LinkManager::Open();
+      if (!links.ok()) return kCallFailed;
+      (*links)->SetOwnerTag("static-macvlan:00000000000000a1");
+      Result<ContainerLinkDeletion> deleted =
+          (*links)->DeleteContainerLink("02:42:c0:00:02:0a", *IpAddress::Parse(address));
+      if (!deleted.ok()) return kCallFailed;
+      return *deleted == ContainerLinkDeletion::kDeleted ? kTookItOff : kOtherOutcome;
+    };
+  };
+  std::vector<int> without_net_admin = plugin;
+  std::erase(without_net_admin, CAP_NET_ADMIN);
+  EXPECT_EQ(AsManagedPlugin(without_net_admin, container.path(), take_off("192.0.2.10")), kCallFailed)
+      << "needed no CAP_NET_ADMIN";
+  EXPECT_TRUE(container.Up("mvc"));
+  EXPECT_EQ(AsManagedPlugin(plugin, container.path(), take_off("192.0.2.10")), kTookItOff)
+      << "the managed plugin's capabilities cannot take a container's address off the wire";
+  std::string links;
+  container.Run("ip -o link show", &links);
+  EXPECT_EQ(links.find("mvc"), std::string::npos) << "the container's link is still there:\n" << links;
+  EXPECT_TRUE(container.Up("mvd")) << "carries no such address";
+  EXPECT_TRUE(elsewhere.Up("mvo")) << "another namespace's link with another MAC";
+  ASSERT_TRUE(links_->Find("hx")->has_value());
+  EXPECT_TRUE((*links_->Find("hx"))->up) << "the plugin's own namespace is left alone";
+}
+
+// The capabilities the .deb's systemd unit keeps (CapabilityBoundingSet=) are enough to take a
+// container's address off the wire, and without CAP_NET_ADMIN they are not. Nothing needs
+// CAP_SYS_ADMIN any more (no setns), so the unit does not keep it.
 std::vector<int> UnitCapabilities() {
   std::ifstream unit(SMV_SERVICE_UNIT);
   std::vector<int> caps;
@@ -435,103 +572,61 @@ std::vector<int> UnitCapabilities() {
   return caps;
 }
 
-// A network namespace bind-mounted on a file of a fresh temp directory, as dockerd's sandbox keys.
-class BoundNetns {
- public:
-  explicit BoundNetns(const std::string& ns) {
-    char dir[] = "/tmp/smv-test-nsfs-XXXXXX";
-    if (mkdtemp(dir) == nullptr) return;
-    dir_ = dir;
-    path_ = dir_ + "/sandbox";
-    std::ofstream(path_).put('\0');
-    mounted_ = mount(ns.c_str(), path_.c_str(), nullptr, MS_BIND, nullptr) == 0;
-  }
-  BoundNetns(const BoundNetns&) = delete;
-  BoundNetns& operator=(const BoundNetns&) = delete;
-  ~BoundNetns() {
-    if (mounted_) umount2(path_.c_str(), MNT_DETACH);
-    if (!path_.empty()) unlink(path_.c_str());
-    if (!dir_.empty()) rmdir(dir_.c_str());
-  }
-  bool ok() const { return mounted_; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string dir_, path_;
-  bool mounted_ = false;
-};
-
-// Exit status of a child that keeps only `keep` and sets the link of `address` down: 0 when it
-// went down, 1 when the call failed, 2 when the capabilities could not be set.
-int SetDownWithOnly(const std::vector<int>& keep, const std::string& netns, const std::string& address) {
-  const pid_t child = fork();
-  if (child == 0) {
-    for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
-      if (std::find(keep.begin(), keep.end(), cap) == keep.end()) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
-    }
-    __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-    __user_cap_data_struct data[2] = {};
-    for (int cap : keep) {
-      data[cap / 32].effective |= 1u << (cap % 32);
-      data[cap / 32].permitted |= 1u << (cap % 32);
-    }
-    if (syscall(SYS_capset, &header, data) != 0) _exit(2);
-    auto links = nl::LinkManager::Open();
-    if (!links.ok()) _exit(1);
-    Result<NamespaceLinkDown> down = (*links)->SetLinkDownInNamespace(netns, *IpAddress::Parse(address));
-    _exit(down.ok() && *down == NamespaceLinkDown::kSetDown ? 0 : 1);
-  }
-  int status = 0;
-  waitpid(child, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 3;
-}
-
-TEST_F(NetnsTest, TheServiceUnitsCapabilitiesAreEnoughToSetAContainersLinkDown) {
+TEST_F(NetnsTest, TheServiceUnitsCapabilitiesAreEnoughToDeleteAContainersLinkAndNetAdminIsNeeded) {
   const std::vector<int> unit = UnitCapabilities();
   ASSERT_FALSE(unit.empty()) << "no CapabilityBoundingSet= in " << SMV_SERVICE_UNIT;
+  EXPECT_EQ(std::count(unit.begin(), unit.end(), CAP_SYS_ADMIN), 0) << "kept, though nothing needs it";
   ContainerNetns container;
   ASSERT_TRUE(container.ok());
   ASSERT_TRUE(links_->SetUp("eth1").ok());
-  ASSERT_TRUE(links_->CreateMacvlan({"mvc", "eth1", "bridge", 0, ""}).ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"mvc", "eth1", "bridge", 0, "02:42:c0:00:02:0a"}).ok());
   ASSERT_EQ(std::system(("ip link set dev mvc netns " + container.pid()).c_str()), 0);
   ASSERT_EQ(container.Run("ip addr add 192.0.2.10/24 dev mvc"), 0);
   ASSERT_EQ(container.Run("ip link set dev mvc up"), 0);
-  // As dockerd keeps it: the namespace bind-mounted on a file (opening /proc/PID/ns/net of a
-  // process with more capabilities would need CAP_SYS_PTRACE, which dockerd's files do not).
-  BoundNetns sandbox(container.path());
-  ASSERT_TRUE(sandbox.ok());
-
-  std::vector<int> without_sys_admin = unit;
-  std::erase(without_sys_admin, CAP_SYS_ADMIN);
-  EXPECT_EQ(SetDownWithOnly(without_sys_admin, sandbox.path(), "192.0.2.10"), 1) << "needed no CAP_SYS_ADMIN";
+  auto take_off = [] {
+    auto links = nl::LinkManager::Open();
+    if (!links.ok()) return kCallFailed;
+    Result<ContainerLinkDeletion> deleted =
+        (*links)->DeleteContainerLink("02:42:c0:00:02:0a", *IpAddress::Parse("192.0.2.10"));
+    if (!deleted.ok()) return kCallFailed;
+    return *deleted == ContainerLinkDeletion::kDeleted ? kTookItOff : kOtherOutcome;
+  };
+  std::vector<int> without_net_admin = unit;
+  std::erase(without_net_admin, CAP_NET_ADMIN);
+  EXPECT_EQ(AsManagedPlugin(without_net_admin, container.path(), take_off), kCallFailed) << "needed no CAP_NET_ADMIN";
   EXPECT_TRUE(container.Up("mvc"));
-  EXPECT_EQ(SetDownWithOnly(unit, sandbox.path(), "192.0.2.10"), 0)
-      << "the unit's capabilities cannot set a container's link down";
-  EXPECT_FALSE(container.Up("mvc"));
+  EXPECT_EQ(AsManagedPlugin(unit, container.path(), take_off), kTookItOff)
+      << "the unit's capabilities cannot take a container's address off the wire";
+  EXPECT_NE(container.Run("ip link show dev mvc"), 0);
 }
 
-// A stopped container: nothing at its sandbox path, a plain file there (unmounted, not yet
-// removed), or its namespace gone. None is an error.
-TEST_F(NetnsTest, SetLinkDownInNamespaceWithoutANamespaceIsNoError) {
+// A stopped container: its namespace is gone (with the link dockerd had moved there), or dockerd
+// moved the link back to the host. Neither is an error, and the host's link is left alone.
+TEST_F(NetnsTest, DeleteContainerLinkOfAStoppedContainerIsNoNamespace) {
   const IpAddress address = *IpAddress::Parse("192.0.2.10");
-  Result<NamespaceLinkDown> missing = links_->SetLinkDownInNamespace("/nonexistent/netns/0123456789ab", address);
-  ASSERT_TRUE(missing.ok()) << missing.status().message();
-  EXPECT_EQ(*missing, NamespaceLinkDown::kNoNamespace);
-  char plain[] = "/tmp/smv-netns-XXXXXX";
-  const int fd = mkstemp(plain);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  Result<NamespaceLinkDown> unmounted = links_->SetLinkDownInNamespace(plain, address);
-  unlink(plain);
-  ASSERT_TRUE(unmounted.ok()) << unmounted.status().message();
-  EXPECT_EQ(*unmounted, NamespaceLinkDown::kNoNamespace);
-  ContainerNetns container;
-  ASSERT_TRUE(container.ok());
-  const std::string path = container.path();
-  container.End();
-  Result<NamespaceLinkDown> gone = links_->SetLinkDownInNamespace(path, address);
-  ASSERT_TRUE(gone.ok()) << gone.status().message();
-  EXPECT_EQ(*gone, NamespaceLinkDown::kNoNamespace);
+  Result<ContainerLinkDeletion> never = links_->DeleteContainerLink("02:42:c0:00:02:0a", address);
+  ASSERT_TRUE(never.ok()) << never.status().message();
+  EXPECT_EQ(*never, ContainerLinkDeletion::kNoNamespace) << "no other namespace at all";
+  ASSERT_TRUE(links_->SetUp("eth1").ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"mvc", "eth1", "bridge", 0, "02:42:c0:00:02:0a"}).ok());
+  ASSERT_TRUE(links_->CreateMacvlan({"mvb", "eth1", "bridge", 0, "02:42:c0:00:02:0b"}).ok());
+  ContainerNetns stopped, left;
+  ASSERT_TRUE(stopped.ok() && left.ok());
+  ASSERT_EQ(std::system(("ip link set dev mvc netns " + stopped.pid()).c_str()), 0);
+  ASSERT_EQ(stopped.Run("ip addr add 192.0.2.10/24 dev mvc"), 0);
+  ASSERT_EQ(std::system(("ip link set dev mvb netns " + left.pid()).c_str()), 0);
+  // Back in the test's host namespace (this process's), as dockerd moves it at a stop.
+  ASSERT_EQ(left.Run("ip link set dev mvb netns " + std::to_string(getpid())), 0);
+  ASSERT_TRUE(links_->AddHostAddress("mvb", address).ok());
+  ASSERT_TRUE(links_->SetUp("mvb").ok());
+  stopped.End();
+  for (const char* mac : {"02:42:c0:00:02:0a", "02:42:c0:00:02:0b"}) {
+    Result<ContainerLinkDeletion> gone = links_->DeleteContainerLink(mac, address);
+    ASSERT_TRUE(gone.ok()) << gone.status().message();
+    EXPECT_EQ(*gone, ContainerLinkDeletion::kNoNamespace) << mac;
+  }
+  ASSERT_TRUE(links_->Find("mvb")->has_value()) << "the host's own link";
+  EXPECT_TRUE((*links_->Find("mvb"))->up);
 }
 
 }  // namespace

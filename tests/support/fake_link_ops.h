@@ -119,16 +119,13 @@ class FakeLinkOps : public nl::LinkOps {
     if (routes.erase({address.ToString(), link}) == 0) return NotFound(address.ToString());
     return OkStatus();
   }
-  // Records each call; answers `namespace_outcome` (kSetDown the first time for a pair, then kAlreadyDown).
-  Result<nl::NamespaceLinkDown> SetLinkDownInNamespace(const std::string& netns_path,
-                                                       const IpAddress& address) override {
-    namespace_downs.push_back({netns_path, address.ToString()});
-    if (namespace_outcome != nl::NamespaceLinkDown::kSetDown) return namespace_outcome;
-    const bool first = std::count(namespace_downs.begin(), namespace_downs.end(), namespace_downs.back()) == 1;
-    return first ? nl::NamespaceLinkDown::kSetDown : nl::NamespaceLinkDown::kAlreadyDown;
+  // Records each call and answers `container_outcome`.
+  Result<nl::ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address) override {
+    container_deletions.push_back({mac, address.ToString()});
+    return container_outcome;
   }
-  std::vector<std::pair<std::string, std::string>> namespace_downs;  // (netns path, address)
-  nl::NamespaceLinkDown namespace_outcome = nl::NamespaceLinkDown::kSetDown;
+  std::vector<std::pair<std::string, std::string>> container_deletions;  // (MAC, address)
+  nl::ContainerLinkDeletion container_outcome = nl::ContainerLinkDeletion::kDeleted;
   std::map<std::string, std::set<std::string>> addresses;  // link -> host addresses
   std::set<std::pair<std::string, std::string>> routes;    // (address, link)
   std::set<std::string> tuned;

@@ -197,18 +197,20 @@ TEST_F(ReconcilerTest, ARunningContainersAddressFreedBehindThisHostsBackIsTakenA
   other.lease.name = "z";
   ipam_store_.PutLease(other);  // freed again and given to another host's container
   ipam_store_.commit_key_moved = true;
-  EXPECT_TRUE(links_.namespace_downs.empty());
+  EXPECT_TRUE(links_.container_deletions.empty());
   const daemon::Reconciler::PassReport report = reconciler.PassOnce();
   EXPECT_EQ(report.addresses_given_away, 1);
-  EXPECT_EQ(report.links_set_down, 1);
+  EXPECT_EQ(report.links_deleted, 1);
   EXPECT_EQ(ipam_store_.FindLease(pool_, address)->lease.node, "host-b") << "never taken from the other host";
-  // The container's interface carrying it goes down, in its own namespace, once: not every pass.
-  const std::vector<std::pair<std::string, std::string>> down_once = {{"/sandbox", address}};
-  EXPECT_EQ(links_.namespace_downs, down_once);
+  // The container's interface carrying it (found by the endpoint's MAC) is deleted, once: not every pass.
+  const std::string mac = driver_->FindEndpoint(kEp1)->mac;
+  ASSERT_FALSE(mac.empty());
+  const std::vector<std::pair<std::string, std::string>> deleted_once = {{mac, address}};
+  EXPECT_EQ(links_.container_deletions, deleted_once);
   const daemon::Reconciler::PassReport again = reconciler.PassOnce();
   EXPECT_EQ(again.addresses_given_away, 1) << "still another's";
-  EXPECT_EQ(again.links_set_down, 0);
-  EXPECT_EQ(links_.namespace_downs, down_once);
+  EXPECT_EQ(again.links_deleted, 0);
+  EXPECT_EQ(links_.container_deletions, deleted_once);
 }
 
 // Freed behind this host's back while etcd is out of space (or the pool is full), or held by a
@@ -221,7 +223,7 @@ TEST_F(ReconcilerTest, AnAddressNotKnownToBeAnothersIsNeverActedOnAsGivenAway) {
   daemon::Reconciler& reconciler = *host.reconciler;
   ipam_store_.out_of_space = true;
   EXPECT_EQ(reconciler.PassOnce().addresses_given_away, 0);
-  EXPECT_TRUE(links_.namespace_downs.empty()) << "set down while nobody else holds its address";
+  EXPECT_TRUE(links_.container_deletions.empty()) << "deleted while nobody else holds its address";
   ipam_store_.out_of_space = false;
   EXPECT_EQ(reconciler.PassOnce().addresses_retaken, 1);
 
@@ -230,7 +232,7 @@ TEST_F(ReconcilerTest, AnAddressNotKnownToBeAnothersIsNeverActedOnAsGivenAway) {
   ipam_store_.PutLease(unreadable);
   ipam_store_.commit_key_moved = true;  // reloads: memory now holds the placeholder
   EXPECT_EQ(reconciler.PassOnce().addresses_given_away, 0);
-  EXPECT_TRUE(links_.namespace_downs.empty());
+  EXPECT_TRUE(links_.container_deletions.empty());
 }
 
 // The container restarts with a new endpoint (same name, same address given back): a later give-away of it
@@ -242,18 +244,18 @@ TEST_F(ReconcilerTest, AGivenAwayAddressIsActedOnOncePerEndpoint) {
   ipam_store_.PutLease(other);
   SharedHost host = OnASharedBook(address);
   daemon::Reconciler& reconciler = *host.reconciler;
-  links_.namespace_outcome = nl::NamespaceLinkDown::kNoNamespace;
-  EXPECT_EQ(reconciler.PassOnce().links_set_down, 0);
+  links_.container_outcome = nl::ContainerLinkDeletion::kNoNamespace;
+  EXPECT_EQ(reconciler.PassOnce().links_deleted, 0);
   EXPECT_EQ(reconciler.PassOnce().addresses_given_away, 1);
-  EXPECT_EQ(links_.namespace_downs.size(), 1u);
+  EXPECT_EQ(links_.container_deletions.size(), 1u);
   ASSERT_TRUE(driver_->DeleteEndpoint(kNet, kEp1).ok());  // the old container went; a new one has the address
   EXPECT_TRUE(driver_->CreateEndpoint({kNet, kEp2, address + "/24", "", ""}).ok());
   EXPECT_TRUE(driver_->Join(kNet, kEp2, "/sandbox2").ok());
   ASSERT_TRUE(driver_->SetEndpointName(kEp2, "web").ok());
-  links_.namespace_outcome = nl::NamespaceLinkDown::kSetDown;
-  EXPECT_EQ(reconciler.PassOnce().links_set_down, 1);
-  ASSERT_EQ(links_.namespace_downs.size(), 2u);
-  EXPECT_EQ(links_.namespace_downs.back(), std::make_pair(std::string("/sandbox2"), address));
+  links_.container_outcome = nl::ContainerLinkDeletion::kDeleted;
+  EXPECT_EQ(reconciler.PassOnce().links_deleted, 1);
+  ASSERT_EQ(links_.container_deletions.size(), 2u);
+  EXPECT_EQ(links_.container_deletions.back(), std::make_pair(driver_->FindEndpoint(kEp2)->mac, address));
 }
 
 }  // namespace
