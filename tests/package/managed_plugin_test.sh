@@ -5,12 +5,43 @@
 # static-macvlan:latest; a name keeps its address through rm + run, through a dockerd restart (a
 # --restart=always container comes back with it), through plugin disable + enable, and through an
 # upgrade (the plugin removed and created again from a new plugin directory); the CLI finds the
-# plugin's socket by itself.
+# plugin's socket by itself. First, without dockerd: every serve option is a setting of the
+# plugin's config.json (with serve's default) or fixed by its entrypoint.
 # Usage: tests/package/managed_plugin_test.sh build/static-macvlan build/plugin
 set -euo pipefail
 SMV=$(readlink -f "${1:?usage: managed_plugin_test.sh STATIC-MACVLAN-BINARY PLUGIN-DIR}")
 PLUGIN_DIR=$(readlink -f "${2:?usage: managed_plugin_test.sh STATIC-MACVLAN-BINARY PLUGIN-DIR}")
 [ -f "$PLUGIN_DIR/config.json" ] || { echo "managed_plugin_test.sh: no $PLUGIN_DIR/config.json (scripts/package.sh)" >&2; exit 1; }
+
+# Every serve option is a plugin setting (an SMV_* variable `docker plugin set` may change, whose
+# value is serve's default) or fixed by the entrypoint (--socket, --state-dir, ... where the
+# plugin's mounts are): a serve option added without either fails here. No dockerd needed.
+check_settings_cover_serve() {
+  local config=$PLUGIN_DIR/config.json help flag env default entry value bad=""
+  help=$("$SMV" serve --help)
+  while read -r flag env; do
+    default=$(grep -oE "=[^ ]* \(Env:$env\)" <<<"$help" | sed -E 's/^=([^ ]*) .*/\1/') || true
+    if [ -z "$default" ] && grep -qE -- "$flag \(Env:$env\)" <<<"$help"; then default=false; fi  # a flag
+    if jq -e --arg f "$flag" '.entrypoint | index($f)' "$config" >/dev/null; then
+      jq -e --arg e "$env" '.env[] | select(.name == $e)' "$config" >/dev/null &&
+        bad+=" $env is settable, but the entrypoint fixes $flag;"
+      continue
+    fi
+    entry=$(jq -c --arg e "$env" '.env[] | select(.name == $e and .settable == ["value"])' "$config")
+    if [ -z "$entry" ]; then
+      bad+=" $env (serve $flag) is neither a settable variable of the plugin nor fixed by its entrypoint;"
+      continue
+    fi
+    value=$(jq -r .value <<<"$entry")
+    [ "$value" = "$default" ] || bad+=" $env (serve $flag): config.json has \"$value\", want settable \"$default\";"
+  done < <(grep -oE -- '--[a-z-]+[^(]*\(Env:SMV_[A-Z_]+\)' <<<"$help" | sed -E 's/^(--[a-z-]+).*\(Env:(SMV_[A-Z_]+)\)$/\1 \2/')
+  for env in $(jq -r '.env[].name' "$config"); do
+    grep -q "(Env:$env)" <<<"$help" || bad+=" config.json sets $env, which serve does not read;"
+  done
+  [ -z "$bad" ] || { echo "FAIL: $config and serve --help disagree:$bad" >&2; exit 1; }
+  echo "ok - every serve option is a plugin setting with serve's default, or fixed by the entrypoint"
+}
+check_settings_cover_serve
 E2E_MANAGED_PLUGIN=1
 # shellcheck source=../e2e/lib.sh
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -77,8 +108,10 @@ d run -d --name r-0 --restart=always --network lan --ip 192.0.2.60 smv-bb:latest
 sock=$(in_docker_ns sh -c 'ls /run/docker/plugins/*/static-macvlan.sock')
 [ -n "$sock" ] || fail "no managed plugin socket under /run/docker/plugins/<id>/"
 # The address the plugin's book reserves for a name (the CLI finds the plugin's socket itself).
+# Either shape of `ls --json`: {"reservations": [{"name", "address"}]} or the older bare list.
 reserved_for() {
-  in_docker_ns "$SMV" reservations ls --json | jq -r --arg name "$1" '.[] | select(.Name == $name) | .Address'
+  in_docker_ns "$SMV" reservations ls --json |
+    jq -r --arg name "$1" '(.reservations? // .) | .[] | select((.name // .Name) == $name) | (.address // .Address)'
 }
 expect_eq "$(reserved_for a-0)" "$first" "reservations ls (no --socket) reaches the plugin at $sock"
 [ -s "$BOOK/data.mdb" ] || fail "no address book $BOOK/data.mdb"
