@@ -166,8 +166,18 @@ _static_macvlan_positional() {
 _static_macvlan_in() { [[ " $2 " == *" $1 "* ]]; }
 
 _static_macvlan() {
-	local words=("${COMP_WORDS[@]}") cword=$COMP_CWORD
-	local cur=${words[cword]} prev=${words[cword - 1]:-} path="" given=0 i word
+	local words=() cword i word
+	# bash splits words at the COMP_WORDBREAKS ":" too: unix:///x is unix, :, ///x; join them again.
+	for ((i = 0; i <= COMP_CWORD; i++)); do
+		word=${COMP_WORDS[i]}
+		if ((i > 1)) && { [ "$word" = : ] || [ "${COMP_WORDS[i - 1]}" = : ]; }; then
+			words[-1]+=$word
+		else
+			words+=("$word")
+		fi
+	done
+	cword=$((${#words[@]} - 1))
+	local cur=${words[cword]} prev=${words[cword - 1]:-} path="" given=0
 	COMPREPLY=()
 	# The words before the cursor: commands go down the tree, an option that takes a value
 	# skips it (bash splits --opt=value into --opt, =, value), anything else is an argument.
@@ -182,7 +192,7 @@ _static_macvlan() {
 			if _static_macvlan_in "$word" "$(_static_macvlan_cli "$path" valued)" && [ "${words[i + 1]:-}" != = ]; then
 				((i += 1))
 			fi
-		elif [ "$given" = 0 ] && _static_macvlan_in "$word" "$(_static_macvlan_cli "$path" commands)"; then
+		elif _static_macvlan_in "$word" "$(_static_macvlan_cli "$path" commands)"; then
 			path=${path:+$path }$word
 		else
 			given=$((given + 1))

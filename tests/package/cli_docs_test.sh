@@ -180,6 +180,9 @@ expect_only --etcd-password-file static-macvlan fsck --etcd-p
 expect_only --docker-host static-macvlan exec --dock
 expect_only --json static-macvlan reservations --socket /x ls --j
 expect_only ls static-macvlan reservations --docker-host unix:///x l
+# As bash splits at COMP_WORDBREAKS (= and :).
+expect_only --json static-macvlan reservations --docker-host unix : ///x ls --j
+expect_only --project static-macvlan compose --socket = /x pin --proj
 expect_only debug static-macvlan serve --log-level d
 expect_only debug static-macvlan serve --log-level = d
 mkdir "$work/sysctl.d"
@@ -189,5 +192,18 @@ expect serve static-macvlan ""
 expect --version static-macvlan -
 expect --project static-macvlan compose pin -
 expect bash static-macvlan exec --docker-host unix:///x web -- bas
+# Docker names from the docker CLI (a stand-in here).
+mkdir "$work/bin"
+cat > "$work/bin/docker" <<'DOCKER'
+#!/bin/sh
+case "$1" in network) echo web-net ;; ps) echo web-1 ;; esac
+DOCKER
+chmod +x "$work/bin/docker"
+PATH=$work/bin:$PATH
+expect_only web-net static-macvlan reservations ls --network w
+expect_only web-net static-macvlan reservations import --from-docker = w
+expect_only web-1 static-macvlan exec w
+expect_only web-1 static-macvlan exec --docker-host unix : ///x w
+expect bash static-macvlan exec --docker-host unix : ///x web-1 -- bas
 expect_only "" static-macvlan serve --db-size-mib ""
 pass "bash completes compose p -> pin, serve --net-s -> --net-sysctl-dir, values and the command of exec"
