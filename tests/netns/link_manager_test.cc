@@ -372,6 +372,28 @@ TEST_F(NetnsTest, ALinkTaggedByAnotherInstanceIsNeverDeleted) {
   EXPECT_EQ((*theirs)->Delete("smv0000000000b").code(), Code::kNotFound);
 }
 
+// The driver finds a joined endpoint's link where dockerd moved it by the MAC it recorded (here
+// the one it derived from the address), and deletes it there for a given-away address only.
+TEST_F(DriverNetnsTest, AGivenAwayAddressDeletesTheEndpointsLinkInItsContainer) {
+  ContainerNetns container;
+  ASSERT_TRUE(container.ok());
+  ASSERT_TRUE(CreateNetwork(kNet, {{"parent", "eth1"}}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp, "192.0.2.10/24", "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp, "/var/run/docker/netns/x").ok());
+  // What dockerd does after Join: moves the link into the container, names it, gives it the address.
+  ASSERT_EQ(std::system(("ip link set dev smvda420489ddb netns " + container.pid()).c_str()), 0);
+  ASSERT_EQ(container.Run("ip link set dev smvda420489ddb name eth0"), 0);
+  ASSERT_EQ(container.Run("ip addr add 192.0.2.10/24 dev eth0"), 0);
+  ASSERT_EQ(container.Run("ip link set dev eth0 up"), 0);
+  EXPECT_EQ(driver_->DeleteContainerLinkCarrying(kEp, *IpAddress::Parse("192.0.2.11")).status().code(),
+            Code::kInvalidArgument)
+      << "not the endpoint's address";
+  Result<ContainerLinkDeletion> deleted = driver_->DeleteContainerLinkCarrying(kEp, *IpAddress::Parse("192.0.2.10"));
+  ASSERT_TRUE(deleted.ok()) << deleted.status().message();
+  EXPECT_EQ(*deleted, ContainerLinkDeletion::kDeleted);
+  EXPECT_NE(container.Run("ip link show dev eth0"), 0);
+}
+
 // Start-up reconcile of one instance leaves another instance's endpoint and host links alone.
 TEST_F(DriverNetnsTest, ReconcileLeavesAnotherInstancesLinks) {
   links_->SetOwnerTag("static-macvlan:00000000000000a1");
