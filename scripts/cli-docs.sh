@@ -2,20 +2,19 @@
 # The man page and the bash completion of static-macvlan, made from the binary's own --help
 # (CLI11: Options:, Positionals: and Subcommands: sections), walked command by command. A command
 # or option added to the CLI appears in both without a list to edit here.
-# Usage: scripts/cli-docs.sh tree BINARY               the command tree, one fact a line:
-#                                                        PATH|command|NAME|DESCRIPTION        a command below PATH
-#                                                        PATH|option|NAMES|KIND|ENV|DEFAULT|DESCRIPTION
-#                                                          an option (NAMES: -p,--project; KIND: value or flag;
-#                                                          ENV: its SMV_* variable; both may be empty)
-#                                                        PATH|positional|NAME|one/many|DESCRIPTION
-#                                                      (PATH: "static-macvlan reservations ls")
-#        scripts/cli-docs.sh completion BINARY         the bash completion script
-#        scripts/cli-docs.sh man BINARY VERSION        the man page (section 8, roff), with help2man
-# Needs bash, awk and (man) help2man: all build dependencies.
+# Usage: scripts/cli-docs.sh completion BINARY     the bash completion script
+#        scripts/cli-docs.sh man BINARY VERSION    the man page (section 8, roff; help2man)
+#        scripts/cli-docs.sh tree BINARY           the command tree, one fact a line (PATH: the command,
+#                                                  e.g. "static-macvlan reservations ls"):
+#          PATH|command|NAME|DESCRIPTION                    a command below PATH
+#          PATH|option|NAMES|KIND|ENV|DEFAULT|DESCRIPTION   NAMES: -p,--project; KIND: value or flag;
+#                                                           ENV: its SMV_* variable (or empty)
+#          PATH|positional|NAME|one or many|DESCRIPTION     an argument; many: it repeats
+# Needs bash, awk and help2man (build dependencies).
 set -euo pipefail
 
 usage() {
-  sed -n '5,14p' "$0" >&2
+  sed -n '5,12s/^# \{0,1\}//p' "$0" >&2
   exit 2
 }
 
@@ -43,7 +42,8 @@ parse_help() {
       if (fact != "") print fact "|" description
       fact = ""; description = ""
     }
-    /^[A-Za-z][A-Za-z ]*:$/ { flush(); section = $0; next }   # "Options:", "Positionals:", "Subcommands:"
+    # "Options:", "Positionals:", "Subcommands:" (upper case in CLI11 2.3 and later)
+    /^[A-Za-z][A-Za-z ]*:$/ { flush(); section = tolower($0); next }
     /^$/ { flush(); section = ""; next }
     section == "" { next }
     /^  [^ ]/ {
@@ -53,8 +53,8 @@ parse_help() {
         names = substr($0, 1, column); description = substr($0, column + 1)
       }
       split(names, field, " ")
-      if (section == "Subcommands:") { fact = path "|command|" field[1]; next }
-      if (section == "Positionals:") {
+      if (section == "subcommands:") { fact = path "|command|" field[1]; next }
+      if (section == "positionals:") {
         fact = path "|positional|" field[1] "|" (index(names, " ...") ? "many" : "one"); next
       }
       env = ""; default = ""

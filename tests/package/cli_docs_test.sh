@@ -26,7 +26,8 @@ cli_facts() {
   while read -r sub; do
     echo "$path|command|$sub"
     cli_facts "$path $sub"
-  done < <(sed -n '/^Subcommands:$/,/^$/p' <<< "$help" | grep -oE '^  [a-z][^ ]*')
+  done < <(awk 'tolower($0) == "subcommands:" { listed = 1; next } /^$/ { listed = 0 } listed' <<< "$help" |
+    grep -oE '^  [a-z][^ ]*')
 }
 
 # The man page as text: font changes dropped, \- as -.
