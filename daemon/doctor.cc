@@ -244,6 +244,20 @@ Status Report(const std::vector<Check>& checks, bool as_json) {
   return OkStatus();
 }
 
+// --network named nothing here: a name only dockerd could tell while it does not answer is not
+// said to be no network of ours.
+Check NoSuchNetwork(const DoctorFlags& flags, bool engine_up) {
+  if (engine_up) {
+    return {"networks", flags.network, false, "no static-macvlan network of that name or id",
+            "docker network ls --filter driver=static-macvlan"};
+  }
+  return {"networks", flags.network, false,
+          fmt::format("no static-macvlan network with that id, and dockerd at {} does not answer to say which "
+                      "network that name is",
+                      flags.serve.docker_host),
+          "start dockerd, or give the network's id: static-macvlan doctor --network ID"};
+}
+
 }  // namespace
 
 Status Doctor(const DoctorFlags& flags) {
@@ -292,10 +306,7 @@ Status Doctor(const DoctorFlags& flags) {
       networks.emplace_back(record, *options);
       CheckNetworkLinks(**links, record, *options, label(record.id), checks);
     }
-    if (!flags.network.empty() && networks.empty()) {
-      checks.push_back({"networks", flags.network, false, "no static-macvlan network of that name or id",
-                        "docker network ls --filter driver=static-macvlan"});
-    }
+    if (!flags.network.empty() && networks.empty()) checks.push_back(NoSuchNetwork(flags, engine_up));
     CheckOverlaps(networks, label, checks);
     if (engine_up) CheckOverlapsWithDockerDrivers(**engine, networks, label, checks);
   }

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -48,6 +49,12 @@ std::string ShellWord(const std::string& word) {
     quoted.push_back(c);
   }
   return quoted + "\"";
+}
+
+// A whole Docker id (64 hex digits): one of ours or none, with or without dockerd.
+bool IsFullId(const std::string& text) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(),
+                                          [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
 }
 
 // The `docker network create` that gives this network our IPAM, from what dockerd sent.
@@ -303,6 +310,11 @@ Result<std::vector<Prefix>> PluginApi::NetworkSubnets(const std::string& network
     Result<engine::EngineNetwork> named = engine_->InspectNetwork(network, kNetworkLookupTimeout);
     if (named.ok()) {
       if (std::optional<driver::NetworkRecord> n = driver_.FindNetwork(named->id)) matches.push_back(*n);
+    } else if (named.status().code() != Code::kNotFound && !IsFullId(network)) {
+      // Only dockerd knows network names: without its answer nothing is known about this one.
+      return Unavailable(fmt::format(
+          "cannot ask dockerd{} which network \"{}\" is: {}; give the network's id instead, or start dockerd",
+          engine_address_.empty() ? "" : " at " + engine_address_, network, named.status().message()));
     }
   }
   if (matches.size() != 1) {

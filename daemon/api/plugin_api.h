@@ -46,6 +46,8 @@ class PluginApi {
   // --mac-address, but dockerd invents a random one for every other container at each start.
   // Set before serving (dockerd reads it once, at activation).
   void SetMacIdentity(bool on) { mac_identity_ = on; }
+  // The engine's address (serve --docker-host), named when it cannot be asked for a network's name.
+  void SetEngineAddress(std::string docker_host) { engine_address_ = std::move(docker_host); }
 
   // Every path dockerd (and the CLI) may POST, mapped to its handler.
   std::vector<std::pair<std::string, Handler>> Routes();
@@ -72,7 +74,8 @@ class PluginApi {
   Result<nlohmann::json> Reserve(const nlohmann::json& req);
   Result<nlohmann::json> Release(const nlohmann::json& req);
   Result<nlohmann::json> ReleaseNode(const nlohmann::json& req);
-  // Subnets of a Docker network given by name, id or id prefix.
+  // Subnets of a Docker network given by name, id or id prefix. kUnavailable when only the engine
+  // could tell what a name is and it does not answer.
   Result<std::vector<Prefix>> NetworkSubnets(const std::string& network);
 
   driver::DriverService& driver_;
@@ -80,6 +83,7 @@ class PluginApi {
   identity::IdentityService* identity_;
   engine::EngineApi* engine_;
   bool mac_identity_ = false;
+  std::string engine_address_;
   std::map<std::string, Handler> table_;
 };
 

@@ -22,7 +22,9 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -759,6 +761,30 @@ TEST_F(DaemonTest, AWrongMetricsListenIsRefusedNamingItBeforeAnythingIsOpened) {
 namespace smv {
 namespace {
 
+struct CliRun {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// `command` and `args` are shell text (quote what needs it).
+CliRun RunShell(const std::string& command) {
+  FILE* f = popen((command + " 2>&1").c_str(), "r");
+  CliRun ran;
+  char buf[512];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) ran.output.append(buf, n);
+  const int status = pclose(f);
+  ran.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return ran;
+}
+CliRun RunSmv(const std::string& args) { return RunShell(std::string(SMV_BINARY) + " " + args); }
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
 // The text blocks of docs/troubleshooting.md, each after a "<!-- message: ID -->" line.
 std::vector<std::pair<std::string, std::string>> QuotedMessages(const std::string& path) {
   std::ifstream in(path);
@@ -1308,6 +1334,82 @@ TEST_F(OneWriterTest, ADaemonOnAnotherStateDirLeavesTheFirstsLinksAndSweepsUntag
     ASSERT_TRUE(found.ok() && found->has_value()) << link;
     EXPECT_EQ((*found)->alias, "static-macvlan:" + id.substr(0, 16)) << link;
   }
+}
+
+}  // namespace
+}  // namespace smv
+
+// The reservations commands of the built binary against the daemon: what they print.
+namespace smv {
+namespace {
+
+class ReservationsCliTest : public DaemonTest {
+ protected:
+  // The README card's pool (a --subnet with a smaller --ip-range) and an IPv6 subnet, on one network.
+  void CreateNetwork() {
+    httplib::Client cli = Client();
+    for (const auto& [subnet, range, v6] :
+         {std::tuple{"198.51.100.0/24", "198.51.100.0/25", false}, std::tuple{"2001:db8:228::/64", "", true}}) {
+      auto [status, answer] = Post(cli, "IpamDriver.RequestPool",
+                                   {{"AddressSpace", "static-macvlan-local"},
+                                    {"Pool", subnet},
+                                    {"SubPool", range},
+                                    {"Options", json::object()},
+                                    {"V6", v6}});
+      ASSERT_EQ(status, 200) << answer;
+      pool_ids_.push_back(answer["PoolID"]);
+    }
+    auto data = [](const char* subnet, const char* gateway) {
+      return json::array({{{"AddressSpace", "static-macvlan-local"}, {"Pool", subnet}, {"Gateway", gateway}}});
+    };
+    auto [status, answer] = Post(cli, "NetworkDriver.CreateNetwork",
+                                 {{"NetworkID", network_},
+                                  {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
+                                  {"IPv4Data", data("198.51.100.0/24", "198.51.100.1/24")},
+                                  {"IPv6Data", data("2001:db8:228::/64", "2001:db8:228::1/64")}});
+    ASSERT_EQ(status, 200) << answer;
+  }
+  CliRun Cli(const std::string& args) { return RunSmv(args + " --socket " + socket_); }
+  void Reserve(const std::string& name, const std::string& address) {
+    const CliRun ran = Cli("reservations reserve " + name + " " + address + " --network " + network_);
+    ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  }
+
+  const std::string network_ = std::string(64, 'a');
+  std::vector<std::string> pool_ids_;
+};
+
+// Only dockerd knows network names: while it is down, a name is "cannot ask dockerd", not "not a
+// static-macvlan network".
+TEST_F(ReservationsCliTest, ANetworkNameWhileDockerdIsDownSaysDockerdCouldNotBeAsked) {
+  StopDaemon();
+  const std::string engine = dir_.Sub("no-engine.sock");
+  extra_args_ = {"--docker-host", "unix://" + engine};
+  StartDaemon();
+  CreateNetwork();
+  for (const std::string command :
+       {"reservations ls --network lan", "reservations reserve web 198.51.100.9 --network lan"}) {
+    const CliRun ran = Cli(command);
+    EXPECT_EQ(ran.exit_code, 1) << ran.output;
+    EXPECT_TRUE(ran.output.starts_with("static-macvlan: cannot ask dockerd")) << ran.output;
+    EXPECT_NE(ran.output.find("which network \"lan\" is: engine API /networks/lan: no socket file at " + engine +
+                              "; give the network's id instead, or start dockerd\n"),
+              std::string::npos)
+        << ran.output;
+    EXPECT_EQ(ran.output.find("not a static-macvlan network"), std::string::npos) << ran.output;
+  }
+  const CliRun by_id = Cli("reservations ls --network " + network_.substr(0, 12));  // ids need no dockerd
+  EXPECT_EQ(by_id.exit_code, 0) << by_id.output;
+  const CliRun doctor =
+      Cli("doctor --network lan --state-dir " + dir_.Sub("state") + " --docker-host unix://" + engine);
+  EXPECT_NE(doctor.output.find("FAIL  networks network lan: no static-macvlan network with that id, and dockerd at "
+                               "unix://" +
+                               engine + " does not answer to say which network that name is\n"),
+            std::string::npos)
+      << doctor.output;
+  EXPECT_NE(doctor.output.find("fix: start dockerd, or give the network's id: static-macvlan doctor --network ID"),
+            std::string::npos)
+      << doctor.output;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/fake_engine.h"
 #include "tests/support/fake_link_ops.h"
 #include "tests/support/memory_stores.h"
 
@@ -150,6 +151,32 @@ TEST_F(PluginApiTest, MalformedBodiesAreRefusedByName) {
   }
   EXPECT_EQ(net_store_.network_count(), 0u);
   EXPECT_EQ(ipam_store_.pool_count(), 0u);
+}
+
+// A network named while dockerd does not answer: only dockerd knows names, so the answer says it
+// could not ask (where, and why), not that the network is not ours.
+TEST_F(PluginApiTest, ANetworkNameWhileTheEngineIsDownSaysTheEngineCouldNotBeAsked) {
+  testing::FakeEngine engine;
+  engine.networks["n1"] = {.id = "n1", .name = "lan"};
+  api_ = std::make_unique<PluginApi>(*driver_, *ipam_, nullptr, &engine);
+  api_->SetEngineAddress("unix:///run/engine.sock");
+  engine.answering = false;
+  for (const char* path : {"/StaticMacvlan.ListReservations", "/StaticMacvlan.Reserve"}) {
+    json e = Call(path, R"({"Network":"lan","Name":"web","Address":"192.0.2.9"})", 500);
+    EXPECT_EQ(e["Err"],
+              "cannot ask dockerd at unix:///run/engine.sock which network \"lan\" is: timed out; give the network's "
+              "id instead, or start dockerd")
+        << path;
+  }
+  // A whole id needs no engine: it is ours or it is not.
+  const std::string id(64, 'a');
+  EXPECT_EQ(Call("/StaticMacvlan.ListReservations", json{{"Network", id}}.dump(), 500)["Err"],
+            "network \"" + id + "\" is not a static-macvlan network");
+  engine.answering = true;  // dockerd answers: "lan" is a network, not one of ours
+  EXPECT_EQ(Call("/StaticMacvlan.ListReservations", R"({"Network":"lan"})", 500)["Err"],
+            "network \"lan\" is not a static-macvlan network");
+  EXPECT_EQ(Call("/StaticMacvlan.ListReservations", R"({"Network":"wan"})", 500)["Err"],
+            "network \"wan\" is not a static-macvlan network");
 }
 
 // Found by fuzzing (tests/fuzz): an id whose first 12 bytes end inside a UTF-8 sequence, quoted
