@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -85,37 +86,61 @@ int64_t Number(const nlohmann::json& r, const char* field) {
   return r.contains(field) && r[field].is_number_integer() ? r[field].get<int64_t>() : 0;
 }
 
+// How wide `text` shows in a terminal: one column per UTF-8 character.
+size_t Columns(const std::string& text) {
+  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
+// Rows in columns as wide as their widest cell, three spaces apart (as `docker ps` prints them).
+void PrintColumns(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const std::vector<std::string>& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], Columns(row[i]));
+  }
+  for (const std::vector<std::string>& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(width[i] - Columns(row[i]) + 3, ' ');
+    }
+    std::puts(line.c_str());
+  }
+}
+
+void PrintDriftNote(int drifted) {
+  std::printf(
+      "\n%d name(s) drifted: each started at once with others on an engine that does not tell the IPAM\n"
+      "which container asks (Docker < 29), and got an address reserved for none of them. Each gets its\n"
+      "reservation back at its next start on its own. To keep them from drifting, give them --ip, or for\n"
+      "a compose project: static-macvlan compose pin -p PROJECT -o pin.yaml; docker compose -f "
+      "compose.yaml -f pin.yaml up -d\n",
+      drifted);
+}
+
 }  // namespace
 
 Status ListReservations(const ReservationFlags& flags) {
   auto out = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
   if (!out.ok()) return out.status();
-  const nlohmann::json list = out->value("Reservations", nlohmann::json::array());
   if (flags.json) {
-    std::puts(list.dump(2).c_str());
+    std::puts(out->value("Reservations", nlohmann::json::array()).dump(2).c_str());
     return OkStatus();
   }
-  std::printf("%-32s %-16s %-18s %-28s %-22s %s\n", "NAME", "ADDRESS", "MAC", "POOL", "STATE", "SINCE");
+  std::vector<std::vector<std::string>> rows = {{"NAME", "ADDRESS", "MAC", "POOL", "STATE", "SINCE"}};
   int drifted = 0;
-  for (const nlohmann::json& r : list) {
+  for (const nlohmann::json& r : out->value("Reservations", nlohmann::json::array())) {
     std::string state = Text(r, "State");
     if (r.contains("Node")) state += " on " + Text(r, "Node");
     if (r.contains("DriftedTo")) state += " (now " + Text(r, "DriftedTo") + ")";
     if (Number(r, "GoneSince") != 0) state += ", gone";
-    std::printf("%-32s %-16s %-18s %-28s %-22s %s\n", Text(r, "Name").c_str(), Text(r, "Address").c_str(),
-                Text(r, "MacAddress").c_str(), Text(r, "Pool").c_str(), state.c_str(),
-                FormatTime(Number(r, "Since")).c_str());
+    const std::string mac = Text(r, "MacAddress");
+    rows.push_back({Text(r, "Name"), Text(r, "Address"), mac.empty() ? "-" : mac, Text(r, "Pool"), state,
+                    FormatTime(Number(r, "Since"))});
     if (r.contains("DriftedTo")) ++drifted;
   }
-  if (drifted > 0) {
-    std::printf(
-        "\n%d name(s) drifted: each started at once with others on an engine that does not tell the IPAM\n"
-        "which container asks (Docker < 29), and got an address reserved for none of them. Each gets its\n"
-        "reservation back at its next start on its own. To keep them from drifting, give them --ip, or for\n"
-        "a compose project: static-macvlan compose pin -p PROJECT -o pin.yaml; docker compose -f "
-        "compose.yaml -f pin.yaml up -d\n",
-        drifted);
-  }
+  PrintColumns(rows);
+  if (drifted > 0) PrintDriftNote(drifted);
   return OkStatus();
 }
 

@@ -1412,5 +1412,52 @@ TEST_F(ReservationsCliTest, ANetworkNameWhileDockerdIsDownSaysDockerdCouldNotBeA
       << doctor.output;
 }
 
+// `reservations ls` on the README card's pool: each column starts where its heading does, whatever
+// the width of names, pools and IPv6 addresses.
+TEST_F(ReservationsCliTest, LsColumnsLineUpOnAnIpRangePoolWithLongNamesAndIpv6) {
+  CreateNetwork();
+  const std::vector<std::pair<std::string, std::string>> reserved = {
+      {"db", "198.51.100.9"},
+      {"a-rather-long-container-name-for-the-table-1", "198.51.100.200"},
+      {"web", "2001:db8:228::abcd:1234:5678"}};
+  for (const auto& [name, address] : reserved) Reserve(name, address);
+  httplib::Client cli = Client();  // one in use, with a MAC, as a container's start leaves it
+  auto [status, answer] = Post(cli, "IpamDriver.RequestAddress",
+                               {{"PoolID", pool_ids_[0]},
+                                {"Address", ""},
+                                {"Options",
+                                 {{"com.docker.network.endpoint.name", "api"},
+                                  {"com.docker.network.endpoint.macaddress", "02:42:c6:33:64:02"}}}});
+  ASSERT_EQ(status, 200) << answer;
+  const CliRun ran = Cli("reservations ls");
+  ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  const std::vector<std::string> lines = Lines(ran.output);
+  ASSERT_EQ(lines.size(), 5u) << ran.output;
+  std::vector<size_t> at;
+  for (const char* heading : {"NAME", "ADDRESS", "MAC", "POOL", "STATE", "SINCE"}) at.push_back(lines[0].find(heading));
+  auto row = [&](const std::string& name) {
+    auto it = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.starts_with(name + " "); });
+    return it == lines.end() ? std::string() : *it;
+  };
+  const std::string pool = "198.51.100.0/24 range 198.51.100.0/25";
+  const std::vector<std::vector<std::string>> want = {
+      {"db", "198.51.100.9", "-", pool, "reserved"},
+      {"a-rather-long-container-name-for-the-table-1", "198.51.100.200", "-", pool, "reserved"},
+      {"web", "2001:db8:228::abcd:1234:5678", "-", "2001:db8:228::/64", "reserved"},
+      {"api", answer["Address"].get<std::string>().substr(0, answer["Address"].get<std::string>().find('/')),
+       "02:42:c6:33:64:02", pool, "in use"}};
+  for (const std::vector<std::string>& cells : want) {
+    const std::string line = row(cells[0]);
+    ASSERT_FALSE(line.empty()) << cells[0] << "\n" << ran.output;
+    for (size_t i = 0; i < cells.size(); ++i) {
+      EXPECT_EQ(line.substr(at[i], cells[i].size()), cells[i]) << "column " << i << "\n" << ran.output;
+      if (i > 0) {
+        EXPECT_EQ(line.substr(at[i] - 1, 1), " ") << "column " << i << "\n" << ran.output;
+      }
+    }
+    EXPECT_EQ(line.find_last_of(' ') + 1, at[5]) << "SINCE\n" << ran.output;
+  }
+}
+
 }  // namespace
 }  // namespace smv
