@@ -86,6 +86,36 @@ int64_t Number(const nlohmann::json& r, const char* field) {
   return r.contains(field) && r[field].is_number_integer() ? r[field].get<int64_t>() : 0;
 }
 
+constexpr int kExportVersion = 1;
+
+// A field of the document that may be unknown: its text, or null.
+nlohmann::ordered_json OrNull(const std::string& text) {
+  return text.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(text);
+}
+nlohmann::ordered_json TimeOrNull(int64_t unix_seconds) {
+  return unix_seconds == 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(FormatTime(unix_seconds));
+}
+
+// The one JSON shape of a book of reservations: `ls --json` prints it, `export` writes it and
+// `import` reads it (only "name" and "address"; docs/sticky-addresses.md describes every field).
+// Version 1 had name, address and pool; the fields after them were added later, and import still
+// ignores them, so older static-macvlan versions import this document too.
+nlohmann::ordered_json ReservationsDocument(const nlohmann::json& listed) {
+  nlohmann::ordered_json entries = nlohmann::ordered_json::array();
+  for (const nlohmann::json& r : listed.value("Reservations", nlohmann::json::array())) {
+    entries.push_back({{"name", Text(r, "Name")},
+                       {"address", Text(r, "Address")},
+                       {"pool", Text(r, "Pool")},
+                       {"mac", OrNull(Text(r, "MacAddress"))},
+                       {"state", Text(r, "State")},
+                       {"node", OrNull(Text(r, "Node"))},
+                       {"drifted_to", OrNull(Text(r, "DriftedTo"))},
+                       {"since", TimeOrNull(Number(r, "Since"))},
+                       {"gone_since", TimeOrNull(Number(r, "GoneSince"))}});
+  }
+  return {{"version", kExportVersion}, {"reservations", std::move(entries)}};
+}
+
 // How wide `text` shows in a terminal: one column per UTF-8 character.
 size_t Columns(const std::string& text) {
   return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; }));
@@ -124,7 +154,7 @@ Status ListReservations(const ReservationFlags& flags) {
   auto out = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
   if (!out.ok()) return out.status();
   if (flags.json) {
-    std::puts(out->value("Reservations", nlohmann::json::array()).dump(2).c_str());
+    std::puts(ReservationsDocument(*out).dump(2).c_str());
     return OkStatus();
   }
   std::vector<std::vector<std::string>> rows = {{"NAME", "ADDRESS", "MAC", "POOL", "STATE", "SINCE"}};
@@ -173,8 +203,6 @@ Status ReleaseReservation(const ReservationFlags& flags) {
 }
 
 namespace {
-
-constexpr int kExportVersion = 1;
 
 struct NameAddress {
   std::string name;
@@ -298,12 +326,7 @@ Result<size_t> ReserveAll(const ReservationFlags& flags, const std::vector<NameA
 Status ExportReservations(const ReservationFlags& flags) {
   auto out = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
   if (!out.ok()) return out.status();
-  nlohmann::json doc = {{"version", kExportVersion}, {"reservations", nlohmann::json::array()}};
-  for (const nlohmann::json& r : out->value("Reservations", nlohmann::json::array())) {
-    doc["reservations"].push_back(
-        {{"name", Text(r, "Name")}, {"address", Text(r, "Address")}, {"pool", Text(r, "Pool")}});
-  }
-  std::puts(doc.dump(2).c_str());
+  std::puts(ReservationsDocument(*out).dump(2).c_str());
   return OkStatus();
 }
 
