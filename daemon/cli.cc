@@ -18,6 +18,7 @@
 
 #include "commands.h"
 #include "common/ip.h"
+#include "daemon/api/wire.h"
 #include "daemon/compose_pin.h"
 #include "daemon/daemon_socket.h"
 #include "engine/docker_engine.h"
@@ -227,6 +228,10 @@ Result<std::vector<NameAddress>> ReadExport(const std::string& path) {
     if (entry.name.empty() || entry.address.empty()) {
       return InvalidArgument(
           fmt::format("import file \"{}\": an entry without \"name\" or \"address\": {}", path, r.dump()));
+    }
+    if (!api::wire::IsContainerName(entry.name)) {
+      return InvalidArgument(fmt::format("import file \"{}\": \"name\" \"{}\" is not a container name: want {}", path,
+                                         entry.name, api::wire::kContainerNameRule));
     }
     out.push_back(std::move(entry));
   }

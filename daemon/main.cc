@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "daemon/api/wire.h"
 #include "daemon/daemon_socket.h"
 
 namespace {
@@ -180,6 +181,17 @@ struct ReservationCommands {
   CLI::App* importer;
 };
 
+// A name Docker could give a container, checked here so that a typo is a usage error naming NAME.
+CLI::Validator ContainerNameCheck() {
+  return CLI::Validator(
+      [](const std::string& name) {
+        return smv::api::wire::IsContainerName(name)
+                   ? std::string()
+                   : fmt::format("\"{}\" is not a container name: want {}", name, smv::api::wire::kContainerNameRule);
+      },
+      "", "container name");
+}
+
 ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flags) {
   CLI::App* reservations = app.add_subcommand("reservations", "see and manage name -> address reservations");
   reservations->require_subcommand(1);
@@ -190,7 +202,7 @@ ReservationCommands AddReservationCommands(CLI::App& app, ReservationFlags& flag
   ls->add_option("--network", flags.network, "only this Docker network (name or id)");
   ls->add_flag("--json", flags.json, "JSON output");
   CLI::App* reserve = reservations->add_subcommand("reserve", "pre-assign ADDRESS to container NAME");
-  reserve->add_option("NAME", flags.name, "container name")->required();
+  reserve->add_option("NAME", flags.name, "container name")->required()->check(ContainerNameCheck());
   reserve->add_option("ADDRESS", flags.address, "address in the network's subnet")->required();
   reserve->add_option("--network", flags.network, "Docker network (name or id)")->required();
   CLI::App* release = reservations->add_subcommand(

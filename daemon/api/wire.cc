@@ -1,5 +1,8 @@
 #include "daemon/api/wire.h"
 
+#include <algorithm>
+#include <cctype>
+
 namespace smv::api::wire {
 namespace {
 
@@ -233,12 +236,24 @@ json EncodeRequestAddress(const std::string& address) { return json{{"Address", 
 
 Result<std::string> DecodeListReservations(const json& req) { return OptionalString(req, "Network"); }
 
+bool IsContainerName(std::string_view name) {
+  if (name.starts_with('/')) name.remove_prefix(1);
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  return name.size() >= 2 && alnum(name.front()) && std::all_of(name.begin() + 1, name.end(), [&](char c) {
+           return alnum(c) || c == '_' || c == '.' || c == '-';
+         });
+}
+
 Result<ReserveCall> DecodeReserve(const json& req) {
   Result<std::string> name = RequiredString(req, "Name");
   Result<std::string> address = RequiredString(req, "Address");
   Result<std::string> network = RequiredString(req, "Network");
   SMV_RETURN_IF_ERROR(FirstError(name, address, network));
-  return ReserveCall{*name, *address, *network};
+  if (!IsContainerName(*name)) {
+    return InvalidArgument(
+        fmt::format("invalid container name \"{}\" (field \"Name\"): want {}", *name, kContainerNameRule));
+  }
+  return ReserveCall{name->starts_with('/') ? name->substr(1) : *name, *address, *network};
 }
 
 Result<std::string> DecodeRelease(const json& req) { return RequiredString(req, "Target"); }

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -69,6 +70,12 @@ json EncodeRequestAddress(const std::string& address);
 
 // ---- StaticMacvlan (the CLI's calls on the same socket) ----
 
+// Docker's rule for a container name (moby's daemon: ^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$), in words.
+inline constexpr const char* kContainerNameRule =
+    "a letter or digit, then one or more letters, digits, \"_\", \".\" or \"-\" (as Docker names containers)";
+// Whether Docker could give a container this name; a leading "/" (Docker's own spelling) is allowed.
+bool IsContainerName(std::string_view name);
+
 struct ReserveCall {
   std::string name;
   std::string address;
@@ -76,9 +83,9 @@ struct ReserveCall {
 };
 
 Result<std::string> DecodeListReservations(const json& req);  // network filter, may be ""
-Result<ReserveCall> DecodeReserve(const json& req);
-Result<std::string> DecodeRelease(const json& req);      // name or address
-Result<std::string> DecodeReleaseNode(const json& req);  // a node of a shared book
+Result<ReserveCall> DecodeReserve(const json& req);           // a name Docker allows, without a leading "/"
+Result<std::string> DecodeRelease(const json& req);           // name or address
+Result<std::string> DecodeReleaseNode(const json& req);       // a node of a shared book
 
 json EncodeReservations(const std::vector<ipam::ReservationView>& views);
 

@@ -1517,5 +1517,39 @@ TEST_F(ReservationsCliTest, LsJsonAndExportPrintOneDocumentThatImportReads) {
   EXPECT_NE(old.output.find("198.51.100.20 reserved for old-web\n"), std::string::npos) << old.output;
 }
 
+// reserve, the daemon's Reserve call and import take only names Docker can give a container
+// (moby: ^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$), and say what is allowed.
+TEST_F(ReservationsCliTest, OnlyNamesDockerCanGiveAContainerAreReserved) {
+  CreateNetwork();
+  const std::string rule =
+      "want a letter or digit, then one or more letters, digits, \"_\", \".\" or \"-\" (as Docker names containers)";
+  for (const std::string bad : {"my web", "a", "_web", "web;rm",
+                                "w\xc3\xa9"
+                                "b"}) {
+    const CliRun ran = Cli("reservations reserve '" + bad + "' 198.51.100.9 --network " + network_);
+    EXPECT_EQ(ran.exit_code, 2) << bad << ": " << ran.output;
+    EXPECT_NE(ran.output.find("NAME: \"" + bad + "\" is not a container name: " + rule), std::string::npos)
+        << ran.output;
+  }
+  httplib::Client cli = Client();
+  auto [status, answer] =
+      Post(cli, "StaticMacvlan.Reserve", {{"Name", "my web"}, {"Address", "198.51.100.9"}, {"Network", network_}});
+  EXPECT_EQ(status, 500);
+  EXPECT_EQ(answer.value("Err", ""), "invalid container name \"my web\" (field \"Name\"): " + rule);
+  std::ofstream(dir_.Sub("bad.json")) << R"({"version":1,"reservations":[{"name":"ok-1","address":"198.51.100.8"},)"
+                                      << R"({"name":"my web","address":"198.51.100.9"}]})";
+  const CliRun imported = Cli("reservations import " + dir_.Sub("bad.json") + " --network " + network_);
+  EXPECT_EQ(imported.exit_code, 1) << imported.output;
+  EXPECT_NE(imported.output.find("import file \"" + dir_.Sub("bad.json") +
+                                 "\": \"name\" \"my web\" is not a container name: " + rule),
+            std::string::npos)
+      << imported.output;
+  EXPECT_EQ(Lines(Cli("reservations ls").output).size(), 1u) << "nothing reserved";
+
+  Reserve("/web-1", "198.51.100.10");  // Docker's own spelling, with its "/"
+  const json listed = json::parse(Cli("reservations ls --json").output, nullptr, false);
+  EXPECT_EQ(EntryNamed(listed, "web-1").value("address", ""), "198.51.100.10") << listed;
+}
+
 }  // namespace
 }  // namespace smv

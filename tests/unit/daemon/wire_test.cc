@@ -74,5 +74,21 @@ TEST(Wire, PoolsWeNeverGaveAreRefusedWhateverTheAddressSpace) {
   EXPECT_TRUE(AdmitIpam(r, {}, [](const Prefix&) { return true; }).ok());
 }
 
+// moby's daemon: ^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$ (its own test's names among these).
+TEST(Wire, ContainerNamesAreTheOnesDockerAllows) {
+  for (const char* name : {"word-word", "word_word", "1weoid", "/web", "a.b", "s-0", "A9"}) {
+    EXPECT_TRUE(wire::IsContainerName(name)) << name;
+  }
+  for (const char* name : {"-rm", "&sdfsfd", "safd%sd", "a", "/a", "", "/", "//web", "_web", ".web", "my web", "web\n",
+                           "w\xc3\xa9b", "web/1"}) {
+    EXPECT_FALSE(wire::IsContainerName(name)) << name;
+  }
+  Result<wire::ReserveCall> call = wire::DecodeReserve({{"Name", "/web"}, {"Address", "192.0.2.9"}, {"Network", "n"}});
+  ASSERT_TRUE(call.ok()) << call.status().message();
+  EXPECT_EQ(call->name, "web");
+  EXPECT_EQ(wire::DecodeReserve({{"Name", "a b"}, {"Address", "192.0.2.9"}, {"Network", "n"}}).status().message(),
+            std::string("invalid container name \"a b\" (field \"Name\"): want ") + wire::kContainerNameRule);
+}
+
 }  // namespace
 }  // namespace smv::api
