@@ -179,6 +179,21 @@ TEST_F(PluginApiTest, ANetworkNameWhileTheEngineIsDownSaysTheEngineCouldNotBeAsk
             "network \"wan\" is not a static-macvlan network");
 }
 
+// `curl -X POST` sends no body: every path either needs none (200), or says it is empty and what
+// the path wants (400); never a bare 500 or a vague 400.
+TEST_F(PluginApiTest, EveryPathPostedWithoutABodyAnswersOkOrSaysTheBodyIsEmpty) {
+  for (const auto& [path, handler] : api_->Routes()) {
+    auto [status, out] = api_->Dispatch(path, "");
+    const json answer = json::parse(out, nullptr, false);
+    ASSERT_TRUE(answer.is_object()) << path << " -> " << out;
+    if (status == 200) continue;
+    EXPECT_EQ(status, 400) << path << " -> " << out;
+    EXPECT_TRUE(
+        answer.value("Err", "").starts_with("request body is empty: " + path.substr(1) + " wants a JSON object body ("))
+        << path << " -> " << out;
+  }
+}
+
 // Found by fuzzing (tests/fuzz): an id whose first 12 bytes end inside a UTF-8 sequence, quoted
 // cut short in an error message, made the JSON encoder throw instead of answering.
 TEST_F(PluginApiTest, IdsCutInsideAUtf8SequenceStillGetAJsonAnswer) {
