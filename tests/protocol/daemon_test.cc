@@ -192,6 +192,10 @@ class DaemonTest : public testing::NetnsTest {
     }
   }
 
+  // Restarts the daemon on an engine where six containers start at once, and returns the warning
+  // it logs when one of them asks for an address (docs/troubleshooting.md quotes it).
+  std::string AmbiguousStartWarning();
+
   testing::TempDir dir_;
   std::string socket_;
   pid_t pid_ = -1;
@@ -778,6 +782,42 @@ CliRun RunShell(const std::string& command) {
 }
 CliRun RunSmv(const std::string& args) { return RunShell(std::string(SMV_BINARY) + " " + args); }
 
+// A dockerd that lists `names` as containers starting on network "lan" (no endpoint yet, no
+// requested address) and answers no inspect of them, as while compose starts a project.
+class StartingContainersEngine {
+ public:
+  StartingContainersEngine(const std::string& socket, const std::vector<std::string>& names) {
+    server_.Get("/_ping", [](const httplib::Request&, httplib::Response& res) { res.set_content("OK", "text/plain"); });
+    server_.Get("/containers/json", [names](const httplib::Request&, httplib::Response& res) {
+      json list = json::array();
+      for (const std::string& name : names) {
+        list.push_back({{"Id", "id-" + name},
+                        {"Names", {"/" + name}},
+                        {"NetworkSettings", {{"Networks", {{"lan", {{"EndpointID", ""}, {"IPAMConfig", nullptr}}}}}}}});
+      }
+      res.set_content(list.dump(), "application/json");
+    });
+    server_.Get(R"(/containers/.+/json)", [](const httplib::Request&, httplib::Response& res) { res.status = 500; });
+    server_.Get(R"(/networks/(.+))", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content(json{{"Id", req.matches[1].str()}, {"Name", "lan"}, {"Containers", json::object()}}.dump(),
+                      "application/json");
+    });
+    server_.set_address_family(AF_UNIX);
+    bound_ = server_.bind_to_port(socket, 80);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~StartingContainersEngine() {
+    server_.stop();
+    thread_.join();
+  }
+  bool bound() const { return bound_; }
+
+ private:
+  httplib::Server server_;
+  bool bound_ = false;
+  std::thread thread_;
+};
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
@@ -785,7 +825,48 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-// The text blocks of docs/troubleshooting.md, each after a "<!-- message: ID -->" line.
+std::string DaemonTest::AmbiguousStartWarning() {
+  StopDaemon();
+  std::vector<std::string> names;
+  for (int i = 1; i <= 6; ++i) names.push_back("six-s" + std::to_string(i) + "-1");
+  StartingContainersEngine engine(dir_.Sub("engine.sock"), names);
+  if (!engine.bound()) return "(no engine socket)";
+  extra_args_ = {"--docker-host", "unix://" + dir_.Sub("engine.sock")};
+  StartDaemon();
+  httplib::Client cli = Client();
+  auto [status, pool] = Post(cli, "IpamDriver.RequestPool",
+                             {{"AddressSpace", "static-macvlan-local"},
+                              {"Pool", "198.51.100.0/24"},
+                              {"SubPool", "198.51.100.0/26"},
+                              {"Options", json::object()},
+                              {"V6", false}});
+  const json id = pool.value("PoolID", "");
+  Post(cli, "NetworkDriver.CreateNetwork",
+       {{"NetworkID", std::string(64, '6')},
+        {"Options", {{"com.docker.network.generic", {{"parent", "eth1"}}}}},
+        {"IPv4Data", {{{"AddressSpace", "static-macvlan-local"}, {"Pool", "198.51.100.0/24"}}}}});
+  // One of them has a reservation (it ran before): only then is the guess worth the engine's time.
+  auto [named, held] =
+      Post(cli, "IpamDriver.RequestAddress",
+           {{"PoolID", id}, {"Address", ""}, {"Options", {{"com.docker.network.endpoint.name", names[0]}}}});
+  Post(cli, "IpamDriver.ReleaseAddress",
+       {{"PoolID", id}, {"Address", held.value("Address", "/").substr(0, held.value("Address", "/").find('/'))}});
+  // The guess waits for the engine's first answer (the start-up reconcile).
+  for (int i = 0; i < 100 && Log().find("ambiguous start") == std::string::npos; ++i) {
+    auto [asked, given] =
+        Post(cli, "IpamDriver.RequestAddress", {{"PoolID", id}, {"Address", ""}, {"Options", json::object()}});
+    const std::string address = given.value("Address", "/");
+    Post(cli, "IpamDriver.ReleaseAddress", {{"PoolID", id}, {"Address", address.substr(0, address.find('/'))}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  StopDaemon();  // before its engine goes
+  const std::string log = Log();
+  const size_t at = log.find("ambiguous start");
+  return at == std::string::npos ? "(no warning logged)\n" + log : log.substr(at, log.find('\n', at) - at);
+}
+
+// The text blocks of docs/troubleshooting.md, each with the ID of the "<!-- message: ID -->" line
+// just before it ("" when there is none: a block no test produces).
 std::vector<std::pair<std::string, std::string>> QuotedMessages(const std::string& path) {
   std::ifstream in(path);
   std::vector<std::pair<std::string, std::string>> out;
@@ -793,7 +874,7 @@ std::vector<std::pair<std::string, std::string>> QuotedMessages(const std::strin
   while (std::getline(in, line)) {
     if (line.starts_with("<!-- message: ")) {
       id = line.substr(14, line.find(" -->") - 14);
-    } else if (!id.empty() && line == "```text" && std::getline(in, line)) {
+    } else if (line == "```text" && std::getline(in, line)) {
       out.emplace_back(id, line);
       id.clear();
     }
@@ -849,7 +930,19 @@ TEST_F(DaemonTest, TheTroubleshootingGuideQuotesWhatTheDaemonSays) {
                 {"IPv6Data", json::array()}};
   };
   const std::string kCreatedOnThisKernel = "(created: this kernel has 802.1Q)";
+  // The first line a command printed, without its newline.
+  auto first_line = [](const CliRun& ran) { return ran.output.substr(0, ran.output.find('\n')); };
   const std::vector<std::pair<std::string, std::function<std::string()>>> produce = {
+      {"unknown-pool",
+       [&] {
+         return err("IpamDriver.RequestAddress",
+                    {{"PoolID", "198.51.100.0/24"}, {"Address", ""}, {"Options", json::object()}});
+       }},
+      {"not-root",
+       [&] {
+         return first_line(RunShell("setpriv --reuid=65534 --regid=65534 --clear-groups " + std::string(SMV_BINARY) +
+                                    " reservations ls --socket " + socket_));
+       }},
       {"parent-missing",
        [&] {
          pool("192.0.2.0/24", "");
@@ -916,7 +1009,16 @@ TEST_F(DaemonTest, TheTroubleshootingGuideQuotesWhatTheDaemonSays) {
               {"Interface", {{"Address", "203.0.113.5/24"}, {"AddressIPv6", ""}, {"MacAddress", "02:42:00:00:00:03"}}},
               {"Options", json::object()}});
        }},
-      // Last: the daemon is restarted on an etcd that does not exist.
+      // From here on each restarts the daemon: on an engine that is not there, on one where
+      // containers start at once, on an etcd that does not exist.
+      {"engine-down-name",
+       [&] {
+         StopDaemon();
+         extra_args_ = {"--docker-host", "unix://" + dir_.Sub("no-engine.sock")};
+         StartDaemon();
+         return err("StaticMacvlan.ListReservations", {{"Network", "lan"}});
+       }},
+      {"ambiguous-start", [&] { return AmbiguousStartWarning(); }},
       {"etcd-unavailable",
        [&] {
          StopDaemon();
@@ -932,6 +1034,9 @@ TEST_F(DaemonTest, TheTroubleshootingGuideQuotesWhatTheDaemonSays) {
          return answer.value("Err", answer.dump());
        }},
   };
+  for (const auto& [id, text] : quoted) {
+    EXPECT_FALSE(id.empty()) << "a text block without a <!-- message: ID --> line, which no test produces: " << text;
+  }
   std::set<std::string> checked;
   for (const auto& [id, run] : produce) {
     // Clang 14 (the sanitizer build) cannot capture a structured binding, hence a copy.
