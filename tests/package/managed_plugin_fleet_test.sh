@@ -5,8 +5,8 @@
 # /etc/static-macvlan/), and every fleet setting given with `docker plugin set`. On a private
 # dockerd (tests/e2e/lib.sh) whose network namespace also holds the etcd members: a container gets
 # an address from the pool, its reservation and lease are in etcd under the plugin's node name,
-# rm + run keeps the address, metrics answer on SMV_METRICS_LISTEN; a wrong password is refused
-# naming etcd's refusal, and the right one works again.
+# rm + run keeps the address, metrics answer on SMV_METRICS_LISTEN, the files are read-only in
+# the plugin; a wrong password is refused naming etcd's refusal, and the right one works again.
 # Needs root, dockerd, etcd, etcdctl and openssl. Everything is ended by PID and removed on exit.
 # Usage: tests/package/managed_plugin_fleet_test.sh build/static-macvlan build/package/plugin
 set -euo pipefail
@@ -163,6 +163,18 @@ expect_eq "$(ip_of a-0 lan)" "$first" "rm + run: a-0 keeps $first"
 metrics=$(in_host curl -sf "http://$METRICS/metrics") || fail "GET http://$METRICS/metrics (SMV_METRICS_LISTEN)"
 grep -q '^static_macvlan_' <<<"$metrics" || fail "http://$METRICS/metrics has no static_macvlan_ metric"
 pass "SMV_METRICS_LISTEN: the plugin serves its metrics on $METRICS"
+# The plugin sees its files at $SEEN and cannot change them (its rootfs has no shell: its mount
+# namespace is reached through /proc/PID/root).
+plugin_id=$(d plugin inspect -f '{{.Id}}' "$P")
+plugin_pid=$(in_docker_ns ctr --address /run/docker/containerd/containerd.sock -n plugins.moby task ls |
+  awk -v id="$plugin_id" '$1 == id {print $2}')
+[ -n "$plugin_pid" ] || fail "no containerd task for the plugin $plugin_id"
+expect_eq "$(cat "/proc/$plugin_pid/root$SEEN/etcd-password")" "$PASSWORD" "the plugin reads its password file at $SEEN"
+if touch "/proc/$plugin_pid/root$SEEN/written-by-the-plugin" 2>/dev/null; then
+  fail "the etcd-credentials mount is writable inside the plugin"
+fi
+[ ! -e "$CREDENTIALS/static-macvlan/written-by-the-plugin" ] || fail "a write inside the plugin reached $CREDENTIALS"
+pass "the etcd-credentials mount is read-only inside the plugin"
 
 # A wrong password: the plugin does not start, and says why (dockerd's log holds the plugin's).
 d rm -f a-0 >/dev/null
