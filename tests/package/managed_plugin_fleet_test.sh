@@ -142,6 +142,11 @@ d plugin enable "$P" >/dev/null || { plugin_log; fail "docker plugin enable on t
 grep -q "address book shared in etcd $STORE as node \\\\\"$NODE\\\\\" over TLS as etcd user \\\\\"$USER_NAME\\\\\"" \
   "$DOCKERD_LOG" || { plugin_log; fail "the plugin does not log its book in etcd over TLS as $USER_NAME"; }
 pass "docker plugin enable: the book is in etcd $STORE over TLS as user $USER_NAME, node $NODE"
+case " $(d plugin inspect -f '{{.Settings.Env}}' "$P" | tr -d '[]') " in
+  *" SMV_NODE_NAME=$NODE "*" SMV_ETCD_USER=$USER_NAME "* | *" SMV_ETCD_USER=$USER_NAME "*" SMV_NODE_NAME=$NODE "*) ;;
+  *) fail "docker plugin inspect -f '{{.Settings.Env}}' lacks the settings: $(d plugin inspect -f '{{.Settings.Env}}' "$P")" ;;
+esac
+pass "docker plugin inspect -f '{{.Settings.Env}}' lists the settings as NAME=VALUE (docs/fleet.md)"
 
 d network create -d "$P" --ipam-driver "$P" --subnet 192.0.2.0/24 --gateway 192.0.2.254 \
   --ip-range 192.0.2.0/26 -o parent=eth1 lan >/dev/null || { plugin_log; fail "network create on the etcd store"; }
