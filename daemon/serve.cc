@@ -80,7 +80,10 @@ Result<std::optional<etcd::ClientOptions>> SharedStoreClient(const ServeFlags& f
   }
   Result<std::vector<etcd::Endpoint>> endpoints = etcd::ParseEndpoints(flags.store, "--store");
   if (!endpoints.ok()) return InvalidArgument(endpoints.status().message() + " (or lmdb, the default)");
-  etcd::ClientOptions options{.endpoints = std::move(endpoints).value()};
+  etcd::ClientOptions options{
+      .endpoints = std::move(endpoints).value(),
+      .names = {
+          .user = "--etcd-user", .ca_file = "--etcd-cacert", .cert_file = "--etcd-cert", .key_file = "--etcd-key"}};
   if (flags.etcd_cert.empty() != flags.etcd_key.empty()) {
     return InvalidArgument(
         fmt::format("--etcd-cert \"{}\" and --etcd-key \"{}\": give both (a client certificate "

@@ -45,7 +45,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "ipam/ipam_store.h"
 #include "ipam/unavailable_gate.h"
 

@@ -21,7 +21,7 @@
 #include <string>
 #include <thread>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "common/status.h"
 #include "ipam/etcd_store.h"
 

@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "tests/support/etcd_cluster.h"
 #include "tests/support/etcd_security.h"
 
@@ -29,7 +29,11 @@ class EtcdTlsTest : public EtcdTest {
     cluster_.UseTls({.ca = certs_.ca, .server_cert = certs_.server_cert, .server_key = certs_.server_key});
   }
   KvClient Client(TlsFiles tls) {
-    return KvClient({.endpoints = cluster_.endpoints(), .tls = std::move(tls), .deadline = std::chrono::seconds(3)});
+    // The errors name each setting as the caller spells it (the daemon: its flags).
+    return KvClient({.endpoints = cluster_.endpoints(),
+                     .names = {.ca_file = "--etcd-cacert"},
+                     .tls = std::move(tls),
+                     .deadline = std::chrono::seconds(3)});
   }
   TestCertificates certs_;
 };
@@ -67,6 +71,7 @@ class EtcdAuthTest : public EtcdTest {
   }
   KvClient Client(std::string user, std::string password) {
     return KvClient({.endpoints = cluster_.endpoints(),
+                     .names = {.user = "--etcd-user"},
                      .user = std::move(user),
                      .password = std::move(password),
                      .deadline = std::chrono::seconds(3)});

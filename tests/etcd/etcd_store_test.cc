@@ -21,7 +21,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "ipam/etcd_store.h"
 #include "ipam/ipam_service.h"
 #include "ipam/lmdb_store.h"

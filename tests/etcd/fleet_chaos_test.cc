@@ -30,7 +30,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "tests/support/etcd_cluster.h"
 #include "tests/support/fleet_ledger.h"
 #include "tests/support/plugin_node.h"

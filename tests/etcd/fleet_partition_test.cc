@@ -41,7 +41,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "ipam/records.h"
 #include "tests/support/fleet_ledger.h"
 #include "tests/support/history_checker.h"

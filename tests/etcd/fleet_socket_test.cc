@@ -27,7 +27,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "ipam/records.h"
 #include "tests/support/child_process.h"
 #include "tests/support/etcd_cluster.h"

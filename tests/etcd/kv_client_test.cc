@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "tests/support/etcd_cluster.h"
 #include "tests/support/etcd_security.h"
 

@@ -16,7 +16,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "ipam/node_claim.h"
 #include "tests/support/etcd_cluster.h"
 #include "tests/support/plugin_node.h"

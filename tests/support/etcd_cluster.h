@@ -22,7 +22,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "tests/support/child_process.h"
 #include "tests/support/temp_dir.h"
 

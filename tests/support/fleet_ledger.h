@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "ipam/records.h"
 
 namespace smv::testing {

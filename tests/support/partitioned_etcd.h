@@ -39,7 +39,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 #include "tests/support/plugin_node.h"
 
 namespace smv::testing {

@@ -17,7 +17,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 
 namespace smv::etcd {
 namespace {

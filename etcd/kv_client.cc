@@ -1,4 +1,4 @@
-#include "common/etcd/kv_client.h"
+#include "etcd/kv_client.h"
 
 #include <openssl/evp.h>
 
@@ -255,16 +255,16 @@ Status Refusal(const Reply& reply, const std::string& path, const ClientOptions&
   // etcd answers a missing user (auth enabled) and wrong credentials with 400, not 401.
   if (reply.status == 401 || reply.status == 403 || err.message.find("user name is empty") != std::string::npos ||
       err.message.find("authentication failed") != std::string::npos) {
-    return PermissionDenied(fmt::format(
-        "etcd {} refused {}{}: {}", reply.member, path,
-        options.user.empty() ? " (it wants a user: --etcd-user)" : fmt::format(" to user \"{}\"", options.user),
-        err.message));
+    return PermissionDenied(fmt::format("etcd {} refused {}{}: {}", reply.member, path,
+                                        options.user.empty() ? fmt::format(" (it wants a user: {})", options.names.user)
+                                                             : fmt::format(" to user \"{}\"", options.user),
+                                        err.message));
   }
   if (err.message.find("CommonName") != std::string::npos) {
     return InvalidArgument(fmt::format(
         "etcd {} refused {}: {} (members that check client certificates want one without a Common Name from "
-        "clients of their JSON gateway: issue --etcd-cert without CN and name the user with --etcd-user)",
-        reply.member, path, err.message));
+        "clients of their JSON gateway: issue {} without CN and name the user with {})",
+        reply.member, path, err.message, options.names.cert_file, options.names.user));
   }
   if (err.code == kGrpcNotFound)
     return NotFound(fmt::format("etcd {} answered {}: {}", reply.member, path, err.message));
@@ -275,16 +275,16 @@ Status Refusal(const Reply& reply, const std::string& path, const ClientOptions&
 }
 
 // Why a member gave no usable answer, for the error once every member failed.
-std::string Describe(const Reply& reply, const TlsFiles& tls, const Endpoint& e) {
+std::string Describe(const Reply& reply, const ClientOptions& options, const Endpoint& e) {
   if (reply.answered) return fmt::format("{}: {}", reply.member, ParseError(reply.body).message);
   if (reply.sent) return fmt::format("{}: no answer in {} ms", reply.member, reply.waited.count());
   std::string out = fmt::format("{}: {}", reply.member, httplib::to_string(reply.error));
   if (reply.error == httplib::Error::SSLConnection || reply.error == httplib::Error::SSLServerVerification ||
       reply.error == httplib::Error::SSLLoadingCerts) {
     out += fmt::format(
-        " (TLS: the member's certificate must be signed by --etcd-cacert \"{}\" and name {}; a member started "
-        "with --client-cert-auth wants --etcd-cert and --etcd-key signed by its CA)",
-        tls.ca_file, e.host);
+        " (TLS: the member's certificate must be signed by {} \"{}\" and name {}; a member started "
+        "with --client-cert-auth wants {} and {} signed by its CA)",
+        options.names.ca_file, options.tls.ca_file, e.host, options.names.cert_file, options.names.key_file);
   }
   return out;
 }
@@ -449,7 +449,7 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
                       "its outcome is unknown)",
                       reply.member, reply.waited.count()));
     }
-    last_error = Describe(reply, options_.tls, e);
+    last_error = Describe(reply, options_, e);
     if (!idempotent && reply.answered) return UnavailableCluster(last_error + "; outcome unknown");
     // A connect the call's own deadline cut short says nothing about the member.
     const bool cut_short = reply.error == httplib::Error::ConnectionTimeout && left < options_.connect_timeout;
@@ -474,8 +474,8 @@ Status KvClient::Authenticate(Deadline deadline) {
   auto answer = CallJson(kAuthenticatePath, request, true, deadline);
   if (!answer.ok()) {
     if (answer.status().code() == Code::kUnavailable) return answer.status();
-    return PermissionDenied(fmt::format("etcd refused the credentials of --etcd-user \"{}\": {}", options_.user,
-                                        answer.status().message()));
+    return PermissionDenied(fmt::format("etcd refused the credentials of {} \"{}\": {}", options_.names.user,
+                                        options_.user, answer.status().message()));
   }
   token_ = StringField(*answer, "token");
   if (token_.empty()) return Internal("etcd answered the authentication without a token");

@@ -111,8 +111,18 @@ struct TlsFiles {
   bool enabled() const { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
 };
 
+// How the user spells each setting, for errors that say what to change: the daemon passes its
+// flags (--etcd-user, ...). The client knows etcd, not the daemon's command line.
+struct SettingNames {
+  std::string user = "the etcd user";
+  std::string ca_file = "the CA file";
+  std::string cert_file = "the client certificate";
+  std::string key_file = "the client key";
+};
+
 struct ClientOptions {
   std::vector<Endpoint> endpoints;
+  SettingNames names;
   TlsFiles tls;
   // etcd's user authentication (etcdctl auth enable): a token is asked for with these and renewed
   // when etcd says it expired. Empty user: none.
