@@ -143,24 +143,29 @@ _static_macvlan_docker_names() {  # networks | containers
 	fi
 }
 
-# Candidates for the value of option $1 that start with $2.
+# COMPREPLY: the candidates that start with $2 for the value of option $1 (here, not in a
+# subshell: compopt must reach this completion).
 _static_macvlan_value() {
 	case "$1" in
-	--network | --from-docker) compgen -W "$(_static_macvlan_docker_names networks)" -- "$2" ;;
-	--log-level) compgen -W "trace debug info warn error off" -- "$2" ;;
-	*-dir) compopt -o filenames 2>/dev/null; compgen -d -- "$2" ;;
-	--socket | -o | --output | *-file | *-cacert | *-cert | *-key) compopt -o filenames 2>/dev/null; compgen -f -- "$2" ;;
+	--network | --from-docker) _static_macvlan_reply "$(_static_macvlan_docker_names networks)" "$2" ;;
+	--log-level) _static_macvlan_reply "trace debug info warn error off" "$2" ;;
+	*-dir) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "$2") ;;
+	--socket | -o | --output | *-file | *-cacert | *-cert | *-key)
+		compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -f -- "$2") ;;
 	esac
 }
 
-# Candidates for positional argument $1 (its name in --help) that start with $2.
+# COMPREPLY: the candidates for positional argument $1 (its name in --help) that start with $2.
 _static_macvlan_positional() {
 	case "$1" in
-	CONTAINER) compgen -W "$(_static_macvlan_docker_names containers)" -- "$2" ;;
-	COMMAND) compgen -c -- "$2" ;;
-	FILE) compopt -o filenames 2>/dev/null; compgen -f -- "$2" ;;
+	CONTAINER) _static_macvlan_reply "$(_static_macvlan_docker_names containers)" "$2" ;;
+	COMMAND) mapfile -t COMPREPLY < <(compgen -c -- "$2") ;;
+	FILE) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -f -- "$2") ;;
 	esac
 }
+
+# COMPREPLY: the words of $1 that start with $2.
+_static_macvlan_reply() { mapfile -t COMPREPLY < <(compgen -W "$1" -- "$2"); }
 
 # " $2 " holds the word $1.
 _static_macvlan_in() { [[ " $2 " == *" $1 "* ]]; }
@@ -207,13 +212,13 @@ _static_macvlan() {
 		option=$prev
 	fi
 	if [ -n "$option" ]; then
-		mapfile -t COMPREPLY < <(_static_macvlan_value "$option" "$cur")
+		_static_macvlan_value "$option" "$cur"
 		return 0
 	fi
 	local commands positionals
 	commands=$(_static_macvlan_cli "$path" commands)
 	if [[ $cur == -* ]] || [ -n "$commands" ]; then
-		mapfile -t COMPREPLY < <(compgen -W "$commands $(_static_macvlan_cli "$path" options)" -- "$cur")
+		_static_macvlan_reply "$commands $(_static_macvlan_cli "$path" options)" "$cur"
 		return 0
 	fi
 	# A command without subcommands: its next positional argument (the last one repeats), else
@@ -222,9 +227,9 @@ _static_macvlan() {
 	local count=${#positionals[@]}
 	((count > 0)) && word=${positionals[given < count ? given : count - 1]} || word=""
 	if ((given < count)) || [[ $word == *... ]]; then
-		mapfile -t COMPREPLY < <(_static_macvlan_positional "${word%...}" "$cur")
+		_static_macvlan_positional "${word%...}" "$cur"
 	else
-		mapfile -t COMPREPLY < <(compgen -W "$(_static_macvlan_cli "$path" options)" -- "$cur")
+		_static_macvlan_reply "$(_static_macvlan_cli "$path" options)" "$cur"
 	fi
 }
 complete -F _static_macvlan static-macvlan
