@@ -2,6 +2,8 @@
 
 #include <iterator>
 
+#include "common/shell_word.h"
+
 namespace smv::ipam {
 
 std::string_view LeaseKindName(LeaseKind kind) {
@@ -141,7 +143,7 @@ Result<Choice> PoolAllocator::ChoosePreferred(const AddressRequest& request, con
   if (std::optional<std::string_view> owner = ReservedFor(ip); owner && !who.empty() && *owner != who) {
     return FailedPrecondition(fmt::format(
         "address {} is reserved for container \"{}\"; release it with: static-macvlan reservations release {}",
-        ip.ToString(), *owner, *owner));
+        ip.ToString(), *owner, ShellWord(*owner)));
   }
   const bool reserve = !request.name.empty() && !request.gateway && reserved != ip;
   return Choice{.address = ip, .reserve_for_name = reserve};

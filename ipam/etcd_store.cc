@@ -13,6 +13,7 @@
 #include <random>
 #include <utility>
 
+#include "common/shell_word.h"
 #include "ipam/records.h"
 
 namespace smv::ipam {
@@ -44,21 +45,7 @@ std::string PrintableWhy(std::string_view why) {
   return out;
 }
 
-namespace {
-
-// `text` as one shell word: single-quoted unless it is made of characters no shell reads specially.
-std::string ShellWord(std::string_view text) {
-  const bool plain = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) ||
-           std::string_view("_./:,=@+-").find(c) != std::string_view::npos;
-  });
-  if (plain) return std::string(text);
-  std::string out = "'";
-  for (const char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string EtcdctlCluster(const etcd::ClientOptions& options) {
   std::vector<std::string> urls;

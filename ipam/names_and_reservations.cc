@@ -8,6 +8,8 @@
 #include <set>
 #include <string>
 
+#include "common/shell_word.h"
+
 namespace smv::ipam {
 
 std::optional<ReservationRecord> IpamService::FindReservation(const PoolState& state, std::string_view name) {
@@ -109,7 +111,7 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
       return FailedPrecondition(
           fmt::format("address {} is reserved for container \"{}\", not \"{}\"; release it with: static-macvlan "
                       "reservations release {}",
-                      address.ToString(), *owner, name, *owner));
+                      address.ToString(), *owner, name, ShellWord(*owner)));
     }
     const int64_t now = clock_();
     IpamBatch batch;
@@ -179,7 +181,7 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
       return FailedPrecondition(
           fmt::format("address {} is reserved for container \"{}\"; release it with: static-macvlan reservations "
                       "release {}",
-                      address.ToString(), *owner, *owner));
+                      address.ToString(), *owner, ShellWord(*owner)));
     }
     if (const Lease* lease = state.allocator.FindLease(address);
         lease != nullptr && (lease->kind == LeaseKind::kGateway || lease->name != name)) {

@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/metrics/metrics.h"
+#include "common/shell_word.h"
 #include "daemon/api/http_body.h"
 #include "daemon/api/json_depth.h"
 #include "daemon/reconciler.h"
@@ -35,21 +36,6 @@ const std::set<std::string, std::less<>> kDockerAddressSpaces = {"LocalDefault",
 // Every body we send. Messages quote request values, sometimes cut to a few bytes (ids), which
 // can split a UTF-8 sequence; replace such bytes rather than throw (found by fuzzing).
 std::string ToWire(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-// A value as a shell word: quoted when it holds anything but plain characters.
-std::string ShellWord(const std::string& word) {
-  const bool plain = std::all_of(word.begin(), word.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) ||
-           std::string_view("-_.,:/=@%+").find(c) != std::string_view::npos;
-  });
-  if (plain && !word.empty()) return word;
-  std::string quoted = "\"";
-  for (char c : word) {
-    if (c == '"' || c == '\\' || c == '$' || c == '`') quoted.push_back('\\');
-    quoted.push_back(c);
-  }
-  return quoted + "\"";
-}
 
 // A whole Docker id (64 hex digits): one of ours or none, with or without dockerd.
 bool IsFullId(const std::string& text) {

@@ -70,7 +70,7 @@ TEST(Wire, PoolsWeNeverGaveAreRefusedWhateverTheAddressSpace) {
   r.call.options["routes"] = "10.254.0.0/16 via 203.0.113.1";
   Status s = AdmitIpam(r, {}, [](const Prefix&) { return false; });
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("-o \"routes=10.254.0.0/16 via 203.0.113.1\""), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("-o 'routes=10.254.0.0/16 via 203.0.113.1'"), std::string::npos) << s.message();
   EXPECT_TRUE(AdmitIpam(r, {}, [](const Prefix&) { return true; }).ok());
 }
 

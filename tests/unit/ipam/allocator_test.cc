@@ -158,6 +158,17 @@ TEST(AllocatorTest, ReservedAddressIsRefusedToAnotherNameAndSkippedByDynamic) {
   EXPECT_EQ(a.Choose(Want(nullptr, "n9")).status().code(), Code::kResourceExhausted);
 }
 
+// A name stored before names were checked as Docker checks them may hold a space or a quote: the
+// release command the refusal prints is still one the shell runs as written.
+TEST(AllocatorTest, TheReleaseCommandOfARefusalQuotesTheName) {
+  PoolAllocator a(Config("192.0.2.0/29"));
+  a.AddReservation("it's web", Ip("192.0.2.3"));
+  Result<Choice> r = a.Choose(Want("192.0.2.3", "b"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(R"(static-macvlan reservations release 'it'\''s web')"), std::string::npos)
+      << r.status().message();
+}
+
 TEST(AllocatorTest, NameAskingAgainWhileHoldingItsAddressGetsItAgain) {
   // The answer to the first request was lost (the plugin died before replying); dockerd's retry
   // or the next start of the same name must not push the name off its own address.
