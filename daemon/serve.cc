@@ -272,6 +272,7 @@ Status Serve(const ServeFlags& flags) {
 
   api::PluginApi api(*services->driver, *services->ipam, &identity, engine->get());
   api.SetMacIdentity(flags.mac_identity);
+  api.SetEngineAddress(flags.docker_host);
   std::unique_ptr<api::MetricsServer> metrics_server;
   if (!flags.metrics_listen.empty()) {
     auto listening = api::MetricsServer::Listen(flags.metrics_listen, api);

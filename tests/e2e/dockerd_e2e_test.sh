@@ -359,7 +359,7 @@ d rm -f web6 >/dev/null
 
 # --- M: migration from Docker's built-in macvlan: the names keep their addresses -----------
 # The subnet of section P: its names' reservations (kept after its network was removed) go first.
-for n in $(reservations ls --json | jq -r '.[] | select(.Pool == "203.0.113.64/26") | .Name'); do
+for n in $(reservations ls --json | jq -r '.reservations[] | select(.pool == "203.0.113.64/26") | .name'); do
   reservations release "$n" >/dev/null
 done
 d network create -d macvlan --subnet 203.0.113.64/26 --gateway 203.0.113.65 -o parent=eth1 legacy >/dev/null \

@@ -108,10 +108,10 @@ d run -d --name r-0 --restart=always --network lan --ip 192.0.2.60 smv-bb:latest
 sock=$(in_docker_ns sh -c 'ls /run/docker/plugins/*/static-macvlan.sock')
 [ -n "$sock" ] || fail "no managed plugin socket under /run/docker/plugins/<id>/"
 # The address the plugin's book reserves for a name (the CLI finds the plugin's socket itself).
-# Either shape of `ls --json`: {"reservations": [{"name", "address"}]} or the older bare list.
+# `ls --json` is the export document: {"version": 1, "reservations": [{"name", "address", ...}]}.
 reserved_for() {
   in_docker_ns "$SMV" reservations ls --json |
-    jq -r --arg name "$1" '(.reservations? // .) | .[] | select((.name // .Name) == $name) | (.address // .Address)'
+    jq -r --arg name "$1" '.reservations[] | select(.name == $name) | .address'
 }
 expect_eq "$(reserved_for a-0)" "$first" "reservations ls (no --socket) reaches the plugin at $sock"
 [ -s "$BOOK/data.mdb" ] || fail "no address book $BOOK/data.mdb"
