@@ -58,18 +58,21 @@ retire_binary_install() {
 # nothing without a runlevel or when policy-rc.d forbids it; this command's promise is a running
 # daemon of the installed version.
 ensure_running() {
-  if [ -d /run/systemd/system ]; then
-    systemctl is-active --quiet static-macvlan.service || systemctl restart static-macvlan.service
-    return 0
-  fi
   local pid
-  pid=$(cat "$PIDFILE" 2>/dev/null) || true
-  if [ -n "$pid" ] && alive "$pid" && [ "$(readlink "/proc/$pid/exe")" = /usr/bin/static-macvlan ]; then
+  if [ -d /run/systemd/system ]; then
+    pid=$(systemctl show -p MainPID --value static-macvlan.service) || true
+  else
+    pid=$(cat "$PIDFILE" 2>/dev/null) || true
+  fi
+  if [ -n "$pid" ] && [ "$pid" != 0 ] && alive "$pid" && [ "$(readlink "/proc/$pid/exe")" = /usr/bin/static-macvlan ]; then
     return 0
   fi
-  echo "install.sh: the package did not (re)start the service (no runlevel here, or policy-rc.d forbids it):" \
-    "/etc/init.d/static-macvlan restart"
-  /etc/init.d/static-macvlan restart
+  echo "install.sh: the package did not (re)start the service (no runlevel here, or policy-rc.d forbids it)"
+  if [ -d /run/systemd/system ]; then
+    systemctl restart static-macvlan.service
+  else
+    /etc/init.d/static-macvlan restart
+  fi
 }
 
 if [ -n "$prebuilt" ]; then

@@ -122,7 +122,7 @@ post NetworkDriver.CreateNetwork "{\"NetworkID\":\"$net\",\"Options\":{\"com.doc
   \"IPv4Data\":[{\"AddressSpace\":\"static-macvlan-local\",\"Gateway\":\"192.0.2.254/24\",\"Pool\":\"192.0.2.0/24\"}],
   \"IPv6Data\":[]}" >/dev/null || fail "CreateNetwork"
 static-macvlan reservations reserve web 192.0.2.10 --network "$net" >/dev/null || fail "reservations reserve"
-reserved() { static-macvlan reservations ls --json | jq -r '.[] | select(.Name == "web") | .Address'; }
+reserved() { static-macvlan reservations ls --json | jq -r '.reservations[] | select(.name == "web") | .address'; }
 [ "$(reserved)" = 192.0.2.10 ] || fail "the reservation is not listed"
 pass "a network and the reservation web -> 192.0.2.10 (through the CLI)"
 

@@ -102,7 +102,7 @@ harm() {
   [ "$(in_private stat -c %i /var/lib/static-macvlan/data.mdb 2>/dev/null)" = "$book_inode" ] ||
     echo "its book /var/lib/static-macvlan/data.mdb is gone or replaced"
   reserved=$(in_private static-macvlan reservations ls --json 2>/dev/null |
-    jq -r '.[] | select(.Name == "installed-web") | .Address' 2>/dev/null) || true
+    jq -r '.reservations[] | select(.name == "installed-web") | .address' 2>/dev/null) || true
   [ "$reserved" = 203.0.113.10 ] || echo "its book does not list installed-web -> 203.0.113.10 (got \"$reserved\")"
   [ "$(post Plugin.Activate '{}' 2>/dev/null)" = '{"Implements":["NetworkDriver","IpamDriver"]}' ] ||
     echo "it does not answer Plugin.Activate on $SOCK"
@@ -161,7 +161,7 @@ in_private kill -0 "$old_pid" 2>/dev/null && [ "$(in_private awk '{print $3}' "/
 pid=$(in_private cat /run/static-macvlan.pid) || fail "no /run/static-macvlan.pid after install.sh"
 [ "$(in_private readlink "/proc/$pid/exe")" = /usr/bin/static-macvlan ] ||
   fail "the daemon (pid $pid) is not the package's /usr/bin/static-macvlan: $(in_private readlink "/proc/$pid/exe")"
-reserved=$(in_private static-macvlan reservations ls --json | jq -r '.[] | select(.Name == "installed-web") | .Address')
+reserved=$(in_private static-macvlan reservations ls --json | jq -r '.reservations[] | select(.name == "installed-web") | .address')
 [ "$reserved" = 203.0.113.10 ] || fail "after install.sh the book does not list installed-web -> 203.0.113.10 (got \"$reserved\")"
 [ "$(in_private grep -c 'ready in' /var/log/static-macvlan.log)" -ge 2 ] ||
   fail "/var/log/static-macvlan.log holds no \"ready in\" line of the package's daemon"
