@@ -1,16 +1,14 @@
 #include "driver/network_options.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <map>
+#include <utility>
+#include <vector>
 
 namespace smv::driver {
 namespace {
-
-constexpr std::string_view kKnownOptions =
-    "parent, vlan, vlan_name, macvlan_mode (or mode), ipvlan_mode, promisc, mtu, routes, default_route, ipam, "
-    "host_ip, "
-    "com.docker.network.advertise_addr_nmsgs, com.docker.network.advertise_addr_ms";
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -218,8 +216,9 @@ Status ParseAnnounceInterval(std::string_view key, const std::string& value, Par
   return OkStatus();
 }
 
-const std::map<std::string_view, OptionParser>& OptionParsers() {
-  static const std::map<std::string_view, OptionParser> parsers = {
+// Every option a network takes, in the order errors list them (the most used first).
+const std::vector<std::pair<std::string_view, OptionParser>>& OptionParsers() {
+  static const std::vector<std::pair<std::string_view, OptionParser>> parsers = {
       {kOptParent,
        [](std::string_view, const std::string& v, Parsing& p) {
          p.out.parent = v;
@@ -229,6 +228,7 @@ const std::map<std::string_view, OptionParser>& OptionParsers() {
       {kOptVlanName, ParseVlanName},
       {kOptMode, ParseMode},
       {kOptModeAlias, ParseMode},
+      {kOptIpvlanMode, ParseIpvlanMode},
       {kOptPromisc, [](std::string_view k, const std::string& v,
                        Parsing& p) { return ParseSwitchOption(k, v, p.out.promisc, "promisc=off"); }},
       {kOptMtu, ParseMtu},
@@ -237,11 +237,20 @@ const std::map<std::string_view, OptionParser>& OptionParsers() {
                             Parsing& p) { return ParseSwitchOption(k, v, p.out.default_route, "default_route=off"); }},
       {kOptIpam, ParseIpam},
       {kOptHostIp, ParseHostIp},
-      {kOptIpvlanMode, ParseIpvlanMode},
       {kOptAnnounceCount, ParseAnnounceCount},
       {kOptAnnounceInterval, ParseAnnounceInterval},
   };
   return parsers;
+}
+
+// "parent, vlan, ...": the known options of an "unknown option" error, read from the table above.
+const std::string& KnownOptions() {
+  static const std::string known = [] {
+    std::string out;
+    for (const auto& [key, parser] : OptionParsers()) out += (out.empty() ? "" : ", ") + std::string(key);
+    return out;
+  }();
+  return known;
 }
 
 // The built-in macvlan driver's form: parent=eth1.228 means VLAN 228 on eth1.
@@ -283,11 +292,12 @@ Status CheckParent(const NetworkOptions& out) {
 Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::string>& options) {
   Parsing p;
   for (const auto& [key, value] : options) {
-    auto parser = OptionParsers().find(key);
-    if (parser != OptionParsers().end()) {
+    const auto& parsers = OptionParsers();
+    auto parser = std::find_if(parsers.begin(), parsers.end(), [&](const auto& entry) { return entry.first == key; });
+    if (parser != parsers.end()) {
       SMV_RETURN_IF_ERROR(parser->second(key, value, p));
     } else if (!key.starts_with("com.docker.")) {
-      return InvalidArgument(fmt::format("unknown option \"{}\" (known: {})", key, kKnownOptions));
+      return InvalidArgument(fmt::format("unknown option \"{}\" (known: {})", key, KnownOptions()));
     }
   }
   if (p.out.parent.empty()) {
