@@ -1,11 +1,12 @@
 #!/bin/bash
-# Compose on the engine E2E_ENGINE names (20.10: dockerd 20.10 + compose v1; 26: dockerd 26.1 +
-# compose v2, Debian trixie's, see lib.sh): every docs/examples project that needs no 802.1Q
-# keeps each service's addresses across up, --force-recreate and down + up; a six-service project
+# Compose on the engine E2E_ENGINE names (20.10: dockerd 20.10 + compose v1; 28: Debian sid's
+# dockerd 28.5.2 + compose v2 2.40; 26: trixie's dockerd 26.1 + compose v2 2.26; see lib.sh):
+# every docs/examples project that needs no 802.1Q keeps each service's addresses across up,
+# --force-recreate and down + up; a six-service project
 # without ipv4_address, pinned with `static-macvlan compose pin`, keeps all six across down + up
-# and --force-recreate although its services start in parallel; on 26 also the per-endpoint
+# and --force-recreate although its services start in parallel; on 28 and 26 also the per-endpoint
 # MAC (API >= 1.44) and compose v2's container names.
-# Usage: E2E_ENGINE=20.10|26 tests/e2e/compose_engines_test.sh build/static-macvlan
+# Usage: E2E_ENGINE=20.10|28|26 tests/e2e/compose_engines_test.sh build/static-macvlan
 set -euo pipefail
 SMV=$(readlink -f "${1:?usage: compose_engines_test.sh STATIC-MACVLAN-BINARY}")
 EXAMPLES=$(readlink -f "$(dirname "$0")/../../docs/examples")
@@ -114,8 +115,8 @@ grep -q "drifted" "$E2E_DIR/ls.txt" && fail "reservations ls shows drift after p
 pass "reservations ls: no name drifted"
 engine_compose -p six -f "$E2E_DIR/six.yaml" -f "$E2E_DIR/six.pin.yaml" down >/dev/null 2>&1
 
-# --- engine 26: compose v2 names, per-endpoint MAC -------------------------------------------
-if [ "$E2E_ENGINE" = 26 ]; then
+# --- engines 28 and 26: compose v2 names, per-endpoint MAC ----------------------------------
+if [ -n "$E2E_COMPOSE_V2" ]; then
   echo "$before" | grep -q '/six-s1-1 ' || fail "compose v2 did not name containers <project>-<service>-<n>: $before"
   pass "compose v2 names containers <project>-<service>-<n> (six-s1-1)"
   d network create -d static-macvlan --ipam-driver static-macvlan --subnet 203.0.113.0/24 \

@@ -13,23 +13,26 @@ SWITCH_NS=$E2E_ID-sw
 DOCKER_SOCK=$E2E_DIR/docker.sock
 PLUGIN_LOG=$E2E_DIR/plugin.log
 DOCKERD_LOG=$E2E_DIR/dockerd.log
-# The engine: E2E_ENGINE=20.10 (Debian bookworm's dockerd, docker client and compose v1) or 26
-# (Debian trixie's dockerd 26.1, client and compose v2, unpacked by scripts/fetch-engine.sh;
-# bookworm's runc stays on PATH).
+# The engine: E2E_ENGINE=20.10 (Debian bookworm's dockerd, docker client and compose v1), 28
+# (Debian sid's dockerd 28.5.2, containerd 2.1, client and compose v2 2.40) or 26 (Debian trixie's
+# dockerd 26.1, containerd 1.7, client and compose v2 2.26); 28 and 26 are unpacked by
+# scripts/fetch-engine.sh, and bookworm's runc stays on PATH. E2E_COMPOSE_V2 is set on 26 and 28.
 E2E_ENGINE=${E2E_ENGINE:-20.10}
-if [ "$E2E_ENGINE" = 26 ]; then
-  ENGINE_ROOT=$("$(dirname "${BASH_SOURCE[0]}")/../../scripts/fetch-engine.sh")
+if [ "$E2E_ENGINE" = 28 ] || [ "$E2E_ENGINE" = 26 ]; then
+  ENGINE_ROOT=$("$(dirname "${BASH_SOURCE[0]}")/../../scripts/fetch-engine.sh" "$E2E_ENGINE")
   DOCKER=$ENGINE_ROOT/usr/bin/docker
   DOCKERD=$ENGINE_ROOT/usr/sbin/dockerd
   ENGINE_PATH=$ENGINE_ROOT/usr/sbin:$ENGINE_ROOT/usr/bin:$PATH
   COMPOSE=$ENGINE_ROOT/usr/libexec/docker/cli-plugins/docker-compose
+  E2E_COMPOSE_V2=1
 elif [ "$E2E_ENGINE" = 20.10 ]; then
   DOCKER=/usr/bin/docker   # Debian's 20.10 client, matching the daemon
   DOCKERD=dockerd
   ENGINE_PATH=$PATH
   COMPOSE=docker-compose
+  E2E_COMPOSE_V2=
 else
-  echo "lib.sh: E2E_ENGINE=$E2E_ENGINE: want 20.10 or 26" >&2
+  echo "lib.sh: E2E_ENGINE=$E2E_ENGINE: want 20.10, 28 or 26" >&2
   exit 1
 fi
 # docker compose (v1 or v2) against the private dockerd.
