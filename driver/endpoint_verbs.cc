@@ -181,8 +181,18 @@ Status DriverService::SetEndpointName(const std::string& endpoint_id, const std:
 
 Result<nl::ContainerLinkDeletion> DriverService::DeleteContainerLinkCarrying(const std::string& endpoint_id,
                                                                              const IpAddress& address) {
-  const std::optional<EndpointRecord> endpoint = FindEndpoint(endpoint_id);
-  if (!endpoint || endpoint->sandbox_key.empty()) {
+  std::optional<EndpointRecord> endpoint;
+  std::string parent;  // the host link the endpoint's link hangs on, wherever dockerd moved it
+  {
+    std::scoped_lock lock(mu_);
+    if (auto it = endpoints_.find(endpoint_id); it != endpoints_.end()) endpoint = it->second;
+    if (endpoint) {
+      if (auto net = networks_.find(endpoint->network_id); net != networks_.end()) {
+        parent = net->second.options.MacvlanParent();
+      }
+    }
+  }
+  if (!endpoint || endpoint->sandbox_key.empty() || parent.empty()) {
     return NotFound(fmt::format("endpoint {} is not joined to a container", ShortId(endpoint_id)));
   }
   bool own = false;
@@ -197,7 +207,7 @@ Result<nl::ContainerLinkDeletion> DriverService::DeleteContainerLinkCarrying(con
   // Outside mu_: the container's namespace is none of the driver's state, and Join need not wait.
   // The MAC names the endpoint's link wherever dockerd moved it (dockerd sets the MAC this driver
   // answered on the link in the container; an ipvlan link has its parent's, as recorded).
-  return links_.DeleteContainerLink(endpoint->mac, address);
+  return links_.DeleteContainerLink(endpoint->mac, address, parent);
 }
 
 Status DriverService::SaveEndpointLocked(const EndpointRecord& record) {

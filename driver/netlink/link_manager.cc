@@ -500,6 +500,20 @@ std::optional<int32_t> ParseNsid(nlmsghdr* hdr) {
   return nla_get_s32(tb[NETNSA_NSID]);
 }
 
+// The id the namespace of `sock` has for itself (none before a dump of a peer's links gave it one:
+// IFLA_LINK_NETNSID of a link whose parent is here). The daemon's process is in its sockets' namespace.
+Result<std::vector<int32_t>> OwnNamespaceId(nl_sock* sock) {
+  const rtgenmsg header{.rtgen_family = AF_UNSPEC};
+  return Ask<int32_t>(
+      sock,
+      [&] {
+        MsgPtr msg = Request(RTM_GETNSID, 0, header);
+        if (msg != nullptr && nla_put_u32(msg.get(), NETNSA_PID, static_cast<uint32_t>(getpid())) < 0) return MsgPtr();
+        return msg;
+      },
+      ParseNsid, "look up the id of this network namespace");
+}
+
 // The netnsids the namespace of `sock` has for other namespaces (RTM_GETNSID). Its own id is left
 // out: a dump of a peer's links gives the caller's namespace an id in itself (IFLA_LINK_NETNSID).
 Result<std::vector<int32_t>> PeerNamespaceIds(nl_sock* sock) {
@@ -508,15 +522,7 @@ Result<std::vector<int32_t>> PeerNamespaceIds(nl_sock* sock) {
       sock, [&] { return Request(RTM_GETNSID, NLM_F_DUMP, header); }, ParseNsid,
       "list the ids of other network namespaces");
   if (!ids.ok()) return ids;
-  // The daemon's process is in the namespace its sockets are in.
-  Result<std::vector<int32_t>> own = Ask<int32_t>(
-      sock,
-      [&] {
-        MsgPtr msg = Request(RTM_GETNSID, 0, header);
-        if (msg != nullptr && nla_put_u32(msg.get(), NETNSA_PID, static_cast<uint32_t>(getpid())) < 0) return MsgPtr();
-        return msg;
-      },
-      ParseNsid, "look up the id of this network namespace");
+  Result<std::vector<int32_t>> own = OwnNamespaceId(sock);
   if (!own.ok()) return own;
   std::erase_if(*ids, [&](int32_t id) { return id < 0 || std::find(own->begin(), own->end(), id) != own->end(); });
   return ids;
@@ -526,6 +532,8 @@ struct PeerLink {
   int index = 0;
   std::string mac;  // as MacAddress::ToString
   std::string alias;
+  int parent = 0;                         // IFLA_LINK: the lower link's index (macvlan, ipvlan)
+  std::optional<int32_t> parent_netnsid;  // IFLA_LINK_NETNSID: where that index is (none: here)
 };
 
 // A link of the namespace `nsid`, from a dump that named it. A kernel that ignored the target
@@ -541,6 +549,8 @@ std::optional<PeerLink> ParsePeerLink(nlmsghdr* hdr, int32_t nsid) {
     link.mac = MacAddress(bytes).ToString();
   }
   if (tb[IFLA_IFALIAS] != nullptr) link.alias = nla_get_string(tb[IFLA_IFALIAS]);
+  if (tb[IFLA_LINK] != nullptr) link.parent = static_cast<int>(nla_get_u32(tb[IFLA_LINK]));
+  if (tb[IFLA_LINK_NETNSID] != nullptr) link.parent_netnsid = nla_get_s32(tb[IFLA_LINK_NETNSID]);
   return link;
 }
 
@@ -604,10 +614,18 @@ class StrictChecking {
 // the caller's namespace and read the target as where to move it, and RTM_DELADDR ignores the target:
 // setting a container's link down or taking its address away that way would act on the host's own
 // links. Deleting the link is the one change that reaches into the container without setns.
-Result<ContainerLinkDeletion> LinkManager::DeleteContainerLink(const std::string& mac, const IpAddress& address) {
+Result<ContainerLinkDeletion> LinkManager::DeleteContainerLink(const std::string& mac, const IpAddress& address,
+                                                               const std::string& parent) {
   const std::optional<MacAddress> want = MacAddress::Parse(mac);
   if (!want) return InvalidArgument(fmt::format("invalid MAC address \"{}\"", mac));
   std::scoped_lock lock(mu_);
+  rtnl_link* raw = nullptr;
+  if (int rc = rtnl_link_get_kernel(sock_, 0, parent.c_str(), &raw); rc < 0) {
+    // No parent here, no link of ours on it anywhere: nothing to match.
+    if (rc == -NLE_NODEV || rc == -NLE_OBJ_NOTFOUND) return ContainerLinkDeletion::kNoNamespace;
+    return NlStatus(rc, fmt::format("find parent interface \"{}\"", parent));
+  }
+  const int parent_index = rtnl_link_get_ifindex(LinkPtr(raw).get());
   StrictChecking strict(sock_);
   if (!strict.on()) {
     return FailedPrecondition(fmt::format(
@@ -620,7 +638,7 @@ Result<ContainerLinkDeletion> LinkManager::DeleteContainerLink(const std::string
   bool has_mac = false;
   bool deleted = false;
   for (int32_t nsid : *peers) {
-    Result<PeerOutcome> peer = DeleteCarrierInPeerLocked(nsid, want->ToString(), address);
+    Result<PeerOutcome> peer = DeleteCarrierInPeerLocked(nsid, {want->ToString(), address, parent_index});
     if (!peer.ok()) return peer.status();
     has_mac = has_mac || peer->has_mac;
     deleted = deleted || peer->deleted;
@@ -629,14 +647,21 @@ Result<ContainerLinkDeletion> LinkManager::DeleteContainerLink(const std::string
   return has_mac ? ContainerLinkDeletion::kNoSuchLink : ContainerLinkDeletion::kNoNamespace;
 }
 
-Result<LinkManager::PeerOutcome> LinkManager::DeleteCarrierInPeerLocked(int32_t nsid, const std::string& mac,
-                                                                        const IpAddress& address) {
+Result<LinkManager::PeerOutcome> LinkManager::DeleteCarrierInPeerLocked(int32_t nsid, const PeerMatch& match) {
   Result<std::vector<PeerLink>> links = LinksIn(sock_, nsid);
   if (!links.ok())
     return links.status().code() == Code::kNotFound ? Result<PeerOutcome>(PeerOutcome{}) : links.status();
-  std::erase_if(*links, [&](const PeerLink& l) { return l.mac != mac || TaggedByAnother(l.alias, owner_tag_); });
+  // After that dump this namespace has an id in itself, the one a link hanging on our parent names.
+  Result<std::vector<int32_t>> own = OwnNamespaceId(sock_);
+  if (!own.ok()) return own.status();
+  std::erase_if(*links, [&](const PeerLink& l) {
+    const bool on_our_parent = l.parent == match.parent_index && l.parent_netnsid &&
+                               std::find(own->begin(), own->end(), *l.parent_netnsid) != own->end();
+    const bool made_here = owner_tag_.empty() || l.alias == owner_tag_;
+    return l.mac != match.mac || !made_here || !on_our_parent;
+  });
   if (links->empty()) return PeerOutcome{};
-  Result<std::set<int>> carriers = IndexesCarrying(sock_, nsid, address);
+  Result<std::set<int>> carriers = IndexesCarrying(sock_, nsid, match.address);
   if (!carriers.ok())
     return carriers.status().code() == Code::kNotFound ? Result<PeerOutcome>(PeerOutcome{}) : carriers.status();
   PeerOutcome outcome{.has_mac = true};

@@ -31,7 +31,8 @@ class LinkManager : public LinkOps {
   Status AddHostAddress(const std::string& link, const IpAddress& address) override;
   Status AddHostRoute(const IpAddress& address, const std::string& link) override;
   Status DeleteHostRoute(const IpAddress& address, const std::string& link) override;
-  Result<ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address) override;
+  Result<ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address,
+                                                    const std::string& parent) override;
 
   // Where the network sysctls are (default /proc/sys/net): a managed plugin's /proc/sys is
   // read-only, so its config mounts the host's /proc/sys/net elsewhere.
@@ -55,7 +56,12 @@ class LinkManager : public LinkOps {
     bool has_mac = false;
     bool deleted = false;
   };
-  Result<PeerOutcome> DeleteCarrierInPeerLocked(int32_t nsid, const std::string& mac, const IpAddress& address);
+  struct PeerMatch {
+    std::string mac;
+    IpAddress address;
+    int parent_index = 0;  // in the caller's namespace
+  };
+  Result<PeerOutcome> DeleteCarrierInPeerLocked(int32_t nsid, const PeerMatch& match);
   // Puts the owner tag on the link just created as `name`; deletes the link if that fails (the
   // kernel takes no alias in a create request, hence this second step).
   Status TagNewLinkLocked(const std::string& name, std::string_view what);

@@ -91,12 +91,16 @@ class LinkOps {
 
   // A container's address another host now holds (a fleet): in the network namespaces other than
   // the caller's that the caller's namespace knows by a netnsid (those its links were moved to, by
-  // dockerd: the containers'), deletes each link with MAC `mac` that carries `address`. Never a
-  // link of the caller's namespace, never one tagged by another instance. Needs CAP_NET_ADMIN only:
+  // dockerd: the containers'), deletes each link that this instance made (its owner tag; with no
+  // tag of its own, any) on `parent` of the caller's namespace, with MAC `mac`, carrying `address`.
+  // Docker's own macvlan and veth links, another network's endpoint on another parent with the same
+  // address and MAC (Docker derives MACs from addresses too), and the caller's own links are never
+  // matched. Needs CAP_NET_ADMIN only:
   // no path to the namespace, no setns (the managed plugin has neither). Deleted, not set down:
   // rtnetlink deletes a link in another namespace but cannot change one (RTM_SETLINK takes no target
   // netnsid). `docker restart` gives the container a new link.
-  virtual Result<ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address) = 0;
+  virtual Result<ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address,
+                                                            const std::string& parent) = 0;
 };
 
 }  // namespace smv::nl

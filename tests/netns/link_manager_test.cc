@@ -437,7 +437,7 @@ TEST_F(NetnsTest, DeleteContainerLinkDeletesOnlyTheLinkWithTheMacCarryingTheAddr
   ASSERT_TRUE(links_->AddHostAddress("hx", *IpAddress::Parse("192.0.2.10")).ok());
   ASSERT_TRUE(links_->SetUp("hx").ok());
   auto delete_link = [&](const char* mac, const char* address) {
-    Result<ContainerLinkDeletion> deleted = links_->DeleteContainerLink(mac, *IpAddress::Parse(address));
+    Result<ContainerLinkDeletion> deleted = links_->DeleteContainerLink(mac, *IpAddress::Parse(address), "eth1");
     EXPECT_TRUE(deleted.ok()) << deleted.status().message();
     return deleted.ok() ? *deleted : ContainerLinkDeletion::kNoNamespace;
   };
@@ -457,8 +457,44 @@ TEST_F(NetnsTest, DeleteContainerLinkDeletesOnlyTheLinkWithTheMacCarryingTheAddr
   EXPECT_EQ(delete_link("02:42:c0:00:02:0a", "192.0.2.10"), ContainerLinkDeletion::kNoNamespace) << "gone already";
   ASSERT_TRUE(links_->Find("hx")->has_value()) << "a link of the caller's own namespace was deleted";
   EXPECT_TRUE((*links_->Find("hx"))->up);
-  EXPECT_EQ(links_->DeleteContainerLink("02:42", *IpAddress::Parse("192.0.2.10")).status().code(),
+  EXPECT_EQ(links_->DeleteContainerLink("02:42", *IpAddress::Parse("192.0.2.10"), "eth1").status().code(),
             Code::kInvalidArgument);
+}
+
+// Docker derives MACs from addresses as this driver does, and subnets may overlap on other
+// parents: the same MAC and address can be on many links. Only the link this instance made on the
+// endpoint's parent goes; Docker's own macvlan, a veth and our endpoint on another parent stay.
+TEST_F(NetnsTest, DeleteContainerLinkLeavesOtherLinksWithTheSameMacAndAddress) {
+  ContainerNetns target, docker_macvlan, other_network, veth_owner;
+  ASSERT_TRUE(target.ok() && docker_macvlan.ok() && other_network.ok() && veth_owner.ok());
+  links_->SetOwnerTag("static-macvlan:00000000000000a1");
+  ASSERT_TRUE(links_->CreateVethPair("eth2", "eth2p").ok());
+  ASSERT_TRUE(links_->SetUp("eth1").ok() && links_->SetUp("eth2").ok());
+  auto untagged = nl::LinkManager::Open();
+  ASSERT_TRUE(untagged.ok());
+  const std::string mac = "02:42:c0:00:02:0a";
+  ASSERT_TRUE(links_->CreateMacvlan({"mva", "eth1", "bridge", 0, mac}).ok());
+  ASSERT_TRUE((*untagged)->CreateMacvlan({"mvx", "eth2", "bridge", 0, mac}).ok());  // Docker's macvlan driver
+  ASSERT_TRUE(links_->CreateMacvlan({"mvn", "eth2", "bridge", 0, mac}).ok());       // our other network
+  ASSERT_TRUE((*untagged)->CreateVethPair("vx", "vy").ok());
+  ASSERT_EQ(std::system(("ip link set dev vx address " + mac).c_str()), 0);
+  const std::vector<std::pair<ContainerNetns*, std::string>> placed = {
+      {&target, "mva"}, {&docker_macvlan, "mvx"}, {&other_network, "mvn"}, {&veth_owner, "vx"}};
+  for (const auto& [ns, link] : placed) {
+    ASSERT_EQ(std::system(("ip link set dev " + link + " netns " + ns->pid()).c_str()), 0);
+    ASSERT_EQ(ns->Run("ip addr add 192.0.2.10/24 dev " + link), 0) << link;
+  }
+  ASSERT_EQ(target.Run("ip link set dev mva up"), 0);
+  Result<ContainerLinkDeletion> deleted = links_->DeleteContainerLink(mac, *IpAddress::Parse("192.0.2.10"), "eth1");
+  ASSERT_TRUE(deleted.ok()) << deleted.status().message();
+  EXPECT_EQ(*deleted, ContainerLinkDeletion::kDeleted);
+  EXPECT_NE(target.Run("ip link show dev mva"), 0) << "the endpoint's link is still there";
+  EXPECT_EQ(docker_macvlan.Run("ip link show dev mvx"), 0) << "Docker's own macvlan (untagged) was deleted";
+  EXPECT_EQ(other_network.Run("ip link show dev mvn"), 0) << "our endpoint on another parent was deleted";
+  EXPECT_EQ(veth_owner.Run("ip link show dev vx"), 0) << "a veth with that MAC and address was deleted";
+  Result<ContainerLinkDeletion> again = links_->DeleteContainerLink(mac, *IpAddress::Parse("192.0.2.10"), "eth1");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*again, ContainerLinkDeletion::kNoNamespace) << "none of ours is left on eth1";
 }
 
 // The managed plugin's capabilities, as plugin-config/config.json grants them (linux.capabilities),
@@ -555,7 +591,7 @@ TEST_F(NetnsTest, TheManagedPluginTakesTheGivenAwayAddressOffTheWireInTheContain
       if (!links.ok()) return kCallFailed;
       (*links)->SetOwnerTag("static-macvlan:00000000000000a1");
       Result<ContainerLinkDeletion> deleted =
-          (*links)->DeleteContainerLink("02:42:c0:00:02:0a", *IpAddress::Parse(address));
+          (*links)->DeleteContainerLink("02:42:c0:00:02:0a", *IpAddress::Parse(address), "eth1");
       if (!deleted.ok()) return kCallFailed;
       return *deleted == ContainerLinkDeletion::kDeleted ? kTookItOff : kOtherOutcome;
     };
@@ -609,7 +645,7 @@ TEST_F(NetnsTest, TheServiceUnitsCapabilitiesAreEnoughToDeleteAContainersLinkAnd
     auto links = nl::LinkManager::Open();
     if (!links.ok()) return kCallFailed;
     Result<ContainerLinkDeletion> deleted =
-        (*links)->DeleteContainerLink("02:42:c0:00:02:0a", *IpAddress::Parse("192.0.2.10"));
+        (*links)->DeleteContainerLink("02:42:c0:00:02:0a", *IpAddress::Parse("192.0.2.10"), "eth1");
     if (!deleted.ok()) return kCallFailed;
     return *deleted == ContainerLinkDeletion::kDeleted ? kTookItOff : kOtherOutcome;
   };
@@ -626,7 +662,7 @@ TEST_F(NetnsTest, TheServiceUnitsCapabilitiesAreEnoughToDeleteAContainersLinkAnd
 // moved the link back to the host. Neither is an error, and the host's link is left alone.
 TEST_F(NetnsTest, DeleteContainerLinkOfAStoppedContainerIsNoNamespace) {
   const IpAddress address = *IpAddress::Parse("192.0.2.10");
-  Result<ContainerLinkDeletion> never = links_->DeleteContainerLink("02:42:c0:00:02:0a", address);
+  Result<ContainerLinkDeletion> never = links_->DeleteContainerLink("02:42:c0:00:02:0a", address, "eth1");
   ASSERT_TRUE(never.ok()) << never.status().message();
   EXPECT_EQ(*never, ContainerLinkDeletion::kNoNamespace) << "no other namespace at all";
   ASSERT_TRUE(links_->SetUp("eth1").ok());
@@ -643,7 +679,7 @@ TEST_F(NetnsTest, DeleteContainerLinkOfAStoppedContainerIsNoNamespace) {
   ASSERT_TRUE(links_->SetUp("mvb").ok());
   stopped.End();
   for (const char* mac : {"02:42:c0:00:02:0a", "02:42:c0:00:02:0b"}) {
-    Result<ContainerLinkDeletion> gone = links_->DeleteContainerLink(mac, address);
+    Result<ContainerLinkDeletion> gone = links_->DeleteContainerLink(mac, address, "eth1");
     ASSERT_TRUE(gone.ok()) << gone.status().message();
     EXPECT_EQ(*gone, ContainerLinkDeletion::kNoNamespace) << mac;
   }

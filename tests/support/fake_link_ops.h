@@ -120,11 +120,14 @@ class FakeLinkOps : public nl::LinkOps {
     return OkStatus();
   }
   // Records each call and answers `container_outcome`.
-  Result<nl::ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address) override {
+  Result<nl::ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address,
+                                                        const std::string& parent) override {
     container_deletions.push_back({mac, address.ToString()});
+    container_deletion_parents.push_back(parent);
     return container_outcome;
   }
   std::vector<std::pair<std::string, std::string>> container_deletions;  // (MAC, address)
+  std::vector<std::string> container_deletion_parents;
   nl::ContainerLinkDeletion container_outcome = nl::ContainerLinkDeletion::kDeleted;
   std::map<std::string, std::set<std::string>> addresses;  // link -> host addresses
   std::set<std::pair<std::string, std::string>> routes;    // (address, link)
