@@ -89,7 +89,8 @@ class IpamApi {
   virtual std::optional<PoolConfig> FindPool(const std::string& pool_id) const = 0;
   // A running container of this host uses `address`: in a shared book that freed it behind this
   // host's back (`reservations release --node` while the host was only cut off), it is taken
-  // again where still free; kGivenAway when another node or name has it now. A local book: kHeld.
+  // again where still free; kGivenAway when another node or name has it now, as the store says
+  // then (the caller may delete the container's interface: never on memory alone). A local book: kHeld.
   // `releases_seen` is LocalReleases() read before the caller listed its running containers: when
   // this host has released an address since (a container that stopped meanwhile), nothing is taken
   // again (kAborted, asked again next time), so a container that left never gets its address back.

@@ -77,20 +77,29 @@ Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAd
     if (lease != nullptr && lease->node == kUndecodableHolder) {
       return FailedPrecondition(fmt::format("the lease record of {} does not decode", address.ToString()));
     }
-    if (lease != nullptr) {
-      return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway,
-                         .holder = fmt::format("node {}{}", lease->node,
-                                               lease->name.empty() ? "" : " (container \"" + lease->name + "\")")};
-    }
   }
+  // Taken again even when memory shows another node's lease: "given away" deletes a container's
+  // interface, so it must be as fresh as a commit. Memory may hold a lease its node has released
+  // since (a lagging watch, no reload since); a refusal decided on such a view is decided again on
+  // the store's (RunDurably), and the address is taken when it is free there.
   Result<std::string> again = RequestAddress({pool_id, address.ToString(), false, name, "", mac, releases_seen});
   if (again.ok()) return HeldOutcome{.kind = HeldOutcome::Kind::kRetaken, .holder = ""};
   // Another name holds or reserves it. A full pool or etcd out of space (kResourceExhausted)
   // says nothing about the address: unsure, asked again next pass.
   if (IsRefusal(again.status()) && again.status().code() != Code::kResourceExhausted) {
-    return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway, .holder = again.status().message()};
+    return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway, .holder = HolderOf(pool_id, address, again.status())};
   }
   return again.status();
+}
+
+std::string IpamService::HolderOf(const std::string& pool_id, const IpAddress& address, const Status& refusal) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  const Lease* lease = it == pools_.end() ? nullptr : it->second.allocator.FindLease(address);
+  if (lease == nullptr || lease->node == store_.node() || lease->node == kUndecodableHolder) {
+    return refusal.message();
+  }
+  return fmt::format("node {}{}", lease->node, lease->name.empty() ? "" : " (container \"" + lease->name + "\")");
 }
 
 Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const IpAddress& address,

@@ -343,6 +343,36 @@ TEST_F(SharedBookOutageTest, AReleaseJournaledWhileTheStoreIsDownStillStopsKeepH
   EXPECT_EQ(store_.FindLease(pool_, address), nullptr) << "the stopped container's address taken again";
 }
 
+// "Given away" makes the reconciler delete a container's interface: it is never decided on memory
+// alone. Memory still shows host-b's lease that host-b has released since (a lagging watch): the
+// address is free in the book, so it is taken again. Held by host-b in the book: given away.
+TEST_F(SharedBookOutageTest, KeepHeldGivesAwayOnlyWhatTheStoreSaysAnotherNodeHolds) {
+  Result<std::string> web = Ask("web");
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  const std::string address = web->substr(0, web->find('/'));
+  LeaseRecord theirs = *store_.FindLease(pool_, address);
+  theirs.lease.node = "host-b";
+  theirs.lease.name = "other";
+  store_.PutLease(theirs);
+  store_.commit_key_moved = true;  // reloads: memory now shows host-b's lease
+  ASSERT_TRUE(service_->CatchUp().ok());
+  store_.ForgetLease(pool_, address);  // host-b released it; memory has not seen that
+  Result<HeldOutcome> stale = service_->KeepHeld(pool_, *IpAddress::Parse(address), "web", "", 0);
+  ASSERT_TRUE(stale.ok()) << stale.status().message();
+  EXPECT_EQ(stale->kind, HeldOutcome::Kind::kRetaken) << "given away on a stale view: " << stale->holder;
+  ASSERT_NE(store_.FindLease(pool_, address), nullptr);
+  EXPECT_EQ(store_.FindLease(pool_, address)->lease.node, "host-a");
+
+  store_.PutLease(theirs);  // host-b holds it again, in the book and (reloaded) in memory
+  store_.commit_key_moved = true;
+  ASSERT_TRUE(service_->CatchUp().ok());
+  Result<HeldOutcome> taken = service_->KeepHeld(pool_, *IpAddress::Parse(address), "web", "", 0);
+  ASSERT_TRUE(taken.ok()) << taken.status().message();
+  EXPECT_EQ(taken->kind, HeldOutcome::Kind::kGivenAway);
+  EXPECT_EQ(taken->holder, "node host-b (container \"other\")");
+  EXPECT_EQ(store_.FindLease(pool_, address)->lease.node, "host-b") << "never taken from the other host";
+}
+
 TEST_F(SharedBookOutageTest, AServiceStartsWithoutItsStoreAndCatchesUpLater) {
   Result<std::string> web = Ask("web");
   ASSERT_TRUE(web.ok());
