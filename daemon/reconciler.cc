@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/log.h"
 
 namespace smv::daemon {
@@ -57,10 +59,15 @@ void Reconciler::ReleaseNetworkPools(const driver::NetworkRecord& network) {
 
 void Reconciler::KeepRunningAddresses(PassReport& report) {
   std::set<std::string> still_given_away;  // handled keys to remember for the next pass
+  std::set<std::string> still_failing;     // keys whose failed deletion is logged already
   // Read before the list: dockerd deletes an endpoint before it releases its address, so a
   // container that leaves after this shows as a release since, and is not given its address back.
   const uint64_t releases = ipam_.LocalReleases();
-  for (const driver::EndpointRecord& endpoint : driver_.Endpoints()) {
+  const std::vector<driver::EndpointRecord> endpoints = driver_.Endpoints();
+  std::erase_if(links_deleted_, [&](const std::string& id) {
+    return std::none_of(endpoints.begin(), endpoints.end(), [&](const auto& e) { return e.endpoint_id == id; });
+  });
+  for (const driver::EndpointRecord& endpoint : endpoints) {
     if (endpoint.sandbox_key.empty()) continue;  // not joined: no container uses it yet
     for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
       const std::optional<Prefix> address = Prefix::Parse(cidr);
@@ -70,7 +77,10 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
       const std::string key = endpoint.endpoint_id + " " + address->address().ToString();
       Result<ipam::HeldOutcome> kept =
           ipam_.KeepHeld(pools.front(), address->address(), endpoint.container_name, endpoint.mac, releases);
-      if (!kept.ok() && given_away_handled_.contains(key)) still_given_away.insert(key);  // unsure: keep it
+      if (!kept.ok()) {  // unsure: keep what is known, decide next pass
+        if (given_away_handled_.contains(key)) still_given_away.insert(key);
+        if (deletion_failures_logged_.contains(key)) still_failing.insert(key);
+      }
       if (!kept.ok() || kept->kind == ipam::HeldOutcome::Kind::kHeld) continue;
       if (kept->kind == ipam::HeldOutcome::Kind::kRetaken) {
         ++report.addresses_retaken;
@@ -81,16 +91,20 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
         continue;
       }
       ++report.addresses_given_away;
-      still_given_away.insert(key);
-      if (given_away_handled_.insert(key).second) {
-        DeleteGivenAwayLink(endpoint, address->address(), kept->holder, report);
+      // Acted on once its outcome is known; a deletion that failed is tried again next pass.
+      if (given_away_handled_.contains(key) ||
+          DeleteGivenAwayLink(endpoint, address->address(), kept->holder, report)) {
+        still_given_away.insert(key);
+      } else {
+        still_failing.insert(key);
       }
     }
   }
   given_away_handled_ = std::move(still_given_away);  // a restarted container gets a new endpoint
+  deletion_failures_logged_ = std::move(still_failing);
 }
 
-void Reconciler::DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, const IpAddress& address,
+bool Reconciler::DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, const IpAddress& address,
                                      const std::string& holder, PassReport& report) {
   const std::string what = fmt::format(
       "address {} of container \"{}\" (endpoint {}) was freed in the shared book while this host was cut off "
@@ -98,17 +112,17 @@ void Reconciler::DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, con
       address.ToString(), endpoint.container_name, ShortId(endpoint.endpoint_id), holder);
   const std::string fix = fmt::format("`docker restart {}` gives it a new interface and makes it request an address",
                                       endpoint.container_name);
-  Result<nl::ContainerLinkDeletion> deleted = driver_.DeleteContainerLinkCarrying(endpoint.endpoint_id, address);
-  if (!deleted.ok()) {
-    spdlog::error(
-        "{}; its interface in the container could not be deleted ({}): the address is on the wire twice "
-        "until you stop the container; {}",
-        what, deleted.status().message(), fix);
-    return;
+  // A dual-stack endpoint has one interface: deleted for its other address, it carries neither.
+  if (links_deleted_.contains(endpoint.endpoint_id)) {
+    spdlog::warn("{}; its interface in the container is deleted already (with its other address)", what);
+    return true;
   }
+  Result<nl::ContainerLinkDeletion> deleted = driver_.DeleteContainerLinkCarrying(endpoint.endpoint_id, address);
+  if (!deleted.ok()) return NoteFailedDeletion(endpoint, address, what, deleted.status(), fix);
   switch (*deleted) {
     case nl::ContainerLinkDeletion::kDeleted:
       ++report.links_deleted;
+      links_deleted_.insert(endpoint.endpoint_id);
       spdlog::error("{}; its interface in the container is deleted, so the address is not on the wire twice; {}", what,
                     fix);
       break;
@@ -122,6 +136,27 @@ void Reconciler::DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, con
           what, endpoint.mac, fix);
       break;
   }
+  return true;
+}
+
+bool Reconciler::NoteFailedDeletion(const driver::EndpointRecord& endpoint, const IpAddress& address,
+                                    const std::string& what, const Status& error, const std::string& fix) {
+  // The container left between the endpoint list and the call: nothing of it sends any more.
+  const std::optional<driver::EndpointRecord> now = driver_.FindEndpoint(endpoint.endpoint_id);
+  if (!now || now->sandbox_key.empty()) {
+    spdlog::info("{}; the container has left this host meanwhile: nothing to delete", what);
+    return true;
+  }
+  const std::string key = endpoint.endpoint_id + " " + address.ToString();
+  if (deletion_failures_logged_.contains(key)) {  // logged once; tried again every pass
+    spdlog::debug("{}; deleting its interface failed again: {}", what, error.message());
+    return false;
+  }
+  spdlog::error(
+      "{}; its interface in the container could not be deleted ({}): the address is on the wire twice until "
+      "you stop the container or a later pass deletes it (tried again every pass); {}",
+      what, error.message(), fix);
+  return false;
 }
 
 driver::ReconcileReport Reconciler::AtStart() {

@@ -82,11 +82,18 @@ class Reconciler {
   void ReleaseNetworkPools(const driver::NetworkRecord& network);
   // A shared book may have freed this host's addresses (`reservations release --node` while it
   // was only cut off): each running container's address is taken again, or, given away, the
-  // container's interface carrying it is deleted (once; logged once).
+  // container's interface carrying it is deleted (once it succeeds; an error is logged once and
+  // tried again every pass).
   void KeepRunningAddresses(PassReport& report);
   void NoteEngineAnswered(const Status& answered);
-  void DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, const IpAddress& address, const std::string& holder,
+  // Deletes the container's interface carrying a given-away address; whether the outcome is final
+  // (deleted, none to delete, the container left): false after an error, tried again next pass.
+  bool DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, const IpAddress& address, const std::string& holder,
                            PassReport& report);
+  // Logs a failed deletion (once per endpoint and address, not every pass); true when the
+  // container left meanwhile (nothing to delete: final).
+  bool NoteFailedDeletion(const driver::EndpointRecord& endpoint, const IpAddress& address, const std::string& what,
+                          const Status& error, const std::string& fix);
 
   engine::EngineApi& engine_;
   ipam::IpamApi& ipam_;
@@ -102,6 +109,11 @@ class Reconciler {
   // "<endpoint id> <address>" of given-away addresses already acted on (pass thread only): once
   // each, not every pass; forgotten when the endpoint or the conflict goes.
   std::set<std::string> given_away_handled_;
+  // Keys whose link deletion failed and was logged: tried again every pass, logged once.
+  std::set<std::string> deletion_failures_logged_;
+  // Endpoints whose container interface this reconciler deleted (a dual-stack endpoint's second
+  // address needs no deletion); forgotten when the endpoint goes.
+  std::set<std::string> links_deleted_;
   std::mutex mu_;  // guards stop_ (with cv_)
   std::condition_variable cv_;
   bool stop_ = false;

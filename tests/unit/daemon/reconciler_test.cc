@@ -4,6 +4,9 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <functional>
+
 #include "tests/support/identity_world.h"
 
 namespace smv::identity {
@@ -38,6 +41,63 @@ class ReconcilerTest : public testing_world::IdentityWorld {
                                                            [this] { return now_; });
     return host;
   }
+  // kEp1's address on a shared book where host-b holds it now (this host's memory knows that).
+  SharedHost GivenAwayWeb() {
+    const std::string address = StartWeb();
+    ipam::LeaseRecord other = *ipam_store_.FindLease(pool_, address);
+    other.lease.node = "host-b";
+    other.lease.name = "z";
+    ipam_store_.PutLease(other);
+    return OnASharedBook(address);
+  }
+  // Log lines of what the test runs, from info up.
+  struct LogCapture {
+    LogCapture() : ring(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200)), level(spdlog::get_level()) {
+      spdlog::default_logger()->sinks().push_back(ring);
+      spdlog::set_level(spdlog::level::info);
+    }
+    ~LogCapture() {
+      spdlog::set_level(level);
+      spdlog::default_logger()->sinks().pop_back();
+    }
+    int Count(const std::string& text) const {
+      int n = 0;
+      for (const std::string& line : ring->last_formatted()) n += line.find(text) != std::string::npos;
+      return n;
+    }
+    std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> ring;
+    spdlog::level::level_enum level;
+  };
+};
+
+// The fake link ops with scripted answers to DeleteContainerLink: `answers` in turn (the last
+// repeated), after `before` ran (something that happens while the call is under way).
+class ScriptedContainerLinks : public testing::FakeLinkOps {
+ public:
+  Result<nl::ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address,
+                                                        const std::string& parent) override {
+    const Result<nl::ContainerLinkDeletion> recorded = FakeLinkOps::DeleteContainerLink(mac, address, parent);
+    if (before) before();
+    if (answers.empty()) return recorded;
+    return answers[std::min(container_deletions.size(), answers.size()) - 1];
+  }
+  std::vector<Result<nl::ContainerLinkDeletion>> answers;
+  std::function<void()> before;
+};
+
+// A driver on scripted link ops that reads the world's network store (its endpoints), and a
+// reconciler of a shared book on it.
+struct ScriptedHost {
+  ScriptedHost(testing::MemoryNetworkStore& net_store, ipam::IpamService& service, engine::EngineApi& engine,
+               IdentityService& identity, const std::function<int64_t()>& clock) {
+    links.AddExisting({.name = "eth1", .kind = "veth", .up = true});
+    driver = std::move(driver::DriverService::Create(links, net_store, clock).value());
+    reconciler = std::make_unique<daemon::Reconciler>(engine, service, *driver, identity,
+                                                      daemon::ReconcilerOptions{.apply_presence = false}, clock);
+  }
+  ScriptedContainerLinks links;
+  std::unique_ptr<driver::DriverService> driver;
+  std::unique_ptr<daemon::Reconciler> reconciler;
 };
 
 TEST_F(ReconcilerTest, BackgroundPassLearnsNamesMissedDuringEngineStartUp) {
@@ -256,6 +316,101 @@ TEST_F(ReconcilerTest, AGivenAwayAddressIsActedOnOncePerEndpoint) {
   EXPECT_EQ(reconciler.PassOnce().links_deleted, 1);
   ASSERT_EQ(links_.container_deletions.size(), 2u);
   EXPECT_EQ(links_.container_deletions.back(), std::make_pair(driver_->FindEndpoint(kEp2)->mac, address));
+}
+
+// Host-b held web's address when this host loaded the book, and has released it since (this
+// host's memory has not seen that yet: watch lag, a dead watch, or no reload since). The address is
+// free in the book: the container takes it again and keeps its interface.
+TEST_F(ReconcilerTest, AStaleViewOfTheBookNeverDeletesAContainersLink) {
+  const std::string address = StartWeb();
+  ipam::LeaseRecord other = *ipam_store_.FindLease(pool_, address);
+  other.lease.node = "host-b";
+  other.lease.name = "z";
+  ipam_store_.PutLease(other);
+  SharedHost host = OnASharedBook(address);  // loads: host-b holds it
+  engine_.containers.push_back(EngineContainer{"c1", "web", {}});
+  ipam_store_.ForgetLease(pool_, address);  // host-b released it; this host's memory does not know yet
+  const daemon::Reconciler::PassReport report = host.reconciler->PassOnce();
+  EXPECT_EQ(links_.container_deletions.size(), 0u)
+      << "deleted web's interface although " << address << " is free in the book";
+  EXPECT_EQ(report.links_deleted, 0);
+  EXPECT_EQ(report.addresses_given_away, 0);
+  EXPECT_EQ(report.addresses_retaken, 1);
+  ASSERT_NE(ipam_store_.FindLease(pool_, address), nullptr);
+  EXPECT_EQ(ipam_store_.FindLease(pool_, address)->lease.node, "host-a");
+}
+
+// A deletion that fails (netlink error) is not an outcome: it is tried again every pass until it
+// succeeds, and logged once, not every pass.
+TEST_F(ReconcilerTest, AFailedDeletionIsTriedAgainEachPassAndLoggedOnce) {
+  SharedHost host = GivenAwayWeb();
+  ScriptedHost scripted(net_store_, *host.service, engine_, *identity_, [this] { return now_; });
+  scripted.links.answers = {Internal("injected: netlink busy"), Internal("injected: netlink busy"),
+                            nl::ContainerLinkDeletion::kDeleted};
+  LogCapture log;
+  EXPECT_EQ(scripted.reconciler->PassOnce().links_deleted, 0);
+  EXPECT_EQ(scripted.reconciler->PassOnce().links_deleted, 0);
+  EXPECT_EQ(scripted.links.container_deletions.size(), 2u) << "a failed deletion is tried again";
+  EXPECT_EQ(log.Count("could not be deleted (injected: netlink busy)"), 1) << "logged once, not every pass";
+  EXPECT_EQ(scripted.reconciler->PassOnce().links_deleted, 1);
+  EXPECT_EQ(scripted.reconciler->PassOnce().links_deleted, 0);
+  EXPECT_EQ(scripted.links.container_deletions.size(), 3u) << "deleted: not acted on again";
+  EXPECT_EQ(log.Count("its interface in the container is deleted, so the address is not on the wire twice"), 1);
+}
+
+// A dual-stack container whose two addresses were both given away has one interface: deleted for
+// its IPv4 address, it is gone for its IPv6 one too: no second deletion, no "on the wire twice".
+TEST_F(ReconcilerTest, ADualStackInterfaceDeletedForOneAddressIsDoneForTheOther) {
+  const std::string pool6 = ipam_->RequestPool({"l", "2001:db8::/64", "", {}, true})->pool_id;
+  Result<std::string> v4 = ipam_->RequestAddress({pool_, "", false, "web", "", ""});
+  Result<std::string> v6 = ipam_->RequestAddress({pool6, "", false, "web", "", ""});
+  ASSERT_TRUE(v4.ok() && v6.ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *v4, *v6, ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
+  ASSERT_TRUE(driver_->SetEndpointName(kEp1, "web").ok());
+  for (const auto& [pool, cidr] : {std::pair{pool_, *v4}, std::pair{pool6, *v6}}) {
+    ipam::LeaseRecord other = *ipam_store_.FindLease(pool, cidr.substr(0, cidr.find('/')));
+    other.lease.node = "host-b";
+    ipam_store_.PutLease(other);
+  }
+  SharedHost host = OnASharedBook("");
+  ScriptedHost scripted(net_store_, *host.service, engine_, *identity_, [this] { return now_; });
+  // The real netlink answer once the link is gone: no namespace holds a link with its MAC.
+  scripted.links.answers = {nl::ContainerLinkDeletion::kDeleted, nl::ContainerLinkDeletion::kNoNamespace};
+  LogCapture log;
+  const daemon::Reconciler::PassReport report = scripted.reconciler->PassOnce();
+  EXPECT_EQ(report.addresses_given_away, 2);
+  EXPECT_EQ(report.links_deleted, 1);
+  EXPECT_EQ(scripted.links.container_deletions.size(), 1u);
+  EXPECT_EQ(log.Count("on the wire twice until"), 0);
+  EXPECT_EQ(log.Count("if the container still runs, the address is on the wire twice"), 0);
+  EXPECT_EQ(log.Count("is deleted already (with its other address)"), 1);
+  scripted.reconciler->PassOnce();
+  EXPECT_EQ(scripted.links.container_deletions.size(), 1u) << "both addresses done";
+}
+
+// A container that leaves between the reconciler's list of endpoints and its deletion call is no
+// error: nothing of it sends any more.
+TEST_F(ReconcilerTest, AContainerThatLeftMeanwhileIsNoFailedDeletion) {
+  const std::string address = StartWeb();
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp2, "192.0.2.200/24", "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp2, "/sandbox2").ok());
+  ASSERT_TRUE(driver_->SetEndpointName(kEp2, "db").ok());
+  ipam::LeaseRecord other = *ipam_store_.FindLease(pool_, address);
+  other.lease.node = "host-b";
+  ipam_store_.PutLease(other);
+  other.address = *IpAddress::Parse("192.0.2.200");
+  ipam_store_.PutLease(other);  // host-b holds db's address too
+  SharedHost host = OnASharedBook(address);
+  ScriptedHost scripted(net_store_, *host.service, engine_, *identity_, [this] { return now_; });
+  // db stops while web's interface is being deleted.
+  scripted.links.before = [&] { scripted.driver->DeleteEndpoint(kNet, kEp2); };
+  LogCapture log;
+  const daemon::Reconciler::PassReport report = scripted.reconciler->PassOnce();
+  EXPECT_EQ(report.addresses_given_away, 2);
+  EXPECT_EQ(report.links_deleted, 1);
+  EXPECT_EQ(log.Count("could not be deleted"), 0);
+  EXPECT_EQ(log.Count("has left this host meanwhile"), 1);
 }
 
 }  // namespace
