@@ -21,8 +21,8 @@
 #include <string>
 #include <thread>
 
-#include "etcd/kv_client.h"
 #include "common/status.h"
+#include "etcd/kv_client.h"
 #include "ipam/etcd_store.h"
 
 namespace smv::ipam {
