@@ -1,6 +1,7 @@
 #!/bin/bash
-# End-to-end on a real dockerd (20.10 + compose v1, or with E2E_ENGINE=26 trixie's 26.1 + compose
-# v2): docker network create / run / compose against the plugin, with exact outcomes. Needs root,
+# End-to-end on a real dockerd (20.10 + compose v1, or with E2E_ENGINE=28 sid's 28.5.2 + compose
+# v2 2.40, or E2E_ENGINE=26 trixie's 26.1 + compose v2 2.26): docker network create / run /
+# compose against the plugin, with exact outcomes. Needs root,
 # dockerd and docker-compose (scripts/install-deps.sh --test).
 # Usage: SMV=build/static-macvlan tests/e2e/dockerd_e2e_test.sh
 set -euo pipefail
@@ -209,7 +210,7 @@ networks:
 YAML
 compose() { engine_compose -p smve2e -f "$E2E_DIR/compose/docker-compose.yml" "$@"; }
 # compose v1 names containers smve2e_web_1, compose v2 smve2e-web-1.
-svc() { if [ "$E2E_ENGINE" = 26 ]; then echo "smve2e-$1-1"; else echo "smve2e_$1_1"; fi; }
+svc() { if [ -n "$E2E_COMPOSE_V2" ]; then echo "smve2e-$1-1"; else echo "smve2e_$1_1"; fi; }
 compose up -d >/dev/null 2>&1 || fail "compose up"
 first="$(ip_of "$(svc web)" smve2e_vlan) $(ip_of "$(svc db)" smve2e_vlan)"
 expect_eq "$first" "203.0.113.10 203.0.113.11" "compose up: ipv4_address per service"
@@ -311,9 +312,15 @@ d rm -f peer6 filler6 >/dev/null
 # the same address with another --mac-address and sends nothing itself (busybox sleep; Linux
 # sends no gratuitous ARP or unsolicited NA of its own): only the plugin's announcements, sent
 # from the host on the parent, can move the switch's entry.
-switch_capture() {  # switch_capture FILE COUNT FILTER: tcpdump -e on the switch until COUNT frames or 10 s
+# Docker 28 sends announcements of its own on every container start (libnetwork's osl); for our
+# driver they are ARP probes "who-has 0.0.0.0 tell 0.0.0.0", which no neighbour learns from. The
+# captures below run for 5 s and see every ARP / NA on the wire: the plugin's announce the
+# address 3 times, and nothing else, the engine's frames included, announces it. For IPv6 Docker
+# 28.5.2 sends 3 NAs of its own, identical to the plugin's: the NA count is 6 there, and this
+# check fails on E2E_ENGINE=28 until the plugin stops doubling the engine's NAs.
+switch_capture() {  # switch_capture FILE COUNT FILTER [SECONDS]: tcpdump -e on the switch until COUNT frames or 10 s
   rm -f "$1" "$1.err"
-  in_switch timeout 10 tcpdump -i sw0 -e -n -l -c "$2" "$3" >"$1" 2>"$1.err" &
+  in_switch timeout "${4:-10}" tcpdump -i sw0 -e -n -l -c "$2" "$3" >"$1" 2>"$1.err" &
   capture_pid=$!
   for _ in $(seq 50); do grep -q "listening on" "$1.err" 2>/dev/null && return 0; sleep 0.1; done
   fail "tcpdump did not start on the switch: $(cat "$1.err")"
@@ -332,29 +339,32 @@ in_switch ping -c 1 -W 2 192.0.2.77 >/dev/null || fail "the switch cannot ping g
 in_switch ip neigh show 192.0.2.77 dev sw0 | grep -q "lladdr 02:42:c0:00:02:aa" || fail "switch has no entry for g1"
 d rm -f g1 >/dev/null
 sleep 1.1  # the neighbour's locktime: ARP ignores updates within 1 s of the last one
-switch_capture "$E2E_DIR/garp.txt" 3 "arp and ether src 02:42:c0:00:02:bb"
+switch_capture "$E2E_DIR/garp.txt" 50 "arp" 5
 d run -d --name g1 --network lan --ip 192.0.2.77 --mac-address 02:42:c0:00:02:bb smv-bb sleep 600 >/dev/null
 took=$(neigh_becomes 192.0.2.77 02:42:c0:00:02:bb) \
   || fail "the switch still has $(in_switch ip neigh show 192.0.2.77 dev sw0) 1 s after g1 came back with a new MAC"
 pass "a neighbour's ARP entry moves to the new MAC ${took} ms after docker run returns (--mac-address changed)"
 wait "$capture_pid" || true
-expect_eq "$(grep -c '02:42:c0:00:02:bb > ff:ff:ff:ff:ff:ff, ethertype ARP.* 192\.0\.2\.77' "$E2E_DIR/garp.txt")" "3" \
-  "tcpdump -e on the switch sees 3 gratuitous ARPs with g1's MAC and address"
+garp_of_g1='02:42:c0:00:02:bb > ff:ff:ff:ff:ff:ff, ethertype ARP.* who-has 192\.0\.2\.77 tell 192\.0\.2\.77,'
+expect_eq "$(grep -c "$garp_of_g1" "$E2E_DIR/garp.txt") $(grep -v "$garp_of_g1" "$E2E_DIR/garp.txt" |
+  grep -v 'tell 192\.0\.2\.254,' | grep -c '192\.0\.2\.77')" "3 0" \
+  "in 5 s the switch sees 3 gratuitous ARPs with g1's MAC and address, and no other frame announcing it (engine's)"
 d rm -f g1 >/dev/null
 # IPv6: web6's address is in the switch's neighbour table (it pinged the switch); it comes back
 # with a new MAC and the switch learns it from the unsolicited neighbour advertisement.
 d run -d --name web6 --network dual --mac-address 02:42:c0:00:02:cc smv-bb sleep 600 >/dev/null
 ping6_ok web6 2001:db8:228::fe || fail "web6 cannot ping6 the switch"
 d rm -f web6 >/dev/null
-switch_capture "$E2E_DIR/na.txt" 3 "icmp6 and ip6[40] == 136 and ether src 02:42:c0:00:02:dd"
+switch_capture "$E2E_DIR/na.txt" 50 "icmp6 and ip6[40] == 136" 5
 d run -d --name web6 --network dual --mac-address 02:42:c0:00:02:dd smv-bb sleep 600 >/dev/null
 expect_eq "$(ip6_of web6 dual)" "$w6" "web6 keeps its v6 address with a new MAC"
 took=$(neigh_becomes "$w6" 02:42:c0:00:02:dd) \
   || fail "the switch still has $(in_switch ip neigh show "$w6" dev sw0) 1 s after web6 came back with a new MAC"
 pass "a neighbour's IPv6 entry moves to the new MAC ${took} ms after docker run returns"
 wait "$capture_pid" || true
-expect_eq "$(grep -c "02:42:c0:00:02:dd > 33:33:00:00:00:01, ethertype IPv6.*neighbor advertisement, tgt is $w6" "$E2E_DIR/na.txt")" "3" \
-  "tcpdump -e on the switch sees 3 unsolicited neighbour advertisements with web6's MAC and address"
+na_of_web6="02:42:c0:00:02:dd > 33:33:00:00:00:01, ethertype IPv6.*neighbor advertisement, tgt is $w6,"
+expect_eq "$(grep -c "$na_of_web6" "$E2E_DIR/na.txt") $(grep -v "$na_of_web6" "$E2E_DIR/na.txt" | grep -c "tgt is $w6")" "3 0" \
+  "in 5 s the switch sees 3 unsolicited NAs with web6's MAC and address, and no other NA for it (engine's)"
 d rm -f web6 >/dev/null
 
 # --- M: migration from Docker's built-in macvlan: the names keep their addresses -----------
@@ -502,8 +512,10 @@ if d network create -d static-macvlan --ipam-driver static-macvlan --subnet 198.
   -o parent=eth1 -o com.docker.network.advertise_addr_ms=20 loud >/dev/null 2>"$E2E_DIR/err"; then
   fail "advertise_addr_ms=20 was accepted"
 fi
-grep -q 'invalid value "20" for option "com.docker.network.advertise_addr_ms"' "$E2E_DIR/err" \
-  || fail "unclear error: $(cat "$E2E_DIR/err")"
+# Docker 28 checks its own option first, with its own message; earlier engines pass it on to the plugin.
+refusal='invalid value "20" for option "com.docker.network.advertise_addr_ms"'
+[ "$E2E_ENGINE" = 28 ] && refusal='com.docker.network.advertise_addr_ms must be in the range 100 to 2000'
+grep -q "$refusal" "$E2E_DIR/err" || fail "unclear error: $(cat "$E2E_DIR/err")"
 pass "a wrong announcement interval is refused naming the option and what is allowed"
 d run -d --name q2 --network quiet --ip 192.0.2.253 smv-bb sleep 600 >/dev/null \
   || fail "192.0.2.253 is still held after hostnet was removed"
