@@ -5,11 +5,16 @@
 # /var/cache/static-macvlan-test/SUITE/root. Their binaries run on bookworm (they need glibc
 # <= 2.34); the newer suites' runc and tini-static need glibc 2.38, so bookworm's runc (on PATH)
 # stays the runtime and nothing is apt-installed. Idempotent.
-#   28  Debian sid: Docker 28.5.2, containerd 2.1, compose 2.40 (the CI engine; the default)
-#   26  Debian trixie: Docker 26.1, containerd 1.7, compose 2.26 (kept for a manual run)
-# Usage: scripts/fetch-engine.sh [28|26]   (prints the root directory)
+#   28  Debian sid: Docker 28.5.2, containerd 2.1, compose 2.40
+#   26  Debian trixie: Docker 26.1, containerd 1.7, compose 2.26
+# Without an argument both (scripts/install-deps.sh --test: whichever the ctest matrix names).
+# Usage: scripts/fetch-engine.sh [28|26]   (prints the root directory, one per engine)
 set -euo pipefail
-engine=${1:-28}
+if [ $# -eq 0 ]; then
+  "$0" 28
+  exec "$0" 26
+fi
+engine=$1
 case $engine in
   28) suite=sid want_version=28.5.2 ;;
   26) suite=trixie want_version=26.1 ;;
