@@ -1,6 +1,5 @@
 #include "driver/network_options.h"
 
-#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <map>
@@ -243,6 +242,13 @@ const std::vector<std::pair<std::string_view, OptionParser>>& OptionParsers() {
   return parsers;
 }
 
+OptionParser FindParser(std::string_view key) {
+  for (const auto& [known, parser] : OptionParsers()) {
+    if (known == key) return parser;
+  }
+  return nullptr;
+}
+
 // "parent, vlan, ...": the known options of an "unknown option" error, read from the table above.
 const std::string& KnownOptions() {
   static const std::string known = [] {
@@ -292,10 +298,8 @@ Status CheckParent(const NetworkOptions& out) {
 Result<NetworkOptions> ParseNetworkOptions(const std::map<std::string, std::string>& options) {
   Parsing p;
   for (const auto& [key, value] : options) {
-    const auto& parsers = OptionParsers();
-    auto parser = std::find_if(parsers.begin(), parsers.end(), [&](const auto& entry) { return entry.first == key; });
-    if (parser != parsers.end()) {
-      SMV_RETURN_IF_ERROR(parser->second(key, value, p));
+    if (const OptionParser parser = FindParser(key); parser != nullptr) {
+      SMV_RETURN_IF_ERROR(parser(key, value, p));
     } else if (!key.starts_with("com.docker.")) {
       return InvalidArgument(fmt::format("unknown option \"{}\" (known: {})", key, KnownOptions()));
     }
