@@ -637,13 +637,18 @@ Result<ContainerLinkDeletion> LinkManager::DeleteContainerLink(const std::string
   if (!peers.ok()) return peers.status();
   bool has_mac = false;
   bool deleted = false;
+  Status failed;  // a namespace that could not be searched does not stop the search of the others
   for (int32_t nsid : *peers) {
     Result<PeerOutcome> peer = DeleteCarrierInPeerLocked(nsid, {want->ToString(), address, parent_index});
-    if (!peer.ok()) return peer.status();
+    if (!peer.ok()) {
+      if (failed.ok()) failed = peer.status();
+      continue;
+    }
     has_mac = has_mac || peer->has_mac;
     deleted = deleted || peer->deleted;
   }
   if (deleted) return ContainerLinkDeletion::kDeleted;
+  if (!failed.ok()) return failed;  // the link may be in the namespace that failed: not "stopped"
   return has_mac ? ContainerLinkDeletion::kNoSuchLink : ContainerLinkDeletion::kNoNamespace;
 }
 
