@@ -50,7 +50,7 @@ struct ReservationView {
 // Whether this host still holds the address of a running container (KeepHeld).
 struct HeldOutcome {
   enum class Kind { kHeld, kRetaken, kGivenAway } kind = Kind::kHeld;
-  std::string holder;  // kGivenAway: who has it now, as the refusal said
+  std::string holder;  // kGivenAway: who has it now (another node, or another name's reservation)
 };
 
 // A pool and how many of its addresses are leased now (metrics).

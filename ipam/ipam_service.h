@@ -119,9 +119,10 @@ class IpamService : public IpamApi {
   Status NameRunsNowhereElse(const PoolState& state, std::string_view name) const;
   // Refuses `name` while any node holds a lease for it (releasing its reservation in a shared book).
   static Status NameRunsNowhere(const PoolState& state, std::string_view name);
-  // Who holds `address` now, for KeepHeld's "given away": another node's lease as memory shows it
-  // (read for the refusal), else the refusal's own words.
-  std::string HolderOf(const std::string& pool_id, const IpAddress& address, const Status& refusal) const;
+  // Who has `address` now, for KeepHeld's "given away", on the view read for its refusal: another
+  // node's readable lease, or a reservation for a name other than `name`. Empty: not known (unsure).
+  std::optional<std::string> HolderOf(const std::string& pool_id, const IpAddress& address,
+                                      std::string_view name) const;
 
   // How often a change is decided again after a shared store refused it (another node first).
   static constexpr int kAttemptsOnConflict = 20;

@@ -84,22 +84,36 @@ Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAd
   // the store's (RunDurably), and the address is taken when it is free there.
   Result<std::string> again = RequestAddress({pool_id, address.ToString(), false, name, "", mac, releases_seen});
   if (again.ok()) return HeldOutcome{.kind = HeldOutcome::Kind::kRetaken, .holder = ""};
-  // Another name holds or reserves it. A full pool or etcd out of space (kResourceExhausted)
-  // says nothing about the address: unsure, asked again next pass.
-  if (IsRefusal(again.status()) && again.status().code() != Code::kResourceExhausted) {
-    return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway, .holder = HolderOf(pool_id, address, again.status())};
+  if (!IsRefusal(again.status())) return again.status();
+  // A refusal alone is no proof: the commit may be refused for another record, the name may run
+  // elsewhere, the address's record may not decode. Given away only when the view read for the
+  // refusal shows who has the address now; anything else is unsure, asked again next pass.
+  std::optional<std::string> holder = HolderOf(pool_id, address, name);
+  if (!holder) {
+    return Status(again.status().code(),
+                  fmt::format("address {} was refused but is not known to be another's (asked again next pass): {}",
+                              address.ToString(), again.status().message()));
   }
-  return again.status();
+  return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway, .holder = std::move(*holder)};
 }
 
-std::string IpamService::HolderOf(const std::string& pool_id, const IpAddress& address, const Status& refusal) const {
+std::optional<std::string> IpamService::HolderOf(const std::string& pool_id, const IpAddress& address,
+                                                 std::string_view name) const {
   std::scoped_lock lock(mu_);
+  if (reload_pending_) return std::nullopt;  // the reload after the refusal failed: memory is not the store's
   auto it = pools_.find(pool_id);
-  const Lease* lease = it == pools_.end() ? nullptr : it->second.allocator.FindLease(address);
-  if (lease == nullptr || lease->node == store_.node() || lease->node == kUndecodableHolder) {
-    return refusal.message();
+  if (it == pools_.end()) return std::nullopt;
+  const PoolState& state = it->second;
+  const Lease* lease = state.allocator.FindLease(address);
+  if (lease != nullptr) {
+    if (lease->node == store_.node() || lease->node == kUndecodableHolder) return std::nullopt;
+    return fmt::format("node {}{}", lease->node, lease->name.empty() ? "" : " (container \"" + lease->name + "\")");
   }
-  return fmt::format("node {}{}", lease->node, lease->name.empty() ? "" : " (container \"" + lease->name + "\")");
+  // Free, but kept for another name (reservations hold only records that decode). A container
+  // without a name cannot tell its own reservation from another's.
+  const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
+  if (!owner || name.empty() || *owner == name) return std::nullopt;
+  return fmt::format("reserved for container \"{}\"", *owner);
 }
 
 Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const IpAddress& address,

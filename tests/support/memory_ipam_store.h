@@ -18,6 +18,9 @@ class MemoryIpamStore : public ipam::IpamStore {
   bool down = false;              // every call fails as etcd without quorum does (kUnavailable)
   bool out_of_space = false;      // every commit fails as etcd with its NOSPACE alarm does
   bool commit_key_moved = false;  // another host released this node (CommitKeyMoved, once)
+  // Non-empty: every commit is refused for this reason, as etcd refuses one whose batch holds a
+  // record that does not decode (kFailedPrecondition): a refusal that says nothing of its addresses.
+  std::string refuse_commits_with;
   // The next commit applies, but its answer is lost and cannot be read back (kUnavailable).
   bool apply_and_lose_answer = false;
   int applies = 0;
@@ -47,6 +50,7 @@ class MemoryIpamStore : public ipam::IpamStore {
   Status ApplyAll(std::span<const ipam::IpamBatch> batches) override {
     if (down) return Unavailable("injected: shared address store unavailable");
     if (out_of_space) return ResourceExhausted("injected: etcd is out of space (alarm NOSPACE)");
+    if (!refuse_commits_with.empty()) return FailedPrecondition(refuse_commits_with);
     if (fail_next_apply) {
       fail_next_apply = false;
       return Internal("injected store failure");

@@ -373,6 +373,66 @@ TEST_F(SharedBookOutageTest, KeepHeldGivesAwayOnlyWhatTheStoreSaysAnotherNodeHol
   EXPECT_EQ(store_.FindLease(pool_, address)->lease.node, "host-b") << "never taken from the other host";
 }
 
+// KeepHeld for web's address, which memory shows as host-b's: set up by HostBHoldsWebInMemory.
+class KeepHeldEvidenceTest : public SharedBookOutageTest {
+ protected:
+  // Web runs here; host-b's lease of its address is in the book and (reloaded) in memory.
+  void HostBHoldsWebInMemory() {
+    Result<std::string> web = Ask("web");
+    ASSERT_TRUE(web.ok()) << web.status().message();
+    address_ = web->substr(0, web->find('/'));
+    LeaseRecord theirs = *store_.FindLease(pool_, address_);
+    theirs.lease.node = "host-b";
+    theirs.lease.name = "z";
+    store_.PutLease(theirs);
+    store_.commit_key_moved = true;
+    ASSERT_TRUE(service_->CatchUp().ok());
+  }
+  Result<HeldOutcome> KeepWeb() { return service_->KeepHeld(pool_, *IpAddress::Parse(address_), "web", "", 0); }
+  std::string address_;
+};
+
+// The address is free in the book, but the take-again's commit is refused for a reason that says
+// nothing about it: unsure (asked again next pass), never "given away".
+TEST_F(KeepHeldEvidenceTest, ACommitRefusedForAnotherReasonIsNotGivenAway) {
+  ASSERT_NO_FATAL_FAILURE(HostBHoldsWebInMemory());
+  store_.ForgetLease(pool_, address_);
+  store_.refuse_commits_with = "injected: a record of the batch does not decode; nothing was written";
+  Result<HeldOutcome> kept = KeepWeb();
+  EXPECT_FALSE(kept.ok()) << "decided on a refusal unrelated to " << address_ << ": " << kept->holder;
+  store_.refuse_commits_with.clear();
+  kept = KeepWeb();  // next pass: the store takes commits again
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  EXPECT_EQ(kept->kind, HeldOutcome::Kind::kRetaken);
+}
+
+// The book's lease record of the address does not decode (found on the reload the refusal made):
+// nobody known holds it, so it is not given away.
+TEST_F(KeepHeldEvidenceTest, AnUndecodableLeaseFoundOnTheReloadIsNotGivenAway) {
+  ASSERT_NO_FATAL_FAILURE(HostBHoldsWebInMemory());
+  LeaseRecord unreadable = *store_.FindLease(pool_, address_);
+  unreadable.lease = Lease{.node = std::string(kUndecodableHolder)};
+  store_.PutLease(unreadable);
+  Result<HeldOutcome> kept = KeepWeb();
+  EXPECT_FALSE(kept.ok()) << "given away to an unreadable record: " << kept->holder;
+}
+
+// The address is free in the book; another node runs a container named "web" with another
+// address. The take-again is refused for the name, not the address: not given away.
+TEST_F(KeepHeldEvidenceTest, ANameRunningOnAnotherNodeIsNotTheAddressGivenAway) {
+  Result<std::string> other = Ask("other");
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  ASSERT_NO_FATAL_FAILURE(HostBHoldsWebInMemory());
+  store_.ForgetLease(pool_, address_);
+  LeaseRecord web_elsewhere = *store_.FindLease(pool_, other->substr(0, other->find('/')));
+  web_elsewhere.lease.node = "host-b";
+  web_elsewhere.lease.name = "web";
+  store_.PutLease(web_elsewhere);
+  Result<HeldOutcome> kept = KeepWeb();
+  EXPECT_FALSE(kept.ok()) << address_ << " is free in the book, given away to: " << kept->holder;
+  EXPECT_EQ(store_.FindLease(pool_, address_), nullptr) << "taken although web runs on host-b";
+}
+
 TEST_F(SharedBookOutageTest, AServiceStartsWithoutItsStoreAndCatchesUpLater) {
   Result<std::string> web = Ask("web");
   ASSERT_TRUE(web.ok());
