@@ -69,6 +69,9 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
   });
   for (const driver::EndpointRecord& endpoint : endpoints) {
     if (endpoint.sandbox_key.empty()) continue;  // not joined: no container uses it yet
+    // Its interface is gone (deleted here): nothing of it is on the wire until a restart brings a
+    // new endpoint, so its addresses are not asked about again (each ask may reload the whole book).
+    if (links_deleted_.contains(endpoint.endpoint_id)) continue;
     for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
       const std::optional<Prefix> address = Prefix::Parse(cidr);
       if (!address) continue;
