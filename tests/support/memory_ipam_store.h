@@ -35,6 +35,9 @@ class MemoryIpamStore : public ipam::IpamStore {
     auto it = leases_.find({pool_id, address});
     return it == leases_.end() ? nullptr : &it->second;
   }
+  // Another node's reservation, or its release, written behind the service's back.
+  void PutReservation(const ipam::ReservationRecord& r) { reservations_[{r.pool_id, r.name}] = r; }
+  void ForgetReservation(const std::string& pool_id, const std::string& name) { reservations_.erase({pool_id, name}); }
   // Another node's release, written behind the service's back.
   void ForgetLease(const std::string& pool_id, const std::string& address) { leases_.erase({pool_id, address}); }
 

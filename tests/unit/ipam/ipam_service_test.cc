@@ -433,6 +433,24 @@ TEST_F(KeepHeldEvidenceTest, ANameRunningOnAnotherNodeIsNotTheAddressGivenAway) 
   EXPECT_EQ(store_.FindLease(pool_, address_), nullptr) << "taken although web runs on host-b";
 }
 
+// Freed in the book and reserved for another name since (web's reservation released, db's made):
+// that reservation is the evidence, read on the reload the refusal made: given away to db.
+TEST_F(KeepHeldEvidenceTest, AFreeAddressReservedForAnotherNameIsGivenAway) {
+  Result<std::string> web = Ask("web");
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  address_ = web->substr(0, web->find('/'));
+  store_.ForgetLease(pool_, address_);
+  store_.ForgetReservation(pool_, "web");
+  store_.PutReservation(ReservationRecord{pool_, "db", *IpAddress::Parse(address_), "", 1, 0});
+  store_.commit_key_moved = true;
+  ASSERT_TRUE(service_->CatchUp().ok());  // memory: free, reserved for db
+  Result<HeldOutcome> kept = KeepWeb();
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  EXPECT_EQ(kept->kind, HeldOutcome::Kind::kGivenAway);
+  EXPECT_EQ(kept->holder, "reserved for container \"db\"");
+  EXPECT_EQ(store_.FindLease(pool_, address_), nullptr) << "taken although reserved for db";
+}
+
 TEST_F(SharedBookOutageTest, AServiceStartsWithoutItsStoreAndCatchesUpLater) {
   Result<std::string> web = Ask("web");
   ASSERT_TRUE(web.ok());
