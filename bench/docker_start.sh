@@ -2,12 +2,13 @@
 # P1 and P2 on one private dockerd (tests/e2e/lib.sh): Docker's built-in macvlan network and a
 # static-macvlan network on the same parent; prints raw lines for bench/report.sh.
 # Usage: SMV=... bench/docker_start.sh RUNS PARALLEL ROUNDS
-# With SMV_STORE=etcd the plugin keeps its book in a 3-member etcd 3.4 cluster started on
+# With BENCH_STORE=etcd the plugin keeps its book in a 3-member etcd 3.4 cluster started on
 # loopback in the host namespace (etcd's defaults: fsync on, one disk), as a fleet host does.
+# (Not SMV_STORE: that is the daemon's own variable, which the plugin started here would read.)
 set -euo pipefail
 runs=$1; par=$2; rounds=$3
 here=$(dirname "$(realpath "$0")")
-if [ "${SMV_STORE:-lmdb}" = etcd ]; then
+if [ "${BENCH_STORE:-lmdb}" = etcd ]; then
   SMV_SERVE_ARGS="--store etcd://127.0.0.1:23790,127.0.0.1:23792,127.0.0.1:23794 --node-name bench"
   e2e_before_plugin() {
     local i cluster=""
