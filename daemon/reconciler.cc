@@ -78,6 +78,10 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
       const std::vector<std::string> pools = ipam_.PoolsOnSubnet(Prefix(address->Network(), address->length()));
       if (pools.size() != 1) continue;
       const std::string key = endpoint.endpoint_id + " " + address->address().ToString();
+      if (given_away_handled_.contains(key)) {  // acted on (no such link, stopped): not asked again either
+        still_given_away.insert(key);
+        continue;
+      }
       Result<ipam::HeldOutcome> kept =
           ipam_.KeepHeld(pools.front(), address->address(), endpoint.container_name, endpoint.mac, releases);
       if (!kept.ok()) {  // unsure: keep what is known, decide next pass
