@@ -6,6 +6,8 @@
 # this test's own, and the checks are shown to fail on a page or completion missing one option.
 # Usage: tests/package/cli_docs_test.sh BINARY
 set -euo pipefail
+# Under pipefail, "producer | grep -q" fails at random: grep -q ends at its first match and the
+# producer, still writing, dies of SIGPIPE. Every check here lets grep read its whole input.
 binary=$(readlink -f "$1")
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
@@ -53,7 +55,7 @@ check_man() {
       [ "$kind" = option ] || continue
       grep -qE -- "$(option_pattern "$name")" <<< "$text" || { echo "man page: no $name"; missing=1; }
     elif [ "$kind" = option ]; then
-      man_section "$text" "${path#static-macvlan }" | grep -qE -- "$(option_pattern "$name")" ||
+      man_section "$text" "${path#static-macvlan }" | grep -E -- "$(option_pattern "$name")" >/dev/null ||
         { echo "man page: \"${path#static-macvlan }\" has no $name"; missing=1; }
     else
       line="${path#static-macvlan} $name"
@@ -88,7 +90,7 @@ check_completion() {
       if [ "$kind" = option ]; then COMP_WORDS+=(-); else COMP_WORDS+=(""); fi
       COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
       _static_macvlan
-      printf '%s\n' "${COMPREPLY[@]}" | grep -qxF -- "$name" ||
+      printf '%s\n' "${COMPREPLY[@]}" | grep -xF -- "$name" >/dev/null ||
         { echo "completion: \"$path\" does not offer $name"; missing=1; }
     done <<< "$facts"
     exit $missing
@@ -148,7 +150,7 @@ done < <(cut -d'|' -f1 <<< "$facts" | sort -u) | sort -u)
 for variable in $variables; do
   grep -qxF ".B $variable" <<< "$environment" || fail "ENVIRONMENT has no $variable"
 done
-grep -A1 -xF '.B SMV_STORE' <<< "$environment" | grep -q -- '--store of serve, fsck' ||
+grep -A1 -xF '.B SMV_STORE' <<< "$environment" | grep -- '--store of serve, fsck' >/dev/null ||
   fail "ENVIRONMENT does not say SMV_STORE is --store of serve and fsck: $(grep -A1 -F SMV_STORE <<< "$environment")"
 pass "ENVIRONMENT names all $(wc -l <<< "$variables") variables, each with its option and commands"
 
