@@ -80,7 +80,9 @@ TEST(Wire, ContainerNamesAreTheOnesDockerAllows) {
     EXPECT_TRUE(wire::IsContainerName(name)) << name;
   }
   for (const char* name : {"-rm", "&sdfsfd", "safd%sd", "a", "/a", "", "/", "//web", "_web", ".web", "my web", "web\n",
-                           "w\xc3\xa9b", "web/1"}) {
+                           "w\xc3\xa9"
+                           "b",
+                           "web/1"}) {
     EXPECT_FALSE(wire::IsContainerName(name)) << name;
   }
   Result<wire::ReserveCall> call = wire::DecodeReserve({{"Name", "/web"}, {"Address", "192.0.2.9"}, {"Network", "n"}});
