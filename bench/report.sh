@@ -2,10 +2,15 @@
 # Turns the raw lines of bench/run.sh into docs/benchmarks.md (markdown on stdout), next to the
 # same figures from the first full run (bench/baseline-first-run.txt), before the fixes that
 # the first run's misses asked for.
+# The hand-written findings between the page's two "findings" markers are carried over as they
+# are: docs/benchmarks.md is the one benchmark write-up, and a run only replaces its figures.
 # Usage: bench/report.sh RAW [BASELINE]
 set -euo pipefail
 raw=$1
 baseline=${2:-$(dirname "$0")/baseline-first-run.txt}
+page=$(dirname "$0")/../docs/benchmarks.md
+findings=$(sed -n '/^<!-- findings:/,/^<!-- end of findings -->/p' "$page")
+[ -n "$findings" ] || { echo "report.sh: no findings markers in $page" >&2; exit 1; }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 val() { grep -o "$1=[0-9.]*" | head -1 | cut -d= -f2; }
@@ -91,7 +96,7 @@ $(row P4 "durable allocations per second with 1 / 8 / 32 socket clients" p4 "≥
 $(row P5 "RSS idle; RSS with 65,536 reservations and 50 networks" p5 "≤ 16 MiB" "$(ok "${now[p5r]}" 16384 "<=")")
 $(row P5 "process start to socket ready with 65,536 reservations and 50 networks" p5s "≤ 300 ms (every start)" "$(ok "${now[p5sr]}" 300 "<=")")
 
-$(cat "$(dirname "$0")/findings.md")
+$findings
 
 Raw lines of this run:
 
