@@ -5,21 +5,13 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
-
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace smv::driver {
-namespace {
-
-int64_t SystemNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 Result<std::unique_ptr<DriverService>> DriverService::Create(nl::LinkOps& links, NetworkStore& store, Clock clock) {
-  std::unique_ptr<DriverService> service(new DriverService(links, store, clock ? clock : SystemNow));
+  std::unique_ptr<DriverService> service(new DriverService(links, store, clock ? clock : UnixSeconds));
   std::scoped_lock lock(service->mu_);
   SMV_RETURN_IF_ERROR(service->LoadLocked());
   return service;
@@ -52,10 +44,8 @@ std::vector<std::string> DriverService::NetworksOnSubnet(const Prefix& subnet) c
   std::scoped_lock lock(mu_);
   std::vector<std::string> out;
   for (const auto& [id, network] : networks_) {
-    for (const auto* data : {&network.record.ipv4, &network.record.ipv6}) {
-      for (const IpData& d : *data) {
-        if (d.pool == subnet) out.push_back(id);
-      }
+    for (const Prefix& mine : network.record.Subnets()) {
+      if (mine == subnet) out.push_back(id);
     }
   }
   return out;

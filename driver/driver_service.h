@@ -29,6 +29,8 @@ struct CreateNetworkCall {
   std::vector<IpData> ipv4;
   std::vector<IpData> ipv6;
   bool internal = false;
+
+  std::vector<IpData> Pools() const { return AllPools(ipv4, ipv6); }  // IPv4 first
 };
 
 struct CreateEndpointCall {
@@ -66,7 +68,7 @@ struct ReconcileReport {
 
 class DriverService {
  public:
-  using Clock = std::function<int64_t()>;
+  using Clock = std::function<int64_t()>;  // Unix seconds (default smv::UnixSeconds)
 
   // Loads the stored state; `links` and `store` must outlive the service.
   static Result<std::unique_ptr<DriverService>> Create(nl::LinkOps& links, NetworkStore& store, Clock clock = nullptr);

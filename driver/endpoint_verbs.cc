@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "common/scope_exit.h"
 #include "driver_internal.h"
@@ -195,12 +197,8 @@ Result<nl::ContainerLinkDeletion> DriverService::DeleteContainerLinkCarrying(con
   if (!endpoint || endpoint->sandbox_key.empty() || parent.empty()) {
     return NotFound(fmt::format("endpoint {} is not joined to a container", ShortId(endpoint_id)));
   }
-  bool own = false;
-  for (const std::string& cidr : {endpoint->address_v4, endpoint->address_v6}) {
-    const std::optional<Prefix> mine = Prefix::Parse(cidr);
-    own = own || (mine && mine->address() == address);
-  }
-  if (!own) {
+  const std::vector<Prefix> own = endpoint->Addresses();
+  if (std::none_of(own.begin(), own.end(), [&](const Prefix& mine) { return mine.address() == address; })) {
     return InvalidArgument(
         fmt::format("address {} is not one of endpoint {}'s", address.ToString(), ShortId(endpoint_id)));
   }

@@ -5,8 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
-
+#include "common/clock.h"
 #include "driver_internal.h"
 
 namespace smv::driver {
@@ -54,13 +53,11 @@ void DriverService::AnnounceLocked(const Network& network, const EndpointRecord&
   const std::optional<MacAddress> mac = MacAddress::Parse(endpoint.mac);
   if (!mac) return;
   std::vector<Announcement> what;
-  for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
-    if (std::optional<Prefix> address = Prefix::Parse(cidr)) {
-      what.push_back({.link = network.options.MacvlanParent(), .mac = *mac, .address = address->address()});
-    }
+  for (const Prefix& address : endpoint.Addresses()) {
+    what.push_back({.link = network.options.MacvlanParent(), .mac = *mac, .address = address.address()});
   }
   announce_->Start(endpoint.endpoint_id, std::move(what), network.options.announce_count,
-                   std::chrono::milliseconds(network.options.announce_interval_ms));
+                   Millis(network.options.announce_interval_ms));
 }
 
 }  // namespace smv::driver

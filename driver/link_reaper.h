@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <thread>
 
@@ -21,26 +22,28 @@ class LinkReaper {
   // `links` is the reaper's own (a libnl socket serves one thread at a time, and the driver's
   // calls must not queue behind a deletion).
   explicit LinkReaper(std::unique_ptr<nl::LinkOps> links);
-  ~LinkReaper();  // deletes what is still queued, then stops
+  ~LinkReaper() = default;  // deletes what is still queued, then stops (worker_'s stop request and join)
   LinkReaper(const LinkReaper&) = delete;
   LinkReaper& operator=(const LinkReaper&) = delete;
 
   // Queues `name` for deletion; an absent link is not an error. A link another instance tagged
   // is left alone (its LinkOps' Delete refuses it).
   void Delete(std::string name);
-  // Returns once every link queued so far is deleted (or failed, which is logged).
+  // Returns once every link queued so far is deleted (or failed, which is logged; a failed
+  // deletion is not tried again: the next start sweeps the link).
   void Drain();
 
  private:
-  void Run();
+  // Deletes queued links until a stop is requested and the queue is empty.
+  void Run(const std::stop_token& stop);
+  void DeleteOne(const std::string& name);
 
   std::unique_ptr<nl::LinkOps> links_;
   std::mutex mu_;
-  std::condition_variable changed_;
+  std::condition_variable_any changed_;  // _any: its wait also ends on worker_'s stop request
   std::deque<std::string> queue_;
-  bool busy_ = false;  // a deletion is running outside mu_
-  bool stopping_ = false;
-  std::thread worker_;
+  bool busy_ = false;    // a deletion is running outside mu_
+  std::jthread worker_;  // last: it starts after, and stops before, the members it uses
 };
 
 }  // namespace smv::driver

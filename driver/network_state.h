@@ -19,12 +19,28 @@ struct IpData {
   friend bool operator==(const IpData&, const IpData&) = default;
 };
 
+// Both families' pools in one list, IPv4 first: one loop instead of one per family.
+inline std::vector<IpData> AllPools(const std::vector<IpData>& ipv4, const std::vector<IpData>& ipv6) {
+  std::vector<IpData> out = ipv4;
+  out.insert(out.end(), ipv6.begin(), ipv6.end());
+  return out;
+}
+inline std::vector<Prefix> SubnetsOf(const std::vector<IpData>& pools) {
+  std::vector<Prefix> out;
+  for (const IpData& data : pools) out.push_back(data.pool);
+  return out;
+}
+
 struct NetworkRecord {
   std::string id;
   std::map<std::string, std::string> options;  // the -o options as given (parsed on load)
   std::vector<IpData> ipv4;
   std::vector<IpData> ipv6;
   bool internal = false;
+
+  // The network's pools and subnets, IPv4 first: the one way to list them.
+  std::vector<IpData> Pools() const { return AllPools(ipv4, ipv6); }
+  std::vector<Prefix> Subnets() const { return SubnetsOf(Pools()); }
 };
 
 // A link the driver manages on the host side: a VLAN link it created or adopted, or a parent
@@ -45,6 +61,15 @@ struct EndpointRecord {
   std::string sandbox_key;  // set at Join
   std::string container_name;
   int64_t since = 0;
+
+  // The endpoint's addresses (with their prefix length), IPv4 first; none for an empty field.
+  std::vector<Prefix> Addresses() const {
+    std::vector<Prefix> out;
+    for (const std::string& cidr : {address_v4, address_v6}) {
+      if (std::optional<Prefix> address = Prefix::Parse(cidr)) out.push_back(*address);
+    }
+    return out;
+  }
 };
 
 struct DriverSnapshot {

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/scope_exit.h"
+#include "driver/subnet_overlap.h"
 #include "driver_internal.h"
 
 namespace smv::driver {
@@ -42,18 +43,16 @@ Status CheckHostIp(const CreateNetworkCall& call, const NetworkOptions& options)
     return bad(fmt::format("host access needs macvlan_mode=bridge, this network is {}", MacvlanModeName(options.mode)));
   }
   std::string subnets;
-  for (const auto* data : {&call.ipv4, &call.ipv6}) {
-    for (const IpData& d : *data) {
-      if (!d.pool.Contains(ip)) {
-        subnets += (subnets.empty() ? "" : ", ") + d.pool.ToString();
-        continue;
-      }
-      if (d.gateway && *d.gateway == ip) return bad("it is the network's gateway; want another address of the network");
-      if (ip == d.pool.Network() || (ip.is_v4() && ip == d.pool.Last())) {
-        return bad(fmt::format("it is the network or broadcast address of {}", d.pool.ToString()));
-      }
-      return OkStatus();
+  for (const IpData& d : call.Pools()) {
+    if (!d.pool.Contains(ip)) {
+      subnets += (subnets.empty() ? "" : ", ") + d.pool.ToString();
+      continue;
     }
+    if (d.gateway && *d.gateway == ip) return bad("it is the network's gateway; want another address of the network");
+    if (ip == d.pool.Network() || (ip.is_v4() && ip == d.pool.Last())) {
+      return bad(fmt::format("it is the network or broadcast address of {}", d.pool.ToString()));
+    }
+    return OkStatus();
   }
   return bad(fmt::format("want an address inside the network's subnet ({})", subnets.empty() ? "none" : subnets));
 }
@@ -118,24 +117,15 @@ Result<nl::LinkInfo> DriverService::CheckParentLocked(const NetworkOptions& opti
 }
 
 Status DriverService::CheckOverlapLocked(const CreateNetworkCall& call, const NetworkOptions& options) const {
+  const std::vector<Prefix> subnets = SubnetsOf(call.Pools());
   for (const auto& [id, other] : networks_) {
-    if (other.options.MacvlanParent() != options.MacvlanParent() || other.options.parent != options.parent) {
-      continue;
-    }
-    for (const auto* mine : {&call.ipv4, &call.ipv6}) {
-      for (const IpData& a : *mine) {
-        for (const auto* theirs : {&other.record.ipv4, &other.record.ipv6}) {
-          for (const IpData& b : *theirs) {
-            if (a.pool.Overlaps(b.pool)) {
-              return FailedPrecondition(
-                  fmt::format("subnet {} overlaps subnet {} of network {} on the same link \"{}\"; networks "
-                              "on one parent and VLAN need subnets that do not overlap",
-                              a.pool.ToString(), b.pool.ToString(), ShortId(id), options.MacvlanParent()));
-            }
-          }
-        }
-      }
-    }
+    if (!ShareWire(options, other.options)) continue;
+    const std::vector<SubnetOverlap> overlaps = OverlappingSubnets(subnets, other.record.Subnets());
+    if (overlaps.empty()) continue;
+    return FailedPrecondition(fmt::format(
+        "subnet {} overlaps subnet {} of network {} on the same link \"{}\"; networks on one parent and VLAN "
+        "need subnets that do not overlap",
+        overlaps[0].subnet.ToString(), overlaps[0].other.ToString(), ShortId(id), options.MacvlanParent()));
   }
   return OkStatus();
 }

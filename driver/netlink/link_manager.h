@@ -1,6 +1,11 @@
 #pragma once
 // LinkOps on the kernel through libnl (route netlink). One netlink socket, bound to the network
 // namespace the manager was opened in; calls are serialized by a mutex.
+//
+// The implementation is split by concern: netlink_plumbing.cc (the socket, errors, asking and
+// parsing), link_manager.cc (look-up, list, flags, delete), link_create.cc (the Create* verbs and
+// the owner tag), host_links.cc (host addresses, routes, sysctls) and container_links.cc (the
+// search of the other network namespaces for DeleteContainerLink).
 
 #include <cstdint>
 #include <memory>
@@ -11,6 +16,12 @@
 struct nl_sock;
 
 namespace smv::nl {
+
+// Frees a libnl socket (and closes its fd).
+struct NlSocketFree {
+  void operator()(nl_sock* sock) const noexcept;
+};
+using NlSocket = std::unique_ptr<nl_sock, NlSocketFree>;
 
 class LinkManager : public LinkOps {
  public:
@@ -42,14 +53,18 @@ class LinkManager : public LinkOps {
   void SetOwnerTag(std::string tag) { owner_tag_ = std::move(tag); }
   const std::string& owner_tag() const { return owner_tag_; }
 
-  // For tests: a veth pair (this kernel has no dummy links).
-  Status CreateVethPair(const std::string& name, const std::string& peer);
+ protected:
+  // A route netlink socket in the calling thread's network namespace (tests derive from this
+  // class to add what only tests do: tests/support/netns_test.h).
+  static Result<NlSocket> OpenSocket();
+  explicit LinkManager(NlSocket sock);
 
  private:
-  explicit LinkManager(nl_sock* sock) : sock_(sock) {}
   Result<int> IndexOfLocked(const std::string& name);
   Status ChangeFlagsLocked(const std::string& name, unsigned set, unsigned clear);
   Status ChangeHostRoute(const IpAddress& address, const std::string& link, bool add);
+  // Deletes the link named `name`, best effort (a rollback of a half-made link).
+  void DeleteByNameLocked(const std::string& name);
   // DeleteContainerLink's work in the namespace of netnsid `nsid`: whether a link with `mac` is
   // there, and whether one carrying `address` was deleted.
   struct PeerOutcome {
@@ -62,12 +77,14 @@ class LinkManager : public LinkOps {
     int parent_index = 0;  // in the caller's namespace
   };
   Result<PeerOutcome> DeleteCarrierInPeerLocked(int32_t nsid, const PeerMatch& match);
+  // Whether a link of a peer namespace, with `alias`, is one this instance made.
+  bool MadeHere(const std::string& alias) const { return owner_tag_.empty() || alias == owner_tag_; }
   // Puts the owner tag on the link just created as `name`; deletes the link if that fails (the
   // kernel takes no alias in a create request, hence this second step).
   Status TagNewLinkLocked(const std::string& name, std::string_view what);
 
   std::mutex mu_;  // guards sock_ (a libnl socket is not thread-safe)
-  nl_sock* sock_;
+  NlSocket sock_;
   std::string net_sysctl_dir_ = "/proc/sys/net";
   std::string owner_tag_;
 };

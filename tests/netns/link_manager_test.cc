@@ -476,7 +476,7 @@ TEST_F(NetnsTest, DeleteContainerLinkLeavesOtherLinksWithTheSameMacAndAddress) {
   ASSERT_TRUE(links_->CreateMacvlan({"mva", "eth1", "bridge", 0, mac}).ok());
   ASSERT_TRUE((*untagged)->CreateMacvlan({"mvx", "eth2", "bridge", 0, mac}).ok());  // Docker's macvlan driver
   ASSERT_TRUE(links_->CreateMacvlan({"mvn", "eth2", "bridge", 0, mac}).ok());       // our other network
-  ASSERT_TRUE((*untagged)->CreateVethPair("vx", "vy").ok());
+  ASSERT_TRUE(smv::testing::CreateVethPair("vx", "vy").ok());
   ASSERT_EQ(std::system(("ip link set dev vx address " + mac).c_str()), 0);
   const std::vector<std::pair<ContainerNetns*, std::string>> placed = {
       {&target, "mva"}, {&docker_macvlan, "mvx"}, {&other_network, "mvn"}, {&veth_owner, "vx"}};

@@ -5,6 +5,7 @@
 // and VLAN creation can be made to fail as on a kernel without 802.1Q.
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -88,6 +89,8 @@ class FakeLinkOps : public nl::LinkOps {
     return OkStatus();
   }
   Status Delete(const std::string& name) override {
+    delete_calls.push_back(name);
+    if (on_delete) on_delete(name);
     if (fail_delete.contains(name)) return Internal(fmt::format("injected deletion failure of \"{}\"", name));
     auto it = links_.find(name);
     if (it == links_.end()) return NotFound(fmt::format("interface \"{}\" not found", name));
@@ -146,8 +149,11 @@ class FakeLinkOps : public nl::LinkOps {
   }
 
   bool fail_macvlan = false;
-  std::set<std::string> fail_find;    // Find of these names fails (kInternal), as on a netlink error
-  std::set<std::string> fail_delete;  // Delete of these names fails (kInternal)
+  std::set<std::string> fail_find;        // Find of these names fails (kInternal), as on a netlink error
+  std::set<std::string> fail_delete;      // Delete of these names fails (kInternal)
+  std::vector<std::string> delete_calls;  // every Delete asked for, in order, whatever its outcome
+  // Runs at the start of each Delete (a test holds a deletion there to see who waits for it).
+  std::function<void(const std::string&)> on_delete;
   bool fail_list = false;
 
  private:

@@ -390,6 +390,26 @@ TEST_F(DriverServiceTest, ReconcileReportsEveryDeletionThatFails) {
   EXPECT_EQ(report.torn_down.size(), 1u);
 }
 
+// An endpoint whose network record is gone is dropped even when its link cannot be deleted: that
+// failure is a problem, and the sweep, which now finds the link an orphan, reports its own.
+TEST_F(DriverServiceTest, ReconcileReportsTheLinkOfADroppedEndpointThatIsNotDeleted) {
+  ASSERT_TRUE(Create(kNet1, {{"parent", "eth1"}}).ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet1, kEp1, "192.0.2.10/24", "", ""}).ok());
+  ASSERT_TRUE(store_.Apply({.delete_networks = {kNet1}}).ok());  // the network's record is lost
+  links_.fail_delete = {"smvaaaaaaaaaaa"};
+  Restart();
+  ReconcileReport report = driver_->Reconcile();
+  EXPECT_EQ(report.endpoints_dropped, 1);
+  EXPECT_FALSE(driver_->FindEndpoint(kEp1).has_value());
+  ASSERT_EQ(report.problems.size(), 2u) << ::testing::PrintToString(report.problems);
+  EXPECT_NE(
+      report.problems[0].find("endpoint aaaaaaaaaaaa: link smvaaaaaaaaaaa not deleted: injected deletion failure"),
+      std::string::npos);
+  EXPECT_NE(report.problems[1].find("orphan link smvaaaaaaaaaaa not deleted: injected deletion failure"),
+            std::string::npos);
+  EXPECT_TRUE(links_.Exists("smvaaaaaaaaaaa"));
+}
+
 TEST_F(DriverServiceTest, ReconcileReportsALinkListThatFails) {
   links_.AddExisting({.name = "smvccccccccccc", .kind = "macvlan", .parent_name = "eth1"});
   links_.fail_list = true;

@@ -1,0 +1,19 @@
+#include "driver/subnet_overlap.h"
+
+namespace smv::driver {
+
+bool ShareWire(const NetworkOptions& a, const NetworkOptions& b) {
+  return a.parent == b.parent && a.MacvlanParent() == b.MacvlanParent();
+}
+
+std::vector<SubnetOverlap> OverlappingSubnets(const std::vector<Prefix>& subnets, const std::vector<Prefix>& others) {
+  std::vector<SubnetOverlap> out;
+  for (const Prefix& subnet : subnets) {
+    for (const Prefix& other : others) {
+      if (subnet.Overlaps(other)) out.push_back({subnet, other});
+    }
+  }
+  return out;
+}
+
+}  // namespace smv::driver
