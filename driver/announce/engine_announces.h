@@ -5,7 +5,9 @@
 // advertisements for the interface's IPv6 address with the MAC dockerd knows for it. For our
 // driver its IPv4 frames are address-less ARP probes ("who-has 0.0.0.0") that no neighbour learns
 // from (seen on 28.5.2), so gratuitous ARP stays the plugin's. An ipvlan's MAC is its parent's,
-// which the plugin does not hand to dockerd: the engine has no MAC and sends nothing for it.
+// which the plugin does not hand to dockerd: the engine has no MAC and sends nothing for it (from
+// 29.3 moby reads a missing MAC from the link and announces an ipvlan's too; the plugin still
+// does, untested here: an extra NA is harmless).
 // Engines before 28 send nothing. When the engine cannot be asked its version, the plugin
 // announces: an extra NA is harmless, a missing one leaves neighbours on a stale MAC.
 
