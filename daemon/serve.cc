@@ -196,6 +196,8 @@ struct Services {
   std::unique_ptr<ipam::SplitIpam> split;
   ipam::IpamApi* ipam = nullptr;                       // what the edge calls: `book`, or `split` over both
   std::unique_ptr<driver::PacketAnnouncer> announcer;  // on the heap: Services is moved
+  // Outlives the schedule, which asks it.
+  std::unique_ptr<driver::EngineAnnounces> engine_announces;
   std::unique_ptr<driver::AnnounceSchedule> announce;  // outlives the driver, which uses it
   std::unique_ptr<driver::DriverService> driver;
   std::unique_ptr<driver::LinkReaper> reaper;
@@ -221,6 +223,16 @@ Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, Ad
   s.driver->SetAllowedParents(flags.allowed_parents);
   s.announcer = std::make_unique<driver::PacketAnnouncer>();
   s.announce = std::make_unique<driver::AnnounceSchedule>(*s.announcer);
+  // Docker >= 28 sends its own IPv6 announcements (engine_announces.h); its version is asked on
+  // the first announcement, by a client of its own that lives as long as the schedule.
+  auto engine = engine::DockerEngine::Create(flags.docker_host);
+  if (!engine.ok()) return engine.status();
+  s.engine_announces = std::make_unique<driver::EngineAnnounces>(
+      [e = std::shared_ptr<engine::DockerEngine>(std::move(engine).value())] {
+        return e->ServerVersion(engine::Millis(1000));
+      },
+      driver::LinkMac);
+  s.announce->LeaveToEngine(s.engine_announces.get());
   s.driver->SetAnnounceSchedule(s.announce.get());
   auto reaper_links = nl::LinkManager::Open();  // its own netlink socket: see link_reaper.h
   if (!reaper_links.ok()) return reaper_links.status();

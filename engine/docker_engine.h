@@ -41,6 +41,7 @@ class DockerEngine : public EngineApi {
   Result<EnginePlugins> Plugins(Millis timeout);
   // The engine's version, e.g. "20.10.24" (GET /version).
   Result<std::string> Version(Millis timeout);
+  Result<std::string> ServerVersion(Millis timeout) override { return Version(timeout); }
 
  private:
   explicit DockerEngine(std::string socket_path) : socket_path_(std::move(socket_path)) {}

@@ -66,6 +66,11 @@ class EngineApi {
   // True when GET /containers/<id>/json answers within `timeout`, i.e. the container is not in
   // the middle of a start.
   virtual bool InspectAnswers(const std::string& container_id, Millis timeout) = 0;
+  // The engine's version, e.g. "28.5.2" (GET /version). Not pure: an engine API that cannot tell
+  // says so, and callers treat that as an engine that cannot be asked.
+  virtual Result<std::string> ServerVersion(Millis /*timeout*/) {
+    return Unavailable("engine API /version: not offered by this engine client");
+  }
 };
 
 }  // namespace smv::engine

@@ -65,7 +65,9 @@ if ! ls "$cache"/insserv_*.deb >/dev/null 2>&1; then
   mv "$tmp"/insserv_*.deb "$cache/"
   rm -rf "$tmp"
 fi
-# The newer engine of the e2e tier: Debian trixie's dockerd 26.1 + compose v2, unpacked in a cache
-# directory (the system's sources and packages stay bookworm's). Sid's Docker 28.5.2 runs by hand
-# (scripts/fetch-engine.sh 28, E2E_ENGINE=28): sid moves on, so CI does not fetch from it.
+# The newer engines of the e2e tier: sid's Docker 28.5.2 + compose v2 2.40 and trixie's dockerd
+# 26.1 + compose v2 2.26, unpacked in a cache directory (the system's sources and packages stay
+# bookworm's). Once fetched they stay; sid moves on, and fetch-engine.sh says so when a fresh
+# fetch no longer gets 28.5.2.
+"$(dirname "$0")/fetch-engine.sh" 28 >/dev/null
 "$(dirname "$0")/fetch-engine.sh" 26 >/dev/null

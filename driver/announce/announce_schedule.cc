@@ -35,6 +35,11 @@ void AnnounceSchedule::Cancel(const std::string& key) {
   changed_.notify_all();
 }
 
+void AnnounceSchedule::LeaveToEngine(EngineAnnounces* engine) {
+  std::scoped_lock lock(mu_);
+  engine_ = engine;
+}
+
 void AnnounceSchedule::WaitIdle() {
   std::unique_lock lock(mu_);
   changed_.wait(lock, [this] { return plans_.empty() || stopping_; });
@@ -64,8 +69,14 @@ void AnnounceSchedule::Run() {
     } else {
       due->second.next += due->second.interval;
     }
+    EngineAnnounces* const engine = engine_;
     lock.unlock();
     for (const Announcement& a : what) {
+      if (engine != nullptr && engine->SendsItself(a)) {
+        spdlog::debug("announcing {} of endpoint {} left to the engine (Docker {} sends its own)", a.address.ToString(),
+                      ShortId(key), engine->Version().value_or("?"));
+        continue;
+      }
       const Status sent = announcer_.Send(a);
       metrics::CountAnnouncement(a.address.is_v4() ? "arp" : "na", sent.ok());
       if (!sent.ok()) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "driver/announce/announcer.h"
+#include "driver/announce/engine_announces.h"
 
 namespace smv::driver {
 
@@ -27,6 +28,9 @@ class AnnounceSchedule {
   void Start(const std::string& key, std::vector<Announcement> what, uint32_t count,
              std::chrono::milliseconds interval);
   void Cancel(const std::string& key);
+  // From now on, what `engine` says the engine sends itself is not sent (nullptr: send all).
+  // Must outlive the schedule.
+  void LeaveToEngine(EngineAnnounces* engine);
   // Tests: returns once nothing is scheduled.
   void WaitIdle();
 
@@ -45,6 +49,7 @@ class AnnounceSchedule {
   std::condition_variable changed_;
   std::map<std::string, Plan> plans_;
   bool stopping_ = false;
+  EngineAnnounces* engine_ = nullptr;
   std::thread worker_;  // started with the first plan
 };
 

@@ -3,8 +3,8 @@
 // neighbour advertisement (IPv6) with the container's MAC and address, so that neighbours and
 // routers replace a cached MAC at once instead of black-holing traffic until it expires (the
 // address is sticky, the MAC may not be, and a name may move to another host). Docker 28+ sends
-// these for its own drivers; 20.10-27 send nothing. PacketAnnouncer (driver/packet/) sends them,
-// tests/support/ fakes them.
+// NAs of its own for our containers too, and the plugin leaves IPv6 to it (engine_announces.h);
+// 20.10-27 send nothing. PacketAnnouncer (driver/packet/) sends them, tests/support/ fakes them.
 
 #include <string>
 

@@ -5,9 +5,11 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -34,6 +36,19 @@ Status PacketAnnouncer::Send(const Announcement& a) {
     return Internal(fmt::format("send on \"{}\": {}", a.link, std::strerror(errno)));
   }
   return OkStatus();
+}
+
+std::optional<MacAddress> LinkMac(const std::string& link) {
+  ifreq request{};
+  if (link.empty() || link.size() >= sizeof(request.ifr_name)) return std::nullopt;
+  std::memcpy(request.ifr_name, link.data(), link.size());
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  ScopeExit close_fd([fd] { close(fd); });
+  if (ioctl(fd, SIOCGIFHWADDR, &request) < 0) return std::nullopt;
+  std::array<uint8_t, 6> bytes{};
+  std::memcpy(bytes.data(), request.ifr_hwaddr.sa_data, bytes.size());
+  return MacAddress(bytes);
 }
 
 }  // namespace smv::driver

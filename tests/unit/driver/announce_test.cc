@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "driver/announce/announce_schedule.h"
+#include "driver/announce/engine_announces.h"
 #include "driver/driver_service.h"
 #include "driver/packet/announce_frames.h"
 #include "tests/support/fake_link_ops.h"
@@ -80,6 +81,85 @@ TEST(AnnounceFramesTest, AnUnsolicitedNaGoesToAllNodesWithOverrideHopLimit255And
   EXPECT_NE(Icmpv6Checksum(address, *IpAddress::Parse("ff02::1"), damaged), 0);
 }
 
+// --- Docker >= 28 sends its own unsolicited NAs: the plugin leaves IPv6 to it, keeps IPv4 ------
+
+const MacAddress kParentMac = *MacAddress::Parse("02:00:00:00:00:01");
+
+// GET /version as EngineAnnounces asks it: `version` ("" plays an engine that does not answer).
+struct FakeVersion {
+  std::string version;
+  int calls = 0;
+  EngineAnnounces::AskVersion Asker() {
+    return [this]() -> Result<std::string> {
+      ++calls;
+      if (version.empty()) return Unavailable("engine API /version: injected: not answering");
+      return version;
+    };
+  }
+};
+std::optional<MacAddress> ParentMac(const std::string&) { return kParentMac; }
+const Announcement kV4{.link = "eth1", .mac = kMac, .address = *IpAddress::Parse("192.0.2.10")};
+const Announcement kV6{.link = "eth1", .mac = kMac, .address = *IpAddress::Parse("2001:db8::a")};
+
+TEST(EngineAnnouncesTest, TheMajorOfAnEngineVersion) {
+  EXPECT_EQ(EngineMajorVersion("28.5.2"), 28);
+  EXPECT_EQ(EngineMajorVersion("20.10.24+dfsg1"), 20);
+  EXPECT_EQ(EngineMajorVersion("29.0.0-rc.1"), 29);
+  EXPECT_EQ(EngineMajorVersion(""), std::nullopt);
+  EXPECT_EQ(EngineMajorVersion("dev"), std::nullopt);
+}
+
+TEST(EngineAnnouncesTest, OnlyIpv6OnDocker28AndLaterWithAMacDockerdKnowsIsTheEngines) {
+  EXPECT_TRUE(EngineSendsItself(kV6, "28.5.2", kParentMac));
+  EXPECT_TRUE(EngineSendsItself(kV6, "28.0.0", kParentMac));
+  EXPECT_TRUE(EngineSendsItself(kV6, "29.1.0", std::nullopt)) << "a parent that cannot be read is not an ipvlan's";
+  EXPECT_FALSE(EngineSendsItself(kV4, "28.5.2", kParentMac)) << "Docker 28's own ARPs carry no address";
+  EXPECT_FALSE(EngineSendsItself(kV6, "27.5.1", kParentMac));
+  EXPECT_FALSE(EngineSendsItself(kV6, "26.1.5+dfsg1", kParentMac));
+  EXPECT_FALSE(EngineSendsItself(kV6, "20.10.24+dfsg1", kParentMac));
+  EXPECT_FALSE(EngineSendsItself(kV6, "", kParentMac)) << "an engine that cannot be asked: the plugin announces";
+  EXPECT_FALSE(EngineSendsItself(kV6, "28.5.2", kMac)) << "an ipvlan's MAC is its parent's; dockerd is not told it";
+}
+
+TEST(EngineAnnouncesTest, TheVersionIsAskedOnceAndAnEngineThatDoesNotAnswerIsAskedAgainLater) {
+  FakeVersion engine{.version = "28.5.2"};
+  EngineAnnounces asked(engine.Asker(), ParentMac);
+  EXPECT_FALSE(asked.SendsItself(kV4));
+  EXPECT_EQ(engine.calls, 0) << "IPv4 is the plugin's whatever the engine";
+  EXPECT_TRUE(asked.SendsItself(kV6));
+  EXPECT_TRUE(asked.SendsItself(kV6));
+  EXPECT_EQ(engine.calls, 1);
+
+  FakeVersion silent{.version = ""};
+  EngineAnnounces retried(silent.Asker(), ParentMac, milliseconds(50));
+  EXPECT_FALSE(retried.SendsItself(kV6)) << "not answering: the plugin keeps announcing";
+  EXPECT_FALSE(retried.SendsItself(kV6));
+  EXPECT_EQ(silent.calls, 1) << "asked again before retry_after";
+  silent.version = "28.5.2";
+  std::this_thread::sleep_for(milliseconds(60));
+  EXPECT_TRUE(retried.SendsItself(kV6));
+  EXPECT_EQ(silent.calls, 2);
+}
+
+TEST(EngineAnnouncesTest, TheScheduleSendsWhatTheEngineDoesNotAndEverythingBefore28) {
+  for (const std::string version : {"28.5.2", "20.10.24+dfsg1", ""}) {
+    FakeVersion engine{.version = version};
+    EngineAnnounces engine_announces(engine.Asker(), ParentMac);
+    RecordingAnnouncer announcer;
+    AnnounceSchedule schedule(announcer);
+    schedule.LeaveToEngine(&engine_announces);
+    schedule.Start("ep1", {kV4, kV6}, 3, milliseconds(10));
+    schedule.WaitIdle();
+    std::vector<RecordingAnnouncer::Sent> sent = announcer.sent();
+    if (version == "28.5.2") {
+      ASSERT_EQ(sent.size(), 3u) << "Docker 28 sends the NAs: only the 3 gratuitous ARPs are the plugin's";
+      for (const auto& s : sent) EXPECT_EQ(s.what, kV4);
+    } else {
+      EXPECT_EQ(sent.size(), 6u) << "engine \"" << version << "\": both families are the plugin's";
+    }
+  }
+}
+
 TEST(AnnounceScheduleTest, EachAddressIsSentCountTimesAnIntervalApartAndCancelStopsTheRest) {
   RecordingAnnouncer announcer;
   AnnounceSchedule schedule(announcer);
@@ -148,6 +228,18 @@ TEST_F(JoinAnnouncesTest, JoinAnnouncesBothAddressesWithTheEndpointsMacOnItsVlan
   }
   EXPECT_EQ(sent[0].what.address.ToString(), "192.0.2.10");
   EXPECT_EQ(sent[1].what.address.ToString(), "2001:db8::a");
+}
+
+TEST_F(JoinAnnouncesTest, OnDocker28AnIpvlanL2KeepsItsNasBecauseDockerdDoesNotKnowItsMac) {
+  FakeVersion engine{.version = "28.5.2"};
+  EngineAnnounces engine_announces(engine.Asker(), ParentMac);
+  schedule_.LeaveToEngine(&engine_announces);
+  links_.AddExisting({.name = "eth1", .kind = "veth", .mtu = 1500, .up = true, .mac = kParentMac.ToString()});
+  Join({{"ipvlan_mode", "l2"}, {"com.docker.network.advertise_addr_ms", "100"}}, "");
+  std::vector<RecordingAnnouncer::Sent> sent = announcer_.sent();
+  ASSERT_EQ(sent.size(), 6u) << "3 rounds of both addresses";
+  for (const auto& s : sent) EXPECT_EQ(s.what.mac, kParentMac);
+  schedule_.LeaveToEngine(nullptr);
 }
 
 TEST_F(JoinAnnouncesTest, ZeroAnnouncementsSendNothing) {
