@@ -47,6 +47,13 @@ Result<json> DecodeBody(const std::string& body) {
 
 }  // namespace
 
+Result<json> PluginApi::CreateNetwork(const json& req) {
+  Result<wire::CreateNetworkRequest> request = wire::DecodeCreateNetwork(req);
+  if (!request.ok()) return request.status();
+  SMV_RETURN_IF_ERROR(creation_.Create(*request));
+  return Empty();
+}
+
 Result<json> PluginApi::Join(const json& req) {
   Result<wire::JoinCall> call = wire::DecodeJoin(req);
   if (!call.ok()) return call.status();
@@ -100,13 +107,7 @@ std::vector<std::pair<std::string, Handler>> PluginApi::DriverRoutes() {
     };
   };
   return {
-      {"/NetworkDriver.CreateNetwork",
-       [this](const json& r) -> Result<json> {
-         Result<wire::CreateNetworkRequest> request = wire::DecodeCreateNetwork(r);
-         if (!request.ok()) return request.status();
-         SMV_RETURN_IF_ERROR(creation_.Create(*request));
-         return Empty();
-       }},
+      {"/NetworkDriver.CreateNetwork", [this](const json& r) { return CreateNetwork(r); }},
       {"/NetworkDriver.DeleteNetwork",
        [this](const json& r) -> Result<json> {
          Result<std::string> id = wire::DecodeNetworkId(r);

@@ -67,6 +67,8 @@ class PluginApi {
   std::vector<std::pair<std::string, Handler>> IpamRoutes();
   std::vector<std::pair<std::string, Handler>> CliRoutes();
 
+  // Decoded here; admitted and created across the services by NetworkCreation.
+  Result<nlohmann::json> CreateNetwork(const nlohmann::json& req);
   Result<nlohmann::json> Join(const nlohmann::json& req);
   Result<nlohmann::json> RequestAddress(const nlohmann::json& req);
 
