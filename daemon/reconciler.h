@@ -8,6 +8,7 @@
 //     records, pools); reservations stay;
 //   * reservation lifetime: names no container carries any more age out (release_after).
 // The background pass also lets IdentityService learn names missed while the engine was down.
+// Its counterpart for creation is NetworkCreation (network_creation.h).
 
 #include <chrono>
 #include <condition_variable>
