@@ -22,12 +22,7 @@ void ReleaseHostAddress(ipam::IpamApi& ipam, const driver::NetworkRecord& networ
 Reconciler::Reconciler(engine::EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
                        identity::IdentityService& identity, ReconcilerOptions options, Clock clock)
     : engine_(engine), ipam_(ipam), driver_(driver), identity_(identity), options_(options), clock_(std::move(clock)) {
-  if (!clock_) {
-    clock_ = [] {
-      return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
-    };
-  }
+  if (!clock_) clock_ = UnixSeconds;
 }
 
 Reconciler::~Reconciler() { StopBackground(); }
@@ -289,10 +284,8 @@ void Reconciler::NoteEngineAnswered(const Status& answered) {
 }
 
 void Reconciler::StartBackground() {
-  worker_ = std::thread([this] {
-    std::unique_lock lock(mu_);
-    while (!stop_) {
-      lock.unlock();
+  worker_ = std::jthread([this](const std::stop_token& stop) {
+    while (!stop.stop_requested()) {
       const PassReport r = PassOnce();
       if (r.names_learned > 0 || r.reservations_released > 0 || r.endpoints_cleaned > 0 || r.networks_cleaned > 0) {
         spdlog::info(
@@ -300,19 +293,16 @@ void Reconciler::StartBackground() {
             "networks_cleaned={}",
             r.names_learned, r.reservations_released, r.endpoints_cleaned, r.networks_cleaned);
       }
-      lock.lock();
-      // While the engine does not answer (dockerd starting), look again soon.
-      cv_.wait_for(lock, r.engine_answered ? options_.interval : options_.retry_interval, [this] { return stop_; });
+      // While the engine does not answer (dockerd starting), look again soon. A stop request
+      // ends the wait at once.
+      std::unique_lock lock(wait_mu_);
+      wake_.wait_for(lock, stop, r.engine_answered ? options_.interval : options_.retry_interval, [] { return false; });
     }
   });
 }
 
 void Reconciler::StopBackground() {
-  {
-    std::scoped_lock lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
+  worker_.request_stop();
   if (worker_.joinable()) worker_.join();
 }
 

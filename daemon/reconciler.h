@@ -8,6 +8,7 @@
 //     records, pools); reservations stay;
 //   * reservation lifetime: names no container carries any more age out (release_after).
 // The background pass also lets IdentityService learn names missed while the engine was down.
+// Its counterpart for creation is NetworkCreation (network_creation.h).
 
 #include <chrono>
 #include <condition_variable>
@@ -15,8 +16,10 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <stop_token>
 #include <thread>
 
+#include "common/clock.h"
 #include "driver/driver_service.h"
 #include "engine/engine_api.h"
 #include "identity/identity_service.h"
@@ -25,10 +28,10 @@
 namespace smv::daemon {
 
 struct ReconcilerOptions {
-  engine::Millis interval{5000};        // between background passes while the engine answers
-  engine::Millis retry_interval{1000};  // while it does not (dockerd starting)
-  engine::Millis ping_timeout{500};
-  engine::Millis list_timeout{3000};  // container list and network inspects of a pass
+  Millis interval{5000};        // between background passes while the engine answers
+  Millis retry_interval{1000};  // while it does not (dockerd starting)
+  Millis ping_timeout{500};
+  Millis list_timeout{3000};  // container list and network inspects of a pass
   // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the
   // container while the plugin was down). Covers the gap between CreateEndpoint and Join.
   // A network must be unknown to the engine for this long too: dockerd calls CreateNetwork
@@ -114,10 +117,9 @@ class Reconciler {
   // Endpoints whose container interface this reconciler deleted (a dual-stack endpoint's second
   // address needs no deletion); forgotten when the endpoint goes.
   std::set<std::string> links_deleted_;
-  std::mutex mu_;  // guards stop_ (with cv_)
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread worker_;
+  std::mutex wait_mu_;  // only for wake_'s wait between passes
+  std::condition_variable_any wake_;
+  std::jthread worker_;  // StopBackground (or destruction) requests its stop and joins
 };
 
 }  // namespace smv::daemon

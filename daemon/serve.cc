@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "daemon/api/plugin_api.h"
 #include "daemon/api/plugin_server.h"
@@ -176,16 +177,18 @@ sigset_t BlockStopSignals() {
 
 // Serves until a stop signal; requests in flight finish.
 Status ServeUntilSignal(api::PluginServer& server, sigset_t stop_signals) {
-  std::thread waiter([&stop_signals, &server] {
+  std::jthread waiter([&stop_signals, &server](const std::stop_token& stop) {
     int signal = 0;
     sigwait(&stop_signals, &signal);
+    if (stop.stop_requested()) return;  // woken below: Serve() ended on its own
     spdlog::info("stopping signal={}", signal);
     server.Stop();
   });
   Status served = server.Serve();
-  // Serve() can also end on its own; wake the waiter so it can be joined.
+  // Serve() can also end on its own; a blocked sigwait sees no stop request: wake it with a
+  // signal (the jthread joins it when it goes out of scope).
+  waiter.request_stop();
   pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
   return served;
 }
 
@@ -244,10 +247,8 @@ Result<Services> CreateServices(const ServeFlags& flags, StateStores& stores, Ad
 }  // namespace
 
 Status Serve(const ServeFlags& flags) {
-  const auto started = std::chrono::steady_clock::now();
-  auto ms_since = [](std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
-  };
+  const auto started = SteadyClock::now();
+  auto ms_since = [](SteadyClock::time_point t) { return static_cast<int64_t>(SecondsSince(t) * 1000); };
   SMV_RETURN_IF_ERROR(InitLogging(flags.log_level));
   if (!flags.metrics_listen.empty()) {  // a wrong value is refused before anything is opened
     if (auto listen = api::MetricsServer::ParseListen(flags.metrics_listen); !listen.ok()) return listen.status();

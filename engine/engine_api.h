@@ -9,11 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 
 namespace smv::engine {
 
-using Millis = std::chrono::milliseconds;
+using Millis = smv::Millis;
 
 struct EngineEndpoint {
   std::string endpoint_id;

@@ -10,11 +10,13 @@
 #include <map>
 #include <set>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics/metrics.h"
 #include "common/shell_word.h"
 #include "daemon/api/http_body.h"
 #include "daemon/api/json_depth.h"
+#include "daemon/pool_metrics.h"
 #include "daemon/reconciler.h"
 
 namespace smv::api {
@@ -27,39 +29,10 @@ json Empty() { return json::object(); }
 // Always 500 for handler errors: an IPAM error with 200 is ignored by dockerd, and 500 + Err is
 // read the same way by both interfaces.
 constexpr int kErrorStatus = 500;
-constexpr engine::Millis kNetworkLookupTimeout{2000};
-// An id prefix shorter than this never names a network (docker accepts unique prefixes too).
-constexpr size_t kMinIdPrefix = 6;
-// The address spaces of Docker's built-in IPAM drivers.
-const std::set<std::string, std::less<>> kDockerAddressSpaces = {"LocalDefault", "GlobalDefault"};
 
 // Every body we send. Messages quote request values, sometimes cut to a few bytes (ids), which
 // can split a UTF-8 sequence; replace such bytes rather than throw (found by fuzzing).
 std::string ToWire(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-// A whole Docker id (64 hex digits): one of ours or none, with or without dockerd.
-bool IsFullId(const std::string& text) {
-  return text.size() == 64 && std::all_of(text.begin(), text.end(),
-                                          [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
-}
-
-// The `docker network create` that gives this network our IPAM, from what dockerd sent.
-std::string CorrectedCommand(const wire::CreateNetworkRequest& r) {
-  std::string cmd = "docker network create -d static-macvlan --ipam-driver static-macvlan";
-  if (!r.v6.empty()) cmd += " --ipv6";
-  for (const auto* family : {&r.v4, &r.v6}) {
-    for (const wire::PoolOrigin& o : *family) {
-      cmd += " --subnet " + o.data.pool.ToString();
-      if (o.data.gateway) cmd += " --gateway " + o.data.gateway->ToString();
-      for (const auto& [name, address] : o.aux) cmd += " --aux-address " + ShellWord(name + "=" + address);
-    }
-  }
-  if (r.call.internal) cmd += " --internal";
-  for (const auto& [key, value] : r.call.options) {
-    if (key != driver::kOptIpam) cmd += " -o " + ShellWord(key + "=" + value);
-  }
-  return cmd + " NAME";
-}
 
 // The request as a JSON object; `body` is known not to nest too deeply.
 Result<json> DecodeBody(const std::string& body) {
@@ -74,76 +47,11 @@ Result<json> DecodeBody(const std::string& body) {
 
 }  // namespace
 
-Status AdmitIpam(const wire::CreateNetworkRequest& request, const driver::NetworkOptions& options,
-                 const std::function<bool(const Prefix&)>& has_pool) {
-  std::string foreign_space;
-  bool foreign = false;
-  for (const auto* family : {&request.v4, &request.v6}) {
-    for (const wire::PoolOrigin& o : *family) {
-      // Docker's own IPAM names its spaces; any other space must have asked us for the pool.
-      const bool ours = !kDockerAddressSpaces.contains(o.address_space) && has_pool(o.data.pool);
-      if (!ours && !foreign) foreign_space = o.address_space;
-      foreign = foreign || !ours;
-    }
-  }
-  if (!foreign) return OkStatus();
-  if (options.docker_ipam) {
-    spdlog::warn(
-        "network {} uses Docker's IPAM (-o ipam=docker): containers get addresses from dockerd, and "
-        "names will not keep their addresses",
-        ShortId(request.call.network_id));
-    return OkStatus();
-  }
-  const std::string source = kDockerAddressSpaces.contains(foreign_space)
-                                 ? fmt::format("Docker's default IPAM (address space \"{}\")", foreign_space)
-                                 : "an IPAM other than static-macvlan's (it never asked us for this pool)";
-  return FailedPrecondition(fmt::format(
-      "this network's addresses would come from {}, so containers would not keep their addresses by name; "
-      "create it with static-macvlan's IPAM: {} (or add -o ipam=docker to use Docker's IPAM knowingly, without "
-      "sticky addresses)",
-      source, CorrectedCommand(request)));
-}
-
 Result<json> PluginApi::CreateNetwork(const json& req) {
   Result<wire::CreateNetworkRequest> request = wire::DecodeCreateNetwork(req);
   if (!request.ok()) return request.status();
-  auto has_pool = [this](const Prefix& subnet) { return !ipam_.PoolsOnSubnet(subnet).empty(); };
-  std::optional<std::pair<std::string, IpAddress>> host_lease;  // pool, host_ip: undone if the create fails
-  auto admit = [&](const driver::NetworkOptions& options) -> Status {
-    SMV_RETURN_IF_ERROR(AdmitIpam(*request, options, has_pool));
-    for (const auto* family : {&request->v4, &request->v6}) {
-      for (const wire::PoolOrigin& o : *family) SMV_RETURN_IF_ERROR(ipam_.AgreeAuxAddresses(o.data.pool, o.aux));
-    }
-    if (options.host_ip && !options.docker_ipam) {
-      Result<std::string> pool = ReserveHostAddress(*request, *options.host_ip);
-      if (!pool.ok()) return pool.status();
-      host_lease.emplace(*pool, *options.host_ip);
-    }
-    return OkStatus();
-  };
-  Status created = driver_.CreateNetwork(request->call, admit);
-  if (!created.ok() && host_lease) {
-    if (Status s = ipam_.ReleaseAddress(host_lease->first, host_lease->second.ToString()); !s.ok()) {
-      spdlog::warn("rollback: host_ip {} not released: {}", host_lease->second.ToString(), s.message());
-    }
-  }
-  SMV_RETURN_IF_ERROR(created);
+  SMV_RETURN_IF_ERROR(creation_.Create(*request));
   return Empty();
-}
-
-Result<std::string> PluginApi::ReserveHostAddress(const wire::CreateNetworkRequest& request, const IpAddress& host_ip) {
-  for (const auto* family : {&request.v4, &request.v6}) {
-    for (const wire::PoolOrigin& o : *family) {
-      if (!o.data.pool.Contains(host_ip)) continue;
-      const std::vector<std::string> pools = ipam_.PoolsOnSubnet(o.data.pool);
-      if (pools.size() != 1) break;
-      Result<std::string> held = ipam_.RequestAddress({.pool_id = pools.front(), .address = host_ip.ToString()});
-      if (!held.ok()) return held.status().Annotate(fmt::format("option \"host_ip\" ({})", host_ip.ToString()));
-      return pools.front();
-    }
-  }
-  return InvalidArgument(fmt::format(
-      "invalid value \"{}\" for option \"host_ip\": want an address inside the network's subnet", host_ip.ToString()));
 }
 
 Result<json> PluginApi::Join(const json& req) {
@@ -272,10 +180,38 @@ std::vector<std::pair<std::string, Handler>> PluginApi::IpamRoutes() {
 
 std::vector<std::pair<std::string, Handler>> PluginApi::CliRoutes() {
   return {
-      {"/StaticMacvlan.ListReservations", [this](const json& r) { return ListReservations(r); }},
-      {"/StaticMacvlan.Reserve", [this](const json& r) { return Reserve(r); }},
-      {"/StaticMacvlan.Release", [this](const json& r) { return Release(r); }},
-      {"/StaticMacvlan.ReleaseNode", [this](const json& r) { return ReleaseNode(r); }},
+      {"/StaticMacvlan.ListReservations",
+       [this](const json& r) -> Result<json> {
+         Result<std::string> network = wire::DecodeListReservations(r);
+         if (!network.ok()) return network.status();
+         Result<std::vector<ipam::ReservationView>> views = reservations_.List(*network);
+         if (!views.ok()) return views.status();
+         return wire::EncodeReservations(*views);
+       }},
+      {"/StaticMacvlan.Reserve",
+       [this](const json& r) -> Result<json> {
+         Result<wire::ReserveCall> call = wire::DecodeReserve(r);
+         if (!call.ok()) return call.status();
+         Result<std::string> pool = reservations_.Reserve(call->name, call->address, call->network);
+         if (!pool.ok()) return pool.status();
+         return wire::EncodeReserved(*pool);
+       }},
+      {"/StaticMacvlan.Release",
+       [this](const json& r) -> Result<json> {
+         Result<std::string> target = wire::DecodeRelease(r);
+         if (!target.ok()) return target.status();
+         Result<int> released = reservations_.Release(*target);
+         if (!released.ok()) return released.status();
+         return wire::EncodeReleased(*released);
+       }},
+      {"/StaticMacvlan.ReleaseNode",
+       [this](const json& r) -> Result<json> {
+         Result<std::string> node = wire::DecodeReleaseNode(r);
+         if (!node.ok()) return node.status();
+         Result<int> freed = reservations_.ReleaseNode(*node);
+         if (!freed.ok()) return freed.status();
+         return wire::EncodeReleased(*freed);
+       }},
   };
 }
 
@@ -287,113 +223,27 @@ std::vector<std::pair<std::string, Handler>> PluginApi::Routes() {
   return all;
 }
 
-Result<std::vector<Prefix>> PluginApi::NetworkSubnets(const std::string& network) {
-  std::vector<driver::NetworkRecord> matches;
-  for (const driver::NetworkRecord& n : driver_.Networks()) {
-    if (n.id == network || (network.size() >= kMinIdPrefix && n.id.starts_with(network))) matches.push_back(n);
-  }
-  if (matches.empty() && engine_ != nullptr) {
-    Result<engine::EngineNetwork> named = engine_->InspectNetwork(network, kNetworkLookupTimeout);
-    if (named.ok()) {
-      if (std::optional<driver::NetworkRecord> n = driver_.FindNetwork(named->id)) matches.push_back(*n);
-    } else if (named.status().code() != Code::kNotFound && !IsFullId(network)) {
-      // Only dockerd knows network names: without its answer nothing is known about this one.
-      return Unavailable(fmt::format(
-          "cannot ask dockerd{} which network \"{}\" is: {}; give the network's id instead, or start dockerd",
-          engine_address_.empty() ? "" : " at " + engine_address_, network, named.status().message()));
-    }
-  }
-  if (matches.size() != 1) {
-    return NotFound(fmt::format("network \"{}\" is not a static-macvlan network{}", network,
-                                matches.empty() ? "" : " (the id prefix is ambiguous)"));
-  }
-  std::vector<Prefix> subnets;
-  for (const auto* data : {&matches[0].ipv4, &matches[0].ipv6}) {
-    for (const driver::IpData& d : *data) subnets.push_back(d.pool);
-  }
-  return subnets;
-}
-
-Result<json> PluginApi::ListReservations(const json& req) {
-  Result<std::string> network = wire::DecodeListReservations(req);
-  if (!network.ok()) return network.status();
-  std::vector<Prefix> subnets;
-  if (!network->empty()) {
-    Result<std::vector<Prefix>> found = NetworkSubnets(*network);
-    if (!found.ok()) return found.status();
-    subnets = *found;
-  }
-  std::vector<ipam::ReservationView> views = ipam_.ListReservations();
-  std::erase_if(views, [&](const ipam::ReservationView& v) {
-    return !subnets.empty() &&
-           std::none_of(subnets.begin(), subnets.end(), [&](const Prefix& p) { return p.ToString() == v.pool_subnet; });
-  });
-  return wire::EncodeReservations(views);
-}
-
-Result<json> PluginApi::Reserve(const json& req) {
-  Result<wire::ReserveCall> call = wire::DecodeReserve(req);
-  if (!call.ok()) return call.status();
-  const auto& [name, address, network] = *call;
-  std::optional<IpAddress> ip = IpAddress::Parse(address);
-  if (!ip) return InvalidArgument(fmt::format("invalid address \"{}\": want an address such as 192.0.2.10", address));
-  Result<std::vector<Prefix>> subnets = NetworkSubnets(network);
-  if (!subnets.ok()) return subnets.status();
-  for (const Prefix& subnet : *subnets) {
-    if (!subnet.Contains(*ip)) continue;
-    std::vector<std::string> pools = ipam_.PoolsOnSubnet(subnet);
-    if (pools.size() != 1) {
-      return FailedPrecondition(
-          fmt::format("network \"{}\" has no single address pool for {}", network, subnet.ToString()));
-    }
-    SMV_RETURN_IF_ERROR(ipam_.Reserve(pools.front(), name, *ip));
-    return json{{"Pool", pools.front()}};
-  }
-  return InvalidArgument(fmt::format("address {} is outside every subnet of network \"{}\"", address, network));
-}
-
-Result<json> PluginApi::Release(const json& req) {
-  Result<std::string> target = wire::DecodeRelease(req);
-  if (!target.ok()) return target.status();
-  Result<int> released = ipam_.Release(*target);
-  if (!released.ok()) return released.status();
-  if (*released == 0) {
-    return NotFound(fmt::format("no reservation for \"{}\" (see static-macvlan reservations ls)", *target));
-  }
-  return json{{"Released", *released}};
-}
-
-Result<json> PluginApi::ReleaseNode(const json& req) {
-  Result<std::string> node = wire::DecodeReleaseNode(req);
-  if (!node.ok()) return node.status();
-  Result<int> freed = ipam_.ReleaseNode(*node);
-  if (!freed.ok()) return freed.status();
-  return json{{"Released", *freed}};
-}
-
 PluginApi::PluginApi(driver::DriverService& driver, ipam::IpamApi& ipam, identity::IdentityService* identity,
                      engine::EngineApi* engine)
-    : driver_(driver), ipam_(ipam), identity_(identity), engine_(engine) {
+    : driver_(driver), ipam_(ipam), identity_(identity), creation_(driver, ipam), reservations_(driver, ipam, engine) {
   for (auto& [route, handler] : Routes()) table_.emplace(route, std::move(handler));
 }
 
 std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const std::string& body) {
   auto it = table_.find(path);
   if (it == table_.end()) {
-    return {404, ToWire(json{{"Err", fmt::format("unknown plugin endpoint \"{}\"", path)}})};
+    return {404, ToWire(wire::EncodeError(fmt::format("unknown plugin endpoint \"{}\"", path)))};
   }
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = SteadyClock::now();
   // Before parsing: nlohmann::json copies, prints and frees values recursively (json_depth.h).
   const Status shallow = CheckJsonDepth(body);
   const Result<json> request = shallow.ok() ? DecodeBody(body) : Result<json>(shallow);
   Result<json> out = request.ok() ? it->second(*request) : request.status();
-  metrics::ObserveApiCall(std::string_view(path).substr(1), CodeName(out.status().code()),
-                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  const double took = SecondsSince(started);
+  metrics::ObserveApiCall(std::string_view(path).substr(1), CodeName(out.status().code()), took);
   if (out.ok()) {
-    spdlog::debug(
-        "{} ok took_us={} request={} response={}", path,
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count(), body,
-        ToWire(*out));
+    spdlog::debug("{} ok took_us={} request={} response={}", path, static_cast<int64_t>(took * 1e6), body,
+                  ToWire(*out));
     return {200, ToWire(*out)};
   }
   // A body that is not what the path takes at all (too deep; none where an object is wanted): 400.
@@ -402,41 +252,10 @@ std::pair<int, std::string> PluginApi::Dispatch(const std::string& path, const s
                                                      path.substr(1), out.status().message())
                                        : out.status().message();
   spdlog::warn("{} failed: {}", path.substr(1), message);  // the only log line
-  return {!shallow.ok() || bodiless ? 400 : kErrorStatus, ToWire(json{{"Err", message}})};
+  return {!shallow.ok() || bodiless ? 400 : kErrorStatus, ToWire(wire::EncodeError(message))};
 }
 
-std::string PluginApi::RenderMetrics() const {
-  // The networks on each subnet, by the short id `docker network ls` shows (ids, not names: the
-  // driver is never told a network's name).
-  std::map<std::string, std::string> networks_on;
-  for (const driver::NetworkRecord& network : driver_.Networks()) {
-    for (const std::vector<driver::IpData>* family : {&network.ipv4, &network.ipv6}) {
-      for (const driver::IpData& data : *family) {
-        std::string& ids = networks_on[data.pool.ToString()];
-        if (!ids.empty()) ids += ',';
-        ids += ShortId(network.id);
-      }
-    }
-  }
-  std::map<std::string, metrics::PoolGauges> pools;
-  for (const ipam::PoolUsage& usage : ipam_.PoolUsages()) {
-    metrics::PoolGauges& p = pools[usage.pool_id];
-    p.pool = usage.pool_id;
-    if (auto on = networks_on.find(usage.subnet.ToString()); on != networks_on.end()) p.network = on->second;
-    const int host_bits = (usage.subnet.family() == Family::kV4 ? 32 : 128) - usage.subnet.length();
-    p.addresses = std::ldexp(1.0, host_bits);
-    p.in_use = static_cast<double>(usage.leased);
-  }
-  for (const ipam::ReservationView& view : ipam_.ListReservations()) {
-    auto it = pools.find(view.record.pool_id);
-    if (it == pools.end()) continue;  // a removed network's pool kept for its names: no gauges
-    if (view.drifted_to) it->second.drifted += 1;
-    if (!view.in_use) it->second.reserved_free += 1;
-  }
-  std::vector<metrics::PoolGauges> gauges;
-  for (auto& [id, p] : pools) gauges.push_back(std::move(p));
-  return metrics::Render(gauges);
-}
+std::string PluginApi::RenderMetrics() const { return metrics::Render(daemon::PoolGaugesNow(driver_, ipam_)); }
 
 void InstallRoutes(httplib::Server& server, PluginApi& api) {
   server.set_payload_max_length(kMaxBodyBytes);
@@ -445,7 +264,7 @@ void InstallRoutes(httplib::Server& server, PluginApi& api) {
     Body body = ReadBody(req, read, kMaxBodyBytes);
     if (body.outcome != Body::Outcome::kRead) {
       const bool large = body.outcome == Body::Outcome::kTooLarge;
-      const std::string err = ToWire(json{{"Err", large ? TooLargeMessage(kMaxBodyBytes) : body.problem}});
+      const std::string err = ToWire(wire::EncodeError(large ? TooLargeMessage(kMaxBodyBytes) : body.problem));
       if (body.close) return AnswerAndClose(res, large ? 413 : 400, err, kPluginContentType);
       res.status = large ? 413 : 400;
       return res.set_content(err, kPluginContentType);
@@ -461,15 +280,16 @@ void InstallRoutes(httplib::Server& server, PluginApi& api) {
   });
   server.Get(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) {
     res.status = 404;
-    res.set_content(ToWire(json{{"Err", fmt::format("unknown plugin endpoint \"{}\": dockerd only POSTs", req.path)}}),
-                    kPluginContentType);
+    res.set_content(
+        ToWire(wire::EncodeError(fmt::format("unknown plugin endpoint \"{}\": dockerd only POSTs", req.path))),
+        kPluginContentType);
   });
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty() || res.content_provider_) return;
     const std::string message = res.status == 413
                                     ? TooLargeMessage(kMaxBodyBytes)
                                     : fmt::format("request to \"{}\" failed with HTTP {}", req.path, res.status);
-    res.set_content(ToWire(json{{"Err", message}}), kPluginContentType);
+    res.set_content(ToWire(wire::EncodeError(message)), kPluginContentType);
   });
 }
 

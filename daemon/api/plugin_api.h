@@ -1,7 +1,8 @@
 #pragma once
 // The HTTP edge: turns requests into calls on the services and their results into responses.
-// Each handler is decode (wire.h) -> service -> encode. Knows the libnetwork quirks (empty
-// bodies, no Content-Type, errors as non-200 + {"Err": ...}).
+// Each handler is decode (wire.h) -> service -> encode; work that crosses services lives in
+// daemon/ (NetworkCreation, ReservationCommands, PoolGaugesNow, the Reconciler). Knows the
+// libnetwork quirks (empty bodies, no Content-Type, errors as non-200 + {"Err": ...}).
 
 #include <functional>
 #include <map>
@@ -14,6 +15,8 @@
 
 #include "common/status.h"
 #include "daemon/api/wire.h"
+#include "daemon/network_creation.h"
+#include "daemon/reservation_commands.h"
 #include "driver/driver_service.h"
 #include "engine/engine_api.h"
 #include "identity/identity_service.h"
@@ -47,7 +50,7 @@ class PluginApi {
   // Set before serving (dockerd reads it once, at activation).
   void SetMacIdentity(bool on) { mac_identity_ = on; }
   // The engine's address (serve --docker-host), named when it cannot be asked for a network's name.
-  void SetEngineAddress(std::string docker_host) { engine_address_ = std::move(docker_host); }
+  void SetEngineAddress(std::string docker_host) { reservations_.SetEngineAddress(std::move(docker_host)); }
 
   // Every path dockerd (and the CLI) may POST, mapped to its handler.
   std::vector<std::pair<std::string, Handler>> Routes();
@@ -64,34 +67,20 @@ class PluginApi {
   std::vector<std::pair<std::string, Handler>> IpamRoutes();
   std::vector<std::pair<std::string, Handler>> CliRoutes();
 
+  // Decoded here; admitted and created across the services by NetworkCreation.
   Result<nlohmann::json> CreateNetwork(const nlohmann::json& req);
-  // -o host_ip: leased in its pool so that no container gets it; returns the pool id.
-  Result<std::string> ReserveHostAddress(const wire::CreateNetworkRequest& request, const IpAddress& host_ip);
   Result<nlohmann::json> Join(const nlohmann::json& req);
   Result<nlohmann::json> RequestAddress(const nlohmann::json& req);
-  // The reservations CLI talks to the daemon through these (same socket, same 0600 mode).
-  Result<nlohmann::json> ListReservations(const nlohmann::json& req);
-  Result<nlohmann::json> Reserve(const nlohmann::json& req);
-  Result<nlohmann::json> Release(const nlohmann::json& req);
-  Result<nlohmann::json> ReleaseNode(const nlohmann::json& req);
-  // Subnets of a Docker network given by name, id or id prefix. kUnavailable when only the engine
-  // could tell what a name is and it does not answer.
-  Result<std::vector<Prefix>> NetworkSubnets(const std::string& network);
 
   driver::DriverService& driver_;
   ipam::IpamApi& ipam_;
   identity::IdentityService* identity_;
-  engine::EngineApi* engine_;
+  daemon::NetworkCreation creation_;
+  // The reservations CLI talks to the daemon through these (same socket, same 0600 mode).
+  daemon::ReservationCommands reservations_;
   bool mac_identity_ = false;
-  std::string engine_address_;
   std::map<std::string, Handler> table_;
 };
-
-// A network whose pools did not come from our IPAM is refused with the corrected command, unless
-// the user chose Docker's IPAM knowingly (-o ipam=docker). `has_pool(subnet)` tells whether our
-// IPAM holds a pool for a subnet.
-Status AdmitIpam(const wire::CreateNetworkRequest& request, const driver::NetworkOptions& options,
-                 const std::function<bool(const Prefix&)>& has_pool);
 
 // Registers every route of `api` on `server`, plus a 404 {"Err"} for unknown paths and the
 // body size cap.

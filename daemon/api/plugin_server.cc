@@ -21,6 +21,7 @@
 
 #include "common/metrics/metrics.h"
 #include "daemon/api/http_body.h"
+#include "daemon/api/wire.h"
 
 namespace smv::api {
 namespace {
@@ -37,7 +38,7 @@ httplib::Server::HandlerResponse RefuseBeforeBody(const httplib::Request& req, h
     return httplib::Server::HandlerResponse::Unhandled;
   }
   if (post_bodies) {
-    const nlohmann::json err{{"Err", refusal->message}};
+    const nlohmann::json err = wire::EncodeError(refusal->message);
     AnswerAndClose(res, refusal->status, err.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                    kPluginContentType);
   } else {
@@ -221,14 +222,13 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Listen(const std::string& 
     return FailedPrecondition(fmt::format("--metrics-listen \"{}\": cannot listen there: {}", listen,
                                           errno != 0 ? std::strerror(errno) : "address not available"));
   }
-  out->thread_ = std::thread([server = out->server_.get()] { server->listen_after_bind(); });
+  out->thread_ = std::jthread([server = out->server_.get()] { server->listen_after_bind(); });
   spdlog::info("metrics listening address={}", listen);
   return out;
 }
 
 MetricsServer::~MetricsServer() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (server_) server_->stop();  // ends listen_after_bind; thread_, declared last, joins first
 }
 
 }  // namespace smv::api

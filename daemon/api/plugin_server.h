@@ -46,7 +46,7 @@ class MetricsServer {
  private:
   MetricsServer() = default;
   std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::jthread thread_;  // serves; joined before server_ is destroyed
 };
 
 }  // namespace smv::api

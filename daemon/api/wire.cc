@@ -29,7 +29,10 @@ Result<json> OptionalObject(const json& j, const char* field) {
   return j[field];
 }
 
-Result<std::map<std::string, std::string>> StringMap(const json& j, const char* what) {
+// A request's object of options as strings: numbers and booleans as their JSON text, anything
+// else refused naming `what` and the key (docker_engine's StringValuesOf reads the engine's own
+// answers leniently instead).
+Result<std::map<std::string, std::string>> StringifiedMap(const json& j, const char* what) {
   std::map<std::string, std::string> out;
   for (const auto& [key, value] : j.items()) {
     if (value.is_string()) {
@@ -75,7 +78,7 @@ Result<PoolOrigin> DecodePoolOrigin(const json& item, const char* field) {
     }
     origin.data.gateway = *ip;
   }
-  Result<std::map<std::string, std::string>> aux_map = StringMap(*aux, "aux address");
+  Result<std::map<std::string, std::string>> aux_map = StringifiedMap(*aux, "aux address");
   if (!aux_map.ok()) return aux_map.status();
   for (const auto& [name, address] : *aux_map) {
     std::optional<IpAddress> ip = AddressOf(address);
@@ -106,7 +109,7 @@ Result<CreateNetworkRequest> DecodeCreateNetwork(const json& req) {
   if (!options.ok()) return options.status();
   Result<json> generic = OptionalObject(*options, "com.docker.network.generic");
   if (!generic.ok()) return generic.status();
-  Result<std::map<std::string, std::string>> generic_map = StringMap(*generic, "option");
+  Result<std::map<std::string, std::string>> generic_map = StringifiedMap(*generic, "option");
   if (!generic_map.ok()) return generic_map.status();
   out.call.network_id = *id;
   out.call.options = *generic_map;
@@ -190,7 +193,7 @@ Result<ipam::PoolRequest> DecodeRequestPool(const json& req) {
   Result<std::string> sub = OptionalString(req, "SubPool");
   Result<json> options = OptionalObject(req, "Options");
   SMV_RETURN_IF_ERROR(FirstError(space, pool, sub, options));
-  Result<std::map<std::string, std::string>> opts = StringMap(*options, "--ipam-opt");
+  Result<std::map<std::string, std::string>> opts = StringifiedMap(*options, "--ipam-opt");
   if (!opts.ok()) return opts.status();
   if (req.contains("V6") && !req["V6"].is_null() && !req["V6"].is_boolean()) {
     return InvalidArgument("field \"V6\": want a boolean");
@@ -259,6 +262,55 @@ Result<ReserveCall> DecodeReserve(const json& req) {
 Result<std::string> DecodeRelease(const json& req) { return RequiredString(req, "Target"); }
 
 Result<std::string> DecodeReleaseNode(const json& req) { return RequiredString(req, "Node"); }
+
+json EncodeReserved(const std::string& pool_id) { return json{{"Pool", pool_id}}; }
+
+json EncodeReleased(int count) { return json{{"Released", count}}; }
+
+json EncodeListReservations(const std::string& network) { return json{{"Network", network}}; }
+
+json EncodeReserve(const ReserveCall& call) {
+  return json{{"Name", call.name}, {"Address", call.address}, {"Network", call.network}};
+}
+
+json EncodeRelease(const std::string& name_or_address) { return json{{"Target", name_or_address}}; }
+
+json EncodeReleaseNode(const std::string& node) { return json{{"Node", node}}; }
+
+namespace {
+
+// A reply's field as sent; "" (or 0) when absent or mistyped.
+std::string TextOf(const json& j, const char* field) {
+  return j.is_object() && j.contains(field) && j[field].is_string() ? j[field].get<std::string>() : "";
+}
+int64_t NumberOf(const json& j, const char* field) {
+  return j.is_object() && j.contains(field) && j[field].is_number_integer() ? j[field].get<int64_t>() : 0;
+}
+
+}  // namespace
+
+std::vector<ReservationReply> DecodeReservations(const json& reply) {
+  std::vector<ReservationReply> out;
+  if (!reply.is_object() || !reply.contains("Reservations") || !reply["Reservations"].is_array()) return out;
+  for (const json& r : reply["Reservations"]) {
+    out.push_back({.name = TextOf(r, "Name"),
+                   .address = TextOf(r, "Address"),
+                   .mac = TextOf(r, "MacAddress"),
+                   .pool = TextOf(r, "Pool"),
+                   .state = TextOf(r, "State"),
+                   .node = TextOf(r, "Node"),
+                   .drifted_to = TextOf(r, "DriftedTo"),
+                   .since = NumberOf(r, "Since"),
+                   .gone_since = NumberOf(r, "GoneSince")});
+  }
+  return out;
+}
+
+int64_t DecodeReleased(const json& reply) { return NumberOf(reply, "Released"); }
+
+json EncodeError(const std::string& message) { return json{{"Err", message}}; }
+
+std::string DecodeError(const json& reply) { return TextOf(reply, "Err"); }
 
 json EncodeReservations(const std::vector<ipam::ReservationView>& views) {
   json out = json::array();

@@ -69,6 +69,13 @@ json EncodeRequestPool(const ipam::PoolResult& result);
 json EncodeRequestAddress(const std::string& address);
 
 // ---- StaticMacvlan (the CLI's calls on the same socket) ----
+// Both sides use these: the daemon decodes requests and encodes replies, the CLI encodes
+// requests and decodes replies, so each field name is spelled here only.
+
+inline constexpr const char* kListReservationsPath = "/StaticMacvlan.ListReservations";
+inline constexpr const char* kReservePath = "/StaticMacvlan.Reserve";
+inline constexpr const char* kReleasePath = "/StaticMacvlan.Release";
+inline constexpr const char* kReleaseNodePath = "/StaticMacvlan.ReleaseNode";
 
 // Docker's rule for a container name (moby's daemon: ^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$), in words.
 inline constexpr const char* kContainerNameRule =
@@ -88,5 +95,36 @@ Result<std::string> DecodeRelease(const json& req);           // name or address
 Result<std::string> DecodeReleaseNode(const json& req);       // a node of a shared book
 
 json EncodeReservations(const std::vector<ipam::ReservationView>& views);
+json EncodeReserved(const std::string& pool_id);  // {"Pool": ...}
+json EncodeReleased(int count);                   // {"Released": n}
+
+// The CLI's side: requests it sends, replies it reads. Readers take what the daemon sent and
+// leave a missing or mistyped field empty (0), as an older daemon may send fewer fields.
+json EncodeListReservations(const std::string& network);
+json EncodeReserve(const ReserveCall& call);
+json EncodeRelease(const std::string& name_or_address);
+json EncodeReleaseNode(const std::string& node);
+
+// One reservation as ListReservations sends it.
+struct ReservationReply {
+  std::string name;
+  std::string address;
+  std::string mac;  // "" when none is known
+  std::string pool;
+  std::string state;       // "reserved", "in use" or "drifted"
+  std::string node;        // the node holding it in a shared book, or ""
+  std::string drifted_to;  // the address the name holds instead, or ""
+  int64_t since = 0;       // unix seconds; 0 unknown
+  int64_t gone_since = 0;  // unix seconds since no container carries the name; 0 while one does
+};
+std::vector<ReservationReply> DecodeReservations(const json& reply);
+int64_t DecodeReleased(const json& reply);
+
+// ---- Errors (every API) ----
+
+// A failed call's body: {"Err": message}.
+json EncodeError(const std::string& message);
+// The message of an error body, or "" when `reply` is not one.
+std::string DecodeError(const json& reply);
 
 }  // namespace smv::api::wire

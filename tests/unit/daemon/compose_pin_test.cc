@@ -1,4 +1,4 @@
-#include "daemon/compose_pin.h"
+#include "daemon/cli/compose_pin.h"
 
 #include <gtest/gtest.h>
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "daemon/api/plugin_api.h"
+#include "daemon/network_creation.h"
 #include "tests/support/fixtures.h"
 
 namespace smv::api {
@@ -50,7 +51,7 @@ wire::CreateNetworkRequest DefaultIpamRequest() {
 
 TEST(Wire, NetworkOnDockersIpamIsRefusedWithTheCorrectedCommand) {
   const wire::CreateNetworkRequest r = DefaultIpamRequest();
-  Status s = AdmitIpam(r, {}, [](const Prefix&) { return true; });  // even if we had such a pool
+  Status s = daemon::AdmitIpam(r, {}, [](const Prefix&) { return true; });  // even if we had such a pool
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_NE(s.message().find("address space \"LocalDefault\""), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("docker network create -d static-macvlan --ipam-driver static-macvlan "
@@ -61,17 +62,17 @@ TEST(Wire, NetworkOnDockersIpamIsRefusedWithTheCorrectedCommand) {
 }
 
 TEST(Wire, OptionIpamDockerAcceptsDockersIpamKnowingly) {
-  EXPECT_TRUE(AdmitIpam(DefaultIpamRequest(), {.docker_ipam = true}, [](const Prefix&) { return false; }).ok());
+  EXPECT_TRUE(daemon::AdmitIpam(DefaultIpamRequest(), {.docker_ipam = true}, [](const Prefix&) { return false; }).ok());
 }
 
 TEST(Wire, PoolsWeNeverGaveAreRefusedWhateverTheAddressSpace) {
   wire::CreateNetworkRequest r = DefaultIpamRequest();
   r.v4[0].address_space = kLocalAddressSpace;
   r.call.options["routes"] = "10.254.0.0/16 via 203.0.113.1";
-  Status s = AdmitIpam(r, {}, [](const Prefix&) { return false; });
+  Status s = daemon::AdmitIpam(r, {}, [](const Prefix&) { return false; });
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("-o 'routes=10.254.0.0/16 via 203.0.113.1'"), std::string::npos) << s.message();
-  EXPECT_TRUE(AdmitIpam(r, {}, [](const Prefix&) { return true; }).ok());
+  EXPECT_TRUE(daemon::AdmitIpam(r, {}, [](const Prefix&) { return true; }).ok());
 }
 
 // moby's daemon: ^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$ (its own test's names among these).

@@ -1,8 +1,7 @@
-// The reservations commands ask the running daemon over its socket, so they see and change the
-// same state the daemon serves (LMDB would allow a second writer, but the daemon's memory would
-// not know).
+// static-macvlan reservations ls / reserve / release / export / import. They ask the running
+// daemon over its socket, so they see and change the same state the daemon serves (LMDB would
+// allow a second writer, but the daemon's memory would not know).
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -16,57 +15,13 @@
 #include <utility>
 #include <vector>
 
-#include "commands.h"
 #include "common/ip.h"
 #include "daemon/api/wire.h"
-#include "daemon/compose_pin.h"
-#include "daemon/daemon_socket.h"
+#include "daemon/cli/daemon_client.h"
+#include "daemon/commands.h"
 #include "engine/docker_engine.h"
 
 namespace smv::daemon {
-namespace {
-
-constexpr time_t kDaemonReadTimeoutSeconds = 10;
-
-Result<nlohmann::json> AskDaemon(const std::string& socket, const std::string& call, const nlohmann::json& body) {
-  httplib::Client client(socket);
-  client.set_address_family(AF_UNIX);
-  client.set_read_timeout(kDaemonReadTimeoutSeconds, 0);
-  httplib::Result r =
-      client.Post(("/StaticMacvlan." + call).c_str(),
-                  body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
-  if (!r) {
-    // httplib says only "Connection": the kernel's reason (no file, not root, nothing listening) names the fix.
-    if (Status cause = WhyDaemonSocketUnreachable(socket); !cause.ok()) return cause;
-    if (r.error() == httplib::Error::Read) {
-      return Unavailable(
-          fmt::format("the static-macvlan daemon at {} gave no answer within {} s", socket, kDaemonReadTimeoutSeconds));
-    }
-    return Unavailable(fmt::format("the static-macvlan daemon at {}: {}", socket, httplib::to_string(r.error())));
-  }
-  nlohmann::json out = nlohmann::json::parse(r->body, nullptr, false);
-  if (r->status != 200) {
-    const bool has_err = out.is_object() && out.contains("Err") && out["Err"].is_string();
-    return Internal(has_err ? out["Err"].get<std::string>() : r->body);
-  }
-  if (!out.is_object()) return Internal(fmt::format("the daemon at {} answered something that is not JSON", socket));
-  return out;
-}
-
-}  // namespace
-
-std::string FindDaemonSocket(const std::string& given) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (given != kDefaultSocket || fs::exists(given, ec)) return given;
-  std::vector<std::string> managed;
-  for (const auto& entry : fs::directory_iterator(fs::path(given).parent_path(), ec)) {
-    const fs::path candidate = entry.path() / kSocketName;
-    if (entry.is_directory(ec) && fs::exists(candidate, ec)) managed.push_back(candidate.string());
-  }
-  return managed.size() == 1 ? managed.front() : given;
-}
-
 namespace {
 
 std::string FormatTime(int64_t unix_seconds) {
@@ -79,12 +34,11 @@ std::string FormatTime(int64_t unix_seconds) {
   return buf;
 }
 
-// One field of a reservation as the daemon sent it; "" (or 0) when absent or mistyped.
+using api::wire::ReservationReply;
+
+// A field of an import file; "" when absent or mistyped.
 std::string Text(const nlohmann::json& r, const char* field) {
   return r.contains(field) && r[field].is_string() ? r[field].get<std::string>() : "";
-}
-int64_t Number(const nlohmann::json& r, const char* field) {
-  return r.contains(field) && r[field].is_number_integer() ? r[field].get<int64_t>() : 0;
 }
 
 constexpr int kExportVersion = 1;
@@ -103,16 +57,16 @@ nlohmann::ordered_json TimeOrNull(int64_t unix_seconds) {
 // ignores them, so older static-macvlan versions import this document too.
 nlohmann::ordered_json ReservationsDocument(const nlohmann::json& listed) {
   nlohmann::ordered_json entries = nlohmann::ordered_json::array();
-  for (const nlohmann::json& r : listed.value("Reservations", nlohmann::json::array())) {
-    entries.push_back({{"name", Text(r, "Name")},
-                       {"address", Text(r, "Address")},
-                       {"pool", Text(r, "Pool")},
-                       {"mac", OrNull(Text(r, "MacAddress"))},
-                       {"state", Text(r, "State")},
-                       {"node", OrNull(Text(r, "Node"))},
-                       {"drifted_to", OrNull(Text(r, "DriftedTo"))},
-                       {"since", TimeOrNull(Number(r, "Since"))},
-                       {"gone_since", TimeOrNull(Number(r, "GoneSince"))}});
+  for (const ReservationReply& r : api::wire::DecodeReservations(listed)) {
+    entries.push_back({{"name", r.name},
+                       {"address", r.address},
+                       {"pool", r.pool},
+                       {"mac", OrNull(r.mac)},
+                       {"state", r.state},
+                       {"node", OrNull(r.node)},
+                       {"drifted_to", OrNull(r.drifted_to)},
+                       {"since", TimeOrNull(r.since)},
+                       {"gone_since", TimeOrNull(r.gone_since)}});
   }
   return {{"version", kExportVersion}, {"reservations", std::move(entries)}};
 }
@@ -152,7 +106,8 @@ void PrintDriftNote(int drifted) {
 }  // namespace
 
 Status ListReservations(const ReservationFlags& flags) {
-  auto out = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
+  auto out =
+      AskDaemon(flags.socket, api::wire::kListReservationsPath, api::wire::EncodeListReservations(flags.network));
   if (!out.ok()) return out.status();
   if (flags.json) {
     std::puts(ReservationsDocument(*out).dump(2).c_str());
@@ -160,15 +115,13 @@ Status ListReservations(const ReservationFlags& flags) {
   }
   std::vector<std::vector<std::string>> rows = {{"NAME", "ADDRESS", "MAC", "POOL", "STATE", "SINCE"}};
   int drifted = 0;
-  for (const nlohmann::json& r : out->value("Reservations", nlohmann::json::array())) {
-    std::string state = Text(r, "State");
-    if (r.contains("Node")) state += " on " + Text(r, "Node");
-    if (r.contains("DriftedTo")) state += " (now " + Text(r, "DriftedTo") + ")";
-    if (Number(r, "GoneSince") != 0) state += ", gone";
-    const std::string mac = Text(r, "MacAddress");
-    rows.push_back({Text(r, "Name"), Text(r, "Address"), mac.empty() ? "-" : mac, Text(r, "Pool"), state,
-                    FormatTime(Number(r, "Since"))});
-    if (r.contains("DriftedTo")) ++drifted;
+  for (const ReservationReply& r : api::wire::DecodeReservations(*out)) {
+    std::string state = r.state;
+    if (!r.node.empty()) state += " on " + r.node;
+    if (!r.drifted_to.empty()) state += " (now " + r.drifted_to + ")";
+    if (r.gone_since != 0) state += ", gone";
+    rows.push_back({r.name, r.address, r.mac.empty() ? "-" : r.mac, r.pool, state, FormatTime(r.since)});
+    if (!r.drifted_to.empty()) ++drifted;
   }
   PrintColumns(rows);
   if (drifted > 0) PrintDriftNote(drifted);
@@ -176,8 +129,8 @@ Status ListReservations(const ReservationFlags& flags) {
 }
 
 Status ReserveAddress(const ReservationFlags& flags) {
-  auto out = AskDaemon(flags.socket, "Reserve",
-                       {{"Name", flags.name}, {"Address", flags.address}, {"Network", flags.network}});
+  auto out = AskDaemon(flags.socket, api::wire::kReservePath,
+                       api::wire::EncodeReserve({flags.name, flags.address, flags.network}));
   if (out.ok()) std::printf("%s reserved for %s\n", flags.address.c_str(), flags.name.c_str());
   return out.status();
 }
@@ -187,19 +140,20 @@ Status ReleaseReservation(const ReservationFlags& flags) {
     return InvalidArgument("reservations release: give a container name or address, or --node NODE, not both");
   }
   if (!flags.node.empty()) {
-    auto out = AskDaemon(flags.socket, "ReleaseNode", {{"Node", flags.node}});
+    auto out = AskDaemon(flags.socket, api::wire::kReleaseNodePath, api::wire::EncodeReleaseNode(flags.node));
     if (out.ok()) {
       std::printf(
           "released %lld address(es) held by node %s; its containers' names keep their reservations and may "
           "run on another node now\n",
-          static_cast<long long>(Number(*out, "Released")), flags.node.c_str());
+          static_cast<long long>(api::wire::DecodeReleased(*out)), flags.node.c_str());
     }
     return out.status();
   }
-  auto out = AskDaemon(flags.socket, "Release", {{"Target", flags.target}});
-  if (out.ok())
-    std::printf("released %lld reservation(s) of %s\n", static_cast<long long>(Number(*out, "Released")),
+  auto out = AskDaemon(flags.socket, api::wire::kReleasePath, api::wire::EncodeRelease(flags.target));
+  if (out.ok()) {
+    std::printf("released %lld reservation(s) of %s\n", static_cast<long long>(api::wire::DecodeReleased(*out)),
                 flags.target.c_str());
+  }
   return out.status();
 }
 
@@ -269,9 +223,9 @@ int FamilyOf(const std::string& address) {
 
 HeldReservations ReadHeld(const nlohmann::json& listed) {
   HeldReservations held;
-  for (const nlohmann::json& r : listed.value("Reservations", nlohmann::json::array())) {
-    held.name_at[Text(r, "Address")] = Text(r, "Name");
-    held.address_of[{Text(r, "Name"), FamilyOf(Text(r, "Address"))}] = Text(r, "Address");
+  for (const ReservationReply& r : api::wire::DecodeReservations(listed)) {
+    held.name_at[r.address] = r.name;
+    held.address_of[{r.name, FamilyOf(r.address)}] = r.address;
   }
   return held;
 }
@@ -312,10 +266,11 @@ Result<size_t> ReserveAll(const ReservationFlags& flags, const std::vector<NameA
   std::vector<std::string> done;
   for (const NameAddress& e : todo) {
     auto reserved =
-        AskDaemon(flags.socket, "Reserve", {{"Name", e.name}, {"Address", e.address}, {"Network", flags.network}});
+        AskDaemon(flags.socket, api::wire::kReservePath, api::wire::EncodeReserve({e.name, e.address, flags.network}));
     if (!reserved.ok()) {
-      for (const std::string& address : done)
-        static_cast<void>(AskDaemon(flags.socket, "Release", {{"Target", address}}));
+      for (const std::string& address : done) {
+        static_cast<void>(AskDaemon(flags.socket, api::wire::kReleasePath, api::wire::EncodeRelease(address)));
+      }
       return Status(reserved.status().code(),
                     fmt::format("nothing imported into network \"{}\" ({} {}): {}", flags.network, e.name, e.address,
                                 reserved.status().message()));
@@ -329,7 +284,8 @@ Result<size_t> ReserveAll(const ReservationFlags& flags, const std::vector<NameA
 }  // namespace
 
 Status ExportReservations(const ReservationFlags& flags) {
-  auto out = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
+  auto out =
+      AskDaemon(flags.socket, api::wire::kListReservationsPath, api::wire::EncodeListReservations(flags.network));
   if (!out.ok()) return out.status();
   std::puts(ReservationsDocument(*out).dump(2).c_str());
   return OkStatus();
@@ -341,7 +297,8 @@ Status ImportReservations(const ReservationFlags& flags) {
   }
   Result<std::vector<NameAddress>> wanted = flags.file.empty() ? ReadDockerNetwork(flags) : ReadExport(flags.file);
   if (!wanted.ok()) return wanted.status();
-  auto listed = AskDaemon(flags.socket, "ListReservations", {{"Network", flags.network}});
+  auto listed =
+      AskDaemon(flags.socket, api::wire::kListReservationsPath, api::wire::EncodeListReservations(flags.network));
   if (!listed.ok()) return listed.status();
   Result<std::vector<NameAddress>> todo = PlanImport(*wanted, ReadHeld(*listed), flags.network);
   if (!todo.ok()) return todo.status();
@@ -349,49 +306,6 @@ Status ImportReservations(const ReservationFlags& flags) {
   if (!reserved.ok()) return reserved.status();
   std::printf("imported %zu reservation(s) into network %s (%zu already there)\n", *reserved, flags.network.c_str(),
               wanted->size() - *reserved);
-  return OkStatus();
-}
-
-}  // namespace smv::daemon
-
-namespace smv::daemon {
-
-Status ComposePin(const ComposePinFlags& flags) {
-  constexpr auto kEngineTimeout = std::chrono::seconds(10);
-  auto engine = engine::DockerEngine::Create(flags.docker_host);
-  if (!engine.ok()) return engine.status();
-  auto containers = (*engine)->ListContainers(kEngineTimeout);
-  if (!containers.ok()) return containers.status();
-  std::map<std::string, engine::EngineNetwork> networks;
-  for (const engine::EngineContainer& c : *containers) {
-    auto project = c.labels.find("com.docker.compose.project");
-    if (project == c.labels.end() || project->second != flags.project) continue;
-    for (const auto& [name, attachment] : c.networks) {
-      if (networks.contains(name)) continue;
-      auto network = (*engine)->InspectNetwork(name, kEngineTimeout);
-      if (network.ok()) networks.emplace(name, std::move(*network));
-    }
-  }
-  auto listed = AskDaemon(flags.socket, "ListReservations", {{"Network", ""}});
-  if (!listed.ok()) return listed.status();
-  std::vector<PinReservation> reservations;
-  for (const nlohmann::json& r : listed->value("Reservations", nlohmann::json::array())) {
-    reservations.push_back({Text(r, "Name"), Text(r, "Address"), Text(r, "Pool")});
-  }
-  Result<PinnedProject> pin = PinComposeProject(flags.project, *containers, networks, reservations);
-  if (!pin.ok()) return pin.status();
-  const std::string text = pin->override_file.dump(2) + "\n";
-  if (flags.output.empty()) {
-    std::fputs(text.c_str(), stdout);
-  } else {
-    std::ofstream out(flags.output, std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) return Internal(fmt::format("--output \"{}\": cannot write it", flags.output));
-  }
-  for (const std::string& note : pin->notes) std::fprintf(stderr, "note: %s\n", note.c_str());
-  std::fprintf(stderr, "pinned %d address(es) of project %s%s%s\n", pin->pinned, flags.project.c_str(),
-               flags.output.empty() ? "" : " in ", flags.output.c_str());
   return OkStatus();
 }
 

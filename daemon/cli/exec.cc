@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "commands.h"
+#include "daemon/commands.h"
 #include "engine/docker_engine.h"
 
 namespace smv::daemon {
