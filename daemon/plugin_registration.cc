@@ -55,4 +55,17 @@ Registration JudgeRegistration(const engine::EnginePlugins& plugins, const std::
           fmt::format("static-macvlan serve --socket {}static-macvlan.sock", kPluginSocketDir)};
 }
 
+std::set<std::string> OurDriverNames(const engine::EnginePlugins& plugins, const std::string& socket) {
+  const std::filesystem::path path(socket);
+  const std::string plugin_id = path.parent_path().filename().string();
+  std::set<std::string> names{"static-macvlan"};
+  if (path.extension() == ".sock") names.insert(path.stem().string());
+  for (const engine::EnginePlugins::Managed& managed : plugins.managed) {
+    if (managed.id != plugin_id && !NamesUs(managed.name)) continue;
+    names.insert(managed.name);
+    if (managed.name.ends_with(":latest")) names.insert(managed.name.substr(0, managed.name.size() - 7));
+  }
+  return names;
+}
+
 }  // namespace smv::daemon

@@ -3,6 +3,7 @@
 // /run/docker/plugins/ (the file name is the driver name) and loaded when a network first uses
 // it; a managed plugin must be enabled. doctor asks the engine and judges here.
 
+#include <set>
 #include <string>
 
 #include "engine/engine_api.h"
@@ -19,5 +20,9 @@ struct Registration {
 
 // `socket`: where the daemon listens.
 Registration JudgeRegistration(const engine::EnginePlugins& plugins, const std::string& socket);
+
+// The driver names networks of this daemon carry (`docker network create -d NAME`): the legacy
+// socket's name, and each managed plugin of ours by its name with and without ":latest".
+std::set<std::string> OurDriverNames(const engine::EnginePlugins& plugins, const std::string& socket);
 
 }  // namespace smv::daemon

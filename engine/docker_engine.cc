@@ -50,6 +50,19 @@ Result<EnginePlugins> DockerEngine::Plugins(Millis timeout) {
   return ParsePlugins(*info, *plugins);
 }
 
+Result<SwarmView> DockerEngine::Swarm(Millis timeout) {
+  Result<std::string> info = Get("/info", timeout);
+  if (!info.ok()) return info.status();
+  Result<SwarmView> view = ParseSwarmInfo(*info);
+  if (!view.ok() || !view->manager) return view;
+  Result<std::string> nodes = Get("/nodes", timeout);
+  if (!nodes.ok()) return nodes.status();
+  Result<std::vector<SwarmNode>> listed = ParseNodeList(*nodes);
+  if (!listed.ok()) return listed.status();
+  view->nodes = std::move(*listed);
+  return view;
+}
+
 Result<EngineNetwork> DockerEngine::InspectNetwork(const std::string& id_or_name, Millis timeout) {
   Result<std::string> body = Get("/networks/" + id_or_name, timeout);
   if (!body.ok()) return body.status();

@@ -16,6 +16,21 @@ struct ContainerProcess {
   int pid = 0;         // its init process on this host; 0 unless running
 };
 
+// A swarm node as a manager lists it (GET /nodes).
+struct SwarmNode {
+  std::string hostname;
+  std::string role;                          // "manager", "worker"
+  std::string availability;                  // "active", "pause", "drain"
+  std::string state;                         // "ready", "down", ...
+  std::vector<std::string> network_plugins;  // Description.Engine.Plugins of Type "Network"
+};
+
+struct SwarmView {
+  std::string local_state;       // Swarm.LocalNodeState: "inactive", "active", "pending", ...
+  bool manager = false;          // Swarm.ControlAvailable
+  std::vector<SwarmNode> nodes;  // only on a manager
+};
+
 // EngineApi over the engine's unix socket with cpp-httplib; one short-lived connection per call,
 // so calls may run in parallel from any thread.
 class DockerEngine : public EngineApi {
@@ -35,6 +50,11 @@ class DockerEngine : public EngineApi {
     EngineNetwork network;
     std::string driver;
     std::map<std::string, std::string> options;
+    std::string scope;        // "local", "swarm", "global"
+    std::string config_from;  // ConfigFrom.Network: a swarm network's config-only network
+    bool config_only = false;
+    std::string ipam_driver;            // IPAM.Driver
+    std::vector<std::string> gateways;  // IPAM.Config[].Gateway, "" where none is set
   };
   Result<std::vector<NetworkSummary>> ListNetworks(Millis timeout);
   // The network drivers dockerd has loaded and its managed plugins.
@@ -42,6 +62,8 @@ class DockerEngine : public EngineApi {
   // The engine's version, e.g. "20.10.24" (GET /version).
   Result<std::string> Version(Millis timeout);
   Result<std::string> ServerVersion(Millis timeout) override { return Version(timeout); }
+  // This engine's swarm: its state and, on a manager, every node (GET /info, GET /nodes).
+  Result<SwarmView> Swarm(Millis timeout);
 
  private:
   explicit DockerEngine(std::string socket_path) : socket_path_(std::move(socket_path)) {}

@@ -51,6 +51,22 @@ EngineNetwork NetworkHead(const json& j) {
   return network;
 }
 
+// j[key], or null when j is no object or has no such field.
+json Field(const json& j, const char* key) { return j.is_object() && j.contains(key) ? j[key] : json(); }
+
+// One network of GET /networks: the head, and what doctor's swarm and gateway checks read.
+DockerEngine::NetworkSummary NetworkSummaryOf(const json& n) {
+  DockerEngine::NetworkSummary out{NetworkHead(n), Str(n, "Driver"), StringValuesOf(n, "Options")};
+  out.scope = Str(n, "Scope");
+  out.config_from = Str(Field(n, "ConfigFrom"), "Network");
+  out.config_only = n.contains("ConfigOnly") && n["ConfigOnly"].is_boolean() && n["ConfigOnly"].get<bool>();
+  const json ipam = Field(n, "IPAM");
+  out.ipam_driver = Str(ipam, "Driver");
+  const json configs = Field(ipam, "Config");
+  for (const json& c : configs.is_array() ? configs : json::array()) out.gateways.push_back(Str(c, "Gateway"));
+  return out;
+}
+
 // One container of GET /containers/json.
 EngineContainer ContainerOf(const json& c) {
   EngineContainer container;
@@ -117,7 +133,38 @@ Result<std::vector<DockerEngine::NetworkSummary>> ParseNetworkList(const std::st
   Result<json> answer = ParseAnswer(body, Shape::kArray, "network list");
   if (!answer.ok()) return answer.status();
   std::vector<DockerEngine::NetworkSummary> out;
-  for (const json& n : *answer) out.push_back({NetworkHead(n), Str(n, "Driver"), StringValuesOf(n, "Options")});
+  for (const json& n : *answer) out.push_back(NetworkSummaryOf(n));
+  return out;
+}
+
+Result<SwarmView> ParseSwarmInfo(const std::string& info_body) {
+  Result<json> answer = ParseAnswer(info_body, Shape::kObject, "info");
+  if (!answer.ok()) return answer.status();
+  const json swarm = Field(*answer, "Swarm");
+  SwarmView view;
+  view.local_state = Str(swarm, "LocalNodeState");
+  view.manager = swarm.is_object() && swarm.contains("ControlAvailable") && swarm["ControlAvailable"].is_boolean() &&
+                 swarm["ControlAvailable"].get<bool>();
+  return view;
+}
+
+Result<std::vector<SwarmNode>> ParseNodeList(const std::string& body) {
+  Result<json> answer = ParseAnswer(body, Shape::kArray, "node list");
+  if (!answer.ok()) return answer.status();
+  std::vector<SwarmNode> out;
+  for (const json& n : *answer) {
+    const json description = Field(n, "Description");
+    SwarmNode node{Str(description, "Hostname"),
+                   Str(Field(n, "Spec"), "Role"),
+                   Str(Field(n, "Spec"), "Availability"),
+                   Str(Field(n, "Status"), "State"),
+                   {}};
+    const json plugins = Field(Field(description, "Engine"), "Plugins");
+    for (const json& p : plugins.is_array() ? plugins : json::array()) {
+      if (Str(p, "Type") == "Network") node.network_plugins.push_back(Str(p, "Name"));
+    }
+    out.push_back(std::move(node));
+  }
   return out;
 }
 

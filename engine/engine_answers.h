@@ -18,5 +18,7 @@ Result<ContainerProcess> ParseContainerInspect(const std::string& body);  // GET
 Result<std::string> ParseVersion(const std::string& body);                // GET /version
 // GET /info (its Plugins.Network) and GET /plugins.
 Result<EnginePlugins> ParsePlugins(const std::string& info_body, const std::string& plugins_body);
+Result<SwarmView> ParseSwarmInfo(const std::string& info_body);         // GET /info: Swarm
+Result<std::vector<SwarmNode>> ParseNodeList(const std::string& body);  // GET /nodes
 
 }  // namespace smv::engine

@@ -7,6 +7,7 @@
 #include <httplib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -17,8 +18,10 @@
 #include "common/log.h"
 #include "common/unix_socket.h"
 #include "daemon/cli/doctor_checks.h"
+#include "daemon/cli/engine_advice.h"
 #include "daemon/commands.h"
 #include "daemon/daemon_socket.h"
+#include "daemon/plugin_registration.h"
 #include "daemon/state_stores.h"
 #include "driver/netlink/link_manager.h"
 #include "engine/docker_engine.h"
@@ -130,6 +133,51 @@ void CheckStoredNetworks(const DoctorFlags& flags, engine::DockerEngine* engine,
   for (Check& c : CheckNetworks(in)) checks.push_back(std::move(c));
 }
 
+// A doctor line from engine_advice's.
+Check CheckOf(Advice a) {
+  return {std::move(a.what), std::move(a.network), a.ok, std::move(a.detail), std::move(a.fix)};
+}
+
+std::vector<EngineNetworkView> NetworkViews(const std::vector<engine::DockerEngine::NetworkSummary>& networks) {
+  std::vector<EngineNetworkView> out;
+  for (const engine::DockerEngine::NetworkSummary& n : networks) {
+    out.push_back({n.network.name, n.driver, n.scope, n.config_from, n.config_only, n.ipam_driver, n.gateways});
+  }
+  return out;
+}
+
+// What the engine's version and its swarm mean for networks of ours (daemon/cli/engine_advice.h).
+void CheckEngineAdvice(engine::DockerEngine& engine, const std::set<std::string>& ours, std::vector<Check>& checks) {
+  std::vector<Advice> advice;
+  Result<std::string> version_text = engine.Version(kDoctorEngineTimeout);
+  const std::optional<EngineVersion> version =
+      version_text.ok() ? ParseEngineVersion(*version_text) : std::optional<EngineVersion>();
+  if (version) {
+    if (std::optional<Advice> defect = EngineVersionDefect(*version)) advice.push_back(std::move(*defect));
+  }
+  Result<std::vector<engine::DockerEngine::NetworkSummary>> listed = engine.ListNetworks(kDoctorEngineTimeout);
+  const std::vector<EngineNetworkView> networks =
+      listed.ok() ? NetworkViews(*listed) : std::vector<EngineNetworkView>();
+  if (version) {
+    for (Advice& a : GatewayAdvice(*version, networks, ours)) advice.push_back(std::move(a));
+  }
+  Result<engine::SwarmView> swarm = engine.Swarm(kDoctorEngineTimeout);
+  if (swarm.ok() && swarm->local_state == "active") {
+    for (Advice& a : SwarmNetworkAdvice(networks, ours)) advice.push_back(std::move(a));
+    std::vector<SwarmNodeView> nodes;
+    for (const engine::SwarmNode& n : swarm->nodes) {
+      nodes.push_back({n.hostname, n.role, n.availability, n.state, n.network_plugins});
+    }
+    // A swarm needs the managed plugin: name it as this node has it.
+    const auto managed =
+        std::find_if(ours.begin(), ours.end(), [](const std::string& n) { return n.find(':') != std::string::npos; });
+    const std::string install = "docker plugin install (or enable) the managed plugin as " +
+                                (managed != ours.end() ? *managed : std::string("on this node"));
+    for (Advice& a : SwarmNodeAdvice(nodes, ours, install)) advice.push_back(std::move(a));
+  }
+  for (Advice& a : advice) checks.push_back(CheckOf(std::move(a)));
+}
+
 }  // namespace
 
 Status Doctor(const DoctorFlags& flags) {
@@ -140,7 +188,11 @@ Status Doctor(const DoctorFlags& flags) {
       EngineAnswers(engine.ok() ? (*engine)->Version(kDoctorEngineTimeout) : Unavailable("no engine client"),
                     flags.serve.docker_host));
   const bool engine_up = checks.back().ok;
-  if (engine_up) checks.push_back(DockerdRegistered((*engine)->Plugins(kDoctorEngineTimeout), flags.serve.socket));
+  if (engine_up) {
+    Result<engine::EnginePlugins> plugins = (*engine)->Plugins(kDoctorEngineTimeout);
+    checks.push_back(DockerdRegistered(plugins, flags.serve.socket));
+    if (plugins.ok()) CheckEngineAdvice(**engine, OurDriverNames(*plugins, flags.serve.socket), checks);
+  }
   // The network records live in the state directory: never create one where there is none.
   if (!std::filesystem::is_directory(flags.serve.state_dir)) {
     checks.push_back({"state", "", false, "no state directory " + flags.serve.state_dir,

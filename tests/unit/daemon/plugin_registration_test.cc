@@ -60,5 +60,13 @@ TEST(PluginRegistrationTest, ADisabledManagedPluginFailsWithTheEnableCommand) {
   EXPECT_EQ(r.fix, "docker plugin enable registry.example/static-macvlan:1.0");
 }
 
+TEST(PluginRegistrationTest, OurDriverNamesAreTheSocketsAndOurManagedPluginsNotOthers) {
+  EnginePlugins plugins{kBuiltins, {{"abc123", "smv:latest", true}, {"def456", "weaveworks/net-plugin:2.8", true}}};
+  EXPECT_EQ(OurDriverNames(plugins, "/run/docker/plugins/abc123/static-macvlan.sock"),
+            (std::set<std::string>{"smv", "smv:latest", "static-macvlan"}));
+  EXPECT_EQ(OurDriverNames({kBuiltins, {}}, "/run/docker/plugins/vlan-a.sock"),
+            (std::set<std::string>{"static-macvlan", "vlan-a"}));
+}
+
 }  // namespace
 }  // namespace smv::daemon

@@ -104,5 +104,49 @@ TEST(EngineAnswers, AnswersOfAnotherShapeAreUnavailableByName) {
   EXPECT_EQ(ParsePlugins("{}", "{}").status().message(), "engine API: plugin list is not JSON");
 }
 
+TEST(EngineAnswers, NetworkListGivesScopeConfigFromIpamDriverAndGateways) {
+  // Shaped as dockerd 20.10 lists a swarm network made with --config-from and its config-only one.
+  Result<std::vector<DockerEngine::NetworkSummary>> list = ParseNetworkList(R"([
+    {"Name": "swnet", "Driver": "smv:latest", "Scope": "swarm", "ConfigFrom": {"Network": "cfg"},
+     "ConfigOnly": false, "IPAM": {"Driver": "default", "Config": []}},
+    {"Name": "cfg", "Driver": "null", "Scope": "local", "ConfigFrom": {"Network": ""}, "ConfigOnly": true,
+     "IPAM": {"Driver": "smv:latest", "Config": [{"Subnet": "192.0.2.0/24"},
+                                                 {"Subnet": "2001:db8::/64", "Gateway": "2001:db8::1"}]}}
+  ])");
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].scope, "swarm");
+  EXPECT_EQ((*list)[0].config_from, "cfg");
+  EXPECT_FALSE((*list)[0].config_only);
+  EXPECT_TRUE((*list)[1].config_only);
+  EXPECT_EQ((*list)[1].ipam_driver, "smv:latest");
+  EXPECT_EQ((*list)[1].gateways, (std::vector<std::string>{"", "2001:db8::1"}));
+}
+
+TEST(EngineAnswers, SwarmInfoAndNodesGiveStateRoleAndNetworkPlugins) {
+  Result<SwarmView> manager = ParseSwarmInfo(R"({"Swarm": {"LocalNodeState": "active", "ControlAvailable": true}})");
+  ASSERT_TRUE(manager.ok());
+  EXPECT_EQ(manager->local_state, "active");
+  EXPECT_TRUE(manager->manager);
+  Result<SwarmView> alone = ParseSwarmInfo(R"({"Swarm": {"LocalNodeState": "inactive"}})");
+  ASSERT_TRUE(alone.ok());
+  EXPECT_FALSE(alone->manager);
+  Result<std::vector<SwarmNode>> nodes = ParseNodeList(R"([
+    {"Spec": {"Role": "manager", "Availability": "active"}, "Status": {"State": "ready"},
+     "Description": {"Hostname": "h1", "Engine": {"Plugins": [{"Type": "Network", "Name": "smv:latest"},
+                                                              {"Type": "Volume", "Name": "local"}]}}},
+    {"Spec": {"Role": "worker", "Availability": "drain"}, "Status": {"State": "down"}, "Description": {}}
+  ])");
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 2u);
+  EXPECT_EQ((*nodes)[0].hostname, "h1");
+  EXPECT_EQ((*nodes)[0].network_plugins, (std::vector<std::string>{"smv:latest"}));
+  EXPECT_EQ((*nodes)[1].role, "worker");
+  EXPECT_EQ((*nodes)[1].availability, "drain");
+  EXPECT_EQ((*nodes)[1].state, "down");
+  EXPECT_TRUE((*nodes)[1].network_plugins.empty());
+  EXPECT_FALSE(ParseNodeList("{}").ok());
+}
+
 }  // namespace
 }  // namespace smv::engine
