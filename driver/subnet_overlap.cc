@@ -3,7 +3,9 @@
 namespace smv::driver {
 
 bool ShareWire(const NetworkOptions& a, const NetworkOptions& b) {
-  return a.parent == b.parent && a.MacvlanParent() == b.MacvlanParent();
+  // The link the containers' links hang on is the wire: a link name is one link on a host, so
+  // -o parent=eth1 -o vlan=228 and -o parent=eth1.228 are one wire.
+  return a.MacvlanParent() == b.MacvlanParent();
 }
 
 std::vector<SubnetOverlap> OverlappingSubnets(const std::vector<Prefix>& subnets, const std::vector<Prefix>& others) {

@@ -1,7 +1,7 @@
 #pragma once
 // The one overlap rule: networks whose links share a wire need subnets that do not overlap.
-// DriverService::CreateNetwork refuses a network that would break it; the doctor (daemon/doctor.cc)
-// reports stored networks that do. Pure functions, unit-tested in tests/unit/driver.
+// DriverService::CreateNetwork refuses a network that would break it; the doctor
+// (daemon/cli/doctor_checks.cc) reports stored networks that do. Pure functions, unit-tested in tests/unit/driver.
 
 #include <vector>
 

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "daemon/plugin_registration.h"
+#include "driver/subnet_overlap.h"
 
 namespace smv::daemon {
 namespace {
@@ -66,33 +67,18 @@ void CheckNetworkLinks(nl::LinkOps& links, const driver::NetworkRecord& record, 
   }
 }
 
-// The pools of `record` (either family) that overlap `other`.
-std::vector<Prefix> PoolsOverlapping(const driver::NetworkRecord& record, const Prefix& other) {
-  std::vector<Prefix> out;
-  for (const auto* family : {&record.ipv4, &record.ipv6}) {
-    for (const driver::IpData& data : *family) {
-      if (data.pool.family() == other.family() && data.pool.Overlaps(other)) out.push_back(data.pool);
-    }
-  }
-  return out;
-}
-
 // Two of our networks on one parent (and VLAN) with overlapping subnets share one wire.
 void CheckOverlaps(const OurNetworks& networks, const NetworkLabel& label, std::vector<Check>& out) {
   for (size_t i = 0; i < networks.size(); ++i) {
     for (size_t j = i + 1; j < networks.size(); ++j) {
       const auto& [a, ao] = networks[i];
       const auto& [b, bo] = networks[j];
-      if (ao.MacvlanParent() != bo.MacvlanParent()) continue;
-      for (const auto* db : {&b.ipv4, &b.ipv6}) {
-        for (const driver::IpData& y : *db) {
-          for (const Prefix& x : PoolsOverlapping(a, y.pool)) {
-            out.push_back({"overlap", label(a.id), false,
-                           fmt::format("{} overlaps {} of {} on {}", x.ToString(), y.pool.ToString(), label(b.id),
-                                       ao.MacvlanParent()),
-                           "docker network rm " + label(b.id)});
-          }
-        }
+      if (!driver::ShareWire(ao, bo)) continue;
+      for (const driver::SubnetOverlap& o : driver::OverlappingSubnets(b.Subnets(), a.Subnets())) {
+        out.push_back({"overlap", label(a.id), false,
+                       fmt::format("{} overlaps {} of {} on {}", o.other.ToString(), o.subnet.ToString(), label(b.id),
+                                   ao.MacvlanParent()),
+                       "docker network rm " + label(b.id)});
       }
     }
   }
@@ -110,10 +96,10 @@ void CheckOverlapsWithDockerDrivers(const std::vector<DockerNetwork>& theirs_all
       for (const std::string& subnet : other.subnets) {
         std::optional<Prefix> theirs = Prefix::Parse(subnet);
         if (!theirs) continue;
-        for (const Prefix& pool : PoolsOverlapping(record, *theirs)) {
+        for (const driver::SubnetOverlap& o : driver::OverlappingSubnets(record.Subnets(), {*theirs})) {
           out.push_back({"overlap", label(record.id), false,
-                         fmt::format("{} overlaps {} of Docker's {} network {} on {}", pool.ToString(),
-                                     theirs->ToString(), other.driver, other.name, other.parent),
+                         fmt::format("{} overlaps {} of Docker's {} network {} on {}", o.subnet.ToString(),
+                                     o.other.ToString(), other.driver, other.name, other.parent),
                          "docker network rm " + other.name + "   (or move one network to another subnet)"});
         }
       }

@@ -25,8 +25,10 @@ TEST(ShareWireTest, SameParentAndSameVlanLinkShareAWire) {
   EXPECT_FALSE(ShareWire(On("eth1"), On("eth2")));
   EXPECT_FALSE(ShareWire(On("eth1"), On("eth1", 228)));  // untagged and VLAN 228: two wires
   EXPECT_FALSE(ShareWire(On("eth1", 228), On("eth1", 229)));
-  // One VLAN link name on two parents is two wires (CreateNetwork refuses the second's link).
-  EXPECT_FALSE(ShareWire(On("eth1", 228, "lan"), On("eth2", 228, "lan")));
+  // A VLAN link given as the parent is the wire a -o vlan network on its parent makes.
+  EXPECT_TRUE(ShareWire(On("eth1.228"), On("eth1", 228)));
+  // One link name is one link on a host, whichever parent each network names.
+  EXPECT_TRUE(ShareWire(On("eth1", 228, "lan"), On("eth2", 228, "lan")));
 }
 
 TEST(OverlappingSubnetsTest, ListsEachOverlappingPairInOrder) {
