@@ -5,9 +5,12 @@
 // write (compare-and-swap transactions), this client only carries them.
 //
 // Failure is never silent: an unreachable cluster or one without quorum is Code::kUnavailable
-// with a message that says so, and a transaction whose request went out but whose answer did not
-// come back is reported as such (its outcome is unknown: read back, never guess). etcd out of
-// space (its NOSPACE alarm) is Code::kResourceExhausted naming the alarm and the fix.
+// with a message "etcd: DETAIL" (the client knows etcd, not what its user keeps there: the user
+// adds that), and a transaction whose request went out but whose answer did not come back is
+// reported as such (its outcome is unknown: read back, never guess). etcd out of space (its
+// NOSPACE alarm) is Code::kResourceExhausted naming the alarm and the fix. No call throws: an
+// answer that is not JSON or has a field of the wrong type is Code::kInternal naming the field
+// (gateway_json.h), and it is not asked again (the same member would answer the same).
 //
 // Liveness: one attempt waits at most request_timeout for a member; a member that does not answer
 // in time (hung, cut off) or refuses the connection costs that attempt, and the call, and every

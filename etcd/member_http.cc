@@ -134,8 +134,6 @@ std::string Describe(const Reply& reply, const ClientOptions& options, const End
   return out;
 }
 
-Status EtcdUnavailable(const std::string& detail) {
-  return Unavailable(fmt::format("shared address store unavailable (etcd: {})", detail));
-}
+Status EtcdUnavailable(const std::string& detail) { return Unavailable(fmt::format("etcd: {}", detail)); }
 
 }  // namespace smv::etcd

@@ -52,7 +52,8 @@ Status Refusal(const Reply& reply, const std::string& path, const ClientOptions&
 // Why a member gave no usable answer, for the error once every member failed.
 std::string Describe(const Reply& reply, const ClientOptions& options, const Endpoint& e);
 
-// The client's one Unavailable.
+// The client's one Unavailable: "etcd: DETAIL". The client does not know what it stores: its
+// user says that once (the IPAM: "shared address store unavailable (etcd: DETAIL)").
 Status EtcdUnavailable(const std::string& detail);
 
 }  // namespace smv::etcd
