@@ -144,7 +144,9 @@ Result<std::string> KvClient::Call(const std::string& path, const std::string& b
 
 Reply KvClient::SendOnce(const Endpoint& member, const CallRequest& call, Millis left) const {
   return PostOnce(member, options_.tls,
-                  {.path = call.path, .body = call.body, .token = call.authenticating ? std::string() : token_},
+                  {.path = call.path,
+                   .body = call.body,
+                   .token = call.authenticating ? std::string_view() : std::string_view(token_)},
                   std::min(options_.connect_timeout, left), std::min(options_.request_timeout, left));
 }
 

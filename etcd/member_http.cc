@@ -70,7 +70,7 @@ Reply PostOnce(const Endpoint& e, const TlsFiles& tls, const Post& post, Millis 
   request.path = post.path;
   request.body = post.body;
   request.set_header("Content-Type", "application/json");
-  if (!post.token.empty()) request.set_header("Authorization", post.token);
+  if (!post.token.empty()) request.set_header("Authorization", std::string(post.token));
   // etcd's gateway sends every error answer chunked with a trailer, which this HTTP library
   // cannot parse (it reports a read error after the body). The body arrives through the
   // receiver first, so an error status with a body is still etcd's answer.

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <httplib.h>
 
@@ -32,10 +33,11 @@ struct Reply {
   Millis waited{0};
 };
 
+// One request; the views outlive the POST.
 struct Post {
-  std::string path;
-  std::string body;
-  std::string token;  // etcd's auth token; empty: none
+  std::string_view path;
+  std::string_view body;
+  std::string_view token;  // etcd's auth token; empty: none
 };
 
 // POSTs to `e`, connecting within `connect` and waiting at most `wait` for the answer.

@@ -1,6 +1,8 @@
 // KvClient's watch: one streamed POST on one member at a time, a check beside it that ends the
 // stream when its member stops answering, and the stops other threads ask for.
 
+#include "etcd/kv_client.h"
+
 #include <nlohmann/json.hpp>
 
 #include <condition_variable>
@@ -8,7 +10,6 @@
 #include <utility>
 
 #include "etcd/gateway_json.h"
-#include "etcd/kv_client.h"
 #include "etcd/member_http.h"
 #include "etcd/watch_stream.h"
 
@@ -126,7 +127,7 @@ void KvClient::CheckWatchedMember(std::stop_token stop, Endpoint member, std::st
   std::mutex mu;
   std::condition_variable_any wake;
   std::unique_lock lock(mu);
-  const Post read{.path = "/v3/kv/range", .body = std::move(probe), .token = std::move(token)};
+  const Post read{.path = "/v3/kv/range", .body = probe, .token = token};
   while (!wake.wait_for(lock, stop, options_.watch_check_interval, [] { return false; }) && !stop.stop_requested()) {
     const Reply reply = PostOnce(member, options_.tls, read, options_.connect_timeout, options_.request_timeout);
     // Any answer but a member's own failure (5xx) shows it alive: a refused token does not end
