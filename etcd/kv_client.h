@@ -5,9 +5,12 @@
 // write (compare-and-swap transactions), this client only carries them.
 //
 // Failure is never silent: an unreachable cluster or one without quorum is Code::kUnavailable
-// with a message that says so, and a transaction whose request went out but whose answer did not
-// come back is reported as such (its outcome is unknown: read back, never guess). etcd out of
-// space (its NOSPACE alarm) is Code::kResourceExhausted naming the alarm and the fix.
+// with a message "etcd: DETAIL" (the client knows etcd, not what its user keeps there: the user
+// adds that), and a transaction whose request went out but whose answer did not come back is
+// reported as such (its outcome is unknown: read back, never guess). etcd out of space (its
+// NOSPACE alarm) is Code::kResourceExhausted naming the alarm and the fix. No call throws: an
+// answer that is not JSON or has a field of the wrong type is Code::kInternal naming the field
+// (gateway_json.h), and it is not asked again (the same member would answer the same).
 //
 // Liveness: one attempt waits at most request_timeout for a member; a member that does not answer
 // in time (hung, cut off) or refuses the connection costs that attempt, and the call, and every
@@ -25,11 +28,13 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <variant>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/clock.h"
 #include "common/status.h"
 
 namespace httplib {
@@ -37,6 +42,9 @@ class Client;
 }
 
 namespace smv::etcd {
+
+struct Reply;       // one POST's reply (member_http.h)
+class WatchStream;  // a watch's stream of lines (watch_stream.h)
 
 struct Endpoint {
   std::string host;
@@ -184,10 +192,19 @@ class KvClient {
   const Endpoint& preferred() const;
 
  private:
-  struct WatchEnd;
+  struct CallRequest;   // what one call sends, and whether it may be sent again (kv_client.cc)
+  struct CallProgress;  // what one call's attempts came to so far (kv_client.cc)
+  struct WatchEnd;      // how one watch on one member ended (watch.cc)
+  struct WatchStops;    // who ended it (watch.cc)
   // POSTs `body` to `path`, trying members from the preferred one until the deadline.
   // `idempotent`: a request whose answer was lost may be sent again to another member.
   Result<std::string> Call(const std::string& path, const std::string& body, bool idempotent, Deadline deadline);
+  // One attempt at one member: it waits at most request_timeout and never past `left`.
+  Reply SendOnce(const Endpoint& member, const CallRequest& call, Millis left) const;
+  // After `member` failed: the next member, a pause once every member failed, or the call's end
+  // (non-OK) when no member could be reached for the grace.
+  Status PassOver(const Reply& reply, const Endpoint& member, Millis left, SteadyClock::time_point attempt_began,
+                  CallProgress& progress);
   // Call with a JSON request and answer.
   Result<nlohmann::json> CallJson(const std::string& path, const nlohmann::json& request, bool idempotent,
                                   Deadline deadline);
@@ -197,7 +214,13 @@ class KvClient {
   Status Authenticate(Deadline deadline);
   // One watch on the preferred member.
   WatchEnd WatchOnce(std::string_view prefix, int64_t start_revision, const WatchReceiver& receive);
+  // Makes `http` the connection StopWatch and InterruptWatch end; false when stopped for good.
+  bool BeginWatch(httplib::Client* http);
+  WatchStops FinishWatch();
+  // What the watch's end means for the caller: OK, or why it failed and whether its member did.
+  WatchEnd JudgeWatchEnd(const WatchStream& stream, const WatchStops& stops, const Endpoint& member) const;
   // Ends the watch in progress when its member stops answering reads (runs beside WatchOnce).
+  std::jthread CheckWatchedMemberEvery(const Endpoint& member, std::string_view prefix);
   void CheckWatchedMember(std::stop_token stop, Endpoint member, std::string token, std::string probe);
 
   ClientOptions options_;
