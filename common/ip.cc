@@ -102,4 +102,17 @@ std::string MacAddress::ToString() const {
                      bytes_[5]);
 }
 
+Result<HostPort> ParseHostPort(std::string_view text) {
+  constexpr int kMaxPort = 65535;
+  const size_t colon = text.rfind(':');
+  if (text.empty() || colon == std::string_view::npos || colon == 0) return InvalidArgument("HOST:PORT needed");
+  HostPort out{.host = std::string(text.substr(0, colon))};
+  const std::string_view port = text.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), out.port);
+  if (ec != std::errc() || end != port.data() + port.size() || out.port < 1 || out.port > kMaxPort) {
+    return InvalidArgument(fmt::format("port \"{}\" is not 1-65535", port));
+  }
+  return out;
+}
+
 }  // namespace smv

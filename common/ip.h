@@ -84,4 +84,13 @@ class MacAddress {
   std::array<uint8_t, 6> bytes_{};
 };
 
+// "HOST:PORT" as users write a listen address or an etcd member; an IPv6 HOST keeps its brackets
+// ("[2001:db8::1]:2379"). The one parser of the form; the error says what is wrong, and the
+// caller names its option.
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+Result<HostPort> ParseHostPort(std::string_view text);
+
 }  // namespace smv

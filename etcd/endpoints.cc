@@ -1,28 +1,22 @@
 // The one parser of the etcd address the user writes (etcd://HOST:PORT[,HOST:PORT...]) and the
 // prefix range end etcd expects.
 
-#include <charconv>
-
+#include "common/ip.h"
 #include "etcd/kv_client.h"
 
 namespace smv::etcd {
 namespace {
 
 constexpr std::string_view kScheme = "etcd://";
-constexpr int kMaxPort = 65535;
 
 // One "HOST:PORT" (an IPv6 HOST keeps its brackets); `refuse` words the error.
 template <typename Refuse>
 Result<Endpoint> ParseMember(std::string_view item, const Refuse& refuse) {
   const size_t colon = item.rfind(':');
   if (item.empty() || colon == std::string_view::npos || colon == 0) return refuse("each member needs HOST:PORT");
-  Endpoint e{.host = std::string(item.substr(0, colon))};
-  const std::string_view port = item.substr(colon + 1);
-  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), e.port);
-  if (ec != std::errc() || end != port.data() + port.size() || e.port < 1 || e.port > kMaxPort) {
-    return refuse(fmt::format("port \"{}\" is not 1-65535", port));
-  }
-  return e;
+  Result<HostPort> parsed = ParseHostPort(item);
+  if (!parsed.ok()) return refuse(parsed.status().message());
+  return Endpoint{.host = std::move(parsed->host), .port = parsed->port};
 }
 
 }  // namespace

@@ -33,7 +33,7 @@ db=${SMV_TIDY_BUILD_DIR:-build-tidy-db}
 cmake -S . -B "$db" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DCMAKE_UNITY_BUILD=ON -DBUILD_TESTING=OFF \
   -DSMV_BENCH=OFF -DSMV_FUZZ=OFF >/dev/null
 mapfile -t units < <(sed -n 's/^ *"file": "\(.*\)",\?$/\1/p' "$db/compile_commands.json")
-product='(common|daemon|driver|engine|identity|ipam)/'
+product='(common|daemon|driver|engine|etcd|identity|ipam)/'
 # A unity source includes the product's .cc files by their path here; the headers come in
 # through the build directory's per-library include folders (cmake/SmvLibrary.cmake).
 root=$(printf '%s' "$PWD" | sed 's/[][\\.*^$+?(){}|]/\\&/g')  # the path as a regex

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -19,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/ip.h"
 #include "common/metrics/metrics.h"
 #include "daemon/api/http_body.h"
 #include "daemon/api/wire.h"
@@ -188,21 +188,15 @@ Status PluginServer::Serve() {
 void PluginServer::Stop() { server_->stop(); }
 
 Result<std::pair<std::string, int>> MetricsServer::ParseListen(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
+  Result<HostPort> parsed = ParseHostPort(listen);
+  std::string host = parsed.ok() ? parsed->host : "";
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  int port = 0;
-  if (colon != std::string::npos) {
-    const std::string digits = listen.substr(colon + 1);
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-    if (ec != std::errc() || end != digits.data() + digits.size()) port = 0;
-  }
-  if (host.empty() || port < 1 || port > 65535) {
+  if (!parsed.ok() || host.empty()) {
     return InvalidArgument(fmt::format(
         "invalid value \"{}\" for --metrics-listen: want ADDRESS:PORT with a port of 1-65535 (e.g. 127.0.0.1:9414)",
         listen));
   }
-  return std::pair<std::string, int>(host, port);
+  return std::pair<std::string, int>(host, parsed->port);
 }
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::Listen(const std::string& listen, const PluginApi& api) {

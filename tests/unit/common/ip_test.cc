@@ -78,4 +78,19 @@ TEST(StatusTest, AnnotateAddsContextAndKeepsCode) {
 }
 
 }  // namespace
+TEST(HostPortTest, OneParserForListenAddressesAndEtcdMembers) {
+  Result<HostPort> v4 = ParseHostPort("127.0.0.1:9414");
+  ASSERT_TRUE(v4.ok());
+  EXPECT_EQ(v4->host, "127.0.0.1");
+  EXPECT_EQ(v4->port, 9414);
+  Result<HostPort> v6 = ParseHostPort("[2001:db8::1]:2379");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "[2001:db8::1]");  // brackets kept: each caller decides
+  EXPECT_EQ(ParseHostPort("etcd1").status().message(), "HOST:PORT needed");
+  EXPECT_EQ(ParseHostPort(":2379").status().message(), "HOST:PORT needed");
+  EXPECT_EQ(ParseHostPort("h:0").status().message(), "port \"0\" is not 1-65535");
+  EXPECT_EQ(ParseHostPort("h:65536").status().message(), "port \"65536\" is not 1-65535");
+  EXPECT_EQ(ParseHostPort("h:12x").status().message(), "port \"12x\" is not 1-65535");
+}
+
 }  // namespace smv
