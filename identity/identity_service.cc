@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <set>
 
 #include "common/log.h"
 #include "identity/swarm_name.h"
@@ -56,7 +57,11 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
     for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
     if (!past_create) candidates.push_back(&c);
   }
-  if (candidates.empty() || candidates.size() > kMaxCandidates) return "";  // nothing, or hopeless
+  // Swarm keeps a slot's exited tasks listed (task history, 5 by default), without an endpoint:
+  // they count once, under their slot's name, and answer their inspect at once.
+  std::set<std::string> slot_names;
+  for (const EngineContainer* c : candidates) slot_names.insert(ReservationName(c->name, c->labels));
+  if (candidates.empty() || slot_names.size() > kMaxCandidates || candidates.size() > kMaxInspects) return "";
   // Only a name with a reservation here can change the answer; without one, do not spend the
   // time an inspect of a starting container takes to time out.
   bool any_reserved = false;

@@ -68,6 +68,8 @@ class IdentityService {
   using Steady = std::chrono::steady_clock;
   // More starting containers than this on one network cannot be told apart in the budget.
   static constexpr size_t kMaxCandidates = 8;
+  // Containers inspected at most, exited swarm tasks of those names included.
+  static constexpr size_t kMaxInspects = 48;
   // The one container that asked for `address` on the network, or "".
   static std::string RequesterOfAddress(const std::vector<EngineContainer>& containers, const std::string& network_name,
                                         const std::string& address);

@@ -80,6 +80,20 @@ TEST_F(SwarmIdentityTest, RescheduledTaskComesBackOnItsSlotsAddress) {
   EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});  // nothing leaks
 }
 
+TEST_F(SwarmIdentityTest, ExitedTasksOfEarlierUpdatesDoNotHideTheStartingOne) {
+  Known("web.1", "192.0.2.150");
+  // Swarm's task history: 3 slots x 3 earlier tasks, exited, listed without an endpoint.
+  for (int slot = 1; slot <= 3; ++slot) {
+    for (int old = 0; old < 3; ++old) {
+      const std::string id = "old" + std::to_string(slot) + std::to_string(old);
+      StartingTask(id, "web", std::to_string(slot), std::string(24, 'a' + old) + std::to_string(slot));
+      engine_.starting.erase(id);  // exited: its inspect answers
+    }
+  }
+  StartingTask("new", "web", "1", "zzzzzzzzzzzzzzzzzzzzzzzz1");
+  EXPECT_EQ(Guess(), "web.1");
+}
+
 TEST_F(SwarmIdentityTest, GlobalTaskKeysOnItsNode) {
   StartingTask("c1", "mon", "ndu4jz6e8f1kq2w3e4r5t6y7u", "aaaaaaaaaaaaaaaaaaaaaaaa1");
   Result<std::string> first = Start(kEp1, "mon.ndu4jz6e8f1kq2w3e4r5t6y7u.aaaaaaaaaaaaaaaaaaaaaaaa1");
