@@ -260,6 +260,7 @@ for i in $(seq "$UPDATES"); do
   wait_tasks web "$REPLICAS"
   now=$(slot_addresses web)
   total=$((total + $(moved "$web" "$now")))
+  join <(echo "$web") <(echo "$now") | awk '$2 != $3 {print "# update '"$i"': slot " $1 " moved " $2 " -> " $3}' 
   [ "$(distinct "$now")" = "$REPLICAS" ] || fail "update $i: duplicate addresses: $now"
 done
 expect_eq "$total" 0 "$UPDATES x service update --force web: address changes over all slots"
@@ -310,4 +311,15 @@ expect_eq "$(distinct "$all")" "$((REPLICAS + 3))" "web and mon: $((REPLICAS + 3
 # Nothing leaked: one reservation per slot and per global task, however often they were replaced.
 book=$(reserved_names)
 expect_eq "$(grep -cE '^(web|mon)\.' <<<"$book")" "$((REPLICAS + 3))" "reservations ls: one reservation per slot, none per task id"
+
+# docker stack deploy of docs/examples/swarm-stack.yml (the busybox for its image): app_web.SLOT.
+sed -e 's|image: nginx:stable|image: smv-bb:latest\n    command: ["sleep", "3600"]\n    stop_grace_period: 1s|' \
+  "$(dirname "$0")/../../docs/examples/swarm-stack.yml" >"$DIR/stack.yml"
+d a stack deploy --resolve-image never -c "$DIR/stack.yml" app >/dev/null || fail "docker stack deploy app"
+wait_tasks app_web 3
+stack=$(slot_addresses app_web)
+expect_eq "$(distinct "$stack
+$(slot_addresses web)")" "$((REPLICAS + 3))" "docker stack deploy of docs/examples/swarm-stack.yml: 3 more distinct addresses"
+for _ in $(seq 50); do [ "$(reserved_names | grep -c '^app_web\.[123] ')" = 3 ] && break; sleep 0.2; done
+expect_eq "$(reserved_names | grep -c '^app_web\.[123] ')" 3 "reservations ls shows app_web.1 .. app_web.3"
 echo "# swarm e2e: $PASSED checks passed"
