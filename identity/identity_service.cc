@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <set>
 
 #include "common/log.h"
+#include "identity/swarm_name.h"
 
 namespace smv::identity {
 namespace {
@@ -35,7 +37,7 @@ std::string IdentityService::RequesterOfAddress(const std::vector<EngineContaine
   for (const EngineContainer& c : containers) {
     auto n = c.networks.find(network_name);
     if (n != c.networks.end() && n->second.ipam_v4 == address) {
-      found = c.name;
+      found = ReservationName(c.name, c.labels);
       ++matches;
     }
   }
@@ -55,12 +57,16 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
     for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
     if (!past_create) candidates.push_back(&c);
   }
-  if (candidates.empty() || candidates.size() > kMaxCandidates) return "";  // nothing, or hopeless
+  // Swarm keeps a slot's exited tasks listed (task history, 5 by default), without an endpoint:
+  // they count once, under their slot's name, and answer their inspect at once.
+  std::set<std::string> slot_names;
+  for (const EngineContainer* c : candidates) slot_names.insert(ReservationName(c->name, c->labels));
+  if (candidates.empty() || slot_names.size() > kMaxCandidates || candidates.size() > kMaxInspects) return "";
   // Only a name with a reservation here can change the answer; without one, do not spend the
   // time an inspect of a starting container takes to time out.
   bool any_reserved = false;
   for (const EngineContainer* c : candidates)
-    any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, c->name);
+    any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, ReservationName(c->name, c->labels));
   if (!any_reserved) return "";
   // An idle container answers its inspect in milliseconds; only a starting one blocks.
   const Millis wait = std::min(Left(deadline), options_.inspect_wait);
@@ -71,7 +77,7 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
   }
   std::vector<std::string> starting;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    if (!answers[i].get()) starting.push_back(candidates[i]->name);
+    if (!answers[i].get()) starting.push_back(ReservationName(candidates[i]->name, candidates[i]->labels));
   }
   if (starting.size() == 1) return starting.front();
   if (!starting.empty()) {
@@ -119,6 +125,31 @@ std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
   return "";
 }
 
+std::string IdentityService::ReservationNameOf(const std::string& name) {
+  if (!MayBeSwarmTaskName(name) || !healthy_.load()) return name;
+  std::optional<std::vector<EngineContainer>> listed;
+  Result<std::string> resolved = ResolveName(name, options_.request_budget, listed);
+  if (!resolved.ok()) {
+    healthy_ = false;
+    return name;
+  }
+  return *resolved;
+}
+
+Result<std::string> IdentityService::ResolveName(const std::string& name, Millis timeout,
+                                                 std::optional<std::vector<EngineContainer>>& listed) {
+  if (!MayBeSwarmTaskName(name)) return name;
+  if (!listed) {
+    Result<std::vector<EngineContainer>> containers = engine_.ListContainers(timeout);
+    if (!containers.ok()) return containers.status();
+    listed = std::move(*containers);
+  }
+  for (const EngineContainer& c : *listed) {
+    if (c.name == name) return ReservationName(c.name, c.labels);
+  }
+  return name;
+}
+
 Status IdentityService::AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name) {
   for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
     std::optional<Prefix> address = Prefix::Parse(cidr);
@@ -146,8 +177,16 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
   }
   for (const EngineEndpoint& e : network->endpoints) {
     if (e.endpoint_id != endpoint_id || e.name.empty()) continue;
-    spdlog::info("endpoint {} is container {}", ShortId(endpoint_id), e.name);
-    return AttachEndpointName(*endpoint, e.name);
+    std::optional<std::vector<EngineContainer>> listed;
+    Result<std::string> name = ResolveName(e.name, options_.join_timeout, listed);
+    if (!name.ok()) {  // a swarm task's slot is told by its labels: learned in the background
+      healthy_ = false;
+      spdlog::info("engine API not answering ({}); names are learned in the background", name.status().message());
+      return OkStatus();
+    }
+    spdlog::info("endpoint {} is container {}{}", ShortId(endpoint_id), e.name,
+                 *name == e.name ? "" : fmt::format(" (reserved as {})", *name));
+    return AttachEndpointName(*endpoint, *name);
   }
   return OkStatus();
 }
@@ -155,6 +194,7 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
 int IdentityService::LearnPendingNames() {
   int learned = 0;
   std::map<std::string, std::optional<EngineNetwork>> networks;  // inspected once per pass
+  std::optional<std::vector<EngineContainer>> listed;            // listed at most once per pass
   for (const driver::EndpointRecord& endpoint : driver_.Endpoints()) {
     if (!endpoint.container_name.empty() || endpoint.sandbox_key.empty()) continue;
     auto [it, fresh] = networks.try_emplace(endpoint.network_id);
@@ -165,7 +205,9 @@ int IdentityService::LearnPendingNames() {
     if (!it->second) continue;
     for (const EngineEndpoint& e : it->second->endpoints) {
       if (e.endpoint_id != endpoint.endpoint_id || e.name.empty()) continue;
-      if (Status s = AttachEndpointName(endpoint, e.name); s.ok()) {
+      Result<std::string> name = ResolveName(e.name, options_.learn_timeout, listed);
+      if (!name.ok()) return learned;  // the next pass tries again
+      if (Status s = AttachEndpointName(endpoint, *name); s.ok()) {
         ++learned;
       } else {
         spdlog::warn("container {}: {}", e.name, s.message());

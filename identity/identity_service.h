@@ -7,11 +7,14 @@
 //     address, a MAC seen before with a name, or the single starting candidate;
 //   * after a background pass (daemon/reconciler.h) found the engine answering again: names of
 //     endpoints that joined while it did not (dockerd start-up).
+// A swarm task's name is reserved as <service>.<slot> (identity/swarm_name.h), told by its labels.
 // Handlers never call the engine while it is known not to answer.
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "driver/driver_service.h"
@@ -42,6 +45,11 @@ class IdentityService {
   // The best-effort name of the container a RequestAddress without a name is for, or "".
   std::string GuessRequester(const ipam::AddressCall& call);
 
+  // The name a RequestAddress that carries `name` (Docker >= 29) is reserved under: `name` itself,
+  // without an engine call, unless it has a swarm task's shape; then the container's labels tell
+  // (one container list within the request budget). `name` when the engine does not answer.
+  std::string ReservationNameOf(const std::string& name);
+
   // After the driver's Join: learns the endpoint's container name and ties it to the address.
   // Fails (kFailedPrecondition) only when the address is reserved for another name. When the
   // engine does not answer the name is learned later in the background.
@@ -60,6 +68,8 @@ class IdentityService {
   using Steady = std::chrono::steady_clock;
   // More starting containers than this on one network cannot be told apart in the budget.
   static constexpr size_t kMaxCandidates = 8;
+  // Containers inspected at most, exited swarm tasks of those names included.
+  static constexpr size_t kMaxInspects = 48;
   // The one container that asked for `address` on the network, or "".
   static std::string RequesterOfAddress(const std::vector<EngineContainer>& containers, const std::string& network_name,
                                         const std::string& address);
@@ -67,6 +77,10 @@ class IdentityService {
   // reservation here, or "".
   std::string SingleStartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
                                       const EngineNetwork& network, Steady::time_point deadline);
+  // The reservation name of the container `name` (ReservationName), listing the containers into
+  // `listed` once when the name may be a swarm task's. Fails when the list fails.
+  Result<std::string> ResolveName(const std::string& name, Millis timeout,
+                                  std::optional<std::vector<EngineContainer>>& listed);
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
   EngineApi& engine_;
   ipam::IpamApi& ipam_;

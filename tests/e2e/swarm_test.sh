@@ -1,0 +1,325 @@
+#!/bin/bash
+# Swarm services on the managed plugin with addresses that stay (issue 30, docs/swarm.md): three
+# private dockerd 20.10 ("hosts" a, b, c: network namespaces whose eth1 hang on one switch, a
+# bridge in a fourth namespace that also holds the gateway 192.0.2.254 and a 3-member etcd on a
+# management network, 203.0.113.0/24), each with its own managed plugin instance and private
+# directories, all on one address book in etcd. a is the swarm manager, b and c join as workers.
+# Each host has a config-only network "cfg" of the plugin; the manager makes the swarm network
+# "swnet" from it; services use --endpoint-mode dnsrr. Checked: every task address distinct
+# across the hosts; each slot keeps its address across `service update --force` (serial), a
+# global service's task keeps its host's address; a drain, a scale down/up and a service rm +
+# create are measured (slots moved) and leak no reservation; tasks reach each other and the
+# gateway; `reservations ls` shows service.slot.
+# SWARM_REPLICAS (default 6) and SWARM_UPDATES (default 2) size it; the figures for docs/swarm.md
+# come from SWARM_REPLICAS=30 SWARM_UPDATES=20.
+# Needs root, dockerd 20.10, etcd. Everything it starts is ended by PID and every namespace, mount
+# and directory removed on exit, also on failure.
+# Usage: tests/e2e/swarm_test.sh build/static-macvlan build/package/plugin
+set -euo pipefail
+SMV=$(realpath "${1:?usage: swarm_test.sh STATIC-MACVLAN-BINARY PLUGIN-DIR}")
+PLUGIN_DIR=$(realpath "${2:?usage: swarm_test.sh STATIC-MACVLAN-BINARY PLUGIN-DIR}")
+[ -f "$PLUGIN_DIR/config.json" ] || { echo "swarm_test.sh: no $PLUGIN_DIR/config.json (scripts/package.sh)" >&2; exit 1; }
+REPLICAS=${SWARM_REPLICAS:-6}
+UPDATES=${SWARM_UPDATES:-2}
+ID=${E2E_ID:-smvs$$}
+DIR=$(mktemp -d "${E2E_TMP:-/var/tmp}/smv-swarm.XXXXXX")
+SW=$ID-sw
+HOSTS=(a b c)
+PASSED=0
+P=static-macvlan:latest
+STORE=etcd://203.0.113.254:23790,203.0.113.254:23792,203.0.113.254:23794
+DOCKER=/usr/bin/docker  # Debian's 20.10 client, matching the daemon
+
+ns() { echo "$ID-$1"; }
+in_ns() { local n=$1; shift; nsenter --net="/run/netns/$n" "$@"; }
+supervisor_pid() { cat "$DIR/$1/supervisor.pid" 2>/dev/null; }
+# Runs a command in host $1's private mount + network namespace (its dockerd and plugin).
+on() { local h=$1; shift; nsenter --target "$(supervisor_pid "$h")" --mount --net "$@"; }
+d() { local h=$1; shift; "$DOCKER" -H "unix://$DIR/$h/docker.sock" "$@"; }
+
+logs() {
+  local h
+  for h in "${HOSTS[@]}"; do
+    echo "----- host $h: dockerd log with the plugin's (tail) -----" >&2; tail -30 "$DIR/$h/dockerd.log" >&2 2>/dev/null
+  done
+  d a service ls >&2 2>/dev/null
+}
+fail() { echo "FAIL: $*" >&2; logs; exit 1; }
+pass() { PASSED=$((PASSED + 1)); echo "ok $PASSED - $* [${SECONDS}s]"; }
+expect_eq() { [ "$1" = "$2" ] || fail "$3: got \"$1\", want \"$2\""; pass "$3"; }
+
+teardown() {
+  local rc=$? h pid n
+  set +e
+  [ "$rc" -ne 0 ] && logs
+  if [ -n "${SWARM_KEEP_LOGS:-}" ]; then for h in "${HOSTS[@]}"; do cp "$DIR/$h/dockerd.log" "$SWARM_KEEP_LOGS/dockerd-$h.log"; done; fi
+  d a service ls -q 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DIR/a/docker.sock" service rm >/dev/null 2>&1
+  for h in "${HOSTS[@]}"; do
+    d "$h" ps -aq 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DIR/$h/docker.sock" rm -f >/dev/null 2>&1
+    d "$h" swarm leave -f >/dev/null 2>&1
+    d "$h" network ls -q --filter type=custom 2>/dev/null | xargs -r "$DOCKER" -H "unix://$DIR/$h/docker.sock" network rm >/dev/null 2>&1
+    d "$h" plugin disable -f "$P" >/dev/null 2>&1
+    d "$h" plugin rm -f "$P" >/dev/null 2>&1
+    pid=$(cat "$DIR/$h/dockerd.pid" 2>/dev/null) && kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in $(cat "$DIR"/etcd-*.pid 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
+  for pid in $(cat "$DIR"/*/dockerd.pid "$DIR"/etcd-*.pid 2>/dev/null); do
+    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+  done
+  for h in "${HOSTS[@]}"; do
+    [ -n "$(supervisor_pid "$h")" ] && kill "$(supervisor_pid "$h")" 2>/dev/null
+  done
+  # Anything still in a namespace of ours was started by this test (containerd, shims, plugin).
+  for n in "$SW" $(for h in "${HOSTS[@]}"; do ns "$h"; done); do
+    ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+  done
+  wait 2>/dev/null
+  for h in "${HOSTS[@]}"; do ip netns del "$(ns "$h")" 2>/dev/null; done
+  ip netns del "$SW" 2>/dev/null
+  grep -o " ${DIR}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$DIR"
+  exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+command -v dockerd >/dev/null || fail "dockerd is not installed (scripts/install-deps.sh --test)"
+command -v etcd >/dev/null || fail "etcd is not installed (scripts/install-deps.sh --test)"
+
+# --- the switch: br0 carries the containers' LAN, brm the hosts' management network ------------
+ip netns add "$SW"
+in_ns "$SW" ip link set lo up
+in_ns "$SW" ip link add br0 type bridge
+in_ns "$SW" ip link add brm type bridge
+in_ns "$SW" ip addr add 192.0.2.254/24 dev br0
+in_ns "$SW" ip addr add 203.0.113.254/24 dev brm
+in_ns "$SW" ip link set br0 up
+in_ns "$SW" ip link set brm up
+cluster=""
+for i in 0 1 2; do cluster+="${cluster:+,}m$i=http://203.0.113.254:$((23791 + 2 * i))"; done
+for i in 0 1 2; do
+  client=http://203.0.113.254:$((23790 + 2 * i))
+  peer=http://203.0.113.254:$((23791 + 2 * i))
+  # nsenter execs etcd, so $! is etcd itself.
+  nsenter --net="/run/netns/$SW" etcd --name "m$i" --data-dir "$DIR/etcd-m$i" --listen-client-urls "$client" \
+    --advertise-client-urls "$client" --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token smv-swarm-e2e \
+    --heartbeat-interval 100 --election-timeout 1000 >"$DIR/etcd-m$i.log" 2>&1 &
+  echo $! >"$DIR/etcd-m$i.pid"
+done
+for _ in $(seq 300); do
+  in_ns "$SW" curl -sf http://203.0.113.254:23790/health 2>/dev/null | grep -q '"true"' && break
+  sleep 0.1
+done
+in_ns "$SW" curl -sf http://203.0.113.254:23790/health | grep -q '"true"' || fail "etcd is not healthy"
+pass "a 3-member etcd cluster answers on the management network"
+
+# --- three hosts: eth1 on br0, mgmt on brm, a private /run/docker, dockerd ---------------------
+n=0
+for h in "${HOSTS[@]}"; do
+  n=$((n + 1))
+  mkdir -p "$DIR/$h/varlib"
+  ip netns add "$(ns "$h")"
+  in_ns "$(ns "$h")" ip link set lo up
+  in_ns "$(ns "$h")" ip link add eth1 type veth peer name "sw$h"
+  in_ns "$(ns "$h")" ip link add mgmt type veth peer name "mgmt-$h"
+  in_ns "$(ns "$h")" ip link set dev "sw$h" netns "/run/netns/$SW"
+  in_ns "$(ns "$h")" ip link set dev "mgmt-$h" netns "/run/netns/$SW"
+  in_ns "$SW" ip link set "sw$h" master br0 up
+  in_ns "$SW" ip link set dev "mgmt-$h" master brm up
+  in_ns "$(ns "$h")" ip link set eth1 up
+  in_ns "$(ns "$h")" ip addr add "203.0.113.$n/24" dev mgmt
+  in_ns "$(ns "$h")" ip link set mgmt up
+  # dockerd runs the managed plugin itself: its exec root /run/docker is a tmpfs private to the host.
+  mkdir -p /run/docker
+  in_ns "$(ns "$h")" unshare --mount --propagation private sh -c \
+    "mount -t tmpfs -o mode=0700 tmpfs /run/docker && echo \$\$ > $DIR/$h/supervisor.pid && exec sleep infinity" &
+  for _ in $(seq 100); do [ -s "$DIR/$h/supervisor.pid" ] && break; sleep 0.05; done
+  sleep 0.2
+  if [ -z "$(supervisor_pid "$h")" ] || ! on "$h" mountpoint -q /run/docker; then
+    fail "host $h: cannot isolate: no private tmpfs on /run/docker"
+  fi
+  on "$h" sh -c "exec dockerd --iptables=false --ip6tables=false --bridge=none --data-root $DIR/$h/data \
+      --exec-root /run/docker --pidfile $DIR/$h/dockerd.pidfile -H unix://$DIR/$h/docker.sock \
+      >>$DIR/$h/dockerd.log 2>&1 & echo \$! > $DIR/$h/dockerd.pid"
+done
+for h in "${HOSTS[@]}"; do
+  for _ in $(seq 600); do d "$h" version >/dev/null 2>&1 && break; sleep 0.1; done
+  d "$h" version >/dev/null 2>&1 || fail "host $h: dockerd did not answer within 60 s"
+  root=$DIR/$h/image
+  mkdir -p "$root/bin"
+  cp /bin/busybox "$root/bin/busybox"
+  for t in sh ping ip sleep nslookup; do ln -s busybox "$root/bin/$t"; done
+  tar -C "$root" -c . | d "$h" import - smv-bb:latest >/dev/null || fail "host $h: docker import"
+  # Each host: its own plugin instance, state directory and node name, on the fleet's book.
+  d "$h" plugin create "$P" "$PLUGIN_DIR" >/dev/null || fail "host $h: docker plugin create"
+  d "$h" plugin set "$P" engine.source="$DIR/$h/docker.sock" state-parent.source="$DIR/$h/varlib" \
+    SMV_STORE="$STORE" SMV_NODE_NAME="host-$h" SMV_RECONCILE_INTERVAL=1 SMV_LOG_LEVEL=debug ||
+    fail "host $h: docker plugin set"
+  d "$h" plugin enable "$P" >/dev/null || fail "host $h: docker plugin enable"
+done
+pass "three hosts, each with dockerd 20.10 and its own managed plugin on the shared book"
+
+# --- the swarm: a manages, b and c join as workers ---------------------------------------------
+d a swarm init --advertise-addr 203.0.113.1 --listen-addr 203.0.113.1:2377 >/dev/null || fail "swarm init on a"
+token=$(d a swarm join-token -q worker)
+n=1
+for h in b c; do
+  n=$((n + 1))
+  d "$h" swarm join --token "$token" --advertise-addr "203.0.113.$n" --listen-addr "203.0.113.$n:2377" \
+    203.0.113.1:2377 >/dev/null || fail "swarm join on $h"
+done
+for _ in $(seq 300); do
+  [ "$(d a node ls --format '{{.Status}}' | grep -c Ready)" = 3 ] && break
+  sleep 0.2
+done
+expect_eq "$(d a node ls --format '{{.Status}}' | grep -c Ready)" 3 "docker swarm init on a, join on b and c: 3 nodes ready"
+
+# --- a config-only network per host, the swarm network from it on the manager -----------------
+for h in "${HOSTS[@]}"; do
+  d "$h" network create --config-only --ipam-driver "$P" --subnet 192.0.2.0/24 --gateway 192.0.2.254 \
+    --ip-range 192.0.2.0/25 -o parent=eth1 cfg >/dev/null || fail "host $h: network create --config-only"
+done
+d a network create -d "$P" --scope swarm --config-from cfg swnet >/dev/null || fail "network create --scope swarm on a"
+pass "a config-only network on each host and the swarm network swnet from it"
+
+# "SLOT ADDRESS HOST" of each running task of service $1, over all hosts, by slot (a global
+# service's slot is its node id).
+slots() {
+  local h c
+  for h in "${HOSTS[@]}"; do
+    for c in $(d "$h" ps --filter "label=com.docker.swarm.service.name=$1" --format '{{.Names}}'); do
+      echo "$(cut -d. -f2 <<<"$c") $(d "$h" inspect -f '{{(index .NetworkSettings.Networks "swnet").IPAddress}}' "$c") $h"
+    done
+  done | sort -k1,1
+}
+slot_addresses() { slots "$1" | cut -d' ' -f1,2; }
+# Waits until service $1 has $2 running tasks, each with an address, and no task in transition.
+wait_tasks() {
+  local want=$2 got=""
+  for _ in $(seq 240); do
+    got=$(slots "$1")
+    if [ "$(grep -c ' 192\.0\.2\.' <<<"$got")" = "$want" ] &&
+      [ "$(d a service ps "$1" --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running')" = "$want" ] &&
+      [ "$(d a service ps "$1" --filter desired-state=shutdown --format '{{.CurrentState}}' | grep -vc -e '^Shutdown' -e '^Complete' -e '^Failed' -e '^Rejected')" = 0 ]; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  fail "service $1: not $want running tasks with addresses within 120 s: $(d a service ps --no-trunc "$1" | tail -8)"
+}
+# How many slots of $1 ("SLOT ADDRESS" lines) have another address in $2.
+moved() { join <(echo "$1") <(echo "$2") | awk '$2 != $3' | grep -c . || true; }
+distinct() { cut -d' ' -f2 <<<"$1" | sort -u | grep -c .; }
+service_create() {  # NAME [options]: a dnsrr service of the busybox on swnet
+  local name=$1; shift
+  d a service create --detach --quiet --no-resolve-image --name "$name" --endpoint-mode dnsrr --network swnet \
+    --update-parallelism 1 --restart-delay 1s --stop-grace-period 1s "$@" smv-bb:latest sleep 3600 >/dev/null || fail "service create $name"
+}
+# `reservations ls` of every host's plugin, one line per name (a host lists the book as far as it
+# has read it: its own names at once, the others' after its next catch-up).
+reserved_names() {
+  local h
+  for h in "${HOSTS[@]}"; do
+    on "$h" "$SMV" reservations ls --socket "/run/docker/plugins/$(d "$h" plugin inspect -f '{{.Id}}' "$P")/static-macvlan.sock"
+  done | grep -v '^NAME ' | sort -u -k1,1
+}
+
+service_create web --replicas "$REPLICAS"
+wait_tasks web "$REPLICAS"
+web=$(slot_addresses web)
+expect_eq "$(distinct "$web")" "$REPLICAS" "service web: $REPLICAS replicas on distinct addresses"
+expect_eq "$(slots web | cut -d' ' -f3 | sort -u | grep -c .)" 3 "web's tasks run on all three hosts"
+# Each slot's reservation at its task's address (a name is learned just after Join).
+all_reserved() {
+  local slot
+  for slot in $(seq "$REPLICAS"); do
+    grep -Eq "^web\.$slot +$(grep "^$slot " <<<"$web" | cut -d' ' -f2) " <<<"$book" || return 1
+  done
+}
+for _ in $(seq 50); do book=$(reserved_names) && all_reserved && break; sleep 0.2; done
+all_reserved || fail "reservations ls lacks a web.SLOT at its task's address: $book"
+pass "reservations ls shows web.1 .. web.$REPLICAS, each at its task's address"
+
+# Tasks reach each other across hosts and the gateway behind the wire.
+first_host=$(slots web | head -1 | cut -d' ' -f3)
+first=$(d "$first_host" ps -q --filter label=com.docker.swarm.service.name=web | head -1)
+for a in $(cut -d' ' -f2 <<<"$web"); do
+  d "$first_host" exec "$first" ping -c1 -W2 "$a" >/dev/null 2>&1 || [ "$a" = "$(d "$first_host" inspect -f '{{(index .NetworkSettings.Networks "swnet").IPAddress}}' "$first")" ] ||
+    fail "a task on $first_host cannot reach $a"
+done
+d "$first_host" exec "$first" ping -c1 -W2 192.0.2.254 >/dev/null || fail "a task cannot reach the gateway 192.0.2.254"
+pass "tasks reach each other across the hosts and the gateway 192.0.2.254"
+
+# update --force replaces one task at a time: each slot must come back on its address.
+total=0
+for i in $(seq "$UPDATES"); do
+  d a service update --detach --quiet --force web >/dev/null || fail "service update --force web ($i)"
+  sleep 1
+  wait_tasks web "$REPLICAS"
+  now=$(slot_addresses web)
+  total=$((total + $(moved "$web" "$now")))
+  join <(echo "$web") <(echo "$now") | awk '$2 != $3 {print "# update '"$i"': slot " $1 " moved " $2 " -> " $3}' 
+  [ "$(distinct "$now")" = "$REPLICAS" ] || fail "update $i: duplicate addresses: $now"
+done
+expect_eq "$total" 0 "$UPDATES x service update --force web: address changes over all slots"
+
+# A drain moves c's tasks to a and b at once (measured), then c comes back.
+d a node update --availability drain "$(d c info -f '{{.Swarm.NodeID}}')" >/dev/null
+sleep 2
+wait_tasks web "$REPLICAS"
+now=$(slot_addresses web)
+[ "$(slots web | grep -c ' c$' || true)" = 0 ] || fail "tasks still on the drained host c"
+[ "$(distinct "$now")" = "$REPLICAS" ] || fail "drain: duplicate addresses: $now"
+echo "# drain of c: $(moved "$web" "$now") of $REPLICAS slots moved address"
+pass "drain of host c: web's tasks run on a and b on distinct addresses"
+d a node update --availability active "$(d c info -f '{{.Swarm.NodeID}}')" >/dev/null
+web=$now
+
+d a service scale --detach web=2 >/dev/null 2>&1 || fail "scale web=2"
+wait_tasks web 2
+d a service scale --detach web="$REPLICAS" >/dev/null 2>&1 || fail "scale web=$REPLICAS"
+wait_tasks web "$REPLICAS"
+now=$(slot_addresses web)
+[ "$(distinct "$now")" = "$REPLICAS" ] || fail "scale: duplicate addresses: $now"
+echo "# scale $REPLICAS -> 2 -> $REPLICAS: $(moved "$web" "$now") of $REPLICAS slots moved address"
+pass "scale down to 2 and up to $REPLICAS: distinct addresses"
+web=$now
+
+d a service rm web >/dev/null
+for _ in $(seq 120); do [ -z "$(slots web)" ] && break; sleep 0.5; done
+service_create web --replicas "$REPLICAS"
+wait_tasks web "$REPLICAS"
+now=$(slot_addresses web)
+[ "$(distinct "$now")" = "$REPLICAS" ] || fail "re-create: duplicate addresses: $now"
+echo "# service rm + create: $(moved "$web" "$now") of $REPLICAS slots moved address"
+pass "service rm + create web: distinct addresses"
+
+# A global service: one task per host, which keeps its host's address over an update.
+service_create mon --mode global
+wait_tasks mon 3
+mon=$(slot_addresses mon)
+d a service update --detach --quiet --force mon >/dev/null || fail "service update --force mon"
+sleep 1
+wait_tasks mon 3
+expect_eq "$(moved "$mon" "$(slot_addresses mon)")" 0 "global service mon: each host's task keeps its address over update --force"
+all="$(slot_addresses web)
+$(slot_addresses mon)"
+expect_eq "$(distinct "$all")" "$((REPLICAS + 3))" "web and mon: $((REPLICAS + 3)) distinct addresses across the hosts"
+
+# Nothing leaked: one reservation per slot and per global task, however often they were replaced.
+book=$(reserved_names)
+expect_eq "$(grep -cE '^(web|mon)\.' <<<"$book")" "$((REPLICAS + 3))" "reservations ls: one reservation per slot, none per task id"
+
+# docker stack deploy of docs/examples/swarm-stack.yml (the busybox for its image): app_web.SLOT.
+sed -e 's|image: nginx:stable|image: smv-bb:latest\n    command: ["sleep", "3600"]\n    stop_grace_period: 1s|' \
+  "$(dirname "$0")/../../docs/examples/swarm-stack.yml" >"$DIR/stack.yml"
+d a stack deploy --resolve-image never -c "$DIR/stack.yml" app >/dev/null || fail "docker stack deploy app"
+wait_tasks app_web 3
+stack=$(slot_addresses app_web)
+expect_eq "$(distinct "$stack
+$(slot_addresses web)")" "$((REPLICAS + 3))" "docker stack deploy of docs/examples/swarm-stack.yml: 3 more distinct addresses"
+for _ in $(seq 50); do [ "$(reserved_names | grep -c '^app_web\.[123] ')" = 3 ] && break; sleep 0.2; done
+expect_eq "$(reserved_names | grep -c '^app_web\.[123] ')" 3 "reservations ls shows app_web.1 .. app_web.3"
+echo "# swarm e2e: $PASSED checks passed"

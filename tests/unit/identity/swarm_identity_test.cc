@@ -1,0 +1,214 @@
+// Swarm tasks keep their address by (service, slot); Docker 29's named RequestAddress needs no
+// engine call. On the fake engine, shaped as dockerd lists swarm task containers.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "daemon/api/wire.h"
+#include "identity/identity_service.h"
+#include "identity/swarm_name.h"
+#include "tests/support/identity_world.h"
+
+namespace smv::identity {
+namespace {
+
+using testing_world::kEp1;
+using testing_world::kEp2;
+using testing_world::kNet;
+
+std::map<std::string, std::string> TaskLabels(const std::string& service, const std::string& task_id) {
+  return {{"com.docker.swarm.service.name", service},
+          {"com.docker.swarm.task.name", service + ".x." + task_id},
+          {"com.docker.swarm.task.id", task_id}};
+}
+
+TEST(SwarmNameTest, TaskIdIsStrippedOnlyWhenTheLabelsSaySo) {
+  const std::string task = "xq3k1v0h2m9b8n7c6d5f4g3h2";  // swarm task ids: 25 base-36 characters
+  EXPECT_EQ(ReservationName("web.1." + task, TaskLabels("web", task)), "web.1");
+  EXPECT_EQ(ReservationName("web.ndu4jz6e8f1k.", TaskLabels("web", task)), "web.ndu4jz6e8f1k.");
+  EXPECT_EQ(ReservationName("mon.ndu4jz6e8f1k." + task, TaskLabels("mon", task)), "mon.ndu4jz6e8f1k");  // global
+  EXPECT_EQ(ReservationName("web.1." + task, {}), "web.1." + task);                                     // not a task
+  EXPECT_EQ(ReservationName("web.1.other", TaskLabels("web", task)), "web.1.other");      // not its task id
+  EXPECT_EQ(ReservationName("api.1." + task, TaskLabels("web", task)), "api.1." + task);  // not its service
+  EXPECT_EQ(ReservationName("web." + task, TaskLabels("web", task)), "web." + task);      // no slot
+  EXPECT_EQ(ReservationName("my.stack_web.2." + task, TaskLabels("my.stack_web", task)), "my.stack_web.2");
+}
+
+TEST(SwarmNameTest, OnlyThreePartNamesAreWorthALookup) {
+  EXPECT_TRUE(MayBeSwarmTaskName("web.1.xq3k1v0h2m9b8n7c6d5f4g3h2"));
+  EXPECT_FALSE(MayBeSwarmTaskName("web-1"));
+  EXPECT_FALSE(MayBeSwarmTaskName("web.1"));
+  EXPECT_FALSE(MayBeSwarmTaskName("web.1."));
+}
+
+class SwarmIdentityTest : public testing_world::IdentityWorld {
+ protected:
+  // A swarm task's container as dockerd lists it while the task starts.
+  void StartingTask(const std::string& id, const std::string& service, const std::string& slot,
+                    const std::string& task_id) {
+    engine_.containers.push_back(EngineContainer{id,
+                                                 service + "." + slot + "." + task_id,
+                                                 {{"lan", testing_world::EngineContainerNetwork{"", ""}}},
+                                                 TaskLabels(service, task_id)});
+    engine_.starting.insert(id);
+  }
+  // The task is running: the engine lists it with its endpoint and no longer blocks.
+  void Settled() {
+    engine_.starting.clear();
+    for (EngineContainer& c : engine_.containers) c.networks["lan"].endpoint_id = "joined";
+  }
+  std::vector<std::string> ReservedNames() {
+    std::vector<std::string> names;
+    for (const ipam::ReservationView& v : ipam_->ListReservations()) names.push_back(v.record.name);
+    return names;
+  }
+};
+
+TEST_F(SwarmIdentityTest, RescheduledTaskComesBackOnItsSlotsAddress) {
+  StartingTask("c1", "web", "1", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  Result<std::string> first = Start(kEp1, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web.1");
+  Stop(kEp1, *first);
+  Settled();  // the old task's container stays listed, exited
+  Idle("c9", "someone");
+  ASSERT_TRUE(ipam_->RequestAddress({pool_, "", false, "", "", ""}).ok());  // the next free address goes
+  StartingTask("c2", "web", "1", "bbbbbbbbbbbbbbbbbbbbbbbb2");              // update --force: a new task id
+  EXPECT_EQ(Guess(), "web.1");
+  EXPECT_EQ(*Start(kEp2, "web.1.bbbbbbbbbbbbbbbbbbbbbbbb2"), *first);
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});  // nothing leaks
+}
+
+TEST_F(SwarmIdentityTest, ExitedTasksOfEarlierUpdatesDoNotHideTheStartingOne) {
+  Known("web.1", "192.0.2.150");
+  // Swarm's task history: 3 slots x 3 earlier tasks, exited, listed without an endpoint.
+  for (int slot = 1; slot <= 3; ++slot) {
+    for (int old = 0; old < 3; ++old) {
+      const std::string id = "old" + std::to_string(slot) + std::to_string(old);
+      StartingTask(id, "web", std::to_string(slot), std::string(24, 'a' + old) + std::to_string(slot));
+      engine_.starting.erase(id);  // exited: its inspect answers
+    }
+  }
+  StartingTask("new", "web", "1", "zzzzzzzzzzzzzzzzzzzzzzzz1");
+  EXPECT_EQ(Guess(), "web.1");
+}
+
+TEST_F(SwarmIdentityTest, GlobalTaskKeysOnItsNode) {
+  StartingTask("c1", "mon", "ndu4jz6e8f1kq2w3e4r5t6y7u", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  Result<std::string> first = Start(kEp1, "mon.ndu4jz6e8f1kq2w3e4r5t6y7u.aaaaaaaaaaaaaaaaaaaaaaaa1");
+  ASSERT_TRUE(first.ok());
+  Stop(kEp1, *first);
+  Settled();
+  ASSERT_TRUE(ipam_->RequestAddress({pool_, "", false, "", "", ""}).ok());
+  StartingTask("c2", "mon", "ndu4jz6e8f1kq2w3e4r5t6y7u", "bbbbbbbbbbbbbbbbbbbbbbbb2");
+  EXPECT_EQ(*Start(kEp2, "mon.ndu4jz6e8f1kq2w3e4r5t6y7u.bbbbbbbbbbbbbbbbbbbbbbbb2"), *first);
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"mon.ndu4jz6e8f1kq2w3e4r5t6y7u"});
+}
+
+TEST_F(SwarmIdentityTest, PreassignedSlotIsTakenByItsFirstTask) {
+  Known("web.2", "192.0.2.200");  // reservations reserve web.2 192.0.2.200 before the deploy
+  StartingTask("c1", "web", "2", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  EXPECT_EQ(*Start(kEp1, "web.2.aaaaaaaaaaaaaaaaaaaaaaaa1"), "192.0.2.200/24");
+}
+
+TEST_F(SwarmIdentityTest, DottedNameWithoutTaskLabelsKeepsItsName) {
+  Idle("c1", "db.prod.local");
+  Result<std::string> a = Start(kEp1, "db.prod.local");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"db.prod.local"});
+}
+
+TEST_F(SwarmIdentityTest, TaskJoinedWhileTheEngineDoesNotAnswerIsLearnedAsItsSlot) {
+  StartingTask("c1", "web", "1", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  ipam::AddressCall call{pool_, "", false, "", "", ""};
+  Result<std::string> address = ipam_->RequestAddress(call);
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *address, "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
+  engine_.networks[kNet].endpoints.push_back({kEp1, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1"});
+  engine_.answering = false;  // dockerd starting: the name is learned by the background pass
+  EXPECT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
+  EXPECT_TRUE(ReservedNames().empty());
+  engine_.answering = true;
+  EXPECT_EQ(identity_->LearnPendingNames(), 1);
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
+}
+
+// Docker >= 29: RequestAddress carries com.docker.network.endpoint.name. The daemon's handler
+// guesses only when it is absent; this is its flow on the decoded call.
+class Docker29Test : public SwarmIdentityTest {
+ protected:
+  // The address as "a.b.c.d/len", or "" when refused.
+  std::string AddressAs29(const std::string& name) {
+    Result<std::string> address = RequestAs29(name);
+    return address.ok() ? *address : "";
+  }
+  Result<std::string> RequestAs29(const std::string& name) {
+    Result<ipam::AddressCall> call = api::wire::DecodeRequestAddress(nlohmann::json{
+        {"PoolID", pool_},
+        {"Address", ""},
+        {"Options", {{"com.docker.network.endpoint.name", name}, {"com.docker.network.endpoint.macaddress", ""}}}});
+    if (!call.ok()) return call.status();
+    if (call->name.empty()) call->hint_name = identity_->GuessRequester(*call);
+    call->name = identity_->ReservationNameOf(call->name);
+    return ipam_->RequestAddress(*call);
+  }
+};
+
+TEST_F(Docker29Test, NamedRequestIsUsedDirectlyWithoutEngineCall) {
+  Starting("c1", "web-0");
+  const int before = engine_.calls;
+  Result<std::string> first = RequestAs29("/web-0");
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(ipam_->ReleaseAddress(pool_, first->substr(0, first->find('/'))).ok());
+  EXPECT_EQ(*RequestAs29("/web-0"), *first);
+  EXPECT_EQ(engine_.calls, before);
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web-0"});
+}
+
+TEST_F(Docker29Test, ParallelNamedStartsEachKeepTheirAddress) {
+  constexpr int kStarts = 8;
+  auto start_all = [this] {
+    std::vector<std::string> got(kStarts);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kStarts; ++i) {
+      threads.emplace_back([this, i, &got] { got[i] = AddressAs29("app-" + std::to_string(i)); });
+    }
+    for (std::thread& t : threads) t.join();
+    return got;
+  };
+  const int before = engine_.calls;
+  std::vector<std::string> first = start_all();
+  EXPECT_EQ(std::set<std::string>(first.begin(), first.end()).size(), size_t{kStarts});  // distinct
+  for (const std::string& a : first) ASSERT_TRUE(ipam_->ReleaseAddress(pool_, a.substr(0, a.find('/'))).ok());
+  EXPECT_EQ(start_all(), first);  // all at once again: each name on its own address
+  EXPECT_EQ(engine_.calls, before);
+}
+
+TEST_F(Docker29Test, ParallelSwarmTasksKeepTheirSlots) {
+  constexpr int kSlots = 6;
+  auto start_all = [this](char round) {
+    engine_.containers.clear();
+    std::vector<std::string> names;
+    for (int slot = 1; slot <= kSlots; ++slot) {
+      const std::string task_id = std::string(24, round) + std::to_string(slot);
+      StartingTask("c" + std::to_string(slot) + round, "web", std::to_string(slot), task_id);
+      names.push_back("web." + std::to_string(slot) + "." + task_id);
+    }
+    std::vector<std::string> got(kSlots);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kSlots; ++i) {
+      threads.emplace_back([this, i, &got, &names] { got[i] = AddressAs29(names[i]); });
+    }
+    for (std::thread& t : threads) t.join();
+    return got;
+  };
+  std::vector<std::string> first = start_all('a');
+  EXPECT_EQ(std::set<std::string>(first.begin(), first.end()).size(), size_t{kSlots});
+  for (const std::string& a : first) ASSERT_TRUE(ipam_->ReleaseAddress(pool_, a.substr(0, a.find('/'))).ok());
+  EXPECT_EQ(start_all('b'), first);  // a new task id per slot, the same addresses
+  EXPECT_EQ(ReservedNames().size(), size_t{kSlots});
+}
+
+}  // namespace
+}  // namespace smv::identity
