@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "identity/swarm_name.h"
 
 namespace smv::daemon {
 
@@ -257,7 +258,11 @@ Reconciler::PassReport Reconciler::PassOnce() {
   // Reservation lifetime: a compose re-create renames the old container to <id12>_<name> first,
   // so only names no container carries count as gone.
   std::vector<std::string> present;
-  for (const engine::EngineContainer& c : *containers) present.push_back(c.name);
+  for (const engine::EngineContainer& c : *containers) {
+    present.push_back(c.name);
+    // A swarm task's reservation is its slot's (identity/swarm_name.h), which no container is named.
+    if (std::string slot = identity::ReservationName(c.name, c.labels); slot != c.name) present.push_back(slot);
+  }
   Result<std::vector<std::string>> released = ipam_.ApplyPresence(present);
   if (released.ok()) {
     report.reservations_released = static_cast<int>(released->size());
