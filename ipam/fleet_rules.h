@@ -36,7 +36,6 @@ class BookRules {
  public:
   virtual ~BookRules() = default;
   static std::unique_ptr<BookRules> For(bool shared_book);
-  virtual bool shared() const = 0;
   // Adds to `batch` the reads its writes were decided on, and the writes other nodes' rules
   // compare. Called once for each batch, before it is queued for commit.
   virtual void Complete(IpamBatch& batch, const BookView& view) const = 0;
