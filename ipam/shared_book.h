@@ -36,7 +36,7 @@ class SharedBook {
   // commit would compare (another node may have written them since the last load).
   virtual Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name) = 0;
   // From now on commits compare the keys of `read` at the revisions it saw. Called only when
-  // memory takes `read` in (under the service's mutex, no commit pending): a read that moved the
+  // memory takes `read` in (under the store mirror's mutex, no commit pending): a read that moved the
   // compares on by itself would let a decision made on older memory pass them.
   virtual void AdoptRead(const NameRecords& read) = 0;
   // The pool record as the store holds it now (nullopt: none), for a look that decides nothing a
