@@ -5,6 +5,7 @@
 #include <exception>
 #include <iterator>
 
+#include "common/clock.h"
 #include "common/metrics/metrics.h"
 
 namespace smv::ipam {
@@ -66,14 +67,13 @@ Status CommitQueue::WaitDurable(uint64_t ticket) {
     const uint64_t group_last = resolved_ + group.size();
     lock.unlock();
     Status written;
-    const auto started = std::chrono::steady_clock::now();
+    const auto started = SteadyClock::now();
     try {
       written = store_.ApplyAll(group);
     } catch (const std::exception& e) {  // a leader that throws would leave committing_ set forever
       written = Internal(fmt::format("save address state: {}", e.what()));
     }
-    metrics::ObserveStoreCommit(store_.shared() ? "etcd" : "lmdb", CodeName(written.code()),
-                                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    metrics::ObserveStoreCommit(store_kind_, CodeName(written.code()), SecondsSince(started));
     lock.lock();
     committing_ = false;
     ++commits_;

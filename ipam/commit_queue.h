@@ -15,6 +15,7 @@
 #include <functional>
 #include <mutex>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -28,7 +29,9 @@ class CommitQueue {
   // never sent); must take the service mutex and call FailQueuedLocked.
   using FailureHandler = std::function<void(const Status&, std::span<const IpamBatch> sent)>;
 
-  CommitQueue(IpamStore& store, FailureHandler on_failure) : store_(store), on_failure_(std::move(on_failure)) {}
+  // `store_kind` labels the commit metrics ("lmdb", "etcd").
+  CommitQueue(IpamStore& store, FailureHandler on_failure, std::string_view store_kind = "lmdb")
+      : store_(store), on_failure_(std::move(on_failure)), store_kind_(store_kind) {}
 
   // Caller holds the service mutex. Returns the batch's ticket (tickets grow by one).
   uint64_t Enqueue(IpamBatch batch);
@@ -55,6 +58,7 @@ class CommitQueue {
 
   IpamStore& store_;
   FailureHandler on_failure_;
+  std::string_view store_kind_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
   std::vector<IpamBatch> queue_;  // tickets resolved_ + 1 ... last_ticket_, in order

@@ -23,7 +23,7 @@ using std::chrono::milliseconds;
 Status EtcdIpamStore::ApplyAll(std::span<const IpamBatch> batches) {
   if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");
   // Refused before anything is sent: this commit's outcome is known (not applied).
-  return unavailable_.Run(mu_, [&] { return ApplyAllLocked(batches); });
+  return Guarded([&] { return ApplyAllLocked(batches); });
 }
 
 std::map<std::string, std::optional<std::string>> EtcdIpamStore::PlanWrites(std::span<const IpamBatch> batches,
@@ -190,8 +190,9 @@ Result<int64_t> EtcdIpamStore::CommitLocked(const etcd::Txn& txn, const std::str
   Result<std::optional<int64_t>> applied = FenceUnless(commit_id, Left(until));
   fence_needed_ = !applied.ok();
   if (!applied.ok() && applied.status().code() == Code::kUnavailable) {
-    // Settled by the reload that follows any failed commit (Load fences first).
-    return Unavailable(fmt::format("{}; refusing to allocate to avoid duplicate addresses", done.status().message()));
+    // Settled by the reload that follows any failed commit (Load fences first). The service
+    // refuses the change with this answer (RefusingToAllocate).
+    return done.status();
   }
   if (!applied.ok()) return applied.status();
   if (!applied->has_value()) {

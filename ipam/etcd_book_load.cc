@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ipam/records.h"
+#include "ipam/stop_wait.h"
 
 namespace smv::ipam {
 
@@ -28,7 +29,7 @@ namespace {
 class BookDecoder {
  public:
   BookDecoder(const BookKeys& keys, IpamLoadSink& sink, ReservationIndex& index)
-      : keys_(keys), where_("etcd " + keys.prefix), sink_(sink), index_(index) {}
+      : keys_(keys), sink_(sink), index_(index) {}
   // False when the key was skipped (`why` says why).
   bool Add(std::string_view key, const std::string& value, Status& why) {
     why = Decode(key, value);
@@ -45,15 +46,15 @@ class BookDecoder {
  private:
   Status Decode(std::string_view key, const std::string& value) {
     if (key.starts_with(keys_.pools)) {
-      Result<PoolRecord> r = records::DecodePool(where_ + "pool/", key.substr(keys_.pools.size()), value);
+      Result<PoolRecord> r = records::DecodePool(BookKeys::Where(keys_.pools), key.substr(keys_.pools.size()), value);
       if (!r.ok()) return r.status();
       sink_.OnPool(std::move(r).value());
     } else if (key.starts_with(keys_.leases)) {
       const std::string_view lease_key = key.substr(keys_.leases.size());
-      Result<LeaseRecord> r = records::DecodeLease(where_ + "lease/", lease_key, value);
+      Result<LeaseRecord> r = records::DecodeLease(BookKeys::Where(keys_.leases), lease_key, value);
       if (!r.ok()) {
         // Its address stays taken: held by a record no node can read, until fsck's user fixes it.
-        if (auto at = records::ParseLeaseKey(where_ + "lease/", lease_key); at.ok()) {
+        if (auto at = records::ParseLeaseKey(BookKeys::Where(keys_.leases), lease_key); at.ok()) {
           held_.push_back(LeaseRecord{.pool_id = at->first,
                                       .address = at->second,
                                       .lease = {.node = std::string(kUndecodableHolder)},
@@ -64,7 +65,7 @@ class BookDecoder {
       held_.push_back(std::move(r).value());
     } else if (key.starts_with(keys_.reservations)) {
       Result<ReservationRecord> r =
-          records::DecodeReservation(where_ + "reservation/", key.substr(keys_.reservations.size()), value);
+          records::DecodeReservation(BookKeys::Where(keys_.reservations), key.substr(keys_.reservations.size()), value);
       if (!r.ok()) {
         unreadable_reservations_.emplace(key);
         return r.status();
@@ -72,8 +73,8 @@ class BookDecoder {
       index_.reserved_at[std::string(key)] = keys_.ReservedAddress(r->pool_id, r->address);
       reserved_.push_back(std::move(r).value());
     } else if (key.starts_with(keys_.reserved_addresses)) {
-      Result<std::string> name =
-          records::DecodeReservedAddress(where_ + "address/", key.substr(keys_.reserved_addresses.size()), value);
+      Result<std::string> name = records::DecodeReservedAddress(BookKeys::Where(keys_.reserved_addresses),
+                                                                key.substr(keys_.reserved_addresses.size()), value);
       if (!name.ok()) return name.status();
       index_.name_at[std::string(key)] = std::move(name).value();
     }  // node/ keys and the layout are not address records
@@ -86,7 +87,7 @@ class BookDecoder {
   void KeepUnreadableReservationsTaken() {
     if (unreadable_reservations_.empty()) return;
     for (const auto& [address_key, name] : index_.name_at) {
-      auto at = records::ParseLeaseKey(where_ + "address/",
+      auto at = records::ParseLeaseKey(BookKeys::Where(keys_.reserved_addresses),
                                        std::string_view(address_key).substr(keys_.reserved_addresses.size()));
       if (!at.ok() || !unreadable_reservations_.contains(keys_.Reservation(at->first, name))) continue;
       reserved_unreadably_[address_key] = name;
@@ -100,7 +101,6 @@ class BookDecoder {
   }
 
   const BookKeys& keys_;
-  const std::string where_;
   IpamLoadSink& sink_;
   ReservationIndex& index_;
   std::vector<LeaseRecord> held_;
@@ -111,7 +111,7 @@ class BookDecoder {
 }  // namespace
 
 Status EtcdIpamStore::LoadInto(IpamLoadSink& sink) {
-  return unavailable_.Run(mu_, [&] { return LoadIntoLocked(sink); });
+  return Guarded([&] { return LoadIntoLocked(sink); });
 }
 
 Status EtcdIpamStore::LoadIntoLocked(IpamLoadSink& sink) {
@@ -192,7 +192,7 @@ Status EtcdIpamStore::MigrateLocked(const etcd::RangeResult& book, Clock::time_p
   for (const etcd::KeyValue& kv : book.kvs) {
     if (!kv.key.starts_with(keys_.reservations)) continue;
     Result<ReservationRecord> r = records::DecodeReservation(
-        "etcd " + keys_.reservations, std::string_view(kv.key).substr(keys_.reservations.size()), kv.value);
+        BookKeys::Where(keys_.reservations), std::string_view(kv.key).substr(keys_.reservations.size()), kv.value);
     if (!r.ok()) continue;  // skipped by every load: fsck lists it
     const std::string address_key = keys_.ReservedAddress(r->pool_id, r->address);
     if (seen.contains(address_key)) continue;  // indexed, or reserved twice already (fsck lists it)
@@ -219,9 +219,10 @@ Status EtcdIpamStore::MigrateLocked(const etcd::RangeResult& book, Clock::time_p
 bool EtcdIpamStore::LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status& decoded) {
   std::unique_lock lock(mirror_mu_);
   if (watch_client_ == nullptr) return false;
+  const std::stop_token stop = watcher_.get_stop_token();
   const bool reached = mirror_moved_.wait_for(
-      lock, kMirrorWait, [&] { return stopping_ || (mirror_live_ && mirror_revision_ >= at_least); });
-  if (!reached || stopping_) return false;
+      lock, kMirrorWait, [&] { return stop.stop_requested() || (mirror_live_ && mirror_revision_ >= at_least); });
+  if (!reached || stop.stop_requested()) return false;
   // Released by another host (its mark in this node's commit key): the full load fences, and says so.
   if (auto own = mirror_.find(CommitKey()); own != mirror_.end() && own->second.value.starts_with(kReleasedMark)) {
     return false;
@@ -242,7 +243,11 @@ bool EtcdIpamStore::LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status&
 void EtcdIpamStore::StartWatch() {
   if (watch_client_ != nullptr) return;
   watch_client_ = std::make_unique<etcd::KvClient>(client_.options());
-  watcher_ = std::thread([this] { FollowBook(); });
+  watcher_ = std::jthread([this](std::stop_token stop) {
+    // A stop ends the watch in progress at once: it may be waiting for the book's next change.
+    const std::stop_callback end_watch(stop, [this] { watch_client_->StopWatch(); });
+    FollowBook(stop);
+  });
 }
 
 void EtcdIpamStore::PauseWatch(bool paused) {
@@ -253,23 +258,23 @@ void EtcdIpamStore::PauseWatch(bool paused) {
   if (paused && watch_client_ != nullptr) watch_client_->InterruptWatch();
 }
 
-void EtcdIpamStore::FollowBook() {
+void EtcdIpamStore::FollowBook(std::stop_token stop) {
   etcd::KvClient& client = *watch_client_;
   bool listed = false;
   auto paused = [&] {
     std::scoped_lock lock(mirror_mu_);
     return watch_paused_;
   };
-  while (!stopping_) {
+  while (!stop.stop_requested()) {
     if (paused()) {
-      std::this_thread::sleep_for(milliseconds(20));
+      StopRequestedWithin(stop, milliseconds(20));
       continue;
     }
     if (!listed) {
       Result<etcd::RangeResult> all = client.GetPrefix(options_.prefix);
       if (!all.ok()) {
         spdlog::debug("listing the shared address book for its mirror failed: {}", all.status().message());
-        std::this_thread::sleep_for(kRelistPause);
+        StopRequestedWithin(stop, kRelistPause);
         continue;
       }
       std::scoped_lock lock(mirror_mu_);
@@ -287,7 +292,7 @@ void EtcdIpamStore::FollowBook() {
     }
     Status ended = client.Watch(options_.prefix, from, [&](std::vector<etcd::WatchEvent> batch) {
       std::scoped_lock lock(mirror_mu_);
-      if (stopping_ || watch_paused_) return false;
+      if (stop.stop_requested() || watch_paused_) return false;
       for (etcd::WatchEvent& e : batch) {
         if (e.deleted) {
           mirror_.erase(e.kv.key);
@@ -299,14 +304,14 @@ void EtcdIpamStore::FollowBook() {
       mirror_moved_.notify_all();
       return true;
     });
-    if (stopping_) break;
+    if (stop.stop_requested()) break;
     if (ended.code() == Code::kAborted) {  // compacted past what the mirror has: list again
       spdlog::info("the mirror of the shared address book lists it again: {}", ended.message());
       std::scoped_lock lock(mirror_mu_);
       mirror_live_ = listed = false;
     } else if (!ended.ok()) {
       spdlog::debug("the watch of the shared address book broke; watching again: {}", ended.message());
-      std::this_thread::sleep_for(kRewatchPause);
+      StopRequestedWithin(stop, kRewatchPause);
     }
   }
 }

@@ -112,10 +112,6 @@ std::string EtcdIpamStore::RecordAt(const BookKeys& keys, std::string_view key) 
   return "a record";
 }
 
-std::chrono::milliseconds EtcdIpamStore::Left(Clock::time_point until) {
-  return std::max(kMinResolveTime, std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()));
-}
-
 EtcdIpamStore::EtcdIpamStore(etcd::KvClient& client, EtcdStoreOptions options)
     : client_(client), options_(std::move(options)), keys_(options_.prefix) {
   std::random_device random;
@@ -136,8 +132,7 @@ std::string EtcdIpamStore::NextCommitId() { return fmt::format("{}:{}", instance
 Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view applied_id, milliseconds budget) {
   const auto until = Clock::now() + budget;
   const std::string key = CommitKey();
-  Status last = Unavailable(
-      fmt::format("shared address store unavailable (etcd: no answer for {} within {} ms)", key, budget.count()));
+  Status last = Unavailable(fmt::format("etcd: no answer for {} within {} ms", key, budget.count()));
   for (int attempt = 0; attempt < kFenceAttempts && (attempt == 0 || Clock::now() < until); ++attempt) {
     Result<etcd::RangeResult> seen = client_.Get(key, Left(until));
     if (!seen.ok()) return seen.status();
@@ -167,24 +162,22 @@ Result<std::optional<int64_t>> EtcdIpamStore::FenceUnless(std::string_view appli
 }
 
 EtcdIpamStore::~EtcdIpamStore() {
-  stopping_ = true;
-  if (watch_client_ != nullptr) watch_client_->StopWatch();
+  watcher_.request_stop();  // ends its watch too (StartWatch)
   {
     std::scoped_lock lock(mirror_mu_);
     mirror_moved_.notify_all();
   }
-  if (watcher_.joinable()) watcher_.join();
+  watcher_ = {};  // joins
 }
 
 Result<IpamSnapshot> EtcdIpamStore::Load() { return CollectLoad(); }
 
 Result<NameRecords> EtcdIpamStore::ReadName(const std::string& pool_id, const std::string& name) {
-  return unavailable_.Run(mu_, [&] { return ReadNameLocked(pool_id, name); });
+  return Guarded([&] { return ReadNameLocked(pool_id, name); });
 }
 
 Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, const std::string& name) {
   const auto until = Clock::now() + kCallBudget;
-  const std::string where = "etcd " + options_.prefix;
   NameRecords out;
   // Reads one key and keeps its revision in `out` (0: absent) for AdoptRead.
   auto read = [&](const std::string& key) -> Result<std::optional<std::string>> {
@@ -195,10 +188,11 @@ Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, co
     return std::optional<std::string>(got->kvs.front().value);
   };
   const std::string reservation_key = records::ReservationKey(pool_id, name);
-  Result<std::optional<std::string>> reservation = read(options_.prefix + "reservation/" + reservation_key);
+  Result<std::optional<std::string>> reservation = read(keys_.reservations + reservation_key);
   if (!reservation.ok()) return reservation.status();
   if (!*reservation) return out;
-  Result<ReservationRecord> r = records::DecodeReservation(where + "reservation/", reservation_key, **reservation);
+  Result<ReservationRecord> r =
+      records::DecodeReservation(BookKeys::Where(keys_.reservations), reservation_key, **reservation);
   if (!r.ok()) return r.status();
   out.reservation = std::move(r).value();
   // Who reserves that address, too: a lease this node then decides on compares it as read.
@@ -207,14 +201,15 @@ Result<NameRecords> EtcdIpamStore::ReadNameLocked(const std::string& pool_id, co
   if (!holder.ok()) return holder.status();
   out.reserved_at.emplace(keys_.Reservation(pool_id, name), address_key);
   if (*holder) {
-    Result<std::string> held_by = records::DecodeReservedAddress(where + "address/", address_key, **holder);
+    Result<std::string> held_by =
+        records::DecodeReservedAddress(BookKeys::Where(keys_.reserved_addresses), address_key, **holder);
     if (held_by.ok()) out.holder = std::move(held_by).value();
   }
   const std::string lease_key = records::LeaseKey(pool_id, out.reservation->address);
-  Result<std::optional<std::string>> lease = read(options_.prefix + "lease/" + lease_key);
+  Result<std::optional<std::string>> lease = read(keys_.leases + lease_key);
   if (!lease.ok()) return lease.status();
   if (*lease) {
-    Result<LeaseRecord> l = records::DecodeLease(where + "lease/", lease_key, **lease);
+    Result<LeaseRecord> l = records::DecodeLease(BookKeys::Where(keys_.leases), lease_key, **lease);
     if (!l.ok()) return l.status();
     out.lease = std::move(l).value();
   }
@@ -236,16 +231,16 @@ void EtcdIpamStore::AdoptRead(const NameRecords& read) {
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& pool_id) {
-  return unavailable_.Run(mu_, [&] { return ReadPoolLocked(pool_id); });
+  return Guarded([&] { return ReadPoolLocked(pool_id); });
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPoolLocked(const std::string& pool_id) {
   // A look only: the key's revision stays what memory last saw, so no commit builds on this read.
   const std::string key = records::PoolKey(pool_id);
-  Result<etcd::RangeResult> got = client_.Get(options_.prefix + "pool/" + key, kCallBudget);
+  Result<etcd::RangeResult> got = client_.Get(keys_.pools + key, kCallBudget);
   if (!got.ok()) return got.status();
   if (got->kvs.empty()) return std::optional<PoolRecord>();
-  Result<PoolRecord> pool = records::DecodePool("etcd " + options_.prefix + "pool/", key, got->kvs.front().value);
+  Result<PoolRecord> pool = records::DecodePool(BookKeys::Where(keys_.pools), key, got->kvs.front().value);
   if (!pool.ok()) return pool.status();
   return std::optional<PoolRecord>(std::move(pool).value());
 }
@@ -257,20 +252,22 @@ int64_t EtcdIpamStore::LeaseRevision(const std::string& pool_id, const IpAddress
 }
 
 Status EtcdIpamStore::FenceNode(const std::string& node) {
-  std::scoped_lock lock(mu_);
   if (options_.read_only) return FailedPrecondition("the shared address book was opened read-only (fsck)");
+  // Waits for mu_ even after another call found etcd unavailable: whatever that node sent last,
+  // the fence is asked for.
+  std::scoped_lock lock(mu_);
   const std::string key = keys_.Commit(node);
-  const std::string mark = fmt::format(
-      "{}`reservations release --node {}` on node {} at unix time {}", kReleasedMark, node, options_.node,
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  const std::string mark = fmt::format("{}`reservations release --node {}` on node {} at unix time {}", kReleasedMark,
+                                       node, options_.node, UnixSeconds());
   // Unconditional: whatever that node sent last, it must not apply after this.
   Result<etcd::TxnResult> done = client_.Commit({.compares = {}, .success = {etcd::PutOp{key, mark}}}, kCallBudget);
-  unavailable_.Note(done.status());
-  return done.status();
+  const Status answer = done.ok() ? OkStatus() : SharedStoreUnavailable(done.status());
+  unavailable_.Note(answer);
+  return answer;
 }
 
 Result<bool> EtcdIpamStore::CommitKeyMoved() {
-  return unavailable_.Run(mu_, [&]() -> Result<bool> {
+  return Guarded([&]() -> Result<bool> {
     Result<etcd::RangeResult> got = client_.Get(CommitKey(), kCallBudget);
     if (!got.ok()) return got.status();
     auto known = revisions_.find(CommitKey());

@@ -1,6 +1,6 @@
 #pragma once
 // IpamStore on etcd: several hosts share one address book. Keys and versioned values are the
-// ones the LMDB store keeps (ipam/records.h), under a prefix:
+// ones the LMDB store keeps (ipam/records.h), under a prefix (the keys: book_keys.h):
 //   <prefix>pool/<pool key>  <prefix>lease/<lease key>  <prefix>reservation/<reservation key>
 //   <prefix>address/<lease key>  who reserves that address: {v, name} (layout 2)
 //   <prefix>node/<node>/commit  this node's last commit: fences a commit whose answer was lost
@@ -39,35 +39,21 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "etcd/kv_client.h"
+#include "ipam/book_keys.h"
 #include "ipam/ipam_store.h"
+#include "ipam/shared_book.h"
 #include "ipam/unavailable_gate.h"
 
 namespace smv::ipam {
-
-// The book's key families under one prefix.
-struct BookKeys {
-  explicit BookKeys(std::string p)
-      : prefix(std::move(p)),
-        pools(prefix + "pool/"),
-        leases(prefix + "lease/"),
-        reservations(prefix + "reservation/"),
-        reserved_addresses(prefix + "address/"),
-        nodes(prefix + "node/"),
-        layout(prefix + "layout") {}
-  std::string Pool(const std::string& pool_id) const;
-  std::string Lease(const std::string& pool_id, const IpAddress& address) const;
-  std::string Reservation(const std::string& pool_id, const std::string& name) const;
-  std::string ReservedAddress(const std::string& pool_id, const IpAddress& address) const;
-  std::string Commit(const std::string& node) const { return nodes + node + "/commit"; }
-  std::string prefix, pools, leases, reservations, reserved_addresses, nodes, layout;
-};
 
 // The layout this version writes and needs (the value of BookKeys::layout).
 inline constexpr std::string_view kBookLayout = "2";
@@ -107,7 +93,7 @@ struct ReservationIndex {
 };
 
 struct EtcdStoreOptions {
-  std::string prefix = "/static-macvlan/v1/";
+  std::string prefix = std::string(kDefaultBookPrefix);
   std::string node;  // this host's name in the fleet (the commit key's name)
   // etcd refuses a transaction with more operations than its --max-txn-ops (default 128).
   size_t max_txn_ops = 128;
@@ -115,7 +101,7 @@ struct EtcdStoreOptions {
   bool read_only = false;
 };
 
-class EtcdIpamStore : public IpamStore {
+class EtcdIpamStore : public IpamStore, public SharedBook {
  public:
   // `client` must outlive the store and is used by this store only (one call at a time).
   static Result<std::unique_ptr<EtcdIpamStore>> Open(etcd::KvClient& client, EtcdStoreOptions options);
@@ -131,7 +117,7 @@ class EtcdIpamStore : public IpamStore {
   void AdoptRead(const NameRecords& read) override;
   Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) override;
   int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address) override;
-  bool shared() const override { return true; }
+  SharedBook* as_shared_book() override { return this; }
   // Moves `node`'s commit key on, noting who released it: every transaction that node sent or
   // decided before fails, and its next load tells it (`reservations release --node`).
   Status FenceNode(const std::string& node) override;
@@ -156,8 +142,24 @@ class EtcdIpamStore : public IpamStore {
  private:
   // Caller holds undecodable_mu_.
   Status CheckNotReservedUnreadablyLocked(const IpamBatch& batch) const;
+  // Runs `call` holding mu_, through the store's "unavailable" gate. The one place an etcd
+  // client's kUnavailable answer becomes the store's (SharedStoreUnavailable): every call of this
+  // store that asks etcd answers through here.
+  template <class Call>
+  auto Guarded(Call call) -> decltype(call()) {
+    return unavailable_.Run(mu_, [&]() -> decltype(call()) {
+      auto answer = call();
+      if (answer.ok()) return answer;
+      return SharedStoreUnavailable(StatusOf(answer));
+    });
+  }
+  static const Status& StatusOf(const Status& s) { return s; }
+  template <typename T>
+  static Status StatusOf(const Result<T>& r) {
+    return r.status();
+  }
   // What the store's files (etcd_store.cc, etcd_book_load.cc, etcd_book_commit.cc) share.
-  using Clock = std::chrono::steady_clock;
+  using Clock = SteadyClock;
   // One call of this store (a load with its fence, a commit with its read-back) takes about this
   // long at most (plus kMinResolveTime for a read-back): with etcd down or without quorum, an
   // allocation that waits behind at most one such call is refused within 10 s.
@@ -184,7 +186,7 @@ class EtcdIpamStore : public IpamStore {
   // What the record at `key` is to a user: "the reservation of name \"web\" in pool \"...\"".
   static std::string RecordAt(const BookKeys& keys, std::string_view key);
   // Time left until `until`, never under kMinResolveTime (a read-back always gets its chance).
-  static std::chrono::milliseconds Left(Clock::time_point until);
+  static std::chrono::milliseconds Left(Clock::time_point until) { return TimeLeft(until, kMinResolveTime); }
 
   EtcdIpamStore(etcd::KvClient& client, EtcdStoreOptions options);
   std::string CommitKey() const;
@@ -213,10 +215,10 @@ class EtcdIpamStore : public IpamStore {
   // The keys a commit of `batch` puts or compares (a delete of a key never read sends nothing).
   std::vector<std::string> PutOrReadKeys(const IpamBatch& batch) const;
   // Reads the whole book; migrates it to kBookLayout first when it is older (then reads again).
-  Result<etcd::RangeResult> ReadBookLocked(std::chrono::steady_clock::time_point until);
+  Result<etcd::RangeResult> ReadBookLocked(Clock::time_point until);
   // Writes the address/ keys a layout-1 book lacks, then the layout. kAborted: another node
   // changed the book meanwhile (read again and retry).
-  Status MigrateLocked(const etcd::RangeResult& book, std::chrono::steady_clock::time_point until);
+  Status MigrateLocked(const etcd::RangeResult& book, Clock::time_point until);
   void DecodeBookLocked(IpamLoadSink& sink, const std::vector<std::pair<std::string, const std::string*>>& kvs);
 
   // Reads of one name may come from request threads while a commit is being written: the client
@@ -249,21 +251,21 @@ class EtcdIpamStore : public IpamStore {
 
   // Serves LoadInto from the mirror once it reached `at_least`; false: read etcd instead.
   bool LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status& decoded);
-  void FollowBook();
+  // The watch thread: lists the book, then follows it, until `stop`.
+  void FollowBook(std::stop_token stop);
   struct MirrorEntry {
     std::string value;
     int64_t mod_revision = 0;
   };
   std::unique_ptr<etcd::KvClient> watch_client_;
-  std::thread watcher_;
   std::mutex mirror_mu_;
   std::condition_variable mirror_moved_;
   std::map<std::string, MirrorEntry> mirror_;  // key -> value, under options_.prefix
   int64_t mirror_revision_ = 0;                // every change up to it is in mirror_
   bool mirror_live_ = false;                   // listed, and followed since
   bool watch_paused_ = false;
-  std::atomic<bool> stopping_ = false;
   std::atomic<uint64_t> mirror_loads_ = 0, mirror_lists_ = 0;
+  std::jthread watcher_;  // last: stopped and joined before the members it uses go
 };
 
 }  // namespace smv::ipam

@@ -8,14 +8,12 @@ namespace {
 // One writer: memory is the book, and every decision is made under the service's mutex.
 class LocalBookRules : public BookRules {
  public:
-  bool shared() const override { return false; }
   void Complete(IpamBatch&, const BookView&) const override {}
   bool CommandsReloadFirst() const override { return false; }
 };
 
 class SharedBookRules : public BookRules {
  public:
-  bool shared() const override { return true; }
   bool CommandsReloadFirst() const override { return true; }
 
   void Complete(IpamBatch& batch, const BookView& view) const override {

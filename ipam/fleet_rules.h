@@ -2,8 +2,10 @@
 // The fleet's rules: what a decision on a book shared by hosts depends on, so that the commit
 // acting on it compares exactly that (a decision is only as fresh as the commit that checks it).
 // Chosen once at start: a local book has one writer, whose memory is the book, and needs none.
+// The decisions are IpamService's verbs (pools_and_addresses.cc, names_and_reservations.cc); the
+// store mirror completes every batch with these rules before it queues it (store_mirror.cc).
 //
-// | decision (ipam_service.cc)                      | reads, compared by the commit              |
+// | decision                                        | reads, compared by the commit              |
 // |-------------------------------------------------|--------------------------------------------|
 // | an address is free for this lease (any kind)     | the lease, and who reserves the address     |
 // | a named lease: where the name's reservation is, | the name's reservation                      |
@@ -36,7 +38,6 @@ class BookRules {
  public:
   virtual ~BookRules() = default;
   static std::unique_ptr<BookRules> For(bool shared_book);
-  virtual bool shared() const = 0;
   // Adds to `batch` the reads its writes were decided on, and the writes other nodes' rules
   // compare. Called once for each batch, before it is queued for commit.
   virtual void Complete(IpamBatch& batch, const BookView& view) const = 0;

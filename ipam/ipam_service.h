@@ -1,13 +1,11 @@
 #pragma once
-// IpamDriver semantics on top of the pure allocator and an IpamStore. Thread-safe: one mutex
-// guards the in-memory state. Every change is stored durably before the call returns (so before
-// dockerd gets its answer); concurrent changes share one store commit (see commit_queue.h).
-// Read-only calls see changes that are still being committed.
-// A shared store (ipam/etcd_store.h) may refuse a commit because another node changed the book
-// first (kAborted): memory is reloaded from the store and the change decided again. After a
-// store that did not answer, every change first reloads, and fails with the store's error until
-// it answers again; address releases are journaled instead (release_journal.h) and replayed,
-// before anything else, once it answers. A service may start while its shared store is down.
+// IpamDriver semantics on top of the pure allocator and an IpamStore. Thread-safe: the store
+// mirror's mutex guards the in-memory state. Every change is stored durably before the call
+// returns (so before dockerd gets its answer); concurrent changes share one store commit. How a
+// change becomes durable, reloads, the release journal and the "unavailable" gate are the store
+// mirror's (store_mirror.h); the rules a shared book's commits compare are fleet_rules.h's.
+// Read-only calls see changes that are still being committed. A service may start while its
+// shared store is down.
 
 #include <atomic>
 #include <functional>
@@ -22,13 +20,13 @@
 #include "common/ip.h"
 #include "common/status.h"
 #include "ipam/allocator.h"
-#include "ipam/commit_queue.h"
-#include "ipam/fleet_rules.h"
 #include "ipam/ipam_api.h"
 #include "ipam/ipam_store.h"
 #include "ipam/pool.h"
+#include "ipam/pool_state.h"
 #include "ipam/release_journal.h"
-#include "ipam/unavailable_gate.h"
+#include "ipam/shared_book.h"
+#include "ipam/store_mirror.h"
 
 namespace smv::ipam {
 
@@ -101,18 +99,6 @@ class IpamService : public IpamApi {
   uint64_t LocalReleases() const override;
 
  private:
-  struct PoolState {
-    PoolRecord record;        // record.users == 0: removed by dockerd, kept for its reservations
-    PoolAllocator allocator;  // holds the leases and the name reservations
-  };
-  static std::optional<ReservationRecord> FindReservation(const PoolState& state, std::string_view name);
-  // Sorted by name.
-  static std::vector<ReservationRecord> AllReservations(const std::string& pool_id, const PoolState& state);
-  static void Remember(PoolState& state, const ReservationRecord& r);
-  // The pool as this host allocates from it: in a shared book, with this host's --ip-range.
-  PoolAllocator NewAllocator(const PoolRecord& record) const;
-  // After this host's range changed: the same leases and reservations in a new allocator.
-  void RebuildAllocator(PoolState& state) const;
   // In a shared book one subnet has one gateway: refuses `wanted` when another is leased.
   static Status SameGatewayAsTheFleet(const PoolState& state, const IpAddress& wanted);
   // Shared book: refuses `name` while another node holds a lease for it (at any address).
@@ -124,96 +110,33 @@ class IpamService : public IpamApi {
   std::optional<std::string> HolderOf(const std::string& pool_id, const IpAddress& address,
                                       std::string_view name) const;
 
-  // How often a change is decided again after a shared store refused it (another node first).
-  static constexpr int kAttemptsOnConflict = 20;
-  // Leases freed per commit by ReleaseNode: below etcd's default --max-txn-ops (128).
-  static constexpr size_t kLeasesPerCommit = 100;
-
   IpamService(IpamStore& store, Clock clock, ReleaseJournal* journal)
-      : store_(store),
-        rules_(BookRules::For(store.shared())),
-        clock_(std::move(clock)),
-        journal_(journal),
-        commits_(store, [this](const Status& error, std::span<const IpamBatch> sent) {
-          ReloadAfterFailedCommit(error, sent);
-        }) {}
-  // Replaces memory with the store's state; memory is unchanged when the store fails.
-  Status LoadLocked();
-  // Frees what the journal says this node released, where this node still holds it. Writes to
-  // the store directly: only called while no commit is queued or in flight.
-  Status ReplayJournalLocked();
-  Status JournalRelease(const std::string& pool_id, const IpAddress& address, const Status& store_error);
-  // Runs `change` under the mutex (it applies its change to memory and queues the batch), then
-  // waits until everything it queued or saw is durable: returns the commit's error otherwise.
-  // `seen`: unavailable_.seen() when the call began (default: now). A call during which the
-  // shared store was found unavailable (by this call or by one it waited for) is refused with
-  // that answer at once instead of asking the store again: each call waits for at most one
-  // store timeout, never for a chain of them.
-  template <typename Change>
-  auto Durably(Change change, std::optional<uint64_t> seen = std::nullopt) -> decltype(change()) {
-    std::optional<decltype(change())> changed;
-    const Status failed = RunDurably([&] { return StatusOf(changed.emplace(change())); }, seen);
-    if (!failed.ok()) return failed;
-    return std::move(*changed);
-  }
-  // Durably without the answer's type: OK when the change's own (last) answer stands, or why not.
-  Status RunDurably(const std::function<Status()>& change, std::optional<uint64_t> seen);
-  static const Status& StatusOf(const Status& s) { return s; }
-  template <typename T>
-  static Status StatusOf(const Result<T>& r) {
-    return r.status();
-  }
-  // Answers that depend on what others hold, as opposed to what the request says.
-  static bool IsRefusal(const Status& s);
-  void ReloadAfterFailedCommit(const Status& error, std::span<const IpamBatch> sent);
-  // A commit etcd may still apply (its answer was lost and could not be read back) was refused to
-  // its callers: the container addresses it leases are journaled as released, so that the replay
-  // after the next load (which fences first: the outcome is final then) frees any that applied.
-  // Caller holds mu_.
-  void JournalLeasesOfUnknownCommitLocked(std::span<const IpamBatch> sent);
-  // Reloads when the last reload failed (a store that did not answer); its error otherwise.
-  Status ReloadIfNeededLocked();
+      : mirror_(store, journal),
+        book_(mirror_.book()),
+        node_(mirror_.node()),
+        mu_(mirror_.mutex()),
+        pools_(mirror_.pools()),
+        clock_(std::move(clock)) {}
   Result<PoolState*> ActivePool(const std::string& pool_id);
   // What the allocator is asked for `call` (its --ip parsed and checked against the subnet).
   static Result<AddressRequest> AllocatorRequest(const PoolConfig& config, const AddressCall& call,
                                                  const std::string& node);
   // Leases `choice` to `call` (and reserves it for its name), in memory and queued for commit.
   Status LeaseChoiceLocked(PoolState& state, const AddressCall& call, const Choice& choice);
-  // In a shared book: brings memory's view of `name` (its reservation, the lease on its address)
-  // up to what the store holds, for decisions no commit compares, such as which reserved address
-  // a guessed name gets. Best effort: on any error, or when a commit ran meanwhile, memory stays.
-  void RefreshName(const std::string& pool_id, const std::string& name, uint64_t seen);
   // Shared book: `call` asks for an --aux-address the fleet already holds for the subnet while
   // this host's network on it is being created; the answer, or nullopt. Caller holds mu_.
   std::optional<std::string> AuxOfNetworkBeingCreated(const PoolState& state, const AddressCall& call) const;
 
-  // Completes `batch` with what the fleet's rules compare and write (fleet_rules.h), then queues
-  // it for commit. Caller holds mu_; every change goes through here.
-  void Enqueue(IpamBatch& batch);
-  void CompleteReads(IpamBatch& batch);
-  // Enqueue, unless the completed batch writes or compares a record no load could decode
-  // (IpamStore::CheckDecodable): etcd would refuse that commit every time, so it is refused at
-  // once, naming the record and its fix, and nothing is queued. Before memory changes.
-  [[nodiscard]] Status EnqueueDecodable(IpamBatch& batch);
-  // Before a command a user runs against the whole book: decide on the book as it is now.
-  void ReloadForCommandLocked();
-
-  IpamStore& store_;
-  std::unique_ptr<BookRules> rules_;  // chosen once, by whether the book is shared
+  StoreMirror mirror_;
+  SharedBook* const book_;   // mirror_'s: the book other hosts write too, or nullptr
+  const std::string& node_;  // this host's name in a shared book; "" otherwise
+  std::timed_mutex& mu_;     // mirror_'s mutex, which guards pools_ and creating_
+  PoolStates& pools_;        // mirror_'s memory
   Clock clock_;
-  ReleaseJournal* journal_;
-  mutable std::timed_mutex mu_;  // guards pools_; taken before the commit queue's own mutex
-  std::map<std::string, PoolState> pools_;
-  // Memory is not the store's state: reload before any change. Set without mu_ too (by a read
-  // that failed); read under it.
-  std::atomic<bool> reload_pending_ = false;
-  // The store's "unavailable" answers: a change refuses at once with one noted since it began.
-  UnavailableGate unavailable_;
   // Shared book: pools this host asked for whose network is not created yet (RequestPool to
   // CreateNetwork), when dockerd asks for aux addresses. Guarded by mu_.
   std::set<std::string> creating_;
   std::atomic<uint64_t> local_releases_ = 0;  // ReleaseAddress calls so far (KeepHeld's guard)
-  CommitQueue commits_;
 };
 
 }  // namespace smv::ipam

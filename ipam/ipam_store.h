@@ -1,6 +1,7 @@
 #pragma once
 // What the IPAM service needs from storage, and nothing more: load everything at start-up,
-// and apply batches of changes atomically and durably. Implemented on LMDB (lmdb_store.h)
+// and apply batches of changes atomically and durably. A book shared by hosts answers more
+// (shared_book.h). Implemented on LMDB (lmdb_store.h)
 // and in memory for tests (tests/support/memory_stores.h).
 
 #include <cstdint>
@@ -96,16 +97,7 @@ struct IpamBatch {
   }
 };
 
-// What a shared store holds for one name of a pool right now.
-struct NameRecords {
-  std::optional<ReservationRecord> reservation;
-  std::optional<LeaseRecord> lease;  // on the reserved address
-  // The store's bookkeeping of the read, taken in by AdoptRead only: each key read and its mod
-  // revision (0: absent), and which address key the reservation holds and who that key names.
-  std::vector<std::pair<std::string, int64_t>> revisions;
-  std::optional<std::pair<std::string, std::string>> reserved_at;  // reservation key -> address key
-  std::optional<std::string> holder;                               // the name the address key holds
-};
+class SharedBook;  // shared_book.h
 
 // Receives every stored record at start-up: all pools first, then leases, then reservations.
 class IpamLoadSink {
@@ -126,38 +118,12 @@ class IpamStore {
   // The batches in order, in one transaction: all or nothing, and durable when it returns OK.
   virtual Status ApplyAll(std::span<const IpamBatch> batches) = 0;
   Status Apply(const IpamBatch& batch) { return ApplyAll({&batch, 1}); }
-  // Whether other nodes write to the same records (a commit may then be refused: kAborted).
-  virtual bool shared() const { return false; }
-  // This host's name in a shared book ("" otherwise): leases it takes carry it.
-  virtual std::string node() const { return ""; }
+  // This store as a book other hosts write to as well (etcd), or nullptr: one writer, whose
+  // memory is the book. Asked once, when the service is made.
+  virtual SharedBook* as_shared_book() { return nullptr; }
   // Most writes one ApplyAll may carry (etcd refuses larger transactions): group commit splits
   // at this size. A single batch is never split.
   virtual size_t max_writes_per_commit() const { return SIZE_MAX; }
-  // Shared stores: reads `name`'s reservation in `pool_id` and the lease on its address, for a
-  // decision that no commit would compare (another node may have written them since the last
-  // load). Others hold nothing memory does not: kFailedPrecondition.
-  virtual Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name);
-  // Shared stores: from now on commits compare the keys of `read` at the revisions it saw. Called
-  // only when memory takes `read` in (under the service's mutex, no commit pending): a read that
-  // moved the compares on by itself would let a decision made on older memory pass them.
-  virtual void AdoptRead(const NameRecords& read);
-  // Shared stores: the pool record as the store holds it now (nullopt: none), for a look that
-  // decides nothing a commit would compare. Others: kFailedPrecondition, as ReadName.
-  virtual Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id);
-  // Shared stores: the revision of the lease on `address` as this node last saw or wrote it (0:
-  // none known). A journaled release carries it, so that its replay frees that lease and no later
-  // one. Others: 0.
-  virtual int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address);
-  // Shared stores: makes every commit `node` (another host) decided on its view so far fail, so
-  // that it reloads before it decides again (`reservations release --node`). Others: nothing.
-  virtual Status FenceNode(const std::string& node);
-  // Shared stores: whether another process wrote this node's commit key since this node last
-  // did (FenceNode): this node's view is then older than what it holds. Others: false.
-  virtual Result<bool> CommitKeyMoved();
-  // Shared stores: whether a commit of `batch` (its reads completed) can hold; kFailedPrecondition
-  // when it would write or compare a record the last load skipped because it does not decode.
-  // Others: OK.
-  virtual Status CheckDecodable(const IpamBatch& batch) const;
 
  protected:
   // Load() for stores that implement LoadInto: collects what it streams.

@@ -3,17 +3,26 @@
 #include "ipam/records.h"
 
 namespace smv::ipam {
+namespace {
+
+// The databases' names, spelled here only.
+constexpr std::string_view kPoolsDb = "ipam_pools";
+constexpr std::string_view kLeasesDb = "ipam_leases";
+constexpr std::string_view kReservationsDb = "ipam_reservations";
+constexpr std::string_view kJournalDb = "ipam_release_journal";
+
+}  // namespace
 
 const std::vector<std::string>& LmdbIpamStore::DatabaseNames() {
-  static const std::vector<std::string> names = {"ipam_pools", "ipam_leases", "ipam_reservations",
-                                                 "ipam_release_journal"};
+  static const std::vector<std::string> names = {std::string(kPoolsDb), std::string(kLeasesDb),
+                                                 std::string(kReservationsDb), std::string(kJournalDb)};
   return names;
 }
 
 Result<std::unique_ptr<LmdbIpamStore>> LmdbIpamStore::Open(lmdb::Env& env) {
-  Result<lmdb::Dbi> pools = env.Database("ipam_pools");
-  Result<lmdb::Dbi> leases = env.Database("ipam_leases");
-  Result<lmdb::Dbi> reservations = env.Database("ipam_reservations");
+  Result<lmdb::Dbi> pools = env.Database(kPoolsDb);
+  Result<lmdb::Dbi> leases = env.Database(kLeasesDb);
+  Result<lmdb::Dbi> reservations = env.Database(kReservationsDb);
   if (!pools.ok()) return pools.status();
   if (!leases.ok()) return leases.status();
   if (!reservations.ok()) return reservations.status();
@@ -23,11 +32,11 @@ Result<std::unique_ptr<LmdbIpamStore>> LmdbIpamStore::Open(lmdb::Env& env) {
 Status LmdbIpamStore::LoadInto(IpamLoadSink& sink) {
   Result<lmdb::Txn> txn = env_.BeginRead();
   if (!txn.ok()) return txn.status();
-  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, pools_, "ipam_pools", records::DecodePool,
+  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, pools_, kPoolsDb, records::DecodePool,
                                        [&](PoolRecord&& r) { sink.OnPool(std::move(r)); }));
-  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, leases_, "ipam_leases", records::DecodeLease,
+  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, leases_, kLeasesDb, records::DecodeLease,
                                        [&](LeaseRecord&& r) { sink.OnLease(std::move(r)); }));
-  return lmdb::DecodeEach(*txn, reservations_, "ipam_reservations", records::DecodeReservation,
+  return lmdb::DecodeEach(*txn, reservations_, kReservationsDb, records::DecodeReservation,
                           [&](ReservationRecord&& r) { sink.OnReservation(std::move(r)); });
 }
 
@@ -66,7 +75,7 @@ Status LmdbIpamStore::Write(lmdb::Txn& txn, const IpamBatch& batch) {
 }
 
 Result<std::unique_ptr<LmdbReleaseJournal>> LmdbReleaseJournal::Open(lmdb::Env& env) {
-  Result<lmdb::Dbi> journal = env.Database("ipam_release_journal");
+  Result<lmdb::Dbi> journal = env.Database(kJournalDb);
   if (!journal.ok()) return journal.status();
   return std::unique_ptr<LmdbReleaseJournal>(new LmdbReleaseJournal(env, *journal));
 }
@@ -83,7 +92,7 @@ Result<std::vector<JournaledRelease>> LmdbReleaseJournal::List() {
   Result<lmdb::Txn> txn = env_.BeginRead();
   if (!txn.ok()) return txn.status();
   std::vector<JournaledRelease> out;
-  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, journal_, "ipam_release_journal", records::DecodeJournaledRelease,
+  SMV_RETURN_IF_ERROR(lmdb::DecodeEach(*txn, journal_, kJournalDb, records::DecodeJournaledRelease,
                                        [&](JournaledRelease&& r) { out.push_back(std::move(r)); }));
   return out;
 }

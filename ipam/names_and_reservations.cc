@@ -12,38 +12,11 @@
 
 namespace smv::ipam {
 
-std::optional<ReservationRecord> IpamService::FindReservation(const PoolState& state, std::string_view name) {
-  std::optional<ReservedName> r = state.allocator.reservations().Find(name);
-  if (!r) return std::nullopt;
-  return ReservationRecord{state.record.config.id,
-                           std::string(r->name),
-                           IpAddress(state.record.config.subnet.family(), r->address),
-                           r->mac,
-                           r->since,
-                           r->gone_since};
-}
-
-std::vector<ReservationRecord> IpamService::AllReservations(const std::string& pool_id, const PoolState& state) {
-  std::vector<ReservationRecord> out;
-  out.reserve(state.allocator.reservations().size());
-  const Family family = state.record.config.subnet.family();
-  state.allocator.reservations().ForEach([&](const ReservedName& r) {
-    out.push_back(
-        ReservationRecord{pool_id, std::string(r.name), IpAddress(family, r.address), r.mac, r.since, r.gone_since});
-  });
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  return out;
-}
-
-void IpamService::Remember(PoolState& state, const ReservationRecord& r) {
-  state.allocator.AddReservation(r.name, r.address, r.mac, r.since, r.gone_since);
-}
-
 Status IpamService::NameRunsNowhereElse(const PoolState& state, std::string_view name) const {
-  if (!rules_->shared()) return OkStatus();
+  if (book_ == nullptr) return OkStatus();
   const Family family = state.record.config.subnet.family();
   for (const auto& [value, lease] : state.allocator.leases()) {
-    if (lease.name == name && lease.node != store_.node()) {
+    if (lease.name == name && lease.node != node_) {
       return NameRunningOnAnotherNode(name, lease.node, IpAddress(family, value));
     }
   }
@@ -66,13 +39,13 @@ uint64_t IpamService::LocalReleases() const { return local_releases_.load(); }
 
 Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
                                           const std::string& mac, uint64_t releases_seen) {
-  if (!rules_->shared()) return HeldOutcome{};
+  if (book_ == nullptr) return HeldOutcome{};
   {
     std::scoped_lock lock(mu_);
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return HeldOutcome{};  // not this book's to judge
     const Lease* lease = it->second.allocator.FindLease(address);
-    if (lease != nullptr && lease->node == store_.node()) return HeldOutcome{};
+    if (lease != nullptr && lease->node == node_) return HeldOutcome{};
     // Nobody known holds it: unsure, asked again next pass (never acted on as given away).
     if (lease != nullptr && lease->node == kUndecodableHolder) {
       return FailedPrecondition(fmt::format("the lease record of {} does not decode", address.ToString()));
@@ -100,13 +73,13 @@ Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAd
 std::optional<std::string> IpamService::HolderOf(const std::string& pool_id, const IpAddress& address,
                                                  std::string_view name) const {
   std::scoped_lock lock(mu_);
-  if (reload_pending_) return std::nullopt;  // the reload after the refusal failed: memory is not the store's
+  if (mirror_.reload_pending()) return std::nullopt;  // the reload after the refusal failed: memory is not the store's
   auto it = pools_.find(pool_id);
   if (it == pools_.end()) return std::nullopt;
   const PoolState& state = it->second;
   const Lease* lease = state.allocator.FindLease(address);
   if (lease != nullptr) {
-    if (lease->node == store_.node() || lease->node == kUndecodableHolder) return std::nullopt;
+    if (lease->node == node_ || lease->node == kUndecodableHolder) return std::nullopt;
     return fmt::format("node {}{}", lease->node, lease->name.empty() ? "" : " (container \"" + lease->name + "\")");
   }
   // Free, but kept for another name (reservations hold only records that decode). A container
@@ -118,7 +91,7 @@ std::optional<std::string> IpamService::HolderOf(const std::string& pool_id, con
 
 Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const IpAddress& address,
                                               const std::string& name, const std::string& mac) {
-  return Durably([&]() -> Result<AttachOutcome> {
+  return mirror_.Durably([&]() -> Result<AttachOutcome> {
     Result<PoolState*> found = ActivePool(pool_id);
     if (!found.ok()) return found.status();
     PoolState& state = **found;
@@ -156,7 +129,7 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
       updated.gone_since = 0;
       if (!(updated == *existing)) batch.put_reservations.push_back(updated);
     }
-    if (!batch.empty()) SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
+    if (!batch.empty()) SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
     state.allocator.AddLease(address, named);
     for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
     if (outcome == AttachOutcome::kReserved) {
@@ -170,7 +143,7 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
 }
 
 bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) {
-  RefreshName(pool_id, name, unavailable_.seen());
+  mirror_.RefreshName(pool_id, name, mirror_.unavailable_seen());
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
   return it != pools_.end() && it->second.allocator.ReservationOf(name).has_value();
@@ -188,9 +161,9 @@ std::string IpamService::NameForMac(const std::string& pool_id, const std::strin
 Status IpamService::Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) {
   {
     std::scoped_lock lock(mu_);
-    ReloadForCommandLocked();
+    mirror_.ReloadForCommandLocked();
   }
-  return Durably([&]() -> Status {
+  return mirror_.Durably([&]() -> Status {
     Result<PoolState*> found = ActivePool(pool_id);
     if (!found.ok()) return found.status();
     PoolState& state = **found;
@@ -215,7 +188,7 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
     }
     IpamBatch batch;
     batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, "", clock_(), 0});
-    SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
+    SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
     Remember(state, batch.put_reservations.front());
     spdlog::info("address reserved by a user pool=\"{}\" address={} name={}", pool_id, address.ToString(), name);
     return OkStatus();
@@ -225,22 +198,22 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
 Result<int> IpamService::Release(const std::string& name_or_address) {
   {
     std::scoped_lock lock(mu_);
-    ReloadForCommandLocked();
+    mirror_.ReloadForCommandLocked();
   }
-  return Durably([&]() -> Result<int> {
+  return mirror_.Durably([&]() -> Result<int> {
     const std::optional<IpAddress> ip = IpAddress::Parse(name_or_address);
     IpamBatch batch;
     for (const auto& [id, state] : pools_) {
       for (const ReservationRecord& record : AllReservations(id, state)) {
         if (record.name == name_or_address || (ip && record.address == *ip)) {
           // In a shared book a running name's reservation is what keeps it off other hosts.
-          if (rules_->shared()) SMV_RETURN_IF_ERROR(NameRunsNowhere(state, record.name));
+          if (book_ != nullptr) SMV_RETURN_IF_ERROR(NameRunsNowhere(state, record.name));
           batch.delete_reservations.emplace_back(id, record.name);
         }
       }
     }
     if (batch.empty()) return 0;
-    SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
+    SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
     for (const auto& [pool_id, name] : batch.delete_reservations) {
       PoolState& state = pools_.at(pool_id);
       state.allocator.RemoveReservation(name);
@@ -251,7 +224,7 @@ Result<int> IpamService::Release(const std::string& name_or_address) {
 }
 
 Result<int> IpamService::ReleaseNode(const std::string& node) {
-  if (!store_.shared()) {
+  if (book_ == nullptr) {
     return FailedPrecondition(fmt::format(
         "--node {}: this daemon's address book is not shared by hosts (serve --store lmdb); there is no other node",
         node));
@@ -259,7 +232,7 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
   if (node.empty() || node.find('/') != std::string::npos) {
     return InvalidArgument(fmt::format("--node \"{}\": want a node name as `reservations ls` shows it", node));
   }
-  if (node == store_.node()) {
+  if (node == node_) {
     return FailedPrecondition(
         fmt::format("--node {} is this host: its addresses are freed when its containers are removed (docker rm); "
                     "run the command on another host of the fleet",
@@ -267,16 +240,16 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
   }
   // First make every commit that node decided on its view fail: it reloads before it decides
   // again, and learns from its commit key that it was released.
-  if (Status fenced = store_.FenceNode(node); !fenced.ok()) {
+  if (Status fenced = book_->FenceNode(node); !fenced.ok()) {
     return Status(fenced.code(), fmt::format("--node {}: {}", node, fenced.message()));
   }
   {
     std::scoped_lock lock(mu_);
-    ReloadForCommandLocked();  // decide on the book as it is now, not on this host's last view of it
+    mirror_.ReloadForCommandLocked();  // decide on the book as it is now, not on this host's last view of it
   }
   int freed = 0;
   for (;;) {
-    Result<int> chunk = Durably([&]() -> Result<int> {
+    Result<int> chunk = mirror_.Durably([&]() -> Result<int> {
       IpamBatch batch;
       for (const auto& [id, state] : pools_) {
         const Family family = state.record.config.subnet.family();
@@ -289,7 +262,7 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
         }
       }
       if (batch.empty()) return 0;
-      SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
+      SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
       for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
       return static_cast<int>(batch.delete_leases.size());
     });
@@ -307,8 +280,8 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
 Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<std::string>& present) {
   // This host's engine cannot tell a name running on another host from a gone one: nothing ages
   // out of a shared book.
-  if (store_.shared()) return std::vector<std::string>{};
-  return Durably([&]() -> Result<std::vector<std::string>> {
+  if (book_ != nullptr) return std::vector<std::string>{};
+  return mirror_.Durably([&]() -> Result<std::vector<std::string>> {
     const std::set<std::string> names(present.begin(), present.end());
     const int64_t now = clock_();
     IpamBatch batch;
@@ -331,7 +304,7 @@ Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<st
       }
     }
     if (batch.empty()) return released;
-    SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
+    SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
     for (const ReservationRecord& r : batch.put_reservations) Remember(pools_.at(r.pool_id), r);
     for (const auto& [pool_id, name] : batch.delete_reservations) {
       PoolState& state = pools_.at(pool_id);

@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ipam/stop_wait.h"
+
 namespace smv::ipam {
 namespace {
 
@@ -58,14 +60,6 @@ std::optional<ClaimHolder> Decode(const std::string& value) {
                      .instance = text("instance")};
 }
 
-// Sleeps `period`; true when the stop was requested meanwhile.
-bool StopRequestedWithin(std::stop_token stop, std::chrono::milliseconds period) {
-  std::mutex mu;
-  std::condition_variable_any wake;
-  std::unique_lock lock(mu);
-  return wake.wait_for(lock, stop, period, [&stop] { return stop.stop_requested(); });
-}
-
 }  // namespace
 
 ClaimHolder ClaimHolder::ThisProcess(std::string socket) {
@@ -82,7 +76,7 @@ ClaimHolder ClaimHolder::ThisProcess(std::string socket) {
 }
 
 NodeClaim::NodeClaim(const etcd::ClientOptions& client, NodeClaimOptions options)
-    : client_(client), options_(std::move(options)), key_(options_.prefix + "instance/" + options_.node) {}
+    : client_(client), options_(std::move(options)), key_(BookKeys(options_.prefix).Instance(options_.node)) {}
 
 Result<std::unique_ptr<NodeClaim>> NodeClaim::Take(const etcd::ClientOptions& client, NodeClaimOptions options) {
   if (options.node.empty() || options.node.find('/') != std::string::npos) {
@@ -113,14 +107,18 @@ bool NodeClaim::MayTakeOver(const ClaimHolder& holder) const {
   return !holder.boot_id.empty() && holder.boot_id == options_.holder.boot_id && !ProcessAlive(holder.pid);
 }
 
+Status NodeClaim::Failed(const Status& answer) const {
+  return SharedStoreUnavailable(answer).Annotate(fmt::format("claim --node-name {}", options_.node));
+}
+
 Status NodeClaim::Claim(etcd::KvClient::Deadline deadline) {
   Result<int64_t> lease = client_.GrantLease(options_.ttl, deadline);
-  if (!lease.ok()) return lease.status().Annotate(fmt::format("claim --node-name {}", options_.node));
+  if (!lease.ok()) return Failed(lease.status());
   for (int attempt = 0; attempt < kClaimAttempts; ++attempt) {
     Result<etcd::RangeResult> seen = client_.Get(key_, deadline);
     if (!seen.ok()) {
       static_cast<void>(client_.RevokeLease(*lease, kRevokeBudget));
-      return seen.status().Annotate(fmt::format("claim --node-name {}", options_.node));
+      return Failed(seen.status());
     }
     etcd::Compare unchanged{.key = key_, .target = etcd::Compare::Target::kCreateRevision, .revision = 0};
     if (!seen->kvs.empty()) {
@@ -137,7 +135,7 @@ Status NodeClaim::Claim(etcd::KvClient::Deadline deadline) {
     Result<etcd::TxnResult> put = client_.Commit(claim, deadline);
     if (!put.ok() && put.status().code() != Code::kUnavailable) {
       static_cast<void>(client_.RevokeLease(*lease, kRevokeBudget));
-      return put.status().Annotate(fmt::format("claim --node-name {}", options_.node));
+      return Failed(put.status());
     }
     if (put.ok() && put->succeeded) {
       lease_ = *lease;

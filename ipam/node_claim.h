@@ -24,6 +24,7 @@
 #include "common/status.h"
 #include "etcd/kv_client.h"
 #include "ipam/etcd_store.h"
+#include "ipam/unavailable_gate.h"
 
 namespace smv::ipam {
 
@@ -67,6 +68,8 @@ class NodeClaim {
   // One claim: creates the key with a new lease, or takes over a predecessor's. `deadline` bounds
   // each call to etcd.
   Status Claim(etcd::KvClient::Deadline deadline);
+  // `answer` of etcd, named as the claim's (an unavailable etcd worded as the store's, once).
+  Status Failed(const Status& answer) const;
   // The refusal naming the live daemon whose claim `seen` is.
   Status InUse(const etcd::KeyValue& seen, const std::optional<ClaimHolder>& holder, etcd::KvClient::Deadline deadline);
   // True when `holder`'s claim may be replaced by this daemon's: it is ours, or its daemon died on

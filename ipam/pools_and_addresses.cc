@@ -28,7 +28,7 @@ Status IpamService::SameGatewayAsTheFleet(const PoolState& state, const IpAddres
 Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
   Result<PoolConfig> config = ParsePoolRequest(request);
   if (!config.ok()) return config.status();
-  if (ScopeOf(request).value() == PoolScope::kShared && !store_.shared()) {
+  if (ScopeOf(request).value() == PoolScope::kShared && book_ == nullptr) {
     return FailedPrecondition(
         fmt::format("--ipam-opt {}=shared: this daemon keeps its address book in lmdb, on this host only; start "
                     "it with --store etcd://HOST:PORT[,...] to share pools between hosts, or drop the option",
@@ -36,12 +36,12 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
   }  // In a shared book a subnet is one pool for every host (one key per address and per name), and
   // a host's --ip-range is only where its dynamic addresses come from.
   std::optional<Prefix> node_range;
-  if (store_.shared()) {
+  if (book_ != nullptr) {
     node_range = config->range;
     config->range.reset();
     config->id = PoolIdFor(config->subnet, std::nullopt);
   }
-  return Durably([&]() -> Result<PoolResult> {
+  return mirror_.Durably([&]() -> Result<PoolResult> {
     auto it = pools_.find(config->id);
     PoolRecord record{.config = *config, .users = 1, .node_ranges = {}, .aux = {}, .aux_set_by = ""};
     if (it != pools_.end()) {
@@ -50,7 +50,7 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
         return FailedPrecondition(
             fmt::format("subnet {} is already in use by another network{} with different --ipam-opt values; "
                         "use the same options or another subnet",
-                        config->id, store_.shared() ? " (on this or another host)" : ""));
+                        config->id, book_ != nullptr ? " (on this or another host)" : ""));
       }
       record.users = existing.users + 1;
       record.node_ranges = existing.node_ranges;
@@ -58,20 +58,20 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
       record.aux_set_by = existing.aux_set_by;
     }
     if (node_range) {
-      record.node_ranges[store_.node()] = node_range->ToString();
-    } else if (store_.shared()) {
-      record.node_ranges.erase(store_.node());
+      record.node_ranges[node_] = node_range->ToString();
+    } else if (book_ != nullptr) {
+      record.node_ranges.erase(node_);
     }
     IpamBatch batch;
     batch.put_pools.push_back(record);
-    Enqueue(batch);
-    if (store_.shared()) creating_.insert(config->id);  // until CreateNetwork: see AuxOfNetworkBeingCreated
+    mirror_.Enqueue(batch);
+    if (book_ != nullptr) creating_.insert(config->id);  // until CreateNetwork: see AuxOfNetworkBeingCreated
     if (it == pools_.end()) {
-      pools_.emplace(config->id, PoolState{record, NewAllocator(record)});
+      pools_.emplace(config->id, PoolState{record, mirror_.NewAllocator(record)});
     } else {
       const bool range_changed = it->second.record.node_ranges != record.node_ranges;
       it->second.record = record;
-      if (range_changed) RebuildAllocator(it->second);
+      if (range_changed) mirror_.RebuildAllocator(it->second);
     }
     spdlog::info("pool requested id=\"{}\" users={}", config->id, record.users);
     return PoolResult{config->id, config->subnet.ToString()};
@@ -92,7 +92,7 @@ std::string AuxFlags(const std::map<std::string, std::string>& aux) {
 
 std::optional<std::string> IpamService::AuxOfNetworkBeingCreated(const PoolState& state,
                                                                  const AddressCall& call) const {
-  if (!store_.shared() || call.gateway || !call.name.empty() || call.address.empty() ||
+  if (book_ == nullptr || call.gateway || !call.name.empty() || call.address.empty() ||
       !creating_.contains(call.pool_id)) {
     return std::nullopt;
   }
@@ -105,9 +105,9 @@ std::optional<std::string> IpamService::AuxOfNetworkBeingCreated(const PoolState
 }
 
 Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux) {
-  if (!store_.shared()) return OkStatus();
+  if (book_ == nullptr) return OkStatus();
   const std::string pool_id = PoolIdFor(subnet, std::nullopt);
-  return Durably([&]() -> Status {
+  return mirror_.Durably([&]() -> Status {
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return OkStatus();
     PoolState& state = it->second;
@@ -121,7 +121,7 @@ Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::
     // another host's first network is refused and decided again.
     PoolRecord record = state.record;
     record.aux = aux;
-    if (record.aux_set_by.empty()) record.aux_set_by = store_.node();
+    if (record.aux_set_by.empty()) record.aux_set_by = node_;
     IpamBatch batch;
     batch.put_pools.push_back(record);
     // The first host's aux addresses were leased like a container's --ip: they become the
@@ -135,7 +135,7 @@ Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::
       shared.node.clear();
       batch.put_leases.push_back(LeaseRecord{pool_id, *address, shared, clock_()});
     }
-    Enqueue(batch);
+    mirror_.Enqueue(batch);
     state.record = record;
     for (const LeaseRecord& l : batch.put_leases) state.allocator.AddLease(l.address, l.lease);
     creating_.erase(pool_id);
@@ -147,9 +147,9 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
   {
     // Whether the pool may be forgotten depends on every host's reservations in it.
     std::scoped_lock lock(mu_);
-    ReloadForCommandLocked();
+    mirror_.ReloadForCommandLocked();
   }
-  return Durably([&]() -> Status {
+  return mirror_.Durably([&]() -> Status {
     creating_.erase(pool_id);
     auto it = pools_.find(pool_id);
     if (it == pools_.end() || it->second.record.users == 0) return OkStatus();
@@ -175,7 +175,7 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
       leases.delete_leases.assign(
           freed.begin() + static_cast<std::ptrdiff_t>(from),
           freed.begin() + static_cast<std::ptrdiff_t>(std::min(freed.size(), from + kLeasesPerCommit)));
-      Enqueue(leases);
+      mirror_.Enqueue(leases);
     }
     batch.delete_leases = std::move(freed);  // for memory below
     if (forget) {
@@ -186,7 +186,7 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
     IpamBatch pool_change;
     pool_change.delete_pools = batch.delete_pools;
     pool_change.put_pools = batch.put_pools;
-    Enqueue(pool_change);
+    mirror_.Enqueue(pool_change);
     if (forget) {
       pools_.erase(it);
     } else {
@@ -200,7 +200,7 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
   });
 }
 
-Result<IpamService::PoolState*> IpamService::ActivePool(const std::string& pool_id) {
+Result<PoolState*> IpamService::ActivePool(const std::string& pool_id) {
   auto it = pools_.find(pool_id);
   if (it == pools_.end() || it->second.record.users == 0) {
     return NotFound(
@@ -215,9 +215,9 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   // A guessed name's reservation decides the address, but its commit compares no key of that
   // reservation: read it as the shared store holds it now. (A sent name's reservation is
   // compared by the commit: a stale view is refused and decided again.)
-  const uint64_t unavailable_before = unavailable_.seen();
-  if (call.name.empty()) RefreshName(call.pool_id, call.hint_name, unavailable_before);
-  return Durably(
+  const uint64_t unavailable_before = mirror_.unavailable_seen();
+  if (call.name.empty()) mirror_.RefreshName(call.pool_id, call.hint_name, unavailable_before);
+  return mirror_.Durably(
       [&]() -> Result<std::string> {
         Result<PoolState*> found = ActivePool(call.pool_id);
         if (!found.ok()) return found.status();
@@ -226,12 +226,12 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
           return Aborted("an address was released on this host meanwhile: asked again next time");
         }
         if (std::optional<std::string> aux = AuxOfNetworkBeingCreated(state, call)) return *aux;
-        Result<AddressRequest> request = AllocatorRequest(state.record.config, call, store_.node());
+        Result<AddressRequest> request = AllocatorRequest(state.record.config, call, node_);
         if (!request.ok()) return request.status();
         if (!call.name.empty()) SMV_RETURN_IF_ERROR(NameRunsNowhereElse(state, call.name));
         Result<Choice> choice = state.allocator.Choose(*request);
         if (!choice.ok()) return choice.status();
-        if (call.gateway && store_.shared()) SMV_RETURN_IF_ERROR(SameGatewayAsTheFleet(state, choice->address));
+        if (call.gateway && book_ != nullptr) SMV_RETURN_IF_ERROR(SameGatewayAsTheFleet(state, choice->address));
         const std::string answer =
             fmt::format("{}/{}", choice->address.ToString(), state.record.config.subnet.length());
         if (choice->already_leased_as_gateway) return answer;
@@ -267,7 +267,7 @@ Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call,
   lease.kind = call.gateway ? LeaseKind::kGateway : LeaseKind::kEndpoint;
   lease.name = call.name;
   lease.mac = call.mac;
-  lease.node = store_.node();
+  lease.node = node_;
   IpamBatch batch;
   batch.put_leases.push_back(LeaseRecord{call.pool_id, choice.address, lease, now});
   if (choice.reserve_for_name) {
@@ -280,7 +280,7 @@ Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call,
     }
   }
   // A record no load could decode is compared as absent: etcd would refuse this commit every time.
-  SMV_RETURN_IF_ERROR(EnqueueDecodable(batch));
+  SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
   state.allocator.AddLease(choice.address, lease, choice.dynamic);
   for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
   spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice.address.ToString(),
@@ -300,19 +300,19 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
   // (freed behind this host's back) and one journaled while the store does not answer. KeepHeld
   // must not take the address back for a container that just stopped.
   local_releases_.fetch_add(1);
-  Status released = Durably([&]() -> Status {
+  Status released = mirror_.Durably([&]() -> Status {
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return OkStatus();
     PoolState& state = it->second;
     const Lease* lease = state.allocator.FindLease(*ip);
     if (lease == nullptr) return OkStatus();
-    if ((lease->kind == LeaseKind::kGateway || lease->kind == LeaseKind::kAux) && store_.shared()) {
+    if ((lease->kind == LeaseKind::kGateway || lease->kind == LeaseKind::kAux) && book_ != nullptr) {
       // Every host's network on this subnet has it: it goes with the pool.
       spdlog::info("{} kept pool=\"{}\" address={}: shared by the hosts' networks on this subnet",
                    LeaseKindName(lease->kind), pool_id, ip->ToString());
       return OkStatus();
     }
-    if (rules_->shared() && lease->node != store_.node()) {
+    if (book_ != nullptr && lease->node != node_) {
       // Freed behind this host's back and another host's now (`reservations release --node`):
       // this host's container stopping must not free it.
       spdlog::warn("address {} pool=\"{}\" is node {}'s now, not this host's: its release here frees nothing",
@@ -321,16 +321,16 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     }
     IpamBatch batch;
     batch.delete_leases.emplace_back(pool_id, *ip);
-    Enqueue(batch);
+    mirror_.Enqueue(batch);
     state.allocator.RemoveLease(*ip);
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();
   });
   // Journaled while the shared store takes no write: unreachable, or out of space (NOSPACE).
   const bool store_takes_no_write =
-      released.code() == Code::kUnavailable || (released.code() == Code::kResourceExhausted && rules_->shared());
-  if (!store_takes_no_write || journal_ == nullptr) return released;
-  return JournalRelease(pool_id, *ip, released);
+      released.code() == Code::kUnavailable || (released.code() == Code::kResourceExhausted && book_ != nullptr);
+  if (!store_takes_no_write || !mirror_.journals()) return released;
+  return mirror_.JournalRelease(pool_id, *ip, released);
 }
 
 std::vector<std::string> IpamService::PoolsLeasing(const IpAddress& address) const {
@@ -352,9 +352,9 @@ std::vector<std::string> IpamService::PoolsOnSubnet(const Prefix& subnet) const 
 }
 
 Result<bool> IpamService::SubnetInUse(const Prefix& subnet) {
-  if (!store_.shared()) return !PoolsOnSubnet(subnet).empty();
+  if (book_ == nullptr) return !PoolsOnSubnet(subnet).empty();
   // Other hosts create pools this host has not loaded: ask the store.
-  Result<std::optional<PoolRecord>> pool = store_.ReadPool(PoolIdFor(subnet, std::nullopt));
+  Result<std::optional<PoolRecord>> pool = book_->ReadPool(PoolIdFor(subnet, std::nullopt));
   if (!pool.ok()) return pool.status();
   return pool->has_value() && (*pool)->users > 0;
 }

@@ -247,23 +247,6 @@ Result<IpamSnapshot> IpamStore::CollectLoad() {
   return std::move(collect.snapshot);
 }
 
-Result<NameRecords> IpamStore::ReadName(const std::string&, const std::string&) {
-  return FailedPrecondition("this address book is not shared: memory holds all of it");
-}
-
-void IpamStore::AdoptRead(const NameRecords&) {}
-
-Result<std::optional<PoolRecord>> IpamStore::ReadPool(const std::string&) {
-  return FailedPrecondition("this address book is not shared: memory holds all of it");
-}
-
-int64_t IpamStore::LeaseRevision(const std::string&, const IpAddress&) { return 0; }
-
-Status IpamStore::FenceNode(const std::string&) { return OkStatus(); }
-
-Result<bool> IpamStore::CommitKeyMoved() { return false; }
-Status IpamStore::CheckDecodable(const IpamBatch&) const { return OkStatus(); }
-
 Status IpamStore::LoadInto(IpamLoadSink& sink) {
   Result<IpamSnapshot> snapshot = Load();
   if (!snapshot.ok()) return snapshot.status();

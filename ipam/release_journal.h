@@ -19,7 +19,7 @@ struct JournaledRelease {
   std::string pool_id;
   IpAddress address;
   std::string node;  // the node that held the lease and released it
-  // The released lease's revision in the shared book (IpamStore::LeaseRevision); 0: unknown (a
+  // The released lease's revision in the shared book (SharedBook::LeaseRevision); 0: unknown (a
   // commit whose outcome was unknown, or an entry of an earlier version): any lease `node` holds.
   int64_t revision = 0;
   friend bool operator==(const JournaledRelease&, const JournaledRelease&) = default;

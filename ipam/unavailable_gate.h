@@ -11,11 +11,33 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "common/status.h"
 
 namespace smv::ipam {
+
+// The words of a store that does not answer, built here only: "shared address store unavailable
+// (etcd: DETAIL); refusing to allocate to avoid duplicate addresses".
+inline constexpr std::string_view kStoreUnavailable = "shared address store unavailable";
+inline constexpr std::string_view kRefusingToAllocate = "; refusing to allocate to avoid duplicate addresses";
+
+// An etcd client's kUnavailable answer ("etcd: DETAIL") as the shared store's, wrapped once: a
+// message that already names the store is kept. Any other answer is returned as it is.
+inline Status SharedStoreUnavailable(const Status& answer) {
+  if (answer.code() != Code::kUnavailable || answer.message().starts_with(kStoreUnavailable)) return answer;
+  const std::string_view detail = answer.message();
+  return Status(answer.code(), std::string(kStoreUnavailable) + " (" + (detail.starts_with("etcd: ") ? "" : "etcd: ") +
+                                   std::string(detail) + ")");
+}
+
+// What a change that could not read or write the store answers (the reason added once).
+inline Status RefusingToAllocate(const Status& failed) {
+  if (failed.ok() || failed.message().find(kRefusingToAllocate) != std::string::npos) return failed;
+  return Status(failed.code(), failed.message() + std::string(kRefusingToAllocate));
+}
 
 class UnavailableGate {
  public:

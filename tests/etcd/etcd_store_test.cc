@@ -742,7 +742,7 @@ TEST_F(StaleHostTest, TheEtcdKeyLayoutIsPinnedByAGoldenFile) {
 
 // Forwards to an etcd store; runs a hook once right after a ReadName returned (what another
 // request thread of the same daemon may do in that window).
-class HookedStore : public IpamStore {
+class HookedStore : public IpamStore, public SharedBook {
  public:
   explicit HookedStore(EtcdIpamStore& inner) : inner_(inner) {}
   Result<IpamSnapshot> Load() override { return inner_.Load(); }
@@ -751,7 +751,7 @@ class HookedStore : public IpamStore {
     ++commits;
     return inner_.ApplyAll(batches);
   }
-  bool shared() const override { return true; }
+  SharedBook* as_shared_book() override { return this; }
   std::string node() const override { return inner_.node(); }
   size_t max_writes_per_commit() const override { return inner_.max_writes_per_commit(); }
   Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name) override {
@@ -763,6 +763,7 @@ class HookedStore : public IpamStore {
     }
     return read;
   }
+  void AdoptRead(const NameRecords& read) override { inner_.AdoptRead(read); }
   Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) override { return inner_.ReadPool(pool_id); }
   int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address) override {
     return inner_.LeaseRevision(pool_id, address);

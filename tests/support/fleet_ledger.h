@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "etcd/kv_client.h"
+#include "ipam/book_keys.h"
 #include "ipam/records.h"
 
 namespace smv::testing {
@@ -100,14 +101,15 @@ struct EtcdBook {
 };
 
 inline EtcdBook ReadEtcdBook(const std::vector<etcd::Endpoint>& endpoints,
-                             const std::string& prefix = "/static-macvlan/v1/") {
+                             const std::string& prefix = std::string(ipam::kDefaultBookPrefix)) {
   EtcdBook book;
   etcd::KvClient reader({.endpoints = endpoints});
   auto all = reader.GetPrefix(prefix);
   EXPECT_TRUE(all.ok()) << all.status().message();
   if (!all.ok()) return book;
   book.revision = all->revision;
-  const std::string leases = prefix + "lease/", names = prefix + "reservation/";
+  const ipam::BookKeys keys(prefix);
+  const std::string &leases = keys.leases, &names = keys.reservations;
   for (const etcd::KeyValue& kv : all->kvs) {
     if (kv.key.starts_with(leases)) {
       auto lease = ipam::records::DecodeLease("etcd", kv.key.substr(leases.size()), kv.value);

@@ -6,10 +6,11 @@
 
 #include "ipam/ipam_store.h"
 #include "ipam/release_journal.h"
+#include "ipam/shared_book.h"
 
 namespace smv::testing {
 
-class MemoryIpamStore : public ipam::IpamStore {
+class MemoryIpamStore : public ipam::IpamStore, public ipam::SharedBook {
  public:
   bool fail_next_apply = false;
   int refuse_next_applies = 0;    // as a shared store refuses a commit another node beat (kAborted)
@@ -26,9 +27,18 @@ class MemoryIpamStore : public ipam::IpamStore {
   int applies = 0;
   int loads = 0;
 
-  bool shared() const override { return shared_book; }
+  // Asked once, by the service's Create: set shared_book before.
+  ipam::SharedBook* as_shared_book() override { return shared_book ? this : nullptr; }
   Result<bool> CommitKeyMoved() override { return std::exchange(commit_key_moved, false); }
   std::string node() const override { return node_name; }
+  // Reads no single name: the service reloads the whole book instead (as after a failed read).
+  Result<ipam::NameRecords> ReadName(const std::string&, const std::string&) override {
+    return FailedPrecondition("the memory store reads no single name");
+  }
+  void AdoptRead(const ipam::NameRecords&) override {}
+  int64_t LeaseRevision(const std::string&, const IpAddress&) override { return 0; }
+  Status FenceNode(const std::string&) override { return OkStatus(); }
+  Status CheckDecodable(const ipam::IpamBatch&) const override { return OkStatus(); }
   // Another node's lease, written behind the service's back.
   void PutLease(const ipam::LeaseRecord& lease) { leases_[{lease.pool_id, lease.address.ToString()}] = lease; }
   const ipam::LeaseRecord* FindLease(const std::string& pool_id, const std::string& address) const {
@@ -72,7 +82,6 @@ class MemoryIpamStore : public ipam::IpamStore {
   }
   Result<std::optional<ipam::PoolRecord>> ReadPool(const std::string& pool_id) override {
     if (down) return Unavailable("injected: shared address store unavailable");
-    if (!shared_book) return ipam::IpamStore::ReadPool(pool_id);
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return std::optional<ipam::PoolRecord>();
     return std::optional<ipam::PoolRecord>(it->second);

@@ -127,7 +127,8 @@ TEST_F(IpamServiceTest, ARefusedCommitIsDecidedAgainAndLaterErrorsAreTheirOwn) {
 // In a shared book another node may have freed what this node's view still holds: a refusal is
 // only given on a view read from the store for the call.
 TEST_F(IpamServiceTest, InASharedBookARefusalIsCheckedAgainstTheStore) {
-  store_.shared_book = true;
+  store_.shared_book = true;  // the service asks whether its book is shared once, when it is made
+  service_ = std::move(IpamService::Create(store_, [this] { return now_; }).value());
   EXPECT_EQ(Ask("192.0.2.10"), "192.0.2.10/24");  // no name: no reservation
   store_.ForgetLease(pool_, "192.0.2.10");        // released on another node
   const int loads = store_.loads;

@@ -82,5 +82,20 @@ TEST(UnavailableGateTest, RunNotesTheCallsAnswerAndSkipsTheCallWhenAnswerWasNote
   EXPECT_FALSE(ran);
 }
 
+// The etcd client says "etcd: DETAIL"; the store's callers read the store's words, wrapped once
+// (a message that names the store already, as the client wrote it before, is kept).
+TEST(StoreWordsTest, AnUnavailableEtcdIsWordedAsTheStoreOnce) {
+  const Status worded = SharedStoreUnavailable(Unavailable("etcd: 127.0.0.1:1: Connection"));
+  EXPECT_EQ(worded.code(), Code::kUnavailable);
+  EXPECT_EQ(worded.message(), "shared address store unavailable (etcd: 127.0.0.1:1: Connection)");
+  EXPECT_EQ(SharedStoreUnavailable(worded).message(), worded.message());
+  EXPECT_EQ(SharedStoreUnavailable(Unavailable("no answer")).message(),
+            "shared address store unavailable (etcd: no answer)");
+  EXPECT_EQ(SharedStoreUnavailable(Aborted("etcd: refused")).message(), "etcd: refused");  // not unavailable
+  const Status refused = RefusingToAllocate(worded);
+  EXPECT_EQ(refused.message(), worded.message() + "; refusing to allocate to avoid duplicate addresses");
+  EXPECT_EQ(RefusingToAllocate(refused).message(), refused.message());
+}
+
 }  // namespace
 }  // namespace smv::ipam
