@@ -136,6 +136,16 @@ std::string IdentityService::ReservationNameOf(const std::string& name) {
   return *resolved;
 }
 
+void IdentityService::IdentifyRequester(ipam::AddressCall& call) {
+  if (call.name.empty()) {
+    call.hint_name = GuessRequester(call);
+    return;
+  }
+  if (!MayBeSwarmTaskName(call.name)) return;
+  call.hint_name = ReservationNameOf(call.name);
+  call.name.clear();
+}
+
 Result<std::string> IdentityService::ResolveName(const std::string& name, Millis timeout,
                                                  std::optional<std::vector<EngineContainer>>& listed) {
   if (!MayBeSwarmTaskName(name)) return name;

@@ -50,6 +50,15 @@ class IdentityService {
   // (one container list within the request budget). `name` when the engine does not answer.
   std::string ReservationNameOf(const std::string& name);
 
+  // Says on `call` whom a RequestAddress is for. No name (Docker < 29): the guess, as a hint. A
+  // plain name (Docker >= 29): used as it is. A name shaped like a swarm task's: its slot becomes
+  // a hint, never the call's name. A slot is not one container: two live tasks of one slot (a
+  // start-first update, an old task still stopping) must not be taken for one asking twice, and
+  // a task whose labels cannot be read now must not get a reservation under its task id. The
+  // slot's reserved address is taken when free, else a free one (the task drifts); Join names
+  // the lease.
+  void IdentifyRequester(ipam::AddressCall& call);
+
   // After the driver's Join: learns the endpoint's container name and ties it to the address.
   // Fails (kFailedPrecondition) only when the address is reserved for another name. When the
   // engine does not answer the name is learned later in the background.

@@ -69,13 +69,7 @@ Result<json> PluginApi::Join(const json& req) {
 Result<json> PluginApi::RequestAddress(const json& req) {
   Result<ipam::AddressCall> call = wire::DecodeRequestAddress(req);
   if (!call.ok()) return call.status();
-  if (identity_ != nullptr) {
-    if (call->name.empty()) {
-      call->hint_name = identity_->GuessRequester(*call);
-    } else {
-      call->name = identity_->ReservationNameOf(call->name);  // Docker >= 29 names it: a swarm task's slot
-    }
-  }
+  if (identity_ != nullptr) identity_->IdentifyRequester(*call);
   Result<std::string> result = ipam_.RequestAddress(*call);
   if (!result.ok()) return result.status();
   return wire::EncodeRequestAddress(*result);

@@ -149,9 +149,16 @@ class Docker29Test : public SwarmIdentityTest {
         {"Address", ""},
         {"Options", {{"com.docker.network.endpoint.name", name}, {"com.docker.network.endpoint.macaddress", ""}}}});
     if (!call.ok()) return call.status();
-    if (call->name.empty()) call->hint_name = identity_->GuessRequester(*call);
-    call->name = identity_->ReservationNameOf(call->name);
+    identity_->IdentifyRequester(*call);
     return ipam_->RequestAddress(*call);
+  }
+  static std::string EndpointId(char round, int i) { return std::string(62, 'e') + round + std::to_string(i); }
+  // CreateEndpoint + Join of `endpoint` on `address` for container `name`, as dockerd does next.
+  void JoinAs(const std::string& endpoint, const std::string& address, const std::string& name) {
+    ASSERT_TRUE(driver_->CreateEndpoint({kNet, endpoint, address, "", ""}).ok());
+    ASSERT_TRUE(driver_->Join(kNet, endpoint, "/sandbox").ok());
+    engine_.networks[kNet].endpoints.push_back({endpoint, name});
+    EXPECT_TRUE(identity_->LearnAtJoin(kNet, endpoint).ok());
   }
 };
 
@@ -201,13 +208,42 @@ TEST_F(Docker29Test, ParallelSwarmTasksKeepTheirSlots) {
       threads.emplace_back([this, i, &got, &names] { got[i] = AddressAs29(names[i]); });
     }
     for (std::thread& t : threads) t.join();
+    for (int i = 0; i < kSlots; ++i) JoinAs(EndpointId(round, i), got[i], names[i]);
     return got;
   };
   std::vector<std::string> first = start_all('a');
   EXPECT_EQ(std::set<std::string>(first.begin(), first.end()).size(), size_t{kSlots});
-  for (const std::string& a : first) ASSERT_TRUE(ipam_->ReleaseAddress(pool_, a.substr(0, a.find('/'))).ok());
+  for (int i = 0; i < kSlots; ++i) Stop(EndpointId('a', i), first[i]);
   EXPECT_EQ(start_all('b'), first);  // a new task id per slot, the same addresses
   EXPECT_EQ(ReservedNames().size(), size_t{kSlots});
+}
+
+// Review of the slot keys: a start-first update (or an old task still stopping) has two live
+// tasks of one slot on one host. The second must not be answered as the first asking again.
+TEST_F(Docker29Test, TwoLiveTasksOfOneSlotNeverShareAnAddress) {
+  StartingTask("c1", "web", "1", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  const std::string old_task = AddressAs29("web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
+  ASSERT_FALSE(old_task.empty());
+  JoinAs(kEp1, old_task, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
+  StartingTask("c2", "web", "1", "bbbbbbbbbbbbbbbbbbbbbbbb2");
+  const std::string new_task = AddressAs29("web.1.bbbbbbbbbbbbbbbbbbbbbbbb2");
+  ASSERT_FALSE(new_task.empty());
+  EXPECT_NE(new_task, old_task);
+  // The new task's release (its start failed) leaves the running task's lease alone.
+  ASSERT_TRUE(ipam_->ReleaseAddress(pool_, new_task.substr(0, new_task.find('/'))).ok());
+  const std::string third = AddressAs29("web.1.cccccccccccccccccccccccc3");
+  EXPECT_NE(third, old_task);
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
+}
+
+// A task whose labels cannot be read now (engine not answering) gets no reservation under its
+// task id: its slot is learned at Join or by the background pass.
+TEST_F(Docker29Test, ATaskNamedWhileTheEngineIsDownGetsNoReservationUnderItsTaskId) {
+  StartingTask("c1", "web", "1", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  engine_.answering = false;
+  const std::string address = AddressAs29("web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
+  ASSERT_FALSE(address.empty());
+  EXPECT_TRUE(ReservedNames().empty());
 }
 
 }  // namespace
