@@ -42,6 +42,12 @@ Result<std::string> DockerEngine::Version(Millis timeout) {
   return ParseVersion(*body);
 }
 
+Result<std::string> DockerEngine::ApiVersion(Millis timeout) {
+  Result<std::string> body = Get("/version", timeout);
+  if (!body.ok()) return body.status();
+  return ParseApiVersion(*body);
+}
+
 Result<EnginePlugins> DockerEngine::Plugins(Millis timeout) {
   Result<std::string> info = Get("/info", timeout);
   if (!info.ok()) return info.status();

@@ -62,6 +62,8 @@ class DockerEngine : public EngineApi {
   // The engine's version, e.g. "20.10.24" (GET /version).
   Result<std::string> Version(Millis timeout);
   Result<std::string> ServerVersion(Millis timeout) override { return Version(timeout); }
+  // The engine's API version, e.g. "1.41" (GET /version ApiVersion).
+  Result<std::string> ApiVersion(Millis timeout);
   // This engine's swarm: its state and, on a manager, every node (GET /info, GET /nodes).
   Result<SwarmView> Swarm(Millis timeout);
 

@@ -94,6 +94,12 @@ Result<std::string> ParseVersion(const std::string& body) {
   return Str(*answer, "Version");
 }
 
+Result<std::string> ParseApiVersion(const std::string& body) {
+  Result<json> answer = ParseAnswer(body, Shape::kObject, "version");
+  if (!answer.ok()) return answer.status();
+  return Str(*answer, "ApiVersion");
+}
+
 Result<EnginePlugins> ParsePlugins(const std::string& info_body, const std::string& plugins_body) {
   Result<json> info = ParseAnswer(info_body, Shape::kObject, "info");
   if (!info.ok()) return info.status();

@@ -16,6 +16,7 @@ Result<std::vector<DockerEngine::NetworkSummary>> ParseNetworkList(const std::st
 Result<std::vector<EngineContainer>> ParseContainerList(const std::string& body);             // GET /containers/json
 Result<ContainerProcess> ParseContainerInspect(const std::string& body);  // GET /containers/<id>/json
 Result<std::string> ParseVersion(const std::string& body);                // GET /version
+Result<std::string> ParseApiVersion(const std::string& body);             // GET /version: ApiVersion
 // GET /info (its Plugins.Network) and GET /plugins.
 Result<EnginePlugins> ParsePlugins(const std::string& info_body, const std::string& plugins_body);
 Result<SwarmView> ParseSwarmInfo(const std::string& info_body);         // GET /info: Swarm

@@ -1,5 +1,7 @@
 #include "daemon/cli/compose_pin.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 #include "common/ip.h"
@@ -32,10 +34,22 @@ bool OnNetwork(const PinReservation& r, const engine::EngineNetwork& network) {
 
 }  // namespace
 
+bool MacIsPerEndpointOnly(std::string_view api_version) {
+  constexpr int kFirstMinor = 52;  // API 1.52, Docker 29
+  int major = 0;
+  int minor = 0;
+  const char* end = api_version.data() + api_version.size();
+  const auto [dot, major_error] = std::from_chars(api_version.data(), end, major);
+  if (major_error != std::errc() || dot == end || *dot != '.') return false;
+  const auto [rest, minor_error] = std::from_chars(dot + 1, end, minor);
+  if (minor_error != std::errc()) return false;
+  return major > 1 || (major == 1 && minor >= kFirstMinor);
+}
+
 Result<PinnedProject> PinComposeProject(const std::string& project,
                                         const std::vector<engine::EngineContainer>& containers,
                                         const std::map<std::string, engine::EngineNetwork>& networks,
-                                        const std::vector<PinReservation>& reservations) {
+                                        const std::vector<PinReservation>& reservations, bool mac_per_endpoint) {
   PinnedProject pin;
   pin.override_file = {{"services", nlohmann::json::object()}};
   bool any = false;
@@ -63,7 +77,9 @@ Result<PinnedProject> PinComposeProject(const std::string& project,
         std::optional<IpAddress> ip = IpAddress::Parse(r.address);
         if (!ip) continue;
         const char* field = ip->family() == Family::kV4 ? "ipv4_address" : "ipv6_address";
-        pin.override_file["services"][service]["networks"][key][field] = r.address;
+        nlohmann::json& entry = pin.override_file["services"][service]["networks"][key];
+        entry[field] = r.address;
+        if (mac_per_endpoint && !r.mac.empty()) entry["mac_address"] = r.mac;
         ++pin.pinned;
       }
     }

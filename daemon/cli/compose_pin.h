@@ -10,6 +10,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -21,6 +22,7 @@ struct PinReservation {
   std::string name;     // container name
   std::string address;  // reserved address
   std::string pool;     // pool id: "SUBNET" or "SUBNET range RANGE"
+  std::string mac;      // the MAC the name had at its last start, "" when none is known
 };
 
 struct PinnedProject {
@@ -29,11 +31,16 @@ struct PinnedProject {
   int pinned = 0;                  // addresses written
 };
 
+// Engine API 1.52 (Docker 29) sets a container's MAC only per endpoint (moby#51189): there the
+// pin also writes each reservation's MAC as services.<s>.networks.<n>.mac_address.
+bool MacIsPerEndpointOnly(std::string_view api_version);
+
 // `networks` by Docker network name: those the project's containers are on. Containers of other
-// projects are ignored; kNotFound when the project has none.
+// projects are ignored; kNotFound when the project has none. `mac_per_endpoint`: write
+// mac_address beside each network's addresses (MacIsPerEndpointOnly of the engine's API).
 Result<PinnedProject> PinComposeProject(const std::string& project,
                                         const std::vector<engine::EngineContainer>& containers,
                                         const std::map<std::string, engine::EngineNetwork>& networks,
-                                        const std::vector<PinReservation>& reservations);
+                                        const std::vector<PinReservation>& reservations, bool mac_per_endpoint = false);
 
 }  // namespace smv::daemon

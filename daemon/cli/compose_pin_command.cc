@@ -36,9 +36,11 @@ Status ComposePin(const ComposePinFlags& flags) {
   if (!listed.ok()) return listed.status();
   std::vector<PinReservation> reservations;
   for (const api::wire::ReservationReply& r : api::wire::DecodeReservations(*listed)) {
-    reservations.push_back({r.name, r.address, r.pool});
+    reservations.push_back({r.name, r.address, r.pool, r.mac});
   }
-  Result<PinnedProject> pin = PinComposeProject(flags.project, *containers, networks, reservations);
+  const Result<std::string> api_version = (*engine)->ApiVersion(kEngineTimeout);
+  const bool mac_per_endpoint = api_version.ok() && MacIsPerEndpointOnly(*api_version);
+  Result<PinnedProject> pin = PinComposeProject(flags.project, *containers, networks, reservations, mac_per_endpoint);
   if (!pin.ok()) return pin.status();
   const std::string text = pin->override_file.dump(2) + "\n";
   if (flags.output.empty()) {

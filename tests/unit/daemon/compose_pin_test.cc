@@ -80,5 +80,35 @@ TEST_F(ComposePinTest, AServiceWithoutAReservationIsNotedAndAnUnknownProjectIsNo
   EXPECT_NE(none.status().message().find("compose project \"nosuch\" has no containers"), std::string::npos);
 }
 
+TEST_F(ComposePinTest, OnAnEngineThatSetsMacsPerEndpointOnlyEachNetworkGetsItsMacAddress) {
+  std::vector<EngineContainer> containers = {Member("shop-web-1", "web", "1", {"shop_lan", "shop_dmz"})};
+  std::vector<PinReservation> reservations = {
+      {"shop-web-1", "192.0.2.5", "192.0.2.0/24 range 192.0.2.0/26", "02:42:c0:00:02:05"},
+      {"shop-web-1", "2001:db8:1::5", "2001:db8:1::/64", "02:42:c0:00:02:05"},
+      {"shop-web-1", "198.51.100.7", "198.51.100.0/24", ""}};  // no MAC known: none written
+  Result<PinnedProject> per_endpoint = PinComposeProject("shop", containers, networks_, reservations, true);
+  ASSERT_TRUE(per_endpoint.ok()) << per_endpoint.status().message();
+  const nlohmann::json want = nlohmann::json::parse(R"({"services": {
+      "web": {"networks": {"lan": {"ipv4_address": "192.0.2.5", "ipv6_address": "2001:db8:1::5",
+                                   "mac_address": "02:42:c0:00:02:05"},
+                           "dmz": {"ipv4_address": "198.51.100.7"}}}}})");
+  EXPECT_EQ(per_endpoint->override_file, want) << per_endpoint->override_file.dump(2);
+  // Older engines: the MAC follows the address, nothing is written.
+  Result<PinnedProject> older = PinComposeProject("shop", containers, networks_, reservations, false);
+  ASSERT_TRUE(older.ok());
+  EXPECT_FALSE(older->override_file["services"]["web"]["networks"]["lan"].contains("mac_address"));
+}
+
+TEST(ComposePinMacTest, OnlyApi1_52AndLaterSetMacsPerEndpointOnly) {
+  EXPECT_TRUE(MacIsPerEndpointOnly("1.52"));
+  EXPECT_TRUE(MacIsPerEndpointOnly("1.53"));
+  EXPECT_TRUE(MacIsPerEndpointOnly("2.0"));
+  EXPECT_FALSE(MacIsPerEndpointOnly("1.51"));  // Docker 28.5
+  EXPECT_FALSE(MacIsPerEndpointOnly("1.41"));  // Docker 20.10
+  EXPECT_FALSE(MacIsPerEndpointOnly(""));
+  EXPECT_FALSE(MacIsPerEndpointOnly("1"));
+  EXPECT_FALSE(MacIsPerEndpointOnly("x.52"));
+}
+
 }  // namespace
 }  // namespace smv::daemon
