@@ -191,8 +191,11 @@ Result<int64_t> EtcdIpamStore::CommitLocked(const etcd::Txn& txn, const std::str
   fence_needed_ = !applied.ok();
   if (!applied.ok() && applied.status().code() == Code::kUnavailable) {
     // Settled by the reload that follows any failed commit (Load fences first). The service
-    // refuses the change with this answer (RefusingToAllocate).
-    return done.status();
+    // refuses the change with this answer (RefusingToAllocate). Unavailable whatever the commit
+    // itself got (a garbled answer is Internal): the outcome is unknown and the store does not
+    // answer, so its leases are journaled and callers are refused at once, not reloaded against.
+    if (done.status().code() == Code::kUnavailable) return done.status();
+    return Unavailable(done.status().message());
   }
   if (!applied.ok()) return applied.status();
   if (!applied->has_value()) {
