@@ -81,7 +81,6 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
       Result<ipam::HeldOutcome> kept =
           ipam_.KeepHeld(pools.front(), address->address(), endpoint.container_name, endpoint.mac, releases);
       if (!kept.ok()) {  // unsure: keep what is known, decide next pass
-        if (given_away_handled_.contains(key)) still_given_away.insert(key);
         if (deletion_failures_logged_.contains(key)) still_failing.insert(key);
       }
       if (!kept.ok() || kept->kind == ipam::HeldOutcome::Kind::kHeld) continue;
@@ -95,8 +94,7 @@ void Reconciler::KeepRunningAddresses(PassReport& report) {
       }
       ++report.addresses_given_away;
       // Acted on once its outcome is known; a deletion that failed is tried again next pass.
-      if (given_away_handled_.contains(key) ||
-          DeleteGivenAwayLink(endpoint, address->address(), kept->holder, report)) {
+      if (DeleteGivenAwayLink(endpoint, address->address(), kept->holder, report)) {
         still_given_away.insert(key);
       } else {
         still_failing.insert(key);

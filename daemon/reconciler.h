@@ -37,7 +37,8 @@ struct ReconcilerOptions {
   // A network must be unknown to the engine for this long too: dockerd calls CreateNetwork
   // before it stores the network, so an inspect in that gap says "no such network".
   std::chrono::seconds stale_after{60};
-  // Reservation lifetime (names no container carries age out); off for a book shared by hosts.
+  // Reservation lifetime (names no container carries age out). A book shared by hosts ages
+  // nothing out itself (IpamService::ApplyPresence; SplitIpam asks only the local book).
   bool apply_presence = true;
 };
 
@@ -66,7 +67,7 @@ class Reconciler {
     int endpoints_cleaned = 0;     // lost DeleteEndpoint/ReleaseAddress made up for
     int networks_cleaned = 0;      // lost DeleteNetwork/ReleasePool made up for
     int addresses_retaken = 0;     // freed in the shared book behind this host's back, taken again
-    int addresses_given_away = 0;  // freed behind its back and now another's (each pass it still is)
+    int addresses_given_away = 0;  // freed behind its back and now another's (not again once acted on)
     int links_deleted = 0;         // container interfaces deleted for such an address (once each)
   };
   PassReport PassOnce();
@@ -110,7 +111,7 @@ class Reconciler {
   // engine knows it again; a restart only delays a cleanup).
   std::map<std::string, int64_t> network_unknown_since_;
   // "<endpoint id> <address>" of given-away addresses already acted on (pass thread only): once
-  // each, not every pass; forgotten when the endpoint or the conflict goes.
+  // each, not every pass; forgotten when the endpoint goes (not asked again).
   std::set<std::string> given_away_handled_;
   // Keys whose link deletion failed and was logged: tried again every pass, logged once.
   std::set<std::string> deletion_failures_logged_;

@@ -165,7 +165,8 @@ Result<OneWriter> TakeStateDirectory(const ServeFlags& flags) {
   return OneWriter{std::move(lock).value(), LinkOwnerTag(*instance_id)};
 }
 
-// Blocks SIGTERM/SIGINT in every thread started after this, so only StopOnSignal receives them.
+// Blocks SIGTERM/SIGINT in every thread started after this, so only the waiter thread of
+// ServeUntilSignal receives them (its sigwait).
 sigset_t BlockStopSignals() {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);

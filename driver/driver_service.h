@@ -1,8 +1,9 @@
 #pragma once
 // NetworkDriver semantics on LinkOps + NetworkStore. Thread-safe: one mutex guards the state
-// maps, every kernel change and every store write. Create paths are all-or-nothing (they undo
-// their own kernel work on failure, since dockerd sends no DeleteEndpoint after a failed
-// CreateEndpoint); delete paths are idempotent and best effort.
+// maps, the store writes and the verbs' kernel changes (not a container link's deletion, not the
+// reaper's: link_reaper.h). Create paths are all-or-nothing (they undo their own kernel work on
+// failure, since dockerd sends no DeleteEndpoint after a failed CreateEndpoint); delete paths are
+// idempotent and best effort.
 
 #include <functional>
 #include <map>
@@ -73,9 +74,10 @@ class DriverService {
   // Loads the stored state; `links` and `store` must outlive the service.
   static Result<std::unique_ptr<DriverService>> Create(nl::LinkOps& links, NetworkStore& store, Clock clock = nullptr);
 
-  // Before the socket opens: recreate missing VLAN links and promiscuous settings of stored
-  // networks, drop endpoint records whose network is gone, delete macvlan links of ours that no
-  // endpoint record owns (left by a crash). Problems are reported, not fatal.
+  // Before the socket opens: repair what the kernel lost of stored networks (parent up, VLAN
+  // link, promiscuous mode, host access), drop or tear down endpoints that are gone, and delete
+  // our macvlan/ipvlan/host links that no record owns (left by a crash). Problems are reported,
+  // not fatal.
   ReconcileReport Reconcile();
 
   // Decides, after every check of the driver's own and before any kernel change, whether the
@@ -103,9 +105,9 @@ class DriverService {
   // kNotFound for an unknown endpoint.
   Status SetEndpointName(const std::string& endpoint_id, const std::string& name);
   // One of a joined endpoint's addresses is another's now (a shared book gave it away): the
-  // container's link carrying it, found by the endpoint's MAC, is deleted
-  // (nl::LinkOps::DeleteContainerLink). kNotFound for an unknown or unjoined endpoint,
-  // kInvalidArgument for an address not its own.
+  // container's link carrying it (the link this instance made on the network's parent, with the
+  // endpoint's MAC, carrying the address) is deleted (nl::LinkOps::DeleteContainerLink).
+  // kNotFound for an unknown or unjoined endpoint, kInvalidArgument for an address not its own.
   Result<nl::ContainerLinkDeletion> DeleteContainerLinkCarrying(const std::string& endpoint_id,
                                                                 const IpAddress& address);
   // Ids of the networks with an IPv4 or IPv6 pool equal to `subnet`.
@@ -165,7 +167,9 @@ class DriverService {
   nl::LinkOps& links_;
   NetworkStore& store_;
   Clock clock_;
-  mutable std::mutex mu_;  // guards networks_, endpoints_, links_records_, kernel changes, store writes
+  // Guards networks_, endpoints_, link_records_, store writes and the verbs' kernel changes (not a
+  // container link's deletion, not the reaper's).
+  mutable std::mutex mu_;
   std::map<std::string, Network> networks_;
   std::map<std::string, EndpointRecord> endpoints_;
   std::map<std::string, LinkRecord> link_records_;

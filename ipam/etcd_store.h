@@ -11,14 +11,14 @@
 // (absent, or at the mod revision it read or wrote); otherwise nothing is written and it fails
 // with kAborted, the service reloads and decides again on fresh state. A reservation is findable
 // by its address as long as it lives (the address/ key, written and deleted with it), so "this
-// address is reserved for another name" is a key a commit compares, not a memory.
+// address is reserved for another name" is a key a commit compares, not a memory. So two nodes
+// never both create one address or one name. No key hangs on an etcd lease: a node cut off from
+// etcd but still on the VLAN keeps what it holds.
 //
 // A book of layout 1 (no address/ keys) is migrated by the first node of the new version that
 // loads it: the missing keys are written, each compared with its reservation, then the layout.
 // Nodes migrating at once are safe (the compares decide); nodes of the old version still running
-// write reservations without address/ keys, so upgrade every node of a fleet before it allocates. So two nodes
-// never both create one address or one name. No key hangs on an etcd lease: a node cut off from
-// etcd but still on the VLAN keeps what it holds.
+// write reservations without address/ keys, so upgrade every node of a fleet before it allocates.
 //
 // A transaction whose answer never came is resolved by reading back this node's commit key; if
 // the transaction is not there, the key is moved on (a fence), so the transaction, which compares

@@ -1,8 +1,8 @@
 #pragma once
 // What the IPAM service needs from storage, and nothing more: load everything at start-up,
 // and apply batches of changes atomically and durably. A book shared by hosts answers more
-// (shared_book.h). Implemented on LMDB (lmdb_store.h)
-// and in memory for tests (tests/support/memory_stores.h).
+// (shared_book.h). Implemented on LMDB (lmdb_store.h), etcd (etcd_store.h) and in memory for
+// tests (tests/support/memory_ipam_store.h).
 
 #include <cstdint>
 #include <map>

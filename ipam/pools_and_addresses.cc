@@ -33,7 +33,9 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
         fmt::format("--ipam-opt {}=shared: this daemon keeps its address book in lmdb, on this host only; start "
                     "it with --store etcd://HOST:PORT[,...] to share pools between hosts, or drop the option",
                     kOptScope));
-  }  // In a shared book a subnet is one pool for every host (one key per address and per name), and
+  }
+
+  // In a shared book a subnet is one pool for every host (one key per address and per name), and
   // a host's --ip-range is only where its dynamic addresses come from.
   std::optional<Prefix> node_range;
   if (book_ != nullptr) {

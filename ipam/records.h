@@ -2,8 +2,9 @@
 // The stored form of the IPAM records, store-independent: each record's key and its versioned
 // JSON value, with one schema per record (common/record_fields.h). Used by the LMDB store and
 // pinned by the golden store test (tests/golden): once a field name ships, it is permanent.
-//   pool         <pool id>                  -> {v, subnet, range, v6, options, users, node_ranges, aux, aux_set_by
-//   (shared)} lease        <pool id> '\0' <address>   -> {v, kind, name, mac, since, node (shared books only)}
+//   pool         <pool id>                  -> {v, subnet, range, v6, options, users,
+//                                              node_ranges, aux, aux_set_by (shared books only)}
+//   lease        <pool id> '\0' <address>   -> {v, kind, name, mac, since, node (shared books only)}
 //   reservation  <pool id> '\0' <name>      -> {v, address, mac, since, gone_since}
 //   journaled release <pool id> '\0' <address> -> {v, node, revision}   (this host only: release_journal.h)
 //   reserved address  <pool id> '\0' <address> -> {v, name}   (shared books only: etcd_store.h)

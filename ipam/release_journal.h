@@ -3,8 +3,8 @@
 // without quorum). dockerd never sees a release fail: the release is kept on this host and
 // replayed when the book answers again. Replay is harmless: it frees an address only while this
 // node still holds that very lease (same revision), so replaying twice, after another node was
-// given the address, or after this node took it again, changes nothing. Implemented on LMDB (lmdb_store.h) and in
-// memory for tests.
+// given the address, or after this node took it again, changes nothing.
+// Implemented on LMDB (lmdb_store.h) and in memory for tests.
 
 #include <span>
 #include <string>

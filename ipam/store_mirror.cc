@@ -88,8 +88,9 @@ Status StoreMirror::RunDurably(const std::function<Status()>& change, std::optio
     if (stale_refusal) continue;
     Status durable = commits_.WaitDurable(ticket);
     if (durable.ok()) return OkStatus();  // the change's own answer stands
-    // A shared store refused a commit decided on a stale view; the view is fresh now.
+    // Unavailable: refuse now; waiting for a second timeout would only delay the same answer.
     if (durable.code() == Code::kUnavailable) return RefusingToAllocate(durable);
+    // A shared store refused a commit decided on a stale view; the view is fresh now.
     if (durable.code() != Code::kAborted) return durable;
     reloaded = true;  // the failure handler read the store again
     if (attempt == kAttemptsOnConflict) {

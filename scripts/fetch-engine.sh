@@ -7,7 +7,7 @@
 # stays the runtime and nothing is apt-installed. Idempotent.
 #   28  Debian sid: Docker 28.5.2, containerd 2.1, compose 2.40
 #   26  Debian trixie: Docker 26.1, containerd 1.7, compose 2.26
-# Without an argument both (scripts/install-deps.sh --test: whichever the ctest matrix names).
+# Without an argument both, 28 then 26 (what scripts/install-deps.sh --test fetches, one call each).
 # Usage: scripts/fetch-engine.sh [28|26]   (prints the root directory, one per engine)
 set -euo pipefail
 if [ $# -eq 0 ]; then

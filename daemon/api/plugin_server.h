@@ -1,5 +1,6 @@
 #pragma once
-// HTTP/1.1 with keep-alive on a unix socket (cpp-httplib), mode 0600, no TCP listener.
+// HTTP/1.1 with keep-alive on a unix socket (cpp-httplib), mode 0600: the plugin API is served
+// on no TCP listener (only MetricsServer, below, listens on TCP, for GET /metrics).
 
 #include <memory>
 #include <string>
@@ -24,7 +25,7 @@ class PluginServer {
 
   // Serves until Stop(); requests in flight finish before it returns.
   Status Serve();
-  // Safe from any thread (a signal-waiting thread in main).
+  // Safe from any thread (serve's ServeUntilSignal calls it from its signal-waiting thread).
   void Stop();
 
  private:

@@ -1,7 +1,8 @@
 // static-macvlan doctor: the questions asked when a container has no connectivity (is the daemon
-// up, does dockerd answer and send it its calls, is the parent there, up, with carrier, is 802.1Q there, is promiscuous
-// mode as configured, does the MTU fit, do two networks overlap, is host access in place, is the
-// store consistent), answered one per line, each failure with the command that fixes it.
+// up, does dockerd answer and send it its calls, is the parent there, up, with carrier, is 802.1Q
+// there, is promiscuous mode as configured, does the MTU fit, do two networks overlap, is host
+// access in place, is the store consistent), answered one per line, each failure with the command
+// that fixes it.
 
 #include <fmt/format.h>
 #include <httplib.h>

@@ -65,8 +65,6 @@ class LinkManager : public LinkOps {
   Status ChangeHostRoute(const IpAddress& address, const std::string& link, bool add);
   // Deletes the link named `name`, best effort (a rollback of a half-made link).
   void DeleteByNameLocked(const std::string& name);
-  // DeleteContainerLink's work in the namespace of netnsid `nsid`: whether a link with `mac` is
-  // there, and whether one carrying `address` was deleted.
   struct PeerOutcome {
     bool has_mac = false;
     bool deleted = false;
@@ -76,6 +74,8 @@ class LinkManager : public LinkOps {
     IpAddress address;
     int parent_index = 0;  // in the caller's namespace
   };
+  // DeleteContainerLink's work in the namespace of netnsid `nsid`: whether a link of ours on the
+  // parent with match.mac is there (has_mac), and whether one carrying match.address was deleted.
   Result<PeerOutcome> DeleteCarrierInPeerLocked(int32_t nsid, const PeerMatch& match);
   // Whether a link of a peer namespace, with `alias`, is one this instance made.
   bool MadeHere(const std::string& alias) const { return owner_tag_.empty() || alias == owner_tag_; }

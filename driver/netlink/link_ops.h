@@ -52,9 +52,9 @@ struct MacvlanSpec {
 
 // What DeleteContainerLink found in the other network namespaces.
 enum class ContainerLinkDeletion {
-  kDeleted,      // a link there with that MAC carried the address: it is deleted
-  kNoSuchLink,   // the link with that MAC is there, but carries no such address
-  kNoNamespace,  // no other namespace holds a link with that MAC (the container stopped)
+  kDeleted,      // one of our links on the parent with that MAC carried the address: deleted
+  kNoSuchLink,   // such a link is there, but carries no such address
+  kNoNamespace,  // no namespace holds such a link, or the parent is gone (the container stopped)
 };
 
 // With an owner tag set (LinkManager::SetOwnerTag), every Create* tags the link it makes, and
@@ -95,10 +95,9 @@ class LinkOps {
   // tag of its own, any) on `parent` of the caller's namespace, with MAC `mac`, carrying `address`.
   // Docker's own macvlan and veth links, another network's endpoint on another parent with the same
   // address and MAC (Docker derives MACs from addresses too), and the caller's own links are never
-  // matched. Needs CAP_NET_ADMIN only:
-  // no path to the namespace, no setns (the managed plugin has neither). Deleted, not set down:
-  // rtnetlink deletes a link in another namespace but cannot change one (RTM_SETLINK takes no target
-  // netnsid). `docker restart` gives the container a new link.
+  // matched. Needs CAP_NET_ADMIN only: no path to the namespace, no setns (the managed plugin has
+  // neither). Deleted, not set down: rtnetlink deletes a link in another namespace but cannot change
+  // one (RTM_SETLINK takes no target netnsid). `docker restart` gives the container a new link.
   virtual Result<ContainerLinkDeletion> DeleteContainerLink(const std::string& mac, const IpAddress& address,
                                                             const std::string& parent) = 0;
 };
