@@ -139,6 +139,28 @@ TEST_F(ReconcilerTest, ReservationLifetimeFollowsTheEngineListAndRetention) {
   EXPECT_EQ(ipam_->ListReservations().size(), 1u);
 }
 
+// A swarm task's reservation is its slot's (web.1), which no container is named: a running task
+// keeps it, and it ages out only once no task of the slot is listed.
+TEST_F(ReconcilerTest, ARunningSwarmTaskKeepsItsSlotsReservation) {
+  const std::string short_pool =
+      ipam_->RequestPool({"l", "198.51.100.0/24", "", {{"release_after", "1m"}}, false})->pool_id;
+  ASSERT_TRUE(ipam_->Reserve(short_pool, "web.1", *IpAddress::Parse("198.51.100.9")).ok());
+  const std::string task = "web.1.xq3k1v0h2m9b8n7c6d5f4g3h2";
+  engine_.containers = {EngineContainer{
+      "c1",
+      task,
+      {},
+      {{"com.docker.swarm.service.name", "web"}, {"com.docker.swarm.task.id", "xq3k1v0h2m9b8n7c6d5f4g3h2"}}}};
+  reconciler_->PassOnce();
+  now_ += 120;
+  EXPECT_EQ(reconciler_->PassOnce().reservations_released, 0);
+  ASSERT_EQ(ipam_->ListReservations().size(), 1u);
+  engine_.containers.clear();  // the service is removed
+  reconciler_->PassOnce();
+  now_ += 61;
+  EXPECT_EQ(reconciler_->PassOnce().reservations_released, 1);
+}
+
 // A book shared by hosts: this host's engine does not list names running elsewhere, so none
 // may age out because of it.
 TEST_F(ReconcilerTest, WithoutPresenceNoReservationAgesOut) {
