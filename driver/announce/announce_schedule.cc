@@ -7,14 +7,8 @@
 
 namespace smv::driver {
 
-AnnounceSchedule::~AnnounceSchedule() {
-  {
-    std::scoped_lock lock(mu_);
-    stopping_ = true;
-  }
-  changed_.notify_all();
-  if (worker_.joinable()) worker_.join();
-}
+// worker_ is the last member: its jthread asks Run to stop and joins before the plans go.
+AnnounceSchedule::~AnnounceSchedule() = default;
 
 void AnnounceSchedule::Start(const std::string& key, std::vector<Announcement> what, uint32_t count,
                              std::chrono::milliseconds interval) {
@@ -22,7 +16,8 @@ void AnnounceSchedule::Start(const std::string& key, std::vector<Announcement> w
   {
     std::scoped_lock lock(mu_);
     plans_[key] = Plan{.what = std::move(what), .left = count, .interval = interval, .next = Clock::now()};
-    if (!worker_.joinable()) worker_ = std::thread([this] { Run(); });
+    ++version_;
+    if (!worker_.joinable()) worker_ = std::jthread([this](std::stop_token stop) { Run(stop); });
   }
   changed_.notify_all();
 }
@@ -31,6 +26,7 @@ void AnnounceSchedule::Cancel(const std::string& key) {
   {
     std::scoped_lock lock(mu_);
     plans_.erase(key);
+    ++version_;
   }
   changed_.notify_all();
 }
@@ -42,14 +38,14 @@ void AnnounceSchedule::LeaveToEngine(EngineAnnounces* engine) {
 
 void AnnounceSchedule::WaitIdle() {
   std::unique_lock lock(mu_);
-  changed_.wait(lock, [this] { return plans_.empty() || stopping_; });
+  changed_.wait(lock, worker_.get_stop_token(), [this] { return plans_.empty(); });
 }
 
-void AnnounceSchedule::Run() {
+void AnnounceSchedule::Run(std::stop_token stop) {
   std::unique_lock lock(mu_);
-  while (!stopping_) {
+  while (!stop.stop_requested()) {
     if (plans_.empty()) {
-      changed_.wait(lock);
+      changed_.wait(lock, stop, [this] { return !plans_.empty(); });
       continue;
     }
     auto due = plans_.begin();
@@ -57,10 +53,11 @@ void AnnounceSchedule::Run() {
       if (it->second.next < due->second.next) due = it;
     }
     if (const Clock::time_point next = due->second.next; Clock::now() < next) {
-      // A copy: the plan may be cancelled (erased) while this waits, and wait_until reads its
-      // deadline again after waking.
-      changed_.wait_until(lock, next);
-      continue;  // a plan may have been added or cancelled meanwhile
+      // A copy: the plan may be cancelled (erased) while this waits. A plan added or cancelled
+      // meanwhile (version_) ends the wait: the next due plan is chosen again.
+      const uint64_t seen = version_;
+      changed_.wait_until(lock, stop, next, [this, seen] { return version_ != seen; });
+      continue;
     }
     const std::string key = due->first;
     const std::vector<Announcement> what = due->second.what;

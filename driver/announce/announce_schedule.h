@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,15 +44,15 @@ class AnnounceSchedule {
     std::chrono::milliseconds interval{};
     Clock::time_point next;
   };
-  void Run();
+  void Run(std::stop_token stop);
 
   Announcer& announcer_;
   std::mutex mu_;
-  std::condition_variable changed_;
+  std::condition_variable_any changed_;
   std::map<std::string, Plan> plans_;
-  bool stopping_ = false;
+  uint64_t version_ = 0;  // counts plans started and cancelled: wakes a wait for the next due one
   EngineAnnounces* engine_ = nullptr;
-  std::thread worker_;  // started with the first plan
+  std::jthread worker_;  // started with the first plan; last, so it stops first
 };
 
 }  // namespace smv::driver
