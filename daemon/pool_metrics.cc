@@ -13,12 +13,10 @@ namespace {
 std::map<std::string, std::string> NetworksBySubnet(driver::DriverService& driver) {
   std::map<std::string, std::string> networks_on;
   for (const driver::NetworkRecord& network : driver.Networks()) {
-    for (const std::vector<driver::IpData>* family : {&network.ipv4, &network.ipv6}) {
-      for (const driver::IpData& data : *family) {
-        std::string& ids = networks_on[data.pool.ToString()];
-        if (!ids.empty()) ids += ',';
-        ids += ShortId(network.id);
-      }
+    for (const Prefix& subnet : network.Subnets()) {
+      std::string& ids = networks_on[subnet.ToString()];
+      if (!ids.empty()) ids += ',';
+      ids += ShortId(network.id);
     }
   }
   return networks_on;

@@ -42,13 +42,11 @@ void Reconciler::ReleaseEndpointLeases(const driver::EndpointRecord& endpoint) {
 }
 
 void Reconciler::ReleaseNetworkPools(const driver::NetworkRecord& network) {
-  for (const auto* data : {&network.ipv4, &network.ipv6}) {
-    for (const driver::IpData& d : *data) {
-      const std::vector<std::string> pools = ipam_.PoolsOnSubnet(d.pool);
-      if (pools.size() != 1) continue;  // none left, or ambiguous: never guess which
-      if (Status s = ipam_.ReleasePool(pools.front()); !s.ok()) {
-        spdlog::warn("network {}: pool {} not released: {}", ShortId(network.id), pools.front(), s.message());
-      }
+  for (const Prefix& subnet : network.Subnets()) {
+    const std::vector<std::string> pools = ipam_.PoolsOnSubnet(subnet);
+    if (pools.size() != 1) continue;  // none left, or ambiguous: never guess which
+    if (Status s = ipam_.ReleasePool(pools.front()); !s.ok()) {
+      spdlog::warn("network {}: pool {} not released: {}", ShortId(network.id), pools.front(), s.message());
     }
   }
 }

@@ -43,11 +43,7 @@ Result<std::vector<Prefix>> ReservationCommands::NetworkSubnets(const std::strin
     return NotFound(fmt::format("network \"{}\" is not a static-macvlan network{}", network,
                                 matches.empty() ? "" : " (the id prefix is ambiguous)"));
   }
-  std::vector<Prefix> subnets;
-  for (const auto* data : {&matches[0].ipv4, &matches[0].ipv6}) {
-    for (const driver::IpData& d : *data) subnets.push_back(d.pool);
-  }
-  return subnets;
+  return matches[0].Subnets();
 }
 
 Result<std::vector<ipam::ReservationView>> ReservationCommands::List(const std::string& network) {
