@@ -53,17 +53,16 @@ Result<std::unique_ptr<Env>> Env::Open(const std::string& dir, size_t map_size_b
   int fd = -1;
   if (mdb_env_get_fd(raw, &fd) == 0 && fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
 
-  MDB_txn* txn = nullptr;
-  if (int rc = mdb_txn_begin(raw, nullptr, 0, &txn); rc != 0) return MdbStatus(rc, "begin");
+  Result<Txn> txn = env->BeginWrite();  // rolled back by Txn on every early return
+  if (!txn.ok()) return txn.status();
   for (const std::string& name : dbs) {
     MDB_dbi dbi = 0;
-    if (int rc = mdb_dbi_open(txn, name.c_str(), MDB_CREATE, &dbi); rc != 0) {
-      mdb_txn_abort(txn);
+    if (int rc = mdb_dbi_open(txn->txn_, name.c_str(), MDB_CREATE, &dbi); rc != 0) {
       return MdbStatus(rc, fmt::format("open database \"{}\"", name));
     }
     env->dbis_.emplace(name, dbi);
   }
-  if (int rc = mdb_txn_commit(txn); rc != 0) return MdbStatus(rc, "commit database list");
+  SMV_RETURN_IF_ERROR(txn->Commit().Annotate("database list"));
   return env;
 }
 
