@@ -5,29 +5,21 @@
 #include <future>
 #include <set>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "identity/swarm_name.h"
 
 namespace smv::identity {
 namespace {
 
-using Steady = std::chrono::steady_clock;
-
-Millis Left(Steady::time_point deadline) {
-  return std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - Steady::now()));
-}
+Millis Left(SteadyClock::time_point deadline) { return TimeLeft(deadline); }
 
 }  // namespace
 
 IdentityService::IdentityService(EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
                                  IdentityOptions options, Clock clock)
     : engine_(engine), ipam_(ipam), driver_(driver), options_(options), clock_(std::move(clock)) {
-  if (!clock_) {
-    clock_ = [] {
-      return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
-    };
-  }
+  if (!clock_) clock_ = UnixSeconds;
 }
 
 std::string IdentityService::RequesterOfAddress(const std::vector<EngineContainer>& containers,
@@ -46,7 +38,7 @@ std::string IdentityService::RequesterOfAddress(const std::vector<EngineContaine
 
 std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& call,
                                                      const std::vector<EngineContainer>& containers,
-                                                     const EngineNetwork& network, Steady::time_point deadline) {
+                                                     const EngineNetwork& network, SteadyClock::time_point deadline) {
   // On this network, no endpoint yet, no requested address, not already past CreateEndpoint, and
   // busy starting (its inspect does not answer).
   std::vector<const EngineContainer*> candidates;
@@ -95,7 +87,7 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
 
 std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
   if (!call.name.empty() || call.gateway || !healthy_.load()) return "";
-  const Steady::time_point deadline = Steady::now() + options_.request_budget;
+  const SteadyClock::time_point deadline = SteadyClock::now() + options_.request_budget;
   std::optional<ipam::PoolConfig> pool = ipam_.FindPool(call.pool_id);
   if (!pool) return "";
   const std::vector<std::string> network_ids = driver_.NetworksOnSubnet(pool->subnet);

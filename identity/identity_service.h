@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "driver/driver_service.h"
 #include "engine/engine_api.h"
@@ -74,7 +75,6 @@ class IdentityService {
   bool engine_healthy() const { return healthy_.load(); }
 
  private:
-  using Steady = std::chrono::steady_clock;
   // More starting containers than this on one network cannot be told apart in the budget.
   static constexpr size_t kMaxCandidates = 8;
   // Containers inspected at most, exited swarm tasks of those names included.
@@ -85,7 +85,7 @@ class IdentityService {
   // The one container of the network that is starting without an address and has a
   // reservation here, or "".
   std::string SingleStartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
-                                      const EngineNetwork& network, Steady::time_point deadline);
+                                      const EngineNetwork& network, SteadyClock::time_point deadline);
   // The reservation name of the container `name` (ReservationName), listing the containers into
   // `listed` once when the name may be a swarm task's. Fails when the list fails.
   Result<std::string> ResolveName(const std::string& name, Millis timeout,
