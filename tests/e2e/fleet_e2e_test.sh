@@ -10,6 +10,7 @@
 # PID and every namespace, mount and directory removed on exit, also on failure.
 # Usage: tests/e2e/fleet_e2e_test.sh build/static-macvlan   (or SMV=... in the environment)
 set -euo pipefail
+. "$(dirname "$0")/fleet_lib.sh"
 SMV=$(realpath "${SMV:-$1}")
 ID=${E2E_ID:-smvf$$}
 DIR=$(mktemp -d "${E2E_TMP:-/var/tmp}/smv-fleet.XXXXXX")
@@ -75,52 +76,14 @@ command -v dockerd >/dev/null || fail "dockerd is not installed (scripts/install
 command -v etcd >/dev/null || fail "etcd is not installed (scripts/install-deps.sh --test)"
 
 # --- the switch: br0 carries the containers' LAN, brm the hosts' management network ----------
-ip netns add "$SW"
-in_ns "$SW" ip link set lo up
-in_ns "$SW" ip link add br0 type bridge
-in_ns "$SW" ip link add brm type bridge
-in_ns "$SW" ip addr add 192.0.2.254/24 dev br0
-in_ns "$SW" ip addr add 203.0.113.254/24 dev brm
-in_ns "$SW" ip link set br0 up
-in_ns "$SW" ip link set brm up
-
-cluster=""
-for i in 0 1 2; do
-  cluster+="${cluster:+,}m$i=http://203.0.113.254:$((23791 + 2 * i))"
-done
-for i in 0 1 2; do
-  client=http://203.0.113.254:$((23790 + 2 * i))
-  peer=http://203.0.113.254:$((23791 + 2 * i))
-  # nsenter execs etcd, so $! is etcd itself (a function in the background would be a subshell).
-  nsenter --net="/run/netns/$SW" etcd --name "m$i" --data-dir "$DIR/etcd-m$i" --listen-client-urls "$client" \
-    --advertise-client-urls "$client" --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
-    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token smv-fleet-e2e \
-    --heartbeat-interval 100 --election-timeout 1000 >"$DIR/etcd-m$i.log" 2>&1 &
-  echo $! >"$DIR/etcd-m$i.pid"
-done
-for _ in $(seq 300); do
-  in_ns "$SW" curl -sf http://203.0.113.254:23790/health 2>/dev/null | grep -q '"true"' && break
-  sleep 0.1
-done
-in_ns "$SW" curl -sf http://203.0.113.254:23790/health | grep -q '"true"' || fail "etcd is not healthy"
-pass "a 3-member etcd cluster answers on the management network"
+fleet_switch "$SW" "$DIR" smv-fleet-e2e
 
 # --- two hosts: eth1 on br0, mgmt on brm, a private mount namespace, the plugin, dockerd -------
 n=0
 for h in "${HOSTS[@]}"; do
   n=$((n + 1))
   mkdir -p "$DIR/$h"
-  ip netns add "$(ns "$h")"
-  in_ns "$(ns "$h")" ip link set lo up
-  in_ns "$(ns "$h")" ip link add eth1 type veth peer name "sw$h"
-  in_ns "$(ns "$h")" ip link add mgmt type veth peer name "mgmt-$h"
-  in_ns "$(ns "$h")" ip link set dev "sw$h" netns "/run/netns/$SW"
-  in_ns "$(ns "$h")" ip link set dev "mgmt-$h" netns "/run/netns/$SW"
-  in_ns "$SW" ip link set "sw$h" master br0 up
-  in_ns "$SW" ip link set dev "mgmt-$h" master brm up
-  in_ns "$(ns "$h")" ip link set eth1 up
-  in_ns "$(ns "$h")" ip addr add "203.0.113.$n/24" dev mgmt
-  in_ns "$(ns "$h")" ip link set mgmt up
+  fleet_host_wires "$SW" "$(ns "$h")" "$h" "$n"
   mkdir -p /run/docker/plugins
   in_ns "$(ns "$h")" unshare --mount --propagation private sh -c \
     "mount -t tmpfs -o mode=0700 tmpfs /run/docker/plugins && echo \$\$ > $DIR/$h/supervisor.pid && exec sleep infinity" &
