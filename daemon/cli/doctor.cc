@@ -148,9 +148,9 @@ std::vector<EngineNetworkView> NetworkViews(const std::vector<engine::DockerEngi
 }
 
 // What the engine's version and its swarm mean for networks of ours (daemon/cli/engine_advice.h).
-void CheckEngineAdvice(engine::DockerEngine& engine, const std::set<std::string>& ours, std::vector<Check>& checks) {
+void CheckEngineAdvice(engine::DockerEngine& engine, const Result<std::string>& version_text,
+                       const std::set<std::string>& ours, std::vector<Check>& checks) {
   std::vector<Advice> advice;
-  Result<std::string> version_text = engine.Version(kDoctorEngineTimeout);
   const std::optional<EngineVersion> version =
       version_text.ok() ? ParseEngineVersion(*version_text) : std::optional<EngineVersion>();
   if (version) {
@@ -185,14 +185,15 @@ Status Doctor(const DoctorFlags& flags) {
   std::vector<Check> checks;
   checks.push_back(DaemonAnswers(flags.serve.socket));
   Result<std::unique_ptr<engine::DockerEngine>> engine = engine::DockerEngine::Create(flags.serve.docker_host);
-  checks.push_back(
-      EngineAnswers(engine.ok() ? (*engine)->Version(kDoctorEngineTimeout) : Unavailable("no engine client"),
-                    flags.serve.docker_host));
+  // Asked once: the engine check and the version advice both read it.
+  const Result<std::string> version =
+      engine.ok() ? (*engine)->Version(kDoctorEngineTimeout) : Result<std::string>(Unavailable("no engine client"));
+  checks.push_back(EngineAnswers(version, flags.serve.docker_host));
   const bool engine_up = checks.back().ok;
   if (engine_up) {
     Result<engine::EnginePlugins> plugins = (*engine)->Plugins(kDoctorEngineTimeout);
     checks.push_back(DockerdRegistered(plugins, flags.serve.socket));
-    if (plugins.ok()) CheckEngineAdvice(**engine, OurDriverNames(*plugins, flags.serve.socket), checks);
+    if (plugins.ok()) CheckEngineAdvice(**engine, version, OurDriverNames(*plugins, flags.serve.socket), checks);
   }
   // The network records live in the state directory: never create one where there is none.
   if (!std::filesystem::is_directory(flags.serve.state_dir)) {
