@@ -2,12 +2,31 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include "common/metrics/metrics.h"
 #include "common/unix_socket.h"
 #include "engine/engine_answers.h"
 
 namespace smv::engine {
+namespace {
+
+// `text` as a URL query value: every byte but the unreserved ones (RFC 3986) as %XX.
+std::string PercentEncoded(const std::string& text) {
+  std::string out;
+  for (const unsigned char c : text) {
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                            c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<DockerEngine>> DockerEngine::Create(const std::string& docker_host) {
   constexpr std::string_view kUnix = "unix://";
@@ -83,6 +102,16 @@ Result<std::vector<DockerEngine::NetworkSummary>> DockerEngine::ListNetworks(Mil
 
 Result<std::vector<EngineContainer>> DockerEngine::ListContainers(Millis timeout) {
   Result<std::string> body = Get("/containers/json?all=1", timeout);
+  if (!body.ok()) return body.status();
+  return ParseContainerList(*body);
+}
+
+Result<std::vector<EngineContainer>> DockerEngine::ListContainersLabelled(const std::string& key,
+                                                                          const std::string& value, Millis timeout) {
+  // The engine's label filter matches "key=value" exactly (its name filter would be a regex).
+  const nlohmann::json label_filter = {{"label", nlohmann::json::array({key + "=" + value})}};
+  const std::string filters = label_filter.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  Result<std::string> body = Get("/containers/json?all=1&filters=" + PercentEncoded(filters), timeout);
   if (!body.ok()) return body.status();
   return ParseContainerList(*body);
 }

@@ -41,6 +41,8 @@ class DockerEngine : public EngineApi {
   Status Ping(Millis timeout) override;
   Result<EngineNetwork> InspectNetwork(const std::string& id_or_name, Millis timeout) override;
   Result<std::vector<EngineContainer>> ListContainers(Millis timeout) override;
+  Result<std::vector<EngineContainer>> ListContainersLabelled(const std::string& key, const std::string& value,
+                                                              Millis timeout) override;
   bool InspectAnswers(const std::string& container_id, Millis timeout) override;
   // kNotFound for a container the engine does not know.
   Result<ContainerProcess> InspectContainer(const std::string& id_or_name, Millis timeout);

@@ -67,14 +67,23 @@ DockerEngine::NetworkSummary NetworkSummaryOf(const json& n) {
   return out;
 }
 
+// A container's own name from the list's "Names": "/name", not a link alias "/other/alias" (the
+// engine lists the names it is known by on links too, in no promised order). "" when there is none.
+std::string OwnNameOf(const json& names) {
+  for (const json& n : names.is_array() ? names : json::array()) {
+    if (!n.is_string()) continue;
+    const std::string name = StripSlash(n.get<std::string>());
+    if (!name.empty() && name.find('/') == std::string::npos) return name;
+  }
+  return "";
+}
+
 // One container of GET /containers/json.
 EngineContainer ContainerOf(const json& c) {
   EngineContainer container;
   container.id = Str(c, "Id");
   container.labels = StringValuesOf(c, "Labels");
-  if (c.contains("Names") && c["Names"].is_array() && !c["Names"].empty() && c["Names"][0].is_string()) {
-    container.name = StripSlash(c["Names"][0].get<std::string>());
-  }
+  container.name = OwnNameOf(Field(c, "Names"));
   if (c.contains("NetworkSettings") && c["NetworkSettings"].is_object() && c["NetworkSettings"].contains("Networks") &&
       c["NetworkSettings"]["Networks"].is_object()) {
     for (const auto& [name, n] : c["NetworkSettings"]["Networks"].items()) {

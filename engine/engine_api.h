@@ -64,6 +64,11 @@ class EngineApi {
   virtual Result<EngineNetwork> InspectNetwork(const std::string& id_or_name, Millis timeout) = 0;
   // GET /containers/json?all=1; never blocks, shows a snapshot from before a start began.
   virtual Result<std::vector<EngineContainer>> ListContainers(Millis timeout) = 0;
+  // The same list cut by the engine to the containers whose label `key` is exactly `value`
+  // (GET /containers/json?all=1&filters={"label":["key=value"]}): one container's answer, not the
+  // host's. Never blocks, like the whole list.
+  virtual Result<std::vector<EngineContainer>> ListContainersLabelled(const std::string& key, const std::string& value,
+                                                                      Millis timeout) = 0;
   // True when GET /containers/<id>/json answers within `timeout`, i.e. the container is not in
   // the middle of a start.
   virtual bool InspectAnswers(const std::string& container_id, Millis timeout) = 0;

@@ -119,8 +119,7 @@ std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
 
 std::string IdentityService::ReservationNameOf(const std::string& name) {
   if (!MayBeSwarmTaskName(name) || !healthy_.load()) return name;
-  std::optional<std::vector<EngineContainer>> listed;
-  Result<std::string> resolved = ResolveName(name, options_.request_budget, listed);
+  Result<std::string> resolved = ResolveName(name, options_.request_budget);
   if (!resolved.ok()) {
     healthy_ = false;
     return name;
@@ -138,15 +137,19 @@ void IdentityService::IdentifyRequester(ipam::AddressCall& call) {
   call.name.clear();
 }
 
-Result<std::string> IdentityService::ResolveName(const std::string& name, Millis timeout,
-                                                 std::optional<std::vector<EngineContainer>>& listed) {
+Result<std::string> IdentityService::ResolveName(const std::string& name, Millis timeout) {
   if (!MayBeSwarmTaskName(name)) return name;
-  if (!listed) {
-    Result<std::vector<EngineContainer>> containers = engine_.ListContainers(timeout);
-    if (!containers.ok()) return containers.status();
-    listed = std::move(*containers);
-  }
-  for (const EngineContainer& c : *listed) {
+  // Only the containers labelled with the task id the name ends in: one container on a busy
+  // host, not all of them. Its name is checked exactly in ResolveNameIn.
+  Result<std::vector<EngineContainer>> task =
+      engine_.ListContainersLabelled(kSwarmTaskIdLabel, SwarmTaskIdOf(name), timeout);
+  if (!task.ok()) return task.status();
+  return ResolveNameIn(name, *task);
+}
+
+std::string IdentityService::ResolveNameIn(const std::string& name, const std::vector<EngineContainer>& listed) {
+  if (!MayBeSwarmTaskName(name)) return name;
+  for (const EngineContainer& c : listed) {
     if (c.name == name) return ReservationName(c.name, c.labels);
   }
   return name;
@@ -179,8 +182,7 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
   }
   for (const EngineEndpoint& e : network->endpoints) {
     if (e.endpoint_id != endpoint_id || e.name.empty()) continue;
-    std::optional<std::vector<EngineContainer>> listed;
-    Result<std::string> name = ResolveName(e.name, options_.join_timeout, listed);
+    Result<std::string> name = ResolveName(e.name, options_.join_timeout);
     if (!name.ok()) {  // a swarm task's slot is told by its labels: learned in the background
       healthy_ = false;
       spdlog::info("engine API not answering ({}); names are learned in the background", name.status().message());
@@ -196,7 +198,9 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
 int IdentityService::LearnPendingNames() {
   int learned = 0;
   std::map<std::string, std::optional<EngineNetwork>> networks;  // inspected once per pass
-  std::optional<std::vector<EngineContainer>> listed;            // listed at most once per pass
+  // Listed at most once per pass, when a name may be a swarm task's: after an engine outage
+  // many may wait, and one list answers them all.
+  std::optional<std::vector<EngineContainer>> listed;
   for (const driver::EndpointRecord& endpoint : driver_.Endpoints()) {
     if (!endpoint.container_name.empty() || endpoint.sandbox_key.empty()) continue;
     auto [it, fresh] = networks.try_emplace(endpoint.network_id);
@@ -207,9 +211,13 @@ int IdentityService::LearnPendingNames() {
     if (!it->second) continue;
     for (const EngineEndpoint& e : it->second->endpoints) {
       if (e.endpoint_id != endpoint.endpoint_id || e.name.empty()) continue;
-      Result<std::string> name = ResolveName(e.name, options_.learn_timeout, listed);
-      if (!name.ok()) return learned;  // the next pass tries again
-      if (Status s = AttachEndpointName(endpoint, *name); s.ok()) {
+      if (MayBeSwarmTaskName(e.name) && !listed) {
+        Result<std::vector<EngineContainer>> all = engine_.ListContainers(options_.learn_timeout);
+        if (!all.ok()) return learned;  // the next pass tries again
+        listed = std::move(*all);
+      }
+      const std::string name = listed ? ResolveNameIn(e.name, *listed) : e.name;
+      if (Status s = AttachEndpointName(endpoint, name); s.ok()) {
         ++learned;
       } else {
         spdlog::warn("container {}: {}", e.name, s.message());

@@ -48,7 +48,8 @@ class IdentityService {
 
   // The name a RequestAddress that carries `name` (Docker >= 29) is reserved under: `name` itself,
   // without an engine call, unless it has a swarm task's shape; then the container's labels tell
-  // (one container list within the request budget). `name` when the engine does not answer.
+  // (one engine call within the request budget, answered with that task's container only).
+  // `name` when the engine does not answer.
   std::string ReservationNameOf(const std::string& name);
 
   // Says on `call` whom a RequestAddress is for. No name (Docker < 29): the guess, as a hint. A
@@ -86,10 +87,12 @@ class IdentityService {
   // reservation here, or "".
   std::string SingleStartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
                                       const EngineNetwork& network, SteadyClock::time_point deadline);
-  // The reservation name of the container `name` (ReservationName), listing the containers into
-  // `listed` once when the name may be a swarm task's. Fails when the list fails.
-  Result<std::string> ResolveName(const std::string& name, Millis timeout,
-                                  std::optional<std::vector<EngineContainer>>& listed);
+  // The reservation name of the container `name` (ReservationName). A name of a swarm task's
+  // shape asks the engine for the containers labelled with its task id only (not the host's
+  // whole list). Fails when the engine does not answer.
+  Result<std::string> ResolveName(const std::string& name, Millis timeout);
+  // The same, read from containers already listed: the one named exactly `name`, else `name`.
+  static std::string ResolveNameIn(const std::string& name, const std::vector<EngineContainer>& listed);
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
   EngineApi& engine_;
   ipam::IpamApi& ipam_;

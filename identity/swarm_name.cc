@@ -30,4 +30,9 @@ bool MayBeSwarmTaskName(const std::string& name) {
   return std::count(name.begin(), name.end(), '.') >= 2;
 }
 
+std::string SwarmTaskIdOf(const std::string& name) {
+  const size_t last = name.rfind('.');
+  return last == std::string::npos ? "" : name.substr(last + 1);
+}
+
 }  // namespace smv::identity

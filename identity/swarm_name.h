@@ -21,4 +21,7 @@ std::string ReservationName(const std::string& name, const std::map<std::string,
 // are worth an engine lookup of the labels.
 bool MayBeSwarmTaskName(const std::string& name);
 
+// The task id a name of that shape would end in: its last dot-separated part ("" when none).
+std::string SwarmTaskIdOf(const std::string& name);
+
 }  // namespace smv::identity

@@ -18,6 +18,7 @@ class FakeEngine : public engine::EngineApi {
   std::vector<engine::EngineContainer> containers;
   std::set<std::string> starting;  // container ids whose inspect blocks
   std::atomic<int> calls{0};
+  std::atomic<int> containers_answered{0};  // containers in all list answers: what a busy host pays
 
   Status Ping(engine::Millis) override {
     ++calls;
@@ -34,7 +35,20 @@ class FakeEngine : public engine::EngineApi {
   Result<std::vector<engine::EngineContainer>> ListContainers(engine::Millis) override {
     ++calls;
     if (!answering) return Unavailable("timed out");
+    containers_answered += static_cast<int>(containers.size());
     return containers;
+  }
+  // As dockerd's label filter: the label present with exactly that value.
+  Result<std::vector<engine::EngineContainer>> ListContainersLabelled(const std::string& key, const std::string& value,
+                                                                      engine::Millis) override {
+    ++calls;
+    if (!answering) return Unavailable("timed out");
+    std::vector<engine::EngineContainer> labelled;
+    for (const engine::EngineContainer& c : containers) {
+      if (auto it = c.labels.find(key); it != c.labels.end() && it->second == value) labelled.push_back(c);
+    }
+    containers_answered += static_cast<int>(labelled.size());
+    return labelled;
   }
   bool InspectAnswers(const std::string& id, engine::Millis) override {
     ++calls;

@@ -56,6 +56,22 @@ TEST(EngineAnswers, ContainerListReadsNamesLabelsAndRequestedAddresses) {
   EXPECT_TRUE(bare.networks.empty());
 }
 
+// `docker run --name zdb ...` then `docker run --name app --link zdb:db ...`: the list names zdb
+// also by its alias in app, and dockerd sorts the names ("/app/db" < "/zdb"), so the alias can
+// come first. The container's own name is the one without a second slash.
+TEST(EngineAnswers, ContainerListGivesTheOwnNameNotALinkAlias) {
+  Result<std::vector<EngineContainer>> list = ParseContainerList(R"([
+    {"Id": "7e3d", "Names": ["/app/db", "/zdb"], "State": "running", "Labels": {},
+     "NetworkSettings": {"Networks": {"lan": {"IPAMConfig": null, "EndpointID": "e7"}}}},
+    {"Id": "8c1a", "Names": ["/app"], "State": "running", "Labels": {}, "NetworkSettings": {"Networks": {}}},
+    {"Id": "9f00", "Names": ["/app/only-alias", 7, ""], "Labels": {}, "NetworkSettings": null}])");
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].name, "zdb");
+  EXPECT_EQ((*list)[1].name, "app");
+  EXPECT_EQ((*list)[2].name, "");  // no own name listed: unknown, never an alias
+}
+
 TEST(EngineAnswers, ContainerInspectGivesStatusAndPid) {
   Result<ContainerProcess> running =
       ParseContainerInspect(R"({"Id": "4f1c", "Name": "/web", "State": {"Status": "running", "Pid": 4242}})");

@@ -236,6 +236,30 @@ TEST_F(Docker29Test, TwoLiveTasksOfOneSlotNeverShareAnAddress) {
   EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
 }
 
+// Review of the lookup: a swarm-shaped name asked the engine for every container of the host, at
+// the named RequestAddress and again at Join. Now the engine answers with the task's own
+// container (label com.docker.swarm.task.id), and its name is checked exactly.
+TEST_F(Docker29Test, ATaskIsLookedUpAloneNotInTheWholeListOfABusyHost) {
+  for (int i = 0; i < 150; ++i) Idle("busy" + std::to_string(i), "busy-" + std::to_string(i));
+  StartingTask("c2", "web", "2", "bbbbbbbbbbbbbbbbbbbbbbbb2");
+  StartingTask("c1", "web", "1", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  const int before = engine_.containers_answered;
+  const std::string address = AddressAs29("web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
+  ASSERT_FALSE(address.empty());
+  JoinAs(kEp1, address, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
+  EXPECT_EQ(engine_.containers_answered - before, 2);  // the task's container, once per call
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web.1");
+}
+
+TEST_F(Docker29Test, ALabelledContainerOfAnotherNameDoesNotNameTheTask) {
+  // Labels copied onto another container (docker run --label ...): same task id, not this name.
+  StartingTask("c9", "api", "3", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  EXPECT_EQ(identity_->ReservationNameOf("web.1.aaaaaaaaaaaaaaaaaaaaaaaa1"), "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
+  StartingTask("c1", "web", "1", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  EXPECT_EQ(identity_->ReservationNameOf("web.1.aaaaaaaaaaaaaaaaaaaaaaaa1"), "web.1");
+}
+
 // A task whose labels cannot be read now (engine not answering) gets no reservation under its
 // task id: its slot is learned at Join or by the background pass.
 TEST_F(Docker29Test, ATaskNamedWhileTheEngineIsDownGetsNoReservationUnderItsTaskId) {
