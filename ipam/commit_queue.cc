@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <exception>
 #include <iterator>
+#include <memory>
+#include <utility>
 
 #include "common/clock.h"
 #include "common/metrics/metrics.h"
@@ -17,7 +19,14 @@ constexpr size_t kFailuresKept = 4096;
 
 }  // namespace
 
-uint64_t CommitQueue::Enqueue(IpamBatch batch) {
+CommitQueue::CommitQueue(IpamStore& store, FailureHandler on_failure, std::string_view store_kind)
+    : store_(store),
+      on_failure_(std::move(on_failure)),
+      metrics_(std::make_unique<metrics::StoreCommitMetrics>(store_kind)) {}
+
+CommitQueue::~CommitQueue() = default;
+
+uint64_t CommitQueue::Enqueue(IpamBatch&& batch) {
   std::scoped_lock lock(mu_);
   queue_.push_back(std::move(batch));
   return ++last_ticket_;
@@ -51,6 +60,19 @@ size_t CommitQueue::GroupSizeLocked() const {
   return taken;
 }
 
+std::vector<IpamBatch> CommitQueue::TakeGroupLocked() {
+  std::vector<IpamBatch> group;
+  const size_t take = GroupSizeLocked();
+  if (take == queue_.size()) {  // the usual case: everything queued, no batch moved one by one
+    group.swap(queue_);
+    return group;
+  }
+  const auto end = queue_.begin() + static_cast<std::ptrdiff_t>(take);
+  group.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+  queue_.erase(queue_.begin(), end);
+  return group;
+}
+
 Status CommitQueue::WaitDurable(uint64_t ticket) {
   std::unique_lock lock(mu_);
   for (;;) {
@@ -60,10 +82,7 @@ Status CommitQueue::WaitDurable(uint64_t ticket) {
     // Leader: what is queued so far goes into one transaction, as much as the store takes;
     // the leader goes on until its own batch is written.
     committing_ = true;
-    const auto take = static_cast<std::ptrdiff_t>(GroupSizeLocked());
-    std::vector<IpamBatch> group(std::make_move_iterator(queue_.begin()),
-                                 std::make_move_iterator(queue_.begin() + take));
-    queue_.erase(queue_.begin(), queue_.begin() + take);
+    std::vector<IpamBatch> group = TakeGroupLocked();
     const uint64_t group_last = resolved_ + group.size();
     lock.unlock();
     Status written;
@@ -73,7 +92,7 @@ Status CommitQueue::WaitDurable(uint64_t ticket) {
     } catch (const std::exception& e) {  // a leader that throws would leave committing_ set forever
       written = Internal(fmt::format("save address state: {}", e.what()));
     }
-    metrics::ObserveStoreCommit(store_kind_, CodeName(written.code()), SecondsSince(started));
+    metrics_->Observe(CodeName(written.code()), SecondsSince(started));
     lock.lock();
     committing_ = false;
     ++commits_;

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string_view>
@@ -20,6 +21,10 @@
 
 #include "common/status.h"
 #include "ipam/ipam_store.h"
+
+namespace smv::metrics {
+class StoreCommitMetrics;  // common/metrics/metrics.h, which users of this header do not see
+}  // namespace smv::metrics
 
 namespace smv::ipam {
 
@@ -30,11 +35,11 @@ class CommitQueue {
   using FailureHandler = std::function<void(const Status&, std::span<const IpamBatch> sent)>;
 
   // `store_kind` labels the commit metrics ("lmdb", "etcd").
-  CommitQueue(IpamStore& store, FailureHandler on_failure, std::string_view store_kind = "lmdb")
-      : store_(store), on_failure_(std::move(on_failure)), store_kind_(store_kind) {}
+  CommitQueue(IpamStore& store, FailureHandler on_failure, std::string_view store_kind = "lmdb");
+  ~CommitQueue();
 
   // Caller holds the service mutex. Returns the batch's ticket (tickets grow by one).
-  uint64_t Enqueue(IpamBatch batch);
+  uint64_t Enqueue(IpamBatch&& batch);
   // The newest ticket still being committed, 0 when every ticket is resolved: what a decision
   // made now depends on. A failed ticket is not among them: the service reloaded since.
   // Caller holds the service mutex.
@@ -55,10 +60,12 @@ class CommitQueue {
   Status OutcomeLocked(uint64_t ticket) const;
   // How many queued batches the next commit takes: as many as fit the store's write limit, at least one.
   size_t GroupSizeLocked() const;
+  // The batches the next commit writes, out of the queue.
+  std::vector<IpamBatch> TakeGroupLocked();
 
   IpamStore& store_;
   FailureHandler on_failure_;
-  std::string_view store_kind_;
+  const std::unique_ptr<metrics::StoreCommitMetrics> metrics_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
   std::vector<IpamBatch> queue_;  // tickets resolved_ + 1 ... last_ticket_, in order

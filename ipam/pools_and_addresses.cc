@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 
 namespace smv::ipam {
 
@@ -270,21 +272,23 @@ Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call,
   lease.name = call.name;
   lease.mac = call.mac;
   lease.node = node_;
-  IpamBatch batch;
-  batch.put_leases.push_back(LeaseRecord{call.pool_id, choice.address, lease, now});
+  std::optional<ReservationRecord> reservation;
   if (choice.reserve_for_name) {
-    batch.put_reservations.push_back(ReservationRecord{call.pool_id, call.name, choice.address, call.mac, now, 0});
+    reservation = ReservationRecord{call.pool_id, call.name, choice.address, call.mac, now, 0};
   } else if (!call.name.empty()) {
     // Re-using the reservation: note that the container is back.
     if (std::optional<ReservationRecord> r = FindReservation(state, call.name); r && r->gone_since != 0) {
       r->gone_since = 0;
-      batch.put_reservations.push_back(*r);
+      reservation = std::move(r);
     }
   }
+  IpamBatch batch;
+  batch.put_leases.push_back(LeaseRecord{call.pool_id, choice.address, lease, now});
+  if (reservation) batch.put_reservations.push_back(*reservation);
   // A record no load could decode is compared as absent: etcd would refuse this commit every time.
-  SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
+  SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(std::move(batch)));
   state.allocator.AddLease(choice.address, lease, choice.dynamic);
-  for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);
+  if (reservation) Remember(state, *reservation);
   spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice.address.ToString(),
                LeaseKindName(lease.kind), call.name.empty() ? "" : fmt::format(" name={}", call.name));
   return OkStatus();
@@ -323,7 +327,7 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     }
     IpamBatch batch;
     batch.delete_leases.emplace_back(pool_id, *ip);
-    mirror_.Enqueue(batch);
+    mirror_.Enqueue(std::move(batch));
     state.allocator.RemoveLease(*ip);
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();

@@ -255,15 +255,15 @@ int64_t StoreMirror::LeaseRevision(const std::string& pool_id, const IpAddress& 
   return book_ != nullptr ? book_->LeaseRevision(pool_id, address) : 0;
 }
 
-void StoreMirror::Enqueue(IpamBatch& batch) {
+void StoreMirror::Enqueue(IpamBatch batch) {
   CompleteReads(batch);
-  commits_.Enqueue(batch);
+  commits_.Enqueue(std::move(batch));
 }
 
-Status StoreMirror::EnqueueDecodable(IpamBatch& batch) {
+Status StoreMirror::EnqueueDecodable(IpamBatch batch) {
   CompleteReads(batch);
   if (book_ != nullptr) SMV_RETURN_IF_ERROR(book_->CheckDecodable(batch));
-  commits_.Enqueue(batch);
+  commits_.Enqueue(std::move(batch));
   return OkStatus();
 }
 

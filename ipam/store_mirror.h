@@ -76,12 +76,13 @@ class StoreMirror {
   }
 
   // Completes `batch` with what the fleet's rules compare and write (fleet_rules.h), then queues
-  // it for commit. Caller holds the mutex; every change goes through here.
-  void Enqueue(IpamBatch& batch);
+  // it for commit. Caller holds the mutex; every change goes through here. Taken by value: a
+  // caller that needs the batch no more moves it in (the hot paths), one that does keeps a copy.
+  void Enqueue(IpamBatch batch);
   // Enqueue, unless the completed batch writes or compares a record no load could decode
   // (SharedBook::CheckDecodable): etcd would refuse that commit every time, so it is refused at
   // once, naming the record and its fix, and nothing is queued. Before memory changes.
-  [[nodiscard]] Status EnqueueDecodable(IpamBatch& batch);
+  [[nodiscard]] Status EnqueueDecodable(IpamBatch batch);
   // Before a command a user runs against the whole book: decide on the book as it is now.
   // Caller holds the mutex.
   void ReloadForCommandLocked();

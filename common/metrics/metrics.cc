@@ -131,10 +131,21 @@ void ObserveApiCall(std::string_view method, std::string_view result, double sec
   f.api_seconds.At(method, "", LatencyBuckets()).Observe(seconds);
 }
 
-void ObserveStoreCommit(std::string_view store, std::string_view result, double seconds) {
-  Families& f = Get();
-  f.commits.At(store, result).Increment();
-  f.commit_seconds.At(store, "", LatencyBuckets()).Observe(seconds);
+struct StoreCommitMetrics::Found {
+  std::string store;
+  prometheus::Counter& ok;
+  prometheus::Histogram& seconds;
+};
+
+StoreCommitMetrics::StoreCommitMetrics(std::string_view store)
+    : found_(new Found{std::string(store), Get().commits.At(store, "ok"),
+                       Get().commit_seconds.At(store, "", LatencyBuckets())}) {}
+
+StoreCommitMetrics::~StoreCommitMetrics() = default;
+
+void StoreCommitMetrics::Observe(std::string_view result, double seconds) {
+  (result == "ok" ? found_->ok : Get().commits.At(found_->store, result)).Increment();
+  found_->seconds.Observe(seconds);
 }
 
 void CountAnnouncement(std::string_view kind, bool ok) {

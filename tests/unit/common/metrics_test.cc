@@ -23,13 +23,16 @@ TEST(MetricsTest, RepeatedCallsCountOnOneSeriesPerLabelValues) {
 }
 
 TEST(MetricsTest, StoresAnnouncementsAndEngineCallsKeepTheirLabels) {
-  ObserveStoreCommit("test-store", "unavailable", 0.003);
-  ObserveStoreCommit("test-store", "unavailable", 0.003);
+  StoreCommitMetrics commits("test-store");
+  commits.Observe("unavailable", 0.003);
+  commits.Observe("unavailable", 0.003);
+  commits.Observe("ok", 0.001);
   CountAnnouncement("test-kind", false);
   CountEngineCall(true);
   const std::string text = Render({});
   EXPECT_TRUE(Has(text, R"(static_macvlan_store_commits_total{result="unavailable",store="test-store"} 2)")) << text;
-  EXPECT_TRUE(Has(text, R"(static_macvlan_store_commit_duration_seconds_count{store="test-store"} 2)")) << text;
+  EXPECT_TRUE(Has(text, R"(static_macvlan_store_commits_total{result="ok",store="test-store"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(static_macvlan_store_commit_duration_seconds_count{store="test-store"} 3)")) << text;
   EXPECT_TRUE(Has(text, R"(static_macvlan_announcements_total{kind="test-kind",result="error"} 1)")) << text;
   EXPECT_NE(text.find(R"(static_macvlan_engine_requests_total{result="ok"})"), std::string::npos) << text;
 }
