@@ -3,7 +3,8 @@
 // mirror's mutex guards the in-memory state. Every change is stored durably before the call
 // returns (so before dockerd gets its answer); concurrent changes share one store commit. How a
 // change becomes durable, reloads, the release journal and the "unavailable" gate are the store
-// mirror's (store_mirror.h); the rules a shared book's commits compare are fleet_rules.h's.
+// mirror's (store_mirror.h); names and reservations are the name book's (name_book.h), to which
+// the reservation methods forward; the rules a shared book's commits compare are fleet_rules.h's.
 // Read-only calls see changes that are still being committed. A service may start while its
 // shared store is down.
 
@@ -22,6 +23,7 @@
 #include "ipam/allocator.h"
 #include "ipam/ipam_api.h"
 #include "ipam/ipam_store.h"
+#include "ipam/name_book.h"
 #include "ipam/pool.h"
 #include "ipam/pool_state.h"
 #include "ipam/release_journal.h"
@@ -32,7 +34,7 @@ namespace smv::ipam {
 
 class IpamService : public IpamApi {
  public:
-  using Clock = std::function<int64_t()>;  // unix seconds
+  using Clock = NameBook::Clock;  // unix seconds
 
   // Loads everything from `store` (which must outlive the service). `journal` (shared stores, may
   // be null; must outlive the service) keeps the releases the store could not take.
@@ -63,12 +65,18 @@ class IpamService : public IpamApi {
   // address keeps its reservation (kDrifted). kFailedPrecondition when `address` is reserved
   // for another name. `mac` is remembered so that a fixed --mac-address identifies the name.
   Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address, const std::string& name,
-                                   const std::string& mac = "") override;
+                                   const std::string& mac = "") override {
+    return names_.AttachName(pool_id, address, name, mac);
+  }
 
   // Whether `name` has a reservation in `pool_id` (in a shared book: as the store holds it now).
-  bool HasReservation(const std::string& pool_id, const std::string& name) override;
+  bool HasReservation(const std::string& pool_id, const std::string& name) override {
+    return names_.HasReservation(pool_id, name);
+  }
   // The name whose reservation in `pool_id` was last seen with `mac`, or "".
-  std::string NameForMac(const std::string& pool_id, const std::string& mac) const override;
+  std::string NameForMac(const std::string& pool_id, const std::string& mac) const override {
+    return names_.NameForMac(pool_id, mac);
+  }
   // Active pools that hold a lease on `address`.
   std::vector<std::string> PoolsLeasing(const IpAddress& address) const override;
   // Active pools on `subnet`.
@@ -77,19 +85,23 @@ class IpamService : public IpamApi {
 
   // Pre-assigns `address` to `name` before its first run. kFailedPrecondition when the address
   // is reserved for another name or leased by another container; kInvalidArgument outside.
-  Status Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) override;
+  Status Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) override {
+    return names_.Reserve(pool_id, name, address);
+  }
   // Drops every reservation whose name or address is `name_or_address`; returns how many.
-  Result<int> Release(const std::string& name_or_address) override;
+  Result<int> Release(const std::string& name_or_address) override { return names_.Release(name_or_address); }
   // In a shared book: frees every address `node` holds (a host that died, or that is gone for
   // good), so that its names may run on other hosts; the names keep their reservations. Returns
   // how many addresses were freed. Refused for this host itself and on a book that is not shared.
-  Result<int> ReleaseNode(const std::string& node) override;
+  Result<int> ReleaseNode(const std::string& node) override { return names_.ReleaseNode(node); }
   // Reservation lifetime: `present` are the container names the engine lists now. Names not
   // present are marked gone; gone names past their pool's release_after are released.
   // Returns the names released.
-  Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present) override;
+  Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present) override {
+    return names_.ApplyPresence(present);
+  }
 
-  std::vector<ReservationView> ListReservations() const override;
+  std::vector<ReservationView> ListReservations() const override { return names_.ListReservations(); }
   size_t LeaseCount(const std::string& pool_id) const override;
   std::vector<PoolUsage> PoolUsages() const override;
   bool HasActivePool(const std::string& pool_id) const override;
@@ -101,10 +113,6 @@ class IpamService : public IpamApi {
  private:
   // In a shared book one subnet has one gateway: refuses `wanted` when another is leased.
   static Status SameGatewayAsTheFleet(const PoolState& state, const IpAddress& wanted);
-  // Shared book: refuses `name` while another node holds a lease for it (at any address).
-  Status NameRunsNowhereElse(const PoolState& state, std::string_view name) const;
-  // Refuses `name` while any node holds a lease for it (releasing its reservation in a shared book).
-  static Status NameRunsNowhere(const PoolState& state, std::string_view name);
   // Who has `address` now, for KeepHeld's "given away", on the view read for its refusal: another
   // node's readable lease, or a reservation for a name other than `name`. Empty: not known (unsure).
   std::optional<std::string> HolderOf(const std::string& pool_id, const IpAddress& address,
@@ -116,8 +124,8 @@ class IpamService : public IpamApi {
         node_(mirror_.node()),
         mu_(mirror_.mutex()),
         pools_(mirror_.pools()),
-        clock_(std::move(clock)) {}
-  Result<PoolState*> ActivePool(const std::string& pool_id);
+        clock_(std::move(clock)),
+        names_(mirror_, clock_) {}
   // What the allocator is asked for `call` (its --ip parsed and checked against the subnet).
   static Result<AddressRequest> AllocatorRequest(const PoolConfig& config, const AddressCall& call,
                                                  const std::string& node);
@@ -133,6 +141,7 @@ class IpamService : public IpamApi {
   std::timed_mutex& mu_;     // mirror_'s mutex, which guards pools_ and creating_
   PoolStates& pools_;        // mirror_'s memory
   Clock clock_;
+  NameBook names_;  // names and reservations, on mirror_'s memory
   // Shared book: pools this host asked for whose network is not created yet (RequestPool to
   // CreateNetwork), when dockerd asks for aux addresses. Guarded by mu_.
   std::set<std::string> creating_;

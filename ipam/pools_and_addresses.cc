@@ -1,5 +1,6 @@
 // IpamDriver's verbs on pools and addresses (RequestPool .. ReleaseAddress), and what the
-// engine and the driver ask of pools. Every change goes through Durably (ipam_service.cc).
+// engine and the driver ask of pools. Every change goes through the store mirror's Durably
+// (store_mirror.h); the name rules RequestAddress asks are the name book's (name_book.cc).
 #include "ipam/ipam_service.h"
 
 #include <spdlog/spdlog.h>
@@ -204,17 +205,6 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
   });
 }
 
-Result<PoolState*> IpamService::ActivePool(const std::string& pool_id) {
-  auto it = pools_.find(pool_id);
-  if (it == pools_.end() || it->second.record.users == 0) {
-    return NotFound(
-        fmt::format("unknown pool \"{}\": the network's address pool is not known to static-macvlan (was the "
-                    "network created while the plugin used another --state-dir?)",
-                    pool_id));
-  }
-  return &it->second;
-}
-
 Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   // A guessed name's reservation decides the address, but its commit compares no key of that
   // reservation: read it as the shared store holds it now. (A sent name's reservation is
@@ -223,7 +213,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   if (call.name.empty()) mirror_.RefreshName(call.pool_id, call.hint_name, unavailable_before);
   return mirror_.Durably(
       [&]() -> Result<std::string> {
-        Result<PoolState*> found = ActivePool(call.pool_id);
+        Result<PoolState*> found = ActivePool(pools_, call.pool_id);
         if (!found.ok()) return found.status();
         PoolState& state = **found;
         if (call.unless_released_since && *call.unless_released_since != local_releases_) {
@@ -232,7 +222,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
         if (std::optional<std::string> aux = AuxOfNetworkBeingCreated(state, call)) return *aux;
         Result<AddressRequest> request = AllocatorRequest(state.record.config, call, node_);
         if (!request.ok()) return request.status();
-        if (!call.name.empty()) SMV_RETURN_IF_ERROR(NameRunsNowhereElse(state, call.name));
+        if (!call.name.empty()) SMV_RETURN_IF_ERROR(names_.NameRunsNowhereElse(state, call.name));
         Result<Choice> choice = state.allocator.Choose(*request);
         if (!choice.ok()) return choice.status();
         if (call.gateway && book_ != nullptr) SMV_RETURN_IF_ERROR(SameGatewayAsTheFleet(state, choice->address));

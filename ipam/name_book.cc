@@ -1,6 +1,7 @@
-// Container names and their reservations: the rules on where a name may run, attaching a name
-// to its address, and the reservation commands (reserve, release, release --node, presence).
-#include "ipam/ipam_service.h"
+// Container names and their reservations (name_book.h): the rules on where a name may run,
+// attaching a name to its address, and the reservation commands (reserve, release, release
+// --node, presence, list).
+#include "ipam/name_book.h"
 
 #include <spdlog/spdlog.h>
 
@@ -12,7 +13,26 @@
 
 namespace smv::ipam {
 
-Status IpamService::NameRunsNowhereElse(const PoolState& state, std::string_view name) const {
+Result<PoolState*> ActivePool(PoolStates& pools, const std::string& pool_id) {
+  auto it = pools.find(pool_id);
+  if (it == pools.end() || it->second.record.users == 0) {
+    return NotFound(
+        fmt::format("unknown pool \"{}\": the network's address pool is not known to static-macvlan (was the "
+                    "network created while the plugin used another --state-dir?)",
+                    pool_id));
+  }
+  return &it->second;
+}
+
+NameBook::NameBook(StoreMirror& mirror, Clock clock)
+    : mirror_(mirror),
+      book_(mirror.book()),
+      node_(mirror.node()),
+      mu_(mirror.mutex()),
+      pools_(mirror.pools()),
+      clock_(std::move(clock)) {}
+
+Status NameBook::NameRunsNowhereElse(const PoolState& state, std::string_view name) const {
   if (book_ == nullptr) return OkStatus();
   const Family family = state.record.config.subnet.family();
   for (const auto& [value, lease] : state.allocator.leases()) {
@@ -23,7 +43,7 @@ Status IpamService::NameRunsNowhereElse(const PoolState& state, std::string_view
   return OkStatus();
 }
 
-Status IpamService::NameRunsNowhere(const PoolState& state, std::string_view name) {
+Status NameBook::NameRunsNowhere(const PoolState& state, std::string_view name) {
   const Family family = state.record.config.subnet.family();
   for (const auto& [value, lease] : state.allocator.leases()) {
     if (lease.name != name) continue;
@@ -35,64 +55,10 @@ Status IpamService::NameRunsNowhere(const PoolState& state, std::string_view nam
   return OkStatus();
 }
 
-uint64_t IpamService::LocalReleases() const { return local_releases_.load(); }
-
-Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAddress& address, const std::string& name,
-                                          const std::string& mac, uint64_t releases_seen) {
-  if (book_ == nullptr) return HeldOutcome{};
-  {
-    std::scoped_lock lock(mu_);
-    auto it = pools_.find(pool_id);
-    if (it == pools_.end()) return HeldOutcome{};  // not this book's to judge
-    const Lease* lease = it->second.allocator.FindLease(address);
-    if (lease != nullptr && lease->node == node_) return HeldOutcome{};
-    // Nobody known holds it: unsure, asked again next pass (never acted on as given away).
-    if (lease != nullptr && lease->node == kUndecodableHolder) {
-      return FailedPrecondition(fmt::format("the lease record of {} does not decode", address.ToString()));
-    }
-  }
-  // Taken again even when memory shows another node's lease: "given away" deletes a container's
-  // interface, so it must be as fresh as a commit. Memory may hold a lease its node has released
-  // since (a lagging watch, no reload since); a refusal decided on such a view is decided again on
-  // the store's (RunDurably), and the address is taken when it is free there.
-  Result<std::string> again = RequestAddress({pool_id, address.ToString(), false, name, "", mac, releases_seen});
-  if (again.ok()) return HeldOutcome{.kind = HeldOutcome::Kind::kRetaken, .holder = ""};
-  if (!IsRefusal(again.status())) return again.status();
-  // A refusal alone is no proof: the commit may be refused for another record, the name may run
-  // elsewhere, the address's record may not decode. Given away only when the view read for the
-  // refusal shows who has the address now; anything else is unsure, asked again next pass.
-  std::optional<std::string> holder = HolderOf(pool_id, address, name);
-  if (!holder) {
-    return Status(again.status().code(),
-                  fmt::format("address {} was refused but is not known to be another's (asked again next pass): {}",
-                              address.ToString(), again.status().message()));
-  }
-  return HeldOutcome{.kind = HeldOutcome::Kind::kGivenAway, .holder = std::move(*holder)};
-}
-
-std::optional<std::string> IpamService::HolderOf(const std::string& pool_id, const IpAddress& address,
-                                                 std::string_view name) const {
-  std::scoped_lock lock(mu_);
-  if (mirror_.reload_pending()) return std::nullopt;  // the reload after the refusal failed: memory is not the store's
-  auto it = pools_.find(pool_id);
-  if (it == pools_.end()) return std::nullopt;
-  const PoolState& state = it->second;
-  const Lease* lease = state.allocator.FindLease(address);
-  if (lease != nullptr) {
-    if (lease->node == node_ || lease->node == kUndecodableHolder) return std::nullopt;
-    return fmt::format("node {}{}", lease->node, lease->name.empty() ? "" : " (container \"" + lease->name + "\")");
-  }
-  // Free, but kept for another name (reservations hold only records that decode). A container
-  // without a name cannot tell its own reservation from another's.
-  const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
-  if (!owner || name.empty() || *owner == name) return std::nullopt;
-  return fmt::format("reserved for container \"{}\"", *owner);
-}
-
-Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const IpAddress& address,
-                                              const std::string& name, const std::string& mac) {
+Result<AttachOutcome> NameBook::AttachName(const std::string& pool_id, const IpAddress& address,
+                                           const std::string& name, const std::string& mac) {
   return mirror_.Durably([&]() -> Result<AttachOutcome> {
-    Result<PoolState*> found = ActivePool(pool_id);
+    Result<PoolState*> found = ActivePool(pools_, pool_id);
     if (!found.ok()) return found.status();
     PoolState& state = **found;
     const Lease* lease = state.allocator.FindLease(address);
@@ -142,14 +108,14 @@ Result<AttachOutcome> IpamService::AttachName(const std::string& pool_id, const 
   });
 }
 
-bool IpamService::HasReservation(const std::string& pool_id, const std::string& name) {
+bool NameBook::HasReservation(const std::string& pool_id, const std::string& name) {
   mirror_.RefreshName(pool_id, name, mirror_.unavailable_seen());
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
   return it != pools_.end() && it->second.allocator.ReservationOf(name).has_value();
 }
 
-std::string IpamService::NameForMac(const std::string& pool_id, const std::string& mac) const {
+std::string NameBook::NameForMac(const std::string& pool_id, const std::string& mac) const {
   const std::optional<MacAddress> wanted = MacAddress::Parse(mac);
   if (!wanted) return "";
   std::scoped_lock lock(mu_);
@@ -158,13 +124,13 @@ std::string IpamService::NameForMac(const std::string& pool_id, const std::strin
   return std::string(it->second.allocator.reservations().FirstNameWithMac(*wanted));
 }
 
-Status IpamService::Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) {
+Status NameBook::Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address) {
   {
     std::scoped_lock lock(mu_);
     mirror_.ReloadForCommandLocked();
   }
   return mirror_.Durably([&]() -> Status {
-    Result<PoolState*> found = ActivePool(pool_id);
+    Result<PoolState*> found = ActivePool(pools_, pool_id);
     if (!found.ok()) return found.status();
     PoolState& state = **found;
     const PoolConfig& config = state.record.config;
@@ -195,7 +161,7 @@ Status IpamService::Reserve(const std::string& pool_id, const std::string& name,
   });
 }
 
-Result<int> IpamService::Release(const std::string& name_or_address) {
+Result<int> NameBook::Release(const std::string& name_or_address) {
   {
     std::scoped_lock lock(mu_);
     mirror_.ReloadForCommandLocked();
@@ -223,7 +189,7 @@ Result<int> IpamService::Release(const std::string& name_or_address) {
   });
 }
 
-Result<int> IpamService::ReleaseNode(const std::string& node) {
+Status NameBook::CheckReleasableNode(const std::string& node) const {
   if (book_ == nullptr) {
     return FailedPrecondition(fmt::format(
         "--node {}: this daemon's address book is not shared by hosts (serve --store lmdb); there is no other node",
@@ -238,6 +204,31 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
                     "run the command on another host of the fleet",
                     node));
   }
+  return OkStatus();
+}
+
+Result<int> NameBook::ReleaseNodeChunk(const std::string& node) {
+  return mirror_.Durably([&]() -> Result<int> {
+    IpamBatch batch;
+    for (const auto& [id, state] : pools_) {
+      const Family family = state.record.config.subnet.family();
+      for (const auto& [value, lease] : state.allocator.leases()) {
+        if (batch.delete_leases.size() == kLeasesPerCommit) break;
+        // Gateway and aux addresses are the subnet's, which every host's network on it gives.
+        if (lease.node == node && lease.kind == LeaseKind::kEndpoint) {
+          batch.delete_leases.emplace_back(id, IpAddress(family, value));
+        }
+      }
+    }
+    if (batch.empty()) return 0;
+    SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
+    for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
+    return static_cast<int>(batch.delete_leases.size());
+  });
+}
+
+Result<int> NameBook::ReleaseNode(const std::string& node) {
+  SMV_RETURN_IF_ERROR(CheckReleasableNode(node));
   // First make every commit that node decided on its view fail: it reloads before it decides
   // again, and learns from its commit key that it was released.
   if (Status fenced = book_->FenceNode(node); !fenced.ok()) {
@@ -249,23 +240,7 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
   }
   int freed = 0;
   for (;;) {
-    Result<int> chunk = mirror_.Durably([&]() -> Result<int> {
-      IpamBatch batch;
-      for (const auto& [id, state] : pools_) {
-        const Family family = state.record.config.subnet.family();
-        for (const auto& [value, lease] : state.allocator.leases()) {
-          if (batch.delete_leases.size() == kLeasesPerCommit) break;
-          // Gateway and aux addresses are the subnet's, which every host's network on it gives.
-          if (lease.node == node && lease.kind == LeaseKind::kEndpoint) {
-            batch.delete_leases.emplace_back(id, IpAddress(family, value));
-          }
-        }
-      }
-      if (batch.empty()) return 0;
-      SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
-      for (const auto& [pool_id, address] : batch.delete_leases) pools_.at(pool_id).allocator.RemoveLease(address);
-      return static_cast<int>(batch.delete_leases.size());
-    });
+    Result<int> chunk = ReleaseNodeChunk(node);
     if (!chunk.ok()) {
       return Status(chunk.status().code(),
                     fmt::format("{} address(es) of node {} freed, then: {}", freed, node, chunk.status().message()));
@@ -277,7 +252,7 @@ Result<int> IpamService::ReleaseNode(const std::string& node) {
   return freed;
 }
 
-Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<std::string>& present) {
+Result<std::vector<std::string>> NameBook::ApplyPresence(const std::vector<std::string>& present) {
   // This host's engine cannot tell a name running on another host from a gone one: nothing ages
   // out of a shared book.
   if (book_ != nullptr) return std::vector<std::string>{};
@@ -315,7 +290,7 @@ Result<std::vector<std::string>> IpamService::ApplyPresence(const std::vector<st
   });
 }
 
-std::vector<ReservationView> IpamService::ListReservations() const {
+std::vector<ReservationView> NameBook::ListReservations() const {
   std::scoped_lock lock(mu_);
   std::vector<ReservationView> out;
   for (const auto& [id, state] : pools_) {
