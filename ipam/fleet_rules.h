@@ -2,8 +2,8 @@
 // The fleet's rules: what a decision on a book shared by hosts depends on, so that the commit
 // acting on it compares exactly that (a decision is only as fresh as the commit that checks it).
 // Chosen once at start: a local book has one writer, whose memory is the book, and needs none.
-// The decisions are IpamService's verbs (pools_and_addresses.cc, names_and_reservations.cc); the
-// store mirror completes every batch with these rules before it queues it (store_mirror.cc).
+// The decisions are IpamService's verbs (pools_and_addresses.cc) and the name book's
+// (name_book.cc); the store mirror completes every batch with these rules before it queues it (store_mirror.cc).
 //
 // | decision                                        | reads, compared by the commit              |
 // |-------------------------------------------------|--------------------------------------------|

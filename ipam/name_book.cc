@@ -13,17 +13,6 @@
 
 namespace smv::ipam {
 
-Result<PoolState*> ActivePool(PoolStates& pools, const std::string& pool_id) {
-  auto it = pools.find(pool_id);
-  if (it == pools.end() || it->second.record.users == 0) {
-    return NotFound(
-        fmt::format("unknown pool \"{}\": the network's address pool is not known to static-macvlan (was the "
-                    "network created while the plugin used another --state-dir?)",
-                    pool_id));
-  }
-  return &it->second;
-}
-
 NameBook::NameBook(StoreMirror& mirror, Clock clock)
     : mirror_(mirror),
       book_(mirror.book()),

@@ -27,10 +27,6 @@
 
 namespace smv::ipam {
 
-// The pool `pool_id` while a network uses it (users > 0); kNotFound naming it otherwise. Caller
-// holds the mirror's mutex.
-Result<PoolState*> ActivePool(PoolStates& pools, const std::string& pool_id);
-
 class NameBook {
  public:
   using Clock = std::function<int64_t()>;  // unix seconds

@@ -1,5 +1,7 @@
 #include "ipam/pool_state.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace smv::ipam {
@@ -29,6 +31,17 @@ std::vector<ReservationRecord> AllReservations(const std::string& pool_id, const
 
 void Remember(PoolState& state, const ReservationRecord& r) {
   state.allocator.AddReservation(r.name, r.address, r.mac, r.since, r.gone_since);
+}
+
+Result<PoolState*> ActivePool(PoolStates& pools, const std::string& pool_id) {
+  auto it = pools.find(pool_id);
+  if (it == pools.end() || it->second.record.users == 0) {
+    return NotFound(
+        fmt::format("unknown pool \"{}\": the network's address pool is not known to static-macvlan (was the "
+                    "network created while the plugin used another --state-dir?)",
+                    pool_id));
+  }
+  return &it->second;
 }
 
 }  // namespace smv::ipam

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/status.h"
 #include "ipam/allocator.h"
 #include "ipam/ipam_store.h"
 
@@ -25,5 +26,8 @@ std::optional<ReservationRecord> FindReservation(const PoolState& state, std::st
 std::vector<ReservationRecord> AllReservations(const std::string& pool_id, const PoolState& state);
 // Adds or replaces `r` in the pool's allocator.
 void Remember(PoolState& state, const ReservationRecord& r);
+// The pool `pool_id` while a network uses it (users > 0); kNotFound naming it otherwise. Caller
+// holds the mirror's mutex.
+Result<PoolState*> ActivePool(PoolStates& pools, const std::string& pool_id);
 
 }  // namespace smv::ipam
