@@ -15,7 +15,9 @@ std::string Label(const std::map<std::string, std::string>& labels, const char* 
 std::string ReservationName(const std::string& name, const std::map<std::string, std::string>& labels) {
   const std::string service = Label(labels, kSwarmServiceLabel);
   const std::string task_id = Label(labels, kSwarmTaskIdLabel);
-  if (service.empty() || task_id.empty()) return name;
+  // Swarm's task ids are base 36: one with a dot is no task id of swarm's, and would be read
+  // differently by SwarmTaskIdOf (the last dotted part) than here.
+  if (service.empty() || task_id.empty() || task_id.find('.') != std::string::npos) return name;
   const std::string suffix = "." + task_id;
   if (!name.ends_with(suffix)) return name;
   std::string slot_name = name.substr(0, name.size() - suffix.size());

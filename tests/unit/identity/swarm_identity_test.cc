@@ -32,6 +32,9 @@ TEST(SwarmNameTest, TaskIdIsStrippedOnlyWhenTheLabelsSaySo) {
   EXPECT_EQ(ReservationName("api.1." + task, TaskLabels("web", task)), "api.1." + task);  // not its service
   EXPECT_EQ(ReservationName("web." + task, TaskLabels("web", task)), "web." + task);      // no slot
   EXPECT_EQ(ReservationName("my.stack_web.2." + task, TaskLabels("my.stack_web", task)), "my.stack_web.2");
+  // A dotted task id is no swarm task id: the lookup by the last dotted part and the full list
+  // must agree on the name, so neither strips it.
+  EXPECT_EQ(ReservationName("svc.1.b.c", TaskLabels("svc", "b.c")), "svc.1.b.c");
 }
 
 TEST(SwarmNameTest, OnlyThreePartNamesAreWorthALookup) {
