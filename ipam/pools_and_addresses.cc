@@ -69,7 +69,7 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
     }
     IpamBatch batch;
     batch.put_pools.push_back(record);
-    mirror_.Enqueue(batch);
+    mirror_.Enqueue(std::move(batch));
     if (book_ != nullptr) creating_.insert(config->id);  // until CreateNetwork: see AuxOfNetworkBeingCreated
     if (it == pools_.end()) {
       pools_.emplace(config->id, PoolState{record, mirror_.NewAllocator(record)});
@@ -180,7 +180,7 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
       leases.delete_leases.assign(
           freed.begin() + static_cast<std::ptrdiff_t>(from),
           freed.begin() + static_cast<std::ptrdiff_t>(std::min(freed.size(), from + kLeasesPerCommit)));
-      mirror_.Enqueue(leases);
+      mirror_.Enqueue(std::move(leases));
     }
     batch.delete_leases = std::move(freed);  // for memory below
     if (forget) {
@@ -191,7 +191,7 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
     IpamBatch pool_change;
     pool_change.delete_pools = batch.delete_pools;
     pool_change.put_pools = batch.put_pools;
-    mirror_.Enqueue(pool_change);
+    mirror_.Enqueue(std::move(pool_change));
     if (forget) {
       pools_.erase(it);
     } else {

@@ -75,7 +75,8 @@ class UnavailableGate {
   }
 
   // Locks `lock` (made with std::defer_lock on a timed mutex) unless an unavailable answer is
-  // noted after `seen` first: then that answer, and `lock` is not held. OK: `lock` is held.
+  // noted after `seen` first: then that answer. OK: `lock` is held. Not OK: `lock` may be held
+  // (the answer was noted before the lock was taken) or not; callers hold it in a unique_lock.
   template <class TimedLock>
   Status Acquire(TimedLock& lock, uint64_t seen) const {
     // A free mutex is taken without a timed wait: that reads the clock, on every change.
