@@ -84,6 +84,7 @@ EngineContainer ContainerOf(const json& c) {
   container.id = Str(c, "Id");
   container.labels = StringValuesOf(c, "Labels");
   container.name = OwnNameOf(Field(c, "Names"));
+  container.state = Str(c, "State");
   if (c.contains("NetworkSettings") && c["NetworkSettings"].is_object() && c["NetworkSettings"].contains("Networks") &&
       c["NetworkSettings"]["Networks"].is_object()) {
     for (const auto& [name, n] : c["NetworkSettings"]["Networks"].items()) {

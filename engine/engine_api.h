@@ -41,6 +41,7 @@ struct EngineContainer {
   std::string name;                                        // no leading "/"
   std::map<std::string, EngineContainerNetwork> networks;  // by network name
   std::map<std::string, std::string> labels;               // e.g. com.docker.compose.service
+  std::string state;  // "created" (also while starting), "running", "exited", ...; "" when not said
 };
 
 // What dockerd says about its plugins (for doctor).

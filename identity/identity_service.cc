@@ -14,6 +14,14 @@ namespace {
 
 Millis Left(SteadyClock::time_point deadline) { return TimeLeft(deadline); }
 
+// A swarm task's container that ran and ended: swarm never starts it again (a new task is a new
+// container), so it cannot be the one asking. Its history (5 per slot by default) would otherwise
+// fill the candidates: 30 replicas over 3 nodes listed 50 exited tasks per node, past the inspect
+// limit, and every slot moved on each update.
+bool IsFinishedSwarmTask(const EngineContainer& c) {
+  return c.labels.contains(kSwarmTaskIdLabel) && (c.state == "exited" || c.state == "dead");
+}
+
 }  // namespace
 
 IdentityService::IdentityService(EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
@@ -43,14 +51,16 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
   // busy starting (its inspect does not answer).
   std::vector<const EngineContainer*> candidates;
   for (const EngineContainer& c : containers) {
+    if (IsFinishedSwarmTask(c)) continue;
     auto n = c.networks.find(network.name);
     if (n == c.networks.end() || !n->second.endpoint_id.empty() || !n->second.ipam_v4.empty()) continue;
     bool past_create = false;
     for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
     if (!past_create) candidates.push_back(&c);
   }
-  // Swarm keeps a slot's exited tasks listed (task history, 5 by default), without an endpoint:
-  // they count once, under their slot's name, and answer their inspect at once.
+  // Swarm keeps a slot's earlier tasks listed (task history, 5 by default), without an endpoint.
+  // The exited ones are skipped above; one that never ran (refused at its start) counts once,
+  // under its slot's name, and answers its inspect at once.
   std::set<std::string> slot_names;
   for (const EngineContainer* c : candidates) slot_names.insert(ReservationName(c->name, c->labels));
   if (candidates.empty() || slot_names.size() > kMaxCandidates || candidates.size() > kMaxInspects) return "";

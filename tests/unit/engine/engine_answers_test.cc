@@ -45,6 +45,7 @@ TEST(EngineAnswers, ContainerListReadsNamesLabelsAndRequestedAddresses) {
   EXPECT_EQ(web.id, "4f1c");
   EXPECT_EQ(web.name, "proj-web-1");
   EXPECT_EQ(web.labels.at("com.docker.compose.service"), "web");
+  EXPECT_EQ(web.state, "running");
   ASSERT_EQ(web.networks.size(), 2u);
   EXPECT_EQ(web.networks.at("proj_lan").endpoint_id, "e1");
   EXPECT_EQ(web.networks.at("proj_lan").ipam_v4, "192.0.2.10");
@@ -54,6 +55,7 @@ TEST(EngineAnswers, ContainerListReadsNamesLabelsAndRequestedAddresses) {
   EXPECT_TRUE(bare.name.empty());
   EXPECT_TRUE(bare.labels.empty());
   EXPECT_TRUE(bare.networks.empty());
+  EXPECT_TRUE(bare.state.empty());
 }
 
 // `docker run --name zdb ...` then `docker run --name app --link zdb:db ...`: the list names zdb

@@ -97,6 +97,24 @@ TEST_F(SwarmIdentityTest, ExitedTasksOfEarlierUpdatesDoNotHideTheStartingOne) {
   EXPECT_EQ(Guess(), "web.1");
 }
 
+TEST_F(SwarmIdentityTest, AFullTaskHistoryOfManySlotsDoesNotHideTheStartingOne) {
+  Known("web.7", "192.0.2.157");
+  // 10 slots of a 30-replica service on this node, each with swarm's 5 exited tasks: 50 listed
+  // containers without an endpoint, more than the guess inspects.
+  for (int slot = 1; slot <= 10; ++slot) {
+    for (int old = 0; old < 5; ++old) {
+      const std::string id = "old" + std::to_string(slot) + "-" + std::to_string(old);
+      StartingTask(id, "web", std::to_string(slot),
+                   std::string(23, static_cast<char>('a' + old)) + "x" + std::to_string(slot % 10));
+      engine_.starting.erase(id);
+      engine_.containers.back().state = "exited";
+    }
+  }
+  StartingTask("new", "web", "7", "zzzzzzzzzzzzzzzzzzzzzzzz7");
+  engine_.containers.back().state = "created";
+  EXPECT_EQ(Guess(), "web.7");
+}
+
 TEST_F(SwarmIdentityTest, GlobalTaskKeysOnItsNode) {
   StartingTask("c1", "mon", "ndu4jz6e8f1kq2w3e4r5t6y7u", "aaaaaaaaaaaaaaaaaaaaaaaa1");
   Result<std::string> first = Start(kEp1, "mon.ndu4jz6e8f1kq2w3e4r5t6y7u.aaaaaaaaaaaaaaaaaaaaaaaa1");
