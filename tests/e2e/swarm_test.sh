@@ -6,10 +6,11 @@
 # directories, all on one address book in etcd. a is the swarm manager, b and c join as workers.
 # Each host has a config-only network "cfg" of the plugin; the manager makes the swarm network
 # "swnet" from it; services use --endpoint-mode dnsrr. Checked: every task address distinct
-# across the hosts; each slot keeps its address across `service update --force` (serial), a
-# global service's task keeps its host's address; a drain, a scale down/up and a service rm +
-# create are measured (slots moved) and leak no reservation; tasks reach each other and the
-# gateway; `reservations ls` shows service.slot.
+# across the hosts at every step; SWARM_UPDATES cycles of `service update --force` (serial:
+# each slot must end on its reservation) and a drain of a worker (parallel starts: measured); a
+# global service's task keeps its host's address; a scale down/up and a service rm + create are
+# measured (slots moved) and leak no reservation; tasks reach each other and the gateway;
+# `reservations ls` shows service.slot. A "# FIGURES" line sums the cycles.
 # SWARM_REPLICAS (default 6) and SWARM_UPDATES (default 2) size it; the figures for docs/swarm.md
 # come from SWARM_REPLICAS=30 SWARM_UPDATES=20.
 # Needs root, dockerd 20.10, etcd. Everything it starts is ended by PID and every namespace, mount
@@ -22,6 +23,9 @@ PLUGIN_DIR=$(realpath "${2:?usage: swarm_test.sh STATIC-MACVLAN-BINARY PLUGIN-DI
 [ -f "$PLUGIN_DIR/config.json" ] || { echo "swarm_test.sh: no $PLUGIN_DIR/config.json (scripts/package.sh)" >&2; exit 1; }
 REPLICAS=${SWARM_REPLICAS:-6}
 UPDATES=${SWARM_UPDATES:-2}
+# Half-second polls of a wait: 120 s, and 6 s more per replica (a rolling update of 30 replaces
+# them one after another).
+WAIT_POLLS=$((240 + 12 * REPLICAS))
 ID=${E2E_ID:-smvs$$}
 DIR=$(mktemp -d "${E2E_TMP:-/var/tmp}/smv-swarm.XXXXXX")
 SW=$ID-sw
@@ -164,7 +168,7 @@ slot_addresses() { slots "$1" | cut -d' ' -f1,2; }
 # Waits until service $1 has $2 running tasks, each with an address, and no task in transition.
 wait_tasks() {
   local want=$2 got=""
-  for _ in $(seq 240); do
+  for _ in $(seq "$WAIT_POLLS"); do
     got=$(slots "$1")
     if [ "$(grep -c ' 192\.0\.2\.' <<<"$got")" = "$want" ] &&
       [ "$(d a service ps "$1" --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running')" = "$want" ] &&
@@ -173,7 +177,18 @@ wait_tasks() {
     fi
     sleep 0.5
   done
-  fail "service $1: not $want running tasks with addresses within 120 s: $(d a service ps --no-trunc "$1" | tail -8)"
+  fail "service $1: not $want running tasks with addresses within $((WAIT_POLLS / 2)) s: $(d a service ps --no-trunc "$1" | tail -8)"
+}
+# Waits until the rolling update of service $1 has finished (its tasks can all run for a moment
+# between two replacements, so a count of running tasks alone ends the wait too early).
+wait_update() {
+  local state=""
+  for _ in $(seq "$WAIT_POLLS"); do
+    state=$(d a service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$1")
+    case "$state" in completed) return 0 ;; paused | rollback_*) break ;; esac
+    sleep 0.5
+  done
+  fail "service $1: update not completed (state \"$state\"): $(d a service ps --no-trunc "$1" | tail -8)"
 }
 # How many slots of $1 ("SLOT ADDRESS" lines) have another address in $2.
 moved() { join <(echo "$1") <(echo "$2") | awk '$2 != $3' | grep -c . || true; }
@@ -218,30 +233,41 @@ done
 d "$first_host" exec "$first" ping -c1 -W2 192.0.2.254 >/dev/null || fail "a task cannot reach the gateway 192.0.2.254"
 pass "tasks reach each other across the hosts and the gateway 192.0.2.254"
 
-# update --force replaces one task at a time: each slot must come back on its address.
-total=0
+# Each cycle: `service update --force` (one task at a time: every slot must end on its slot's
+# reservation, the address it had at create) and a drain of a worker (its tasks start on the
+# other hosts at once: measured), the worker made active again (the next update spreads tasks
+# back onto it, again one at a time).
+reserved=$web
+serial_moved=0; serial_off=0; drain_moved=0; drain_slots=0
 for i in $(seq "$UPDATES"); do
+  before=$(slot_addresses web)
   d a service update --detach --quiet --force web >/dev/null || fail "service update --force web ($i)"
-  sleep 1
+  wait_update web
   wait_tasks web "$REPLICAS"
   now=$(slot_addresses web)
-  total=$((total + $(moved "$web" "$now")))
-  join <(echo "$web") <(echo "$now") | awk '$2 != $3 {print "# update '"$i"': slot " $1 " moved " $2 " -> " $3}' 
   [ "$(distinct "$now")" = "$REPLICAS" ] || fail "update $i: duplicate addresses: $now"
+  serial_moved=$((serial_moved + $(moved "$before" "$now")))
+  off=$(moved "$reserved" "$now")
+  serial_off=$((serial_off + off))
+  join <(echo "$reserved") <(echo "$now") | awk '$2 != $3 {print "# update '"$i"': slot " $1 " on " $3 ", its reservation is " $2}'
+  host=$([ $((i % 2)) = 1 ] && echo c || echo b)
+  node=$(d "$host" info -f '{{.Swarm.NodeID}}')
+  on_host=$(slots web | grep -c " $host$" || true)
+  d a node update --availability drain "$node" >/dev/null || fail "drain $host ($i)"
+  for _ in $(seq 240); do [ "$(slots web | grep -c " $host$" || true)" = 0 ] && break; sleep 0.5; done
+  wait_tasks web "$REPLICAS"
+  [ "$(slots web | grep -c " $host$" || true)" = 0 ] || fail "drain $i: tasks still on the drained host $host"
+  after=$(slot_addresses web)
+  [ "$(distinct "$after")" = "$REPLICAS" ] || fail "drain $i: duplicate addresses: $after"
+  drained=$(moved "$now" "$after")
+  drain_moved=$((drain_moved + drained))
+  drain_slots=$((drain_slots + on_host))
+  echo "# cycle $i: update --force moved $(moved "$before" "$now") slot(s), $off off their reservation after it; drain of $host restarted $on_host task(s) elsewhere, $drained slot(s) moved [${SECONDS}s]"
+  d a node update --availability active "$node" >/dev/null || fail "activate $host ($i)"
 done
-expect_eq "$total" 0 "$UPDATES x service update --force web: address changes over all slots"
-
-# A drain moves c's tasks to a and b at once (measured), then c comes back.
-d a node update --availability drain "$(d c info -f '{{.Swarm.NodeID}}')" >/dev/null
-sleep 2
-wait_tasks web "$REPLICAS"
-now=$(slot_addresses web)
-[ "$(slots web | grep -c ' c$' || true)" = 0 ] || fail "tasks still on the drained host c"
-[ "$(distinct "$now")" = "$REPLICAS" ] || fail "drain: duplicate addresses: $now"
-echo "# drain of c: $(moved "$web" "$now") of $REPLICAS slots moved address"
-pass "drain of host c: web's tasks run on a and b on distinct addresses"
-d a node update --availability active "$(d c info -f '{{.Swarm.NodeID}}')" >/dev/null
-web=$now
+echo "# FIGURES replicas=$REPLICAS cycles=$UPDATES serial_replacements=$((REPLICAS * UPDATES)) serial_moved=$serial_moved serial_off_reservation=$serial_off drain_restarted=$drain_slots drain_moved=$drain_moved duplicates=0"
+expect_eq "$serial_off" 0 "$UPDATES x (service update --force web, drain): every slot back on its reservation after each update"
+web=$(slot_addresses web)
 
 d a service scale --detach web=2 >/dev/null 2>&1 || fail "scale web=2"
 wait_tasks web 2
