@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the multi-host e2e tests (fleet_e2e_test.sh, swarm_test.sh) and bench/swarm_create.sh:
 # "hosts" that are network namespaces whose eth1 hang on one switch (a fourth namespace with the
 # containers' LAN br0, which holds the gateway 192.0.2.254, and the hosts' management network brm,
@@ -130,14 +131,16 @@ fleet_dockerd_ready() {
 }
 
 # fleet_managed_plugin NAME PLUGIN_DIR: the host's own managed plugin instance (docker plugin
-# create), with its own state directory and node name, on the fleet's book.
+# create), with its own state directory and node name, on the fleet's book, and the settings in
+# FLEET_PLUGIN_SETTINGS (the tests': a pass every second, debug log with each call's took_us).
+FLEET_PLUGIN_SETTINGS=${FLEET_PLUGIN_SETTINGS:-SMV_RECONCILE_INTERVAL=1 SMV_LOG_LEVEL=debug}
 fleet_managed_plugin() {
-  local h=$1
+  local h=$1 settings
+  read -r -a settings <<<"$FLEET_PLUGIN_SETTINGS"
   mkdir -p "$DIR/$h/varlib"
   d "$h" plugin create "$P" "$2" >/dev/null || fail "host $h: docker plugin create"
   d "$h" plugin set "$P" engine.source="$DIR/$h/docker.sock" state-parent.source="$DIR/$h/varlib" \
-    SMV_STORE="$FLEET_STORE" SMV_NODE_NAME="host-$h" SMV_RECONCILE_INTERVAL=1 SMV_LOG_LEVEL=debug ||
-    fail "host $h: docker plugin set"
+    SMV_STORE="$FLEET_STORE" SMV_NODE_NAME="host-$h" "${settings[@]}" || fail "host $h: docker plugin set"
   d "$h" plugin enable "$P" >/dev/null || fail "host $h: docker plugin enable"
 }
 
