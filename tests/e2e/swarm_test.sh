@@ -13,7 +13,8 @@
 # `reservations ls` shows service.slot. A "# FIGURES" line sums the cycles.
 # SWARM_REPLICAS (default 6) and SWARM_UPDATES (default 2) size it; the figures for docs/swarm.md
 # come from SWARM_REPLICAS=30 SWARM_UPDATES=20. With SWARM_BUDGET_S, no cycle starts after that
-# many seconds of the run (the figures say how many were done).
+# many seconds of the run (the figures say how many were done); SWARM_TASK_HISTORY sets the
+# swarm's --task-history-limit.
 # Needs root, dockerd 20.10, etcd. Everything it starts is ended by PID and every namespace, mount
 # and directory removed on exit, also on failure.
 # Usage: tests/e2e/swarm_test.sh build/static-macvlan build/package/plugin
@@ -41,6 +42,11 @@ command -v etcd >/dev/null || fail "etcd is not installed (scripts/install-deps.
 # The switch with the etcd book; a manages the swarm, b and c join as workers.
 fleet_switch smv-swarm-e2e
 fleet_swarm_hosts "$PLUGIN_DIR"
+# SWARM_TASK_HISTORY: how many exited tasks per slot the swarm keeps (Docker's default 5); each
+# stays a container on its node, which the plugin's guess at a start reads.
+if [ -n "${SWARM_TASK_HISTORY:-}" ]; then
+  d a swarm update --task-history-limit "$SWARM_TASK_HISTORY" >/dev/null || fail "swarm update --task-history-limit"
+fi
 
 # --- a config-only network per host, the swarm network from it on the manager -----------------
 for h in "${HOSTS[@]}"; do
