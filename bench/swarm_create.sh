@@ -29,6 +29,8 @@ FLEET_PLUGIN_SETTINGS="SMV_LOG_LEVEL=debug"
 trap fleet_teardown EXIT
 trap 'exit 130' INT TERM
 pass() { :; }  # setup steps print nothing; the figures are the output
+[ "$(id -u)" = 0 ] || fail "needs root (network namespaces, dockerd)"
+command -v dockerd >/dev/null && command -v etcd >/dev/null || fail "needs dockerd and etcd (scripts/install-deps.sh --test)"
 
 fleet_switch smv-swarm-bench
 fleet_swarm_hosts "$PLUGIN_DIR"
