@@ -89,7 +89,8 @@ TEST_F(SwarmIdentityTest, ExitedTasksOfEarlierUpdatesDoNotHideTheStartingOne) {
   for (int slot = 1; slot <= 3; ++slot) {
     for (int old = 0; old < 3; ++old) {
       const std::string id = "old" + std::to_string(slot) + std::to_string(old);
-      StartingTask(id, "web", std::to_string(slot), std::string(24, 'a' + old) + std::to_string(slot));
+      StartingTask(id, "web", std::to_string(slot),
+                   std::string(24, static_cast<char>('a' + old)) + std::to_string(slot));
       engine_.starting.erase(id);  // exited: its inspect answers
     }
   }
