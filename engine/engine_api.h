@@ -41,7 +41,9 @@ struct EngineContainer {
   std::string name;                                        // no leading "/"
   std::map<std::string, EngineContainerNetwork> networks;  // by network name
   std::map<std::string, std::string> labels;               // e.g. com.docker.compose.service
-  std::string state;  // "created" (also while starting), "running", "exited", ...; "" when not said
+  // "created" (also during a first start), "running", "exited" (also while one that ran starts
+  // again), "dead", ...; "" when not said
+  std::string state;
 };
 
 // What dockerd says about its plugins (for doctor).
