@@ -9,24 +9,6 @@
 #include "engine/engine_answers.h"
 
 namespace smv::engine {
-namespace {
-
-// `text` as a URL query value: every byte but the unreserved ones (RFC 3986) as %XX.
-std::string PercentEncoded(const std::string& text) {
-  std::string out;
-  for (const unsigned char c : text) {
-    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                            c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<DockerEngine>> DockerEngine::Create(const std::string& docker_host) {
   constexpr std::string_view kUnix = "unix://";
@@ -111,7 +93,8 @@ Result<std::vector<EngineContainer>> DockerEngine::ListContainersLabelled(const 
   // The engine's label filter matches "key=value" exactly (its name filter would be a regex).
   const nlohmann::json label_filter = {{"label", nlohmann::json::array({key + "=" + value})}};
   const std::string filters = label_filter.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  Result<std::string> body = Get("/containers/json?all=1&filters=" + PercentEncoded(filters), timeout);
+  Result<std::string> body =
+      Get(httplib::append_query_params("/containers/json", {{"all", "1"}, {"filters", filters}}), timeout);
   if (!body.ok()) return body.status();
   return ParseContainerList(*body);
 }

@@ -12,8 +12,6 @@
 namespace smv::identity {
 namespace {
 
-Millis Left(SteadyClock::time_point deadline) { return TimeLeft(deadline); }
-
 // A swarm task's container that ran and ended: swarm never starts it again (a new task is a new
 // container), so it cannot be the one asking. Its history (5 per slot by default) would otherwise
 // fill the candidates: 30 replicas over 3 nodes listed 50 exited tasks per node, past the inspect
@@ -71,7 +69,7 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
     any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, ReservationName(c->name, c->labels));
   if (!any_reserved) return "";
   // An idle container answers its inspect in milliseconds; only a starting one blocks.
-  const Millis wait = std::min(Left(deadline), options_.inspect_wait);
+  const Millis wait = std::min(TimeLeft(deadline), options_.inspect_wait);
   std::vector<std::future<bool>> answers;
   for (const EngineContainer* c : candidates) {
     answers.push_back(
@@ -108,13 +106,13 @@ std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
   if (call.address.empty()) {
     if (std::string by_mac = ipam_.NameForMac(call.pool_id, call.mac); !by_mac.empty()) return by_mac;
   }
-  Result<std::vector<EngineContainer>> containers = engine_.ListContainers(Left(deadline));
+  Result<std::vector<EngineContainer>> containers = engine_.ListContainers(TimeLeft(deadline));
   if (!containers.ok()) {
     healthy_ = false;
     return "";
   }
   for (const std::string& network_id : network_ids) {
-    Result<EngineNetwork> network = engine_.InspectNetwork(network_id, Left(deadline));
+    Result<EngineNetwork> network = engine_.InspectNetwork(network_id, TimeLeft(deadline));
     if (!network.ok()) {
       if (network.status().code() != Code::kNotFound) healthy_ = false;
       continue;
