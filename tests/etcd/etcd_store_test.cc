@@ -800,9 +800,11 @@ TEST_F(FleetReviewTest, ADiscardedNameReadLetsAQuietHostTakeAnAddressRunningOnAn
   const std::string w = AddressOf(*web);
 
   // An engine without names (hint "web"); another request on host-b commits while that read is
-  // on its way back, so RefreshName drops what it read.
+  // on its way back, so RefreshName drops what it read. host-a's cursor starts at a random
+  // address, so the other request's address is chosen to differ from web's.
+  const std::string unused = w == "198.18.2.200" ? "198.18.2.201" : "198.18.2.200";
   hooked.after_read_name = [&] {
-    Result<std::string> other = b->RequestAddress({pool, "198.18.2.200", false, "", "", ""});
+    Result<std::string> other = b->RequestAddress({pool, unused, false, "", "", ""});
     EXPECT_TRUE(other.ok()) << other.status().message();
   };
   Result<std::string> hinted = b->RequestAddress({pool, "", false, "", "web", ""});
