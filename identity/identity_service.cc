@@ -20,6 +20,25 @@ bool IsFinishedSwarmTask(const EngineContainer& c) {
   return c.labels.contains(kSwarmTaskIdLabel) && (c.state == "exited" || c.state == "dead");
 }
 
+// The reservation names of `containers` when all are tasks of one swarm service and there are
+// two or more slots among them; {} otherwise. Sorted: every task of the group shares out in one
+// order.
+std::vector<std::string> StartGroup(const std::vector<const EngineContainer*>& containers) {
+  std::set<std::string> slots;
+  std::string service;
+  for (const EngineContainer* c : containers) {
+    auto label = c->labels.find(kSwarmServiceLabel);
+    if (label == c->labels.end() || label->second.empty() || !c->labels.contains(kSwarmTaskIdLabel)) return {};
+    if (!service.empty() && label->second != service) return {};
+    service = label->second;
+    const std::string slot = ReservationName(c->name, c->labels);
+    if (slot == c->name) return {};  // not a name swarm gave
+    slots.insert(slot);
+  }
+  if (slots.size() < 2) return {};
+  return {slots.begin(), slots.end()};
+}
+
 }  // namespace
 
 IdentityService::IdentityService(EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver,
@@ -42,9 +61,8 @@ std::string IdentityService::RequesterOfAddress(const std::vector<EngineContaine
   return matches == 1 ? found : "";
 }
 
-std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& call,
-                                                     const std::vector<EngineContainer>& containers,
-                                                     const EngineNetwork& network, SteadyClock::time_point deadline) {
+Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
+                                         const EngineNetwork& network, SteadyClock::time_point deadline) {
   // On this network, no endpoint yet, no requested address, not already past CreateEndpoint, and
   // busy starting (its inspect does not answer).
   std::vector<const EngineContainer*> candidates;
@@ -56,18 +74,21 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
     for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
     if (!past_create) candidates.push_back(&c);
   }
+  // Tasks of one service only: which of them asks does not matter to the service's set of
+  // addresses, and a swarm task without an endpoint is starting or about to (no inspect needed).
+  if (std::vector<std::string> group = StartGroup(candidates); !group.empty()) return {.start_group = std::move(group)};
   // Swarm keeps a slot's earlier tasks listed (task history, 5 by default), without an endpoint.
   // The exited ones are skipped above; one that never ran (refused at its start) counts once,
   // under its slot's name, and answers its inspect at once.
   std::set<std::string> slot_names;
   for (const EngineContainer* c : candidates) slot_names.insert(ReservationName(c->name, c->labels));
-  if (candidates.empty() || slot_names.size() > kMaxCandidates || candidates.size() > kMaxInspects) return "";
+  if (candidates.empty() || slot_names.size() > kMaxCandidates || candidates.size() > kMaxInspects) return {};
   // Only a name with a reservation here can change the answer; without one, do not spend the
   // time an inspect of a starting container takes to time out.
   bool any_reserved = false;
   for (const EngineContainer* c : candidates)
     any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, ReservationName(c->name, c->labels));
-  if (!any_reserved) return "";
+  if (!any_reserved) return {};
   // An idle container answers its inspect in milliseconds; only a starting one blocks.
   const Millis wait = std::min(TimeLeft(deadline), options_.inspect_wait);
   std::vector<std::future<bool>> answers;
@@ -76,10 +97,16 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
         std::async(std::launch::async, [this, id = c->id, wait] { return engine_.InspectAnswers(id, wait); }));
   }
   std::vector<std::string> starting;
+  std::vector<const EngineContainer*> starting_containers;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    if (!answers[i].get()) starting.push_back(ReservationName(candidates[i]->name, candidates[i]->labels));
+    if (answers[i].get()) continue;
+    starting.push_back(ReservationName(candidates[i]->name, candidates[i]->labels));
+    starting_containers.push_back(candidates[i]);
   }
-  if (starting.size() == 1) return starting.front();
+  if (starting.size() == 1) return {.name = starting.front()};
+  if (std::vector<std::string> group = StartGroup(starting_containers); !group.empty()) {
+    return {.start_group = std::move(group)};
+  }
   if (!starting.empty()) {
     // Visible where users look: these names may come back on an address reserved for none of them.
     std::string names;
@@ -90,26 +117,26 @@ std::string IdentityService::SingleStartingCandidate(const ipam::AddressCall& ca
         "--ip / ipv4_address, or for a compose project run: static-macvlan compose pin -p PROJECT",
         call.pool_id, starting.size(), names);
   }
-  return "";
+  return {};
 }
 
-std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
-  if (!call.name.empty() || call.gateway || !healthy_.load()) return "";
+Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
+  if (!call.name.empty() || call.gateway || !healthy_.load()) return {};
   const SteadyClock::time_point deadline = SteadyClock::now() + options_.request_budget;
   std::optional<ipam::PoolConfig> pool = ipam_.FindPool(call.pool_id);
-  if (!pool) return "";
+  if (!pool) return {};
   const std::vector<std::string> network_ids = driver_.NetworksOnSubnet(pool->subnet);
-  if (network_ids.empty()) return "";  // network create itself (gateway, --aux-address)
+  if (network_ids.empty()) return {};  // network create itself (gateway, --aux-address)
 
   // 2. A fixed --mac-address seen before with a name (no engine call needed). dockerd's own
   // MACs are random on every start and never match.
   if (call.address.empty()) {
-    if (std::string by_mac = ipam_.NameForMac(call.pool_id, call.mac); !by_mac.empty()) return by_mac;
+    if (std::string by_mac = ipam_.NameForMac(call.pool_id, call.mac); !by_mac.empty()) return {.name = by_mac};
   }
   Result<std::vector<EngineContainer>> containers = engine_.ListContainers(TimeLeft(deadline));
   if (!containers.ok()) {
     healthy_ = false;
-    return "";
+    return {};
   }
   for (const std::string& network_id : network_ids) {
     Result<EngineNetwork> network = engine_.InspectNetwork(network_id, TimeLeft(deadline));
@@ -118,11 +145,11 @@ std::string IdentityService::GuessRequester(const ipam::AddressCall& call) {
       continue;
     }
     // 1. The requested address: the one container that asked for it. 3. The single candidate.
-    std::string name = call.address.empty() ? SingleStartingCandidate(call, *containers, *network, deadline)
-                                            : RequesterOfAddress(*containers, network->name, call.address);
-    if (!name.empty()) return name;
+    Guess guess = call.address.empty() ? StartingCandidate(call, *containers, *network, deadline)
+                                       : Guess{.name = RequesterOfAddress(*containers, network->name, call.address)};
+    if (!guess.name.empty() || !guess.start_group.empty()) return guess;
   }
-  return "";
+  return {};
 }
 
 std::string IdentityService::ReservationNameOf(const std::string& name) {
@@ -137,7 +164,9 @@ std::string IdentityService::ReservationNameOf(const std::string& name) {
 
 void IdentityService::IdentifyRequester(ipam::AddressCall& call) {
   if (call.name.empty()) {
-    call.hint_name = GuessRequester(call);
+    Guess guess = GuessRequester(call);
+    call.hint_name = std::move(guess.name);
+    call.share_names = std::move(guess.start_group);
     return;
   }
   if (!MayBeSwarmTaskName(call.name)) return;

@@ -30,6 +30,14 @@ using engine::EngineEndpoint;
 using engine::EngineNetwork;
 using engine::Millis;
 
+// Whom a RequestAddress without a name is for, as far as an older engine lets it be told.
+struct Guess {
+  std::string name;  // the one container asking, or ""
+  // Tasks of one swarm service starting together: their reservation names (the requester is one
+  // of them). See ipam::AddressRequest::share_names.
+  std::vector<std::string> start_group;
+};
+
 struct IdentityOptions {
   Millis request_budget{400};  // total engine time a RequestAddress may spend guessing
   Millis inspect_wait{150};    // how long a candidate's inspect may take to count as idle
@@ -43,8 +51,9 @@ class IdentityService {
   IdentityService(EngineApi& engine, ipam::IpamApi& ipam, driver::DriverService& driver, IdentityOptions options = {},
                   Clock clock = nullptr);
 
-  // The best-effort name of the container a RequestAddress without a name is for, or "".
-  std::string GuessRequester(const ipam::AddressCall& call);
+  // The best-effort name of the container a RequestAddress without a name is for, or its start
+  // group, or neither.
+  Guess GuessRequester(const ipam::AddressCall& call);
 
   // The name a RequestAddress that carries `name` (Docker >= 29) is reserved under: `name` itself,
   // without an engine call, unless it has a swarm task's shape; then the container's labels tell
@@ -84,9 +93,9 @@ class IdentityService {
   static std::string RequesterOfAddress(const std::vector<EngineContainer>& containers, const std::string& network_name,
                                         const std::string& address);
   // The one container of the network that is starting without an address and has a
-  // reservation here, or "".
-  std::string SingleStartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
-                                      const EngineNetwork& network, SteadyClock::time_point deadline);
+  // reservation here; or, when tasks of one swarm service start together, their group.
+  Guess StartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
+                          const EngineNetwork& network, SteadyClock::time_point deadline);
   // The reservation name of the container `name` (ReservationName). A name of a swarm task's
   // shape asks the engine for the containers labelled with its task id only (not the host's
   // whole list). Fails when the engine does not answer.

@@ -174,6 +174,12 @@ Result<Choice> PoolAllocator::Choose(const AddressRequest& request) const {
       return Choice{.address = *reserved};
     }
   }
+  if (request.name.empty() && !request.gateway) {
+    for (const std::string& sharer : request.share_names) {
+      std::optional<IpAddress> theirs = ReservationOf(sharer);
+      if (theirs && FindLease(*theirs) == nullptr) return Choice{.address = *theirs, .shared_from = sharer};
+    }
+  }
   Result<Choice> dynamic = ChooseDynamic();
   // A name without a reservation keeps its first address. A name whose reservation is in use
   // (a second endpoint of the same name) gets a free address and keeps its reservation.

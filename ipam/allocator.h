@@ -38,6 +38,11 @@ struct AddressRequest {
   // A name guessed from indirect signals (engines < 29): used to find the name's reservation and
   // to refuse another name's reserved --ip, but never to create a reservation.
   std::string hint_name;
+  // Tasks of one service starting together, which the engine does not tell apart (engines < 29):
+  // when the hint's reserved address is not free, the request takes one of these names' reserved
+  // addresses that is, so the service keeps its set of addresses; Join swaps the reservations
+  // when the container turns out to be another of them (NameBook::AttachName).
+  std::vector<std::string> share_names;
   bool gateway = false;  // RequestAddressType com.docker.network.gateway
   std::string node;      // the requesting host in a shared book; "" on a single host
 };
@@ -48,6 +53,7 @@ struct Choice {
   bool already_leased_as_gateway = false;  // a repeated gateway request: nothing to change
   bool reserve_for_name = false;           // store (or move) `name`'s reservation to `address`
   bool dynamic = false;                    // picked from the range (moves the next-fit cursor)
+  std::string shared_from;                 // the share name whose reserved address this is
 };
 
 // A set of addresses kept as merged closed intervals, so "the next address not in the set"

@@ -27,6 +27,9 @@ struct AddressCall {
   std::string name;       // com.docker.network.endpoint.name (Docker >= 29), may be ""
   std::string hint_name;  // best-effort identity on older engines: see AddressRequest
   std::string mac;        // com.docker.network.endpoint.macaddress, may be ""
+  // Engines < 29, tasks of one swarm service starting together on this host: the reservation
+  // names of all of them (the requester is one, which one is not known). See AddressRequest.
+  std::vector<std::string> share_names;
   // Refused (kAborted) when this host has released any address since LocalReleases() said this.
   std::optional<uint64_t> unless_released_since;
 };
@@ -36,6 +39,8 @@ enum class AttachOutcome {
   kReserved,  // the name had none: this address is its reservation from now on
   kMatches,   // the name holds its reserved address
   kDrifted,   // the name holds another address; its reservation stays where it was
+  kSwapped,   // the address was shared out to the name's start group (AddressRequest::share_names):
+              // the name's reservation and the one the address had were swapped
 };
 
 struct ReservationView {

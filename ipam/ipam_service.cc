@@ -38,7 +38,11 @@ Result<HeldOutcome> IpamService::KeepHeld(const std::string& pool_id, const IpAd
   // interface, so it must be as fresh as a commit. Memory may hold a lease its node has released
   // since (a lagging watch, no reload since); a refusal decided on such a view is decided again on
   // the store's (RunDurably), and the address is taken when it is free there.
-  Result<std::string> again = RequestAddress({pool_id, address.ToString(), false, name, "", mac, releases_seen});
+  Result<std::string> again = RequestAddress({.pool_id = pool_id,
+                                              .address = address.ToString(),
+                                              .name = name,
+                                              .mac = mac,
+                                              .unless_released_since = releases_seen});
   if (again.ok()) return HeldOutcome{.kind = HeldOutcome::Kind::kRetaken, .holder = ""};
   if (!IsRefusal(again.status())) return again.status();
   // A refusal alone is no proof: the commit may be refused for another record, the name may run

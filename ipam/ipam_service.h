@@ -130,7 +130,9 @@ class IpamService : public IpamApi {
   static Result<AddressRequest> AllocatorRequest(const PoolConfig& config, const AddressCall& call,
                                                  const std::string& node);
   // Leases `choice` to `call` (and reserves it for its name), in memory and queued for commit.
-  Status LeaseChoiceLocked(PoolState& state, const AddressCall& call, const Choice& choice);
+  // `group`: the start group the choice shared out from (AddressRequest::share_names).
+  Status LeaseChoiceLocked(PoolState& state, const AddressCall& call, const Choice& choice,
+                           const std::vector<std::string>& group);
   // Shared book: `call` asks for an --aux-address the fleet already holds for the subnet while
   // this host's network on it is being created; the answer, or nullopt. Caller holds mu_.
   std::optional<std::string> AuxOfNetworkBeingCreated(const PoolState& state, const AddressCall& call) const;

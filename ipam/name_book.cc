@@ -46,7 +46,7 @@ Status NameBook::NameRunsNowhere(const PoolState& state, std::string_view name) 
 
 Result<AttachOutcome> NameBook::AttachName(const std::string& pool_id, const IpAddress& address,
                                            const std::string& name, const std::string& mac) {
-  return mirror_.Durably([&]() -> Result<AttachOutcome> {
+  Result<AttachOutcome> attached = mirror_.Durably([&]() -> Result<AttachOutcome> {
     Result<PoolState*> found = ActivePool(pools_, pool_id);
     if (!found.ok()) return found.status();
     PoolState& state = **found;
@@ -58,6 +58,9 @@ Result<AttachOutcome> NameBook::AttachName(const std::string& pool_id, const IpA
     // running on another host is refused now, and the failed Join undoes this container.
     SMV_RETURN_IF_ERROR(NameRunsNowhereElse(state, name));
     const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
+    if (owner && *owner != name && SharedOutTo(pool_id, address, *owner, name)) {
+      return SwapInStartGroup(state, address, *lease, name, std::string(*owner), mac);
+    }
     if (owner && *owner != name) {
       return FailedPrecondition(
           fmt::format("address {} is reserved for container \"{}\", not \"{}\"; release it with: static-macvlan "
@@ -95,6 +98,65 @@ Result<AttachOutcome> NameBook::AttachName(const std::string& pool_id, const IpA
     }
     return outcome;
   });
+  if (attached.ok()) {  // the start group's share-out of this address ends with its Join
+    std::scoped_lock lock(mu_);
+    ForgetSharedOut(pool_id, address);
+  }
+  return attached;
+}
+
+Result<AttachOutcome> NameBook::SwapInStartGroup(PoolState& state, const IpAddress& address, const Lease& lease,
+                                                 const std::string& name, const std::string& owner,
+                                                 const std::string& mac) {
+  const std::string& pool_id = state.record.config.id;
+  const int64_t now = clock_();
+  const std::optional<ReservationRecord> theirs = FindReservation(state, owner);  // on `address`
+  const std::optional<ReservationRecord> mine = FindReservation(state, name);
+  if (!theirs) return Internal(fmt::format("address {} is reserved for \"{}\", who has no reservation", address.ToString(), owner));
+  Lease named = lease;
+  named.name = name;
+  if (!mac.empty()) named.mac = mac;
+  IpamBatch batch;
+  batch.put_leases.push_back(LeaseRecord{pool_id, address, named, now});
+  // The address keeps its MAC (derived from it), so each reservation's MAC goes with its address.
+  batch.put_reservations.push_back(ReservationRecord{pool_id, name, address, named.mac, now, 0});
+  if (mine) {
+    batch.put_reservations.push_back(
+        ReservationRecord{pool_id, owner, mine->address, mine->mac, theirs->since, theirs->gone_since});
+  } else {
+    batch.delete_reservations.emplace_back(pool_id, owner);  // it takes a free address when it asks
+  }
+  SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(batch));
+  state.allocator.AddLease(address, named);
+  for (const ReservationRecord& r : batch.put_reservations) Remember(state, r);  // `name` first: see Put
+  if (!mine) state.allocator.RemoveReservation(owner);
+  spdlog::info("container {} took {} of its start group: reservations swapped ({} -> {}, {} -> {})", name,
+               address.ToString(), name, address.ToString(), owner,
+               mine ? mine->address.ToString() : std::string("none"));
+  return AttachOutcome::kSwapped;
+}
+
+bool NameBook::SharedOutTo(const std::string& pool_id, const IpAddress& address, std::string_view a,
+                           std::string_view b) const {
+  auto it = shared_out_.find({pool_id, address.ToString()});
+  if (it == shared_out_.end()) return false;
+  const std::vector<std::string>& group = it->second;
+  return std::find(group.begin(), group.end(), a) != group.end() && std::find(group.begin(), group.end(), b) != group.end();
+}
+
+void NameBook::NoteSharedOut(const std::string& pool_id, const IpAddress& address, std::vector<std::string> group) {
+  shared_out_[{pool_id, address.ToString()}] = std::move(group);
+}
+
+void NameBook::ForgetSharedOut(const std::string& pool_id, const IpAddress& address) {
+  if (!shared_out_.empty()) shared_out_.erase({pool_id, address.ToString()});
+}
+
+std::vector<std::string> NameBook::StartGroupOf(const std::string& pool_id, const std::string& name) const {
+  for (const auto& [where, group] : shared_out_) {
+    if (where.first == pool_id && std::find(group.begin(), group.end(), name) != group.end()) return group;
+  }
+  return {};
 }
 
 bool NameBook::HasReservation(const std::string& pool_id, const std::string& name) {

@@ -14,6 +14,7 @@
 // verbs' count of releases (LocalReleases). Moving it here would need a way back to the verbs.
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,6 +52,16 @@ class NameBook {
   Result<std::vector<std::string>> ApplyPresence(const std::vector<std::string>& present);
   std::vector<ReservationView> ListReservations() const;
 
+  // Start groups (engines < 29; AddressRequest::share_names): `address` was given to one of the
+  // tasks of `group` from a reservation of the group, and which task asked is learned at Join,
+  // where AttachName swaps the two reservations. Kept in memory until that Join or the address's
+  // release (a restart in between makes that Join refused, as any other name's address would).
+  // Caller holds the mirror's mutex.
+  void NoteSharedOut(const std::string& pool_id, const IpAddress& address, std::vector<std::string> group);
+  void ForgetSharedOut(const std::string& pool_id, const IpAddress& address);
+  // The group of a start whose share-out is still waiting for its Join and that `name` is in; {}.
+  std::vector<std::string> StartGroupOf(const std::string& pool_id, const std::string& name) const;
+
  private:
   // Refuses `name` while any node holds a lease for it (releasing its reservation in a shared book).
   static Status NameRunsNowhere(const PoolState& state, std::string_view name);
@@ -58,6 +69,13 @@ class NameBook {
   Status CheckReleasableNode(const std::string& node) const;
   // Frees up to kLeasesPerCommit of `node`'s endpoint leases in one commit; how many (0: none left).
   Result<int> ReleaseNodeChunk(const std::string& node);
+  // AttachName of `name` on an address shared out to its start group and reserved for `owner`,
+  // another task of that group: `name` takes the address's reservation and `owner` takes
+  // `name`'s old one (or none), in one commit. Caller is inside the mirror's Durably.
+  Result<AttachOutcome> SwapInStartGroup(PoolState& state, const IpAddress& address, const Lease& lease,
+                                         const std::string& name, const std::string& owner, const std::string& mac);
+  // Whether `address` of the pool was shared out to a group holding both names.
+  bool SharedOutTo(const std::string& pool_id, const IpAddress& address, std::string_view a, std::string_view b) const;
 
   StoreMirror& mirror_;
   SharedBook* const book_;   // mirror_'s: the book other hosts write too, or nullptr
@@ -65,6 +83,8 @@ class NameBook {
   std::timed_mutex& mu_;     // mirror_'s mutex, which guards pools_
   PoolStates& pools_;        // mirror_'s memory
   const Clock clock_;
+  // (pool id, address) -> the start group it was shared out to; guarded by mu_.
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> shared_out_;
 };
 
 }  // namespace smv::ipam

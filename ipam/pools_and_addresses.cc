@@ -211,7 +211,9 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   // compared by the commit: a stale view is refused and decided again.)
   const uint64_t unavailable_before = mirror_.unavailable_seen();
   if (call.name.empty()) mirror_.RefreshName(call.pool_id, call.hint_name, unavailable_before);
-  return mirror_.Durably(
+  // Noted once the lease is committed: a commit refused and decided again may choose another.
+  std::optional<std::pair<IpAddress, std::vector<std::string>>> shared_out;
+  Result<std::string> answer = mirror_.Durably(
       [&]() -> Result<std::string> {
         Result<PoolState*> found = ActivePool(pools_, call.pool_id);
         if (!found.ok()) return found.status();
@@ -222,6 +224,11 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
         if (std::optional<std::string> aux = AuxOfNetworkBeingCreated(state, call)) return *aux;
         Result<AddressRequest> request = AllocatorRequest(state.record.config, call, node_);
         if (!request.ok()) return request.status();
+        // A task of a start group asking after another took its reserved address: the group's
+        // addresses are shared out further.
+        if (request->share_names.empty() && !call.hint_name.empty()) {
+          request->share_names = names_.StartGroupOf(call.pool_id, call.hint_name);
+        }
         if (!call.name.empty()) SMV_RETURN_IF_ERROR(names_.NameRunsNowhereElse(state, call.name));
         Result<Choice> choice = state.allocator.Choose(*request);
         if (!choice.ok()) return choice.status();
@@ -229,10 +236,17 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
         const std::string answer =
             fmt::format("{}/{}", choice->address.ToString(), state.record.config.subnet.length());
         if (choice->already_leased_as_gateway) return answer;
-        SMV_RETURN_IF_ERROR(LeaseChoiceLocked(state, call, *choice));
+        SMV_RETURN_IF_ERROR(LeaseChoiceLocked(state, call, *choice, request->share_names));
+        shared_out.reset();
+        if (!choice->shared_from.empty()) shared_out.emplace(choice->address, std::move(request->share_names));
         return answer;
       },
       unavailable_before);
+  if (answer.ok() && shared_out) {
+    std::scoped_lock lock(mirror_.mutex());
+    names_.NoteSharedOut(call.pool_id, shared_out->first, std::move(shared_out->second));
+  }
+  return answer;
 }
 
 Result<AddressRequest> IpamService::AllocatorRequest(const PoolConfig& config, const AddressCall& call,
@@ -241,6 +255,7 @@ Result<AddressRequest> IpamService::AllocatorRequest(const PoolConfig& config, c
   request.gateway = call.gateway;
   request.name = call.name;
   request.hint_name = call.hint_name;
+  request.share_names = call.share_names;
   request.node = node;
   if (call.address.empty()) return request;
   std::optional<IpAddress> ip = IpAddress::Parse(call.address);
@@ -253,7 +268,8 @@ Result<AddressRequest> IpamService::AllocatorRequest(const PoolConfig& config, c
   return request;
 }
 
-Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call, const Choice& choice) {
+Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call, const Choice& choice,
+                                      const std::vector<std::string>& group) {
   const int64_t now = clock_();
   Lease lease;
   // An --aux-address request looks exactly like a container's --ip on the wire, so both are
@@ -279,8 +295,16 @@ Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call,
   SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(std::move(batch)));
   state.allocator.AddLease(choice.address, lease, choice.dynamic);
   if (reservation) Remember(state, *reservation);
-  spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice.address.ToString(),
-               LeaseKindName(lease.kind), call.name.empty() ? "" : fmt::format(" name={}", call.name));
+  if (choice.shared_from.empty()) {
+    spdlog::info("address leased pool=\"{}\" address={} kind={}{}", call.pool_id, choice.address.ToString(),
+                 LeaseKindName(lease.kind), call.name.empty() ? "" : fmt::format(" name={}", call.name));
+    return OkStatus();
+  }
+  spdlog::info("address leased pool=\"{}\" address={} kind={}: {} tasks of one service start together here and "
+               "the engine does not say which asks, so it gets one of their reserved addresses ({}'s); Join swaps "
+               "the reservations if it is another of them",
+               call.pool_id, choice.address.ToString(), LeaseKindName(lease.kind), group.size(),
+               choice.shared_from);
   return OkStatus();
 }
 
@@ -322,6 +346,10 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();
   });
+  if (released.ok()) {
+    std::scoped_lock lock(mirror_.mutex());
+    names_.ForgetSharedOut(pool_id, *ip);
+  }
   // Journaled while the shared store takes no write: unreachable, or out of space (NOSPACE).
   const bool store_takes_no_write =
       released.code() == Code::kUnavailable || (released.code() == Code::kResourceExhausted && book_ != nullptr);

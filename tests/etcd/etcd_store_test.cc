@@ -818,6 +818,52 @@ TEST_F(FleetReviewTest, ADiscardedNameReadLetsAQuietHostTakeAnAddressRunningOnAn
   EXPECT_EQ(Leases()[w], "web") << "web's lease was overwritten";
 }
 
+// Issue 30, start groups: a quiet host shares out web.1's address to a task of {web.1, web.2}
+// and swaps the two reservations at Join. Meanwhile host-a moved both reservations. The share-out
+// and the swap are each decided on what the book holds at their commit: no address reserved
+// twice, no address/ key naming a name reserved elsewhere, both names still reserved.
+TEST_F(FleetReviewTest, AStartGroupsShareOutAndSwapAreDecidedOnTheBookAsItIs) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  auto ip = [](const char* text) { return *IpAddress::Parse(text); };
+  ASSERT_TRUE(a->service->Reserve(pool, "web.1", ip("198.18.2.10")).ok());
+  ASSERT_TRUE(a->service->Reserve(pool, "web.2", ip("198.18.2.11")).ok());
+  std::unique_ptr<Node> b = MakeNode("host-b");  // loads now, then quiet
+  ASSERT_EQ(b->Pool(), pool);
+  // On host-a: web.1 moves to .12 (released, reserved again).
+  ASSERT_TRUE(a->service->Release("web.1").ok());
+  ASSERT_TRUE(a->service->Reserve(pool, "web.1", ip("198.18.2.12")).ok());
+  AddressCall group{pool, "", false, "", "", ""};
+  group.share_names = {"web.1", "web.2"};
+  Result<std::string> shared = b->service->RequestAddress(group);
+  ASSERT_TRUE(shared.ok()) << shared.status().message();
+  EXPECT_EQ(AddressOf(*shared), "198.18.2.12") << "shared out web.1's address as host-b last saw it";
+  // On host-a: web.2 moves to .13 before host-b's Join learns the task was web.2's.
+  ASSERT_TRUE(a->service->Release("web.2").ok());
+  ASSERT_TRUE(a->service->Reserve(pool, "web.2", ip("198.18.2.13")).ok());
+  Result<AttachOutcome> joined = b->service->AttachName(pool, ip(AddressOf(*shared).c_str()), "web.2");
+  ASSERT_TRUE(joined.ok()) << joined.status().message();
+  EXPECT_EQ(*joined, AttachOutcome::kSwapped);
+
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  std::map<std::string, std::string> reserved;  // name -> address
+  auto reservation_keys = raw.GetPrefix(std::string(kPrefix) + "reservation/");
+  auto address_keys = raw.GetPrefix(std::string(kPrefix) + "address/");
+  ASSERT_TRUE(reservation_keys.ok() && address_keys.ok());
+  for (const etcd::KeyValue& kv : reservation_keys->kvs) {
+    auto r = records::DecodeReservation("etcd", kv.key.substr(std::string(kPrefix).size() + 12), kv.value);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    reserved[r->name] = r->address.ToString();
+  }
+  EXPECT_EQ(reserved, (std::map<std::string, std::string>{{"web.1", "198.18.2.13"}, {"web.2", "198.18.2.12"}}));
+  std::map<std::string, std::string> holders;  // address/ index: address key -> name
+  for (const etcd::KeyValue& kv : address_keys->kvs) {
+    holders[kv.key] = kv.value;
+  }
+  EXPECT_EQ(holders.size(), 2u) << "an address/ key names a name reserved elsewhere";
+  EXPECT_EQ(Leases()["198.18.2.12"], "web.2");
+}
+
 // F2: "runs on no other node" is compared through the name's reservation key, so a running name's
 // reservation cannot be released (`reservations release x`): a quiet host would attach x at Join.
 TEST_F(FleetReviewTest, ARunningNameWhoseReservationWasReleasedIsAttachedOnAQuietHost) {

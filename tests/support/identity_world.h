@@ -54,13 +54,13 @@ class IdentityWorld : public ::testing::Test {
     engine_.containers.push_back(EngineContainer{id, name, {{"lan", EngineContainerNetwork{"", ""}}}});
   }
   std::string Guess(const std::string& address = "", const std::string& mac = "") {
-    return identity_->GuessRequester({pool_, address, false, "", "", mac});
+    return identity_->GuessRequester({pool_, address, false, "", "", mac}).name;
   }
   // RequestAddress + CreateEndpoint + Join of `endpoint` for container `name`, as dockerd 20.10.
   Result<std::string> Start(const std::string& endpoint, const std::string& name, const std::string& ip = "",
                             const std::string& mac = "") {
     ipam::AddressCall call{pool_, ip, false, "", "", mac};
-    call.hint_name = identity_->GuessRequester(call);
+    identity_->IdentifyRequester(call);
     Result<std::string> address = ipam_->RequestAddress(call);
     if (!address.ok()) return address.status();
     EXPECT_TRUE(driver_->CreateEndpoint({kNet, endpoint, *address, "", mac}).ok());

@@ -76,7 +76,7 @@ TEST_F(IdentityTest, NothingIsAskedWhileTheEngineDoesNotAnswer) {
 TEST_F(IdentityTest, NoNetworkForThePoolMeansNetworkCreateAndNoGuess) {
   const std::string other = ipam_->RequestPool({"l", "198.51.100.0/24", "", {}, false})->pool_id;
   const int before = engine_.calls;
-  EXPECT_EQ(identity_->GuessRequester({other, "198.51.100.2", false, "", "", ""}), "");
+  EXPECT_EQ(identity_->GuessRequester({other, "198.51.100.2", false, "", "", ""}).name, "");
   EXPECT_EQ(engine_.calls, before);
 }
 

@@ -2,6 +2,7 @@
 // engine call. On the fake engine, shaped as dockerd lists swarm task containers.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <thread>
 
 #include "daemon/api/wire.h"
@@ -85,13 +86,16 @@ TEST_F(SwarmIdentityTest, RescheduledTaskComesBackOnItsSlotsAddress) {
 
 TEST_F(SwarmIdentityTest, ExitedTasksOfEarlierUpdatesDoNotHideTheStartingOne) {
   Known("web.1", "192.0.2.150");
-  // Swarm's task history: 3 slots x 3 earlier tasks, exited, listed without an endpoint.
+  // Swarm's task history: 3 slots x 3 earlier tasks, listed without an endpoint. Slot 1's were
+  // rejected at their start (dockerd lists a container whose start failed as "created"), the
+  // others ran and exited.
   for (int slot = 1; slot <= 3; ++slot) {
     for (int old = 0; old < 3; ++old) {
       const std::string id = "old" + std::to_string(slot) + std::to_string(old);
       StartingTask(id, "web", std::to_string(slot),
                    std::string(24, static_cast<char>('a' + old)) + std::to_string(slot));
-      engine_.starting.erase(id);  // exited: its inspect answers
+      engine_.starting.erase(id);  // its inspect answers
+      engine_.containers.back().state = slot == 1 ? "created" : "exited";
     }
   }
   StartingTask("new", "web", "1", "zzzzzzzzzzzzzzzzzzzzzzzz1");
@@ -290,6 +294,118 @@ TEST_F(Docker29Test, ATaskNamedWhileTheEngineIsDownGetsNoReservationUnderItsTask
   const std::string address = AddressAs29("web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
   ASSERT_FALSE(address.empty());
   EXPECT_TRUE(ReservedNames().empty());
+}
+
+// Docker < 29, tasks of one service starting together on one host: the engine does not say which
+// asks, so each gets one of the group's reserved addresses, and Join swaps the reservations when
+// the container is another task of the group. The service keeps its set of addresses.
+class StartGroupTest : public Docker29Test {
+ protected:
+  void SetUp() override {
+    Docker29Test::SetUp();
+    for (int slot = 1; slot <= kSlots; ++slot) Known(Slot(slot), Reserved(slot).c_str());
+  }
+  static constexpr int kSlots = 4;
+  static std::string Slot(int slot) { return "web." + std::to_string(slot); }
+  static std::string Reserved(int slot) { return "192.0.2." + std::to_string(150 + slot); }
+  static std::string TaskName(int slot) { return Slot(slot) + "." + TaskId(slot); }
+  static std::string TaskId(int slot) { return std::string(24, 'n') + std::to_string(slot); }
+  void StartAll() {
+    for (int slot = 1; slot <= kSlots; ++slot) StartingTask("c" + std::to_string(slot), "web", std::to_string(slot), TaskId(slot));
+  }
+  // RequestAddress as dockerd 20.10 sends it: no name.
+  std::string RequestWithoutName() {
+    ipam::AddressCall call{pool_, "", false, "", "", ""};
+    identity_->IdentifyRequester(call);
+    Result<std::string> address = ipam_->RequestAddress(call);
+    EXPECT_TRUE(address.ok()) << address.status().message();
+    return address.ok() ? address->substr(0, address->find('/')) : "";
+  }
+  std::map<std::string, std::string> Reservations() {
+    std::map<std::string, std::string> out;
+    for (const ipam::ReservationView& v : ipam_->ListReservations()) out[v.record.name] = v.record.address.ToString();
+    return out;
+  }
+  std::set<std::string> AllReserved() const {
+    std::set<std::string> out;
+    for (int slot = 1; slot <= kSlots; ++slot) out.insert(Reserved(slot));
+    return out;
+  }
+};
+
+TEST_F(StartGroupTest, TasksAskingTogetherKeepTheServicesAddressesAndJoinSwapsTheirSlots) {
+  StartAll();
+  ipam::AddressCall probe{pool_, "", false, "", "", ""};
+  identity_->IdentifyRequester(probe);
+  EXPECT_EQ(probe.hint_name, "");
+  EXPECT_EQ(probe.share_names, (std::vector<std::string>{"web.1", "web.2", "web.3", "web.4"}));
+  std::vector<std::string> got;
+  for (int i = 0; i < kSlots; ++i) got.push_back(RequestWithoutName());  // all ask before any joins
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()), AllReserved());
+  // The engine does not say who asked: the containers are slots 2, 4, 1, 3 in asking order.
+  const int asked_by[kSlots] = {2, 4, 1, 3};
+  for (int i = 0; i < kSlots; ++i) JoinAs(EndpointId('g', i), got[i] + "/24", TaskName(asked_by[i]));
+  std::map<std::string, std::string> after = Reservations();
+  ASSERT_EQ(after.size(), size_t{kSlots}) << "a reservation leaked or was lost";
+  std::set<std::string> addresses;
+  for (int i = 0; i < kSlots; ++i) {
+    EXPECT_EQ(after[Slot(asked_by[i])], got[i]) << "the slot's reservation is not where its task runs";
+    addresses.insert(after[Slot(asked_by[i])]);
+  }
+  EXPECT_EQ(addresses, AllReserved()) << "the service's set of addresses changed";
+}
+
+TEST_F(StartGroupTest, TasksJoiningOneByOneKeepTheSet) {
+  StartAll();
+  std::map<int, std::string> runs_on;
+  for (int slot : {3, 1, 4, 2}) {  // each asks and joins before the next asks: the group shrinks
+    Result<std::string> got = Start(EndpointId('h', slot), TaskName(slot));
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    runs_on[slot] = got->substr(0, got->find('/'));
+  }
+  std::map<std::string, std::string> after = Reservations();
+  std::set<std::string> addresses;
+  for (const auto& [slot, address] : runs_on) {
+    EXPECT_EQ(after[Slot(slot)], address);
+    addresses.insert(address);
+  }
+  EXPECT_EQ(addresses, AllReserved());
+}
+
+TEST_F(StartGroupTest, ASlotWithoutAReservationTakesOneAndItsOwnerTakesAFreeAddressLater) {
+  ASSERT_TRUE(ipam_->Release("web.2").ok());  // slot 2 is new: it never ran
+  StartAll();
+  const std::string first = RequestWithoutName();  // web.1's address (the group shares in order)
+  ASSERT_EQ(first, Reserved(1));
+  JoinAs(EndpointId('s', 0), first + "/24", TaskName(2));  // it was slot 2's task
+  std::map<std::string, std::string> after = Reservations();
+  EXPECT_EQ(after["web.2"], Reserved(1));
+  EXPECT_FALSE(after.contains("web.1")) << "web.1 kept a reservation on web.2's address";
+  const std::string second = RequestWithoutName();
+  JoinAs(EndpointId('s', 1), second + "/24", TaskName(1));
+  after = Reservations();
+  EXPECT_EQ(after["web.1"], second);
+  EXPECT_NE(second, first);
+}
+
+TEST_F(StartGroupTest, TasksOfTwoServicesStartingTogetherAreNoGroup) {
+  Known("db.1", "192.0.2.160");
+  StartingTask("c1", "web", "1", TaskId(1));
+  StartingTask("c2", "db", "1", TaskId(2));
+  ipam::AddressCall call{pool_, "", false, "", "", ""};
+  identity_->IdentifyRequester(call);
+  EXPECT_EQ(call.hint_name, "");
+  EXPECT_TRUE(call.share_names.empty()) << "db's address could go to a task of web";
+}
+
+TEST_F(StartGroupTest, AContainerOutsideTheGroupIsRefusedTheGroupsAddressAtJoin) {
+  StartAll();
+  const std::string got = RequestWithoutName();
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, EndpointId('o', 0), got + "/24", "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, EndpointId('o', 0), "/sandbox").ok());
+  engine_.networks[kNet].endpoints.push_back({EndpointId('o', 0), "intruder"});
+  EXPECT_EQ(identity_->LearnAtJoin(kNet, EndpointId('o', 0)).code(), Code::kFailedPrecondition);
+  EXPECT_EQ(Reservations()["web.1"], Reserved(1));
 }
 
 }  // namespace

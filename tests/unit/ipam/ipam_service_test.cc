@@ -505,6 +505,71 @@ TEST_F(IpamServiceTest, ALocalBookNeverJournals) {
   EXPECT_FALSE(service_->ReleaseAddress(pool_, Bare(x)).ok());
 }
 
+// Engines < 29, tasks of one service starting together (AddressCall::share_names): each takes a
+// free reserved address of the group, and Join swaps two reservations when needed.
+class StartGroupIpamTest : public IpamServiceTest {
+ protected:
+  void SetUp() override {
+    IpamServiceTest::SetUp();
+    ASSERT_TRUE(service_->Reserve(pool_, "web.1", *IpAddress::Parse("192.0.2.10")).ok());
+    ASSERT_TRUE(service_->Reserve(pool_, "web.2", *IpAddress::Parse("192.0.2.11")).ok());
+  }
+  std::string AskAsGroup(const std::string& hint = "") {
+    AddressCall call{pool_, "", false, "", hint, ""};
+    if (hint.empty()) call.share_names = {"web.1", "web.2"};
+    Result<std::string> r = service_->RequestAddress(call);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? Bare(*r) : "";
+  }
+  Result<AttachOutcome> Join(const std::string& address, const std::string& name) {
+    return service_->AttachName(pool_, *IpAddress::Parse(address), name);
+  }
+  std::map<std::string, std::string> Reserved() {
+    std::map<std::string, std::string> out;
+    for (const ReservationView& v : service_->ListReservations()) out[v.record.name] = v.record.address.ToString();
+    return out;
+  }
+};
+
+TEST_F(StartGroupIpamTest, TheGroupsReservedAddressesAreSharedOutAndJoinSwapsTheReservations) {
+  EXPECT_EQ(AskAsGroup(), "192.0.2.10");
+  EXPECT_EQ(AskAsGroup(), "192.0.2.11");
+  EXPECT_EQ(*Join("192.0.2.10", "web.2"), AttachOutcome::kSwapped);
+  EXPECT_EQ(Reserved(), (std::map<std::string, std::string>{{"web.1", "192.0.2.11"}, {"web.2", "192.0.2.10"}}));
+  EXPECT_EQ(*Join("192.0.2.11", "web.1"), AttachOutcome::kMatches);
+  // Both stop: each slot comes back on the address it runs on now.
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, "192.0.2.10").ok());
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, "192.0.2.11").ok());
+  EXPECT_EQ(Bare(Ask("", "web.2")), "192.0.2.10");
+}
+
+TEST_F(StartGroupIpamTest, AHintWhoseAddressWasSharedOutContinuesTheGroup) {
+  EXPECT_EQ(AskAsGroup(), "192.0.2.10");       // web.1's address, to one of the two
+  EXPECT_EQ(AskAsGroup("web.1"), "192.0.2.11");  // then web.1 is told apart: the group's other address
+  EXPECT_EQ(*Join("192.0.2.11", "web.1"), AttachOutcome::kSwapped);
+  EXPECT_EQ(*Join("192.0.2.10", "web.2"), AttachOutcome::kMatches);
+  EXPECT_EQ(Reserved(), (std::map<std::string, std::string>{{"web.1", "192.0.2.11"}, {"web.2", "192.0.2.10"}}));
+}
+
+TEST_F(StartGroupIpamTest, OnlyANameOfTheGroupIsSwappedAndAReleaseEndsTheShareOut) {
+  EXPECT_EQ(AskAsGroup(), "192.0.2.10");
+  Result<AttachOutcome> other = Join("192.0.2.10", "db");
+  EXPECT_EQ(other.status().code(), Code::kFailedPrecondition) << "a name outside the group took web.1's address";
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, "192.0.2.10").ok());
+  EXPECT_EQ(Bare(Ask("", "")), "192.0.2.128");  // an unnamed start: nothing reserved
+  // Leased now for web.1 (its hint), no group: web.2 is refused it, as before start groups.
+  ASSERT_TRUE(service_->ReleaseAddress(pool_, "192.0.2.128").ok());
+  EXPECT_EQ(AskAsGroup("web.1"), "192.0.2.10");
+  EXPECT_EQ(Join("192.0.2.10", "web.2").status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(Reserved(), (std::map<std::string, std::string>{{"web.1", "192.0.2.10"}, {"web.2", "192.0.2.11"}}));
+}
+
+TEST_F(StartGroupIpamTest, AGroupWhoseReservedAddressesAreAllInUseGetsAFreeOne) {
+  EXPECT_EQ(Ask("192.0.2.10", "web.1"), "192.0.2.10/24");
+  EXPECT_EQ(Ask("192.0.2.11", "web.2"), "192.0.2.11/24");
+  EXPECT_EQ(AskAsGroup(), "192.0.2.128");
+}
+
 TEST_F(IpamServiceTest, DifferentOptionsForAPoolInUseAreRefused) {
   Result<PoolResult> r =
       service_->RequestPool({"l", "192.0.2.0/24", "192.0.2.128/25", {{"release_after", "1h"}}, false});
