@@ -99,6 +99,19 @@ wait_update() {
 # How many slots of $1 ("SLOT ADDRESS" lines) have another address in $2.
 moved() { join <(echo "$1") <(echo "$2") | awk '$2 != $3' | grep -c . || true; }
 distinct() { cut -d' ' -f2 <<<"$1" | sort -u | grep -c .; }
+# How many addresses of "SLOT ADDRESS" lines $2 are not among those of $1: the service's set of
+# addresses changed by that many (slots that swapped addresses within the set do not count).
+outside() { comm -13 <(cut -d' ' -f2 <<<"$1" | sort -u) <(cut -d' ' -f2 <<<"$2" | sort -u) | grep -c . || true; }
+# "SLOT ADDRESS" of each reservation of service $1 as the etcd book holds it now (etcdctl's JSON
+# answer: base64 keys <prefix>reservation/<pool>NUL<name> and record values with "address").
+book_slots() {
+  in_ns "$SW" etcdctl --endpoints 203.0.113.254:23790 get --prefix /static-macvlan/v1/reservation/ -w json |
+    grep -o '"key":"[^"]*"\|"value":"[^"]*"' | cut -d'"' -f4 | while read -r key && read -r value; do
+      name=$(base64 -d <<<"$key" | tr '\0' '\n' | tail -1)
+      [[ $name == "$1".* ]] || continue
+      echo "${name#"$1".} $(base64 -d <<<"$value" | grep -o '"address":"[^"]*"' | cut -d'"' -f4)"
+    done | sort -k1,1
+}
 # NAME [options]: a dnsrr service of the busybox on swnet. Its shell ends on SIGTERM, so a task
 # stops at once instead of after the grace period (a rolling update of 30 waits for each stop).
 service_create() {
@@ -147,7 +160,7 @@ pass "tasks reach each other across the hosts and the gateway 192.0.2.254"
 # other hosts at once: measured), the worker made active again (the next update spreads tasks
 # back onto it, again one at a time).
 reserved=$web
-serial_moved=0; serial_off=0; drain_moved=0; drain_slots=0
+serial_moved=0; serial_off=0; drain_moved=0; drain_slots=0; drain_outside=0
 cycles=0
 for i in $(seq "$UPDATES"); do
   if [ -n "${SWARM_BUDGET_S:-}" ] && [ "$SECONDS" -ge "$SWARM_BUDGET_S" ]; then
@@ -162,6 +175,9 @@ for i in $(seq "$UPDATES"); do
   now=$(slot_addresses web)
   [ "$(distinct "$now")" = "$REPLICAS" ] || fail "update $i: duplicate addresses: $now"
   serial_moved=$((serial_moved + $(moved "$before" "$now")))
+  # Each slot on its reservation as the book holds it (tasks that started together may have
+  # swapped their slots' reservations within the service's set).
+  reserved=$(book_slots web)
   off=$(moved "$reserved" "$now")
   serial_off=$((serial_off + off))
   join <(echo "$reserved") <(echo "$now") | awk '$2 != $3 {print "# update '"$i"': slot " $1 " on " $3 ", its reservation is " $2}'
@@ -177,10 +193,12 @@ for i in $(seq "$UPDATES"); do
   drained=$(moved "$now" "$after")
   drain_moved=$((drain_moved + drained))
   drain_slots=$((drain_slots + on_host))
-  echo "# cycle $i: update --force moved $(moved "$before" "$now") slot(s), $off off their reservation after it; drain of $host restarted $on_host task(s) elsewhere, $drained slot(s) moved [${SECONDS}s]"
+  left=$(outside "$now" "$after")
+  drain_outside=$((drain_outside + left))
+  echo "# cycle $i: update --force moved $(moved "$before" "$now") slot(s), $off off their reservation after it; drain of $host restarted $on_host task(s) elsewhere, $drained slot(s) moved, $left address(es) outside the service's set [${SECONDS}s]"
   d a node update --availability active "$node" >/dev/null || fail "activate $host ($i)"
 done
-echo "# FIGURES replicas=$REPLICAS cycles=$cycles serial_replacements=$((REPLICAS * cycles)) serial_moved=$serial_moved serial_off_reservation=$serial_off drain_restarted=$drain_slots drain_moved=$drain_moved duplicates=0"
+echo "# FIGURES replicas=$REPLICAS cycles=$cycles serial_replacements=$((REPLICAS * cycles)) serial_moved=$serial_moved serial_off_reservation=$serial_off drain_restarted=$drain_slots drain_moved=$drain_moved drain_outside_set=$drain_outside duplicates=0"
 web=$(slot_addresses web)
 
 d a service scale --detach web=2 >/dev/null 2>&1 || fail "scale web=2"
@@ -189,7 +207,8 @@ d a service scale --detach web="$REPLICAS" >/dev/null 2>&1 || fail "scale web=$R
 wait_tasks web "$REPLICAS"
 now=$(slot_addresses web)
 [ "$(distinct "$now")" = "$REPLICAS" ] || fail "scale: duplicate addresses: $now"
-echo "# scale $REPLICAS -> 2 -> $REPLICAS: $(moved "$web" "$now") of $REPLICAS slots moved address"
+scale_outside=$(outside "$web" "$now")
+echo "# scale $REPLICAS -> 2 -> $REPLICAS: $(moved "$web" "$now") of $REPLICAS slots moved address, $scale_outside address(es) outside the service's set"
 pass "scale down to 2 and up to $REPLICAS: distinct addresses"
 web=$now
 
@@ -199,7 +218,8 @@ service_create web --replicas "$REPLICAS"
 wait_tasks web "$REPLICAS"
 now=$(slot_addresses web)
 [ "$(distinct "$now")" = "$REPLICAS" ] || fail "re-create: duplicate addresses: $now"
-echo "# service rm + create: $(moved "$web" "$now") of $REPLICAS slots moved address"
+recreate_outside=$(outside "$web" "$now")
+echo "# service rm + create: $(moved "$web" "$now") of $REPLICAS slots moved address, $recreate_outside address(es) outside the service's set"
 pass "service rm + create web: distinct addresses"
 
 # A global service: one task per host, which keeps its host's address over an update.
@@ -230,4 +250,7 @@ for _ in $(seq 50); do [ "$(reserved_names | grep -c '^app_web\.[123] ')" = 3 ] 
 expect_eq "$(reserved_names | grep -c '^app_web\.[123] ')" 3 "reservations ls shows app_web.1 .. app_web.3"
 # Last, so that a full-size run by hand reports every figure above before it fails here.
 expect_eq "$serial_off" 0 "$cycles x (service update --force web, drain): every slot back on its reservation after each update"
+# Tasks of one service starting together on a host (drain, scale up, re-create) keep the
+# service's set of addresses: they share out their slots' reservations (docs/swarm.md).
+expect_eq "$drain_outside $scale_outside $recreate_outside" "0 0 0" "drains, scale up and re-create: the service keeps its set of addresses"
 echo "# swarm e2e: $PASSED checks passed"
