@@ -74,15 +74,18 @@ Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const st
     for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
     if (!past_create) candidates.push_back(&c);
   }
-  // Tasks of one service only: which of them asks does not matter to the service's set of
-  // addresses, and a swarm task without an endpoint is starting or about to (no inspect needed).
-  if (std::vector<std::string> group = StartGroup(candidates); !group.empty()) return {.start_group = std::move(group)};
   // Swarm keeps a slot's earlier tasks listed (task history, 5 by default), without an endpoint.
-  // The exited ones are skipped above; one that never ran (refused at its start) counts once,
-  // under its slot's name, and answers its inspect at once.
+  // The exited ones are skipped above; one that never ran (refused at its start, listed as
+  // "created") counts once, under its slot's name, and answers its inspect at once, so it never
+  // joins a start group either. Tasks of one service need not be told apart (they may form a
+  // start group): the slot limit does not apply to them.
   std::set<std::string> slot_names;
   for (const EngineContainer* c : candidates) slot_names.insert(ReservationName(c->name, c->labels));
-  if (candidates.empty() || slot_names.size() > kMaxCandidates || candidates.size() > kMaxInspects) return {};
+  const bool tasks_of_one_service = !StartGroup(candidates).empty();
+  if (candidates.empty() || (slot_names.size() > kMaxCandidates && !tasks_of_one_service) ||
+      candidates.size() > kMaxInspects) {
+    return {};
+  }
   // Only a name with a reservation here can change the answer; without one, do not spend the
   // time an inspect of a starting container takes to time out.
   bool any_reserved = false;
@@ -138,6 +141,7 @@ Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
     healthy_ = false;
     return {};
   }
+  RememberTasks(*containers);
   for (const std::string& network_id : network_ids) {
     Result<EngineNetwork> network = engine_.InspectNetwork(network_id, TimeLeft(deadline));
     if (!network.ok()) {
@@ -172,6 +176,24 @@ void IdentityService::IdentifyRequester(ipam::AddressCall& call) {
   if (!MayBeSwarmTaskName(call.name)) return;
   call.hint_name = ReservationNameOf(call.name);
   call.name.clear();
+}
+
+void IdentityService::RememberTasks(const std::vector<EngineContainer>& containers) {
+  std::scoped_lock lock(known_mu_);
+  for (const EngineContainer& c : containers) {
+    if (!c.labels.contains(kSwarmTaskIdLabel) || IsFinishedSwarmTask(c)) continue;
+    if (known_tasks_.size() >= kMaxKnownTasks) known_tasks_.clear();
+    known_tasks_.emplace(c.name, ReservationName(c.name, c.labels));
+  }
+}
+
+std::optional<std::string> IdentityService::KnownTask(const std::string& name) {
+  std::scoped_lock lock(known_mu_);
+  auto it = known_tasks_.find(name);
+  if (it == known_tasks_.end()) return std::nullopt;
+  std::string reservation_name = std::move(it->second);
+  known_tasks_.erase(it);  // one Join per task's container
+  return reservation_name;
 }
 
 Result<std::string> IdentityService::ResolveName(const std::string& name, Millis timeout) {
@@ -219,7 +241,8 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
   }
   for (const EngineEndpoint& e : network->endpoints) {
     if (e.endpoint_id != endpoint_id || e.name.empty()) continue;
-    Result<std::string> name = ResolveName(e.name, options_.join_timeout);
+    std::optional<std::string> known = KnownTask(e.name);
+    Result<std::string> name = known ? Result<std::string>(*known) : ResolveName(e.name, options_.join_timeout);
     if (!name.ok()) {  // a swarm task's slot is told by its labels: learned in the background
       healthy_ = false;
       spdlog::info("engine API not answering ({}); names are learned in the background", name.status().message());

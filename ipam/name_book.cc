@@ -112,7 +112,9 @@ Result<AttachOutcome> NameBook::SwapInStartGroup(PoolState& state, const IpAddre
   const int64_t now = clock_();
   const std::optional<ReservationRecord> theirs = FindReservation(state, owner);  // on `address`
   const std::optional<ReservationRecord> mine = FindReservation(state, name);
-  if (!theirs) return Internal(fmt::format("address {} is reserved for \"{}\", who has no reservation", address.ToString(), owner));
+  if (!theirs)
+    return Internal(
+        fmt::format("address {} is reserved for \"{}\", who has no reservation", address.ToString(), owner));
   Lease named = lease;
   named.name = name;
   if (!mac.empty()) named.mac = mac;
@@ -141,15 +143,29 @@ bool NameBook::SharedOutTo(const std::string& pool_id, const IpAddress& address,
   auto it = shared_out_.find({pool_id, address.ToString()});
   if (it == shared_out_.end()) return false;
   const std::vector<std::string>& group = it->second;
-  return std::find(group.begin(), group.end(), a) != group.end() && std::find(group.begin(), group.end(), b) != group.end();
+  return std::find(group.begin(), group.end(), a) != group.end() &&
+         std::find(group.begin(), group.end(), b) != group.end();
 }
 
 void NameBook::NoteSharedOut(const std::string& pool_id, const IpAddress& address, std::vector<std::string> group) {
+  if (shared_out_.size() >= kMaxSharedOut) {
+    std::erase_if(shared_out_, [&](const auto& entry) { return !AwaitsJoin(entry.first.first, entry.first.second); });
+  }
   shared_out_[{pool_id, address.ToString()}] = std::move(group);
 }
 
 void NameBook::ForgetSharedOut(const std::string& pool_id, const IpAddress& address) {
-  if (!shared_out_.empty()) shared_out_.erase({pool_id, address.ToString()});
+  if (shared_out_.empty()) return;
+  const std::string where = address.ToString();
+  if (!AwaitsJoin(pool_id, where)) shared_out_.erase({pool_id, where});
+}
+
+bool NameBook::AwaitsJoin(const std::string& pool_id, const std::string& address) const {
+  auto pool = pools_.find(pool_id);
+  std::optional<IpAddress> ip = IpAddress::Parse(address);
+  if (pool == pools_.end() || !ip) return false;
+  const Lease* lease = pool->second.allocator.FindLease(*ip);
+  return lease != nullptr && lease->name.empty();
 }
 
 std::vector<std::string> NameBook::StartGroupOf(const std::string& pool_id, const std::string& name) const {

@@ -54,10 +54,12 @@ class NameBook {
 
   // Start groups (engines < 29; AddressRequest::share_names): `address` was given to one of the
   // tasks of `group` from a reservation of the group, and which task asked is learned at Join,
-  // where AttachName swaps the two reservations. Kept in memory until that Join or the address's
-  // release (a restart in between makes that Join refused, as any other name's address would).
-  // Caller holds the mirror's mutex.
+  // where AttachName swaps the two reservations. Kept in memory while the address's lease has no
+  // name: until that Join or the address's release (a restart in between makes that Join
+  // refused, as any other name's address would). Caller holds the mirror's mutex.
   void NoteSharedOut(const std::string& pool_id, const IpAddress& address, std::vector<std::string> group);
+  // Forgets the share-out of `address` unless its lease is still waiting for its Join (unnamed):
+  // a release and a new share-out of the same address may race to this point.
   void ForgetSharedOut(const std::string& pool_id, const IpAddress& address);
   // The group of a start whose share-out is still waiting for its Join and that `name` is in; {}.
   std::vector<std::string> StartGroupOf(const std::string& pool_id, const std::string& name) const;
@@ -76,6 +78,9 @@ class NameBook {
                                          const std::string& name, const std::string& owner, const std::string& mac);
   // Whether `address` of the pool was shared out to a group holding both names.
   bool SharedOutTo(const std::string& pool_id, const IpAddress& address, std::string_view a, std::string_view b) const;
+  // Whether the pool holds an unnamed lease of `address` (a share-out waiting for its Join).
+  bool AwaitsJoin(const std::string& pool_id, const std::string& address) const;
+  static constexpr size_t kMaxSharedOut = 4096;  // entries; past it those not awaiting a Join go
 
   StoreMirror& mirror_;
   SharedBook* const book_;   // mirror_'s: the book other hosts write too, or nullptr

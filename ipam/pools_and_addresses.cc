@@ -293,6 +293,9 @@ Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call,
   if (reservation) batch.put_reservations.push_back(*reservation);
   // A record no load could decode is compared as absent: etcd would refuse this commit every time.
   SMV_RETURN_IF_ERROR(mirror_.EnqueueDecodable(std::move(batch)));
+  // A share-out noted for an earlier lease of this address ended with it (its release may not
+  // have said so: journaled while the store was down).
+  if (choice.shared_from.empty()) names_.ForgetSharedOut(call.pool_id, choice.address);
   state.allocator.AddLease(choice.address, lease, choice.dynamic);
   if (reservation) Remember(state, *reservation);
   if (choice.shared_from.empty()) {
@@ -300,11 +303,11 @@ Status IpamService::LeaseChoiceLocked(PoolState& state, const AddressCall& call,
                  LeaseKindName(lease.kind), call.name.empty() ? "" : fmt::format(" name={}", call.name));
     return OkStatus();
   }
-  spdlog::info("address leased pool=\"{}\" address={} kind={}: {} tasks of one service start together here and "
-               "the engine does not say which asks, so it gets one of their reserved addresses ({}'s); Join swaps "
-               "the reservations if it is another of them",
-               call.pool_id, choice.address.ToString(), LeaseKindName(lease.kind), group.size(),
-               choice.shared_from);
+  spdlog::info(
+      "address leased pool=\"{}\" address={} kind={}: {} tasks of one service start together here and "
+      "the engine does not say which asks, so it gets one of their reserved addresses ({}'s); Join swaps "
+      "the reservations if it is another of them",
+      call.pool_id, choice.address.ToString(), LeaseKindName(lease.kind), group.size(), choice.shared_from);
   return OkStatus();
 }
 
@@ -346,15 +349,15 @@ Status IpamService::ReleaseAddress(const std::string& pool_id, const std::string
     spdlog::info("address released pool=\"{}\" address={}", pool_id, ip->ToString());
     return OkStatus();
   });
-  if (released.ok()) {
-    std::scoped_lock lock(mirror_.mutex());
-    names_.ForgetSharedOut(pool_id, *ip);
-  }
   // Journaled while the shared store takes no write: unreachable, or out of space (NOSPACE).
   const bool store_takes_no_write =
       released.code() == Code::kUnavailable || (released.code() == Code::kResourceExhausted && book_ != nullptr);
-  if (!store_takes_no_write || !mirror_.journals()) return released;
-  return mirror_.JournalRelease(pool_id, *ip, released);
+  Status done = store_takes_no_write && mirror_.journals() ? mirror_.JournalRelease(pool_id, *ip, released) : released;
+  {
+    std::scoped_lock lock(mirror_.mutex());
+    names_.ForgetSharedOut(pool_id, *ip);  // unless the address was leased again, awaiting its Join
+  }
+  return done;
 }
 
 std::vector<std::string> IpamService::PoolsLeasing(const IpAddress& address) const {

@@ -177,7 +177,8 @@ for i in $(seq "$UPDATES"); do
   serial_moved=$((serial_moved + $(moved "$before" "$now")))
   # Each slot on its reservation as the book holds it (tasks that started together may have
   # swapped their slots' reservations within the service's set).
-  reserved=$(book_slots web)
+  reserved=$(book_slots web) || fail "update $i: the etcd book's reservations cannot be read"
+  [ "$(grep -c . <<<"$reserved")" = "$REPLICAS" ] || fail "update $i: not one reservation per slot in the book: $reserved"
   off=$(moved "$reserved" "$now")
   serial_off=$((serial_off + off))
   join <(echo "$reserved") <(echo "$now") | awk '$2 != $3 {print "# update '"$i"': slot " $1 " on " $3 ", its reservation is " $2}'

@@ -837,7 +837,7 @@ TEST_F(FleetReviewTest, AStartGroupsShareOutAndSwapAreDecidedOnTheBookAsItIs) {
   group.share_names = {"web.1", "web.2"};
   Result<std::string> shared = b->service->RequestAddress(group);
   ASSERT_TRUE(shared.ok()) << shared.status().message();
-  EXPECT_EQ(AddressOf(*shared), "198.18.2.12") << "shared out web.1's address as host-b last saw it";
+  EXPECT_EQ(AddressOf(*shared), "198.18.2.12") << "not web.1's address as the book holds it (host-b saw .10)";
   // On host-a: web.2 moves to .13 before host-b's Join learns the task was web.2's.
   ASSERT_TRUE(a->service->Release("web.2").ok());
   ASSERT_TRUE(a->service->Reserve(pool, "web.2", ip("198.18.2.13")).ok());
@@ -856,11 +856,14 @@ TEST_F(FleetReviewTest, AStartGroupsShareOutAndSwapAreDecidedOnTheBookAsItIs) {
     reserved[r->name] = r->address.ToString();
   }
   EXPECT_EQ(reserved, (std::map<std::string, std::string>{{"web.1", "198.18.2.13"}, {"web.2", "198.18.2.12"}}));
-  std::map<std::string, std::string> holders;  // address/ index: address key -> name
+  std::map<std::string, std::string> holders;  // address/ index: address -> the name reserving it
   for (const etcd::KeyValue& kv : address_keys->kvs) {
-    holders[kv.key] = kv.value;
+    auto name = records::DecodeReservedAddress("etcd", kv.key, kv.value);
+    ASSERT_TRUE(name.ok()) << name.status().message();
+    holders[kv.key.substr(kv.key.rfind('\0') + 1)] = *name;
   }
-  EXPECT_EQ(holders.size(), 2u) << "an address/ key names a name reserved elsewhere";
+  EXPECT_EQ(holders, (std::map<std::string, std::string>{{"198.18.2.12", "web.2"}, {"198.18.2.13", "web.1"}}))
+      << "the address/ index disagrees with the reservations";
   EXPECT_EQ(Leases()["198.18.2.12"], "web.2");
 }
 

@@ -102,6 +102,26 @@ TEST_F(SwarmIdentityTest, ExitedTasksOfEarlierUpdatesDoNotHideTheStartingOne) {
   EXPECT_EQ(Guess(), "web.1");
 }
 
+// The guess listed the task's container when it asked for its address: its Join learns the
+// slot from that list, with one engine call (the network's endpoints), not two.
+TEST_F(SwarmIdentityTest, ATaskTheGuessListedJoinsWithoutASecondLookup) {
+  Known("web.1", "192.0.2.150");
+  StartingTask("c1", "web", "1", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  ipam::AddressCall call{pool_, "", false, "", "", ""};
+  identity_->IdentifyRequester(call);
+  Result<std::string> address = ipam_->RequestAddress(call);
+  ASSERT_TRUE(address.ok());
+  EXPECT_EQ(*address, "192.0.2.150/24");
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *address, "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
+  engine_.networks[kNet].endpoints.push_back({kEp1, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1"});
+  const int before = engine_.calls;
+  ASSERT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
+  EXPECT_EQ(engine_.calls - before, 1);
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web.1");
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
+}
+
 TEST_F(SwarmIdentityTest, AFullTaskHistoryOfManySlotsDoesNotHideTheStartingOne) {
   Known("web.7", "192.0.2.157");
   // 10 slots of a 30-replica service on this node, each with swarm's 5 exited tasks: 50 listed
@@ -311,7 +331,8 @@ class StartGroupTest : public Docker29Test {
   static std::string TaskName(int slot) { return Slot(slot) + "." + TaskId(slot); }
   static std::string TaskId(int slot) { return std::string(24, 'n') + std::to_string(slot); }
   void StartAll() {
-    for (int slot = 1; slot <= kSlots; ++slot) StartingTask("c" + std::to_string(slot), "web", std::to_string(slot), TaskId(slot));
+    for (int slot = 1; slot <= kSlots; ++slot)
+      StartingTask("c" + std::to_string(slot), "web", std::to_string(slot), TaskId(slot));
   }
   // RequestAddress as dockerd 20.10 sends it: no name.
   std::string RequestWithoutName() {
@@ -386,6 +407,28 @@ TEST_F(StartGroupTest, ASlotWithoutAReservationTakesOneAndItsOwnerTakesAFreeAddr
   after = Reservations();
   EXPECT_EQ(after["web.1"], second);
   EXPECT_NE(second, first);
+}
+
+// A task of another slot that was refused at its start stays listed as "created" and answers its
+// inspect: it is not starting, so the one task that is gets its own slot's address, no group.
+TEST_F(StartGroupTest, ALeftoverTaskThatIsNotStartingMakesNoGroup) {
+  StartingTask("c1", "web", "1", TaskId(1));
+  StartingTask("c2", "web", "2", TaskId(2));
+  engine_.starting.erase("c2");
+  engine_.containers.back().state = "created";
+  ipam::AddressCall call{pool_, "", false, "", "", ""};
+  identity_->IdentifyRequester(call);
+  EXPECT_EQ(call.hint_name, "web.1");
+  EXPECT_TRUE(call.share_names.empty());
+}
+
+// More slots of one service than the guess tells apart (8) start together: one group.
+TEST_F(StartGroupTest, AGroupIsNotLimitedToTheSlotsTheGuessTellsApart) {
+  for (int slot = 1; slot <= 12; ++slot)
+    StartingTask("c" + std::to_string(slot), "web", std::to_string(slot), TaskId(slot));
+  ipam::AddressCall call{pool_, "", false, "", "", ""};
+  identity_->IdentifyRequester(call);
+  EXPECT_EQ(call.share_names.size(), 12u);
 }
 
 TEST_F(StartGroupTest, TasksOfTwoServicesStartingTogetherAreNoGroup) {
