@@ -175,6 +175,13 @@ std::vector<std::string> NameBook::StartGroupOf(const std::string& pool_id, cons
   return {};
 }
 
+bool NameBook::KnowsAll(const std::string& pool_id, const std::vector<std::string>& names) const {
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end()) return false;
+  return std::all_of(names.begin(), names.end(),
+                     [&](const std::string& n) { return it->second.allocator.ReservationOf(n).has_value(); });
+}
+
 bool NameBook::HasReservation(const std::string& pool_id, const std::string& name) {
   mirror_.RefreshName(pool_id, name, mirror_.unavailable_seen());
   std::scoped_lock lock(mu_);

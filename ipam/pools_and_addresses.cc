@@ -211,6 +211,12 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   // compared by the commit: a stale view is refused and decided again.)
   const uint64_t unavailable_before = mirror_.unavailable_seen();
   if (call.name.empty()) mirror_.RefreshName(call.pool_id, call.hint_name, unavailable_before);
+  if (!call.share_names.empty()) {
+    // The group's slots may have been reserved on other hosts since this one last read the book
+    // (a drain brings another host's tasks here): their addresses are what is shared out.
+    std::scoped_lock lock(mirror_.mutex());
+    if (!names_.KnowsAll(call.pool_id, call.share_names)) mirror_.ReloadBeforeDecidingLocked();
+  }
   // Noted once the lease is committed: a commit refused and decided again may choose another.
   std::optional<std::pair<IpAddress, std::vector<std::string>>> shared_out;
   Result<std::string> answer = mirror_.Durably(

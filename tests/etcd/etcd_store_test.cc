@@ -867,6 +867,32 @@ TEST_F(FleetReviewTest, AStartGroupsShareOutAndSwapAreDecidedOnTheBookAsItIs) {
   EXPECT_EQ(Leases()["198.18.2.12"], "web.2");
 }
 
+// A drain brings tasks whose slots were reserved on another host: a host that has not read those
+// reservations yet shares out the group's reserved addresses all the same, not free ones.
+TEST_F(FleetReviewTest, AStartGroupReservedOnAnotherHostIsSharedOutByAQuietHost) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  std::unique_ptr<Node> b = MakeNode("host-b");  // loads now, then quiet
+  ASSERT_EQ(b->Pool(), pool);
+  for (const char* slot : {"web.1", "web.2", "web.3"}) {
+    Result<std::string> ran = a->Run(pool, slot);  // the tasks ran on host-a, then stopped there
+    ASSERT_TRUE(ran.ok()) << ran.status().message();
+    ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*ran)).ok());
+  }
+  std::set<std::string> reserved;
+  for (const ReservationView& v : a->service->ListReservations()) reserved.insert(v.record.address.ToString());
+  ASSERT_EQ(reserved.size(), 3u);
+  AddressCall group{pool, "", false, "", "", ""};
+  group.share_names = {"web.1", "web.2", "web.3"};
+  std::set<std::string> got;
+  for (int i = 0; i < 3; ++i) {
+    Result<std::string> shared = b->service->RequestAddress(group);
+    ASSERT_TRUE(shared.ok()) << shared.status().message();
+    got.insert(AddressOf(*shared));
+  }
+  EXPECT_EQ(got, reserved) << "the service's set of addresses changed on a host that had not seen its slots";
+}
+
 // F2: "runs on no other node" is compared through the name's reservation key, so a running name's
 // reservation cannot be released (`reservations release x`): a quiet host would attach x at Join.
 TEST_F(FleetReviewTest, ARunningNameWhoseReservationWasReleasedIsAttachedOnAQuietHost) {
