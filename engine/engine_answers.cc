@@ -139,7 +139,8 @@ Result<EngineNetwork> ParseNetworkInspect(const std::string& body) {
     for (const auto& [key, entry] : j["Containers"].items()) {
       auto bare = [](std::string cidr) { return cidr.substr(0, cidr.find('/')); };
       network.endpoints.push_back(EngineEndpoint{Str(entry, "EndpointID"), StripSlash(Str(entry, "Name")),
-                                                 bare(Str(entry, "IPv4Address")), bare(Str(entry, "IPv6Address"))});
+                                                 bare(Str(entry, "IPv4Address")), bare(Str(entry, "IPv6Address")),
+                                                 key});
     }
   }
   return network;

@@ -21,6 +21,7 @@ struct EngineEndpoint {
   std::string name;  // container name, no leading "/"
   std::string ipv4;  // its addresses on the network, without prefix length; "" when none
   std::string ipv6;
+  std::string container_id;  // the network inspect's key of the entry
 };
 
 struct EngineNetwork {

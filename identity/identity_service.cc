@@ -74,6 +74,7 @@ Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const st
     for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
     if (!past_create) candidates.push_back(&c);
   }
+  RememberTasks(candidates);
   // Swarm keeps a slot's earlier tasks listed (task history, 5 by default), without an endpoint.
   // The exited ones are skipped above; one that never ran (refused at its start, listed as
   // "created") counts once, under its slot's name, and answers its inspect at once, so it never
@@ -141,7 +142,6 @@ Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
     healthy_ = false;
     return {};
   }
-  RememberTasks(*containers);
   for (const std::string& network_id : network_ids) {
     Result<EngineNetwork> network = engine_.InspectNetwork(network_id, TimeLeft(deadline));
     if (!network.ok()) {
@@ -178,20 +178,21 @@ void IdentityService::IdentifyRequester(ipam::AddressCall& call) {
   call.name.clear();
 }
 
-void IdentityService::RememberTasks(const std::vector<EngineContainer>& containers) {
+void IdentityService::RememberTasks(const std::vector<const EngineContainer*>& candidates) {
   std::scoped_lock lock(known_mu_);
-  for (const EngineContainer& c : containers) {
-    if (!c.labels.contains(kSwarmTaskIdLabel) || IsFinishedSwarmTask(c)) continue;
+  for (const EngineContainer* c : candidates) {
+    if (!c->labels.contains(kSwarmTaskIdLabel)) continue;
     if (known_tasks_.size() >= kMaxKnownTasks) known_tasks_.clear();
-    known_tasks_.emplace(c.name, ReservationName(c.name, c.labels));
+    known_tasks_.try_emplace(c->id, c->name, ReservationName(c->name, c->labels));
   }
 }
 
-std::optional<std::string> IdentityService::KnownTask(const std::string& name) {
+std::optional<std::string> IdentityService::KnownTask(const EngineEndpoint& endpoint) {
+  if (endpoint.container_id.empty()) return std::nullopt;
   std::scoped_lock lock(known_mu_);
-  auto it = known_tasks_.find(name);
-  if (it == known_tasks_.end()) return std::nullopt;
-  std::string reservation_name = std::move(it->second);
+  auto it = known_tasks_.find(endpoint.container_id);
+  if (it == known_tasks_.end() || it->second.first != endpoint.name) return std::nullopt;
+  std::string reservation_name = std::move(it->second.second);
   known_tasks_.erase(it);  // one Join per task's container
   return reservation_name;
 }
@@ -241,7 +242,7 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
   }
   for (const EngineEndpoint& e : network->endpoints) {
     if (e.endpoint_id != endpoint_id || e.name.empty()) continue;
-    std::optional<std::string> known = KnownTask(e.name);
+    std::optional<std::string> known = KnownTask(e);
     Result<std::string> name = known ? Result<std::string>(*known) : ResolveName(e.name, options_.join_timeout);
     if (!name.ok()) {  // a swarm task's slot is told by its labels: learned in the background
       healthy_ = false;

@@ -105,15 +105,16 @@ class IdentityService {
   // The same, read from containers already listed: the one named exactly `name`, else `name`.
   static std::string ResolveNameIn(const std::string& name, const std::vector<EngineContainer>& listed);
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
-  // Swarm tasks' container names -> reservation names, from the guess's container list: a task
-  // that asked for its address while listed joins moments later, and its Join needs no second
-  // engine call. A container's name and labels do not change while it starts (a task id is
-  // never reused). Bounded: cleared past kMaxKnownTasks.
-  void RememberTasks(const std::vector<EngineContainer>& containers);
-  std::optional<std::string> KnownTask(const std::string& name);
+  // Starting swarm tasks (the guess's candidates) by container id: their container name and
+  // reservation name. A task that asked for its address while listed joins moments later, and
+  // its Join needs no second engine call; the entry is used only for that container id under
+  // that name (labels do not change; an id is never reused). Bounded: cleared past
+  // kMaxKnownTasks.
+  void RememberTasks(const std::vector<const EngineContainer*>& candidates);
+  std::optional<std::string> KnownTask(const EngineEndpoint& endpoint);
   static constexpr size_t kMaxKnownTasks = 1024;
   std::mutex known_mu_;
-  std::map<std::string, std::string> known_tasks_;
+  std::map<std::string, std::pair<std::string, std::string>> known_tasks_;  // id -> (name, reservation name)
   EngineApi& engine_;
   ipam::IpamApi& ipam_;
   driver::DriverService& driver_;

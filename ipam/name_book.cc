@@ -58,7 +58,8 @@ Result<AttachOutcome> NameBook::AttachName(const std::string& pool_id, const IpA
     // running on another host is refused now, and the failed Join undoes this container.
     SMV_RETURN_IF_ERROR(NameRunsNowhereElse(state, name));
     const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
-    if (owner && *owner != name && SharedOutTo(pool_id, address, *owner, name)) {
+    if (owner && *owner != name && AwaitsJoin(pool_id, address.ToString()) &&
+        SharedOutTo(pool_id, address, *owner, name)) {
       return SwapInStartGroup(state, address, *lease, name, std::string(*owner), mac);
     }
     if (owner && *owner != name) {
@@ -165,7 +166,7 @@ bool NameBook::AwaitsJoin(const std::string& pool_id, const std::string& address
   std::optional<IpAddress> ip = IpAddress::Parse(address);
   if (pool == pools_.end() || !ip) return false;
   const Lease* lease = pool->second.allocator.FindLease(*ip);
-  return lease != nullptr && lease->name.empty();
+  return lease != nullptr && lease->name.empty() && lease->kind == LeaseKind::kEndpoint && lease->node == node_;
 }
 
 std::vector<std::string> NameBook::StartGroupOf(const std::string& pool_id, const std::string& name) const {
@@ -175,11 +176,14 @@ std::vector<std::string> NameBook::StartGroupOf(const std::string& pool_id, cons
   return {};
 }
 
-bool NameBook::KnowsAll(const std::string& pool_id, const std::vector<std::string>& names) const {
+std::vector<std::string> NameBook::Unreserved(const std::string& pool_id, const std::vector<std::string>& names) const {
   auto it = pools_.find(pool_id);
-  if (it == pools_.end()) return false;
-  return std::all_of(names.begin(), names.end(),
-                     [&](const std::string& n) { return it->second.allocator.ReservationOf(n).has_value(); });
+  if (it == pools_.end()) return names;
+  std::vector<std::string> out;
+  for (const std::string& n : names) {
+    if (!it->second.allocator.ReservationOf(n)) out.push_back(n);
+  }
+  return out;
 }
 
 bool NameBook::HasReservation(const std::string& pool_id, const std::string& name) {

@@ -213,9 +213,14 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   if (call.name.empty()) mirror_.RefreshName(call.pool_id, call.hint_name, unavailable_before);
   if (!call.share_names.empty()) {
     // The group's slots may have been reserved on other hosts since this one last read the book
-    // (a drain brings another host's tasks here): their addresses are what is shared out.
-    std::scoped_lock lock(mirror_.mutex());
-    if (!names_.KnowsAll(call.pool_id, call.share_names)) mirror_.ReloadBeforeDecidingLocked();
+    // (a drain brings another host's tasks here): their addresses are what is shared out. A slot
+    // new to the book is read each time (one key), never the whole book.
+    std::vector<std::string> unread;
+    {
+      std::scoped_lock lock(mirror_.mutex());
+      unread = names_.Unreserved(call.pool_id, call.share_names);
+    }
+    for (const std::string& name : unread) mirror_.RefreshName(call.pool_id, name, unavailable_before);
   }
   // Noted once the lease is committed: a commit refused and decided again may choose another.
   std::optional<std::pair<IpAddress, std::vector<std::string>>> shared_out;

@@ -86,11 +86,6 @@ class StoreMirror {
   // Before a command a user runs against the whole book: decide on the book as it is now.
   // Caller holds the mutex.
   void ReloadForCommandLocked();
-  // Before a decision that reads names this memory has not seen, which other hosts may have
-  // reserved (a start group's slots): a shared book is read again first. Caller holds the mutex.
-  void ReloadBeforeDecidingLocked() {
-    if (book_ != nullptr) reload_pending_ = true;
-  }
 
   // A release the store could not take (`store_error`): journaled, and memory frees it; the
   // next change reloads and replays it first. The journal's error, with `store_error`, otherwise.

@@ -28,6 +28,7 @@ TEST(EngineAnswers, NetworkInspectListsEndpointsWithBareAddresses) {
   EXPECT_EQ(n->endpoints[0].name, "web");
   EXPECT_EQ(n->endpoints[0].ipv4, "192.0.2.10");
   EXPECT_EQ(n->endpoints[0].ipv6, "2001:db8::a");
+  EXPECT_EQ(n->endpoints[0].container_id, "4f1c");  // the key of its entry
   EXPECT_EQ(n->endpoints[1].ipv6, "");
 }
 

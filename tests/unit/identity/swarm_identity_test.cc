@@ -114,12 +114,33 @@ TEST_F(SwarmIdentityTest, ATaskTheGuessListedJoinsWithoutASecondLookup) {
   EXPECT_EQ(*address, "192.0.2.150/24");
   ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *address, "", ""}).ok());
   ASSERT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
-  engine_.networks[kNet].endpoints.push_back({kEp1, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1"});
+  engine_.networks[kNet].endpoints.push_back({kEp1, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1", "", "", "c1"});
   const int before = engine_.calls;
   ASSERT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
   EXPECT_EQ(engine_.calls - before, 1);
   EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web.1");
   EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
+}
+
+// Another container under the listed task's name (the task removed, a container of that name run
+// by hand) is looked up, not taken for the task.
+TEST_F(SwarmIdentityTest, AnotherContainerUnderAListedTasksNameIsLookedUp) {
+  Known("web.1", "192.0.2.150");
+  StartingTask("c1", "web", "1", "aaaaaaaaaaaaaaaaaaaaaaaa1");
+  ipam::AddressCall call{pool_, "", false, "", "", ""};
+  identity_->IdentifyRequester(call);
+  ASSERT_EQ(call.hint_name, "web.1");
+  engine_.containers.clear();  // the task is gone; c9 has its name and no labels
+  engine_.containers.push_back(EngineContainer{"c9", "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1", {}});
+  Result<std::string> address = ipam_->RequestAddress({pool_, "", false, "", "", ""});
+  ASSERT_TRUE(address.ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *address, "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
+  engine_.networks[kNet].endpoints.push_back({kEp1, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1", "", "", "c9"});
+  const int before = engine_.calls;
+  ASSERT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
+  EXPECT_EQ(engine_.calls - before, 2) << "the listed task's slot was taken without a lookup";
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web.1.aaaaaaaaaaaaaaaaaaaaaaaa1");
 }
 
 TEST_F(SwarmIdentityTest, AFullTaskHistoryOfManySlotsDoesNotHideTheStartingOne) {

@@ -236,6 +236,17 @@ TEST_F(SharedBookOutageTest, AJournaledReleaseEndsAShareOut) {
   EXPECT_EQ(other.status().code(), Code::kFailedPrecondition) << "web.2 took web.1's address without a start group";
 }
 
+// A drain brings tasks whose slots another host reserved, which this host's memory has not read:
+// the group's names are read first, so their reserved addresses are shared out.
+TEST_F(SharedBookOutageTest, AStartGroupReadsSlotsReservedBehindItsBack) {
+  store_.PutReservation({pool_, "web.1", *IpAddress::Parse("192.0.2.10"), "", 1000, 0});
+  store_.PutReservation({pool_, "web.2", *IpAddress::Parse("192.0.2.11"), "", 1000, 0});
+  AddressCall group{pool_, "", false, "", "", ""};
+  group.share_names = {"web.1", "web.2"};
+  EXPECT_EQ(*service_->RequestAddress(group), "192.0.2.10/24");
+  EXPECT_EQ(*service_->RequestAddress(group), "192.0.2.11/24");
+}
+
 // etcd out of space (its NOSPACE alarm) takes no write, releases included: they are journaled and
 // replayed once it takes writes again, never lost; allocations are refused naming the alarm.
 TEST_F(SharedBookOutageTest, ReleasesWhileEtcdIsOutOfSpaceAreJournaledNotLost) {

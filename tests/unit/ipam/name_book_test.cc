@@ -227,5 +227,23 @@ TEST_F(NameBookTest, ListShowsWhetherAReservedAddressIsInUseAndWhereANameDrifted
   EXPECT_EQ(Listed("c").pool_subnet, "192.0.2.0/24");
 }
 
+// A start group's share-out is kept while its address's lease on this host has no name (its Join
+// is to come): a release of the address racing a new share-out of it must not erase the new one.
+// A named lease, another node's lease or none ends it.
+TEST_F(NameBookTest, AShareOutIsKeptOnlyWhileItsLeaseAwaitsItsJoin) {
+  PutLease("192.0.2.10", "", "host-a");
+  PutLease("192.0.2.11", "web.2", "host-a");
+  PutLease("192.0.2.12", "", "host-b");
+  ASSERT_NO_FATAL_FAILURE(Start(true));
+  std::scoped_lock lock(mirror_->mutex());
+  for (const std::string address : {"192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"}) {
+    const std::string slot = "web." + address;  // a group of its own for each address
+    names_->NoteSharedOut(pool_, Ip(address), {slot, "web.x"});
+    names_->ForgetSharedOut(pool_, Ip(address));
+    const bool kept = !names_->StartGroupOf(pool_, slot).empty();
+    EXPECT_EQ(kept, address == "192.0.2.10") << address;
+  }
+}
+
 }  // namespace
 }  // namespace smv::ipam
