@@ -187,7 +187,12 @@ std::vector<std::string> NameBook::Unreserved(const std::string& pool_id, const 
 }
 
 bool NameBook::HasReservation(const std::string& pool_id, const std::string& name) {
-  mirror_.RefreshName(pool_id, name, mirror_.unavailable_seen());
+  const uint64_t seen = mirror_.unavailable_seen();
+  mirror_.RefreshName(pool_id, name, seen);
+  // A read memory could not take in (commits ran meanwhile: a busy host, tasks starting
+  // together) asks for a reload: made now, or a name reserved on another host reads as none and
+  // its task is never told apart (the full-size swarm run saw a drained task drift so).
+  if (book_ != nullptr && mirror_.reload_pending()) (void)mirror_.Durably([] { return OkStatus(); }, seen);
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
   return it != pools_.end() && it->second.allocator.ReservationOf(name).has_value();

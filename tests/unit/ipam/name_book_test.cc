@@ -245,5 +245,14 @@ TEST_F(NameBookTest, AShareOutIsKeptOnlyWhileItsLeaseAwaitsItsJoin) {
   }
 }
 
+// A name another host reserved after this one loaded the book: "has a reservation" is answered
+// from the book (the memory store reads no single name, so the book is loaded again).
+TEST_F(NameBookTest, AReservationMadeOnAnotherHostIsSeenByHasReservation) {
+  ASSERT_NO_FATAL_FAILURE(Start(true));
+  EXPECT_FALSE(names_->HasReservation(pool_, "web.3"));
+  PutReservation("web.3", "192.0.2.33");  // host-b, behind this host's back
+  EXPECT_TRUE(names_->HasReservation(pool_, "web.3"));
+}
+
 }  // namespace
 }  // namespace smv::ipam
