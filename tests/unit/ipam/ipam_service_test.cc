@@ -553,10 +553,17 @@ class StartGroupIpamTest : public IpamServiceTest {
   Result<AttachOutcome> Join(const std::string& address, const std::string& name) {
     return service_->AttachName(pool_, *IpAddress::Parse(address), name);
   }
-  std::map<std::string, std::string> Reserved() {
+  static std::map<std::string, std::string> ReservedIn(const IpamService& service) {
     std::map<std::string, std::string> out;
-    for (const ReservationView& v : service_->ListReservations()) out[v.record.name] = v.record.address.ToString();
+    for (const ReservationView& v : service.ListReservations()) out[v.record.name] = v.record.address.ToString();
     return out;
+  }
+  std::map<std::string, std::string> Reserved() { return ReservedIn(*service_); }
+  // What a service started again from the store holds.
+  std::map<std::string, std::string> ReservedAfterRestart() {
+    auto reopened = IpamService::Create(store_, [this] { return now_; });
+    EXPECT_TRUE(reopened.ok());
+    return reopened.ok() ? ReservedIn(**reopened) : std::map<std::string, std::string>{};
   }
 };
 
@@ -598,10 +605,7 @@ TEST_F(StartGroupIpamTest, OnlyANameOfTheGroupIsSwappedAndAReleaseEndsTheShareOu
 TEST_F(StartGroupIpamTest, ASwapIsStoredAsMemoryHoldsIt) {
   EXPECT_EQ(AskAsGroup(), "192.0.2.10");
   ASSERT_EQ(*Join("192.0.2.10", "web.2"), AttachOutcome::kSwapped);
-  auto reopened = IpamService::Create(store_, [this] { return now_; });
-  ASSERT_TRUE(reopened.ok());
-  std::map<std::string, std::string> stored;
-  for (const ReservationView& v : (*reopened)->ListReservations()) stored[v.record.name] = v.record.address.ToString();
+  const std::map<std::string, std::string> stored = ReservedAfterRestart();
   EXPECT_EQ(stored, Reserved());
   EXPECT_EQ(stored, (std::map<std::string, std::string>{{"web.1", "192.0.2.11"}, {"web.2", "192.0.2.10"}}));
   EXPECT_EQ(store_.reservation_count(), 2u);
@@ -611,10 +615,7 @@ TEST_F(StartGroupIpamTest, ASwapWithANewSlotDeletesTheOwnersRecordInTheStoreToo)
   ASSERT_TRUE(service_->Release("web.2").ok());  // web.2 never ran: no reservation
   EXPECT_EQ(AskAsGroup(), "192.0.2.10");
   ASSERT_EQ(*Join("192.0.2.10", "web.2"), AttachOutcome::kSwapped);
-  auto reopened = IpamService::Create(store_, [this] { return now_; });
-  ASSERT_TRUE(reopened.ok());
-  std::map<std::string, std::string> stored;
-  for (const ReservationView& v : (*reopened)->ListReservations()) stored[v.record.name] = v.record.address.ToString();
+  const std::map<std::string, std::string> stored = ReservedAfterRestart();
   EXPECT_EQ(stored, (std::map<std::string, std::string>{{"web.2", "192.0.2.10"}}));
   EXPECT_EQ(Reserved(), stored);
   // A reload keeps one name per address whatever the store holds: count the records themselves.
