@@ -176,12 +176,16 @@ std::vector<std::string> NameBook::StartGroupOf(const std::string& pool_id, cons
   return {};
 }
 
-std::vector<std::string> NameBook::Unreserved(const std::string& pool_id, const std::vector<std::string>& names) const {
+std::vector<std::string> NameBook::NamesToRead(const std::string& pool_id,
+                                               const std::vector<std::string>& names) const {
   auto it = pools_.find(pool_id);
   if (it == pools_.end()) return names;
+  const PoolAllocator& allocator = it->second.allocator;
   std::vector<std::string> out;
   for (const std::string& n : names) {
-    if (!it->second.allocator.ReservationOf(n)) out.push_back(n);
+    const std::optional<IpAddress> reserved = allocator.ReservationOf(n);
+    const Lease* lease = reserved ? allocator.FindLease(*reserved) : nullptr;
+    if (!reserved || (lease != nullptr && lease->node != node_)) out.push_back(n);
   }
   return out;
 }

@@ -63,8 +63,10 @@ class NameBook {
   void ForgetSharedOut(const std::string& pool_id, const IpAddress& address);
   // The group of a start whose share-out is still waiting for its Join and that `name` is in; {}.
   std::vector<std::string> StartGroupOf(const std::string& pool_id, const std::string& name) const;
-  // Those of `names` memory holds no reservation for in the pool (all of them without the pool).
-  std::vector<std::string> Unreserved(const std::string& pool_id, const std::vector<std::string>& names) const;
+  // Those of `names` a start group's share-out should read from a shared book first: memory holds
+  // no reservation for them (another host may have made one), or another node's lease on their
+  // reserved address (it may have been released since). All of them without the pool.
+  std::vector<std::string> NamesToRead(const std::string& pool_id, const std::vector<std::string>& names) const;
 
  private:
   // Refuses `name` while any node holds a lease for it (releasing its reservation in a shared book).

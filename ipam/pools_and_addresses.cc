@@ -212,13 +212,13 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   const uint64_t unavailable_before = mirror_.unavailable_seen();
   if (call.name.empty()) mirror_.RefreshName(call.pool_id, call.hint_name, unavailable_before);
   if (!call.share_names.empty()) {
-    // The group's slots may have been reserved on other hosts since this one last read the book
-    // (a drain brings another host's tasks here): their addresses are what is shared out. A slot
-    // new to the book is read each time (one key), never the whole book.
+    // The group's slots may have been reserved on other hosts since this one last read the book,
+    // and their addresses released there (a drain brings another host's tasks here): what is
+    // shared out is read as the book holds it. A name's keys are read, never the whole book.
     std::vector<std::string> unread;
-    {
+    if (book_ != nullptr) {
       std::scoped_lock lock(mirror_.mutex());
-      unread = names_.Unreserved(call.pool_id, call.share_names);
+      unread = names_.NamesToRead(call.pool_id, call.share_names);
     }
     for (const std::string& name : unread) mirror_.RefreshName(call.pool_id, name, unavailable_before);
   }

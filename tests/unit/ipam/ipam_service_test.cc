@@ -247,6 +247,20 @@ TEST_F(SharedBookOutageTest, AStartGroupReadsSlotsReservedBehindItsBack) {
   EXPECT_EQ(*service_->RequestAddress(group), "192.0.2.11/24");
 }
 
+// The group's reserved addresses were held by another host's tasks when this one last read the
+// book, and released there since (a drain): they are read again, not passed over.
+TEST_F(SharedBookOutageTest, AStartGroupReadsAddressesAnotherHostReleasedBehindItsBack) {
+  store_.PutReservation({pool_, "web.1", *IpAddress::Parse("192.0.2.10"), "", 1000, 0});
+  store_.PutLease({pool_, *IpAddress::Parse("192.0.2.10"), Lease{LeaseKind::kEndpoint, "web.1", "", "host-b"}, 1000});
+  store_.PutReservation({pool_, "web.2", *IpAddress::Parse("192.0.2.11"), "", 1000, 0});
+  store_.PutLease({pool_, *IpAddress::Parse("192.0.2.11"), Lease{LeaseKind::kEndpoint, "web.2", "", "host-a"}, 1000});
+  ASSERT_NO_FATAL_FAILURE(Start());         // memory: web.1 runs on host-b, web.2 here
+  store_.ForgetLease(pool_, "192.0.2.10");  // host-b's task stopped
+  AddressCall group{pool_, "", false, "", "", ""};
+  group.share_names = {"web.1", "web.2"};
+  EXPECT_EQ(*service_->RequestAddress(group), "192.0.2.10/24");
+}
+
 // etcd out of space (its NOSPACE alarm) takes no write, releases included: they are journaled and
 // replayed once it takes writes again, never lost; allocations are refused naming the alarm.
 TEST_F(SharedBookOutageTest, ReleasesWhileEtcdIsOutOfSpaceAreJournaledNotLost) {
