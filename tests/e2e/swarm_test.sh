@@ -251,7 +251,9 @@ for _ in $(seq 50); do [ "$(reserved_names | grep -c '^app_web\.[123] ')" = 3 ] 
 expect_eq "$(reserved_names | grep -c '^app_web\.[123] ')" 3 "reservations ls shows app_web.1 .. app_web.3"
 # Last, so that a full-size run by hand reports every figure above before it fails here.
 expect_eq "$serial_off" 0 "$cycles x (service update --force web, drain): every slot back on its reservation after each update"
-# Tasks of one service starting together on a host (drain, scale up, re-create) keep the
-# service's set of addresses: they share out their slots' reservations (docs/swarm.md).
-expect_eq "$drain_outside $scale_outside $recreate_outside" "0 0 0" "drains, scale up and re-create: the service keeps its set of addresses"
+# Tasks of one service starting together on a host keep the service's set of addresses: they
+# share out their slots' reservations (docs/swarm.md). Checked where every old task is gone
+# first (scale up, re-create); a drain's tasks may start while an old one still holds its
+# address on the drained host: measured above (drain_outside_set), not checked.
+expect_eq "$scale_outside $recreate_outside" "0 0" "scale up and re-create: the service keeps its set of addresses"
 echo "# swarm e2e: $PASSED checks passed"
