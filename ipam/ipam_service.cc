@@ -1,5 +1,6 @@
-// Making the service: its store mirror loads memory and replays the journal. And KeepHeld, which
-// asks a verb (RequestAddress) again for a running container's address. The verbs are in
+// Making the service: its store mirror loads memory and replays the journal. KeepHeld, which
+// asks a verb (RequestAddress) again for a running container's address. And the read-only
+// questions on memory (pools leasing an address, usage, a pool's config). The verbs are in
 // pools_and_addresses.cc; names and reservations are the name book's (name_book.cc); how a change
 // becomes durable is the store mirror's (store_mirror.cc).
 #include "ipam/ipam_service.h"
@@ -74,6 +75,60 @@ std::optional<std::string> IpamService::HolderOf(const std::string& pool_id, con
   const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
   if (!owner || name.empty() || *owner == name) return std::nullopt;
   return fmt::format("reserved for container \"{}\"", *owner);
+}
+
+std::vector<std::string> IpamService::PoolsLeasing(const IpAddress& address) const {
+  std::scoped_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, state] : pools_) {
+    if (state.record.users > 0 && state.allocator.FindLease(address) != nullptr) out.push_back(id);
+  }
+  return out;
+}
+
+std::vector<std::string> IpamService::PoolsOnSubnet(const Prefix& subnet) const {
+  std::scoped_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, state] : pools_) {
+    if (state.record.users > 0 && state.record.config.subnet == subnet) out.push_back(id);
+  }
+  return out;
+}
+
+Result<bool> IpamService::SubnetInUse(const Prefix& subnet) {
+  if (book_ == nullptr) return !PoolsOnSubnet(subnet).empty();
+  // Other hosts create pools this host has not loaded: ask the store.
+  Result<std::optional<PoolRecord>> pool = book_->ReadPool(PoolIdFor(subnet, std::nullopt));
+  if (!pool.ok()) return pool.status();
+  return pool->has_value() && (*pool)->users > 0;
+}
+
+size_t IpamService::LeaseCount(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  return it == pools_.end() ? 0 : it->second.allocator.leases().size();
+}
+
+std::vector<PoolUsage> IpamService::PoolUsages() const {
+  std::scoped_lock lock(mu_);
+  std::vector<PoolUsage> out;
+  for (const auto& [id, state] : pools_) {
+    out.push_back({id, state.record.config.subnet, state.allocator.leases().size()});
+  }
+  return out;
+}
+
+bool IpamService::HasActivePool(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  return it != pools_.end() && it->second.record.users > 0;
+}
+
+std::optional<PoolConfig> IpamService::FindPool(const std::string& pool_id) const {
+  std::scoped_lock lock(mu_);
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end()) return std::nullopt;
+  return it->second.record.config;
 }
 
 }  // namespace smv::ipam
