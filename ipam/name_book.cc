@@ -58,8 +58,7 @@ Result<AttachOutcome> NameBook::AttachName(const std::string& pool_id, const IpA
     // running on another host is refused now, and the failed Join undoes this container.
     SMV_RETURN_IF_ERROR(NameRunsNowhereElse(state, name));
     const std::optional<std::string_view> owner = state.allocator.ReservedFor(address);
-    if (owner && *owner != name && AwaitsJoin(pool_id, address.ToString()) &&
-        SharedOutTo(pool_id, address, *owner, name)) {
+    if (owner && *owner != name && AwaitsJoin(pool_id, address) && SharedOutTo(pool_id, address, *owner, name)) {
       return SwapInStartGroup(state, address, *lease, name, std::string(*owner), mac);
     }
     if (owner && *owner != name) {

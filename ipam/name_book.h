@@ -83,7 +83,7 @@ class NameBook {
   // Whether `address` of the pool was shared out to a group holding both names.
   bool SharedOutTo(const std::string& pool_id, const IpAddress& address, std::string_view a, std::string_view b) const;
   // Whether the pool holds an unnamed lease of `address` (a share-out waiting for its Join).
-  bool AwaitsJoin(const std::string& pool_id, const std::string& address) const;
+  bool AwaitsJoin(const std::string& pool_id, const IpAddress& address) const;
   static constexpr size_t kMaxSharedOut = 4096;  // entries; past it those not awaiting a Join go
 
   StoreMirror& mirror_;
@@ -93,7 +93,7 @@ class NameBook {
   PoolStates& pools_;        // mirror_'s memory
   const Clock clock_;
   // (pool id, address) -> the start group it was shared out to; guarded by mu_.
-  std::map<std::pair<std::string, std::string>, std::vector<std::string>> shared_out_;
+  std::map<std::pair<std::string, IpAddress>, std::vector<std::string>> shared_out_;
 };
 
 }  // namespace smv::ipam

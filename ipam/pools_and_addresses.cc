@@ -224,7 +224,7 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
   }
   // Noted once the lease is committed: a commit refused and decided again may choose another.
   std::optional<std::pair<IpAddress, std::vector<std::string>>> shared_out;
-  Result<std::string> answer = mirror_.Durably(
+  Result<std::string> leased = mirror_.Durably(
       [&]() -> Result<std::string> {
         Result<PoolState*> found = ActivePool(pools_, call.pool_id);
         if (!found.ok()) return found.status();
@@ -253,11 +253,11 @@ Result<std::string> IpamService::RequestAddress(const AddressCall& call) {
         return answer;
       },
       unavailable_before);
-  if (answer.ok() && shared_out) {
+  if (leased.ok() && shared_out) {
     std::scoped_lock lock(mirror_.mutex());
     names_.NoteSharedOut(call.pool_id, shared_out->first, std::move(shared_out->second));
   }
-  return answer;
+  return leased;
 }
 
 Result<AddressRequest> IpamService::AllocatorRequest(const PoolConfig& config, const AddressCall& call,

@@ -46,7 +46,7 @@ Result<AttachOutcome> NameBook::SwapInStartGroup(PoolState& state, const IpAddre
 
 bool NameBook::SharedOutTo(const std::string& pool_id, const IpAddress& address, std::string_view a,
                            std::string_view b) const {
-  auto it = shared_out_.find({pool_id, address.ToString()});
+  auto it = shared_out_.find({pool_id, address});
   if (it == shared_out_.end()) return false;
   const std::vector<std::string>& group = it->second;
   return std::find(group.begin(), group.end(), a) != group.end() &&
@@ -57,20 +57,17 @@ void NameBook::NoteSharedOut(const std::string& pool_id, const IpAddress& addres
   if (shared_out_.size() >= kMaxSharedOut) {
     std::erase_if(shared_out_, [&](const auto& entry) { return !AwaitsJoin(entry.first.first, entry.first.second); });
   }
-  shared_out_[{pool_id, address.ToString()}] = std::move(group);
+  shared_out_[{pool_id, address}] = std::move(group);
 }
 
 void NameBook::ForgetSharedOut(const std::string& pool_id, const IpAddress& address) {
-  if (shared_out_.empty()) return;
-  const std::string where = address.ToString();
-  if (!AwaitsJoin(pool_id, where)) shared_out_.erase({pool_id, where});
+  if (!shared_out_.empty() && !AwaitsJoin(pool_id, address)) shared_out_.erase({pool_id, address});
 }
 
-bool NameBook::AwaitsJoin(const std::string& pool_id, const std::string& address) const {
+bool NameBook::AwaitsJoin(const std::string& pool_id, const IpAddress& address) const {
   auto pool = pools_.find(pool_id);
-  std::optional<IpAddress> ip = IpAddress::Parse(address);
-  if (pool == pools_.end() || !ip) return false;
-  const Lease* lease = pool->second.allocator.FindLease(*ip);
+  if (pool == pools_.end()) return false;
+  const Lease* lease = pool->second.allocator.FindLease(address);
   return lease != nullptr && lease->name.empty() && lease->kind == LeaseKind::kEndpoint && lease->node == node_;
 }
 
