@@ -99,11 +99,15 @@ builtin=$(median <<<"$builtin_ms")
 echo "SWARM create replicas=$REPLICAS runs=$RUNS ours_median_ms=$ours builtin_median_ms=$builtin" \
   "ratio=$(awk -v a="$ours" -v b="$builtin" 'BEGIN {printf "%.3f", a / b}') ours_ms=$(tr ' ' ',' <<<"${ours_ms# }")" \
   "builtin_ms=$(tr ' ' ',' <<<"${builtin_ms# }")"
-# The plugin's calls during the runs (creates and removals of ours), over the three hosts.
+# The plugin's calls during the runs (creates and removals of ours), over the three hosts, and its
+# calls to the engine and to etcd within them (by path, an ID shown as ID).
 n=0
 for h in "${HOSTS[@]}"; do
   tail -n "+$((log_from[n] + 1))" "$DIR/$h/dockerd.log"
   n=$((n + 1))
-done | grep -o 'debug /[A-Za-z]*\.[A-Za-z]* ok took_us=[0-9]*' | sed 's/^debug //; s/ ok took_us=/ /' | sort -k1,1 -k2,2n |
+done | sed -En 's|.*debug (/[A-Za-z]+\.[A-Za-z]+) ok took_us=([0-9]+).*|\1 \2|p
+    s|.*debug engine GET ([^ ?]+)[^ ]* status=[0-9]+ took_us=([0-9]+).*|engine:\1 \2|p
+    s|.*debug etcd [^ ]+ POST ([^ ]+) status=[0-9]+ took_us=([0-9]+).*|etcd:\1 \2|p' |
+  sed -E 's|/[0-9a-z]{25,}|/ID|; s|/[0-9a-f]{12}([/ ])|/ID\1|' | sort -k1,1 -k2,2n |
   awk '{v[$1] = v[$1] " " $2; c[$1]++; m[$1] = $2}
        END {for (k in c) {split(substr(v[k], 2), a, " "); printf "SWARM plugin %s calls=%d median_us=%d max_us=%d\n", k, c[k], a[int((c[k] + 1) / 2)], m[k]}}' | sort

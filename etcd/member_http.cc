@@ -1,5 +1,6 @@
 #include "etcd/member_http.h"
 
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "etcd/gateway_json.h"
@@ -85,6 +86,8 @@ Reply PostOnce(const Endpoint& e, const TlsFiles& tls, const Post& post, Millis 
   reply.answered = received || (reply.error == httplib::Error::Read && response.status >= 400 && !reply.body.empty());
   reply.sent = !reply.answered && reply.error == httplib::Error::Read;
   reply.status = response.status;
+  spdlog::debug("etcd {} POST {} status={} took_us={}", reply.member, post.path, reply.status,
+                std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - sent_at).count());
   return reply;
 }
 
