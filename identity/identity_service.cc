@@ -89,10 +89,7 @@ Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const st
   }
   // Only a name with a reservation here can change the answer; without one, do not spend the
   // time an inspect of a starting container takes to time out.
-  bool any_reserved = false;
-  for (const EngineContainer* c : candidates)
-    any_reserved = any_reserved || ipam_.HasReservation(call.pool_id, ReservationName(c->name, c->labels));
-  if (!any_reserved) return {};
+  if (!ipam_.AnyReserved(call.pool_id, {slot_names.begin(), slot_names.end()})) return {};
   // An idle container answers its inspect in milliseconds; only a starting one blocks.
   const Millis wait = std::min(TimeLeft(deadline), options_.inspect_wait);
   std::vector<std::future<bool>> answers;
@@ -142,6 +139,8 @@ Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
     healthy_ = false;
     return {};
   }
+  // Inspected after the list, never before: an endpoint created meanwhile shows in the inspect,
+  // so its container is no candidate.
   for (const std::string& network_id : network_ids) {
     Result<EngineNetwork> network = engine_.InspectNetwork(network_id, TimeLeft(deadline));
     if (!network.ok()) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <utility>
 
 #include "common/shell_word.h"
@@ -228,6 +229,34 @@ void EtcdIpamStore::AdoptRead(const NameRecords& read) {
   if (!read.reserved_at) return;
   index_.reserved_at[read.reserved_at->first] = read.reserved_at->second;
   if (read.holder) index_.name_at[read.reserved_at->second] = *read.holder;
+}
+
+Result<bool> EtcdIpamStore::AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) {
+  return Guarded([&] { return AnyReservedLocked(pool_id, names); });
+}
+
+Result<bool> EtcdIpamStore::AnyReservedLocked(const std::string& pool_id, const std::vector<std::string>& names) {
+  if (names.empty()) return false;
+  const auto until = Clock::now() + kCallBudget;
+  std::set<std::string> wanted;
+  for (const std::string& name : names) wanted.insert(keys_.Reservation(pool_id, name));
+  // One read for all when the keys' common start (a service's slots: "web.") holds few keys: a
+  // busy host asks this for every task it starts, and each read is a round of etcd's quorum.
+  const std::string& first = *wanted.begin();
+  const std::string& last = *wanted.rbegin();
+  const std::string common(first.begin(), std::mismatch(first.begin(), first.end(), last.begin(), last.end()).first);
+  Result<etcd::RangeResult> range = client_.GetPrefix(common, kAnyReservedScan, 0, Left(until));
+  if (!range.ok()) return range.status();
+  if (!range->more) {
+    return std::any_of(range->kvs.begin(), range->kvs.end(),
+                       [&](const etcd::KeyValue& kv) { return wanted.contains(kv.key); });
+  }
+  for (const std::string& key : wanted) {
+    Result<etcd::RangeResult> got = client_.Get(key, Left(until));
+    if (!got.ok()) return got.status();
+    if (!got->kvs.empty()) return true;
+  }
+  return false;
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& pool_id) {

@@ -115,6 +115,10 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
   Status ApplyAll(std::span<const IpamBatch> batches) override;
   Result<NameRecords> ReadName(const std::string& pool_id, const std::string& name) override;
   void AdoptRead(const NameRecords& read) override;
+  Result<bool> AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) override;
+  // AnyReserved reads the reservations its names' common start holds at once up to this many;
+  // past it, name by name.
+  static constexpr int64_t kAnyReservedScan = 64;
   Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) override;
   int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address) override;
   SharedBook* as_shared_book() override { return this; }
@@ -199,6 +203,7 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
 
   Status LoadIntoLocked(IpamLoadSink& sink);
   Result<NameRecords> ReadNameLocked(const std::string& pool_id, const std::string& name);
+  Result<bool> AnyReservedLocked(const std::string& pool_id, const std::vector<std::string>& names);
   Result<std::optional<PoolRecord>> ReadPoolLocked(const std::string& pool_id);
   Status ApplyAllLocked(std::span<const IpamBatch> batches);
   // A put or delete of each key in `writes`, each compared as this node last saw it.

@@ -76,7 +76,7 @@ class IpamApi {
   virtual Status CatchUp() = 0;
   virtual Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address,
                                            const std::string& name, const std::string& mac = "") = 0;
-  virtual bool HasReservation(const std::string& pool_id, const std::string& name) = 0;
+  virtual bool AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) = 0;
   virtual std::string NameForMac(const std::string& pool_id, const std::string& mac) const = 0;
   virtual std::vector<std::string> PoolsLeasing(const IpAddress& address) const = 0;
   virtual std::vector<std::string> PoolsOnSubnet(const Prefix& subnet) const = 0;

@@ -69,9 +69,10 @@ class IpamService : public IpamApi {
     return names_.AttachName(pool_id, address, name, mac);
   }
 
-  // Whether `name` has a reservation in `pool_id` (in a shared book: as the store holds it now).
-  bool HasReservation(const std::string& pool_id, const std::string& name) override {
-    return names_.HasReservation(pool_id, name);
+  // Whether any of `names` has a reservation in `pool_id` (in a shared book: as the store holds
+  // it now, read once for all of them).
+  bool AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) override {
+    return names_.AnyReserved(pool_id, names);
   }
   // The name whose reservation in `pool_id` was last seen with `mac`, or "".
   std::string NameForMac(const std::string& pool_id, const std::string& mac) const override {

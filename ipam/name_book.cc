@@ -105,16 +105,21 @@ Result<AttachOutcome> NameBook::AttachName(const std::string& pool_id, const IpA
   return attached;
 }
 
-bool NameBook::HasReservation(const std::string& pool_id, const std::string& name) {
-  const uint64_t seen = mirror_.unavailable_seen();
-  mirror_.RefreshName(pool_id, name, seen);
-  // A read memory could not take in (commits ran meanwhile: a busy host, tasks starting
-  // together) asks for a reload: made now, or a name reserved on another host reads as none and
-  // its task is never told apart (the full-size swarm run saw a drained task drift so).
-  if (book_ != nullptr && mirror_.reload_pending()) (void)mirror_.Durably([] { return OkStatus(); }, seen);
+bool NameBook::AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) {
+  if (names.empty()) return false;
+  if (book_ != nullptr) {
+    // The book as it holds it now, in one read for every name: a name reserved on another host
+    // since the last load counts (else its task is never told apart: the full-size swarm run saw
+    // a drained task drift so). Memory answers only when the book does not.
+    Result<bool> read = book_->AnyReserved(pool_id, names);
+    if (read.ok()) return *read;
+    spdlog::debug("reading reservations of pool \"{}\" from the shared store: {}", pool_id, read.status().message());
+  }
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);
-  return it != pools_.end() && it->second.allocator.ReservationOf(name).has_value();
+  if (it == pools_.end()) return false;
+  return std::any_of(names.begin(), names.end(),
+                     [&](const std::string& name) { return it->second.allocator.ReservationOf(name).has_value(); });
 }
 
 std::string NameBook::NameForMac(const std::string& pool_id, const std::string& mac) const {

@@ -44,7 +44,7 @@ class NameBook {
   // The contracts of these are IpamService's (ipam_service.h).
   Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address, const std::string& name,
                                    const std::string& mac);
-  bool HasReservation(const std::string& pool_id, const std::string& name);
+  bool AnyReserved(const std::string& pool_id, const std::vector<std::string>& names);
   std::string NameForMac(const std::string& pool_id, const std::string& mac) const;
   Status Reserve(const std::string& pool_id, const std::string& name, const IpAddress& address);
   Result<int> Release(const std::string& name_or_address);

@@ -39,6 +39,9 @@ class SharedBook {
   // memory takes `read` in (under the store mirror's mutex, no commit pending): a read that moved the
   // compares on by itself would let a decision made on older memory pass them.
   virtual void AdoptRead(const NameRecords& read) = 0;
+  // Whether any of `names` holds a reservation in `pool_id` as the store holds it now: one look,
+  // which decides nothing a commit would compare (it tells whether a guess needs an inspect).
+  virtual Result<bool> AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) = 0;
   // The pool record as the store holds it now (nullopt: none), for a look that decides nothing a
   // commit would compare.
   virtual Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) = 0;

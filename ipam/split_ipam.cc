@@ -86,9 +86,9 @@ Result<AttachOutcome> SplitIpam::AttachName(const std::string& pool_id, const Ip
   return book->AttachName(id, address, name, mac);
 }
 
-bool SplitIpam::HasReservation(const std::string& pool_id, const std::string& name) {
+bool SplitIpam::AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) {
   auto [book, id] = Route(pool_id);
-  return book->HasReservation(id, name);
+  return book->AnyReserved(id, names);
 }
 
 std::string SplitIpam::NameForMac(const std::string& pool_id, const std::string& mac) const {

@@ -33,7 +33,7 @@ class SplitIpam : public IpamApi {
   Status CatchUp() override;
   Result<AttachOutcome> AttachName(const std::string& pool_id, const IpAddress& address, const std::string& name,
                                    const std::string& mac = "") override;
-  bool HasReservation(const std::string& pool_id, const std::string& name) override;
+  bool AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) override;
   std::string NameForMac(const std::string& pool_id, const std::string& mac) const override;
   std::vector<std::string> PoolsLeasing(const IpAddress& address) const override;
   std::vector<std::string> PoolsOnSubnet(const Prefix& subnet) const override;

@@ -243,17 +243,45 @@ TEST_F(EtcdStoreTest, AGuessedNameGetsTheAddressItReservedOnAnotherNode) {
   ASSERT_TRUE(first.ok()) << first.status().message();
   Result<std::string> on_a = a->Run(pool, "web");
   ASSERT_TRUE(on_a.ok()) << on_a.status().message();
-  EXPECT_TRUE(b->service->HasReservation(pool, "web")) << "b reads web's reservation from etcd";
+  EXPECT_TRUE(b->service->AnyReserved(pool, {"web"})) << "b reads web's reservation from etcd";
   ASSERT_TRUE(a->service->ReleaseAddress(pool, AddressOf(*on_a)).ok());  // docker rm -f on host A
   Result<std::string> on_b = b->service->RequestAddress({pool, "", false, "", "web", ""});
   ASSERT_TRUE(on_b.ok()) << on_b.status().message();
   EXPECT_EQ(*on_b, *on_a);
   // A guessed name is not written on the lease: Join confirms it (AttachName).
   EXPECT_EQ(Leases(), (std::map<std::string, std::string>{{AddressOf(*first), "filler"}, {AddressOf(*on_a), ""}}));
-  // A reservation dropped on another node is dropped from b's view when it is asked about it.
+  // A reservation dropped on another node is seen dropped when b is asked about it.
   ASSERT_TRUE(b->service->ReleaseAddress(pool, AddressOf(*on_b)).ok());
   ASSERT_TRUE(a->service->Release("web").ok());  // reservations rm web, on host A
-  EXPECT_FALSE(b->service->HasReservation(pool, "web"));
+  EXPECT_FALSE(b->service->AnyReserved(pool, {"web"}));
+}
+
+// Identity asks "does any of these names hold a reservation?" for every task a busy host starts:
+// one read of the range the names share answers it, and past kAnyReservedScan keys in that range
+// the names are read one by one, with the same answer.
+TEST_F(EtcdStoreTest, AnyReservedReadsTheBookOnceForManyNames) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  const std::string pool = a->Pool();
+  ASSERT_EQ(b->Pool(), pool);  // b has loaded the book: what a reserves next is not in its memory
+  for (const char* name : {"web.2", "webx", "other.1"}) ASSERT_TRUE(a->Run(pool, name).ok()) << name;
+  auto any = [&](const std::vector<std::string>& names) {
+    Result<bool> read = b->store->AnyReserved(pool, names);
+    EXPECT_TRUE(read.ok()) << read.status().message();
+    return read.ok() && *read;
+  };
+  EXPECT_TRUE(any({"web.1", "web.2", "web.3"}));
+  EXPECT_FALSE(any({"web.1", "web.3"})) << "webx and other.1 share a start with them, not a name";
+  EXPECT_FALSE(any({"web"}));
+  EXPECT_TRUE(any({"other.1"}));
+  // More keys under the names' common start (the pool's whole range: "a" and "z" share none)
+  // than one read takes: read name by name.
+  for (int i = 0; i < EtcdIpamStore::kAnyReservedScan; ++i) {
+    ASSERT_TRUE(a->Run(pool, "m" + std::to_string(i)).ok()) << i;
+  }
+  EXPECT_TRUE(any({"a", "web.2", "z"}));
+  EXPECT_FALSE(any({"a", "web.1", "z"}));
+  EXPECT_TRUE(b->service->AnyReserved(pool, {"a", "m7"}));
 }
 
 TEST_F(EtcdStoreTest, WithoutQuorumAllocationsFailClosedAndRecover) {
@@ -521,8 +549,7 @@ TEST_F(StaleHostTest, ANameReadNotTakenInLeavesTheComparesAtTheViewsRevisions) {
   const Status sent = b->store->ApplyAll({&batch, 1});
   EXPECT_EQ(sent.code(), Code::kAborted) << "a decision on the view before the read passed: " << sent.message();
   EXPECT_FALSE(Leases().contains(x)) << "y holds x's reserved address";
-  // Taken in by memory and the compares together (RefreshName), x's reservation holds on b.
-  EXPECT_TRUE(b->service->HasReservation(pool, "x"));
+  // Once b decides again on the book as it is (the refusal reloads it), x's reservation holds.
   Result<std::string> y = b->service->RequestAddress({pool, x, false, "y", "", ""});
   EXPECT_FALSE(y.ok()) << "y got x's reserved address " << *y;
 }
@@ -764,6 +791,9 @@ class HookedStore : public IpamStore, public SharedBook {
     return read;
   }
   void AdoptRead(const NameRecords& read) override { inner_.AdoptRead(read); }
+  Result<bool> AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) override {
+    return inner_.AnyReserved(pool_id, names);
+  }
   Result<std::optional<PoolRecord>> ReadPool(const std::string& pool_id) override { return inner_.ReadPool(pool_id); }
   int64_t LeaseRevision(const std::string& pool_id, const IpAddress& address) override {
     return inner_.LeaseRevision(pool_id, address);

@@ -26,6 +26,7 @@ class MemoryIpamStore : public ipam::IpamStore, public ipam::SharedBook {
   bool apply_and_lose_answer = false;
   int applies = 0;
   int loads = 0;
+  int any_reserved_reads = 0;
 
   // Asked once, by the service's Create: set shared_book before.
   ipam::SharedBook* as_shared_book() override { return shared_book ? this : nullptr; }
@@ -79,6 +80,13 @@ class MemoryIpamStore : public ipam::IpamStore, public ipam::SharedBook {
       return Unavailable("injected: shared address store unavailable (the commit's outcome is unknown)");
     }
     return OkStatus();
+  }
+  Result<bool> AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) override {
+    if (down) return Unavailable("injected: shared address store unavailable");
+    ++any_reserved_reads;
+    return std::any_of(names.begin(), names.end(), [&](const std::string& name) {
+      return reservations_.contains({pool_id, name});
+    });
   }
   Result<std::optional<ipam::PoolRecord>> ReadPool(const std::string& pool_id) override {
     if (down) return Unavailable("injected: shared address store unavailable");

@@ -86,8 +86,8 @@ TEST_F(NameBookTest, ReserveRefusesAnotherNamesAddressAndAnAddressInUse) {
 
   EXPECT_TRUE(names_->Reserve(pool_, "web", Ip("192.0.2.20")).ok());  // the address its container holds
   EXPECT_EQ(store_.reservation_count(), 2u);
-  EXPECT_TRUE(names_->HasReservation(pool_, "web"));
-  EXPECT_FALSE(names_->HasReservation(pool_, "b"));
+  EXPECT_TRUE(names_->AnyReserved(pool_, {"web"}));
+  EXPECT_FALSE(names_->AnyReserved(pool_, {"b"}));
 }
 
 TEST_F(NameBookTest, APoolNoNetworkUsesTakesNoReservation) {
@@ -245,13 +245,28 @@ TEST_F(NameBookTest, AShareOutIsKeptOnlyWhileItsLeaseAwaitsItsJoin) {
   }
 }
 
-// A name another host reserved after this one loaded the book: "has a reservation" is answered
-// from the book (the memory store reads no single name, so the book is loaded again).
-TEST_F(NameBookTest, AReservationMadeOnAnotherHostIsSeenByHasReservation) {
+// A name another host reserved after this one loaded the book: "any reserved" is answered from
+// the book, in one read for all the names asked about; memory answers only when the book does not.
+TEST_F(NameBookTest, AReservationMadeOnAnotherHostIsSeenByAnyReserved) {
   ASSERT_NO_FATAL_FAILURE(Start(true));
-  EXPECT_FALSE(names_->HasReservation(pool_, "web.3"));
+  EXPECT_FALSE(names_->AnyReserved(pool_, {"web.1", "web.2", "web.3"}));
   PutReservation("web.3", "192.0.2.33");  // host-b, behind this host's back
-  EXPECT_TRUE(names_->HasReservation(pool_, "web.3"));
+  const int reads_before = store_.any_reserved_reads;
+  EXPECT_TRUE(names_->AnyReserved(pool_, {"web.1", "web.2", "web.3"}));
+  EXPECT_EQ(store_.any_reserved_reads, reads_before + 1) << "one read for three names";
+  EXPECT_FALSE(names_->AnyReserved(pool_, {"web.1", "web.2"}));
+  EXPECT_FALSE(names_->AnyReserved(pool_, {}));
+  // The book does not answer: memory's view (loaded before web.3 was reserved) answers.
+  store_.down = true;
+  EXPECT_FALSE(names_->AnyReserved(pool_, {"web.3"}));
+}
+
+TEST_F(NameBookTest, AnyReservedInALocalBookAnswersFromMemory) {
+  PutReservation("web.3", "192.0.2.33");
+  ASSERT_NO_FATAL_FAILURE(Start(false));
+  EXPECT_TRUE(names_->AnyReserved(pool_, {"web.1", "web.3"}));
+  EXPECT_FALSE(names_->AnyReserved(pool_, {"web.1", "web.2"}));
+  EXPECT_EQ(store_.any_reserved_reads, 0) << "a local book is all in memory";
 }
 
 }  // namespace

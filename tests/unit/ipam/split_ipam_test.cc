@@ -53,8 +53,8 @@ TEST_F(SplitIpamTest, EachCallReachesTheBookItsPoolIsIn) {
   EXPECT_TRUE(split_->HasActivePool(own));
   EXPECT_EQ(split_->FindPool(own)->id, own);
   EXPECT_EQ(split_->PoolsLeasing(*IpAddress::Parse("192.0.2.1")), std::vector<std::string>{own});
-  EXPECT_TRUE(split_->HasReservation(own, "web"));
-  EXPECT_FALSE(split_->HasReservation(fleet, "web"));
+  EXPECT_TRUE(split_->AnyReserved(own, {"web"}));
+  EXPECT_FALSE(split_->AnyReserved(fleet, {"web"}));
 
   bool listed_local = false;
   for (const ReservationView& view : split_->ListReservations()) {
