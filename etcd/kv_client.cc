@@ -200,6 +200,13 @@ Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, 
   return Range(request, deadline);
 }
 
+Result<RangeResult> KvClient::GetPrefixKeys(std::string_view prefix, int64_t limit, Deadline deadline) {
+  const std::string key = prefix.empty() ? std::string(1, '\0') : std::string(prefix);
+  json request = {{"key", Base64(key)}, {"range_end", Base64(PrefixEnd(prefix))}, {"keys_only", true}};
+  if (limit > 0) request["limit"] = std::to_string(limit);
+  return Range(request, deadline);
+}
+
 Result<RangeResult> KvClient::Range(const json& request, Deadline deadline) {
   auto answer = CallJson("/v3/kv/range", request, true, deadline);
   if (!answer.ok()) return answer.status();

@@ -162,6 +162,8 @@ class KvClient {
   // Every key that starts with `prefix`, at most `limit` (0: all), read at `revision` (0: now).
   Result<RangeResult> GetPrefix(std::string_view prefix, int64_t limit = 0, int64_t revision = 0,
                                 Deadline deadline = std::nullopt);
+  // GetPrefix's keys, without their values (each KeyValue's value is empty), at most `limit`.
+  Result<RangeResult> GetPrefixKeys(std::string_view prefix, int64_t limit, Deadline deadline = std::nullopt);
   Result<TxnResult> Commit(const Txn& txn, Deadline deadline = std::nullopt);
 
   // etcd leases (keys put with one go when it expires or is revoked). GrantLease answers its id.

@@ -232,31 +232,35 @@ void EtcdIpamStore::AdoptRead(const NameRecords& read) {
 }
 
 Result<bool> EtcdIpamStore::AnyReserved(const std::string& pool_id, const std::vector<std::string>& names) {
-  return Guarded([&] { return AnyReservedLocked(pool_id, names); });
-}
-
-Result<bool> EtcdIpamStore::AnyReservedLocked(const std::string& pool_id, const std::vector<std::string>& names) {
   if (names.empty()) return false;
-  const auto until = Clock::now() + kCallBudget;
   std::set<std::string> wanted;
   for (const std::string& name : names) wanted.insert(keys_.Reservation(pool_id, name));
   // One read for all when the keys' common start (a service's slots: "web.") holds few keys: a
   // busy host asks this for every task it starts, and each read is a round of etcd's quorum.
+  Result<std::optional<bool>> scanned = Guarded([&] { return ScanReservedLocked(wanted); });
+  if (!scanned.ok()) return scanned.status();
+  if (scanned->has_value()) return **scanned;
+  // Name by name, each read its own hold of the store: the node's commits go on in between.
+  for (const std::string& key : wanted) {
+    Result<bool> found = Guarded([&]() -> Result<bool> {
+      Result<etcd::RangeResult> got = client_.Get(key, kCallBudget);
+      if (!got.ok()) return got.status();
+      return !got->kvs.empty();
+    });
+    if (!found.ok() || *found) return found;
+  }
+  return false;
+}
+
+Result<std::optional<bool>> EtcdIpamStore::ScanReservedLocked(const std::set<std::string>& wanted) {
   const std::string& first = *wanted.begin();
   const std::string& last = *wanted.rbegin();
   const std::string common(first.begin(), std::mismatch(first.begin(), first.end(), last.begin(), last.end()).first);
-  Result<etcd::RangeResult> range = client_.GetPrefix(common, kAnyReservedScan, 0, Left(until));
+  Result<etcd::RangeResult> range = client_.GetPrefixKeys(common, kAnyReservedScan, kCallBudget);
   if (!range.ok()) return range.status();
-  if (!range->more) {
-    return std::any_of(range->kvs.begin(), range->kvs.end(),
-                       [&](const etcd::KeyValue& kv) { return wanted.contains(kv.key); });
-  }
-  for (const std::string& key : wanted) {
-    Result<etcd::RangeResult> got = client_.Get(key, Left(until));
-    if (!got.ok()) return got.status();
-    if (!got->kvs.empty()) return true;
-  }
-  return false;
+  if (range->more) return std::optional<bool>();  // too many to read at once
+  return std::optional<bool>(std::any_of(range->kvs.begin(), range->kvs.end(),
+                                         [&](const etcd::KeyValue& kv) { return wanted.contains(kv.key); }));
 }
 
 Result<std::optional<PoolRecord>> EtcdIpamStore::ReadPool(const std::string& pool_id) {

@@ -38,6 +38,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -203,7 +204,9 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
 
   Status LoadIntoLocked(IpamLoadSink& sink);
   Result<NameRecords> ReadNameLocked(const std::string& pool_id, const std::string& name);
-  Result<bool> AnyReservedLocked(const std::string& pool_id, const std::vector<std::string>& names);
+  // AnyReserved's one read of the range `wanted` (reservation keys) share; nullopt when that
+  // range holds more than kAnyReservedScan keys.
+  Result<std::optional<bool>> ScanReservedLocked(const std::set<std::string>& wanted);
   Result<std::optional<PoolRecord>> ReadPoolLocked(const std::string& pool_id);
   Status ApplyAllLocked(std::span<const IpamBatch> batches);
   // A put or delete of each key in `writes`, each compared as this node last saw it.

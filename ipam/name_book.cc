@@ -113,7 +113,9 @@ bool NameBook::AnyReserved(const std::string& pool_id, const std::vector<std::st
     // a drained task drift so). Memory answers only when the book does not.
     Result<bool> read = book_->AnyReserved(pool_id, names);
     if (read.ok()) return *read;
-    spdlog::debug("reading reservations of pool \"{}\" from the shared store: {}", pool_id, read.status().message());
+    mirror_.NoteUnavailable(read.status());  // the change that follows refuses at once
+    spdlog::log(read.status().code() == Code::kUnavailable ? spdlog::level::debug : spdlog::level::warn,
+                "reading reservations of pool \"{}\" from the shared store: {}", pool_id, read.status().message());
   }
   std::scoped_lock lock(mu_);
   auto it = pools_.find(pool_id);

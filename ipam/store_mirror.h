@@ -60,6 +60,8 @@ class StoreMirror {
   bool reload_pending() const { return reload_pending_; }
   // The gate's count of "unavailable" answers: a change begun now refuses with any noted later.
   uint64_t unavailable_seen() const { return unavailable_.seen(); }
+  // A read outside Durably found the store unavailable: changes begun before refuse at once.
+  void NoteUnavailable(const Status& answer) { unavailable_.Note(answer); }
 
   // Runs `change` under the mutex (it applies its change to memory and queues the batch), then
   // waits until everything it queued or saw is durable: returns the commit's error otherwise.

@@ -271,7 +271,7 @@ TEST_F(EtcdStoreTest, AnyReservedReadsTheBookOnceForManyNames) {
     return read.ok() && *read;
   };
   EXPECT_TRUE(any({"web.1", "web.2", "web.3"}));
-  EXPECT_FALSE(any({"web.1", "web.3"})) << "webx and other.1 share a start with them, not a name";
+  EXPECT_FALSE(any({"web.1", "web.3"})) << "webx shares their start \"web\", not a name";
   EXPECT_FALSE(any({"web"}));
   EXPECT_TRUE(any({"other.1"}));
   // More keys under the names' common start (the pool's whole range: "a" and "z" share none)
@@ -549,7 +549,8 @@ TEST_F(StaleHostTest, ANameReadNotTakenInLeavesTheComparesAtTheViewsRevisions) {
   const Status sent = b->store->ApplyAll({&batch, 1});
   EXPECT_EQ(sent.code(), Code::kAborted) << "a decision on the view before the read passed: " << sent.message();
   EXPECT_FALSE(Leases().contains(x)) << "y holds x's reserved address";
-  // Once b decides again on the book as it is (the refusal reloads it), x's reservation holds.
+  // b's own request for x's address, decided on its view from before the read, is refused by
+  // its commit; b loads the book again and refuses y: x's reservation holds.
   Result<std::string> y = b->service->RequestAddress({pool, x, false, "y", "", ""});
   EXPECT_FALSE(y.ok()) << "y got x's reserved address " << *y;
 }

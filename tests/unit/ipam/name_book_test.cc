@@ -256,9 +256,12 @@ TEST_F(NameBookTest, AReservationMadeOnAnotherHostIsSeenByAnyReserved) {
   EXPECT_EQ(store_.any_reserved_reads, reads_before + 1) << "one read for three names";
   EXPECT_FALSE(names_->AnyReserved(pool_, {"web.1", "web.2"}));
   EXPECT_FALSE(names_->AnyReserved(pool_, {}));
-  // The book does not answer: memory's view (loaded before web.3 was reserved) answers.
+  // The book does not answer: memory's view (loaded before web.3 was reserved) answers, and the
+  // gate notes it (a change begun before refuses at once, not after a store timeout of its own).
   store_.down = true;
+  const uint64_t unavailable_before = mirror_->unavailable_seen();
   EXPECT_FALSE(names_->AnyReserved(pool_, {"web.3"}));
+  EXPECT_EQ(mirror_->unavailable_seen(), unavailable_before + 1);
 }
 
 TEST_F(NameBookTest, AnyReservedInALocalBookAnswersFromMemory) {
