@@ -41,10 +41,11 @@ struct Guess {
 };
 
 struct IdentityOptions {
-  Millis request_budget{400};  // total engine time a RequestAddress may spend guessing
-  Millis inspect_wait{150};    // how long a candidate's inspect may take to count as idle
-  Millis join_timeout{500};    // GET /networks/<id> at Join
-  Millis learn_timeout{3000};  // GET /networks/<id> when learning pending names
+  Millis request_budget{1000};  // total engine time a RequestAddress may spend guessing
+  Millis inspect_wait{150};     // how long a candidate's inspect may take to count as idle
+  Millis join_timeout{500};     // GET /networks/<id> at Join
+  Millis busy_ping{250};        // after a failed call: a ping that tells a busy engine from a silent one
+  Millis learn_timeout{3000};   // GET /networks/<id> when learning pending names
 };
 
 class IdentityService {
@@ -79,12 +80,17 @@ class IdentityService {
 
   // What the last engine call found; handlers call the engine only while it answers. Starts
   // false: the first background pass tells.
-  void NoteEngineAnswered(bool answered) { healthy_ = answered; }
+  void NoteEngineAnswered(bool answered) {
+    healthy_ = answered;
+    if (answered) failed_in_a_row_ = 0;
+  }
   // Learns the names of joined endpoints that have none yet (they joined while the engine did
   // not answer) and ties them to their addresses. Returns how many were learned.
   int LearnPendingNames();
 
   bool engine_healthy() const { return healthy_.load(); }
+  // Calls failed in a row with the engine still answering a ping: at this many, it counts as silent.
+  static constexpr int kFailuresOfABusyEngine = 3;
 
  private:
   // More starting containers than this on one network cannot be told apart in the budget.
@@ -120,7 +126,13 @@ class IdentityService {
   driver::DriverService& driver_;
   IdentityOptions options_;
   Clock clock_;
+  // A call of a handler to the engine failed (`why`). While dockerd starts, its API accepts and
+  // answers nothing, and every handler would wait out its budget: they stop calling until a
+  // background pass hears from it. An engine busy starting many containers answers slowly but
+  // answers a ping: the handlers go on calling it, unless its calls keep failing.
+  void NoteEngineFailed(const Status& why);
   std::atomic<bool> healthy_{false};  // the engine answered its last call
+  std::atomic<int> failed_in_a_row_{0};
 };
 
 }  // namespace smv::identity

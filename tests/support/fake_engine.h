@@ -17,6 +17,8 @@ class FakeEngine : public engine::EngineApi {
   std::map<std::string, engine::EngineNetwork> networks;  // by id
   std::vector<engine::EngineContainer> containers;
   std::set<std::string> starting;  // container ids whose inspect blocks
+  // Busy starting many containers: its container lists run out of time, its ping answers.
+  std::atomic<int> lists_time_out{0};  // the next this many lists
   std::atomic<int> calls{0};
   std::atomic<int> containers_answered{0};  // containers in all list answers: what a busy host pays
 
@@ -35,6 +37,10 @@ class FakeEngine : public engine::EngineApi {
   Result<std::vector<engine::EngineContainer>> ListContainers(engine::Millis) override {
     ++calls;
     if (!answering) return Unavailable("timed out");
+    if (lists_time_out > 0) {
+      --lists_time_out;
+      return Unavailable("engine API /containers/json?all=1: Read timed out");
+    }
     containers_answered += static_cast<int>(containers.size());
     return containers;
   }
