@@ -90,8 +90,10 @@ Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const st
   // Only a name with a reservation here can change the answer; without one, do not spend the
   // time an inspect of a starting container takes to time out.
   if (!ipam_.AnyReserved(call.pool_id, {slot_names.begin(), slot_names.end()})) return {};
-  // An idle container answers its inspect in milliseconds; only a starting one blocks.
-  const Millis wait = std::min(TimeLeft(deadline), options_.inspect_wait);
+  // An idle container answers its inspect in milliseconds; only a starting one blocks. With less
+  // time left than that, an idle one would look starting: no guess.
+  if (TimeLeft(deadline) < options_.inspect_wait) return {};
+  const Millis wait = options_.inspect_wait;
   std::vector<std::future<bool>> answers;
   for (const EngineContainer* c : candidates) {
     answers.push_back(
@@ -143,6 +145,7 @@ Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
   // Inspected after the list, never before: an endpoint created meanwhile shows in the inspect,
   // so its container is no candidate.
   for (const std::string& network_id : network_ids) {
+    if (TimeLeft(deadline) <= Millis(0)) return {};  // the budget ran out: not the engine's failure
     Result<EngineNetwork> network = engine_.InspectNetwork(network_id, TimeLeft(deadline));
     if (!network.ok()) {
       if (network.status().code() != Code::kNotFound) NoteEngineFailed(network.status());
@@ -163,6 +166,7 @@ std::string IdentityService::ReservationNameOf(const std::string& name) {
     NoteEngineFailed(resolved.status());
     return name;
   }
+  failed_in_a_row_ = 0;
   return *resolved;
 }
 
@@ -238,7 +242,7 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
   if (network.ok()) failed_in_a_row_ = 0;
   if (!network.ok()) {
     NoteEngineFailed(network.status());
-    spdlog::info("engine API not answering ({}); this name is learned in the background", network.status().message());
+    spdlog::info("{}; this name is learned in the background", network.status().message());
     return OkStatus();
   }
   for (const EngineEndpoint& e : network->endpoints) {
@@ -247,7 +251,7 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
     Result<std::string> name = known ? Result<std::string>(*known) : ResolveName(e.name, options_.join_timeout);
     if (!name.ok()) {  // a swarm task's slot is told by its labels: learned in the background
       NoteEngineFailed(name.status());
-      spdlog::info("engine API not answering ({}); this name is learned in the background", name.status().message());
+      spdlog::info("{}; this name is learned in the background", name.status().message());
       return OkStatus();
     }
     spdlog::info("endpoint {} is container {}{}", ShortId(endpoint_id), e.name,
@@ -261,7 +265,7 @@ void IdentityService::NoteEngineFailed(const Status& why) {
   // The full-size swarm run lost three slots' addresses to one container list that took 410 ms
   // while ten tasks started on the host: the handlers after it stopped asking until the next pass.
   if (failed_in_a_row_.fetch_add(1) + 1 < kFailuresOfABusyEngine && engine_.Ping(options_.busy_ping).ok()) {
-    spdlog::info("engine API slow ({}); it answers a ping: still asked", why.message());
+    spdlog::info("{}; the engine answers a ping (busy): still asked", why.message());
     return;
   }
   healthy_ = false;

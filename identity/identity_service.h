@@ -41,11 +41,13 @@ struct Guess {
 };
 
 struct IdentityOptions {
-  Millis request_budget{1000};  // total engine time a RequestAddress may spend guessing
-  Millis inspect_wait{150};     // how long a candidate's inspect may take to count as idle
-  Millis join_timeout{500};     // GET /networks/<id> at Join
-  Millis busy_ping{250};        // after a failed call: a ping that tells a busy engine from a silent one
-  Millis learn_timeout{3000};   // GET /networks/<id> when learning pending names
+  // Engine time a RequestAddress may spend guessing (plus one busy_ping when a call fails). It
+  // delays the container's start, and dockerd asks for one network's addresses one at a time.
+  Millis request_budget{1000};
+  Millis inspect_wait{150};    // how long a candidate's inspect may take to count as idle
+  Millis join_timeout{500};    // GET /networks/<id> at Join
+  Millis busy_ping{250};       // after a failed call: a ping that tells a busy engine from a silent one
+  Millis learn_timeout{3000};  // GET /networks/<id> when learning pending names
 };
 
 class IdentityService {
@@ -80,10 +82,9 @@ class IdentityService {
 
   // What the last engine call found; handlers call the engine only while it answers. Starts
   // false: the first background pass tells.
-  void NoteEngineAnswered(bool answered) {
-    healthy_ = answered;
-    if (answered) failed_in_a_row_ = 0;
-  }
+  // A pass's answer does not reset the handlers' failures in a row: its list may take 3 s, theirs
+  // must answer within their budget, and only their own success tells that it does again.
+  void NoteEngineAnswered(bool answered) { healthy_ = answered; }
   // Learns the names of joined endpoints that have none yet (they joined while the engine did
   // not answer) and ties them to their addresses. Returns how many were learned.
   int LearnPendingNames();

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "engine/engine_api.h"
 
@@ -19,6 +20,7 @@ class FakeEngine : public engine::EngineApi {
   std::set<std::string> starting;  // container ids whose inspect blocks
   // Busy starting many containers: its container lists run out of time, its ping answers.
   std::atomic<int> lists_time_out{0};  // the next this many lists
+  engine::Millis list_takes{0};        // a list answers after this long
   std::atomic<int> calls{0};
   std::atomic<int> containers_answered{0};  // containers in all list answers: what a busy host pays
 
@@ -37,6 +39,7 @@ class FakeEngine : public engine::EngineApi {
   Result<std::vector<engine::EngineContainer>> ListContainers(engine::Millis) override {
     ++calls;
     if (!answering) return Unavailable("timed out");
+    if (list_takes.count() > 0) std::this_thread::sleep_for(list_takes);
     if (lists_time_out > 0) {
       --lists_time_out;
       return Unavailable("engine API /containers/json?all=1: Read timed out");

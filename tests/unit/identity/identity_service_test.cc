@@ -86,13 +86,40 @@ TEST_F(IdentityTest, ASlowListOfABusyEngineLosesOneGuessNotTheNext) {
   EXPECT_EQ(Guess(), "a-0");
   // Calls that keep failing count as an engine that does not answer, ping or not.
   engine_.lists_time_out = IdentityService::kFailuresOfABusyEngine;
-  for (int i = 0; i < IdentityService::kFailuresOfABusyEngine; ++i) EXPECT_EQ(Guess(), "");
+  for (int i = 1; i < IdentityService::kFailuresOfABusyEngine; ++i) {
+    EXPECT_EQ(Guess(), "");
+    EXPECT_TRUE(identity_->engine_healthy()) << "after " << i << " failure(s) in a row";
+  }
+  EXPECT_EQ(Guess(), "");
   EXPECT_FALSE(identity_->engine_healthy());
   const int before = engine_.calls;
   EXPECT_EQ(Guess(), "");
   EXPECT_EQ(engine_.calls, before) << "no call until a background pass hears from the engine";
+  // A pass hears from it; the handlers ask again, and the first failure stops them at once (a
+  // pass's slow list proves no answer within their budget): only a success of theirs resets that.
+  ASSERT_TRUE(reconciler_->PassOnce().engine_answered);
+  engine_.lists_time_out = 1;
+  EXPECT_EQ(Guess(), "");
+  EXPECT_FALSE(identity_->engine_healthy());
   ASSERT_TRUE(reconciler_->PassOnce().engine_answered);
   EXPECT_EQ(Guess(), "a-0");
+  engine_.lists_time_out = 1;
+  EXPECT_EQ(Guess(), "");
+  EXPECT_TRUE(identity_->engine_healthy()) << "a success of the handlers reset the count";
+}
+
+// A list that used the whole budget leaves no time for the network's inspect: the guess ends
+// there, without asking the engine for an answer it has no time to give (nor blaming it).
+TEST_F(IdentityTest, AGuessWhoseBudgetRanOutAsksNothingMore) {
+  IdentityService short_budget(engine_, *ipam_, *driver_, IdentityOptions{.request_budget = engine::Millis(20)});
+  short_budget.NoteEngineAnswered(true);
+  Known("a-0", "192.0.2.140");
+  Starting("c1", "a-0");
+  engine_.list_takes = engine::Millis(30);
+  const int before = engine_.calls;
+  EXPECT_EQ(short_budget.GuessRequester({pool_, "", false, "", "", ""}).name, "");
+  EXPECT_EQ(engine_.calls, before + 1) << "the list only: no inspect, no ping";
+  EXPECT_TRUE(short_budget.engine_healthy());
 }
 
 TEST_F(IdentityTest, AnEngineThatAnswersNothingStopsTheGuessesAtTheFirstFailure) {
