@@ -43,7 +43,9 @@ struct Guess {
 struct IdentityOptions {
   // Engine time a RequestAddress may spend guessing (plus one busy_ping when a call fails). It
   // delays the container's start, and dockerd asks for one network's addresses one at a time.
-  Millis request_budget{1000};
+  // With ten tasks starting on a host of 2 cores (three dockerds, three etcd members), the
+  // container list took up to 1.02 s.
+  Millis request_budget{2000};
   Millis inspect_wait{150};    // how long a candidate's inspect may take to count as idle
   Millis join_timeout{500};    // GET /networks/<id> at Join
   Millis busy_ping{250};       // after a failed call: a ping that tells a busy engine from a silent one
