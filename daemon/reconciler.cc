@@ -243,7 +243,7 @@ Reconciler::PassReport Reconciler::PassOnce() {
   Result<std::vector<engine::EngineContainer>> containers = pinged.ok()
                                                                 ? engine_.ListContainers(options_.list_timeout)
                                                                 : Result<std::vector<engine::EngineContainer>>(pinged);
-  NoteEngineAnswered(containers.status());
+  NoteEngineAnswered(pinged, containers.status());
   if (!containers.ok()) return report;
   report.engine_answered = true;
   report.names_learned = identity_.LearnPendingNames();
@@ -270,8 +270,11 @@ Reconciler::PassReport Reconciler::PassOnce() {
 
 // Logged when it changes, not at every pass: a warning when the engine stops answering (names of
 // new containers are learned, and lost teardowns cleaned, once it answers again), info when back.
-void Reconciler::NoteEngineAnswered(const Status& answered) {
-  identity_.NoteEngineAnswered(answered.ok());
+// The handlers stop asking the engine only when it answers no ping (dockerd starting): a list
+// that runs out of time after a ping answered is a busy engine (a full-size swarm run beside a CI
+// run lost a serial update's slot to a pass's 3 s list so), which the handlers still ask.
+void Reconciler::NoteEngineAnswered(const Status& pinged, const Status& answered) {
+  identity_.NoteEngineAnswered(pinged.ok());
   if (answered.ok() == engine_answering_) return;
   engine_answering_ = answered.ok();
   if (answered.ok()) {

@@ -30,8 +30,8 @@ namespace smv::daemon {
 struct ReconcilerOptions {
   Millis interval{5000};        // between background passes while the engine answers
   Millis retry_interval{1000};  // while it does not (dockerd starting)
-  Millis ping_timeout{500};
-  Millis list_timeout{3000};  // container list and network inspects of a pass
+  Millis ping_timeout{2000};    // a busy engine's ping took 0.6 s beside a CI run
+  Millis list_timeout{3000};    // container list and network inspects of a pass
   // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the
   // container while the plugin was down). Covers the gap between CreateEndpoint and Join.
   // A network must be unknown to the engine for this long too: dockerd calls CreateNetwork
@@ -89,7 +89,7 @@ class Reconciler {
   // container's interface carrying it is deleted (once it succeeds; an error is logged once and
   // tried again every pass).
   void KeepRunningAddresses(PassReport& report);
-  void NoteEngineAnswered(const Status& answered);
+  void NoteEngineAnswered(const Status& pinged, const Status& answered);
   // Deletes the container's interface carrying a given-away address; whether the outcome is final
   // (deleted, none to delete, the container left): false after an error, tried again next pass.
   bool DeleteGivenAwayLink(const driver::EndpointRecord& endpoint, const IpAddress& address, const std::string& holder,

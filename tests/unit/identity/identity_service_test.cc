@@ -110,6 +110,20 @@ TEST_F(IdentityTest, ASlowListOfABusyEngineLosesOneGuessNotTheNext) {
 
 // A list that used the whole budget leaves no time for the network's inspect: the guess ends
 // there, without asking the engine for an answer it has no time to give (nor blaming it).
+// A background pass whose list runs out of time after the engine answered its ping (a busy
+// engine) does not stop the handlers' guesses; a pass whose ping is not answered does.
+TEST_F(IdentityTest, APassWhoseListRunsOutOfTimeKeepsTheHandlersAsking) {
+  Known("a-0", "192.0.2.140");
+  Starting("c1", "a-0");
+  engine_.lists_time_out = 1;
+  EXPECT_FALSE(reconciler_->PassOnce().engine_answered);
+  EXPECT_TRUE(identity_->engine_healthy());
+  EXPECT_EQ(Guess(), "a-0");
+  engine_.answering = false;
+  EXPECT_FALSE(reconciler_->PassOnce().engine_answered);
+  EXPECT_FALSE(identity_->engine_healthy());
+}
+
 TEST_F(IdentityTest, AGuessWhoseBudgetRanOutAsksNothingMore) {
   IdentityService short_budget(engine_, *ipam_, *driver_, IdentityOptions{.request_budget = engine::Millis(20)});
   short_budget.NoteEngineAnswered(true);
