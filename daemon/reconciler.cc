@@ -238,11 +238,14 @@ Reconciler::PassReport Reconciler::PassOnce() {
     }
   }
   if (caught_up.ok()) KeepRunningAddresses(report);
-  // A short ping first: while dockerd starts, its API may accept and not answer for a long time.
-  const Status pinged = engine_.Ping(options_.ping_timeout);
+  // A ping first: while dockerd starts, its API may accept and not answer for a long time.
+  Status pinged = engine_.Ping(engine_pinged_ ? options_.ping_timeout : options_.silent_ping_timeout);
   Result<std::vector<engine::EngineContainer>> containers = pinged.ok()
                                                                 ? engine_.ListContainers(options_.list_timeout)
                                                                 : Result<std::vector<engine::EngineContainer>>(pinged);
+  // A list that ran out of time may have met a dockerd going down since the ping: ask again.
+  if (!containers.ok() && pinged.ok()) pinged = engine_.Ping(options_.silent_ping_timeout);
+  engine_pinged_ = pinged.ok();
   NoteEngineAnswered(pinged, containers.status());
   if (!containers.ok()) return report;
   report.engine_answered = true;
@@ -279,6 +282,11 @@ void Reconciler::NoteEngineAnswered(const Status& pinged, const Status& answered
   engine_answering_ = answered.ok();
   if (answered.ok()) {
     spdlog::info("the Docker engine answers again");
+  } else if (pinged.ok()) {
+    spdlog::warn(
+        "the Docker engine answers its ping but not its container list in time ({}): busy; container names are "
+        "learned, and lost teardowns cleaned up, once it does",
+        answered.message());
   } else {
     spdlog::warn(
         "the Docker engine does not answer ({}): container names are learned, and lost teardowns cleaned up, once "

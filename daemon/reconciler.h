@@ -29,9 +29,12 @@ namespace smv::daemon {
 
 struct ReconcilerOptions {
   Millis interval{5000};        // between background passes while the engine answers
-  Millis retry_interval{1000};  // while it does not (dockerd starting)
-  Millis ping_timeout{2000};    // a busy engine's ping took 0.6 s beside a CI run
-  Millis list_timeout{3000};    // container list and network inspects of a pass
+  Millis retry_interval{1000};  // while its list is not answered (dockerd starting, or busy)
+  // The pass's ping while the last one was answered (a busy engine's took 0.6 s beside a CI
+  // run), and while it was not (dockerd starting: a stop of the daemon waits for it).
+  Millis ping_timeout{2000};
+  Millis silent_ping_timeout{500};
+  Millis list_timeout{3000};  // container list and network inspects of a pass
   // An endpoint the engine has not listed for this long is a lost teardown (dockerd removed the
   // container while the plugin was down). Covers the gap between CreateEndpoint and Join.
   // A network must be unknown to the engine for this long too: dockerd calls CreateNetwork
@@ -103,6 +106,7 @@ class Reconciler {
   ipam::IpamApi& ipam_;
   bool address_book_current_ = true;  // the last CatchUp succeeded (pass thread only)
   bool engine_answering_ = true;      // the last pass's engine call was answered (pass thread only)
+  bool engine_pinged_ = true;         // the last pass's ping was answered (pass thread only)
   driver::DriverService& driver_;
   identity::IdentityService& identity_;
   ReconcilerOptions options_;

@@ -82,10 +82,10 @@ class IdentityService {
   // engine does not answer the name is learned later in the background.
   Status LearnAtJoin(const std::string& network_id, const std::string& endpoint_id);
 
-  // What the last engine call found; handlers call the engine only while it answers. Starts
-  // false: the first background pass tells.
-  // A pass's answer does not reset the handlers' failures in a row: its list may take 3 s, theirs
-  // must answer within their budget, and only their own success tells that it does again.
+  // Whether the background pass's ping was answered (the pass tells, and a handler whose call
+  // failed and whose ping was not answered); handlers call the engine only while it is. Starts
+  // false: the first pass tells. A pass's answer does not reset the handlers' failures in a row: its list may take 3 s,
+  // theirs must answer within their budget, and only their own success tells that it does again.
   void NoteEngineAnswered(bool answered) { healthy_ = answered; }
   // Learns the names of joined endpoints that have none yet (they joined while the engine did
   // not answer) and ties them to their addresses. Returns how many were learned.
@@ -134,7 +134,7 @@ class IdentityService {
   // background pass hears from it. An engine busy starting many containers answers slowly but
   // answers a ping: the handlers go on calling it, unless its calls keep failing.
   void NoteEngineFailed(const Status& why);
-  std::atomic<bool> healthy_{false};  // the engine answered its last call
+  std::atomic<bool> healthy_{false};  // handlers may call the engine (NoteEngineAnswered, NoteEngineFailed)
   std::atomic<int> failed_in_a_row_{0};
 };
 

@@ -108,14 +108,16 @@ TEST_F(IdentityTest, ASlowListOfABusyEngineLosesOneGuessNotTheNext) {
   EXPECT_TRUE(identity_->engine_healthy()) << "a success of the handlers reset the count";
 }
 
-// A list that used the whole budget leaves no time for the network's inspect: the guess ends
-// there, without asking the engine for an answer it has no time to give (nor blaming it).
 // A background pass whose list runs out of time after the engine answered its ping (a busy
-// engine) does not stop the handlers' guesses; a pass whose ping is not answered does.
+// engine) turns the handlers' guesses on; a pass whose ping is not answered turns them off.
 TEST_F(IdentityTest, APassWhoseListRunsOutOfTimeKeepsTheHandlersAsking) {
   Known("a-0", "192.0.2.140");
   Starting("c1", "a-0");
-  engine_.lists_time_out = 1;
+  engine_.answering = false;  // dockerd restarting
+  EXPECT_FALSE(reconciler_->PassOnce().engine_answered);
+  EXPECT_FALSE(identity_->engine_healthy());
+  engine_.answering = true;
+  engine_.lists_time_out = 1;  // busy: the ping answers, the list does not in time
   EXPECT_FALSE(reconciler_->PassOnce().engine_answered);
   EXPECT_TRUE(identity_->engine_healthy());
   EXPECT_EQ(Guess(), "a-0");
@@ -124,6 +126,8 @@ TEST_F(IdentityTest, APassWhoseListRunsOutOfTimeKeepsTheHandlersAsking) {
   EXPECT_FALSE(identity_->engine_healthy());
 }
 
+// A list that used the whole budget leaves no time for the network's inspect: the guess ends
+// there, without asking the engine for an answer it has no time to give (nor blaming it).
 TEST_F(IdentityTest, AGuessWhoseBudgetRanOutAsksNothingMore) {
   IdentityService short_budget(engine_, *ipam_, *driver_, IdentityOptions{.request_budget = engine::Millis(20)});
   short_budget.NoteEngineAnswered(true);
