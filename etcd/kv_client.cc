@@ -191,19 +191,28 @@ Result<RangeResult> KvClient::Get(std::string_view key, Deadline deadline) {
   return Range({{"key", Base64(key)}}, deadline);
 }
 
-Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, int64_t revision, Deadline deadline) {
-  // etcd wants a key: every key is the range from "\0" to "\0".
+namespace {
+
+// Every key that starts with `prefix`, at most `limit` (0: all). etcd wants a key: every key is
+// the range from "\0" to "\0".
+json PrefixRange(std::string_view prefix, int64_t limit) {
   const std::string key = prefix.empty() ? std::string(1, '\0') : std::string(prefix);
   json request = {{"key", Base64(key)}, {"range_end", Base64(PrefixEnd(prefix))}};
   if (limit > 0) request["limit"] = std::to_string(limit);
+  return request;
+}
+
+}  // namespace
+
+Result<RangeResult> KvClient::GetPrefix(std::string_view prefix, int64_t limit, int64_t revision, Deadline deadline) {
+  json request = PrefixRange(prefix, limit);
   if (revision > 0) request["revision"] = std::to_string(revision);
   return Range(request, deadline);
 }
 
 Result<RangeResult> KvClient::GetPrefixKeys(std::string_view prefix, int64_t limit, Deadline deadline) {
-  const std::string key = prefix.empty() ? std::string(1, '\0') : std::string(prefix);
-  json request = {{"key", Base64(key)}, {"range_end", Base64(PrefixEnd(prefix))}, {"keys_only", true}};
-  if (limit > 0) request["limit"] = std::to_string(limit);
+  json request = PrefixRange(prefix, limit);
+  request["keys_only"] = true;
   return Range(request, deadline);
 }
 
