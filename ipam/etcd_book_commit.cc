@@ -133,8 +133,12 @@ Status EtcdIpamStore::ApplyAllLocked(std::span<const IpamBatch> batches) {
   ReservationIndex index = index_;  // becomes index_ once the commit holds
   const std::map<std::string, std::optional<std::string>> writes = PlanWrites(batches, index);
   etcd::Txn txn = WritesAsSeenLocked(writes);
-  if (txn.success.empty()) return OkStatus();
-  for (const std::string& key : ReadKeys(batches)) {
+  const std::vector<std::string> reads = ReadKeys(batches);
+  // A decision that writes nothing of the book (a host agreeing with its subnet's aux addresses)
+  // still holds only while what it read is as seen: its commit compares that and moves only this
+  // node's commit key.
+  if (txn.success.empty() && reads.empty()) return OkStatus();
+  for (const std::string& key : reads) {
     if (!writes.contains(key)) txn.compares.push_back(ExpectAsSeen(key, revisions_));
   }
   const std::string commit_id = NextCommitId();

@@ -290,6 +290,10 @@ void EtcdIpamStore::FollowBook(std::stop_token stop) {
       std::scoped_lock lock(mirror_mu_);
       from = mirror_revision_ + 1;
     }
+    {
+      std::scoped_lock lock(mirror_mu_);
+      watching_ = true;
+    }
     Status ended = client.Watch(options_.prefix, from, [&](std::vector<etcd::WatchEvent> batch) {
       std::scoped_lock lock(mirror_mu_);
       if (stop.stop_requested() || watch_paused_) return false;
@@ -304,6 +308,10 @@ void EtcdIpamStore::FollowBook(std::stop_token stop) {
       mirror_moved_.notify_all();
       return true;
     });
+    {
+      std::scoped_lock lock(mirror_mu_);
+      watching_ = false;
+    }
     if (stop.stop_requested()) break;
     if (ended.code() == Code::kAborted) {  // compacted past what the mirror has: list again
       spdlog::info("the mirror of the shared address book lists it again: {}", ended.message());

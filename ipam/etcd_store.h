@@ -141,6 +141,8 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
   // Reloads served by the mirror, and how often it listed the book (tests, logs).
   uint64_t mirror_loads() const { return mirror_loads_; }
   uint64_t mirror_lists() const { return mirror_lists_; }
+  // AnyReserved questions the mirror answered (tests, logs).
+  uint64_t mirror_lookups() const { return mirror_lookups_; }
   // Tests: while paused the watch is down (its stream ended) and the mirror falls behind.
   void PauseWatch(bool paused);
 
@@ -204,6 +206,8 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
 
   Status LoadIntoLocked(IpamLoadSink& sink);
   Result<NameRecords> ReadNameLocked(const std::string& pool_id, const std::string& name);
+  // Whether the mirror holds any of `wanted`, while a watch follows the book; nullopt otherwise.
+  std::optional<bool> AnyInMirror(const std::set<std::string>& wanted);
   // AnyReserved's one read of the range `wanted` (reservation keys) share; nullopt when that
   // range holds more than kAnyReservedScan keys.
   Result<std::optional<bool>> ScanReservedLocked(const std::set<std::string>& wanted);
@@ -271,8 +275,9 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
   std::map<std::string, MirrorEntry> mirror_;  // key -> value, under options_.prefix
   int64_t mirror_revision_ = 0;                // every change up to it is in mirror_
   bool mirror_live_ = false;                   // listed, and followed since
+  bool watching_ = false;                      // a watch is open: the mirror trails etcd by its events
   bool watch_paused_ = false;
-  std::atomic<uint64_t> mirror_loads_ = 0, mirror_lists_ = 0;
+  std::atomic<uint64_t> mirror_loads_ = 0, mirror_lists_ = 0, mirror_lookups_ = 0;
   std::jthread watcher_;  // last: stopped and joined before the members it uses go
 };
 

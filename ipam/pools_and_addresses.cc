@@ -122,13 +122,19 @@ Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::
           "(first set on node {}); this network gives {}: give every host's network the same",
           subnet.ToString(), AuxFlags(state.record.aux), state.record.aux_set_by, AuxFlags(aux)));
     }
-    // Written even when it agrees: the commit compares the pool's key, so a view older than
-    // another host's first network is refused and decided again.
+    // The first network sets them; the others agree by a commit that compares the pool's key
+    // without writing it, so a view older than another host's first network is refused and
+    // decided again, and hosts creating their networks at once (a swarm network's first tasks)
+    // refuse none of each other's RequestPool commits by rewriting the pool unchanged.
     PoolRecord record = state.record;
-    record.aux = aux;
-    if (record.aux_set_by.empty()) record.aux_set_by = node_;
     IpamBatch batch;
-    batch.put_pools.push_back(record);
+    if (record.aux_set_by.empty()) {
+      record.aux = aux;
+      record.aux_set_by = node_;
+      batch.put_pools.push_back(record);
+    } else {
+      batch.reads.pools.push_back(pool_id);
+    }
     // The first host's aux addresses were leased like a container's --ip: they become the
     // subnet's, so that the other hosts' networks may ask for them too.
     for (const auto& [name, text] : aux) {

@@ -201,6 +201,36 @@ TEST_F(EtcdStoreTest, AuxAddressesOfOneSubnetAgreeOnEveryHost) {
       << refused.message();
 }
 
+// A host agreeing with the aux addresses another host set compares the pool's key without
+// writing it: hosts creating one swarm network at once do not refuse each other's RequestPool by
+// rewriting an unchanged pool. A view older than the pool is still refused and decided again.
+TEST_F(EtcdStoreTest, AgreeingWithTheAuxAddressesComparesThePoolWithoutWritingIt) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  const Prefix subnet = *Prefix::Parse(kSubnet);
+  const std::map<std::string, std::string> dns = {{"dns", "198.18.0.3"}};
+  ASSERT_TRUE(a->service->AgreeAuxAddresses(subnet, dns).ok());
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  ASSERT_EQ(b->Pool(), pool);
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  const std::string pool_key = BookKeys(kPrefix).Pool(pool);
+  const int64_t before = raw.Get(pool_key).value().kvs.at(0).mod_revision;
+  ASSERT_TRUE(b->service->AgreeAuxAddresses(subnet, dns).ok());
+  EXPECT_EQ(raw.Get(pool_key).value().kvs.at(0).mod_revision, before) << "b rewrote a pool it agrees with";
+
+  // c loads the pool with a's aux addresses; then every network on the subnet goes and a's next
+  // one sets none. c's view still shows dns: the commit's compare refuses it, c reloads and refuses.
+  std::unique_ptr<Node> c = MakeNode("host-c");
+  ASSERT_TRUE(a->service->ReleasePool(pool).ok());
+  ASSERT_TRUE(b->service->ReleasePool(pool).ok());
+  ASSERT_EQ(a->Pool(), pool);
+  ASSERT_TRUE(a->service->AgreeAuxAddresses(subnet, {}).ok());
+  Status stale = c->service->AgreeAuxAddresses(subnet, dns);
+  ASSERT_EQ(stale.code(), Code::kFailedPrecondition) << "c agreed on its stale view: " << stale.message();
+  EXPECT_NE(stale.message().find("no --aux-address (first set on node host-a)"), std::string::npos)
+      << stale.message();
+}
+
 // etcd refuses a transaction of more than --max-txn-ops operations: a burst of parallel starts on
 // one node is written in several transactions, never refused as a whole.
 TEST_F(EtcdStoreTest, ABurstLargerThanOneTransactionIsWrittenInSeveral) {
@@ -495,6 +525,30 @@ TEST_F(EtcdStoreTest, CompactionWhileAWatchIsDownListsTheBookAgainAndNothingIsMi
     EXPECT_FALSE(held_by_a.contains(AddressOf(*got))) << *got << " is a's";
   }
   EXPECT_EQ(Leases().size(), 60u);
+}
+
+// While its watch follows the book, a node answers "is any of these names reserved?" from the
+// mirror (no etcd read in the chain of its starts); with the watch down it reads etcd.
+TEST_F(EtcdStoreTest, AWatchingNodeAnswersAnyReservedFromItsMirror) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  std::unique_ptr<Node> b = MakeWatchingNode("host-b");
+  const std::string pool = a->Pool();
+  ASSERT_EQ(b->Pool(), pool);
+  ASSERT_TRUE(a->Run(pool, "web.2").ok());
+  auto any = [&](const std::vector<std::string>& names) {
+    Result<bool> read = b->store->AnyReserved(pool, names);
+    EXPECT_TRUE(read.ok()) << read.status().message();
+    return read.ok() && *read;
+  };
+  ASSERT_TRUE(Eventually([&] { return any({"web.1", "web.2"}); })) << "a's reservation never reached b's mirror";
+  EXPECT_FALSE(any({"web.1", "web.3"}));
+  EXPECT_GE(b->store->mirror_lookups(), 2u);
+  // The watch down: its mirror misses what a reserves now, and b reads etcd instead.
+  b->store->PauseWatch(true);
+  const uint64_t looked = b->store->mirror_lookups();
+  ASSERT_TRUE(a->Run(pool, "db.1").ok());
+  EXPECT_TRUE(any({"db.1"})) << "a paused mirror answered";
+  EXPECT_EQ(b->store->mirror_lookups(), looked);
 }
 
 // --- Every decision on the shared book is checked in the commit that acts on it. ---
