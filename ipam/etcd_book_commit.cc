@@ -152,6 +152,7 @@ Status EtcdIpamStore::ApplyAllLocked(std::span<const IpamBatch> batches) {
   }
   Result<int64_t> revision = CommitLocked(txn, commit_id, until);
   if (!revision.ok()) return revision.status();
+  last_commit_revision_ = *revision;
   for (const etcd::Op& op : txn.success) {
     if (const auto* put = std::get_if<etcd::PutOp>(&op)) {
       revisions_[put->key] = *revision;

@@ -233,7 +233,7 @@ void EtcdIpamStore::AdoptRead(const NameRecords& read) {
 
 std::optional<bool> EtcdIpamStore::AnyInMirror(const std::set<std::string>& wanted) {
   std::scoped_lock lock(mirror_mu_);
-  if (!mirror_live_ || !watching_ || watch_paused_) return std::nullopt;
+  if (!mirror_live_ || !watching_ || watch_paused_ || mirror_revision_ < last_commit_revision_) return std::nullopt;
   ++mirror_lookups_;
   return std::any_of(wanted.begin(), wanted.end(), [&](const std::string& key) { return mirror_.contains(key); });
 }
@@ -243,10 +243,12 @@ Result<bool> EtcdIpamStore::AnyReserved(const std::string& pool_id, const std::v
   std::set<std::string> wanted;
   for (const std::string& name : names) wanted.insert(keys_.Reservation(pool_id, name));
   // While the watch follows the book its mirror answers, without a round of etcd's quorum in the
-  // chain of a node's starts (dockerd asks for one network's addresses one at a time). It trails
-  // etcd by the watch's delivery: a reservation written in those milliseconds is missed, as the
-  // guess misses a task it cannot tell apart. The answer only decides whether the guess inspects
-  // its candidates; every lease that follows is compared by its commit as before.
+  // chain of a node's starts (dockerd asks for one network's addresses one at a time). Only a
+  // mirror that has this node's last commit answers; it may still trail other nodes' commits by
+  // the watch's delivery (or, with its member cut off while this node commits nothing, until the
+  // watch's member check moves it on): a reservation written then is missed, as the guess misses
+  // a task it cannot tell apart, and that task drifts. The answer only decides whether the guess
+  // inspects its candidates; every lease that follows is compared by its commit as before.
   if (std::optional<bool> mirrored = AnyInMirror(wanted)) return *mirrored;
   // One read for all when the keys' common start (a service's slots: "web.") holds few keys: a
   // busy host asks this for every task it starts, and each read is a round of etcd's quorum.

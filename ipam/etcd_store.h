@@ -206,7 +206,8 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
 
   Status LoadIntoLocked(IpamLoadSink& sink);
   Result<NameRecords> ReadNameLocked(const std::string& pool_id, const std::string& name);
-  // Whether the mirror holds any of `wanted`, while a watch follows the book; nullopt otherwise.
+  // Whether the mirror holds any of `wanted`, while a watch follows the book and has seen this
+  // node's last commit; nullopt otherwise.
   std::optional<bool> AnyInMirror(const std::set<std::string>& wanted);
   // AnyReserved's one read of the range `wanted` (reservation keys) share; nullopt when that
   // range holds more than kAnyReservedScan keys.
@@ -276,6 +277,9 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
   int64_t mirror_revision_ = 0;                // every change up to it is in mirror_
   bool mirror_live_ = false;                   // listed, and followed since
   bool watching_ = false;                      // a watch is open: the mirror trails etcd by its events
+  // The revision this node's last commit applied at: a mirror behind it has not seen this node's
+  // own changes, nor followed etcd since (its member cut off while commits go to another).
+  std::atomic<int64_t> last_commit_revision_ = 0;
   bool watch_paused_ = false;
   std::atomic<uint64_t> mirror_loads_ = 0, mirror_lists_ = 0, mirror_lookups_ = 0;
   std::jthread watcher_;  // last: stopped and joined before the members it uses go
