@@ -124,7 +124,7 @@ Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const st
 }
 
 Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
-  if (!call.name.empty() || call.gateway || !healthy_.load()) return {};
+  if (!call.name.empty() || call.gateway) return {};
   const SteadyClock::time_point deadline = SteadyClock::now() + options_.request_budget;
   std::optional<ipam::PoolConfig> pool = ipam_.FindPool(call.pool_id);
   if (!pool) return {};
@@ -136,6 +136,7 @@ Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
   if (call.address.empty()) {
     if (std::string by_mac = ipam_.NameForMac(call.pool_id, call.mac); !by_mac.empty()) return {.name = by_mac};
   }
+  if (!EngineAnswers()) return {};
   Result<std::vector<EngineContainer>> containers = engine_.ListContainers(TimeLeft(deadline));
   if (!containers.ok()) {
     NoteEngineFailed(containers.status());
@@ -160,7 +161,7 @@ Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
 }
 
 std::string IdentityService::ReservationNameOf(const std::string& name) {
-  if (!MayBeSwarmTaskName(name) || !healthy_.load()) return name;
+  if (!MayBeSwarmTaskName(name) || !EngineAnswers()) return name;
   Result<std::string> resolved = ResolveName(name, options_.request_budget);
   if (!resolved.ok()) {
     NoteEngineFailed(resolved.status());
@@ -234,7 +235,7 @@ Status IdentityService::AttachEndpointName(const driver::EndpointRecord& endpoin
 Status IdentityService::LearnAtJoin(const std::string& network_id, const std::string& endpoint_id) {
   std::optional<driver::EndpointRecord> endpoint = driver_.FindEndpoint(endpoint_id);
   if (!endpoint) return OkStatus();
-  if (!healthy_.load()) {
+  if (!EngineAnswers()) {
     spdlog::debug("endpoint {}: engine not answering, name learned later", ShortId(endpoint_id));
     return OkStatus();
   }
@@ -259,6 +260,24 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
     return AttachEndpointName(*endpoint, *name);
   }
   return OkStatus();
+}
+
+bool IdentityService::EngineAnswers() {
+  if (healthy_.load()) return true;
+  // Calls that kept failing while the engine answered pings: only a background pass turns them on.
+  if (failed_in_a_row_.load() >= kFailuresOfABusyEngine) return false;
+  {
+    std::scoped_lock lock(probe_mu_);
+    const SteadyClock::time_point now = SteadyClock::now();
+    if (now < next_probe_) return false;
+    next_probe_ = now + kProbeEvery;
+  }
+  // The fleet e2e ran `docker run web` on two hosts within a second of their dockerds coming up:
+  // neither Join learned the name, so the second was not refused (one name on two hosts).
+  if (!engine_.Ping(options_.busy_ping).ok()) return false;
+  healthy_ = true;
+  spdlog::info("the Docker engine answers a ping: names are learned at Join again");
+  return true;
 }
 
 void IdentityService::NoteEngineFailed(const Status& why) {

@@ -83,8 +83,8 @@ class IdentityService {
   Status LearnAtJoin(const std::string& network_id, const std::string& endpoint_id);
 
   // Whether the background pass's ping was answered (the pass tells, and a handler whose call
-  // failed and whose ping was not answered); handlers call the engine only while it is. Starts
-  // false: the first pass tells. A pass's answer does not reset the handlers' failures in a row: its list may take 3 s,
+  // failed and whose ping was not answered); handlers call the engine only while it is, or after
+  // a ping of their own (EngineAnswers). Starts false: the first pass tells. A pass's answer does not reset the handlers' failures in a row: its list may take 3 s,
   // theirs must answer within their budget, and only their own success tells that it does again.
   void NoteEngineAnswered(bool answered) { healthy_ = answered; }
   // Learns the names of joined endpoints that have none yet (they joined while the engine did
@@ -134,6 +134,14 @@ class IdentityService {
   // background pass hears from it. An engine busy starting many containers answers slowly but
   // answers a ping: the handlers go on calling it, unless its calls keep failing.
   void NoteEngineFailed(const Status& why);
+  // Whether a handler may call the engine. While no pass has heard from it (dockerd starting, or
+  // this plugin started before it), one handler in kProbeEvery pings it (busy_ping): a container
+  // run the moment dockerd's API answers is named at its Join, not at the next pass (5 s later).
+  // Not after calls that kept failing with the ping answered: those wait for a pass.
+  bool EngineAnswers();
+  static constexpr Millis kProbeEvery{1000};
+  std::mutex probe_mu_;
+  SteadyClock::time_point next_probe_{};
   std::atomic<bool> healthy_{false};  // handlers may call the engine (NoteEngineAnswered, NoteEngineFailed)
   std::atomic<int> failed_in_a_row_{0};
 };

@@ -70,7 +70,29 @@ TEST_F(IdentityTest, NothingIsAskedWhileTheEngineDoesNotAnswer) {
   Starting("c1", "a-0");
   EXPECT_EQ(Guess(), "");
   EXPECT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
-  EXPECT_EQ(engine_.calls, before);  // a booting dockerd is never waited on in a handler
+  EXPECT_EQ(Guess(), "");
+  // A booting dockerd is waited on by one short ping per second, in one handler only.
+  EXPECT_EQ(engine_.calls, before + 1);
+  EXPECT_FALSE(identity_->engine_healthy());
+}
+
+// dockerd's API answers before any background pass heard from it: the first Join asks it (one
+// ping) and learns its container's name, so that name is refused on another host at once.
+TEST_F(IdentityTest, AJoinRightAfterTheEngineComesUpLearnsItsName) {
+  engine_.answering = false;
+  EXPECT_FALSE(reconciler_->PassOnce().engine_answered);
+  engine_.answering = true;
+  Result<std::string> address = ipam_->RequestAddress({pool_, "", false, "", "", ""});
+  ASSERT_TRUE(address.ok());
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *address, "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
+  engine_.networks[kNet].endpoints.push_back({kEp1, "web"});
+  ASSERT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
+  EXPECT_TRUE(identity_->engine_healthy());
+  std::vector<ipam::ReservationView> list = ipam_->ListReservations();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].record.name, "web");
+  EXPECT_EQ(list[0].record.address.ToString() + "/24", *address);
 }
 
 // A busy engine (many tasks starting on the host) answers a list too late for one guess; it still
