@@ -40,7 +40,9 @@ class CrossServiceTest : public ::testing::Test {
   // Whether the IPAM would still hand out `address` (it is not leased).
   bool Free(const std::string& address) {
     Result<std::string> got = ipam_->RequestAddress({.pool_id = pool_id_, .address = address});
-    if (got.ok()) EXPECT_TRUE(ipam_->ReleaseAddress(pool_id_, address).ok());
+    if (got.ok()) {
+      EXPECT_TRUE(ipam_->ReleaseAddress(pool_id_, address).ok());
+    }
     return got.ok();
   }
 

@@ -449,7 +449,7 @@ TEST_F(ReconcilerTest, AContainerThatLeftMeanwhileIsNoFailedDeletion) {
   SharedHost host = OnASharedBook(address);
   ScriptedHost scripted(net_store_, *host.service, engine_, *identity_, [this] { return now_; });
   // db stops while web's interface is being deleted.
-  scripted.links.before = [&] { scripted.driver->DeleteEndpoint(kNet, kEp2); };
+  scripted.links.before = [&] { EXPECT_TRUE(scripted.driver->DeleteEndpoint(kNet, kEp2).ok()); };
   LogCapture log;
   const daemon::Reconciler::PassReport report = scripted.reconciler->PassOnce();
   EXPECT_EQ(report.addresses_given_away, 2);
