@@ -270,7 +270,7 @@ bool IdentityService::EngineAnswers() {
     std::scoped_lock lock(probe_mu_);
     const SteadyClock::time_point now = SteadyClock::now();
     if (now < next_probe_) return false;
-    next_probe_ = now + kProbeEvery;
+    next_probe_ = now + options_.probe_every;
   }
   // The fleet e2e ran `docker run web` on two hosts within a second of their dockerds coming up:
   // neither Join learned the name, so the second was not refused (one name on two hosts).
@@ -283,11 +283,19 @@ bool IdentityService::EngineAnswers() {
 void IdentityService::NoteEngineFailed(const Status& why) {
   // The full-size swarm run lost three slots' addresses to one container list that took 410 ms
   // while ten tasks started on the host: the handlers after it stopped asking until the next pass.
-  if (failed_in_a_row_.fetch_add(1) + 1 < kFailuresOfABusyEngine && engine_.Ping(options_.busy_ping).ok()) {
+  const bool still_asked = failed_in_a_row_.fetch_add(1) + 1 < kFailuresOfABusyEngine;
+  if (!engine_.Ping(options_.busy_ping).ok()) {
+    // Silent, not busy (dockerd restarting): these failures say nothing of a busy engine, and a
+    // handler's probe may hear it again as soon as it answers (EngineAnswers).
+    failed_in_a_row_ = 0;
+    healthy_ = false;
+    return;
+  }
+  if (still_asked) {
     spdlog::info("{}; the engine answers a ping (busy): still asked", why.message());
     return;
   }
-  healthy_ = false;
+  healthy_ = false;  // kept failing while it answers pings: until a pass hears it
 }
 
 int IdentityService::LearnPendingNames() {

@@ -49,6 +49,7 @@ struct IdentityOptions {
   Millis inspect_wait{150};    // how long a candidate's inspect may take to count as idle
   Millis join_timeout{500};    // GET /networks/<id> at Join
   Millis busy_ping{250};       // after a failed call: a ping that tells a busy engine from a silent one
+  Millis probe_every{1000};    // while no pass has heard from the engine: one handler's ping this often
   Millis learn_timeout{3000};  // GET /networks/<id> when learning pending names
 };
 
@@ -92,7 +93,8 @@ class IdentityService {
   int LearnPendingNames();
 
   bool engine_healthy() const { return healthy_.load(); }
-  // Calls failed in a row with the engine still answering a ping: at this many, it counts as silent.
+  // Calls failed in a row with the engine still answering a ping: at this many, it counts as
+  // silent until a pass hears it (a failure whose ping is not answered resets the count).
   static constexpr int kFailuresOfABusyEngine = 3;
 
  private:
@@ -135,11 +137,10 @@ class IdentityService {
   // answers a ping: the handlers go on calling it, unless its calls keep failing.
   void NoteEngineFailed(const Status& why);
   // Whether a handler may call the engine. While no pass has heard from it (dockerd starting, or
-  // this plugin started before it), one handler in kProbeEvery pings it (busy_ping): a container
+  // this plugin started before it), one handler per probe_every pings it (busy_ping): a container
   // run the moment dockerd's API answers is named at its Join, not at the next pass (5 s later).
   // Not after calls that kept failing with the ping answered: those wait for a pass.
   bool EngineAnswers();
-  static constexpr Millis kProbeEvery{1000};
   std::mutex probe_mu_;
   SteadyClock::time_point next_probe_{};
   std::atomic<bool> healthy_{false};  // handlers may call the engine (NoteEngineAnswered, NoteEngineFailed)

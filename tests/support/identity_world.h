@@ -69,6 +69,17 @@ class IdentityWorld : public ::testing::Test {
     SMV_RETURN_IF_ERROR(identity_->LearnAtJoin(kNet, endpoint));
     return address;
   }
+  // An endpoint of container `name` on "lan" that joined (the driver's part of dockerd's Join)
+  // and that the engine lists, its name not yet learned: what LearnAtJoin asks about. Its address.
+  std::string JoinedUnnamed(const std::string& endpoint, const std::string& name) {
+    Result<std::string> address = ipam_->RequestAddress({pool_, "", false, "", "", ""});
+    EXPECT_TRUE(address.ok());
+    if (!address.ok()) return "";
+    EXPECT_TRUE(driver_->CreateEndpoint({kNet, endpoint, *address, "", ""}).ok());
+    EXPECT_TRUE(driver_->Join(kNet, endpoint, "/sandbox").ok());
+    engine_.networks[kNet].endpoints.push_back({endpoint, name});
+    return *address;
+  }
   void Stop(const std::string& endpoint, const std::string& address) {
     EXPECT_TRUE(driver_->DeleteEndpoint(kNet, endpoint).ok());
     EXPECT_TRUE(ipam_->ReleaseAddress(pool_, address.substr(0, address.find('/'))).ok());

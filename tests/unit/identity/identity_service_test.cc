@@ -64,16 +64,18 @@ TEST_F(IdentityTest, KnownFixedMacNeedsNoEngineCall) {
 }
 
 TEST_F(IdentityTest, NothingIsAskedWhileTheEngineDoesNotAnswer) {
+  IdentityService identity(engine_, *ipam_, *driver_, IdentityOptions{.probe_every = engine::Millis(60000)});
   engine_.answering = false;
-  EXPECT_FALSE(reconciler_->PassOnce().engine_answered);
+  JoinedUnnamed(kEp1, "a-0");
   const int before = engine_.calls;
   Starting("c1", "a-0");
-  EXPECT_EQ(Guess(), "");
-  EXPECT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
-  EXPECT_EQ(Guess(), "");
-  // A booting dockerd is waited on by one short ping per second, in one handler only.
+  EXPECT_EQ(identity.GuessRequester({pool_, "", false, "", "", ""}).name, "");
+  EXPECT_TRUE(identity.LearnAtJoin(kNet, kEp1).ok());
+  EXPECT_EQ(identity.GuessRequester({pool_, "", false, "", "", ""}).name, "");
+  // A booting dockerd is waited on by one short ping per probe_every, in one handler only.
   EXPECT_EQ(engine_.calls, before + 1);
-  EXPECT_FALSE(identity_->engine_healthy());
+  EXPECT_FALSE(identity.engine_healthy());
+  EXPECT_TRUE(driver_->FindEndpoint(kEp1)->container_name.empty());
 }
 
 // dockerd's API answers before any background pass heard from it: the first Join asks it (one
@@ -82,17 +84,33 @@ TEST_F(IdentityTest, AJoinRightAfterTheEngineComesUpLearnsItsName) {
   engine_.answering = false;
   EXPECT_FALSE(reconciler_->PassOnce().engine_answered);
   engine_.answering = true;
-  Result<std::string> address = ipam_->RequestAddress({pool_, "", false, "", "", ""});
-  ASSERT_TRUE(address.ok());
-  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *address, "", ""}).ok());
-  ASSERT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
-  engine_.networks[kNet].endpoints.push_back({kEp1, "web"});
+  const std::string address = JoinedUnnamed(kEp1, "web");
   ASSERT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
   EXPECT_TRUE(identity_->engine_healthy());
   std::vector<ipam::ReservationView> list = ipam_->ListReservations();
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].record.name, "web");
-  EXPECT_EQ(list[0].record.address.ToString() + "/24", *address);
+  EXPECT_EQ(list[0].record.address.ToString() + "/24", address);
+}
+
+// dockerd restarts between two passes, again and again: the handlers' failures meet a ping that
+// is not answered (silent, not busy), so once it answers, a handler's probe hears it and the
+// next Join learns its name.
+TEST_F(IdentityTest, FailuresOfASilentEngineDoNotStopTheProbes) {
+  IdentityService identity(engine_, *ipam_, *driver_, IdentityOptions{.probe_every = engine::Millis(0)});
+  Known("a-0", "192.0.2.140");
+  Starting("c1", "a-0");
+  for (int i = 0; i < IdentityService::kFailuresOfABusyEngine + 1; ++i) {
+    identity.NoteEngineAnswered(true);  // a pass heard it before it went down
+    engine_.answering = false;
+    EXPECT_EQ(identity.GuessRequester({pool_, "", false, "", "", ""}).name, "");
+    EXPECT_FALSE(identity.engine_healthy());
+  }
+  engine_.answering = true;
+  JoinedUnnamed(kEp1, "web");
+  ASSERT_TRUE(identity.LearnAtJoin(kNet, kEp1).ok());
+  EXPECT_TRUE(identity.engine_healthy());
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web");
 }
 
 // A busy engine (many tasks starting on the host) answers a list too late for one guess; it still
