@@ -227,8 +227,7 @@ TEST_F(EtcdStoreTest, AgreeingWithTheAuxAddressesComparesThePoolWithoutWritingIt
   ASSERT_TRUE(a->service->AgreeAuxAddresses(subnet, {}).ok());
   Status stale = c->service->AgreeAuxAddresses(subnet, dns);
   ASSERT_EQ(stale.code(), Code::kFailedPrecondition) << "c agreed on its stale view: " << stale.message();
-  EXPECT_NE(stale.message().find("no --aux-address (first set on node host-a)"), std::string::npos)
-      << stale.message();
+  EXPECT_NE(stale.message().find("no --aux-address (first set on node host-a)"), std::string::npos) << stale.message();
 }
 
 // etcd refuses a transaction of more than --max-txn-ops operations: a burst of parallel starts on
@@ -541,8 +540,9 @@ TEST_F(EtcdStoreTest, AWatchingNodeAnswersAnyReservedFromItsMirror) {
     EXPECT_TRUE(read.ok()) << read.status().message();
     return read.ok() && *read;
   };
-  ASSERT_TRUE(Eventually([&] { return any({"web.1", "web.2"}) && b->store->mirror_lookups() > 0; }))
-      << "a's reservation never reached b's mirror";
+  ASSERT_TRUE(Eventually([&] {
+    return any({"web.1", "web.2"}) && b->store->mirror_lookups() > 0;
+  })) << "a's reservation never reached b's mirror";
   uint64_t looked = b->store->mirror_lookups();
   EXPECT_FALSE(any({"web.1", "web.3"}));
   EXPECT_EQ(b->store->mirror_lookups(), looked + 1);
