@@ -258,6 +258,22 @@ void EtcdIpamStore::PauseWatch(bool paused) {
   if (paused && watch_client_ != nullptr) watch_client_->InterruptWatch();
 }
 
+bool EtcdIpamStore::ListIntoMirror(etcd::KvClient& client) {
+  Result<etcd::RangeResult> all = client.GetPrefix(options_.prefix);
+  if (!all.ok()) {
+    spdlog::debug("listing the shared address book for its mirror failed: {}", all.status().message());
+    return false;
+  }
+  std::scoped_lock lock(mirror_mu_);
+  mirror_.clear();
+  for (etcd::KeyValue& kv : all->kvs) mirror_[kv.key] = {std::move(kv.value), kv.mod_revision};
+  mirror_revision_ = all->revision;
+  mirror_live_ = true;
+  ++mirror_lists_;
+  mirror_moved_.notify_all();
+  return true;
+}
+
 void EtcdIpamStore::FollowBook(std::stop_token stop) {
   etcd::KvClient& client = *watch_client_;
   bool listed = false;
@@ -270,28 +286,14 @@ void EtcdIpamStore::FollowBook(std::stop_token stop) {
       StopRequestedWithin(stop, milliseconds(20));
       continue;
     }
-    if (!listed) {
-      Result<etcd::RangeResult> all = client.GetPrefix(options_.prefix);
-      if (!all.ok()) {
-        spdlog::debug("listing the shared address book for its mirror failed: {}", all.status().message());
-        StopRequestedWithin(stop, kRelistPause);
-        continue;
-      }
-      std::scoped_lock lock(mirror_mu_);
-      mirror_.clear();
-      for (etcd::KeyValue& kv : all->kvs) mirror_[kv.key] = {std::move(kv.value), kv.mod_revision};
-      mirror_revision_ = all->revision;
-      mirror_live_ = listed = true;
-      ++mirror_lists_;
-      mirror_moved_.notify_all();
+    if (!listed && !(listed = ListIntoMirror(client))) {
+      StopRequestedWithin(stop, kRelistPause);
+      continue;
     }
     int64_t from = 0;
     {
       std::scoped_lock lock(mirror_mu_);
       from = mirror_revision_ + 1;
-    }
-    {
-      std::scoped_lock lock(mirror_mu_);
       watching_ = true;
     }
     Status ended = client.Watch(options_.prefix, from, [&](std::vector<etcd::WatchEvent> batch) {

@@ -264,6 +264,8 @@ class EtcdIpamStore : public IpamStore, public SharedBook {
 
   // Serves LoadInto from the mirror once it reached `at_least`; false: read etcd instead.
   bool LoadFromMirror(IpamLoadSink& sink, int64_t at_least, Status& decoded);
+  // Lists the whole book into the mirror (the watch thread); false when etcd did not answer.
+  bool ListIntoMirror(etcd::KvClient& client);
   // The watch thread: lists the book, then follows it, until `stop`.
   void FollowBook(std::stop_token stop);
   struct MirrorEntry {
