@@ -275,6 +275,8 @@ bool IdentityService::EngineAnswers() {
   // The fleet e2e ran `docker run web` on two hosts within a second of their dockerds coming up:
   // neither Join learned the name, so the second was not refused (one name on two hosts).
   if (!engine_.Ping(options_.busy_ping).ok()) return false;
+  // Other handlers' calls may have failed meanwhile, making a busy engine: that waits for a pass.
+  if (failed_in_a_row_.load() >= kFailuresOfABusyEngine) return false;
   healthy_ = true;
   spdlog::info("the Docker engine answers a ping: names are learned at Join again");
   return true;
@@ -283,15 +285,13 @@ bool IdentityService::EngineAnswers() {
 void IdentityService::NoteEngineFailed(const Status& why) {
   // The full-size swarm run lost three slots' addresses to one container list that took 410 ms
   // while ten tasks started on the host: the handlers after it stopped asking until the next pass.
-  const bool still_asked = failed_in_a_row_.fetch_add(1) + 1 < kFailuresOfABusyEngine;
   if (!engine_.Ping(options_.busy_ping).ok()) {
-    // Silent, not busy (dockerd restarting): these failures say nothing of a busy engine, and a
-    // handler's probe may hear it again as soon as it answers (EngineAnswers).
-    failed_in_a_row_ = 0;
+    // Silent, not busy (dockerd restarting): not counted toward a busy engine, so a handler's
+    // probe may hear it again as soon as it answers (EngineAnswers).
     healthy_ = false;
     return;
   }
-  if (still_asked) {
+  if (failed_in_a_row_.fetch_add(1) + 1 < kFailuresOfABusyEngine) {
     spdlog::info("{}; the engine answers a ping (busy): still asked", why.message());
     return;
   }

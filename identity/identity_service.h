@@ -95,7 +95,7 @@ class IdentityService {
 
   bool engine_healthy() const { return healthy_.load(); }
   // Calls failed in a row with the engine still answering a ping: at this many, it counts as
-  // silent until a pass hears it (a failure whose ping is not answered resets the count).
+  // silent until a pass hears it (a failure whose ping is not answered is not counted).
   static constexpr int kFailuresOfABusyEngine = 3;
 
  private:

@@ -93,13 +93,19 @@ TEST_F(IdentityTest, AJoinRightAfterTheEngineComesUpLearnsItsName) {
   EXPECT_EQ(list[0].record.address.ToString() + "/24", address);
 }
 
-// dockerd restarts between two passes, again and again: the handlers' failures meet a ping that
-// is not answered (silent, not busy), so once it answers, a handler's probe hears it and the
-// next Join learns its name.
+// Two calls of a busy engine fail (its pings answer); then dockerd restarts between passes, again
+// and again: those failures meet a ping that is not answered (silent, not busy) and are not
+// counted, so once it answers, a handler's probe hears it and the next Join learns its name.
 TEST_F(IdentityTest, FailuresOfASilentEngineDoNotStopTheProbes) {
   IdentityService identity(engine_, *ipam_, *driver_, IdentityOptions{.probe_every = engine::Millis(0)});
   Known("a-0", "192.0.2.140");
   Starting("c1", "a-0");
+  identity.NoteEngineAnswered(true);
+  engine_.lists_time_out = IdentityService::kFailuresOfABusyEngine - 1;
+  for (int i = 1; i < IdentityService::kFailuresOfABusyEngine; ++i) {
+    EXPECT_EQ(identity.GuessRequester({pool_, "", false, "", "", ""}).name, "");
+    EXPECT_TRUE(identity.engine_healthy()) << "busy, after " << i << " failure(s)";
+  }
   for (int i = 0; i < IdentityService::kFailuresOfABusyEngine + 1; ++i) {
     identity.NoteEngineAnswered(true);  // a pass heard it before it went down
     engine_.answering = false;
@@ -124,7 +130,7 @@ TEST_F(IdentityTest, ASlowListOfABusyEngineLosesOneGuessNotTheNext) {
   EXPECT_EQ(Guess(), "");
   EXPECT_TRUE(identity_->engine_healthy());
   EXPECT_EQ(Guess(), "a-0");
-  // Calls that keep failing count as an engine that does not answer, ping or not.
+  // Calls that keep failing while the engine answers its pings count as one that does not answer.
   engine_.lists_time_out = IdentityService::kFailuresOfABusyEngine;
   for (int i = 1; i < IdentityService::kFailuresOfABusyEngine; ++i) {
     EXPECT_EQ(Guess(), "");
