@@ -10,8 +10,10 @@
 #   HOSTS the host names, e.g. (a b c)                    SW     the switch namespace, e.g. $ID-sw
 # and may set KEEP_LOGS (a directory the hosts' logs are copied to at teardown). It installs the
 # teardown with `trap fleet_teardown EXIT`. A host's files are under $DIR/<host>/.
+# The engine is the dockerd on PATH and the client $DOCKER (default bookworm's 20.10); for sid's
+# 28.5.2: R=$(scripts/fetch-engine.sh 28); DOCKER=$R/usr/bin/docker PATH=$R/usr/sbin:$R/usr/bin:$PATH
 
-DOCKER=/usr/bin/docker  # Debian's 20.10 client, matching the daemon
+DOCKER=${DOCKER:-/usr/bin/docker}  # Debian's 20.10 client, matching the daemon (or the one of the dockerd on PATH)
 P=static-macvlan:latest  # the managed plugin's name on each host
 FLEET_STORE=etcd://203.0.113.254:23790,203.0.113.254:23792,203.0.113.254:23794
 PASSED=0
@@ -158,7 +160,7 @@ fleet_swarm_hosts() {
     fleet_dockerd_ready "$h"
     fleet_managed_plugin "$h" "$1"
   done
-  pass "${#HOSTS[@]} hosts, each with dockerd 20.10 and its own managed plugin on the shared book"
+  pass "${#HOSTS[@]} hosts, each with dockerd $(d "${HOSTS[0]}" version -f '{{.Server.Version}}') and its own managed plugin on the shared book"
   FLEET_SWARM=1
   h=${HOSTS[0]}
   d "$h" swarm init --advertise-addr 203.0.113.1 --listen-addr 203.0.113.1:2377 >/dev/null || fail "swarm init on $h"
