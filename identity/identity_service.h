@@ -85,9 +85,9 @@ class IdentityService {
 
   // Whether the background pass's ping was answered (the pass tells, and a handler whose call
   // failed and whose ping was not answered); handlers call the engine only while it is, or after
-  // a ping of their own (EngineAnswers). Starts false: the first pass tells. A pass's answer does not reset the
-  // handlers' failures in a row: its list may take 3 s, theirs must answer within their budget, and only their own
-  // success tells that it does again.
+  // a ping of their own (EngineAnswers). Starts false: the first pass tells. A pass's answer
+  // does not reset the handlers' failures in a row: its list may take 3 s, theirs must answer
+  // within their budget, and only their own success tells that it does again.
   void NoteEngineAnswered(bool answered) { healthy_ = answered; }
   // Learns the names of joined endpoints that have none yet (they joined while the engine did
   // not answer) and ties them to their addresses. Returns how many were learned.
