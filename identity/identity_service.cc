@@ -184,22 +184,33 @@ void IdentityService::IdentifyRequester(ipam::AddressCall& call) {
 }
 
 void IdentityService::RememberTasks(const std::vector<const EngineContainer*>& candidates) {
+  const int64_t now = clock_();
   std::scoped_lock lock(known_mu_);
   for (const EngineContainer* c : candidates) {
-    if (!c->labels.contains(kSwarmTaskIdLabel)) continue;
+    const bool task = c->labels.contains(kSwarmTaskIdLabel);
+    if (auto it = known_tasks_.find(c->name); it != known_tasks_.end()) {
+      if (!task || it->second.container_id != c->id) it->second.container_id.clear();  // another container now
+      it->second.listed_at = now;
+      continue;
+    }
+    if (!task) continue;
     if (known_tasks_.size() >= kMaxKnownTasks) known_tasks_.clear();
-    known_tasks_.try_emplace(c->id, c->name, ReservationName(c->name, c->labels));
+    known_tasks_.emplace(c->name, KnownTaskEntry{c->id, ReservationName(c->name, c->labels), now});
   }
 }
 
 std::optional<std::string> IdentityService::KnownTask(const EngineEndpoint& endpoint) {
-  if (endpoint.container_id.empty()) return std::nullopt;
+  static constexpr std::string_view kEndpointKey = "ep-";  // dockerd's key for an endpoint without a sandbox
   std::scoped_lock lock(known_mu_);
-  auto it = known_tasks_.find(endpoint.container_id);
-  if (it == known_tasks_.end() || it->second.first != endpoint.name) return std::nullopt;
-  std::string reservation_name = std::move(it->second.second);
+  auto it = known_tasks_.find(endpoint.name);
+  if (it == known_tasks_.end()) return std::nullopt;
+  KnownTaskEntry entry = std::move(it->second);
   known_tasks_.erase(it);  // one Join per task's container
-  return reservation_name;
+  const bool same_container = endpoint.container_id.starts_with(kEndpointKey)
+                                  ? !entry.container_id.empty() && clock_() - entry.listed_at <= kKnownTaskSeconds
+                                  : !endpoint.container_id.empty() && endpoint.container_id == entry.container_id;
+  if (!same_container) return std::nullopt;
+  return entry.reservation_name;
 }
 
 Result<std::string> IdentityService::ResolveName(const std::string& name, Millis timeout) {

@@ -117,16 +117,24 @@ class IdentityService {
   // The same, read from containers already listed: the one named exactly `name`, else `name`.
   static std::string ResolveNameIn(const std::string& name, const std::vector<EngineContainer>& listed);
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
-  // Starting swarm tasks (the guess's candidates) by container id: their container name and
-  // reservation name. A task that asked for its address while listed joins moments later, and
-  // its Join needs no second engine call; the entry is used only for that container id under
-  // that name (labels do not change; an id is never reused). Bounded: cleared past
-  // kMaxKnownTasks.
+  // Starting swarm tasks (the guess's candidates) by container name: their container id,
+  // reservation name and when listed. A task that asked for its address while listed joins
+  // moments later, and its Join needs no second engine call. At its Join dockerd lists the
+  // endpoint under "ep-<endpoint id>", not its container id (its sandbox is not registered yet):
+  // then the name tells, within kKnownTaskSeconds of the list (a task's name holds its task id,
+  // never reused); a name listed again under another id is looked up. A real container id must
+  // be the listed one. Bounded: cleared past kMaxKnownTasks.
   void RememberTasks(const std::vector<const EngineContainer*>& candidates);
   std::optional<std::string> KnownTask(const EngineEndpoint& endpoint);
   static constexpr size_t kMaxKnownTasks = 1024;
+  static constexpr int64_t kKnownTaskSeconds = 30;
+  struct KnownTaskEntry {
+    std::string container_id;  // "" once the name was listed under two ids
+    std::string reservation_name;
+    int64_t listed_at = 0;  // unix seconds
+  };
   std::mutex known_mu_;
-  std::map<std::string, std::pair<std::string, std::string>> known_tasks_;  // id -> (name, reservation name)
+  std::map<std::string, KnownTaskEntry> known_tasks_;  // by container name
   EngineApi& engine_;
   ipam::IpamApi& ipam_;
   driver::DriverService& driver_;

@@ -122,6 +122,63 @@ TEST_F(SwarmIdentityTest, ATaskTheGuessListedJoinsWithoutASecondLookup) {
   EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
 }
 
+// At its Join dockerd lists the endpoint under "ep-<endpoint id>" (its sandbox is not registered
+// yet), not its container id: the listed task is known by its name. Seen on dockerd 20.10: every
+// swarm Join had made the second lookup.
+class KnownTaskAtJoinTest : public SwarmIdentityTest {
+ protected:
+  // The task c1 (web.1) asks while listed, `between` runs, and its endpoint joins; the engine's
+  // calls the Join makes.
+  int JoinCalls(const std::function<void()>& between = [] {}) {
+    StartingTask("c1", "web", "1", kTask);
+    ipam::AddressCall call{pool_, "", false, "", "", ""};
+    identity_->IdentifyRequester(call);
+    Result<std::string> address = ipam_->RequestAddress(call);
+    EXPECT_TRUE(address.ok());
+    between();
+    EXPECT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *address, "", ""}).ok());
+    EXPECT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
+    engine_.networks[kNet].endpoints.push_back({kEp1, "web.1." + kTask, "", "", "ep-" + kEp1});
+    const int before = engine_.calls;
+    learned_ = identity_->LearnAtJoin(kNet, kEp1);
+    return engine_.calls - before;
+  }
+  const std::string kTask = "aaaaaaaaaaaaaaaaaaaaaaaa1";
+  Status learned_;
+};
+
+TEST_F(KnownTaskAtJoinTest, AJoinListedUnderItsEndpointKeyIsKnownByName) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls(), 1);  // the network's endpoints only
+  EXPECT_TRUE(learned_.ok());
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web.1");
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
+}
+
+TEST_F(KnownTaskAtJoinTest, AnOldListIsNotTrusted) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls([this] { now_ += 31; }), 2);  // the task's labels are looked up
+  EXPECT_TRUE(learned_.ok());
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web.1");
+}
+
+TEST_F(KnownTaskAtJoinTest, ANameListedUnderTwoContainersIsLookedUp) {
+  Known("web.1", "192.0.2.150");
+  const int calls = JoinCalls([this] {
+    // Listed again before the Join, now as another container (the task removed, one of that
+    // name run by hand without labels): the name no longer tells which.
+    engine_.containers.front().id = "c9";
+    engine_.containers.front().labels.clear();
+    ipam::AddressCall again{pool_, "", false, "", "", ""};
+    engine_.starting.insert("c9");
+    identity_->IdentifyRequester(again);
+  });
+  EXPECT_EQ(calls, 2);
+  // Not the task: refused the slot's address, which stays reserved for the slot.
+  EXPECT_EQ(learned_.code(), Code::kFailedPrecondition) << learned_.message();
+  EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
+}
+
 // Another container under the listed task's name (the task removed, a container of that name run
 // by hand) is looked up, not taken for the task.
 TEST_F(SwarmIdentityTest, AnotherContainerUnderAListedTasksNameIsLookedUp) {
