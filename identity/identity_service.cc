@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <future>
 #include <set>
 
@@ -74,7 +75,6 @@ Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const st
     for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
     if (!past_create) candidates.push_back(&c);
   }
-  RememberTasks(candidates);
   // Swarm keeps a slot's earlier tasks listed (task history, 5 by default), without an endpoint.
   // The exited ones are skipped above; one that never ran (refused at its start, listed as
   // "created") counts once, under its slot's name, and answers its inspect at once, so it never
@@ -125,6 +125,14 @@ Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const st
 
 Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
   if (!call.name.empty() || call.gateway) return {};
+  const uint64_t request = BeginRequest();
+  bool listed = false;
+  Guess guess = GuessFromEngine(call, request, listed);
+  if (!listed) NoteUnlisted(request);
+  return guess;
+}
+
+Guess IdentityService::GuessFromEngine(const ipam::AddressCall& call, uint64_t request, bool& listed) {
   const SteadyClock::time_point deadline = SteadyClock::now() + options_.request_budget;
   std::optional<ipam::PoolConfig> pool = ipam_.FindPool(call.pool_id);
   if (!pool) return {};
@@ -143,6 +151,8 @@ Guess IdentityService::GuessRequester(const ipam::AddressCall& call) {
     return {};
   }
   failed_in_a_row_ = 0;
+  RememberListed(request, *containers);
+  listed = true;
   // Inspected after the list, never before: an endpoint created meanwhile shows in the inspect,
   // so its container is no candidate.
   for (const std::string& network_id : network_ids) {
@@ -178,37 +188,57 @@ void IdentityService::IdentifyRequester(ipam::AddressCall& call) {
     call.share_names = std::move(guess.start_group);
     return;
   }
+  NoteUnlisted(BeginRequest());  // this container's Join is not told from a list
   if (!MayBeSwarmTaskName(call.name)) return;
   call.hint_name = ReservationNameOf(call.name);
   call.name.clear();
 }
 
-void IdentityService::RememberTasks(const std::vector<const EngineContainer*>& candidates) {
+uint64_t IdentityService::BeginRequest() {
+  std::scoped_lock lock(known_mu_);
+  return ++requests_;
+}
+
+void IdentityService::NoteUnlisted(uint64_t request) {
+  std::scoped_lock lock(known_mu_);
+  unlisted_ = std::max(unlisted_, request);
+}
+
+void IdentityService::RememberListed(uint64_t request, const std::vector<EngineContainer>& listed) {
   const int64_t now = clock_();
   std::scoped_lock lock(known_mu_);
-  for (const EngineContainer* c : candidates) {
-    const bool task = c->labels.contains(kSwarmTaskIdLabel);
-    if (auto it = known_tasks_.find(c->name); it != known_tasks_.end()) {
-      if (!task || it->second.container_id != c->id) it->second.container_id.clear();  // another container now
-      it->second.listed_at = now;
-      continue;
+  for (const EngineContainer& c : listed) {
+    if (!MayBeSwarmTaskName(c.name)) continue;  // no task's name: no Join this map could answer
+    const bool task = c.labels.contains(kSwarmTaskIdLabel);
+    if (known_tasks_.size() >= kMaxKnownTasks && !known_tasks_.contains(c.name)) known_tasks_.clear();
+    auto [it, fresh] = known_tasks_.try_emplace(c.name);
+    KnownTaskEntry& entry = it->second;
+    if (fresh) {
+      entry.container_id = c.id;
+      entry.reservation_name = task ? ReservationName(c.name, c.labels) : "";
     }
-    if (!task) continue;
-    if (known_tasks_.size() >= kMaxKnownTasks) known_tasks_.clear();
-    known_tasks_.emplace(c->name, KnownTaskEntry{c->id, ReservationName(c->name, c->labels), now});
+    if (entry.container_id != c.id) entry.ambiguous = true;  // another container under this name
+    entry.seen_by = std::max(entry.seen_by, request);
+    entry.listed_at = std::max(entry.listed_at, now);
   }
 }
 
-std::optional<std::string> IdentityService::KnownTask(const EngineEndpoint& endpoint) {
-  static constexpr std::string_view kEndpointKey = "ep-";  // dockerd's key for an endpoint without a sandbox
+std::optional<std::string> IdentityService::KnownTask(const std::string& endpoint_id, const EngineEndpoint& endpoint) {
   std::scoped_lock lock(known_mu_);
   auto it = known_tasks_.find(endpoint.name);
   if (it == known_tasks_.end()) return std::nullopt;
   KnownTaskEntry entry = std::move(it->second);
   known_tasks_.erase(it);  // one Join per task's container
-  const bool same_container = endpoint.container_id.starts_with(kEndpointKey)
-                                  ? !entry.container_id.empty() && clock_() - entry.listed_at <= kKnownTaskSeconds
-                                  : !endpoint.container_id.empty() && endpoint.container_id == entry.container_id;
+  if (entry.ambiguous || entry.reservation_name.empty()) return std::nullopt;
+  bool same_container = false;
+  if (endpoint.container_id == "ep-" + endpoint_id) {
+    // No container id: the name tells, if listed since the last request that listed nothing
+    // (that one's container, maybe under this name, was never seen) and lately.
+    const int64_t age = clock_() - entry.listed_at;
+    same_container = entry.seen_by > unlisted_ && age >= 0 && age <= kKnownTaskSeconds;
+  } else {
+    same_container = !endpoint.container_id.empty() && endpoint.container_id == entry.container_id;
+  }
   if (!same_container) return std::nullopt;
   return entry.reservation_name;
 }
@@ -259,7 +289,7 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
   }
   for (const EngineEndpoint& e : network->endpoints) {
     if (e.endpoint_id != endpoint_id || e.name.empty()) continue;
-    std::optional<std::string> known = KnownTask(e);
+    std::optional<std::string> known = KnownTask(endpoint_id, e);
     Result<std::string> name = known ? Result<std::string>(*known) : ResolveName(e.name, options_.join_timeout);
     if (!name.ok()) {  // a swarm task's slot is told by its labels: learned in the background
       NoteEngineFailed(name.status());

@@ -117,24 +117,34 @@ class IdentityService {
   // The same, read from containers already listed: the one named exactly `name`, else `name`.
   static std::string ResolveNameIn(const std::string& name, const std::vector<EngineContainer>& listed);
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
-  // Starting swarm tasks (the guess's candidates) by container name: their container id,
-  // reservation name and when listed. A task that asked for its address while listed joins
-  // moments later, and its Join needs no second engine call. At its Join dockerd lists the
-  // endpoint under "ep-<endpoint id>", not its container id (its sandbox is not registered yet):
-  // then the name tells, within kKnownTaskSeconds of the list (a task's name holds its task id,
-  // never reused); a name listed again under another id is looked up. A real container id must
-  // be the listed one. Bounded: cleared past kMaxKnownTasks.
-  void RememberTasks(const std::vector<const EngineContainer*>& candidates);
-  std::optional<std::string> KnownTask(const EngineEndpoint& endpoint);
+  // The guess's engine part; `listed` tells whether it listed the host's containers.
+  Guess GuessFromEngine(const ipam::AddressCall& call, uint64_t request, bool& listed);
+  // Containers with a swarm task's name that the guess listed, by name: their id, reservation
+  // name, and the newest request whose list showed them. A task that asked for its address while
+  // listed joins moments later, and its Join needs no second engine call. At its Join dockerd
+  // lists the endpoint under "ep-<endpoint id>", not its container id (its sandbox is not
+  // registered yet): then the name tells (a task's name holds its task id, never reused), if a
+  // list showed it no more than kKnownTaskSeconds ago and since the last request that listed
+  // nothing (whose container, under this name or not, was never seen), and never under another
+  // id or without a task's labels. A real container id must be the listed one. Bounded: cleared
+  // past kMaxKnownTasks.
+  uint64_t BeginRequest();  // the request's number (they grow by one)
+  void NoteUnlisted(uint64_t request);
+  void RememberListed(uint64_t request, const std::vector<EngineContainer>& listed);
+  std::optional<std::string> KnownTask(const std::string& endpoint_id, const EngineEndpoint& endpoint);
   static constexpr size_t kMaxKnownTasks = 1024;
   static constexpr int64_t kKnownTaskSeconds = 30;
   struct KnownTaskEntry {
-    std::string container_id;  // "" once the name was listed under two ids
-    std::string reservation_name;
-    int64_t listed_at = 0;  // unix seconds
+    std::string container_id;      // the first listed under this name
+    std::string reservation_name;  // "" when that one was no swarm task
+    bool ambiguous = false;        // listed under another id too, or without a task's labels
+    uint64_t seen_by = 0;          // the newest request whose list showed it
+    int64_t listed_at = 0;         // unix seconds
   };
   std::mutex known_mu_;
   std::map<std::string, KnownTaskEntry> known_tasks_;  // by container name
+  uint64_t requests_ = 0;                              // the last request's number
+  uint64_t unlisted_ = 0;                              // the newest request that listed nothing
   EngineApi& engine_;
   ipam::IpamApi& ipam_;
   driver::DriverService& driver_;

@@ -179,6 +179,55 @@ TEST_F(KnownTaskAtJoinTest, ANameListedUnderTwoContainersIsLookedUp) {
   EXPECT_EQ(ReservedNames(), std::vector<std::string>{"web.1"});
 }
 
+TEST_F(KnownTaskAtJoinTest, ListedAgainItIsStillKnown) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls([this] { Guess(); }), 1);  // a task of a start group is listed by every guess
+  EXPECT_TRUE(learned_.ok());
+}
+
+TEST_F(KnownTaskAtJoinTest, AClockSetBackIsNotTrusted) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls([this] { now_ -= 100; }), 2);
+  EXPECT_TRUE(learned_.ok());
+}
+
+// The task removed and another container of its name run by hand, asking for its own address:
+// not a candidate of the guess, but its list shows the name under another id.
+TEST_F(KnownTaskAtJoinTest, ANameListedAsAnotherContainerThatIsNoCandidateIsLookedUp) {
+  Known("web.1", "192.0.2.150");
+  const int calls = JoinCalls([this] {
+    engine_.containers.clear();
+    engine_.containers.push_back(EngineContainer{"c9", "web.1." + kTask, {{"lan", {"", "192.0.2.140"}}}});
+    identity_->GuessRequester({pool_, "192.0.2.140", false, "", "", ""});
+  });
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(learned_.code(), Code::kFailedPrecondition) << learned_.message();
+}
+
+// A request that listed nothing (here the engine's list timed out; a known MAC or a name sent by
+// the engine lists nothing either) may be another container's under the listed name: the names
+// listed before it are looked up at their Join.
+TEST_F(KnownTaskAtJoinTest, AfterARequestThatListedNothingTheNameIsLookedUp) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls([this] {
+              engine_.lists_time_out = 1;
+              Guess();
+            }),
+            2);
+  EXPECT_TRUE(learned_.ok());
+}
+
+TEST_F(KnownTaskAtJoinTest, AfterANamedRequestTheNameIsLookedUp) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls([this] {
+              ipam::AddressCall named{pool_, "", false, "", "", ""};
+              named.name = "db";  // Docker >= 29 names the container
+              identity_->IdentifyRequester(named);
+            }),
+            2);
+  EXPECT_TRUE(learned_.ok());
+}
+
 // Another container under the listed task's name (the task removed, a container of that name run
 // by hand) is looked up, not taken for the task.
 TEST_F(SwarmIdentityTest, AnotherContainerUnderAListedTasksNameIsLookedUp) {
