@@ -210,7 +210,13 @@ void IdentityService::RememberListed(uint64_t request, const std::vector<EngineC
   for (const EngineContainer& c : listed) {
     if (!MayBeSwarmTaskName(c.name)) continue;  // no task's name: no Join this map could answer
     const bool task = c.labels.contains(kSwarmTaskIdLabel);
-    if (known_tasks_.size() >= kMaxKnownTasks && !known_tasks_.contains(c.name)) known_tasks_.clear();
+    if (IsFinishedSwarmTask(c)) continue;  // never joins again; its history would crowd the starting ones out
+    if (known_tasks_.size() >= kMaxKnownTasks && !known_tasks_.contains(c.name)) {
+      known_tasks_.clear();
+      // The ambiguities are gone with it: a list older than now (slow, still to come) must not
+      // make a clean entry for a container since replaced.
+      unlisted_ = std::max(unlisted_, requests_);
+    }
     auto [it, fresh] = known_tasks_.try_emplace(c.name);
     KnownTaskEntry& entry = it->second;
     if (fresh) {
@@ -261,6 +267,14 @@ std::string IdentityService::ResolveNameIn(const std::string& name, const std::v
   return name;
 }
 
+bool IdentityService::LeasedHere(const driver::EndpointRecord& endpoint) const {
+  for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
+    std::optional<Prefix> address = Prefix::Parse(cidr);
+    if (address && !ipam_.PoolsLeasing(address->address()).empty()) return true;
+  }
+  return false;
+}
+
 Status IdentityService::AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name) {
   for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
     std::optional<Prefix> address = Prefix::Parse(cidr);
@@ -289,7 +303,7 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
   }
   for (const EngineEndpoint& e : network->endpoints) {
     if (e.endpoint_id != endpoint_id || e.name.empty()) continue;
-    std::optional<std::string> known = KnownTask(endpoint_id, e);
+    std::optional<std::string> known = LeasedHere(*endpoint) ? KnownTask(endpoint_id, e) : std::nullopt;
     Result<std::string> name = known ? Result<std::string>(*known) : ResolveName(e.name, options_.join_timeout);
     if (!name.ok()) {  // a swarm task's slot is told by its labels: learned in the background
       NoteEngineFailed(name.status());

@@ -119,25 +119,28 @@ class IdentityService {
   Status AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name);
   // The guess's engine part; `listed` tells whether it listed the host's containers.
   Guess GuessFromEngine(const ipam::AddressCall& call, uint64_t request, bool& listed);
-  // Containers with a swarm task's name that the guess listed, by name: their id, reservation
-  // name, and the newest request whose list showed them. A task that asked for its address while
-  // listed joins moments later, and its Join needs no second engine call. At its Join dockerd
-  // lists the endpoint under "ep-<endpoint id>", not its container id (its sandbox is not
-  // registered yet): then the name tells (a task's name holds its task id, never reused), if a
-  // list showed it no more than kKnownTaskSeconds ago and since the last request that listed
-  // nothing (whose container, under this name or not, was never seen), and never under another
-  // id or without a task's labels. A real container id must be the listed one. Bounded: cleared
-  // past kMaxKnownTasks.
+  // Containers with a swarm task's name that the guess listed (not finished tasks), by name:
+  // their id, reservation name, and the newest request whose list showed them. A task that asked
+  // for its address while listed joins moments later, and its Join needs no second engine call.
+  // At its Join dockerd lists the endpoint under "ep-<endpoint id>", not its container id (its
+  // sandbox is not registered yet): then the name tells (a task's name holds its task id, never
+  // reused by swarm), if a list showed it no more than kKnownTaskSeconds ago and since the last
+  // request that listed nothing (whose container, under this name or not, was never seen), and
+  // never under another id or without a task's labels. A real container id must be the listed
+  // one. Bounded: cleared past kMaxKnownTasks (a clear counts as a request that listed nothing).
   uint64_t BeginRequest();  // the request's number (they grow by one)
   void NoteUnlisted(uint64_t request);
   void RememberListed(uint64_t request, const std::vector<EngineContainer>& listed);
   std::optional<std::string> KnownTask(const std::string& endpoint_id, const EngineEndpoint& endpoint);
+  // Whether one of the endpoint's addresses is leased here: its RequestAddress came through
+  // IdentifyRequester (a network on Docker's own IPAM, -o ipam=docker, sends none).
+  bool LeasedHere(const driver::EndpointRecord& endpoint) const;
   static constexpr size_t kMaxKnownTasks = 1024;
   static constexpr int64_t kKnownTaskSeconds = 30;
   struct KnownTaskEntry {
     std::string container_id;      // the first listed under this name
     std::string reservation_name;  // "" when that one was no swarm task
-    bool ambiguous = false;        // listed under another id too, or without a task's labels
+    bool ambiguous = false;        // listed under another id too
     uint64_t seen_by = 0;          // the newest request whose list showed it
     int64_t listed_at = 0;         // unix seconds
   };

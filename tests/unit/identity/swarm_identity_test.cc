@@ -138,12 +138,13 @@ class KnownTaskAtJoinTest : public SwarmIdentityTest {
     between();
     EXPECT_TRUE(driver_->CreateEndpoint({kNet, kEp1, *address, "", ""}).ok());
     EXPECT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
-    engine_.networks[kNet].endpoints.push_back({kEp1, "web.1." + kTask, "", "", "ep-" + kEp1});
+    engine_.networks[kNet].endpoints.push_back({kEp1, "web.1." + kTask, "", "", join_key_});
     const int before = engine_.calls;
     learned_ = identity_->LearnAtJoin(kNet, kEp1);
     return engine_.calls - before;
   }
   const std::string kTask = "aaaaaaaaaaaaaaaaaaaaaaaa1";
+  std::string join_key_ = "ep-" + kEp1;  // how dockerd keys the endpoint at its Join
   Status learned_;
 };
 
@@ -226,6 +227,55 @@ TEST_F(KnownTaskAtJoinTest, AfterANamedRequestTheNameIsLookedUp) {
             }),
             2);
   EXPECT_TRUE(learned_.ok());
+}
+
+// A busy engine's list timed out once; the next request's list shows the task again.
+TEST_F(KnownTaskAtJoinTest, ListedAgainAfterARequestThatListedNothingItIsKnownAgain) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls([this] {
+              engine_.lists_time_out = 1;
+              Guess();
+              Guess();
+            }),
+            1);
+  EXPECT_TRUE(learned_.ok());
+}
+
+TEST_F(KnownTaskAtJoinTest, AnotherEndpointsKeyIsNotTrusted) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls([this] { join_key_ = "ep-" + kEp2; }), 2);
+}
+
+// A container on a network of Docker's own IPAM (-o ipam=docker) joins without a RequestAddress
+// here: a task listed earlier under its name does not name it.
+TEST_F(KnownTaskAtJoinTest, AnEndpointWhoseAddressIsNotLeasedHereIsLookedUp) {
+  StartingTask("c1", "web", "1", kTask);
+  Guess();
+  engine_.containers.clear();
+  engine_.containers.push_back(EngineContainer{"c9", "web.1." + kTask, {}});  // the task gone, one of its name run
+  ASSERT_TRUE(driver_->CreateEndpoint({kNet, kEp1, "192.0.2.77/24", "", ""}).ok());
+  ASSERT_TRUE(driver_->Join(kNet, kEp1, "/sandbox").ok());
+  engine_.networks[kNet].endpoints.push_back({kEp1, "web.1." + kTask, "", "", "ep-" + kEp1});
+  const int before = engine_.calls;
+  ASSERT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
+  EXPECT_EQ(engine_.calls - before, 2);
+  EXPECT_EQ(driver_->FindEndpoint(kEp1)->container_name, "web.1." + kTask);
+}
+
+// dockerd lists the newest first: the starting task, then a long history of finished tasks
+// (5 per slot by default), more than the names kept. Those never join: they are not kept.
+TEST_F(KnownTaskAtJoinTest, ALongTaskHistoryDoesNotPushTheStartingTaskOut) {
+  Known("web.1", "192.0.2.150");
+  EXPECT_EQ(JoinCalls([this] {
+              for (int i = 0; i < 1100; ++i) {
+                const std::string task = fmt::format("h{:024d}", i);
+                engine_.containers.push_back(
+                    EngineContainer{"old" + std::to_string(i), "web.2." + task, {}, TaskLabels("web", task)});
+                engine_.containers.back().state = "exited";
+              }
+              Guess();
+            }),
+            1);
 }
 
 // Another container under the listed task's name (the task removed, a container of that name run
