@@ -29,13 +29,11 @@ Reconciler::Reconciler(engine::EngineApi& engine, ipam::IpamApi& ipam, driver::D
 Reconciler::~Reconciler() { StopBackground(); }
 
 void Reconciler::ReleaseEndpointLeases(const driver::EndpointRecord& endpoint) {
-  for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
-    std::optional<Prefix> address = Prefix::Parse(cidr);
-    if (!address) continue;
-    for (const std::string& pool : ipam_.PoolsLeasing(address->address())) {
-      if (Status s = ipam_.ReleaseAddress(pool, address->address().ToString()); !s.ok()) {
+  for (const Prefix& address : endpoint.Addresses()) {
+    for (const std::string& pool : ipam_.PoolsLeasing(address.address())) {
+      if (Status s = ipam_.ReleaseAddress(pool, address.address().ToString()); !s.ok()) {
         spdlog::warn("endpoint {}: address {} not released: {}", ShortId(endpoint.endpoint_id),
-                     address->address().ToString(), s.message());
+                     address.address().ToString(), s.message());
       }
     }
   }

@@ -209,8 +209,8 @@ void IdentityService::RememberListed(uint64_t request, const std::vector<EngineC
   std::scoped_lock lock(known_mu_);
   for (const EngineContainer& c : listed) {
     if (!MayBeSwarmTaskName(c.name)) continue;  // no task's name: no Join this map could answer
+    if (IsFinishedSwarmTask(c)) continue;       // never joins again; its history would crowd the starting ones out
     const bool task = c.labels.contains(kSwarmTaskIdLabel);
-    if (IsFinishedSwarmTask(c)) continue;  // never joins again; its history would crowd the starting ones out
     if (known_tasks_.size() >= kMaxKnownTasks && !known_tasks_.contains(c.name)) {
       known_tasks_.clear();
       // The ambiguities are gone with it: a list older than now (slow, still to come) must not
@@ -268,19 +268,14 @@ std::string IdentityService::ResolveNameIn(const std::string& name, const std::v
 }
 
 bool IdentityService::LeasedHere(const driver::EndpointRecord& endpoint) const {
-  for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
-    std::optional<Prefix> address = Prefix::Parse(cidr);
-    if (address && !ipam_.PoolsLeasing(address->address()).empty()) return true;
-  }
-  return false;
+  return std::ranges::any_of(endpoint.Addresses(),
+                             [this](const Prefix& a) { return !ipam_.PoolsLeasing(a.address()).empty(); });
 }
 
 Status IdentityService::AttachEndpointName(const driver::EndpointRecord& endpoint, const std::string& name) {
-  for (const std::string& cidr : {endpoint.address_v4, endpoint.address_v6}) {
-    std::optional<Prefix> address = Prefix::Parse(cidr);
-    if (!address) continue;
-    for (const std::string& pool : ipam_.PoolsLeasing(address->address())) {
-      Result<ipam::AttachOutcome> outcome = ipam_.AttachName(pool, address->address(), name, endpoint.mac);
+  for (const Prefix& address : endpoint.Addresses()) {
+    for (const std::string& pool : ipam_.PoolsLeasing(address.address())) {
+      Result<ipam::AttachOutcome> outcome = ipam_.AttachName(pool, address.address(), name, endpoint.mac);
       if (!outcome.ok()) return outcome.status();
     }
   }
