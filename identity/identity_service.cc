@@ -62,15 +62,29 @@ std::string IdentityService::RequesterOfAddress(const std::vector<EngineContaine
   return matches == 1 ? found : "";
 }
 
+bool IdentityService::MayAskOn(const EngineContainer& c, const std::string& network_name) {
+  if (IsFinishedSwarmTask(c)) return false;
+  auto n = c.networks.find(network_name);
+  return n != c.networks.end() && n->second.endpoint_id.empty() && n->second.ipam_v4.empty();
+}
+
+bool IdentityService::AnyCandidateReserved(const ipam::AddressCall& call,
+                                           const std::vector<EngineContainer>& containers,
+                                           const std::string& network_name) {
+  std::set<std::string> names;
+  for (const EngineContainer& c : containers) {
+    if (MayAskOn(c, network_name)) names.insert(ReservationName(c.name, c.labels));
+  }
+  return !names.empty() && ipam_.AnyReserved(call.pool_id, {names.begin(), names.end()});
+}
+
 Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
                                          const EngineNetwork& network, SteadyClock::time_point deadline) {
   // On this network, no endpoint yet, no requested address, not already past CreateEndpoint, and
   // busy starting (its inspect does not answer).
   std::vector<const EngineContainer*> candidates;
   for (const EngineContainer& c : containers) {
-    if (IsFinishedSwarmTask(c)) continue;
-    auto n = c.networks.find(network.name);
-    if (n == c.networks.end() || !n->second.endpoint_id.empty() || !n->second.ipam_v4.empty()) continue;
+    if (!MayAskOn(c, network.name)) continue;
     bool past_create = false;
     for (const EngineEndpoint& e : network.endpoints) past_create = past_create || e.name == c.name;
     if (!past_create) candidates.push_back(&c);
@@ -157,11 +171,23 @@ Guess IdentityService::GuessFromEngine(const ipam::AddressCall& call, uint64_t r
   // so its container is no candidate.
   for (const std::string& network_id : network_ids) {
     if (TimeLeft(deadline) <= Millis(0)) return {};  // the budget ran out: not the engine's failure
+    if (std::optional<std::string> name = NetworkNameOf(network_id)) {
+      // What the name alone answers. The candidates here are those of StartingCandidate before
+      // the inspect drops the ones past CreateEndpoint: none reserved there, none reserved here.
+      if (!call.address.empty()) {
+        if (std::string asked = RequesterOfAddress(*containers, *name, call.address); !asked.empty()) {
+          return {.name = asked};
+        }
+        continue;
+      }
+      if (!AnyCandidateReserved(call, *containers, *name)) continue;
+    }
     Result<EngineNetwork> network = engine_.InspectNetwork(network_id, TimeLeft(deadline));
     if (!network.ok()) {
       if (network.status().code() != Code::kNotFound) NoteEngineFailed(network.status());
       continue;
     }
+    RememberNetworkName(network_id, *network);
     // 1. The requested address: the one container that asked for it. 3. The single candidate.
     Guess guess = call.address.empty() ? StartingCandidate(call, *containers, *network, deadline)
                                        : Guess{.name = RequesterOfAddress(*containers, network->name, call.address)};
@@ -197,6 +223,20 @@ void IdentityService::IdentifyRequester(ipam::AddressCall& call) {
 uint64_t IdentityService::BeginRequest() {
   std::scoped_lock lock(known_mu_);
   return ++requests_;
+}
+
+std::optional<std::string> IdentityService::NetworkNameOf(const std::string& network_id) {
+  std::scoped_lock lock(network_names_mu_);
+  auto it = network_names_.find(network_id);
+  if (it == network_names_.end()) return std::nullopt;
+  return it->second;
+}
+
+void IdentityService::RememberNetworkName(const std::string& network_id, const EngineNetwork& network) {
+  if (network.name.empty()) return;
+  std::scoped_lock lock(network_names_mu_);
+  if (network_names_.size() >= kMaxNetworkNames && !network_names_.contains(network_id)) network_names_.clear();
+  network_names_[network_id] = network.name;
 }
 
 void IdentityService::NoteUnlisted(uint64_t request) {
@@ -290,7 +330,10 @@ Status IdentityService::LearnAtJoin(const std::string& network_id, const std::st
     return OkStatus();
   }
   Result<EngineNetwork> network = engine_.InspectNetwork(network_id, options_.join_timeout);
-  if (network.ok()) failed_in_a_row_ = 0;
+  if (network.ok()) {
+    failed_in_a_row_ = 0;
+    RememberNetworkName(network_id, *network);
+  }
   if (!network.ok()) {
     NoteEngineFailed(network.status());
     spdlog::info("{}; this name is learned in the background", network.status().message());

@@ -106,6 +106,13 @@ class IdentityService {
   // The one container that asked for `address` on the network, or "".
   static std::string RequesterOfAddress(const std::vector<EngineContainer>& containers, const std::string& network_name,
                                         const std::string& address);
+  // Whether `c` may be a container of network `network_name` asking for its address: not a
+  // finished task, on the network, no endpoint yet, no requested address.
+  static bool MayAskOn(const EngineContainer& c, const std::string& network_name);
+  // Whether a container that may ask on `network_name` has a reservation in the call's pool:
+  // without one, StartingCandidate's answer is none whatever the network's endpoints are.
+  bool AnyCandidateReserved(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
+                            const std::string& network_name);
   // The one container of the network that is starting without an address and has a
   // reservation here; or, when tasks of one swarm service start together, their group.
   Guess StartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
@@ -135,6 +142,16 @@ class IdentityService {
   // Whether one of the endpoint's addresses is leased here: its RequestAddress came through
   // IdentifyRequester (a network on Docker's own IPAM, -o ipam=docker, sends none).
   bool LeasedHere(const driver::EndpointRecord& endpoint) const;
+  // Network names by id, from the engine's inspects. Docker never renames a network, so a guess
+  // that needs only the name (who asked for an address; whether a candidate has a reservation)
+  // does not inspect it again: dockerd asks for one network's addresses one at a time, and each
+  // inspect of a busy engine delayed every task starting behind it. Bounded: cleared past
+  // kMaxNetworkNames.
+  std::optional<std::string> NetworkNameOf(const std::string& network_id);
+  void RememberNetworkName(const std::string& network_id, const EngineNetwork& network);
+  static constexpr size_t kMaxNetworkNames = 256;
+  std::mutex network_names_mu_;
+  std::map<std::string, std::string> network_names_;
   static constexpr size_t kMaxKnownTasks = 1024;
   static constexpr int64_t kKnownTaskSeconds = 30;
   struct KnownTaskEntry {

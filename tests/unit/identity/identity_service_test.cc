@@ -27,6 +27,51 @@ TEST_F(IdentityTest, CandidatesWithoutReservationsCostNoInspect) {
   EXPECT_EQ(engine_.calls, before + 2);  // the list and the network, no inspects
 }
 
+// A network inspected once is known by name (Docker never renames one): when no container that
+// may be asking has a reservation, the list alone answers, without the inspect of a busy engine.
+TEST_F(IdentityTest, AKnownNetworkWithoutReservedCandidatesCostsOnlyTheList) {
+  Starting("c1", "brand-new");
+  EXPECT_EQ(Guess(), "");  // first guess: the network is inspected and its name kept
+  Starting("c2", "also-new");
+  const int before = engine_.calls;
+  EXPECT_EQ(Guess(), "");
+  EXPECT_EQ(engine_.calls, before + 1);  // the list only
+}
+
+// The name alone never hides a candidate: with a reservation among the possible askers the
+// network is still inspected, and one past CreateEndpoint is dropped as before.
+TEST_F(IdentityTest, AKnownNetworkWithAReservedCandidateIsStillInspected) {
+  Known("q-1", "192.0.2.141");
+  Starting("c0", "warm-up");
+  EXPECT_EQ(Guess(), "");  // the network's name is kept
+  engine_.containers.clear();
+  Starting("c1", "q-0");
+  Starting("c2", "q-1");
+  engine_.networks[kNet].endpoints.push_back({"e-q0", "q-0"});  // q-0 already joined
+  const int before = engine_.calls;
+  EXPECT_EQ(Guess(), "q-1");
+  EXPECT_GE(engine_.calls, before + 2);  // the list and the network's inspect (then the candidate's)
+}
+
+// A requested address needs only the network's name: once known, the list tells who asked.
+TEST_F(IdentityTest, ARequestedAddressOnAKnownNetworkNeedsOnlyTheList) {
+  Starting("c1", "web", "192.0.2.10");
+  EXPECT_EQ(Guess("192.0.2.12"), "");  // the network's name is kept
+  const int before = engine_.calls;
+  EXPECT_EQ(Guess("192.0.2.10"), "web");
+  EXPECT_EQ(engine_.calls, before + 1);
+}
+
+// A Join's inspect teaches the name too: the next task's guess lists only.
+TEST_F(IdentityTest, AJoinTeachesTheNetworksName) {
+  JoinedUnnamed(kEp1, "first");  // no guess: its address was asked for without one
+  ASSERT_TRUE(identity_->LearnAtJoin(kNet, kEp1).ok());
+  Starting("c2", "second");
+  const int before = engine_.calls;
+  EXPECT_EQ(Guess(), "");
+  EXPECT_EQ(engine_.calls, before + 1);
+}
+
 TEST_F(IdentityTest, TwoStartingCandidatesAreAmbiguous) {
   Known("q-0", "192.0.2.140");
   Starting("c1", "q-0");
