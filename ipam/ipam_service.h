@@ -137,6 +137,13 @@ class IpamService : public IpamApi {
   // Shared book: `call` asks for an --aux-address the fleet already holds for the subnet while
   // this host's network on it is being created; the answer, or nullopt. Caller holds mu_.
   std::optional<std::string> AuxOfNetworkBeingCreated(const PoolState& state, const AddressCall& call) const;
+  // Shared book: `aux` agrees with the pool's aux addresses without a commit. Only the last user's
+  // ReleasePool clears aux addresses once set; so while this host is one of the pool's users (its
+  // RequestPool committed, compared with the pool's key) a view that shows them set, and the same
+  // as `aux`, stays true, like the gateway a host finds leased. Caller holds mu_.
+  bool AgreesAsAUserLocked(const std::string& pool_id, const std::map<std::string, std::string>& aux) const;
+  // One of this host's RequestPools of `pool_id` was released (requested_here_).
+  void ForgetRequestHere(const std::string& pool_id);
 
   StoreMirror mirror_;
   SharedBook* const book_;   // mirror_'s: the book other hosts write too, or nullptr
@@ -148,6 +155,9 @@ class IpamService : public IpamApi {
   // Shared book: pools this host asked for whose network is not created yet (RequestPool to
   // CreateNetwork), when dockerd asks for aux addresses. Guarded by mu_.
   std::set<std::string> creating_;
+  // Shared book: how many of this host's RequestPools of each pool committed and were not yet
+  // released (AgreesAsAUserLocked). Guarded by mu_.
+  std::map<std::string, int> requested_here_;
   std::atomic<uint64_t> local_releases_ = 0;  // ReleaseAddress calls so far (KeepHeld's guard)
 };
 

@@ -46,7 +46,7 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
     config->range.reset();
     config->id = PoolIdFor(config->subnet, std::nullopt);
   }
-  return mirror_.Durably([&]() -> Result<PoolResult> {
+  Result<PoolResult> requested = mirror_.Durably([&]() -> Result<PoolResult> {
     auto it = pools_.find(config->id);
     PoolRecord record{.config = *config, .users = 1, .node_ranges = {}, .aux = {}, .aux_set_by = ""};
     if (it != pools_.end()) {
@@ -81,6 +81,11 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
     spdlog::info("pool requested id=\"{}\" users={}", config->id, record.users);
     return PoolResult{config->id, config->subnet.ToString()};
   });
+  if (requested.ok() && book_ != nullptr) {
+    std::scoped_lock lock(mu_);
+    ++requested_here_[config->id];
+  }
+  return requested;
 }
 
 namespace {
@@ -109,9 +114,32 @@ std::optional<std::string> IpamService::AuxOfNetworkBeingCreated(const PoolState
   return fmt::format("{}/{}", asked->ToString(), state.record.config.subnet.length());
 }
 
+bool IpamService::AgreesAsAUserLocked(const std::string& pool_id, const std::map<std::string, std::string>& aux) const {
+  auto users = requested_here_.find(pool_id);
+  auto it = pools_.find(pool_id);
+  if (users == requested_here_.end() || it == pools_.end() || mirror_.reload_pending()) return false;
+  const PoolState& state = it->second;
+  if (state.record.aux_set_by.empty() || state.record.aux != aux) return false;
+  // Unless one is still leased as this host's --ip (the commit below makes it the subnet's).
+  return std::ranges::none_of(aux, [&](const auto& entry) {
+    const std::optional<IpAddress> address = IpAddress::Parse(entry.second);
+    const Lease* lease = address ? state.allocator.FindLease(*address) : nullptr;
+    return lease != nullptr && lease->kind == LeaseKind::kEndpoint && lease->name.empty();
+  });
+}
+
 Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux) {
   if (book_ == nullptr) return OkStatus();
   const std::string pool_id = PoolIdFor(subnet, std::nullopt);
+  {
+    // A swarm network's first tasks create it on every host at once: a commit here would be one
+    // more etcd round on each host's way to its first task.
+    std::scoped_lock lock(mu_);
+    if (AgreesAsAUserLocked(pool_id, aux)) {
+      creating_.erase(pool_id);
+      return OkStatus();
+    }
+  }
   return mirror_.Durably([&]() -> Status {
     auto it = pools_.find(pool_id);
     if (it == pools_.end()) return OkStatus();
@@ -122,10 +150,10 @@ Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::
           "(first set on node {}); this network gives {}: give every host's network the same",
           subnet.ToString(), AuxFlags(state.record.aux), state.record.aux_set_by, AuxFlags(aux)));
     }
-    // The first network sets them; the others agree by a commit that compares the pool's key
-    // without writing it, so a view older than another host's first network is refused and
-    // decided again, and hosts creating their networks at once (a swarm network's first tasks)
-    // refuse none of each other's RequestPool commits by rewriting the pool unchanged.
+    // The first network sets them; the others (unless AgreesAsAUserLocked answered) agree by a
+    // commit that compares the pool's key without writing it, so a view older than another host's first network is
+    // refused and decided again, and hosts creating their networks at once (a swarm network's first tasks) refuse none
+    // of each other's RequestPool commits by rewriting the pool unchanged.
     PoolRecord record = state.record;
     IpamBatch batch;
     if (record.aux_set_by.empty()) {
@@ -160,7 +188,7 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
     std::scoped_lock lock(mu_);
     mirror_.ReloadForCommandLocked();
   }
-  return mirror_.Durably([&]() -> Status {
+  Status released = mirror_.Durably([&]() -> Status {
     creating_.erase(pool_id);
     auto it = pools_.find(pool_id);
     if (it == pools_.end() || it->second.record.users == 0) return OkStatus();
@@ -209,6 +237,17 @@ Status IpamService::ReleasePool(const std::string& pool_id) {
     spdlog::info("pool released id=\"{}\" users={}", pool_id, record.users);
     return OkStatus();
   });
+  // Whatever the outcome: dockerd is done with the pool, and a release whose commit may have
+  // applied must not leave this host counted as a user (that only costs a commit).
+  ForgetRequestHere(pool_id);
+  return released;
+}
+
+void IpamService::ForgetRequestHere(const std::string& pool_id) {
+  std::scoped_lock lock(mu_);
+  if (auto it = requested_here_.find(pool_id); it != requested_here_.end() && --it->second == 0) {
+    requested_here_.erase(it);
+  }
 }
 
 Result<std::string> IpamService::RequestAddress(const AddressCall& call) {

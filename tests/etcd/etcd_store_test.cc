@@ -201,9 +201,9 @@ TEST_F(EtcdStoreTest, AuxAddressesOfOneSubnetAgreeOnEveryHost) {
       << refused.message();
 }
 
-// A host agreeing with the aux addresses another host set compares the pool's key without
-// writing it: hosts creating one swarm network at once do not refuse each other's RequestPool by
-// rewriting an unchanged pool. A view older than the pool is still refused and decided again.
+// A host agreeing with the aux addresses another host set never rewrites the pool's key (a host
+// that is not one of its users compares it): hosts creating one swarm network at once do not refuse each other's
+// RequestPool by rewriting an unchanged pool. A view older than the pool is still refused and decided again.
 TEST_F(EtcdStoreTest, AgreeingWithTheAuxAddressesComparesThePoolWithoutWritingIt) {
   std::unique_ptr<Node> a = MakeNode("host-a");
   const std::string pool = a->Pool();
@@ -228,6 +228,32 @@ TEST_F(EtcdStoreTest, AgreeingWithTheAuxAddressesComparesThePoolWithoutWritingIt
   Status stale = c->service->AgreeAuxAddresses(subnet, dns);
   ASSERT_EQ(stale.code(), Code::kFailedPrecondition) << "c agreed on its stale view: " << stale.message();
   EXPECT_NE(stale.message().find("no --aux-address (first set on node host-a)"), std::string::npos) << stale.message();
+}
+
+// A host that is one of the pool's users (its RequestPool committed) and sees the aux addresses set
+// agrees with them without a commit: only the last user's ReleasePool clears them, so its view
+// stays true while it is a user, and each host creating a swarm network's first tasks saves an
+// etcd round. Other aux addresses are still refused; once it released the pool it commits again.
+TEST_F(EtcdStoreTest, AUserOfThePoolAgreesWithItsAuxAddressesWithoutACommit) {
+  std::unique_ptr<Node> a = MakeNode("host-a");
+  const std::string pool = a->Pool();
+  const Prefix subnet = *Prefix::Parse(kSubnet);
+  const std::map<std::string, std::string> dns = {{"dns", "198.18.0.3"}};
+  ASSERT_TRUE(a->service->AgreeAuxAddresses(subnet, dns).ok());
+  std::unique_ptr<Node> b = MakeNode("host-b");
+  ASSERT_EQ(b->Pool(), pool);
+  etcd::KvClient raw({.endpoints = cluster_.endpoints()});
+  auto store_revision = [&] { return raw.Get(BookKeys(kPrefix).layout).value().revision; };
+  const int64_t before = store_revision();
+  ASSERT_TRUE(b->service->AgreeAuxAddresses(subnet, dns).ok());
+  EXPECT_EQ(store_revision(), before) << "a user of the pool committed its agreement";
+  Status refused = b->service->AgreeAuxAddresses(subnet, {{"dns", "198.18.0.4"}});
+  EXPECT_EQ(refused.code(), Code::kFailedPrecondition) << refused.message();
+
+  ASSERT_TRUE(b->service->ReleasePool(pool).ok());  // b is no user now: its view may grow old
+  const int64_t released = store_revision();
+  ASSERT_TRUE(b->service->AgreeAuxAddresses(subnet, dns).ok());
+  EXPECT_GT(store_revision(), released) << "a host that released the pool agreed on its view alone";
 }
 
 // etcd refuses a transaction of more than --max-txn-ops operations: a burst of parallel starts on

@@ -191,6 +191,31 @@ TEST_F(SharedBookOutageTest, AnAuxAddressIsTheSubnetsAndOnlyNetworksBeingCreated
   EXPECT_NE(store_.FindLease(pool_, "192.0.2.250"), nullptr);
 }
 
+// A host that is one of the pool's users agrees with aux addresses its view shows set without a
+// commit (AgreesAsAUserLocked), but not while one of them is still leased as this host's --ip:
+// that lease is made the subnet's by a commit, as on the first network.
+TEST_F(SharedBookOutageTest, AnAuxAddressStillLeasedAsThisHostsIpIsMadeTheSubnetsByACommit) {
+  const Prefix subnet = *Prefix::Parse("192.0.2.0/24");
+  const IpAddress router = *IpAddress::Parse("192.0.2.250");
+  ASSERT_TRUE(service_->RequestAddress({pool_, router.ToString(), false, "", "", ""}).ok());
+  ASSERT_TRUE(service_->AgreeAuxAddresses(subnet, {{"router2", router.ToString()}}).ok());
+  // Behind the service's back the aux address becomes this host's --ip lease; a refused commit
+  // (a second network's RequestPool) makes it read the book again.
+  store_.PutLease({pool_, router, Lease{.kind = LeaseKind::kEndpoint, .name = "", .mac = "", .node = "host-a"}, 0});
+  store_.refuse_next_applies = 1;
+  ASSERT_TRUE(service_->RequestPool({"l", "192.0.2.0/24", "", {}, false}).ok());
+  ASSERT_EQ(store_.FindLease(pool_, router.ToString())->lease.kind, LeaseKind::kEndpoint);
+  const int applies = store_.applies;
+  ASSERT_TRUE(service_->AgreeAuxAddresses(subnet, {{"router2", router.ToString()}}).ok());
+  EXPECT_GT(store_.applies, applies);
+  EXPECT_EQ(store_.FindLease(pool_, router.ToString())->lease.kind, LeaseKind::kAux);
+  // Made the subnet's, the next network of this host (a user) agrees without a commit.
+  ASSERT_TRUE(service_->RequestPool({"l", "192.0.2.0/24", "", {}, false}).ok());
+  const int agreed = store_.applies;
+  ASSERT_TRUE(service_->AgreeAuxAddresses(subnet, {{"router2", router.ToString()}}).ok());
+  EXPECT_EQ(store_.applies, agreed);
+}
+
 TEST_F(SharedBookOutageTest, ReleasesAreJournaledAndReplayedAllocationsFailClosed) {
   Result<std::string> web = Ask("web");
   ASSERT_TRUE(web.ok()) << web.status().message();
