@@ -68,18 +68,18 @@ bool IdentityService::MayAskOn(const EngineContainer& c, const std::string& netw
   return n != c.networks.end() && n->second.endpoint_id.empty() && n->second.ipam_v4.empty();
 }
 
-bool IdentityService::AnyCandidateReserved(const ipam::AddressCall& call,
-                                           const std::vector<EngineContainer>& containers,
-                                           const std::string& network_name) {
+std::set<std::string> IdentityService::PossibleAskers(const std::vector<EngineContainer>& containers,
+                                                      const std::string& network_name) {
   std::set<std::string> names;
   for (const EngineContainer& c : containers) {
     if (MayAskOn(c, network_name)) names.insert(ReservationName(c.name, c.labels));
   }
-  return !names.empty() && ipam_.AnyReserved(call.pool_id, {names.begin(), names.end()});
+  return names;
 }
 
 Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
-                                         const EngineNetwork& network, SteadyClock::time_point deadline) {
+                                         const EngineNetwork& network, SteadyClock::time_point deadline,
+                                         const std::set<std::string>* reserved_askers) {
   // On this network, no endpoint yet, no requested address, not already past CreateEndpoint, and
   // busy starting (its inspect does not answer).
   std::vector<const EngineContainer*> candidates;
@@ -103,7 +103,9 @@ Guess IdentityService::StartingCandidate(const ipam::AddressCall& call, const st
   }
   // Only a name with a reservation here can change the answer; without one, do not spend the
   // time an inspect of a starting container takes to time out.
-  if (!ipam_.AnyReserved(call.pool_id, {slot_names.begin(), slot_names.end()})) return {};
+  // Asked already when these are the names asked about before the inspect (none dropped since).
+  const bool asked = reserved_askers != nullptr && *reserved_askers == slot_names;
+  if (!asked && !ipam_.AnyReserved(call.pool_id, {slot_names.begin(), slot_names.end()})) return {};
   // An idle container answers its inspect in milliseconds; only a starting one blocks. With less
   // time left than that, an idle one would look starting: no guess.
   if (TimeLeft(deadline) < options_.inspect_wait) return {};
@@ -170,17 +172,22 @@ Guess IdentityService::GuessFromEngine(const ipam::AddressCall& call, uint64_t r
   // Inspected after the list, never before: an endpoint created meanwhile shows in the inspect,
   // so its container is no candidate.
   for (const std::string& network_id : network_ids) {
-    if (TimeLeft(deadline) <= Millis(0)) return {};  // the budget ran out: not the engine's failure
+    if (TimeLeft(deadline) <= Millis(0)) return {};        // the budget ran out: not the engine's failure
+    std::optional<std::set<std::string>> reserved_askers;  // before the inspect, some hold a reservation
     if (std::optional<std::string> name = NetworkNameOf(network_id)) {
-      // What the name alone answers. The candidates here are those of StartingCandidate before
-      // the inspect drops the ones past CreateEndpoint: none reserved there, none reserved here.
+      // What the name alone answers. The askers here are StartingCandidate's candidates before
+      // the inspect drops the ones past CreateEndpoint: none reserved here, none reserved there.
       if (!call.address.empty()) {
         if (std::string asked = RequesterOfAddress(*containers, *name, call.address); !asked.empty()) {
           return {.name = asked};
         }
         continue;
       }
-      if (!AnyCandidateReserved(call, *containers, *name)) continue;
+      // More than could be inspected: asked after the inspect, as before (StartingCandidate).
+      if (std::set<std::string> askers = PossibleAskers(*containers, *name); askers.size() <= kMaxInspects) {
+        if (askers.empty() || !ipam_.AnyReserved(call.pool_id, {askers.begin(), askers.end()})) continue;
+        reserved_askers = std::move(askers);
+      }
     }
     Result<EngineNetwork> network = engine_.InspectNetwork(network_id, TimeLeft(deadline));
     if (!network.ok()) {
@@ -189,7 +196,8 @@ Guess IdentityService::GuessFromEngine(const ipam::AddressCall& call, uint64_t r
     }
     RememberNetworkName(network_id, *network);
     // 1. The requested address: the one container that asked for it. 3. The single candidate.
-    Guess guess = call.address.empty() ? StartingCandidate(call, *containers, *network, deadline)
+    Guess guess = call.address.empty() ? StartingCandidate(call, *containers, *network, deadline,
+                                                           reserved_askers ? &*reserved_askers : nullptr)
                                        : Guess{.name = RequesterOfAddress(*containers, network->name, call.address)};
     if (!guess.name.empty() || !guess.start_group.empty()) return guess;
   }
@@ -402,7 +410,10 @@ int IdentityService::LearnPendingNames() {
     auto [it, fresh] = networks.try_emplace(endpoint.network_id);
     if (fresh) {
       Result<EngineNetwork> n = engine_.InspectNetwork(endpoint.network_id, options_.learn_timeout);
-      if (n.ok()) it->second = *n;
+      if (n.ok()) {
+        RememberNetworkName(endpoint.network_id, *n);
+        it->second = *n;
+      }
     }
     if (!it->second) continue;
     for (const EngineEndpoint& e : it->second->endpoints) {

@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -109,14 +110,16 @@ class IdentityService {
   // Whether `c` may be a container of network `network_name` asking for its address: not a
   // finished task, on the network, no endpoint yet, no requested address.
   static bool MayAskOn(const EngineContainer& c, const std::string& network_name);
-  // Whether a container that may ask on `network_name` has a reservation in the call's pool:
-  // without one, StartingCandidate's answer is none whatever the network's endpoints are.
-  bool AnyCandidateReserved(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
-                            const std::string& network_name);
+  // The reservation names of the containers that may ask on `network_name` (MayAskOn): with none
+  // of them reserved, StartingCandidate's answer is none whatever the network's endpoints are.
+  static std::set<std::string> PossibleAskers(const std::vector<EngineContainer>& containers,
+                                              const std::string& network_name);
   // The one container of the network that is starting without an address and has a
   // reservation here; or, when tasks of one swarm service start together, their group.
+  // `reserved_askers`: names found to hold a reservation before the inspect, or null.
   Guess StartingCandidate(const ipam::AddressCall& call, const std::vector<EngineContainer>& containers,
-                          const EngineNetwork& network, SteadyClock::time_point deadline);
+                          const EngineNetwork& network, SteadyClock::time_point deadline,
+                          const std::set<std::string>* reserved_askers);
   // The reservation name of the container `name` (ReservationName). A name of a swarm task's
   // shape asks the engine for the containers labelled with its task id only (not the host's
   // whole list). Fails when the engine does not answer.

@@ -11,6 +11,8 @@
 // | a named lease: where the name's reservation is, | the name's reservation                      |
 // |   and that it runs on no other node             |                                            |
 // | the subnet's one gateway                         | the pool                                   |
+// | --aux-address values agree with the subnet's    | the pool; none for a host that is one of   |
+// |                                                 |   its users (AgreesAsAUserLocked)          |
 // | a reservation (new name, CLI reserve): the       | the lease on its address, and who reserves  |
 // |   address is no other container's or name's     |   it                                       |
 // | CLI release by name or address, release --node   | decided on a reload made for the command   |

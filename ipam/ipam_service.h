@@ -9,6 +9,7 @@
 // shared store is down.
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -140,10 +141,13 @@ class IpamService : public IpamApi {
   // Shared book: `aux` agrees with the pool's aux addresses without a commit. Only the last user's
   // ReleasePool clears aux addresses once set; so while this host is one of the pool's users (its
   // RequestPool committed, compared with the pool's key) a view that shows them set, and the same
-  // as `aux`, stays true, like the gateway a host finds leased. Caller holds mu_.
+  // as `aux`, stays true, like the gateway a host finds leased. That rests on the pool's user
+  // count, as the last user's release of every lease in the pool does. Caller holds mu_.
   bool AgreesAsAUserLocked(const std::string& pool_id, const std::map<std::string, std::string>& aux) const;
   // One of this host's RequestPools of `pool_id` was released (requested_here_).
   void ForgetRequestHere(const std::string& pool_id);
+  // How long the count of requested_here_ and its use wait for a busy mutex before doing without.
+  static constexpr std::chrono::milliseconds kCountWait{20};
 
   StoreMirror mirror_;
   SharedBook* const book_;   // mirror_'s: the book other hosts write too, or nullptr

@@ -81,8 +81,9 @@ Result<PoolResult> IpamService::RequestPool(const PoolRequest& request) {
     spdlog::info("pool requested id=\"{}\" users={}", config->id, record.users);
     return PoolResult{config->id, config->subnet.ToString()};
   });
-  if (requested.ok() && book_ != nullptr) {
-    std::scoped_lock lock(mu_);
+  // Not counted when the mutex stays busy (a reload that waits for etcd): that only costs a commit.
+  if (requested.ok() && book_ != nullptr && mu_.try_lock_for(kCountWait)) {
+    std::scoped_lock lock(std::adopt_lock, mu_);
     ++requested_here_[config->id];
   }
   return requested;
@@ -130,56 +131,60 @@ bool IpamService::AgreesAsAUserLocked(const std::string& pool_id, const std::map
 
 Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux) {
   if (book_ == nullptr) return OkStatus();
+  const uint64_t unavailable_before = mirror_.unavailable_seen();
   const std::string pool_id = PoolIdFor(subnet, std::nullopt);
-  {
-    // A swarm network's first tasks create it on every host at once: a commit here would be one
-    // more etcd round on each host's way to its first task.
-    std::scoped_lock lock(mu_);
+  // A swarm network's first tasks create it on every host at once: a commit here would be one
+  // more etcd round on each host's way to its first task. Not when the mutex stays busy (a
+  // reload that waits for etcd): Durably then answers as every call begun before its failure.
+  if (mu_.try_lock_for(kCountWait)) {
+    std::scoped_lock lock(std::adopt_lock, mu_);
     if (AgreesAsAUserLocked(pool_id, aux)) {
       creating_.erase(pool_id);
       return OkStatus();
     }
   }
-  return mirror_.Durably([&]() -> Status {
-    auto it = pools_.find(pool_id);
-    if (it == pools_.end()) return OkStatus();
-    PoolState& state = it->second;
-    if (!state.record.aux_set_by.empty() && state.record.aux != aux) {
-      return FailedPrecondition(fmt::format(
-          "--aux-address: subnet {} is one pool for every host sharing the address book, and its networks give {} "
-          "(first set on node {}); this network gives {}: give every host's network the same",
-          subnet.ToString(), AuxFlags(state.record.aux), state.record.aux_set_by, AuxFlags(aux)));
-    }
-    // The first network sets them; the others (unless AgreesAsAUserLocked answered) agree by a
-    // commit that compares the pool's key without writing it, so a view older than another host's first network is
-    // refused and decided again, and hosts creating their networks at once (a swarm network's first tasks) refuse none
-    // of each other's RequestPool commits by rewriting the pool unchanged.
-    PoolRecord record = state.record;
-    IpamBatch batch;
-    if (record.aux_set_by.empty()) {
-      record.aux = aux;
-      record.aux_set_by = node_;
-      batch.put_pools.push_back(record);
-    } else {
-      batch.reads.pools.push_back(pool_id);
-    }
-    // The first host's aux addresses were leased like a container's --ip: they become the
-    // subnet's, so that the other hosts' networks may ask for them too.
-    for (const auto& [name, text] : aux) {
-      const std::optional<IpAddress> address = IpAddress::Parse(text);
-      const Lease* lease = address ? state.allocator.FindLease(*address) : nullptr;
-      if (lease == nullptr || lease->kind != LeaseKind::kEndpoint || !lease->name.empty()) continue;
-      Lease shared = *lease;
-      shared.kind = LeaseKind::kAux;
-      shared.node.clear();
-      batch.put_leases.push_back(LeaseRecord{pool_id, *address, shared, clock_()});
-    }
-    mirror_.Enqueue(batch);
-    state.record = record;
-    for (const LeaseRecord& l : batch.put_leases) state.allocator.AddLease(l.address, l.lease);
-    creating_.erase(pool_id);
-    return OkStatus();
-  });
+  return mirror_.Durably(
+      [&]() -> Status {
+        auto it = pools_.find(pool_id);
+        if (it == pools_.end()) return OkStatus();
+        PoolState& state = it->second;
+        if (!state.record.aux_set_by.empty() && state.record.aux != aux) {
+          return FailedPrecondition(fmt::format(
+              "--aux-address: subnet {} is one pool for every host sharing the address book, and its networks give {} "
+              "(first set on node {}); this network gives {}: give every host's network the same",
+              subnet.ToString(), AuxFlags(state.record.aux), state.record.aux_set_by, AuxFlags(aux)));
+        }
+        // The first network sets them; the others (unless AgreesAsAUserLocked answered) agree by a
+        // commit that compares the pool's key without writing it, so a view older than another host's first network is
+        // refused and decided again, and hosts creating their networks at once (a swarm network's first tasks) refuse
+        // none of each other's RequestPool commits by rewriting the pool unchanged.
+        PoolRecord record = state.record;
+        IpamBatch batch;
+        if (record.aux_set_by.empty()) {
+          record.aux = aux;
+          record.aux_set_by = node_;
+          batch.put_pools.push_back(record);
+        } else {
+          batch.reads.pools.push_back(pool_id);
+        }
+        // The first host's aux addresses were leased like a container's --ip: they become the
+        // subnet's, so that the other hosts' networks may ask for them too.
+        for (const auto& [name, text] : aux) {
+          const std::optional<IpAddress> address = IpAddress::Parse(text);
+          const Lease* lease = address ? state.allocator.FindLease(*address) : nullptr;
+          if (lease == nullptr || lease->kind != LeaseKind::kEndpoint || !lease->name.empty()) continue;
+          Lease shared = *lease;
+          shared.kind = LeaseKind::kAux;
+          shared.node.clear();
+          batch.put_leases.push_back(LeaseRecord{pool_id, *address, shared, clock_()});
+        }
+        mirror_.Enqueue(batch);
+        state.record = record;
+        for (const LeaseRecord& l : batch.put_leases) state.allocator.AddLease(l.address, l.lease);
+        creating_.erase(pool_id);
+        return OkStatus();
+      },
+      unavailable_before);
 }
 
 Status IpamService::ReleasePool(const std::string& pool_id) {

@@ -53,6 +53,32 @@ TEST_F(IdentityTest, AKnownNetworkWithAReservedCandidateIsStillInspected) {
   EXPECT_GE(engine_.calls, before + 2);  // the list and the network's inspect (then the candidate's)
 }
 
+// The reservation found before the inspect may be a container's that the inspect shows past
+// CreateEndpoint: the candidates left are asked about again, and none reserved is no guess.
+TEST_F(IdentityTest, AReservationOnlyOfAContainerPastCreateEndpointIsNoGuess) {
+  Starting("c0", "warm-up");
+  EXPECT_EQ(Guess(), "");  // the network's name is kept
+  engine_.containers.clear();
+  Known("q-0", "192.0.2.140");
+  Starting("c1", "q-0");
+  Starting("c2", "q-1");
+  engine_.networks[kNet].endpoints.push_back({"e-q0", "q-0"});  // q-0 already joined
+  const int before = engine_.calls;
+  EXPECT_EQ(Guess(), "");
+  EXPECT_EQ(engine_.calls, before + 2);  // the list and the network: no candidate inspected
+}
+
+// More possible askers than could be inspected: the network is inspected as before the name was
+// known (and the guess gives up on them there), no reservation is looked up for all of them.
+TEST_F(IdentityTest, MorePossibleAskersThanInspectsAreLeftToTheInspect) {
+  Starting("c0", "warm-up");
+  EXPECT_EQ(Guess(), "");  // the network's name is kept
+  for (int i = 1; i <= 49; ++i) Starting("c" + std::to_string(i), "many-" + std::to_string(i));
+  const int before = engine_.calls;
+  EXPECT_EQ(Guess(), "");
+  EXPECT_EQ(engine_.calls, before + 2);
+}
+
 // A requested address needs only the network's name: once known, the list tells who asked.
 TEST_F(IdentityTest, ARequestedAddressOnAKnownNetworkNeedsOnlyTheList) {
   Starting("c1", "web", "192.0.2.10");

@@ -216,6 +216,22 @@ TEST_F(SharedBookOutageTest, AnAuxAddressStillLeasedAsThisHostsIpIsMadeTheSubnet
   EXPECT_EQ(store_.applies, agreed);
 }
 
+// A user's view that waits for a reload (a commit the store did not answer) is not trusted to
+// agree: the agreement reloads and commits.
+TEST_F(SharedBookOutageTest, AUserWhoseViewWaitsForAReloadAgreesByACommit) {
+  const Prefix subnet = *Prefix::Parse("192.0.2.0/24");
+  ASSERT_TRUE(service_->AgreeAuxAddresses(subnet, {}).ok());  // the first network: none
+  ASSERT_TRUE(service_->RequestPool({"l", "192.0.2.0/24", "", {}, false}).ok());
+  store_.down = true;
+  ASSERT_EQ(Ask("web").status().code(), Code::kUnavailable);
+  store_.down = false;
+  const int loads = store_.loads;
+  const int applies = store_.applies;
+  ASSERT_TRUE(service_->AgreeAuxAddresses(subnet, {}).ok());
+  EXPECT_GT(store_.loads, loads);
+  EXPECT_GT(store_.applies, applies);
+}
+
 TEST_F(SharedBookOutageTest, ReleasesAreJournaledAndReplayedAllocationsFailClosed) {
   Result<std::string> web = Ask("web");
   ASSERT_TRUE(web.ok()) << web.status().message();
