@@ -55,14 +55,19 @@ d a network create -d macvlan --scope swarm --config-from cfg-builtin net-builti
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # create_ms NETWORK NAME: ms from `service create` to all REPLICAS tasks running.
 create_ms() {
-  local t0 got=""
+  local t0 t1 ms got=""
   t0=$(now_ms)
   d a service create --detach --quiet --no-resolve-image --name "$2" --replicas "$REPLICAS" --endpoint-mode dnsrr \
     --network "$1" --stop-grace-period 1s smv-bb:latest sh -c 'trap "exit 0" TERM; sleep 3600 & wait' >/dev/null ||
     fail "service create $2 on $1"
   for _ in $(seq 1200); do
     got=$(d a service ls --filter "name=$2" --format '{{.Replicas}}')
-    [ "$got" = "$REPLICAS/$REPLICAS" ] && echo "$(last_start_ms "$2" "$t0") $(($(now_ms) - t0))" && return 0
+    if [ "$got" = "$REPLICAS/$REPLICAS" ]; then
+      t1=$(now_ms)  # before the start times are read: the poll's own time
+      ms=$(last_start_ms "$2" "$t0") || fail "service $2 on $1: its containers' start times"
+      echo "$ms $((t1 - t0))"
+      return 0
+    fi
     sleep 0.1
   done
   fail "service $2 on $1: $got tasks running after 120 s"
@@ -70,17 +75,21 @@ create_ms() {
 # last_start_ms SERVICE T0: ms from T0 to the start of the service's last container to start (its
 # State.StartedAt; every host is this machine, one clock). The poll only tells when to look: its
 # step (0.1 s and a `service ls` on a busy host) was as wide as the goal's 5 %.
+# Fails (1, with the reason on stderr) unless exactly REPLICAS containers run, each started after T0.
 last_start_ms() {
-  local h ids started ms latest=0
+  local h ids started ns latest=0 running=0
   for h in "${HOSTS[@]}"; do
-    ids=$(d "$h" ps -q --filter "label=com.docker.swarm.service.name=$1")
+    ids=$(d "$h" ps -q --filter "label=com.docker.swarm.service.name=$1") || return 1
     [ -n "$ids" ] || continue
     while read -r started; do
-      ms=$(($(date -d "$started" +%s%N) / 1000000)) || fail "service $1: start time \"$started\" not read"
-      [ "$ms" -gt "$latest" ] && latest=$ms
+      ns=$(date -d "$started" +%s%N) || { echo "start time \"$started\" not read" >&2; return 1; }
+      [ $((ns / 1000000)) -gt "$2" ] || { echo "a container started before the create ($started)" >&2; return 1; }
+      [ $((ns / 1000000)) -gt "$latest" ] && latest=$((ns / 1000000))
+      running=$((running + 1))
     done < <(d "$h" inspect -f '{{.State.StartedAt}}' $ids)
   done
-  [ "$latest" -gt "$2" ] || fail "service $1: no container started after the create"
+  # One that exited (or was replaced) since the poll would hide its start: not measured then.
+  [ "$running" = "$REPLICAS" ] || { echo "$running containers running, not $REPLICAS" >&2; return 1; }
   echo $((latest - $2))
 }
 # remove NAME: the service removed and its containers gone on every host.
