@@ -83,6 +83,26 @@ class EtcdStoreTest : public EtcdTest {
                                   request_timeout);
   }
 
+  // Host a asks for the pool and sets its aux addresses (dns at 198.18.0.3); then host b asks for it.
+  struct TwoUsers {
+    std::unique_ptr<Node> a, b;
+    std::string pool;
+    Prefix subnet;
+    std::map<std::string, std::string> dns;
+  };
+  TwoUsers TwoUsersAfterAuxSet() {
+    TwoUsers t{.a = MakeNode("host-a"),
+               .b = nullptr,
+               .pool = "",
+               .subnet = *Prefix::Parse(kSubnet),
+               .dns = {{"dns", "198.18.0.3"}}};
+    t.pool = t.a->Pool();
+    EXPECT_TRUE(t.a->service->AgreeAuxAddresses(t.subnet, t.dns).ok());
+    t.b = MakeNode("host-b");
+    EXPECT_EQ(t.b->Pool(), t.pool);
+    return t;
+  }
+
   // A node whose store follows the book with a watch, as serve's does.
   std::unique_ptr<Node> MakeWatchingNode(const std::string& name) {
     return std::make_unique<Node>(name, cluster_.endpoints(), milliseconds(9000), 128, true);
@@ -205,13 +225,7 @@ TEST_F(EtcdStoreTest, AuxAddressesOfOneSubnetAgreeOnEveryHost) {
 // that is not one of its users compares it): hosts creating one swarm network at once do not refuse each other's
 // RequestPool by rewriting an unchanged pool. A view older than the pool is still refused and decided again.
 TEST_F(EtcdStoreTest, AgreeingWithTheAuxAddressesComparesThePoolWithoutWritingIt) {
-  std::unique_ptr<Node> a = MakeNode("host-a");
-  const std::string pool = a->Pool();
-  const Prefix subnet = *Prefix::Parse(kSubnet);
-  const std::map<std::string, std::string> dns = {{"dns", "198.18.0.3"}};
-  ASSERT_TRUE(a->service->AgreeAuxAddresses(subnet, dns).ok());
-  std::unique_ptr<Node> b = MakeNode("host-b");
-  ASSERT_EQ(b->Pool(), pool);
+  auto [a, b, pool, subnet, dns] = TwoUsersAfterAuxSet();
   etcd::KvClient raw({.endpoints = cluster_.endpoints()});
   const std::string pool_key = BookKeys(kPrefix).Pool(pool);
   const int64_t before = raw.Get(pool_key).value().kvs.at(0).mod_revision;
@@ -235,13 +249,7 @@ TEST_F(EtcdStoreTest, AgreeingWithTheAuxAddressesComparesThePoolWithoutWritingIt
 // stays true while it is a user, and each host creating a swarm network's first tasks saves an
 // etcd round. Other aux addresses are still refused; once it released the pool it commits again.
 TEST_F(EtcdStoreTest, AUserOfThePoolAgreesWithItsAuxAddressesWithoutACommit) {
-  std::unique_ptr<Node> a = MakeNode("host-a");
-  const std::string pool = a->Pool();
-  const Prefix subnet = *Prefix::Parse(kSubnet);
-  const std::map<std::string, std::string> dns = {{"dns", "198.18.0.3"}};
-  ASSERT_TRUE(a->service->AgreeAuxAddresses(subnet, dns).ok());
-  std::unique_ptr<Node> b = MakeNode("host-b");
-  ASSERT_EQ(b->Pool(), pool);
+  auto [a, b, pool, subnet, dns] = TwoUsersAfterAuxSet();
   etcd::KvClient raw({.endpoints = cluster_.endpoints()});
   auto store_revision = [&] { return raw.Get(BookKeys(kPrefix).layout).value().revision; };
   const int64_t before = store_revision();
