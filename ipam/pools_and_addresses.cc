@@ -99,6 +99,15 @@ std::string AuxFlags(const std::map<std::string, std::string>& aux) {
   return out;
 }
 
+// The lease on aux address `text` while it is still the first host's --ip lease (unnamed, of
+// this kind): its agreement makes it the subnet's. nullptr otherwise.
+const Lease* LeaseToShareAsAux(const PoolState& state, const std::string& text) {
+  const std::optional<IpAddress> address = IpAddress::Parse(text);
+  const Lease* lease = address ? state.allocator.FindLease(*address) : nullptr;
+  if (lease == nullptr || lease->kind != LeaseKind::kEndpoint || !lease->name.empty()) return nullptr;
+  return lease;
+}
+
 }  // namespace
 
 std::optional<std::string> IpamService::AuxOfNetworkBeingCreated(const PoolState& state,
@@ -122,11 +131,8 @@ bool IpamService::AgreesAsAUserLocked(const std::string& pool_id, const std::map
   const PoolState& state = it->second;
   if (state.record.aux_set_by.empty() || state.record.aux != aux) return false;
   // Unless one is still leased as this host's --ip (the commit below makes it the subnet's).
-  return std::ranges::none_of(aux, [&](const auto& entry) {
-    const std::optional<IpAddress> address = IpAddress::Parse(entry.second);
-    const Lease* lease = address ? state.allocator.FindLease(*address) : nullptr;
-    return lease != nullptr && lease->kind == LeaseKind::kEndpoint && lease->name.empty();
-  });
+  return std::ranges::none_of(aux,
+                              [&](const auto& entry) { return LeaseToShareAsAux(state, entry.second) != nullptr; });
 }
 
 Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::string, std::string>& aux) {
@@ -154,10 +160,11 @@ Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::
               "(first set on node {}); this network gives {}: give every host's network the same",
               subnet.ToString(), AuxFlags(state.record.aux), state.record.aux_set_by, AuxFlags(aux)));
         }
-        // The first network sets them; the others (unless AgreesAsAUserLocked answered) agree by a
-        // commit that compares the pool's key without writing it, so a view older than another host's first network is
-        // refused and decided again, and hosts creating their networks at once (a swarm network's first tasks) refuse
-        // none of each other's RequestPool commits by rewriting the pool unchanged.
+        // The first network sets them; the others (unless AgreesAsAUserLocked answered) agree by
+        // a commit that compares the pool's key without writing it, so a view older than another
+        // host's first network is refused and decided again, and hosts creating their networks at
+        // once (a swarm network's first tasks) refuse none of each other's RequestPool commits by
+        // rewriting the pool unchanged.
         PoolRecord record = state.record;
         IpamBatch batch;
         if (record.aux_set_by.empty()) {
@@ -170,13 +177,12 @@ Status IpamService::AgreeAuxAddresses(const Prefix& subnet, const std::map<std::
         // The first host's aux addresses were leased like a container's --ip: they become the
         // subnet's, so that the other hosts' networks may ask for them too.
         for (const auto& [name, text] : aux) {
-          const std::optional<IpAddress> address = IpAddress::Parse(text);
-          const Lease* lease = address ? state.allocator.FindLease(*address) : nullptr;
-          if (lease == nullptr || lease->kind != LeaseKind::kEndpoint || !lease->name.empty()) continue;
+          const Lease* lease = LeaseToShareAsAux(state, text);
+          if (lease == nullptr) continue;
           Lease shared = *lease;
           shared.kind = LeaseKind::kAux;
           shared.node.clear();
-          batch.put_leases.push_back(LeaseRecord{pool_id, *address, shared, clock_()});
+          batch.put_leases.push_back(LeaseRecord{pool_id, *IpAddress::Parse(text), shared, clock_()});
         }
         mirror_.Enqueue(batch);
         state.record = record;
